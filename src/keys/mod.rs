@@ -1,0 +1,2 @@
+//! The CMK store: key state machine, storage, root key, DEK wrap/unwrap and
+//! the data-key cache.

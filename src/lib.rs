@@ -1,0 +1,9 @@
+//! sealgate: a transparent envelope-encryption proxy.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod envelope;
+pub mod keys;
+pub mod kms;
+pub mod policy;
+pub mod proxy;
+pub mod secret;

@@ -1,0 +1,2 @@
+//! The `sealgate` binary: CLI only.
+fn main() {}

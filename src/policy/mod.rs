@@ -1,0 +1,1 @@
+//! Policy files → compiled routes and JSONPath selectors. PURE.
