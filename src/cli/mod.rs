@@ -1,0 +1,2 @@
+//! Command-line subcommands (clap types and their `run` functions). The
+//! binary in `main.rs` only parses and dispatches to these.

@@ -1,0 +1,62 @@
+//! The seam between the data-key cache and whatever holds the CMKs: the
+//! local store, or later a remote KMS.
+
+use crate::envelope::{CmkRef, WrappedDek};
+use crate::secret::DataKey;
+
+/// Errors a key provider reports; each KMS face maps them to its own codes.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// No CMK with that KeyId or alias.
+    #[error("CMK not found")]
+    CmkNotFound,
+    /// The CMK is disabled.
+    #[error("CMK is disabled")]
+    CmkDisabled,
+    /// The CMK is scheduled for deletion.
+    #[error("CMK is pending deletion")]
+    CmkPendingDelete,
+    /// The CMK is an EXTERNAL key whose material has not been imported.
+    #[error("CMK is pending import of key material")]
+    CmkPendingImport,
+    /// The CMK's usage does not allow this operation.
+    #[error("CMK usage does not allow this operation")]
+    UsageMismatch,
+    /// A wrapped key or ciphertext did not open under the named CMK version.
+    #[error("ciphertext does not open")]
+    DoesNotOpen,
+    /// The named CMK version does not exist.
+    #[error("CMK version not found")]
+    VersionNotFound,
+    /// The alias is malformed.
+    #[error("invalid alias")]
+    InvalidAlias,
+    /// Another CMK already has this alias.
+    #[error("alias already exists")]
+    AliasAlreadyExists,
+    /// A parameter is out of range (the message names it; never a secret).
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// The configured limit on the number of keys is reached.
+    #[error("key limit exceeded")]
+    LimitExceeded,
+    /// The key is in a state that does not allow this change.
+    #[error("invalid key state: {0}")]
+    InvalidState(String),
+    /// The store failed (I/O, corruption); the message is safe to log.
+    #[error("key store failure: {0}")]
+    Store(String),
+}
+
+/// What the data-key cache needs from a CMK holder.
+pub trait KeyProvider: Send + Sync {
+    /// Generates a fresh random 256-bit DEK and wraps it under the primary
+    /// version of the CMK named by `key` (a KeyId or an alias).
+    /// Fails if the CMK is missing, not enabled, or not ENCRYPT_DECRYPT.
+    fn generate_data_key(&self, key: &str) -> Result<(CmkRef, WrappedDek, DataKey), KeyError>;
+
+    /// Unwraps a DEK wrapped under the given CMK version.
+    /// Fails if the CMK is missing or not enabled, or the bytes do not unwrap.
+    fn unwrap_data_key(&self, cmk: &CmkRef, wrapped: &WrappedDek) -> Result<DataKey, KeyError>;
+}
