@@ -2,6 +2,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cli;
+pub mod config;
 pub mod envelope;
 pub mod keys;
 pub mod kms;

@@ -1,2 +1,43 @@
-//! The `sealgate` binary: CLI only.
-fn main() {}
+//! The `sealgate` binary: parse the command line and call into the library.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "sealgate", version, about = "Transparent envelope-encryption proxy and KMS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Run the proxy (and, with --kms-listen, the KMS faces).
+    Serve(sealgate::cli::serve::ServeArgs),
+    /// Manage CMKs in the key store.
+    #[command(subcommand)]
+    Keys(sealgate::cli::keys::KeysCommand),
+    /// Manage API credentials for the KMS faces.
+    #[command(subcommand)]
+    Credentials(sealgate::cli::credentials::CredentialsCommand),
+    /// Check policy files.
+    #[command(subcommand)]
+    Policy(sealgate::cli::policy::PolicyCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => sealgate::cli::serve::run(args).map_err(|e| e.to_string()),
+        Command::Keys(cmd) => sealgate::cli::keys::run(cmd).map_err(|e| e.to_string()),
+        Command::Credentials(cmd) => sealgate::cli::credentials::run(cmd).map_err(|e| e.to_string()),
+        Command::Policy(cmd) => sealgate::cli::policy::run(cmd).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

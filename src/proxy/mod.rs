@@ -1,1 +1,66 @@
-//! proxy
+//! The reverse proxy: server, the phases of one request, bodies, the
+//! upstream client, and the one place errors become responses.
+//!
+//! One request, phase by phase (see [`pipeline`]):
+//! `request_filter` (request id, route match, route rate limit) →
+//! `request_body_filter` (read bounded, seal/open selected fields) →
+//! `upstream_request_filter` (hop-by-hop, X-Forwarded-*, Host) → upstream →
+//! `response_filter` (hop-by-hop, encoding check) →
+//! `response_body_filter` (read bounded, open/seal selected fields) →
+//! `logging`.
+
+pub mod error;
+pub mod fields;
+pub mod headers;
+pub mod pipeline;
+pub mod server;
+pub mod upstream;
+
+use bytes::Bytes;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::keys::DataKeyCache;
+use crate::policy::PolicySet;
+use crate::ratelimit::RateLimiter;
+
+/// The body type the proxy sends both ways.
+pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+/// Boxed error for bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything a request needs, shared by all connections.
+pub struct ProxyState {
+    /// The policy set in force; swapped whole on reload, so a request keeps
+    /// the set it started with.
+    pub policies: RwLock<Arc<PolicySet>>,
+    /// Data keys for sealing and opening.
+    pub cache: Arc<DataKeyCache>,
+    /// The upstream client.
+    pub upstream: upstream::Upstream,
+    /// Default maximum buffered body size.
+    pub max_body_bytes: usize,
+    /// Client header-read timeout.
+    pub header_read_timeout: Duration,
+    /// Per-route rate limits.
+    pub route_limits: RateLimiter,
+}
+
+impl ProxyState {
+    /// The current policy set.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        match self.policies.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new, already validated policy set.
+    pub fn replace_policies(&self, set: PolicySet) {
+        let set = Arc::new(set);
+        match self.policies.write() {
+            Ok(mut g) => *g = set,
+            Err(p) => *p.into_inner() = set,
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! `sealgate.toml` → [`Config`]: read, parse, validate — three steps.
+//!
+//! Raw `File*` types mirror the file (unknown fields are errors); [`Config`]
+//! is the validated runtime value. Command-line flags arrive as
+//! [`Overrides`] and win over the file.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default proxy listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default maximum body size the proxy buffers to rewrite (4 MiB).
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A configuration error, naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown / mistyped fields.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (names the field).
+        message: String,
+    },
+    /// A value is out of range or missing.
+    #[error("config {field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    upstream: Option<String>,
+    policies: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    root_key_file: Option<PathBuf>,
+    kms_listen: Option<String>,
+    max_body_bytes: Option<usize>,
+    #[serde(default)]
+    timeouts: FileTimeouts,
+    #[serde(default)]
+    cache: FileCache,
+    #[serde(default)]
+    log: FileLog,
+    max_keys: Option<usize>,
+    #[serde(default)]
+    kms_quotas: std::collections::BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTimeouts {
+    connect_ms: Option<u64>,
+    upstream_ms: Option<u64>,
+    header_read_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCache {
+    enabled: Option<bool>,
+    max_age_secs: Option<u64>,
+    max_messages: Option<u64>,
+    max_bytes: Option<u64>,
+    capacity: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+/// Values given on the command line; each wins over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<String>,
+    /// `--upstream`
+    pub upstream: Option<String>,
+    /// `--policies`
+    pub policies: Option<PathBuf>,
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `--kms-listen`
+    pub kms_listen: Option<String>,
+    /// `--root-key-file`
+    pub root_key_file: Option<PathBuf>,
+    /// `--log-format`
+    pub log_format: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Data-key cache settings (see `keys::cache`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Cache on (off only for benchmarks).
+    pub enabled: bool,
+    /// Maximum age of a cached data key.
+    pub max_age: Duration,
+    /// Maximum values sealed under one data key.
+    pub max_messages: u64,
+    /// Maximum plaintext bytes sealed under one data key.
+    pub max_bytes: u64,
+    /// Maximum cached keys.
+    pub capacity: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Proxy listen address.
+    pub listen: SocketAddr,
+    /// Upstream base URL (http://host:port[/base]).
+    pub upstream: http::Uri,
+    /// Policy directory.
+    pub policies: PathBuf,
+    /// Data directory of the key store.
+    pub data_dir: PathBuf,
+    /// Root key file, if not the default `<data-dir>/root.key`.
+    pub root_key_file: Option<PathBuf>,
+    /// KMS listener address, if the KMS faces are served.
+    pub kms_listen: Option<SocketAddr>,
+    /// Default maximum body size the proxy buffers.
+    pub max_body_bytes: usize,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream response-head timeout.
+    pub upstream_timeout: Duration,
+    /// Client header-read timeout.
+    pub header_read_timeout: Duration,
+    /// Data-key cache.
+    pub cache: CacheSettings,
+    /// Log filter (`RUST_LOG` wins when set).
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Maximum number of CMKs in the store.
+    pub max_keys: usize,
+    /// Per-action KMS quota overrides (requests per second).
+    pub kms_quotas: std::collections::BTreeMap<String, u32>,
+}
+
+/// Reads, parses and validates `path` (if any) and applies `overrides`.
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let (name, text) = match path {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
+        ),
+        None => ("<defaults>".to_string(), String::new()),
+    };
+    let file = parse(&name, &text)?;
+    validate(file, overrides)
+}
+
+fn parse(name: &str, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: name.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn addr(field: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse().map_err(|_| ConfigError::Invalid {
+        field,
+        message: format!("{s:?} is not an address like 127.0.0.1:8080"),
+    })
+}
+
+fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
+    let listen = addr(
+        "listen",
+        o.listen
+            .as_deref()
+            .or(f.listen.as_deref())
+            .unwrap_or(DEFAULT_LISTEN),
+    )?;
+    let upstream_s = o
+        .upstream
+        .clone()
+        .or(f.upstream)
+        .ok_or(ConfigError::Invalid {
+            field: "upstream",
+            message: "an upstream base URL is required (--upstream http://127.0.0.1:3000)"
+                .into(),
+        })?;
+    let upstream: http::Uri = upstream_s.parse().map_err(|_| ConfigError::Invalid {
+        field: "upstream",
+        message: format!("{upstream_s:?} is not a URL"),
+    })?;
+    match upstream.scheme_str() {
+        Some("http") | Some("https") if upstream.authority().is_some() => {}
+        _ => {
+            return Err(ConfigError::Invalid {
+                field: "upstream",
+                message: format!("{upstream_s:?} must be http://host:port or https://host:port"),
+            })
+        }
+    }
+    let kms_listen = match o.kms_listen.as_deref().or(f.kms_listen.as_deref()) {
+        Some(s) => Some(addr("kms_listen", s)?),
+        None => None,
+    };
+    let max_body_bytes = f.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+    if max_body_bytes == 0 {
+        return Err(ConfigError::Invalid {
+            field: "max_body_bytes",
+            message: "must be greater than 0".into(),
+        });
+    }
+    let ms = |v: Option<u64>, d: u64, field: &'static str| -> Result<Duration, ConfigError> {
+        match v.unwrap_or(d) {
+            0 => Err(ConfigError::Invalid {
+                field,
+                message: "must be greater than 0".into(),
+            }),
+            n => Ok(Duration::from_millis(n)),
+        }
+    };
+    let cache = CacheSettings {
+        enabled: f.cache.enabled.unwrap_or(true),
+        max_age: Duration::from_secs(f.cache.max_age_secs.unwrap_or(300)),
+        max_messages: f.cache.max_messages.unwrap_or(1 << 20),
+        max_bytes: f.cache.max_bytes.unwrap_or(1 << 36),
+        capacity: f.cache.capacity.unwrap_or(1024),
+    };
+    if cache.max_messages > 1 << 32 {
+        return Err(ConfigError::Invalid {
+            field: "cache.max_messages",
+            message: "must be at most 2^32 (AES-GCM random-nonce bound)".into(),
+        });
+    }
+    if cache.max_age.is_zero() || cache.max_age > Duration::from_secs(86_400) {
+        return Err(ConfigError::Invalid {
+            field: "cache.max_age_secs",
+            message: "must be between 1 and 86400 (a cached key outlives a disable until it expires)".into(),
+        });
+    }
+    let log_format = match o.log_format.as_deref().or(f.log.format.as_deref()) {
+        None | Some("pretty") => LogFormat::Pretty,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                field: "log.format",
+                message: format!("{other:?}: expected \"pretty\" or \"json\""),
+            })
+        }
+    };
+    Ok(Config {
+        listen,
+        upstream,
+        policies: o
+            .policies
+            .clone()
+            .or(f.policies)
+            .unwrap_or_else(|| PathBuf::from("policies")),
+        data_dir: o
+            .data_dir
+            .clone()
+            .or(f.data_dir)
+            .unwrap_or_else(|| PathBuf::from("sealgate-data")),
+        root_key_file: o.root_key_file.clone().or(f.root_key_file),
+        kms_listen,
+        max_body_bytes,
+        connect_timeout: ms(f.timeouts.connect_ms, 2_000, "timeouts.connect_ms")?,
+        upstream_timeout: ms(f.timeouts.upstream_ms, 30_000, "timeouts.upstream_ms")?,
+        header_read_timeout: ms(f.timeouts.header_read_ms, 10_000, "timeouts.header_read_ms")?,
+        cache,
+        log_level: f.log.level.unwrap_or_else(|| "info".into()),
+        log_format,
+        max_keys: f.max_keys.unwrap_or(10_000),
+        kms_quotas: f.kms_quotas,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ov(upstream: &str) -> Overrides {
+        Overrides {
+            upstream: Some(upstream.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_need_only_an_upstream() {
+        let c = validate(parse("t", "").unwrap(), &ov("http://127.0.0.1:3000")).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY);
+        assert!(c.kms_listen.is_none());
+        assert!(c.cache.enabled);
+    }
+
+    #[test]
+    fn missing_upstream_is_a_clear_error() {
+        let e = validate(parse("t", "").unwrap(), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("upstream"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_names_the_file_and_field() {
+        let e = parse("sealgate.toml", "listn = \"x\"").unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("sealgate.toml") && s.contains("listn"), "{s}");
+        let e = parse("a.toml", "[cache]\nmax_agee_secs = 3").unwrap_err();
+        assert!(e.to_string().contains("max_agee_secs"));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let f = parse(
+            "t",
+            "listen = \"127.0.0.1:9000\"\nupstream = \"http://127.0.0.1:1\"\ndata_dir = \"/a\"",
+        )
+        .unwrap();
+        let o = Overrides {
+            listen: Some("127.0.0.1:9001".into()),
+            data_dir: Some("/b".into()),
+            ..Default::default()
+        };
+        let c = validate(f, &o).unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+        assert_eq!(c.upstream.port_u16(), Some(1));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for (text, field) in [
+            ("upstream = \"ftp://x\"", "upstream"),
+            ("upstream = \"http://x:1\"\nlisten = \"nope\"", "listen"),
+            ("upstream = \"http://x:1\"\nmax_body_bytes = 0", "max_body_bytes"),
+            ("upstream = \"http://x:1\"\n[cache]\nmax_messages = 9999999999999", "cache.max_messages"),
+            ("upstream = \"http://x:1\"\n[timeouts]\nupstream_ms = 0", "timeouts.upstream_ms"),
+            ("upstream = \"http://x:1\"\n[log]\nformat = \"xml\"", "log.format"),
+        ] {
+            let e = validate(parse("t", text).unwrap(), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains(field), "{text}: {e}");
+        }
+    }
+}

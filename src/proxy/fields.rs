@@ -1,0 +1,140 @@
+//! Sealing and opening the selected fields of one JSON body, with the
+//! route's key and context. Errors come back as [`ProxyError`]s that carry
+//! no field value.
+
+use http::StatusCode;
+
+use super::error::ProxyError;
+use crate::envelope::{self, Envelope};
+use crate::keys::{DataKeyCache, KeyError};
+use crate::policy::{self, OnOpenFailure, OnPlaintext, RewriteError, SelectorSet};
+
+/// What happened to a body's fields, for logs and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FieldCounts {
+    /// Values sealed.
+    pub sealed: u32,
+    /// Envelopes opened.
+    pub opened: u32,
+    /// Selected values passed through as plaintext (migration).
+    pub passed_plaintext: u32,
+}
+
+/// The AAD context of one field: the route's context and the field label.
+fn field_context(context: &str, label: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(context.len() + 1 + label.len());
+    v.extend_from_slice(context.as_bytes());
+    v.push(0);
+    v.extend_from_slice(label.as_bytes());
+    v
+}
+
+fn key_error(e: KeyError) -> ProxyError {
+    match e {
+        KeyError::CmkNotFound => ProxyError::key_store(StatusCode::SERVICE_UNAVAILABLE, "key_not_found", "the route's key does not exist"),
+        KeyError::CmkDisabled | KeyError::CmkPendingDelete | KeyError::CmkPendingImport => {
+            ProxyError::key_store(StatusCode::SERVICE_UNAVAILABLE, "key_unavailable", format!("the key cannot be used: {e}"))
+        }
+        KeyError::DoesNotOpen | KeyError::VersionNotFound => {
+            ProxyError::upstream(StatusCode::BAD_GATEWAY, "field_does_not_open", "a sealed field does not open")
+        }
+        other => ProxyError::key_store(StatusCode::INTERNAL_SERVER_ERROR, "key_store_failure", other.to_string()),
+    }
+}
+
+fn rewrite_error(e: RewriteError<ProxyError>, upstream_side: bool) -> ProxyError {
+    match e {
+        RewriteError::Field(p) => p,
+        other => {
+            let msg = format!("body cannot be processed: {other}");
+            if upstream_side {
+                ProxyError::upstream(StatusCode::BAD_GATEWAY, "upstream_invalid_json", msg)
+            } else {
+                ProxyError::client(StatusCode::BAD_REQUEST, "invalid_json", msg)
+            }
+        }
+    }
+}
+
+/// Seals every value `selectors` pick in `body` under `key`.
+/// Returns `None` when nothing was selected.
+pub fn seal_fields(
+    cache: &DataKeyCache,
+    key: &str,
+    context: &str,
+    body: &[u8],
+    selectors: &SelectorSet,
+    counts: &mut FieldCounts,
+    upstream_side: bool,
+) -> Result<Option<Vec<u8>>, ProxyError> {
+    let mut rng = rand::thread_rng();
+    policy::rewrite(body, selectors, |site| {
+        let sk = cache
+            .sealing_key(key, context.as_bytes(), site.raw.len())
+            .map_err(key_error)?;
+        let text = envelope::seal(&sk, site.raw, &field_context(context, site.label), &mut rng)
+            .map_err(|_| ProxyError::client(StatusCode::BAD_REQUEST, "invalid_json", "a selected value is not valid JSON"))?;
+        counts.sealed += 1;
+        let mut out = Vec::with_capacity(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        Ok(Some(out))
+    })
+    .map_err(|e| rewrite_error(e, upstream_side))
+}
+
+/// Opens every envelope `selectors` pick in `body`.
+#[allow(clippy::too_many_arguments)]
+pub fn open_fields(
+    cache: &DataKeyCache,
+    context: &str,
+    body: &[u8],
+    selectors: &SelectorSet,
+    on_plaintext: OnPlaintext,
+    on_open_failure: OnOpenFailure,
+    counts: &mut FieldCounts,
+    upstream_side: bool,
+) -> Result<Option<Vec<u8>>, ProxyError> {
+    let bad_place = |msg: &'static str| {
+        if upstream_side {
+            ProxyError::upstream(StatusCode::BAD_GATEWAY, "field_does_not_open", msg)
+        } else {
+            ProxyError::client(StatusCode::BAD_REQUEST, "field_does_not_open", msg)
+        }
+    };
+    policy::rewrite(body, selectors, |site| {
+        let raw = site.raw;
+        let text = (raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"')
+            .then(|| std::str::from_utf8(&raw[1..raw.len() - 1]).ok())
+            .flatten()
+            .filter(|s| envelope::looks_like_envelope(s));
+        let Some(text) = text else {
+            return match on_plaintext {
+                OnPlaintext::Pass => {
+                    counts.passed_plaintext += 1;
+                    Ok(None)
+                }
+                _ => Err(bad_place("a field that must be sealed holds plaintext")),
+            };
+        };
+        let attempt = Envelope::parse(text)
+            .map_err(|_| bad_place("a sealed field is malformed"))
+            .and_then(|env| {
+                let cipher = cache.opening_key(&env.cmk(), env.wrapped()).map_err(key_error)?;
+                env.open(&cipher, &field_context(context, site.label))
+                    .map_err(|_| bad_place("a sealed field does not open"))
+            });
+        match attempt {
+            Ok(opened) => {
+                counts.opened += 1;
+                Ok(Some(opened.json().to_vec()))
+            }
+            Err(e) => match on_open_failure {
+                OnOpenFailure::KeepEnvelope if e.source != super::error::Source::KeyStore => Ok(None),
+                _ => Err(e),
+            },
+        }
+    })
+    .map_err(|e| rewrite_error(e, upstream_side))
+}

@@ -1,0 +1,134 @@
+//! Header handling between client and upstream: hop-by-hop removal,
+//! X-Forwarded-*, request ids.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::SocketAddr;
+
+/// The request-id header: kept if the client sent a sane one, else made.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
+/// `Connection` header names. `TE: trailers` is kept: it asks the next hop
+/// for trailers, which we pass on.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(n);
+    }
+    let keep_te = h
+        .get_all(header::TE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case("trailers"))));
+    h.remove(header::TE);
+    if keep_te {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Returns the client's request id if it is sane (1–128 visible ASCII
+/// characters), or a new UUID.
+pub fn request_id(h: &HeaderMap) -> String {
+    match h.get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        Some(s) if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            s.to_string()
+        }
+        _ => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+/// Adds X-Forwarded-For (appended), -Proto and -Host.
+pub fn add_forwarded(h: &mut HeaderMap, client: SocketAddr, proto: &'static str, host: Option<HeaderValue>) {
+    let ip = client.ip().to_string();
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    h.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
+    if let Some(host) = host {
+        h.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+}
+
+/// The media type of a Content-Type header, lower-cased, parameters dropped.
+pub fn media_type(h: &HeaderMap) -> Option<String> {
+    let v = h.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+/// True for `application/json` and any `*/*+json`.
+pub fn is_json(media: Option<&str>) -> bool {
+    media.is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::TE, HeaderValue::from_static("gzip, trailers"));
+        h.insert("x-app", HeaderValue::from_static("stays"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret-hop").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert!(h.get(header::TRANSFER_ENCODING).is_none());
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        assert_eq!(h.get("x-app").unwrap(), "stays");
+    }
+
+    #[test]
+    fn request_id_is_kept_when_sane() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert(REQUEST_ID, HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&h), "has space");
+        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        add_forwarded(&mut h, "127.0.0.1:5000".parse().unwrap(), "http", Some(HeaderValue::from_static("a.example")));
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "a.example");
+    }
+
+    #[test]
+    fn json_media_types() {
+        assert!(is_json(Some("application/json")));
+        assert!(is_json(Some("application/merge-patch+json")));
+        assert!(!is_json(Some("text/plain")));
+        assert!(!is_json(None));
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("Application/JSON; charset=utf-8"));
+        assert_eq!(media_type(&h).as_deref(), Some("application/json"));
+    }
+}
