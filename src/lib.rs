@@ -1,6 +1,7 @@
 //! sealgate: a transparent envelope-encryption proxy.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod envelope;

@@ -1,0 +1,196 @@
+//! Shared pieces of the end-to-end tests: a recording upstream, json-server,
+//! a plain HTTP client, and sealgate started in-process on 127.0.0.1:0.
+#![allow(dead_code, unreachable_pub)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// One request as the upstream saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// What the recording upstream answers: a function of the request.
+pub type Reply = Arc<dyn Fn(&Seen) -> Response<Full<Bytes>> + Send + Sync>;
+
+/// An in-process hyper upstream that records every request.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Starts a recording upstream whose answers come from `reply`.
+pub async fn recording_upstream(reply: Reply) -> Recorder {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let seen = seen2.clone();
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    let reply = reply.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        let s = Seen {
+                            method: parts.method.to_string(),
+                            uri: parts.uri.to_string(),
+                            headers: parts.headers,
+                            body,
+                        };
+                        let resp = reply(&s);
+                        seen.lock().unwrap().push(s);
+                        Ok::<_, hyper::Error>(resp)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Recorder { addr, seen }
+}
+
+/// A reply that echoes the request body back as JSON with status 200.
+pub fn echo() -> Reply {
+    Arc::new(|s: &Seen| {
+        let mut r = Response::new(Full::new(s.body.clone()));
+        r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        r
+    })
+}
+
+/// A reply with a fixed JSON body.
+pub fn fixed_json(body: &'static str) -> Reply {
+    Arc::new(move |_s: &Seen| {
+        let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        r
+    })
+}
+
+/// A plain HTTP/1.1 client.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// Sends a request and returns status, headers and body.
+pub async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, http::HeaderMap, String) {
+    let mut b = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let resp = client().request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (status, parts.headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// JSON POST/PUT/… helper.
+pub async fn send_json(method: &str, url: &str, body: &str) -> (u16, http::HeaderMap, String) {
+    send(method, url, &[("content-type", "application/json")], body).await
+}
+
+/// Runs tests/tools/setup.sh once per test binary; returns the tools dir.
+pub fn tools_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new("bash")
+            .arg(root.join("tests/tools/setup.sh"))
+            .output()
+            .expect("run tests/tools/setup.sh");
+        assert!(
+            out.status.success(),
+            "tests/tools/setup.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or("").to_string())
+    })
+    .clone()
+}
+
+/// A running json-server on a JSON file; killed on drop.
+pub struct JsonServer {
+    pub addr: SocketAddr,
+    pub db: PathBuf,
+    child: std::process::Child,
+}
+
+impl Drop for JsonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts json-server on a free port with `db` (a JSON file it owns).
+pub async fn json_server(db: PathBuf) -> JsonServer {
+    let bin = tools_dir().join("npm/node_modules/.bin/json-server");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = std::process::Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--quiet"])
+        .arg(&db)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start json-server");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let server = JsonServer { addr, db, child };
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return server;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("json-server did not start");
+}
+
+/// A config for an in-process sealgate: ephemeral ports, the data and
+/// policy directories under `dir`.
+pub fn test_config(dir: &std::path::Path, upstream: &str) -> sealgate::config::Config {
+    sealgate::config::load(
+        None,
+        &sealgate::config::Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            upstream: Some(upstream.into()),
+            policies: Some(dir.join("policies")),
+            data_dir: Some(dir.join("data")),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
