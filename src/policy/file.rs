@@ -299,7 +299,7 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
                     "must be greater than 0 (omit rate_limit for no limit)".into(),
                 );
             }
-            if burst == 0 {
+            if r.burst == Some(0) {
                 bad("rate_limit.burst", "must be greater than 0".into());
             }
             Some(RateLimitSpec {
