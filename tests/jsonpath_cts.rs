@@ -14,7 +14,9 @@ use sealgate::policy::Selector;
 use serde_json::Value;
 
 fn data(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -71,9 +73,10 @@ fn run_case(case: &Value) -> Result<(), String> {
             .is_some_and(|w| w.iter().collect::<Vec<_>>() == values);
         let paths_ok = match want_paths {
             None => true,
-            Some(p) => p
-                .as_array()
-                .is_some_and(|w| w.iter().map(Value::as_str).collect::<Vec<_>>() == paths.iter().map(|p| Some(*p)).collect::<Vec<_>>()),
+            Some(p) => p.as_array().is_some_and(|w| {
+                w.iter().map(Value::as_str).collect::<Vec<_>>()
+                    == paths.iter().map(|p| Some(*p)).collect::<Vec<_>>()
+            }),
         };
         values_ok && paths_ok
     });
@@ -101,8 +104,8 @@ fn rfc9535_compliance_suite() {
         let name = case["name"].as_str().unwrap().to_owned();
         seen.insert(name.clone());
         // A panic inside the engine counts as a failure of that case, not of the run.
-        let outcome = std::panic::catch_unwind(|| run_case(case))
-            .unwrap_or_else(|_| Err("panicked".into()));
+        let outcome =
+            std::panic::catch_unwind(|| run_case(case)).unwrap_or_else(|_| Err("panicked".into()));
         match (outcome, known.contains_key(&name)) {
             (Ok(()), false) => passed += 1,
             (Ok(()), true) => now_passing.push(name),

@@ -63,7 +63,9 @@ fn every_shipped_policy_file_loads_alone_and_together() {
 #[test]
 fn demo_seals_on_write_and_opens_the_same_labels_on_read() {
     let set = shipped();
-    let create = set.match_route("POST", Some("localhost:8080"), "/users").unwrap();
+    let create = set
+        .match_route("POST", Some("localhost:8080"), "/users")
+        .unwrap();
     let list = set.match_route("GET", None, "/users").unwrap();
     let one = set.match_route("GET", None, "/users/7").unwrap();
     let patch = set.match_route("PATCH", None, "/users/7").unwrap();
@@ -79,7 +81,10 @@ fn demo_seals_on_write_and_opens_the_same_labels_on_read() {
     let record = r#"{"name":"Ada","ssn":"078-05-1120","email":"ada@example.com","cards":[{"number":"4111111111111111"},{"number":"5500000000000004"}]}"#;
     let sealed = labels(record, &create.route.request.encrypt);
     assert_eq!(sealed, ["cards.number", "cards.number", "email", "ssn"]);
-    let listed = labels(&format!("[{record},{record}]"), &list.route.response.decrypt);
+    let listed = labels(
+        &format!("[{record},{record}]"),
+        &list.route.response.decrypt,
+    );
     let mut once = listed.clone();
     once.dedup();
     assert_eq!(once, ["cards.number", "email", "ssn"]);
@@ -95,12 +100,24 @@ fn users_payments_precedence_is_as_documented() {
     let host = Some("api.example.com");
     assert_eq!(route(&set, "GET", host, "/users/me").name, "users-me");
     assert_eq!(route(&set, "GET", host, "/users/42").name, "users-read");
-    assert_eq!(route(&set, "PUT", host, "/users/42/avatar").name, "users-avatar");
-    assert_eq!(route(&set, "POST", host, "/users/42/notes").name, "users-other");
+    assert_eq!(
+        route(&set, "PUT", host, "/users/42/avatar").name,
+        "users-avatar"
+    );
+    assert_eq!(
+        route(&set, "POST", host, "/users/42/notes").name,
+        "users-other"
+    );
     assert_eq!(route(&set, "DELETE", host, "/users/42").name, "users-other");
-    assert_eq!(route(&set, "POST", host, "/payments").name, "payments-create");
+    assert_eq!(
+        route(&set, "POST", host, "/payments").name,
+        "payments-create"
+    );
     // Without the API's host, only the host-less demo routes apply.
-    assert_eq!(route(&set, "GET", None, "/users/42").name, "demo-users-read");
+    assert_eq!(
+        route(&set, "GET", None, "/users/42").name,
+        "demo-users-read"
+    );
     assert!(set.match_route("POST", None, "/payments").is_none());
 
     let pay = route(&set, "POST", host, "/payments");
@@ -108,7 +125,10 @@ fn users_payments_precedence_is_as_documented() {
     assert_eq!(pay.max_body_bytes, Some(65536));
     let other = route(&set, "POST", host, "/users/1/x");
     assert_eq!(
-        labels(r#"{"a":{"ssn":"1"},"b":[{"ssn":"2"}]}"#, &other.request.encrypt),
+        labels(
+            r#"{"a":{"ssn":"1"},"b":[{"ssn":"2"}]}"#,
+            &other.request.encrypt
+        ),
         ["a.ssn", "b.ssn"]
     );
 }
@@ -117,16 +137,28 @@ fn users_payments_precedence_is_as_documented() {
 fn documents_bind_fields_to_their_collection() {
     let set = shipped();
     let host = Some("docs.internal");
-    let put = set.match_route("PUT", host, "/db/patients/docs/p-1").unwrap();
+    let put = set
+        .match_route("PUT", host, "/db/patients/docs/p-1")
+        .unwrap();
     assert_eq!(put.route.name, "docs-put");
     assert_eq!(put.context(), "db:patients");
-    let get = set.match_route("GET", host, "/db/archive/docs/p-1").unwrap();
+    let get = set
+        .match_route("GET", host, "/db/archive/docs/p-1")
+        .unwrap();
     assert_eq!(get.context(), "db:archive");
     let doc = r#"{"_id":"p-1","patient":{"name":"A","dob":"1990-01-01","national_id":"X"},"notes":[{"at":1,"text":"n"}]}"#;
     let bulk = set.match_route("POST", host, "/db/patients/_bulk").unwrap();
     assert_eq!(
-        labels(&format!(r#"{{"docs":[{doc}]}}"#), &bulk.route.request.encrypt),
-        ["docs.notes.text", "docs.patient.dob", "docs.patient.name", "docs.patient.national_id"]
+        labels(
+            &format!(r#"{{"docs":[{doc}]}}"#),
+            &bulk.route.request.encrypt
+        ),
+        [
+            "docs.notes.text",
+            "docs.patient.dob",
+            "docs.patient.name",
+            "docs.patient.national_id"
+        ]
     );
     let export = set
         .match_route("GET", host, "/db/patients/_export/2024/01")
@@ -137,10 +169,20 @@ fn documents_bind_fields_to_their_collection() {
 #[test]
 fn policy_check_describes_the_shipped_set() {
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    run_to(PolicyCommand::Check { dir: policies_dir() }, &mut out, &mut err).unwrap();
+    run_to(
+        PolicyCommand::Check {
+            dir: policies_dir(),
+        },
+        &mut out,
+        &mut err,
+    )
+    .unwrap();
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("route demo-users-create"), "{out}");
-    assert!(out.contains("request   encrypt $.ssn, $.email, $.cards[*].number"), "{out}");
+    assert!(
+        out.contains("request   encrypt $.ssn, $.email, $.cards[*].number"),
+        "{out}"
+    );
     assert!(out.contains("policy OK"), "{out}");
     assert!(err.is_empty());
 }
@@ -157,14 +199,19 @@ fn policy_check_reports_every_problem_with_its_file() {
     std::fs::write(dir.path().join("notes.txt"), "not a policy").unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let failed = run_to(
-        PolicyCommand::Check { dir: dir.path().to_owned() },
+        PolicyCommand::Check {
+            dir: dir.path().to_owned(),
+        },
         &mut out,
         &mut err,
     )
     .unwrap_err();
     assert_eq!(failed.0.problems.len(), 2);
     let err = String::from_utf8(err).unwrap();
-    assert!(err.contains("a.toml: route 'x': field 'request.encrypt[0]'"), "{err}");
+    assert!(
+        err.contains("a.toml: route 'x': field 'request.encrypt[0]'"),
+        "{err}"
+    );
     assert!(err.contains("b.toml: route 'y'"), "{err}");
     assert!(out.is_empty());
 }

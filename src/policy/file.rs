@@ -188,7 +188,9 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
             if !ok {
                 bad(
                     "host",
-                    format!("'{h}' is not a host name (no scheme, path or wildcard; an optional :port)"),
+                    format!(
+                        "'{h}' is not a host name (no scheme, path or wildcard; an optional :port)"
+                    ),
                 );
             }
             Some(lower)
@@ -249,8 +251,14 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
                         format!("'{t}' selects the whole body; select fields inside it"),
                     ),
                     Ok(s) => {
-                        if ok.iter().any(|o: &super::selector::Selector| o.as_str() == t) {
-                            bad(&format!("{side}.{op}[{i}]"), format!("'{t}' is listed twice"));
+                        if ok
+                            .iter()
+                            .any(|o: &super::selector::Selector| o.as_str() == t)
+                        {
+                            bad(
+                                &format!("{side}.{op}[{i}]"),
+                                format!("'{t}' is listed twice"),
+                            );
                         }
                         ok.push(s);
                     }

@@ -13,8 +13,8 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
         .map_err(|e| Problem::file(&shown, format!("cannot read policy directory: {e}")))?;
     let mut paths = Vec::new();
     for entry in entries {
-        let entry =
-            entry.map_err(|e| Problem::file(&shown, format!("cannot list policy directory: {e}")))?;
+        let entry = entry
+            .map_err(|e| Problem::file(&shown, format!("cannot list policy directory: {e}")))?;
         let path = entry.path();
         if path.extension().is_some_and(|x| x == "toml") && path.is_file() {
             paths.push(path);

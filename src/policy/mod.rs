@@ -29,9 +29,7 @@ use std::fmt::Write as _;
 pub use error::{PolicyError, Problem};
 pub use load::load_dir;
 pub use rewrite::{rewrite, FieldSite, RewriteError};
-pub use route::{
-    OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, Rules,
-};
+pub use route::{OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, Rules};
 pub use selector::{
     label_of, parse_normalized_path, Selected, Selector, SelectorError, SelectorSet, Step,
 };
@@ -116,7 +114,7 @@ impl PolicySet {
         path: &str,
     ) -> Option<RouteMatch<'_>> {
         let segments = template::request_segments(path);
-        let mut best: Option<(RouteMatch<'_>, (bool, Vec<u8>, bool))> = None;
+        let mut best: Option<(RouteMatch<'_>, route::Precedence)> = None;
         for route in &self.routes {
             if !route.matches_method(method) || !route.matches_host(host) {
                 continue;

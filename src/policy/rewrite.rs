@@ -84,10 +84,12 @@ pub fn rewrite<E>(
 
     let mut sites: Vec<(usize, usize, String)> = Vec::new();
     for selector in selectors {
-        let found = selector.select(&doc).map_err(|source| RewriteError::Selector {
-            selector: selector.as_str().to_owned(),
-            source,
-        })?;
+        let found = selector
+            .select(&doc)
+            .map_err(|source| RewriteError::Selector {
+                selector: selector.as_str().to_owned(),
+                source,
+            })?;
         for node in found {
             let (start, end) = index.locate(&node.steps).ok_or(RewriteError::Unlocatable)?;
             sites.push((start, end, label_of(&node.steps)));

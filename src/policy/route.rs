@@ -132,13 +132,16 @@ impl Route {
         let Some(ct) = content_type else {
             return false;
         };
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         let Some((kind, subtype)) = essence.split_once('/') else {
             return false;
         };
-        self.content_types
-            .iter()
-            .any(|r| r.contains(kind, subtype))
+        self.content_types.iter().any(|r| r.contains(kind, subtype))
     }
 
     pub(crate) fn matches_method(&self, method: &str) -> bool {
@@ -163,7 +166,7 @@ impl Route {
     }
 
     /// Precedence key: host-specific > any host, then path specificity, then method-specific > any.
-    pub(crate) fn precedence(&self) -> (bool, Vec<u8>, bool) {
+    pub(crate) fn precedence(&self) -> Precedence {
         (
             self.host.is_some(),
             self.path.specificity(),
@@ -184,6 +187,9 @@ impl Route {
         hosts && methods && self.path.same_shape_overlaps(&other.path)
     }
 }
+
+/// Route precedence: (has host, path specificity, has methods); greater wins.
+pub(crate) type Precedence = (bool, Vec<u8>, bool);
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {

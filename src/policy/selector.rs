@@ -164,7 +164,8 @@ pub fn parse_normalized_path(path: &str) -> Option<Vec<Step>> {
                             '\\' => '\\',
                             '/' => '/',
                             'u' => {
-                                let hex: String = (0..4).map(|_| chars.next()).collect::<Option<_>>()?;
+                                let hex: String =
+                                    (0..4).map(|_| chars.next()).collect::<Option<_>>()?;
                                 char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?
                             }
                             _ => return None,

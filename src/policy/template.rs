@@ -201,7 +201,9 @@ fn percent_decode(seg: &str) -> String {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(v);
                 i += 3;
@@ -235,9 +237,8 @@ impl MediaRange {
                     .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
         };
         let kind_ok = kind == "*" || token(kind);
-        let sub_ok = subtype == "*"
-            || subtype.strip_prefix("*+").is_some_and(token)
-            || token(subtype);
+        let sub_ok =
+            subtype == "*" || subtype.strip_prefix("*+").is_some_and(token) || token(subtype);
         if !kind_ok || !sub_ok {
             return Err(format!(
                 "'{text}' is not a media range (type/subtype, '*', or '*+suffix'; no parameters)"

@@ -2,7 +2,12 @@ use super::*;
 use crate::policy::selector::Selector;
 
 fn set(texts: &[&str]) -> SelectorSet {
-    SelectorSet::new(texts.iter().map(|t| Selector::compile(t).unwrap()).collect())
+    SelectorSet::new(
+        texts
+            .iter()
+            .map(|t| Selector::compile(t).unwrap())
+            .collect(),
+    )
 }
 
 /// Replaces each site with `"<label>=<raw>"` and records what it saw.
@@ -25,7 +30,8 @@ fn rewrite_err(body: &[u8], sel: &[&str]) -> RewriteError<()> {
 
 #[test]
 fn everything_but_the_selected_value_stays_byte_for_byte() {
-    let body = "{ \"z\" :1.50e+2,\n\t\"ssn\"  :  \"123-45-6789\" ,\"a\":[1, 2 ,3],\"u\":\"\\u00e9\"}\n";
+    let body =
+        "{ \"z\" :1.50e+2,\n\t\"ssn\"  :  \"123-45-6789\" ,\"a\":[1, 2 ,3],\"u\":\"\\u00e9\"}\n";
     let (out, seen) = wrap(body, &["$.ssn"]);
     assert_eq!(
         out.unwrap(),
@@ -39,7 +45,10 @@ fn numbers_reach_the_callback_exactly_as_written() {
     let body = r#"{"n": 12345678901234567890.000000000000000001, "m": -0.0, "e": 1E-7}"#;
     let (_, seen) = wrap(body, &["$.n", "$.m", "$.e"]);
     let raws: Vec<&str> = seen.iter().map(|(_, r)| r.as_str()).collect();
-    assert_eq!(raws, ["12345678901234567890.000000000000000001", "-0.0", "1E-7"]);
+    assert_eq!(
+        raws,
+        ["12345678901234567890.000000000000000001", "-0.0", "1E-7"]
+    );
 }
 
 #[test]
@@ -71,7 +80,10 @@ fn a_list_response_labels_match_the_single_record_labels() {
 fn whole_objects_and_arrays_can_be_selected() {
     let body = r#"{"a": {"b": [1, {"c": null}]}, "d": true}"#;
     let (out, seen) = wrap(body, &["$.a"]);
-    assert_eq!(seen, vec![("a".into(), r#"{"b": [1, {"c": null}]}"#.into())]);
+    assert_eq!(
+        seen,
+        vec![("a".into(), r#"{"b": [1, {"c": null}]}"#.into())]
+    );
     assert_eq!(
         out.unwrap(),
         r#"{"a": "a={\"b\": [1, {\"c\": null}]}", "d": true}"#
@@ -129,7 +141,10 @@ fn escaped_member_names_are_found() {
     let body = r#"{"s\u0073n" : "x", "other": "\"}{"}"#;
     let (out, seen) = wrap(body, &["$.ssn"]);
     assert_eq!(seen, vec![("ssn".into(), "\"x\"".into())]);
-    assert_eq!(out.unwrap(), r#"{"s\u0073n" : "ssn=\"x\"", "other": "\"}{"}"#);
+    assert_eq!(
+        out.unwrap(),
+        r#"{"s\u0073n" : "ssn=\"x\"", "other": "\"}{"}"#
+    );
 }
 
 #[test]
@@ -146,7 +161,10 @@ fn nothing_replaced_returns_none() {
     let out = rewrite::<()>(br#"{"ssn":1}"#, &set(&["$.ssn"]), |_| Ok(None)).unwrap();
     assert!(out.is_none());
     let out = rewrite::<()>(b"not json", &SelectorSet::default(), |_| Ok(None)).unwrap();
-    assert!(out.is_none(), "no selectors: nothing parsed, nothing refused");
+    assert!(
+        out.is_none(),
+        "no selectors: nothing parsed, nothing refused"
+    );
 }
 
 #[test]
@@ -168,7 +186,10 @@ fn duplicate_member_names_are_refused_anywhere() {
 #[test]
 fn deep_nesting_is_a_clear_error() {
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    assert!(matches!(rewrite_err(deep.as_bytes(), &["$.a"]), RewriteError::TooDeep));
+    assert!(matches!(
+        rewrite_err(deep.as_bytes(), &["$.a"]),
+        RewriteError::TooDeep
+    ));
     let fine = format!("{}{}", "[".repeat(100), "]".repeat(100));
     assert!(rewrite::<()>(fine.as_bytes(), &set(&["$.a"]), |_| Ok(None)).is_ok());
 }
@@ -207,4 +228,13 @@ fn filters_select_by_sibling_values() {
     let body = r#"{"cards":[{"kind":"visa","number":"4111"},{"kind":"gift","number":"99"}]}"#;
     let (_, seen) = wrap(body, &["$.cards[?@.kind == 'visa'].number"]);
     assert_eq!(seen, vec![("cards.number".into(), "\"4111\"".into())]);
+}
+
+#[test]
+fn member_names_needing_escapes_are_located() {
+    let body = r#"{"it's \\ \n \u0001 😀 \"q\"": [1, {"x": 2}]}"#;
+    let (out, seen) = wrap(body, &["$.*[1].x"]);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1, "2");
+    assert!(out.unwrap().ends_with(r#"{"x": "it's \\\\ \n \u0001 😀 \"q\".x=2"}]}"#));
 }
