@@ -1,1 +1,204 @@
-//! Policy files → compiled routes and JSONPath selectors. PURE.
+//! Policy files → compiled routes and JSONPath selectors. PURE (only
+//! `load.rs` reads a directory).
+//!
+//! A policy set is a list of routes read from TOML files. A route matches a
+//! request by method, host and path template, and names the JSON fields
+//! (RFC 9535 JSONPath) to seal on the way to the upstream and to open on the
+//! way back. Selectors are compiled once, at load; [`rewrite`] applies them
+//! to a body, changing only the bytes of the selected values.
+//!
+//! Precedence when several routes match: a route with a `host` beats one
+//! without; then the more specific path (compared segment by segment from the
+//! left: a literal beats a `{param}`, which beats a trailing `/*`; an exact
+//! end beats `/*`); then a route with `methods` beats one without. Two routes
+//! that tie on all three and can match the same request are rejected at load.
+
+mod error;
+mod file;
+mod load;
+mod rewrite;
+mod route;
+mod selector;
+mod template;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Write as _;
+
+pub use error::{PolicyError, Problem};
+pub use load::load_dir;
+pub use rewrite::{rewrite, FieldSite, RewriteError};
+pub use route::{OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, Rules};
+pub use selector::{
+    label_of, parse_normalized_path, Selected, Selector, SelectorError, SelectorSet, Step,
+};
+pub use template::{ambiguous_path, ContextTemplate, MediaRange, PathTemplate};
+
+/// The validated routes of all policy files. `Send + Sync`; share it in an `Arc`.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    routes: Vec<Route>,
+}
+
+impl PolicySet {
+    /// Parses and validates `(file name, text)` pairs; collects every problem.
+    pub fn from_sources(files: &[(String, String)]) -> Result<PolicySet, PolicyError> {
+        let mut problems = Vec::new();
+        let mut routes: Vec<Route> = Vec::new();
+        for (name, text) in files {
+            routes.extend(file::parse_file(name, text, &mut problems));
+        }
+        for (i, route) in routes.iter().enumerate() {
+            for earlier in &routes[..i] {
+                if earlier.name == route.name {
+                    problems.push(Problem::field(
+                        &route.file,
+                        &route.name,
+                        "name",
+                        format!(
+                            "route name already used in {} (names are unique across all files)",
+                            earlier.file
+                        ),
+                    ));
+                } else if earlier.ambiguous_with(route) {
+                    problems.push(Problem::field(
+                        &route.file,
+                        &route.name,
+                        "path",
+                        format!(
+                            "'{}' overlaps route '{}' ({}, '{}') with equal precedence: \
+                             the same request could match either; make one more specific \
+                             (a literal segment, a host, or disjoint methods)",
+                            route.path.as_str(),
+                            earlier.name,
+                            earlier.file,
+                            earlier.path.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(PolicySet { routes })
+        } else {
+            Err(PolicyError { problems })
+        }
+    }
+
+    /// A set with no routes: every request passes through untouched.
+    pub fn empty() -> PolicySet {
+        PolicySet::default()
+    }
+
+    /// The routes, in file order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// True when there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The route for a request, if any; `path` may carry a query (it is ignored).
+    ///
+    /// Paths are matched in normalised form (percent-decoded, empty and dot
+    /// segments resolved, literals ASCII case-insensitive, a trailing `/`
+    /// ignored) so a spelling variant cannot dodge a route; see
+    /// [`ambiguous_path`] for requests the proxy should refuse outright.
+    pub fn match_route(
+        &self,
+        method: &str,
+        host: Option<&str>,
+        path: &str,
+    ) -> Option<RouteMatch<'_>> {
+        let segments = template::request_segments(path);
+        let mut best: Option<(RouteMatch<'_>, route::Precedence)> = None;
+        for route in &self.routes {
+            if !route.matches_method(method) || !route.matches_host(host) {
+                continue;
+            }
+            let Some(params) = route.path.matches(&segments) else {
+                continue;
+            };
+            let key = route.precedence();
+            let better = match &best {
+                None => true,
+                Some((_, best_key)) => key > *best_key,
+            };
+            if better {
+                best = Some((RouteMatch { route, params }, key));
+            }
+        }
+        best.map(|(m, _)| m)
+    }
+
+    /// Human-readable account of what each route does (`sealgate policy check`).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if self.routes.is_empty() {
+            out.push_str("no routes: every request passes through untouched\n");
+            return out;
+        }
+        let _ = writeln!(out, "{} route(s)", self.routes.len());
+        for r in &self.routes {
+            let _ = writeln!(out, "\nroute {}  ({})", r.name, r.file);
+            let methods = r.methods().map_or("any method".to_owned(), |m| m.join(","));
+            let host = r.host().unwrap_or("any host");
+            let _ = writeln!(out, "  match     {methods} {} on {host}", r.path.as_str());
+            let types: Vec<String> = r.content_types.iter().map(|t| t.to_string()).collect();
+            let _ = writeln!(out, "  json      {}", types.join(", "));
+            let _ = writeln!(
+                out,
+                "  key       {}  context \"{}\"",
+                r.key,
+                r.context.as_str()
+            );
+            for (side, rules) in [("request", &r.request), ("response", &r.response)] {
+                for (op, set) in [("encrypt", &rules.encrypt), ("decrypt", &rules.decrypt)] {
+                    if !set.is_empty() {
+                        let list: Vec<&str> = set.iter().map(Selector::as_str).collect();
+                        let _ = writeln!(out, "  {side:<9} {op} {}", list.join(", "));
+                    }
+                }
+            }
+            if r.request.is_empty() && r.response.is_empty() {
+                let _ = writeln!(out, "  fields    none (bodies pass untouched)");
+            }
+            let _ = writeln!(
+                out,
+                "  on        non-JSON body: {}; plaintext where an envelope is expected: {}; envelope that does not open: {}",
+                match r.on_non_json {
+                    OnNonJson::Refuse => "refuse",
+                    OnNonJson::Pass => "pass",
+                },
+                match r.on_plaintext {
+                    OnPlaintext::Pass => "pass",
+                    OnPlaintext::Refuse => "refuse",
+                },
+                match r.on_open_failure {
+                    OnOpenFailure::Refuse => "refuse",
+                    OnOpenFailure::KeepEnvelope => "keep envelope",
+                },
+            );
+            if let Some(n) = r.max_body_bytes {
+                let _ = writeln!(out, "  limit     body at most {n} bytes");
+            }
+            if let Some(l) = r.rate_limit {
+                let _ = writeln!(
+                    out,
+                    "  limit     {} requests/s, burst {}",
+                    l.per_second, l.burst
+                );
+            }
+        }
+        out
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<PolicySet>();
+}

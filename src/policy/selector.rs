@@ -1,0 +1,214 @@
+//! JSONPath selectors (RFC 9535, via `jsonpath-rust`), compiled once when a
+//! policy loads, and the Normalized Paths of the nodes they select.
+
+use std::fmt;
+
+use jsonpath_rust::parser::model::JpQuery;
+use jsonpath_rust::parser::parse_json_path;
+use serde_json::Value;
+
+/// A selector that does not compile, or fails while selecting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectorError {
+    /// The text is not a valid RFC 9535 query.
+    #[error("not a valid JSONPath query: {0}")]
+    Invalid(String),
+    /// Evaluation did not yield nodes of the document (e.g. a function result).
+    #[error("the query did not yield document nodes: {0}")]
+    Evaluation(String),
+    /// The library returned a path this module cannot read back.
+    #[error("unreadable normalized path from the JSONPath engine")]
+    BadPath,
+}
+
+/// One step of a Normalized Path: an object member name or an array index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// `['name']`
+    Member(String),
+    /// `[3]`
+    Index(usize),
+}
+
+/// A node a selector picked: the value, its Normalized Path (`$['a'][0]`) and the path's steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selected<'a> {
+    /// The selected value.
+    pub value: &'a Value,
+    /// The Normalized Path as text, as RFC 9535 section 2.7 spells it.
+    pub path: String,
+    /// The same path as steps from the root.
+    pub steps: Vec<Step>,
+}
+
+/// A compiled JSONPath query together with its source text.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    text: String,
+    query: JpQuery,
+}
+
+impl Selector {
+    /// Compiles `text` (an RFC 9535 query, starting with `$`).
+    pub fn compile(text: &str) -> Result<Selector, SelectorError> {
+        let query = parse_json_path(text).map_err(|e| SelectorError::Invalid(e.to_string()))?;
+        Ok(Selector {
+            text: text.to_owned(),
+            query,
+        })
+    }
+
+    /// The query as written in the policy.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// True when the query is `$` alone, i.e. selects the whole document.
+    pub fn selects_root_only(&self) -> bool {
+        self.query.segments.is_empty()
+    }
+
+    /// Runs the query on `doc`; nodes come in the order the query yields them.
+    pub fn select<'a>(&self, doc: &'a Value) -> Result<Vec<Selected<'a>>, SelectorError> {
+        let found = jsonpath_rust::query::js_path_process(&self.query, doc)
+            .map_err(|e| SelectorError::Evaluation(e.to_string()))?;
+        found
+            .into_iter()
+            .map(|r| {
+                let steps = parse_normalized_path(&r.path).ok_or(SelectorError::BadPath)?;
+                Ok(Selected {
+                    value: r.val,
+                    path: r.path,
+                    steps,
+                })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Compiled selectors of one rule (e.g. `request.encrypt`).
+#[derive(Debug, Clone, Default)]
+pub struct SelectorSet {
+    selectors: Vec<Selector>,
+}
+
+impl SelectorSet {
+    /// A set of already compiled selectors.
+    pub fn new(selectors: Vec<Selector>) -> SelectorSet {
+        SelectorSet { selectors }
+    }
+
+    /// Compiles every text; the first failure is returned with its index.
+    pub fn compile<S: AsRef<str>>(texts: &[S]) -> Result<SelectorSet, (usize, SelectorError)> {
+        let selectors = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Selector::compile(t.as_ref()).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SelectorSet { selectors })
+    }
+
+    /// True when there is nothing to select.
+    pub fn is_empty(&self) -> bool {
+        self.selectors.is_empty()
+    }
+
+    /// How many selectors.
+    pub fn len(&self) -> usize {
+        self.selectors.len()
+    }
+
+    /// The selectors, in policy order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Selector> {
+        self.selectors.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a SelectorSet {
+    type Item = &'a Selector;
+    type IntoIter = std::slice::Iter<'a, Selector>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.selectors.iter()
+    }
+}
+
+/// Reads a Normalized Path (`$`, then `['name']` or `[index]` steps) back into steps.
+pub fn parse_normalized_path(path: &str) -> Option<Vec<Step>> {
+    let mut chars = path.strip_prefix('$')?.chars().peekable();
+    let mut steps = Vec::new();
+    while let Some(c) = chars.next() {
+        if c != '[' {
+            return None;
+        }
+        match chars.peek()? {
+            '\'' => {
+                chars.next();
+                let mut name = String::new();
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        '\\' => name.push(match chars.next()? {
+                            'b' => '\u{0008}',
+                            'f' => '\u{000C}',
+                            'n' => '\n',
+                            'r' => '\r',
+                            't' => '\t',
+                            '\'' => '\'',
+                            '\\' => '\\',
+                            '/' => '/',
+                            'u' => {
+                                let hex: String =
+                                    (0..4).map(|_| chars.next()).collect::<Option<_>>()?;
+                                char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?
+                            }
+                            _ => return None,
+                        }),
+                        other => name.push(other),
+                    }
+                }
+                steps.push(Step::Member(name));
+            }
+            _ => {
+                let mut digits = String::new();
+                while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                    digits.push(d);
+                }
+                steps.push(Step::Index(digits.parse().ok()?));
+            }
+        }
+        if chars.next()? != ']' {
+            return None;
+        }
+    }
+    Some(steps)
+}
+
+/// The label of a path: member names joined by `.`, array indices dropped.
+///
+/// `$['cards'][3]['number']` → `cards.number`; `$[0]['ssn']` → `ssn`. A `.` or
+/// `\` inside a member name is escaped with `\`, so `{"a.b": …}` and
+/// `{"a": {"b": …}}` get different labels.
+pub fn label_of(steps: &[Step]) -> String {
+    let mut label = String::new();
+    for step in steps {
+        if let Step::Member(name) = step {
+            if !label.is_empty() {
+                label.push('.');
+            }
+            for c in name.chars() {
+                if c == '.' || c == '\\' {
+                    label.push('\\');
+                }
+                label.push(c);
+            }
+        }
+    }
+    label
+}

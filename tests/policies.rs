@@ -1,0 +1,223 @@
+//! Every shipped policy file loads, and the examples do what their comments say.
+
+use std::path::{Path, PathBuf};
+
+use sealgate::cli::policy::{run_to, PolicyCommand};
+use sealgate::policy::{load_dir, rewrite, PolicySet, Route};
+
+fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+fn shipped() -> PolicySet {
+    load_dir(&policies_dir()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn route<'a>(set: &'a PolicySet, method: &str, host: Option<&str>, path: &str) -> &'a Route {
+    set.match_route(method, host, path)
+        .unwrap_or_else(|| panic!("no route for {method} {path}"))
+        .route
+}
+
+/// Labels `rewrite` visits for `body` under the given selectors.
+fn labels(body: &str, selectors: &sealgate::policy::SelectorSet) -> Vec<String> {
+    let mut seen = Vec::new();
+    rewrite::<()>(body.as_bytes(), selectors, |site| {
+        seen.push(site.label.to_owned());
+        Ok(None)
+    })
+    .unwrap();
+    seen.sort();
+    seen
+}
+
+#[test]
+fn every_shipped_policy_file_loads_alone_and_together() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(policies_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in ["demo.toml", "documents.toml", "users-payments.toml"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+    }
+    let mut total = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let set = PolicySet::from_sources(&[(file.display().to_string(), text)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!set.routes().is_empty(), "{} has no routes", file.display());
+        for r in set.routes() {
+            assert_eq!(r.file(), file.display().to_string());
+        }
+        total += set.routes().len();
+    }
+    assert_eq!(shipped().routes().len(), total);
+}
+
+#[test]
+fn demo_seals_on_write_and_opens_the_same_labels_on_read() {
+    let set = shipped();
+    let create = set
+        .match_route("POST", Some("localhost:8080"), "/users")
+        .unwrap();
+    let list = set.match_route("GET", None, "/users").unwrap();
+    let one = set.match_route("GET", None, "/users/7").unwrap();
+    let patch = set.match_route("PATCH", None, "/users/7").unwrap();
+    assert_eq!(create.route.name, "demo-users-create");
+    assert_eq!(list.route.name, "demo-users-list");
+    assert_eq!(one.route.name, "demo-users-read");
+    assert_eq!(patch.route.name, "demo-users-update");
+    for m in [&create, &list, &one, &patch] {
+        assert_eq!(m.route.key, "demo");
+        assert_eq!(m.context(), "users");
+    }
+
+    let record = r#"{"name":"Ada","ssn":"078-05-1120","email":"ada@example.com","cards":[{"number":"4111111111111111"},{"number":"5500000000000004"}]}"#;
+    let sealed = labels(record, &create.route.request.encrypt);
+    assert_eq!(sealed, ["cards.number", "cards.number", "email", "ssn"]);
+    let listed = labels(
+        &format!("[{record},{record}]"),
+        &list.route.response.decrypt,
+    );
+    let mut once = listed.clone();
+    once.dedup();
+    assert_eq!(once, ["cards.number", "email", "ssn"]);
+    assert_eq!(listed.len(), 8);
+    assert_eq!(labels(record, &one.route.response.decrypt), sealed);
+    assert_eq!(labels(record, &patch.route.request.encrypt), sealed);
+    assert!(list.route.request.is_empty());
+}
+
+#[test]
+fn users_payments_precedence_is_as_documented() {
+    let set = shipped();
+    let host = Some("api.example.com");
+    assert_eq!(route(&set, "GET", host, "/users/me").name, "users-me");
+    assert_eq!(route(&set, "GET", host, "/users/42").name, "users-read");
+    assert_eq!(
+        route(&set, "PUT", host, "/users/42/avatar").name,
+        "users-avatar"
+    );
+    assert_eq!(
+        route(&set, "POST", host, "/users/42/notes").name,
+        "users-other"
+    );
+    assert_eq!(route(&set, "DELETE", host, "/users/42").name, "users-other");
+    assert_eq!(
+        route(&set, "POST", host, "/payments").name,
+        "payments-create"
+    );
+    // Without the API's host, only the host-less demo routes apply.
+    assert_eq!(
+        route(&set, "GET", None, "/users/42").name,
+        "demo-users-read"
+    );
+    assert!(set.match_route("POST", None, "/payments").is_none());
+
+    let pay = route(&set, "POST", host, "/payments");
+    assert!(pay.accepts_content_type(Some("application/vnd.example.payment+json")));
+    assert_eq!(pay.max_body_bytes, Some(65536));
+    let other = route(&set, "POST", host, "/users/1/x");
+    assert_eq!(
+        labels(
+            r#"{"a":{"ssn":"1"},"b":[{"ssn":"2"}]}"#,
+            &other.request.encrypt
+        ),
+        ["a.ssn", "b.ssn"]
+    );
+}
+
+#[test]
+fn documents_bind_fields_to_their_collection() {
+    let set = shipped();
+    let host = Some("docs.internal");
+    let put = set
+        .match_route("PUT", host, "/db/patients/docs/p-1")
+        .unwrap();
+    assert_eq!(put.route.name, "docs-put");
+    assert_eq!(put.context(), "db:patients");
+    let get = set
+        .match_route("GET", host, "/db/archive/docs/p-1")
+        .unwrap();
+    assert_eq!(get.context(), "db:archive");
+    let doc = r#"{"_id":"p-1","patient":{"name":"A","dob":"1990-01-01","national_id":"X"},"notes":[{"at":1,"text":"n"}]}"#;
+    let bulk = set.match_route("POST", host, "/db/patients/_bulk").unwrap();
+    assert_eq!(
+        labels(
+            &format!(r#"{{"docs":[{doc}]}}"#),
+            &bulk.route.request.encrypt
+        ),
+        [
+            "docs.notes.text",
+            "docs.patient.dob",
+            "docs.patient.name",
+            "docs.patient.national_id"
+        ]
+    );
+    let export = set
+        .match_route("GET", host, "/db/patients/_export/2024/01")
+        .unwrap();
+    assert_eq!(export.route.name, "docs-export");
+}
+
+#[test]
+fn policy_check_describes_the_shipped_set() {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    run_to(
+        PolicyCommand::Check {
+            dir: policies_dir(),
+        },
+        &mut out,
+        &mut err,
+    )
+    .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("route demo-users-create"), "{out}");
+    assert!(
+        out.contains("request   encrypt $.ssn, $.email, $.cards[*].number"),
+        "{out}"
+    );
+    assert!(out.contains("policy OK"), "{out}");
+    assert!(err.is_empty());
+}
+
+#[test]
+fn policy_check_reports_every_problem_with_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "[[route]]\nname = \"x\"\nkey = \"k\"\npath = \"/a\"\nrequest.encrypt = [\"$[\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.toml"), "[[route]]\nname = \"y\"\n").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a policy").unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let failed = run_to(
+        PolicyCommand::Check {
+            dir: dir.path().to_owned(),
+        },
+        &mut out,
+        &mut err,
+    )
+    .unwrap_err();
+    assert_eq!(failed.0.problems.len(), 2);
+    let err = String::from_utf8(err).unwrap();
+    assert!(
+        err.contains("a.toml: route 'x': field 'request.encrypt[0]'"),
+        "{err}"
+    );
+    assert!(err.contains("b.toml: route 'y'"), "{err}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_missing_directory_is_an_error_naming_it() {
+    let err = load_dir(Path::new("/nonexistent/policies")).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/policies"), "{err}");
+}
