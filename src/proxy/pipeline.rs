@@ -63,6 +63,15 @@ async fn run(
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri().host())
         .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+    if !policies.is_empty() {
+        if let Some(why) = crate::policy::ambiguous_path(req.uri().path()) {
+            // a spelling the upstream might read differently could dodge a route
+            return Err((
+                ProxyError::client(StatusCode::BAD_REQUEST, "ambiguous_path", format!("request path refused: {why}")),
+                None,
+            ));
+        }
+    }
     let matched = policies.match_route(req.method().as_str(), host.as_deref(), req.uri().path());
     let route_name = matched.as_ref().map(|m| m.route.name.clone());
     let fail = |e: ProxyError| (e, route_name.clone());
