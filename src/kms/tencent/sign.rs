@@ -371,7 +371,11 @@ pub fn verify_tc3(
                 timestamp,
             });
         }
-        if canonical.to_ascii_lowercase() == canonical {
+        let any_upper = names.iter().any(|n| {
+            req.header(n)
+                .is_some_and(|v| v.bytes().any(|b| b.is_ascii_uppercase()))
+        });
+        if !any_upper {
             break;
         }
     }
