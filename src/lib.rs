@@ -9,4 +9,5 @@ pub mod keys;
 pub mod kms;
 pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 pub mod secret;

@@ -1,1 +1,3 @@
 //! kms
+
+pub mod tencent;

@@ -1,0 +1,14 @@
+//! The Tencent Cloud KMS face (API 3.0, version 2019-01-18, service `kms`).
+//!
+//! Pure parts, usable without the key store or a runtime:
+//! - [`sign`]: TC3-HMAC-SHA256 and signature-v1 verification (and signing,
+//!   for tests and clients);
+//! - [`wire`]: the response envelope, error codes, per-action quotas and the
+//!   typed, validated requests of every action.
+//!
+//! The HTTP handler (request → [`sign::verify`] → rate limit →
+//! [`wire::parse_request`] → key store → [`wire::success_body`]) wires them
+//! to the store.
+
+pub mod sign;
+pub mod wire;
