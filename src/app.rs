@@ -10,8 +10,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::keys::{CacheConfig, DataKeyCache, KeyStore};
 use crate::policy::PolicySet;
-use crate::proxy::{upstream::Upstream, ProxyState};
-use crate::ratelimit::RateLimiter;
+use crate::proxy::{upstream::Upstream, ActivePolicies, ProxyState};
 
 /// Why sealgate could not start; each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -105,12 +104,11 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     let upstream = Upstream::new(&config.upstream, config.connect_timeout, config.upstream_timeout)
         .map_err(StartError::Upstream)?;
     let state = Arc::new(ProxyState {
-        policies: RwLock::new(Arc::new(policies)),
+        policies: RwLock::new(Arc::new(ActivePolicies::new(policies))),
         cache: cache.clone(),
         upstream,
         max_body_bytes: config.max_body_bytes,
         header_read_timeout: config.header_read_timeout,
-        route_limits: RateLimiter::system(),
     });
     let listener = TcpListener::bind(config.listen)
         .await

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::keys::DataKeyCache;
 use crate::policy::PolicySet;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{Quota, RateLimiter, SystemClock};
 
 /// The body type the proxy sends both ways.
 pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -31,9 +31,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything a request needs, shared by all connections.
 pub struct ProxyState {
-    /// The policy set in force; swapped whole on reload, so a request keeps
-    /// the set it started with.
-    pub policies: RwLock<Arc<PolicySet>>,
+    /// The policy set in force and its route rate limits; swapped whole on
+    /// reload, so a request keeps the set it started with.
+    pub policies: RwLock<Arc<ActivePolicies>>,
     /// Data keys for sealing and opening.
     pub cache: Arc<DataKeyCache>,
     /// The upstream client.
@@ -42,13 +42,36 @@ pub struct ProxyState {
     pub max_body_bytes: usize,
     /// Client header-read timeout.
     pub header_read_timeout: Duration,
-    /// Per-route rate limits.
-    pub route_limits: RateLimiter,
+}
+
+/// A validated policy set with the rate limiter its routes ask for.
+pub struct ActivePolicies {
+    /// The routes.
+    pub set: PolicySet,
+    /// One bucket per route that has a `rate_limit`.
+    pub limits: RateLimiter,
+}
+
+impl ActivePolicies {
+    /// Builds the route limiter for `set`.
+    pub fn new(set: PolicySet) -> Self {
+        let quotas = set
+            .routes()
+            .iter()
+            .filter_map(|r| {
+                r.rate_limit
+                    .as_ref()
+                    .map(|q| (r.name.clone(), Quota { per_second: q.per_second, burst: q.burst }))
+            })
+            .collect();
+        let limits = RateLimiter::new(SystemClock, Quota { per_second: u32::MAX, burst: u32::MAX }, quotas);
+        Self { set, limits }
+    }
 }
 
 impl ProxyState {
     /// The current policy set.
-    pub fn policies(&self) -> Arc<PolicySet> {
+    pub fn policies(&self) -> Arc<ActivePolicies> {
         match self.policies.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -57,7 +80,7 @@ impl ProxyState {
 
     /// Swaps in a new, already validated policy set.
     pub fn replace_policies(&self, set: PolicySet) {
-        let set = Arc::new(set);
+        let set = Arc::new(ActivePolicies::new(set));
         match self.policies.write() {
             Ok(mut g) => *g = set,
             Err(p) => *p.into_inner() = set,

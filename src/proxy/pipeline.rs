@@ -12,8 +12,8 @@ use tracing::Instrument;
 use super::error::ProxyError;
 use super::fields::{self, FieldCounts};
 use super::headers::{self, REQUEST_ID};
-use super::{ProxyBody, ProxyState};
-use crate::policy::{OnNonJson, PolicySet, Route};
+use super::{ActivePolicies, ProxyBody, ProxyState};
+use crate::policy::{OnNonJson, Route};
 
 /// Handles one request end to end; never fails (errors become responses).
 pub async fn handle(state: Arc<ProxyState>, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -50,7 +50,7 @@ type PhaseResult = Result<(Response<ProxyBody>, Option<String>), (ProxyError, Op
 
 async fn run(
     state: &ProxyState,
-    policies: &PolicySet,
+    active: &ActivePolicies,
     peer: SocketAddr,
     req: Request<Incoming>,
     request_id: &str,
@@ -63,6 +63,7 @@ async fn run(
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri().host())
         .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+    let policies = &active.set;
     if !policies.is_empty() {
         if let Some(why) = crate::policy::ambiguous_path(req.uri().path()) {
             // a spelling the upstream might read differently could dodge a route
@@ -76,10 +77,10 @@ async fn run(
     let route_name = matched.as_ref().map(|m| m.route.name.clone());
     let fail = |e: ProxyError| (e, route_name.clone());
     if let Some(m) = &matched {
-        if let Some(spec) = &m.route.rate_limit {
-            if let Err(retry) = state.route_limits.check_with(&m.route.name, "route", spec.per_second, spec.burst) {
+        if m.route.rate_limit.is_some() {
+            if let Err(retry) = active.limits.check("route", &m.route.name) {
                 let mut e = ProxyError::client(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "the route's rate limit is exceeded");
-                e.retry_after = Some(retry.as_secs().max(1));
+                e.retry_after = Some(retry.0.as_secs().max(1));
                 return Err(fail(e));
             }
         }
