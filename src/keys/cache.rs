@@ -357,7 +357,7 @@ impl DataKeyCache {
         }
         let id = seal_id(key, partition);
         let (slot, evicted) = self.sealing.slot(&id);
-        self.evictions.fetch_add(evicted, Ordering::Relaxed);
+        self.count_evictions(evicted);
         let seen = slot.generation.load(Ordering::SeqCst);
         let (mut state, waited) = slot.lock();
         let now = (self.clock)();
@@ -386,7 +386,7 @@ impl DataKeyCache {
         let evicted = self
             .opening
             .insert_if_absent(&(sealing.cmk, sealing.wrapped), seeded);
-        self.evictions.fetch_add(evicted, Ordering::Relaxed);
+        self.count_evictions(evicted);
         slot.store(
             &mut state,
             SealEntry {
@@ -413,7 +413,7 @@ impl DataKeyCache {
         }
         let id = (*cmk, *wrapped);
         let (slot, evicted) = self.opening.slot(&id);
-        self.evictions.fetch_add(evicted, Ordering::Relaxed);
+        self.count_evictions(evicted);
         let seen = slot.generation.load(Ordering::SeqCst);
         let (mut state, waited) = slot.lock();
         let now = (self.clock)();
@@ -475,6 +475,13 @@ impl DataKeyCache {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds to the eviction counter (skipping the atomic op for zero).
+    fn count_evictions(&self, n: u64) {
+        if n > 0 {
+            self.evictions.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     /// Sweeps expired entries out of both maps at most every half max age.
     fn maybe_sweep(&self, now: Instant) {
         {
@@ -496,7 +503,7 @@ impl DataKeyCache {
     fn sweep(&self, now: Instant) {
         let dropped = self.sealing.sweep(|e| !self.fresh(e.created(), now))
             + self.opening.sweep(|e| !self.fresh(e.created(), now));
-        self.evictions.fetch_add(dropped, Ordering::Relaxed);
+        self.count_evictions(dropped);
     }
 
     /// Asks the provider for a fresh DEK and builds its sealing key.
