@@ -1,0 +1,998 @@
+//! The data-key cache: reuses a DEK for sealing within age, message and
+//! byte limits, and keeps unwrapped DEK ciphers for opening, so the key
+//! provider (and its AES key wrap, or a remote KMS) is off the hot path.
+//!
+//! Sealing keys are cached per `(CMK name, SHA-256(partition))`, as the AWS
+//! Encryption SDK keys its cache by the hash of the encryption context: two
+//! partitions never share a DEK. Opening ciphers are cached by the exact
+//! `(CMK version, wrapped DEK)` bytes an envelope carries.
+//!
+//! Concurrent misses for the same cache key are coalesced: each key has a
+//! slot whose mutex is held while the provider is called, so a burst of N
+//! requests makes one provider call and N−1 waiters reuse its result. A
+//! provider error is not cached: the next caller tries again.
+//!
+//! A cached DEK keeps working until its max age even if its CMK is disabled
+//! or rotated meanwhile; that is why the default max age is short (5 min).
+//! Dropped entries zeroize their key schedule (`DekCipher`).
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+
+use super::provider::{KeyError, KeyProvider};
+use crate::envelope::{CmkRef, SealingKey, WrappedDek};
+use crate::secret::DekCipher;
+
+/// Limits of the data-key cache.
+///
+/// The defaults are deliberately conservative:
+/// - `max_age` 5 minutes: a disabled or rotated CMK stops being used for
+///   new seals (and cached opens) within 5 minutes.
+/// - `max_messages` 2^20: with random 96-bit nonces the chance of a nonce
+///   collision after n messages is about n²/2^97, i.e. 2^-57 at 2^20 — far
+///   inside NIST SP 800-38D's 2^32-invocation bound for random nonces.
+/// - `max_bytes` 2^36 (64 GiB) of plaintext per DEK.
+/// - `capacity` 1024 DEKs for sealing, and 1024 ciphers for opening.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// A DEK is not used (for sealing or from the opening cache) once this old.
+    pub max_age: Duration,
+    /// Values sealed under one DEK before a fresh one is made.
+    pub max_messages: u64,
+    /// Plaintext bytes sealed under one DEK before a fresh one is made.
+    pub max_bytes: u64,
+    /// Entries in each of the sealing and opening caches (0 disables caching).
+    pub capacity: usize,
+    /// When false, every call goes to the provider (for benchmarks).
+    pub enabled: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_age: Duration::from_secs(300),
+            max_messages: 1 << 20,
+            max_bytes: 1 << 36,
+            capacity: 1024,
+            enabled: true,
+        }
+    }
+}
+
+/// Counters of the cache since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Calls served by a DEK that was already cached when they arrived.
+    pub hits: u64,
+    /// Calls that found no usable DEK: they called the provider, or waited
+    /// for a concurrent call to it (so `misses - provider_calls` is the
+    /// number of coalesced waiters, when the provider does not fail).
+    pub misses: u64,
+    /// Calls made to the key provider (generate or unwrap), failed ones too.
+    pub provider_calls: u64,
+    /// Cached DEKs dropped: past an age, message or byte limit, or pushed
+    /// out by capacity.
+    pub evictions: u64,
+}
+
+/// The time source: injectable so tests never sleep.
+type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// A cached entry's creation time, for expiry.
+trait Aged {
+    /// When the DEK was made or unwrapped.
+    fn created(&self) -> Instant;
+}
+
+/// A sealing DEK in use, with what it has sealed so far.
+struct SealEntry {
+    /// The key handed to sealers.
+    key: Arc<SealingKey>,
+    /// When the DEK was generated.
+    created: Instant,
+    /// Values sealed (or reserved) under it.
+    messages: u64,
+    /// Plaintext bytes sealed (or reserved) under it.
+    bytes: u64,
+}
+
+impl Aged for SealEntry {
+    fn created(&self) -> Instant {
+        self.created
+    }
+}
+
+/// An unwrapped DEK's cipher for opening.
+struct OpenEntry {
+    /// The initialised cipher.
+    cipher: Arc<DekCipher>,
+    /// When the DEK was unwrapped (or generated, if sealed here).
+    created: Instant,
+}
+
+impl Aged for OpenEntry {
+    fn created(&self) -> Instant {
+        self.created
+    }
+}
+
+/// One cache key's slot. Its mutex is held across the provider call, which
+/// is what coalesces concurrent misses.
+struct Slot<T> {
+    /// The cached entry, if any.
+    state: Mutex<Option<T>>,
+    /// Bumped each time a new entry is stored; tells a waiter whether it
+    /// was served by a call made while it waited.
+    generation: AtomicU64,
+    /// Callers blocked on `state` right now.
+    waiting: AtomicUsize,
+}
+
+impl<T> Slot<T> {
+    /// An empty slot.
+    fn new() -> Self {
+        Slot {
+            state: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Locks the slot; also says whether the caller had to wait.
+    fn lock(&self) -> (MutexGuard<'_, Option<T>>, bool) {
+        match self.state.try_lock() {
+            Ok(guard) => (guard, false),
+            Err(TryLockError::Poisoned(p)) => (p.into_inner(), false),
+            Err(TryLockError::WouldBlock) => {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                (guard, true)
+            }
+        }
+    }
+
+    /// Stores a fresh entry (the caller holds the lock).
+    fn store(&self, guard: &mut MutexGuard<'_, Option<T>>, entry: T) {
+        **guard = Some(entry);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A bounded LRU map of slots.
+struct SlotMap<K: std::hash::Hash + Eq, T> {
+    /// The slots, least recently used first out.
+    map: Mutex<LruCache<K, Arc<Slot<T>>>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, T: Aged> SlotMap<K, T> {
+    /// An empty map holding at most `capacity` slots.
+    fn new(capacity: NonZeroUsize) -> Self {
+        SlotMap {
+            map: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    /// Locks the map.
+    fn lock(&self) -> MutexGuard<'_, LruCache<K, Arc<Slot<T>>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The slot for `id`, made if missing; returns how many cached entries
+    /// were pushed out to make room.
+    fn slot(&self, id: &K) -> (Arc<Slot<T>>, u64) {
+        let mut map = self.lock();
+        if let Some(slot) = map.get(id) {
+            return (Arc::clone(slot), 0);
+        }
+        let slot = Arc::new(Slot::new());
+        let evicted = match map.push(id.clone(), Arc::clone(&slot)) {
+            Some((_, old)) => u64::from(holds_entry(&old)),
+            None => 0,
+        };
+        (slot, evicted)
+    }
+
+    /// Adds a ready entry unless `id` already has a slot; returns evictions.
+    fn insert_if_absent(&self, id: &K, entry: T) -> u64 {
+        let mut map = self.lock();
+        if map.contains(id) {
+            return 0;
+        }
+        let slot = Slot::new();
+        *slot.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(entry);
+        match map.push(id.clone(), Arc::new(slot)) {
+            Some((_, old)) => u64::from(holds_entry(&old)),
+            None => 0,
+        }
+    }
+
+    /// Drops every idle slot that is empty or whose entry `expired`;
+    /// returns how many entries were dropped. Busy slots are skipped.
+    fn sweep(&self, expired: impl Fn(&T) -> bool) -> u64 {
+        let mut map = self.lock();
+        let mut dead = Vec::new();
+        let mut dropped = 0;
+        for (id, slot) in map.iter() {
+            if let Ok(state) = slot.state.try_lock() {
+                match &*state {
+                    None => dead.push(id.clone()),
+                    Some(e) if expired(e) => {
+                        dead.push(id.clone());
+                        dropped += 1;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        for id in dead {
+            map.pop(&id);
+        }
+        dropped
+    }
+
+    /// Drops every slot.
+    fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Callers blocked on the slot for `id` (for tests of coalescing).
+    #[cfg(test)]
+    fn waiting(&self, id: &K) -> usize {
+        self.lock()
+            .peek(id)
+            .map_or(0, |s| s.waiting.load(Ordering::SeqCst))
+    }
+}
+
+/// True when a slot pushed out of a map still held an entry (or was busy).
+fn holds_entry<T>(slot: &Slot<T>) -> bool {
+    slot.state.try_lock().map_or(true, |s| s.is_some())
+}
+
+/// Cache key of a sealing DEK: SHA-256 of the CMK name and the partition.
+type SealId = [u8; 32];
+/// Cache key of an opening cipher: the CMK version and the wrapped bytes.
+type OpenId = (CmkRef, WrappedDek);
+
+/// Sealing key id: `SHA-256(u64le(len(key)) || key || partition)`.
+fn seal_id(key: &str, partition: &[u8]) -> SealId {
+    let mut h = Sha256::new();
+    h.update((key.len() as u64).to_le_bytes());
+    h.update(key.as_bytes());
+    h.update(partition);
+    h.finalize().into()
+}
+
+/// Thread-safe cache of data keys in front of a [`KeyProvider`].
+pub struct DataKeyCache {
+    /// Where DEKs come from.
+    provider: Arc<dyn KeyProvider>,
+    /// The limits.
+    config: CacheConfig,
+    /// The time source.
+    clock: Clock,
+    /// Caching is on (enabled and a non-zero capacity).
+    caching: bool,
+    /// DEKs for sealing.
+    sealing: SlotMap<SealId, SealEntry>,
+    /// Ciphers for opening.
+    opening: SlotMap<OpenId, OpenEntry>,
+    /// When expired entries were last swept out.
+    last_sweep: Mutex<Option<Instant>>,
+    /// See [`CacheStats::hits`].
+    hits: AtomicU64,
+    /// See [`CacheStats::misses`].
+    misses: AtomicU64,
+    /// See [`CacheStats::provider_calls`].
+    provider_calls: AtomicU64,
+    /// See [`CacheStats::evictions`].
+    evictions: AtomicU64,
+}
+
+impl std::fmt::Debug for DataKeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKeyCache")
+            .field("config", &self.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataKeyCache {
+    /// A cache in front of `provider`, reading time from `clock`.
+    pub fn new(
+        provider: Arc<dyn KeyProvider>,
+        config: CacheConfig,
+        clock: Arc<dyn Fn() -> Instant + Send + Sync>,
+    ) -> Self {
+        let capacity = NonZeroUsize::new(config.capacity).unwrap_or(NonZeroUsize::MIN);
+        DataKeyCache {
+            provider,
+            caching: config.enabled && config.capacity > 0,
+            config,
+            clock,
+            sealing: SlotMap::new(capacity),
+            opening: SlotMap::new(capacity),
+            last_sweep: Mutex::new(None),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            provider_calls: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// A cache in front of `provider` using the system's monotonic clock.
+    pub fn with_system_clock(provider: Arc<dyn KeyProvider>, config: CacheConfig) -> Self {
+        Self::new(provider, config, Arc::new(Instant::now))
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    /// A key to seal one value of `plaintext_len` bytes under the CMK named
+    /// `key` (KeyId or alias), for the given partition. Reuses the cached
+    /// DEK for `(key, partition)` while it is younger than `max_age` and
+    /// has sealed fewer than `max_messages` values and at most `max_bytes`
+    /// bytes including this one; counts this use against it.
+    ///
+    /// A value larger than `max_bytes` gets a fresh, uncached DEK.
+    pub fn sealing_key(
+        &self,
+        key: &str,
+        partition: &[u8],
+        plaintext_len: usize,
+    ) -> Result<Arc<SealingKey>, KeyError> {
+        let len = plaintext_len as u64;
+        if !self.caching || len > self.config.max_bytes {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return self.generate(key).map(Arc::new);
+        }
+        let id = seal_id(key, partition);
+        let (slot, evicted) = self.sealing.slot(&id);
+        self.count_evictions(evicted);
+        let seen = slot.generation.load(Ordering::SeqCst);
+        let (mut state, waited) = slot.lock();
+        let now = (self.clock)();
+        if let Some(entry) = state.as_mut() {
+            let fits = entry.messages < self.config.max_messages
+                && entry
+                    .bytes
+                    .checked_add(len)
+                    .is_some_and(|b| b <= self.config.max_bytes);
+            if self.fresh(entry.created, now) && fits {
+                entry.messages += 1;
+                entry.bytes += len;
+                self.count_served(waited && slot.generation.load(Ordering::SeqCst) != seen);
+                return Ok(Arc::clone(&entry.key));
+            }
+            *state = None;
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.maybe_sweep(now);
+        let sealing = Arc::new(self.generate(key)?);
+        let seeded = OpenEntry {
+            cipher: Arc::new(sealing.cipher.clone()),
+            created: now,
+        };
+        let evicted = self
+            .opening
+            .insert_if_absent(&(sealing.cmk, sealing.wrapped), seeded);
+        self.count_evictions(evicted);
+        slot.store(
+            &mut state,
+            SealEntry {
+                key: Arc::clone(&sealing),
+                created: now,
+                messages: 1,
+                bytes: len,
+            },
+        );
+        Ok(sealing)
+    }
+
+    /// The cipher to open envelopes whose DEK is `wrapped` under `cmk`.
+    /// Cached by those exact bytes until `max_age`; DEKs this cache made
+    /// for sealing are already there.
+    pub fn opening_key(
+        &self,
+        cmk: &CmkRef,
+        wrapped: &WrappedDek,
+    ) -> Result<Arc<DekCipher>, KeyError> {
+        if !self.caching {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return self.unwrap(cmk, wrapped).map(Arc::new);
+        }
+        let id = (*cmk, *wrapped);
+        let (slot, evicted) = self.opening.slot(&id);
+        self.count_evictions(evicted);
+        let seen = slot.generation.load(Ordering::SeqCst);
+        let (mut state, waited) = slot.lock();
+        let now = (self.clock)();
+        if let Some(entry) = state.as_ref() {
+            if self.fresh(entry.created, now) {
+                self.count_served(waited && slot.generation.load(Ordering::SeqCst) != seen);
+                return Ok(Arc::clone(&entry.cipher));
+            }
+            *state = None;
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.maybe_sweep(now);
+        let cipher = Arc::new(self.unwrap(cmk, wrapped)?);
+        slot.store(
+            &mut state,
+            OpenEntry {
+                cipher: Arc::clone(&cipher),
+                created: now,
+            },
+        );
+        Ok(cipher)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            provider_calls: self.provider_calls.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Drops every cached DEK (for example after a CMK is disabled). Keys
+    /// already handed out stay valid until their holders drop them.
+    pub fn clear(&self) {
+        self.sealing.clear();
+        self.opening.clear();
+    }
+
+    /// Drops every cached DEK past `max_age` now. Expired DEKs are never
+    /// used, but without calls they stay in memory until a later miss
+    /// sweeps them; a periodic call bounds that.
+    pub fn purge_expired(&self) {
+        let now = (self.clock)();
+        self.sweep(now);
+    }
+
+    /// True while a DEK made at `created` may still be used at `now`.
+    fn fresh(&self, created: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(created) < self.config.max_age
+    }
+
+    /// Counts a call served from the cache: a hit, or a miss if it waited
+    /// for the provider call that made the entry.
+    fn count_served(&self, coalesced: bool) {
+        let counter = if coalesced { &self.misses } else { &self.hits };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds to the eviction counter (skipping the atomic op for zero).
+    fn count_evictions(&self, n: u64) {
+        if n > 0 {
+            self.evictions.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Sweeps expired entries out of both maps at most every half max age.
+    fn maybe_sweep(&self, now: Instant) {
+        {
+            let mut last = self
+                .last_sweep
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(t) = *last {
+                if now.saturating_duration_since(t) < self.config.max_age / 2 {
+                    return;
+                }
+            }
+            *last = Some(now);
+        }
+        self.sweep(now);
+    }
+
+    /// Drops expired entries from both maps.
+    fn sweep(&self, now: Instant) {
+        let dropped = self.sealing.sweep(|e| !self.fresh(e.created(), now))
+            + self.opening.sweep(|e| !self.fresh(e.created(), now));
+        self.count_evictions(dropped);
+    }
+
+    /// Asks the provider for a fresh DEK and builds its sealing key.
+    fn generate(&self, key: &str) -> Result<SealingKey, KeyError> {
+        self.provider_calls.fetch_add(1, Ordering::Relaxed);
+        let (cmk, wrapped, dek) = self.provider.generate_data_key(key)?;
+        Ok(SealingKey {
+            cmk,
+            wrapped,
+            cipher: DekCipher::new(&dek),
+        })
+    }
+
+    /// Asks the provider to unwrap a DEK and builds its cipher.
+    fn unwrap(&self, cmk: &CmkRef, wrapped: &WrappedDek) -> Result<DekCipher, KeyError> {
+        self.provider_calls.fetch_add(1, Ordering::Relaxed);
+        let dek = self.provider.unwrap_data_key(cmk, wrapped)?;
+        Ok(DekCipher::new(&dek))
+    }
+
+    /// Callers waiting on the sealing slot of `(key, partition)`.
+    #[cfg(test)]
+    fn sealing_waiters(&self, key: &str, partition: &[u8]) -> usize {
+        self.sealing.waiting(&seal_id(key, partition))
+    }
+
+    /// Callers waiting on the opening slot of `(cmk, wrapped)`.
+    #[cfg(test)]
+    fn opening_waiters(&self, cmk: &CmkRef, wrapped: &WrappedDek) -> usize {
+        self.opening.waiting(&(*cmk, *wrapped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{seal, Envelope};
+    use crate::secret::DataKey;
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Condvar;
+    use std::thread;
+
+    /// A provider that counts calls, can fail on demand, and can hold its
+    /// calls at a gate until the test opens it.
+    #[derive(Default)]
+    struct FakeProvider {
+        generated: AtomicU64,
+        unwrapped: AtomicU64,
+        fail: AtomicBool,
+        deks: Mutex<HashMap<[u8; 40], [u8; 32]>>,
+        gated: AtomicBool,
+        gate: Mutex<(bool, usize)>,
+        cv: Condvar,
+    }
+
+    impl FakeProvider {
+        fn gated() -> Self {
+            let p = FakeProvider::default();
+            p.gated.store(true, Ordering::SeqCst);
+            p
+        }
+        /// Blocks while the gate is closed; counts entries.
+        fn pass_gate(&self) {
+            if !self.gated.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut g = self.gate.lock().unwrap();
+            g.1 += 1;
+            self.cv.notify_all();
+            while !g.0 {
+                g = self.cv.wait(g).unwrap();
+            }
+        }
+        /// Waits until `n` calls are inside the provider.
+        fn wait_entered(&self, n: usize) {
+            let mut g = self.gate.lock().unwrap();
+            while g.1 < n {
+                g = self.cv.wait(g).unwrap();
+            }
+        }
+        fn open_gate(&self) {
+            self.gate.lock().unwrap().0 = true;
+            self.cv.notify_all();
+        }
+        fn generated(&self) -> u64 {
+            self.generated.load(Ordering::SeqCst)
+        }
+        fn unwrapped(&self) -> u64 {
+            self.unwrapped.load(Ordering::SeqCst)
+        }
+    }
+
+    const CMK: CmkRef = CmkRef {
+        key_id: [9; 16],
+        version: 1,
+    };
+
+    impl KeyProvider for FakeProvider {
+        fn generate_data_key(&self, _key: &str) -> Result<(CmkRef, WrappedDek, DataKey), KeyError> {
+            let n = self.generated.fetch_add(1, Ordering::SeqCst) + 1;
+            let fail = self.fail.load(Ordering::SeqCst);
+            self.pass_gate();
+            if fail {
+                return Err(KeyError::CmkDisabled);
+            }
+            let mut dek = [0u8; 32];
+            dek[..8].copy_from_slice(&n.to_le_bytes());
+            let mut wrapped = [0xAA; 40];
+            wrapped[..8].copy_from_slice(&n.to_le_bytes());
+            self.deks.lock().unwrap().insert(wrapped, dek);
+            Ok((CMK, WrappedDek(wrapped), DataKey::from_bytes(dek)))
+        }
+
+        fn unwrap_data_key(
+            &self,
+            _cmk: &CmkRef,
+            wrapped: &WrappedDek,
+        ) -> Result<DataKey, KeyError> {
+            self.unwrapped.fetch_add(1, Ordering::SeqCst);
+            let fail = self.fail.load(Ordering::SeqCst);
+            self.pass_gate();
+            if fail {
+                return Err(KeyError::CmkDisabled);
+            }
+            let deks = self.deks.lock().unwrap();
+            deks.get(&wrapped.0)
+                .map(|d| DataKey::from_bytes(*d))
+                .ok_or(KeyError::DoesNotOpen)
+        }
+    }
+
+    /// A clock the test moves by hand.
+    struct FakeClock(Mutex<Instant>);
+
+    impl FakeClock {
+        fn advance(&self, d: Duration) {
+            *self.0.lock().unwrap() += d;
+        }
+    }
+
+    fn setup(config: CacheConfig) -> (Arc<FakeProvider>, Arc<FakeClock>, DataKeyCache) {
+        setup_with(FakeProvider::default(), config)
+    }
+
+    fn setup_with(
+        provider: FakeProvider,
+        config: CacheConfig,
+    ) -> (Arc<FakeProvider>, Arc<FakeClock>, DataKeyCache) {
+        let provider = Arc::new(provider);
+        let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
+        let c = Arc::clone(&clock);
+        let cache = DataKeyCache::new(
+            Arc::clone(&provider) as Arc<dyn KeyProvider>,
+            config,
+            Arc::new(move || *c.0.lock().unwrap()),
+        );
+        (provider, clock, cache)
+    }
+
+    fn wrapped_of(k: &SealingKey) -> [u8; 40] {
+        k.wrapped.0
+    }
+
+    #[test]
+    fn cache_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<DataKeyCache>();
+    }
+
+    #[test]
+    fn default_limits_are_the_documented_ones() {
+        let c = CacheConfig::default();
+        assert_eq!(c.max_age, Duration::from_secs(300));
+        assert_eq!(c.max_messages, 1 << 20);
+        assert_eq!(c.max_bytes, 1 << 36);
+        assert_eq!(c.capacity, 1024);
+        assert!(c.enabled);
+    }
+
+    #[test]
+    fn many_seals_make_one_provider_call() {
+        let (p, _, cache) = setup(CacheConfig::default());
+        let first = cache.sealing_key("alias/users", b"route", 16).unwrap();
+        for _ in 0..99 {
+            let k = cache.sealing_key("alias/users", b"route", 16).unwrap();
+            assert!(Arc::ptr_eq(&k, &first));
+        }
+        assert_eq!(p.generated(), 1);
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses, s.provider_calls), (99, 1, 1));
+    }
+
+    #[test]
+    fn partitions_and_cmk_names_get_their_own_deks() {
+        let (p, _, cache) = setup(CacheConfig::default());
+        let a = cache.sealing_key("k1", b"a", 1).unwrap();
+        let b = cache.sealing_key("k1", b"b", 1).unwrap();
+        let c = cache.sealing_key("k2", b"a", 1).unwrap();
+        // "k1" + "1a" and "k11" + "a" must not collide.
+        let d = cache.sealing_key("k1", b"1a", 1).unwrap();
+        let e = cache.sealing_key("k11", b"a", 1).unwrap();
+        let all = [&a, &b, &c, &d, &e].map(|k| wrapped_of(k));
+        for i in 0..all.len() {
+            for j in i + 1..all.len() {
+                assert_ne!(all[i], all[j], "{i} {j}");
+            }
+        }
+        assert_eq!(p.generated(), 5);
+        assert!(Arc::ptr_eq(&a, &cache.sealing_key("k1", b"a", 1).unwrap()));
+    }
+
+    #[test]
+    fn a_dek_expires_by_age() {
+        let config = CacheConfig::default();
+        let (p, clock, cache) = setup(config.clone());
+        let first = cache.sealing_key("k", b"p", 8).unwrap();
+        clock.advance(config.max_age - Duration::from_millis(1));
+        assert!(Arc::ptr_eq(
+            &first,
+            &cache.sealing_key("k", b"p", 8).unwrap()
+        ));
+        clock.advance(Duration::from_millis(1));
+        let second = cache.sealing_key("k", b"p", 8).unwrap();
+        assert_ne!(wrapped_of(&first), wrapped_of(&second));
+        assert_eq!(p.generated(), 2);
+        // The retired sealing entry, and its copy in the opening cache
+        // (swept by the miss).
+        assert_eq!(cache.stats().evictions, 2);
+    }
+
+    #[test]
+    fn a_dek_expires_by_messages() {
+        let (p, _, cache) = setup(CacheConfig {
+            max_messages: 3,
+            ..CacheConfig::default()
+        });
+        let keys: Vec<_> = (0..7)
+            .map(|_| wrapped_of(&cache.sealing_key("k", b"p", 1).unwrap()))
+            .collect();
+        assert_eq!(keys[0], keys[2]);
+        assert_ne!(keys[2], keys[3]);
+        assert_eq!(keys[3], keys[5]);
+        assert_ne!(keys[5], keys[6]);
+        assert_eq!(p.generated(), 3);
+    }
+
+    #[test]
+    fn a_dek_expires_by_bytes() {
+        let (p, _, cache) = setup(CacheConfig {
+            max_bytes: 100,
+            ..CacheConfig::default()
+        });
+        let a = wrapped_of(&cache.sealing_key("k", b"p", 60).unwrap());
+        let b = wrapped_of(&cache.sealing_key("k", b"p", 40).unwrap());
+        assert_eq!(a, b, "exactly max_bytes still fits");
+        let c = wrapped_of(&cache.sealing_key("k", b"p", 1).unwrap());
+        assert_ne!(b, c);
+        assert_eq!(p.generated(), 2);
+        // Larger than max_bytes: a fresh, uncached DEK each time; the cached
+        // one is untouched.
+        let big1 = wrapped_of(&cache.sealing_key("k", b"p", 101).unwrap());
+        let big2 = wrapped_of(&cache.sealing_key("k", b"p", 101).unwrap());
+        assert_ne!(big1, big2);
+        assert_ne!(big1, c);
+        assert_eq!(wrapped_of(&cache.sealing_key("k", b"p", 1).unwrap()), c);
+        assert_eq!(p.generated(), 4);
+    }
+
+    #[test]
+    fn opening_is_cached_by_wrapped_bytes() {
+        let (p, clock, cache) = setup(CacheConfig::default());
+        // Make two DEKs on the provider side only (not through the cache).
+        let (cmk, w1, _) = p.generate_data_key("k").unwrap();
+        let (_, w2, _) = p.generate_data_key("k").unwrap();
+        let c1 = cache.opening_key(&cmk, &w1).unwrap();
+        assert!(Arc::ptr_eq(&c1, &cache.opening_key(&cmk, &w1).unwrap()));
+        assert_eq!(p.unwrapped(), 1);
+        cache.opening_key(&cmk, &w2).unwrap();
+        assert_eq!(p.unwrapped(), 2);
+        // Same wrapped bytes under another CMK version are another entry.
+        let other = CmkRef { version: 2, ..cmk };
+        cache.opening_key(&other, &w1).unwrap();
+        assert_eq!(p.unwrapped(), 3);
+        clock.advance(CacheConfig::default().max_age);
+        let again = cache.opening_key(&cmk, &w1).unwrap();
+        assert!(!Arc::ptr_eq(&c1, &again));
+        assert_eq!(p.unwrapped(), 4);
+    }
+
+    #[test]
+    fn a_dek_made_for_sealing_opens_without_an_unwrap() {
+        let (p, _, cache) = setup(CacheConfig::default());
+        let sk = cache.sealing_key("k", b"p", 5).unwrap();
+        let text = seal(&sk, b"\"hello\"", b"ctx", &mut rand::thread_rng()).unwrap();
+        let env = Envelope::parse(&text).unwrap();
+        let cipher = cache.opening_key(&env.cmk(), env.wrapped()).unwrap();
+        assert_eq!(env.open(&cipher, b"ctx").unwrap().json(), b"\"hello\"");
+        assert_eq!(p.unwrapped(), 0);
+        assert_eq!(p.generated(), 1);
+    }
+
+    #[test]
+    fn sealed_values_open_through_a_fresh_cache() {
+        let (p, _, cache) = setup(CacheConfig::default());
+        let sk = cache.sealing_key("k", b"p", 5).unwrap();
+        let text = seal(&sk, b"[1,2]", b"ctx", &mut rand::thread_rng()).unwrap();
+        // Another node: same provider, empty cache.
+        let (_, _, other) = setup(CacheConfig::default());
+        let other = DataKeyCache::new(
+            Arc::clone(&p) as Arc<dyn KeyProvider>,
+            other.config().clone(),
+            Arc::new(Instant::now),
+        );
+        let env = Envelope::parse(&text).unwrap();
+        let cipher = other.opening_key(&env.cmk(), env.wrapped()).unwrap();
+        assert_eq!(env.open(&cipher, b"ctx").unwrap().json(), b"[1,2]");
+        assert_eq!(p.unwrapped(), 1);
+    }
+
+    #[test]
+    fn provider_errors_are_not_cached() {
+        let (p, _, cache) = setup(CacheConfig::default());
+        p.fail.store(true, Ordering::SeqCst);
+        assert_eq!(
+            cache.sealing_key("k", b"p", 1).unwrap_err(),
+            KeyError::CmkDisabled
+        );
+        p.fail.store(false, Ordering::SeqCst);
+        assert!(cache.sealing_key("k", b"p", 1).is_ok());
+        assert_eq!(p.generated(), 2);
+
+        let unknown = WrappedDek([0x55; 40]);
+        assert_eq!(
+            cache.opening_key(&CMK, &unknown).unwrap_err(),
+            KeyError::DoesNotOpen
+        );
+        assert_eq!(
+            cache.opening_key(&CMK, &unknown).unwrap_err(),
+            KeyError::DoesNotOpen
+        );
+        assert_eq!(p.unwrapped(), 2);
+    }
+
+    #[test]
+    fn disabled_cache_calls_the_provider_every_time() {
+        let (p, _, cache) = setup(CacheConfig {
+            enabled: false,
+            ..CacheConfig::default()
+        });
+        let a = cache.sealing_key("k", b"p", 1).unwrap();
+        let b = cache.sealing_key("k", b"p", 1).unwrap();
+        assert_ne!(wrapped_of(&a), wrapped_of(&b));
+        cache.opening_key(&a.cmk, &a.wrapped).unwrap();
+        cache.opening_key(&a.cmk, &a.wrapped).unwrap();
+        assert_eq!((p.generated(), p.unwrapped()), (2, 2));
+        assert_eq!(cache.stats().hits, 0);
+        assert_eq!(cache.stats().provider_calls, 4);
+    }
+
+    #[test]
+    fn zero_capacity_disables_caching() {
+        let (p, _, cache) = setup(CacheConfig {
+            capacity: 0,
+            ..CacheConfig::default()
+        });
+        cache.sealing_key("k", b"p", 1).unwrap();
+        cache.sealing_key("k", b"p", 1).unwrap();
+        assert_eq!(p.generated(), 2);
+    }
+
+    #[test]
+    fn capacity_bounds_the_cache() {
+        let (p, _, cache) = setup(CacheConfig {
+            capacity: 2,
+            ..CacheConfig::default()
+        });
+        let a = cache.sealing_key("k", b"a", 1).unwrap();
+        cache.sealing_key("k", b"b", 1).unwrap();
+        cache.sealing_key("k", b"c", 1).unwrap(); // pushes out "a"
+                                                  // "a" from the sealing cache, and its copy from the opening cache.
+        assert_eq!(cache.stats().evictions, 2);
+        let a2 = cache.sealing_key("k", b"a", 1).unwrap();
+        assert_ne!(wrapped_of(&a), wrapped_of(&a2));
+        assert_eq!(p.generated(), 4);
+    }
+
+    #[test]
+    fn expired_and_cleared_deks_are_dropped() {
+        let (_, clock, cache) = setup(CacheConfig::default());
+        let k = cache.sealing_key("k", b"p", 1).unwrap();
+        // Held by us, the sealing cache (and its copy in the opening cache).
+        assert_eq!(Arc::strong_count(&k), 2);
+        clock.advance(Duration::from_secs(301));
+        cache.purge_expired();
+        assert_eq!(Arc::strong_count(&k), 1, "cache let go of the expired DEK");
+        assert_eq!(cache.stats().evictions, 2, "sealing and opening entries");
+
+        let k = cache.sealing_key("k", b"p", 1).unwrap();
+        let o = cache.opening_key(&k.cmk, &k.wrapped).unwrap();
+        assert_eq!((Arc::strong_count(&k), Arc::strong_count(&o)), (2, 2));
+        cache.clear();
+        assert_eq!((Arc::strong_count(&k), Arc::strong_count(&o)), (1, 1));
+    }
+
+    #[test]
+    fn a_miss_sweeps_other_expired_entries() {
+        let (_, clock, cache) = setup(CacheConfig::default());
+        let old = cache.sealing_key("k", b"old", 1).unwrap();
+        clock.advance(Duration::from_secs(301));
+        cache.sealing_key("k", b"new", 1).unwrap();
+        assert_eq!(Arc::strong_count(&old), 1);
+    }
+
+    #[test]
+    fn a_burst_of_concurrent_seals_makes_one_provider_call() {
+        const N: usize = 8;
+        let (p, _, cache) = setup_with(FakeProvider::gated(), CacheConfig::default());
+        let cache = Arc::new(cache);
+        let handles: Vec<_> = (0..N)
+            .map(|_| {
+                let c = Arc::clone(&cache);
+                thread::spawn(move || c.sealing_key("k", b"p", 4).unwrap())
+            })
+            .collect();
+        // One call is in the provider; wait until all others queue behind it.
+        p.wait_entered(1);
+        while cache.sealing_waiters("k", b"p") < N - 1 {
+            thread::yield_now();
+        }
+        p.open_gate();
+        let keys: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(p.generated(), 1);
+        assert!(keys.iter().all(|k| Arc::ptr_eq(k, &keys[0])));
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses, s.provider_calls), (0, N as u64, 1));
+    }
+
+    #[test]
+    fn a_burst_of_concurrent_opens_makes_one_provider_call() {
+        const N: usize = 8;
+        let provider = FakeProvider::default();
+        let (cmk, wrapped, _) = provider.generate_data_key("k").unwrap();
+        provider.gated.store(true, Ordering::SeqCst);
+        let (p, _, cache) = setup_with(provider, CacheConfig::default());
+        let cache = Arc::new(cache);
+        let handles: Vec<_> = (0..N)
+            .map(|_| {
+                let c = Arc::clone(&cache);
+                thread::spawn(move || c.opening_key(&cmk, &wrapped).unwrap())
+            })
+            .collect();
+        p.wait_entered(1);
+        while cache.opening_waiters(&cmk, &wrapped) < N - 1 {
+            thread::yield_now();
+        }
+        p.open_gate();
+        let ciphers: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(p.unwrapped(), 1);
+        assert!(ciphers.iter().all(|c| Arc::ptr_eq(c, &ciphers[0])));
+    }
+
+    #[test]
+    fn after_a_failed_call_a_waiter_tries_again() {
+        let (p, _, cache) = setup_with(FakeProvider::gated(), CacheConfig::default());
+        let cache = Arc::new(cache);
+        p.fail.store(true, Ordering::SeqCst);
+        let c1 = Arc::clone(&cache);
+        let first = thread::spawn(move || c1.sealing_key("k", b"p", 1));
+        p.wait_entered(1);
+        let c2 = Arc::clone(&cache);
+        let second = thread::spawn(move || c2.sealing_key("k", b"p", 1));
+        while cache.sealing_waiters("k", b"p") < 1 {
+            thread::yield_now();
+        }
+        // The first call (decided to fail on entry) returns its error; the
+        // waiter then finds nothing cached and makes its own call, which the
+        // provider, no longer failing, serves.
+        {
+            let mut g = p.gate.lock().unwrap();
+            g.0 = true;
+            p.fail.store(false, Ordering::SeqCst);
+            p.cv.notify_all();
+        }
+        assert_eq!(first.join().unwrap().unwrap_err(), KeyError::CmkDisabled);
+        let key = second.join().unwrap().unwrap();
+        assert_eq!(p.generated(), 2);
+        // And the waiter's key is now the cached one.
+        assert!(Arc::ptr_eq(&key, &cache.sealing_key("k", b"p", 1).unwrap()));
+        assert_eq!(p.generated(), 2);
+    }
+}
