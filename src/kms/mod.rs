@@ -1,3 +1,184 @@
-//! kms
+//! The HTTP faces of the key store: Tencent Cloud KMS, Alibaba Cloud KMS and
+//! Infisical KMS, all on one listener.
+//!
+//! The dispatcher reads a bounded body, tells the dialect apart by the
+//! request itself (`X-TC-*` headers or Tencent's `SecretId`/`/v2/index.php`,
+//! `x-acs-*` headers or Alibaba's `AccessKeyId`, `x-kms-apiname` for the
+//! Alibaba instance API, `/api/` paths for Infisical) and hands it to that
+//! face. Each face checks the caller, rate-limits, calls the shared
+//! [`KeyStore`](crate::keys::KeyStore), and answers in its own shape.
 
 pub mod tencent;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Largest KMS request body read (Alibaba's instance API allows 3 MB).
+pub const MAX_KMS_BODY: usize = 4 * 1024 * 1024;
+
+/// One KMS request, body read.
+#[derive(Debug, Clone)]
+pub struct KmsRequest {
+    /// Method.
+    pub method: Method,
+    /// Target (path and query).
+    pub uri: Uri,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+impl KmsRequest {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Parameters of the query string and, for a form body, the form, in order.
+    pub fn flat_params(&self) -> Vec<(String, String)> {
+        let mut out = tencent::sign::form_decode(self.uri.query().unwrap_or("")).unwrap_or_default();
+        let is_form = self
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            out.extend(tencent::sign::form_decode(&String::from_utf8_lossy(&self.body)).unwrap_or_default());
+        }
+        out
+    }
+}
+
+/// A dialect of the KMS API. Handlers are synchronous (the store does
+/// blocking, synced writes); the dispatcher runs them off the async threads.
+pub trait Face: Send + Sync {
+    /// Answers one request in this dialect's shape.
+    fn handle(&self, req: KmsRequest) -> Response<Full<Bytes>>;
+}
+
+/// Which dialect a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Tencent Cloud KMS (API 3.0, v1 signature, legacy /v2/index.php).
+    Tencent,
+    /// Alibaba Cloud KMS OpenAPI (RPC style).
+    Alibaba,
+    /// Alibaba Cloud KMS instance API (protobuf).
+    AlibabaInstance,
+    /// Infisical KMS.
+    Infisical,
+}
+
+/// Tells the dialect from the request itself.
+pub fn dialect(req: &KmsRequest) -> Option<Dialect> {
+    let path = req.uri.path();
+    if path.starts_with("/api/") {
+        return Some(Dialect::Infisical);
+    }
+    if req.headers.contains_key("x-kms-apiname") {
+        return Some(Dialect::AlibabaInstance);
+    }
+    if req.headers.contains_key("x-tc-action") || path == "/v2/index.php" {
+        return Some(Dialect::Tencent);
+    }
+    if req.headers.contains_key("x-acs-action") {
+        return Some(Dialect::Alibaba);
+    }
+    let params = req.flat_params();
+    let has = |k: &str| params.iter().any(|(n, _)| n == k);
+    if has("SecretId") {
+        return Some(Dialect::Tencent);
+    }
+    if has("AccessKeyId") || params.iter().any(|(n, v)| n == "Version" && v == "2016-01-20") {
+        return Some(Dialect::Alibaba);
+    }
+    None
+}
+
+/// The faces this listener serves (a missing one answers 404).
+#[derive(Clone, Default)]
+pub struct Faces {
+    /// Tencent Cloud KMS.
+    pub tencent: Option<Arc<dyn Face>>,
+    /// Alibaba Cloud KMS (both APIs).
+    pub alibaba: Option<Arc<dyn Face>>,
+    /// Infisical KMS.
+    pub infisical: Option<Arc<dyn Face>>,
+}
+
+fn plain_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"error": {"code": "unknown_dialect", "message": message}});
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn dispatch(faces: Faces, peer: SocketAddr, req: http::Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_KMS_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return plain_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large or unreadable"),
+    };
+    let req = KmsRequest {
+        method: parts.method,
+        uri: parts.uri,
+        headers: parts.headers,
+        body,
+        peer,
+    };
+    let face = match dialect(&req) {
+        Some(Dialect::Tencent) => faces.tencent,
+        Some(Dialect::Alibaba) | Some(Dialect::AlibabaInstance) => faces.alibaba,
+        Some(Dialect::Infisical) => faces.infisical,
+        None => None,
+    };
+    let Some(face) = face else {
+        return plain_error(StatusCode::NOT_FOUND, "not a KMS request this listener serves");
+    };
+    match tokio::task::spawn_blocking(move || face.handle(req)).await {
+        Ok(r) => r,
+        Err(_) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+    }
+}
+
+/// Serves the KMS faces on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, faces: Faces, shutdown: impl Future<Output = ()>, header_read_timeout: Duration) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let faces = faces.clone();
+                let svc = service_fn(move |req| {
+                    let faces = faces.clone();
+                    async move { Ok::<_, std::convert::Infallible>(dispatch(faces, peer, req).await) }
+                });
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {}
+    }
+}
