@@ -23,6 +23,6 @@ pub use model::{
 pub use provider::{KeyError, KeyProvider};
 pub use root::RootKeySource;
 pub use store::{
-    Ciphertext, Clock, DataKeySpec, Decrypted, GeneratedDataKey, KeyList, KeyStore, ManualClock,
-    NewCredential, ReEncrypted, StoreError, StoreOptions, SystemClock, VerifyReport,
+    unix_now, Ciphertext, Clock, DataKeySpec, Decrypted, GeneratedDataKey, KeyList, KeyStore,
+    ManualClock, NewCredential, ReEncrypted, StoreError, StoreOptions, SystemClock, VerifyReport,
 };

@@ -843,7 +843,9 @@ impl State {
             KeyCommand::EnableRotation { key, rotate_days } => {
                 let days = rotate_days.unwrap_or(DEFAULT_ROTATE_DAYS);
                 if !ROTATE_DAYS_RANGE.contains(&days) {
-                    return Err(KeyError::InvalidParameter("RotateDays must be 7-365".into()));
+                    return Err(KeyError::InvalidParameter(
+                        "RotateDays must be 7-365".into(),
+                    ));
                 }
                 let mut rec = self.resolve(&key)?.clone();
                 check_rotatable(&rec)?;
@@ -1007,9 +1009,7 @@ fn check_rotatable(rec: &KeyRecord) -> Result<(), KeyError> {
         return Err(KeyError::UsageMismatch);
     }
     if rec.metadata.origin != KeyOrigin::Kms {
-        return Err(KeyError::InvalidState(
-            "EXTERNAL keys do not rotate".into(),
-        ));
+        return Err(KeyError::InvalidState("EXTERNAL keys do not rotate".into()));
     }
     Ok(())
 }

@@ -55,7 +55,9 @@ pub enum RootKeyError {
     )]
     Missing(PathBuf),
     /// The key file may be read by others.
-    #[error("root key file {path} has mode {mode:o}; it must be readable only by its owner (chmod 600)")]
+    #[error(
+        "root key file {path} has mode {mode:o}; it must be readable only by its owner (chmod 600)"
+    )]
     Permissions {
         /// The file.
         path: PathBuf,
@@ -204,7 +206,13 @@ impl RootSealer {
         let mut out = nonce.to_vec();
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .map_err(|_| SealError)?;
         out.extend_from_slice(&ct);
         Ok(out)
@@ -248,7 +256,11 @@ impl RootSealer {
     }
 
     /// Opens a credential secret.
-    pub fn open_credential(&self, id: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    pub fn open_credential(
+        &self,
+        id: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         self.open(sealed, &[AAD_CREDENTIAL, id.as_bytes()].concat())
     }
 

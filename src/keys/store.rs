@@ -61,11 +61,16 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        unix_now()
     }
+}
+
+/// The system time in unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A clock tests set by hand.
@@ -122,7 +127,9 @@ pub enum StoreError {
     )]
     Locked(PathBuf),
     /// The root key does not open this store.
-    #[error("wrong root key for the key store in {0}: it does not open the store's key-check value")]
+    #[error(
+        "wrong root key for the key store in {0}: it does not open the store's key-check value"
+    )]
     WrongRootKey(PathBuf),
     /// The root key could not be loaded or created.
     #[error(transparent)]
@@ -234,7 +241,9 @@ impl DataKeySpec {
                 if (1..=MAX_RANDOM_BYTES as u64).contains(&n) {
                     Ok(DataKeySpec::Bytes(n as usize))
                 } else {
-                    Err(KeyError::InvalidParameter("NumberOfBytes must be 1-1024".into()))
+                    Err(KeyError::InvalidParameter(
+                        "NumberOfBytes must be 1-1024".into(),
+                    ))
                 }
             }
             (None, Some("AES_128")) => Ok(DataKeySpec::Aes128),
@@ -397,12 +406,11 @@ impl KeyStore {
                 check
             }
         };
-        let state = State::from_records(keys, credentials).map_err(|message| {
-            StoreError::Corrupt {
+        let state =
+            State::from_records(keys, credentials).map_err(|message| StoreError::Corrupt {
                 path: data_dir.clone(),
                 message,
-            }
-        })?;
+            })?;
         tracing::info!(
             data_dir = %data_dir.display(),
             keys = state.key_count(),
@@ -548,7 +556,9 @@ impl KeyStore {
                     Mutation::PutCredential(c) => {
                         let json =
                             serde_json::to_vec(c).map_err(|e| KeyError::Store(e.to_string()))?;
-                        creds.insert(c.id.as_str(), json.as_slice()).map_err(key_err)?;
+                        creds
+                            .insert(c.id.as_str(), json.as_slice())
+                            .map_err(key_err)?;
                     }
                 }
             }
@@ -592,6 +602,22 @@ impl KeyStore {
     /// Creates a key (Type 1 enabled with version 1; EXTERNAL pending import).
     pub fn create(&self, req: CreateKeyRequest) -> Result<KeyMetadata, KeyError> {
         self.execute(KeyCommand::Create(req))
+    }
+
+    /// Creates an ENCRYPT_DECRYPT key with this alias (the server does this
+    /// for keys its policies name); returns the new KeyId.
+    pub fn create_alias_key(&self, alias: &str, description: &str) -> Result<KeyId, KeyError> {
+        self.create(CreateKeyRequest {
+            alias: Some(alias.into()),
+            description: description.into(),
+            ..CreateKeyRequest::default()
+        })
+        .map(|m| m.key_id)
+    }
+
+    /// Finds a key's id by KeyId or alias.
+    pub fn resolve(&self, key: &str) -> Result<KeyId, KeyError> {
+        self.read().resolve(key).map(|r| r.metadata.key_id)
     }
 
     /// Describes a key by KeyId or alias.
@@ -691,9 +717,8 @@ impl KeyStore {
         key: &str,
         material: &SecretBytes,
     ) -> Result<KeyMetadata, KeyError> {
-        let material = CmkMaterial::from_slice(material.expose()).ok_or_else(|| {
-            KeyError::InvalidParameter("key material must be 32 bytes".into())
-        })?;
+        let material = CmkMaterial::from_slice(material.expose())
+            .ok_or_else(|| KeyError::InvalidParameter("key material must be 32 bytes".into()))?;
         let key_id = self.read().resolve(key)?.metadata.key_id;
         let sealed = self
             .sealer
@@ -935,7 +960,10 @@ impl KeyStore {
 
     /// All credentials (no secrets), by id.
     pub fn list_credentials(&self) -> Vec<CredentialInfo> {
-        self.read().credentials().map(CredentialInfo::from).collect()
+        self.read()
+            .credentials()
+            .map(CredentialInfo::from)
+            .collect()
     }
 
     /// Revokes a credential for good.
@@ -994,7 +1022,9 @@ impl KeyStore {
     /// nothing.
     pub fn import(&self, backup: Backup) -> Result<ImportReport, KeyError> {
         if backup.format != Backup::FORMAT {
-            return Err(KeyError::InvalidParameter("not a sealgate key backup".into()));
+            return Err(KeyError::InvalidParameter(
+                "not a sealgate key backup".into(),
+            ));
         }
         if !self.sealer.verify_key_check(&backup.key_check) {
             return Err(KeyError::InvalidParameter(
