@@ -1141,7 +1141,3 @@ impl KeyProvider for KeyStore {
         unwrap_dek(&material, wrapped).ok_or(KeyError::DoesNotOpen)
     }
 }
-
-#[cfg(test)]
-#[path = "store_tests.rs"]
-mod tests;
