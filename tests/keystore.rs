@@ -444,7 +444,15 @@ fn key_limit_and_create_parameters() {
     let list = store.list(1, 10);
     assert_eq!(list.total_count, 2);
     assert_eq!(list.keys.len(), 1);
-    assert_eq!(store.list(0, 1).keys[0].alias.as_deref(), Some("a"));
+    let mut pages: Vec<_> = [store.list(0, 1), store.list(1, 1), store.list(2, 1)]
+        .into_iter()
+        .flat_map(|p| p.keys)
+        .map(|k| k.key_id)
+        .collect();
+    pages.sort();
+    let mut all: Vec<_> = store.list(0, 10).keys.iter().map(|k| k.key_id).collect();
+    all.sort();
+    assert_eq!(pages, all);
     store.update_alias("a", "renamed").unwrap();
     store.update_description("renamed", "new").unwrap();
     assert_eq!(store.describe("renamed").unwrap().description, "new");
@@ -779,4 +787,100 @@ fn root_key_from_base64_text() {
     drop(store);
     // the same key given directly opens it
     assert!(open(tmp.path()).describe("x").is_ok());
+}
+
+#[test]
+fn cli_arguments_parse_as_documented() {
+    use clap::{CommandFactory, Parser};
+    #[derive(Parser)]
+    struct Keys {
+        #[command(subcommand)]
+        cmd: KeysCommand,
+    }
+    #[derive(Parser)]
+    struct Creds {
+        #[command(subcommand)]
+        cmd: CredentialsCommand,
+    }
+    Keys::command().debug_assert();
+    Creds::command().debug_assert();
+    let k = Keys::try_parse_from([
+        "keys",
+        "create",
+        "--alias",
+        "orders",
+        "--tag",
+        "env=prod",
+        "--type",
+        "2",
+        "--json",
+        "--data-dir",
+        "/d",
+    ])
+    .unwrap();
+    let KeysCommand::Create {
+        store,
+        alias,
+        key_type,
+        tags,
+        ..
+    } = k.cmd
+    else {
+        panic!("not create")
+    };
+    assert_eq!(
+        (store.json, store.data_dir, alias, key_type, tags),
+        (
+            true,
+            PathBuf::from("/d"),
+            Some("orders".into()),
+            2,
+            vec!["env=prod".into()]
+        )
+    );
+    let k = Keys::try_parse_from(["keys", "schedule-deletion", "orders"]).unwrap();
+    let KeysCommand::ScheduleDeletion { store, days, .. } = k.cmd else {
+        panic!("not schedule-deletion")
+    };
+    assert_eq!(
+        (store.data_dir, days, store.json),
+        ("./sealgate-data".into(), 30, false)
+    );
+    let c = Creds::try_parse_from(["c", "create", "--allow-key", "a", "--allow-key", "b"]).unwrap();
+    assert!(
+        matches!(c.cmd, CredentialsCommand::Create { allow_keys, .. } if allow_keys == ["a", "b"])
+    );
+}
+
+#[test]
+fn concurrent_writers_and_readers_keep_the_store_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(tmp.path()));
+    store.create(aliased("shared")).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut blobs = Vec::new();
+                for i in 0..10 {
+                    store.create(aliased(&format!("t{t}-{i}"))).unwrap();
+                    if i % 3 == 0 {
+                        store.rotate("shared").unwrap();
+                    }
+                    blobs.push(store.encrypt("shared", &[t as u8, i], b"").unwrap());
+                }
+                blobs
+            })
+        })
+        .collect();
+    let blobs: Vec<Ciphertext> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(store.list(0, 100).total_count, 41);
+    assert_eq!(store.describe("shared").unwrap().primary_version, Some(17));
+    for ct in &blobs {
+        assert_eq!(store.decrypt(&ct.blob, b"").unwrap().plaintext.len(), 2);
+    }
+    assert_eq!(store.verify().unwrap().keys, 41);
 }
