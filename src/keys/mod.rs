@@ -1,8 +1,46 @@
 //! The CMK store: key state machine, storage, root key, DEK wrap/unwrap and
 //! the data-key cache.
+//!
+//! - [`model`]: key metadata and the state machine (PURE);
+//! - [`root`]: the root key and sealing under it;
+//! - [`keywrap`]: DEK wrap/unwrap (AES-KW, RFC 3394);
+//! - [`blob`]: the ciphertext blob of KMS Encrypt/Decrypt (PURE);
+//! - [`store`]: [`KeyStore`], the redb-backed store;
+//! - [`cache`]: the data-key cache the proxy seals and opens through;
+//! - [`admin`]: the admin unix socket the CLI uses while the server runs.
 
+pub mod admin;
+pub mod blob;
 pub mod cache;
+pub mod keywrap;
+pub mod model;
 pub mod provider;
+pub mod root;
+pub mod store;
 
 pub use cache::{CacheConfig, CacheStats, DataKeyCache};
+pub use model::{
+    Backup, CreateKeyRequest, CredentialInfo, ImportReport, KeyCommand, KeyId, KeyMetadata,
+    KeyOrigin, KeyState, KeyUsage, KeyVersionInfo, Tag,
+};
 pub use provider::{KeyError, KeyProvider};
+pub use root::RootKeySource;
+pub use store::{
+    unix_now, Ciphertext, Clock, DataKeySpec, Decrypted, GeneratedDataKey, KeyList, KeyStore,
+    ManualClock, NewCredential, ReEncrypted, StoreError, StoreOptions, SystemClock, VerifyReport,
+};
+
+/// Opens the store a validated config names.
+pub fn open_for_config(c: &crate::config::Config) -> Result<KeyStore, StoreError> {
+    KeyStore::open(
+        &c.data_dir,
+        c.root_key_file
+            .clone()
+            .map(RootKeySource::File)
+            .unwrap_or(RootKeySource::Auto),
+        StoreOptions {
+            max_keys: c.max_keys,
+            ..Default::default()
+        },
+    )
+}

@@ -47,6 +47,15 @@ pub enum KeyError {
     /// The store failed (I/O, corruption); the message is safe to log.
     #[error("key store failure: {0}")]
     Store(String),
+    /// The key usage is valid but this store cannot hold such keys yet.
+    #[error("key usage not supported")]
+    UnsupportedKeyUsage,
+    /// Two tags share a tag key.
+    #[error("duplicate tag key")]
+    DuplicateTagKey,
+    /// A backup import would overwrite a different key, alias or credential.
+    #[error("import conflict: {0}")]
+    ImportConflict(String),
 }
 
 /// What the data-key cache needs from a CMK holder.

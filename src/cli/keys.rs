@@ -1,0 +1,446 @@
+//! `sealgate keys …`: manage CMKs in the key store. Opens the store in the
+//! data directory; when a running server holds it, sends the same request
+//! over the server's admin socket instead.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::keys::admin::{self, AdminClient, AdminRequest};
+use crate::keys::model::{Backup, CreateKeyRequest, KeyCommand, KeyOrigin, KeyUsage, Tag};
+use crate::keys::store::{KeyList, ADMIN_SOCKET};
+use crate::keys::{
+    ImportReport, KeyError, KeyMetadata, KeyStore, RootKeySource, StoreError, StoreOptions,
+};
+
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./sealgate-data";
+
+/// Errors of the key and credential commands.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The key store refused the operation.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A bad argument.
+    #[error("{0}")]
+    Usage(String),
+    /// Reading or writing a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Where the store is, and how to print.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Data directory of the key store.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Root key file (default: $SEALGATE_ROOT_KEY, else <data-dir>/root.key).
+    #[arg(long, value_name = "FILE")]
+    pub root_key_file: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sealgate keys` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; returns once it is durable.
+    Create {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Unique alias (1-60 of letters, digits, '-', '_').
+        #[arg(long)]
+        alias: Option<String>,
+        /// Description (at most 1024 bytes).
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Key usage (ENCRYPT_DECRYPT).
+        #[arg(long, default_value = "ENCRYPT_DECRYPT")]
+        usage: String,
+        /// 1 = material made here, 2 = EXTERNAL (import material later).
+        #[arg(long = "type", default_value_t = 1)]
+        key_type: u32,
+        /// Tag, KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// Creator recorded with the key.
+        #[arg(long, default_value = "")]
+        owner: String,
+    },
+    /// List keys.
+    List {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Keys to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Most keys to show.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Describe a key.
+    Describe {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// KeyId or alias.
+        key: String,
+    },
+    /// Make a new primary version of a key.
+    Rotate {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// KeyId or alias.
+        key: String,
+    },
+    /// Enable a key.
+    Enable {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// KeyId or alias.
+        key: String,
+    },
+    /// Disable a key (it neither seals nor opens).
+    Disable {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// KeyId or alias.
+        key: String,
+    },
+    /// Schedule a key's deletion after a pending window.
+    ScheduleDeletion {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// KeyId or alias.
+        key: String,
+        /// Pending window in days (7-30).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Cancel a scheduled deletion (the key comes back disabled).
+    CancelDeletion {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// KeyId or alias.
+        key: String,
+    },
+    /// Write a backup file (material stays sealed under the root key).
+    Export {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Backup file to create (must not exist).
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Restore a backup file made under the same root key.
+    Import {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Backup file.
+        file: PathBuf,
+    },
+}
+
+/// The store to talk to: opened here, or a running server's admin socket.
+pub(crate) enum Target {
+    Local(Box<KeyStore>),
+    Remote(AdminClient),
+}
+
+impl Target {
+    /// Opens the store in `args.data_dir`, or, if another process holds
+    /// it, connects to that process's admin socket.
+    pub(crate) fn open(args: &StoreArgs) -> Result<Target, CliError> {
+        let source = match &args.root_key_file {
+            Some(p) => RootKeySource::File(p.clone()),
+            None => RootKeySource::Auto,
+        };
+        match KeyStore::open(&args.data_dir, source, StoreOptions::default()) {
+            Ok(store) => Ok(Target::Local(Box::new(store))),
+            Err(StoreError::Locked(dir)) => {
+                let sock = dir.join(ADMIN_SOCKET);
+                if sock.exists() {
+                    Ok(Target::Remote(AdminClient::new(sock)))
+                } else {
+                    Err(StoreError::Locked(dir).into())
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends one request.
+    pub(crate) fn call(&self, req: AdminRequest) -> Result<Value, CliError> {
+        Ok(match self {
+            Target::Local(store) => admin::handle(store, req)?,
+            Target::Remote(client) => client.request(&req)?,
+        })
+    }
+}
+
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CliError> {
+    serde_json::from_value(v)
+        .map_err(|e| CliError::Key(KeyError::Store(format!("bad answer: {e}"))))
+}
+
+pub(crate) fn print_json(out: &mut dyn Write, v: &Value) -> Result<(), CliError> {
+    writeln!(out, "{v}").map_err(stdout_err)
+}
+
+pub(crate) fn stdout_err(source: std::io::Error) -> CliError {
+    CliError::Io {
+        path: PathBuf::from("<stdout>"),
+        source,
+    }
+}
+
+fn parse_tags(tags: &[String]) -> Result<Vec<Tag>, CliError> {
+    tags.iter()
+        .map(|t| {
+            let (k, v) = t
+                .split_once('=')
+                .ok_or_else(|| CliError::Usage(format!("tag {t:?} is not KEY=VALUE")))?;
+            Ok(Tag {
+                tag_key: k.into(),
+                tag_value: v.into(),
+            })
+        })
+        .collect()
+}
+
+fn describe_text(out: &mut dyn Write, m: &KeyMetadata) -> std::io::Result<()> {
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |t| t.to_string());
+    writeln!(out, "KeyId:          {}", m.key_id)?;
+    writeln!(out, "Alias:          {}", m.alias.as_deref().unwrap_or("-"))?;
+    writeln!(out, "Description:    {}", m.description)?;
+    writeln!(out, "KeyUsage:       {}", m.key_usage)?;
+    writeln!(out, "Type:           {}", m.origin.type_number())?;
+    writeln!(out, "KeyState:       {}", m.key_state)?;
+    writeln!(out, "CreateTime:     {}", m.create_time)?;
+    writeln!(out, "Owner:          {}", m.owner)?;
+    for t in &m.tags {
+        writeln!(out, "Tag:            {}={}", t.tag_key, t.tag_value)?;
+    }
+    writeln!(
+        out,
+        "Rotation:       {}",
+        if m.key_rotation_enabled {
+            format!(
+                "every {} days, next {}",
+                m.rotate_days,
+                opt(m.next_rotate_time)
+            )
+        } else {
+            "off".into()
+        }
+    )?;
+    writeln!(out, "LastRotateTime: {}", opt(m.last_rotate_time))?;
+    writeln!(out, "DeletionDate:   {}", opt(m.deletion_date))?;
+    writeln!(
+        out,
+        "Versions:       {} (primary {})",
+        m.versions.len(),
+        m.primary_version
+            .map_or_else(|| "-".into(), |v| v.to_string())
+    )
+}
+
+fn key_result(out: &mut dyn Write, json: bool, v: Value, verb: &str) -> Result<(), CliError> {
+    if json {
+        return print_json(out, &v);
+    }
+    let m: KeyMetadata = from_value(v)?;
+    if !verb.is_empty() {
+        writeln!(out, "{verb} key {}", m.key_id).map_err(stdout_err)?;
+    }
+    describe_text(out, &m).map_err(stdout_err)
+}
+
+/// Runs one `keys` subcommand, printing to stdout.
+pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
+    run_to(cmd, &mut std::io::stdout().lock())
+}
+
+/// Runs one `keys` subcommand, printing to `out`.
+pub fn run_to(cmd: KeysCommand, out: &mut dyn Write) -> Result<(), CliError> {
+    match cmd {
+        KeysCommand::Create {
+            store,
+            alias,
+            description,
+            usage,
+            key_type,
+            tags,
+            owner,
+        } => {
+            let req = CreateKeyRequest {
+                alias,
+                description,
+                key_usage: usage.parse::<KeyUsage>()?,
+                origin: KeyOrigin::from_type(key_type)?,
+                tags: parse_tags(&tags)?,
+                owner,
+            };
+            let v = Target::open(&store)?.call(AdminRequest::Execute {
+                command: KeyCommand::Create(req),
+            })?;
+            key_result(out, store.json, v, "Created")
+        }
+        KeysCommand::List {
+            store,
+            offset,
+            limit,
+        } => {
+            let v = Target::open(&store)?.call(AdminRequest::List { offset, limit })?;
+            if store.json {
+                return print_json(out, &v);
+            }
+            let list: KeyList = from_value(v)?;
+            let w = |out: &mut dyn Write| -> std::io::Result<()> {
+                writeln!(
+                    out,
+                    "{:<36}  {:<24}  {:<13}  {:<15}  VERSION",
+                    "KEY ID", "ALIAS", "STATE", "USAGE"
+                )?;
+                for m in &list.keys {
+                    writeln!(
+                        out,
+                        "{:<36}  {:<24}  {:<13}  {:<15}  {}",
+                        m.key_id,
+                        m.alias.as_deref().unwrap_or("-"),
+                        m.key_state,
+                        m.key_usage,
+                        m.primary_version
+                            .map_or_else(|| "-".into(), |v| v.to_string())
+                    )?;
+                }
+                writeln!(out, "{} of {} keys", list.keys.len(), list.total_count)
+            };
+            w(out).map_err(stdout_err)
+        }
+        KeysCommand::Describe { store, key } => {
+            let v = Target::open(&store)?.call(AdminRequest::Describe { key })?;
+            key_result(out, store.json, v, "")
+        }
+        KeysCommand::Rotate { store, key } => {
+            execute(out, &store, KeyCommand::Rotate { key }, "Rotated")
+        }
+        KeysCommand::Enable { store, key } => {
+            execute(out, &store, KeyCommand::Enable { key }, "Enabled")
+        }
+        KeysCommand::Disable { store, key } => {
+            execute(out, &store, KeyCommand::Disable { key }, "Disabled")
+        }
+        KeysCommand::ScheduleDeletion { store, key, days } => execute(
+            out,
+            &store,
+            KeyCommand::ScheduleDeletion {
+                key,
+                pending_window_days: days,
+            },
+            "Scheduled deletion of",
+        ),
+        KeysCommand::CancelDeletion { store, key } => execute(
+            out,
+            &store,
+            KeyCommand::CancelDeletion { key },
+            "Cancelled deletion of",
+        ),
+        KeysCommand::Export { store, out: file } => {
+            let v = Target::open(&store)?.call(AdminRequest::Export)?;
+            let backup: Backup = from_value(v)?;
+            write_backup(&file, &backup)?;
+            let summary = serde_json::json!({
+                "File": file.display().to_string(),
+                "Keys": backup.keys.len(),
+                "Credentials": backup.credentials.len(),
+            });
+            if store.json {
+                return print_json(out, &summary);
+            }
+            writeln!(
+                out,
+                "Exported {} keys and {} credentials to {} (material sealed under the root key; \
+                 keep the root key backed up separately)",
+                backup.keys.len(),
+                backup.credentials.len(),
+                file.display()
+            )
+            .map_err(stdout_err)
+        }
+        KeysCommand::Import { store, file } => {
+            let text = std::fs::read(&file).map_err(|source| CliError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            let backup: Backup = serde_json::from_slice(&text).map_err(|e| {
+                CliError::Usage(format!("{} is not a key backup: {e}", file.display()))
+            })?;
+            let v = Target::open(&store)?.call(AdminRequest::Import {
+                backup: Box::new(backup),
+            })?;
+            if store.json {
+                return print_json(out, &v);
+            }
+            let r: ImportReport = from_value(v)?;
+            writeln!(
+                out,
+                "Imported {} keys ({} already present), {} credentials ({} already present)",
+                r.keys_imported, r.keys_unchanged, r.credentials_imported, r.credentials_unchanged
+            )
+            .map_err(stdout_err)
+        }
+    }
+}
+
+fn execute(
+    out: &mut dyn Write,
+    store: &StoreArgs,
+    command: KeyCommand,
+    verb: &str,
+) -> Result<(), CliError> {
+    let v = Target::open(store)?.call(AdminRequest::Execute { command })?;
+    key_result(out, store.json, v, verb)
+}
+
+/// Writes a backup file with mode 0600; never replaces an existing file.
+fn write_backup(path: &Path, backup: &Backup) -> Result<(), CliError> {
+    let io = |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(backup)
+        .map_err(|e| CliError::Key(KeyError::Store(e.to_string())))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(&json).map_err(io)?;
+    f.write_all(b"\n").map_err(io)?;
+    f.sync_all().map_err(io)
+}

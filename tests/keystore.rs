@@ -1,0 +1,886 @@
+//! The key store end to end: on-disk layout and secrecy, lifecycle, crypto
+//! operations, credentials, backup/restore, and the CLI both directly and
+//! through the admin socket of a store held by "the server".
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sealgate::cli::credentials::{self, CredentialsCommand};
+use sealgate::cli::keys::{self as keys_cli, CliError, KeysCommand, StoreArgs};
+use sealgate::envelope::WrappedDek;
+use sealgate::keys::keywrap::{unwrap_dek, wrap_dek};
+use sealgate::keys::root::encode_root_key;
+use sealgate::keys::*;
+use sealgate::secret::{CmkMaterial, DataKey, RootKey, SecretBytes};
+
+fn root() -> RootKey {
+    RootKey::from_bytes([0x42; 32])
+}
+
+fn open_with(dir: &Path, key: RootKey, options: StoreOptions) -> Result<KeyStore, StoreError> {
+    KeyStore::open(dir, RootKeySource::Key(key), options)
+}
+
+fn open(dir: &Path) -> KeyStore {
+    open_with(dir, root(), StoreOptions::default()).unwrap()
+}
+
+fn with_clock(dir: &Path, clock: Arc<ManualClock>) -> KeyStore {
+    open_with(
+        dir,
+        root(),
+        StoreOptions {
+            clock,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn aliased(alias: &str) -> CreateKeyRequest {
+    CreateKeyRequest {
+        alias: Some(alias.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn empty_directory_just_works_and_root_key_file_is_owner_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let store = KeyStore::open(
+        &dir,
+        RootKeySource::File(dir.join("root.key")),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    let meta = std::fs::metadata(dir.join("root.key")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let k = store.create(aliased("first")).unwrap();
+    drop(store);
+    let store = KeyStore::open(
+        &dir,
+        RootKeySource::File(dir.join("root.key")),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(store.describe("first").unwrap(), k);
+}
+
+#[test]
+fn second_opener_gets_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let err = open_with(tmp.path(), root(), StoreOptions::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Locked(_)), "{err}");
+    assert!(err.to_string().contains("in use by another process"));
+    drop(store);
+    open(tmp.path());
+}
+
+#[test]
+fn wrong_root_key_is_refused_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    open(tmp.path()).create(aliased("k")).unwrap();
+    let err = open_with(
+        tmp.path(),
+        RootKey::from_bytes([1; 32]),
+        StoreOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, StoreError::WrongRootKey(_)), "{err}");
+    // and the right key still opens it, with the key intact
+    assert_eq!(open(tmp.path()).verify().unwrap().keys, 1);
+}
+
+#[test]
+fn missing_root_key_file_for_existing_store_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyfile = tmp.path().join("root.key");
+    let dir = tmp.path().join("data");
+    let src = RootKeySource::File(keyfile.clone());
+    KeyStore::open(&dir, src.clone(), StoreOptions::default()).unwrap();
+    std::fs::remove_file(&keyfile).unwrap();
+    let err = KeyStore::open(&dir, src, StoreOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("restore the root key"), "{err}");
+    assert!(!keyfile.exists(), "no new root key may replace a lost one");
+}
+
+/// True if any 32-byte window of `haystack`, used as an AES-KW key, unwraps
+/// one of `wrapped` — i.e. CMK material lies in clear in `haystack`.
+/// Windows with more than 4 bytes of 0x00 or of 0xFF are skipped: redb
+/// files are mostly zero pages and all-ones allocator bitmaps, and random
+/// material looks like that with probability ~4e-7.
+fn material_in_clear(haystack: &[u8], wrapped: &[WrappedDek]) -> bool {
+    haystack.windows(32).any(|w| {
+        let count = |v: u8| w.iter().filter(|b| **b == v).count();
+        if count(0x00) > 4 || count(0xFF) > 4 {
+            return false;
+        }
+        let kek = CmkMaterial::from_slice(w).unwrap();
+        wrapped.iter().any(|x| unwrap_dek(&kek, x).is_some())
+    })
+}
+
+#[test]
+fn store_file_holds_no_key_material_in_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let mut wrapped = Vec::new();
+    for alias in ["a", "b"] {
+        store.create(aliased(alias)).unwrap();
+        wrapped.push(store.generate_data_key(alias).unwrap().1);
+        store.rotate(alias).unwrap();
+        wrapped.push(store.generate_data_key(alias).unwrap().1);
+    }
+    let cred = store.create_credential(None).unwrap();
+    drop(store);
+    let raw = std::fs::read(tmp.path().join("keys.redb")).unwrap();
+    assert!(!material_in_clear(&raw, &wrapped));
+    let contains = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(root().expose()));
+    assert!(!contains(cred.secret.expose()));
+    assert!(contains(cred.id.as_bytes()), "the scan does read the file");
+
+    // The detector finds material that is there.
+    let kek = CmkMaterial::from_bytes([0x5A; 32]);
+    let w = wrap_dek(&kek, &DataKey::from_bytes([1; 32])).unwrap();
+    let mut planted = raw[..1000].to_vec();
+    planted.extend_from_slice(kek.expose());
+    assert!(material_in_clear(&planted, &[w]));
+}
+
+#[test]
+fn lifecycle_disabled_and_pending_delete_keys_neither_seal_nor_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let store = with_clock(tmp.path(), clock.clone());
+    let k = store.create(aliased("orders")).unwrap();
+    assert_eq!(k.create_time, 1_000_000);
+    let ct = store.encrypt("orders", b"secret", b"ctx").unwrap();
+    assert_eq!(ct.key_id, k.key_id);
+    let (cmk, wrapped, _) = store.generate_data_key("orders").unwrap();
+
+    store.disable("orders").unwrap();
+    assert_eq!(
+        store.encrypt("orders", b"x", b"").unwrap_err(),
+        KeyError::CmkDisabled
+    );
+    assert_eq!(
+        store.decrypt(&ct.blob, b"ctx").unwrap_err(),
+        KeyError::CmkDisabled
+    );
+    assert_eq!(
+        store.unwrap_data_key(&cmk, &wrapped).unwrap_err(),
+        KeyError::CmkDisabled
+    );
+    store.enable(&k.key_id.to_string()).unwrap();
+    assert_eq!(
+        store.decrypt(&ct.blob, b"ctx").unwrap().plaintext.expose(),
+        b"secret"
+    );
+
+    let m = store.schedule_deletion("orders", 7).unwrap();
+    assert_eq!(m.key_state, KeyState::PendingDelete);
+    assert_eq!(m.deletion_date, Some(1_000_000 + 7 * 86_400));
+    assert_eq!(
+        store.decrypt(&ct.blob, b"ctx").unwrap_err(),
+        KeyError::CmkPendingDelete
+    );
+    assert_eq!(
+        store.generate_data_key("orders").unwrap_err(),
+        KeyError::CmkPendingDelete
+    );
+    assert_eq!(
+        store.cancel_deletion("orders").unwrap().key_state,
+        KeyState::Disabled
+    );
+    store.schedule_deletion("orders", 7).unwrap();
+
+    assert!(store
+        .purge_due(1_000_000 + 7 * 86_400 - 1)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.purge_due(1_000_000 + 7 * 86_400).unwrap(),
+        vec![k.key_id]
+    );
+    assert_eq!(
+        store.decrypt(&ct.blob, b"ctx").unwrap_err(),
+        KeyError::CmkNotFound
+    );
+    drop(store);
+    let store = open(tmp.path());
+    assert_eq!(store.describe("orders").unwrap_err(), KeyError::CmkNotFound);
+    store.create(aliased("orders")).unwrap();
+}
+
+#[test]
+fn encrypt_binds_context_and_limits_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    store.create(aliased("k")).unwrap();
+    let ct = store.encrypt("k", &[7; 4096], b"{\"a\":\"b\"}").unwrap();
+    assert_eq!(
+        store.decrypt(&ct.blob, b"{\"a\":\"c\"}").unwrap_err(),
+        KeyError::DoesNotOpen
+    );
+    assert!(matches!(
+        store.encrypt("k", &[7; 4097], b""),
+        Err(KeyError::InvalidParameter(_))
+    ));
+    assert!(matches!(
+        store.decrypt(b"garbage", b""),
+        Err(KeyError::InvalidParameter(_))
+    ));
+    assert_eq!(
+        store.encrypt("missing", b"x", b"").unwrap_err(),
+        KeyError::CmkNotFound
+    );
+}
+
+#[test]
+fn every_version_still_opens_after_rotation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(10_000));
+    let store = with_clock(tmp.path(), clock.clone());
+    store.create(aliased("k")).unwrap();
+    let mut blobs = Vec::new();
+    let mut deks = Vec::new();
+    for v in 1..=3u32 {
+        let ct = store.encrypt("k", format!("v{v}").as_bytes(), b"").unwrap();
+        assert_eq!(ct.version, v);
+        blobs.push(ct);
+        let (cmk, w, dek) = store.generate_data_key("k").unwrap();
+        assert_eq!(cmk.version, v);
+        deks.push((cmk, w, dek));
+        if v < 3 {
+            assert_eq!(store.rotate("k").unwrap().primary_version, Some(v + 1));
+        }
+    }
+    drop(store);
+    let store = with_clock(tmp.path(), clock.clone());
+    for (i, ct) in blobs.iter().enumerate() {
+        let pt = store.decrypt(&ct.blob, b"").unwrap().plaintext;
+        assert_eq!(pt.expose(), format!("v{}", i + 1).as_bytes());
+    }
+    for (cmk, w, dek) in &deks {
+        assert_eq!(
+            store.unwrap_data_key(cmk, w).unwrap().expose(),
+            dek.expose()
+        );
+    }
+    let mut bad = deks[0].0;
+    bad.version = 9;
+    assert_eq!(
+        store.unwrap_data_key(&bad, &deks[0].1).unwrap_err(),
+        KeyError::VersionNotFound
+    );
+    bad.version = 2;
+    assert_eq!(
+        store.unwrap_data_key(&bad, &deks[0].1).unwrap_err(),
+        KeyError::DoesNotOpen
+    );
+}
+
+#[test]
+fn automatic_rotation_happens_when_due() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(0));
+    let store = with_clock(tmp.path(), clock.clone());
+    let a = store.create(aliased("a")).unwrap().key_id;
+    store.create(aliased("b")).unwrap();
+    assert!(matches!(
+        store.enable_rotation("a", Some(6)),
+        Err(KeyError::InvalidParameter(_))
+    ));
+    store.enable_rotation("a", Some(30)).unwrap();
+    let day = 86_400;
+    assert!(store.rotate_due(30 * day - 1).unwrap().is_empty());
+    assert_eq!(store.rotate_due(30 * day).unwrap(), vec![a]);
+    assert_eq!(store.describe("a").unwrap().primary_version, Some(2));
+    assert_eq!(store.describe("b").unwrap().primary_version, Some(1));
+    assert!(store.rotate_due(30 * day + 1).unwrap().is_empty());
+    // disabled keys wait
+    store.disable("a").unwrap();
+    assert!(store.rotate_due(90 * day).unwrap().is_empty());
+    store.enable("a").unwrap();
+    store.disable_rotation("a").unwrap();
+    assert!(store.rotate_due(90 * day).unwrap().is_empty());
+}
+
+#[test]
+fn data_keys_re_encrypt_and_random() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    store.create(aliased("a")).unwrap();
+    let b = store.create(aliased("b")).unwrap();
+    for (spec, len) in [
+        (DataKeySpec::from_params(Some("AES_128"), None).unwrap(), 16),
+        (DataKeySpec::from_params(Some("AES_256"), None).unwrap(), 32),
+        (
+            DataKeySpec::from_params(Some("AES_128"), Some(7)).unwrap(),
+            7,
+        ),
+        (DataKeySpec::from_params(None, Some(1024)).unwrap(), 1024),
+    ] {
+        let dk = store.generate_data_key_blob("a", spec, b"c").unwrap();
+        assert_eq!(dk.plaintext.len(), len);
+        let back = store.decrypt(&dk.blob, b"c").unwrap();
+        assert_eq!(back.plaintext, dk.plaintext);
+    }
+    for bad in [
+        DataKeySpec::from_params(None, Some(0)),
+        DataKeySpec::from_params(None, Some(1025)),
+        DataKeySpec::from_params(Some("AES_512"), None),
+        DataKeySpec::from_params(None, None),
+    ] {
+        assert!(matches!(bad, Err(KeyError::InvalidParameter(_))));
+    }
+
+    let ct = store.encrypt("a", b"move me", b"src").unwrap();
+    let re = store.re_encrypt(&ct.blob, b"src", "b", b"dst").unwrap();
+    assert_eq!(re.source_key_id, ct.key_id);
+    assert_eq!(re.ciphertext.key_id, b.key_id);
+    assert_eq!(
+        store
+            .decrypt(&re.ciphertext.blob, b"dst")
+            .unwrap()
+            .plaintext
+            .expose(),
+        b"move me"
+    );
+    assert_eq!(
+        store
+            .re_encrypt(&ct.blob, b"wrong", "b", b"dst")
+            .unwrap_err(),
+        KeyError::DoesNotOpen
+    );
+
+    assert_eq!(store.generate_random(1024).unwrap().len(), 1024);
+    assert!(store.generate_random(0).is_err());
+    assert!(store.generate_random(1025).is_err());
+    assert_ne!(
+        store.generate_random(32).unwrap(),
+        store.generate_random(32).unwrap()
+    );
+}
+
+#[test]
+fn external_key_material_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let k = store
+        .create(CreateKeyRequest {
+            alias: Some("ext".into()),
+            origin: KeyOrigin::External,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(k.key_state, KeyState::PendingImport);
+    assert_eq!(
+        store.encrypt("ext", b"x", b"").unwrap_err(),
+        KeyError::CmkPendingImport
+    );
+    assert!(matches!(
+        store.import_key_material("ext", &SecretBytes::new(vec![1; 31])),
+        Err(KeyError::InvalidParameter(_))
+    ));
+    let m = store
+        .import_key_material("ext", &SecretBytes::new(vec![9; 32]))
+        .unwrap();
+    assert_eq!(m.key_state, KeyState::Enabled);
+    // the imported material is what wraps DEKs
+    let (cmk, wrapped, dek) = store.generate_data_key("ext").unwrap();
+    assert_eq!(cmk.version, 1);
+    let mine = unwrap_dek(&CmkMaterial::from_bytes([9; 32]), &wrapped).unwrap();
+    assert_eq!(mine.expose(), dek.expose());
+    assert!(matches!(
+        store.import_key_material("ext", &SecretBytes::new(vec![9; 32])),
+        Err(KeyError::InvalidState(_))
+    ));
+    assert!(store.rotate("ext").is_err());
+}
+
+#[test]
+fn key_limit_and_create_parameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_with(
+        tmp.path(),
+        root(),
+        StoreOptions {
+            max_keys: 2,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let tags = vec![Tag {
+        tag_key: "team".into(),
+        tag_value: "pay".into(),
+    }];
+    let a = store
+        .create(CreateKeyRequest {
+            alias: Some("a".into()),
+            description: "orders".into(),
+            tags: tags.clone(),
+            owner: "AKIDx".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        (a.tags, a.description, a.owner),
+        (tags, "orders".into(), "AKIDx".into())
+    );
+    assert_eq!(
+        store.create(aliased("a")).unwrap_err(),
+        KeyError::AliasAlreadyExists
+    );
+    store.create(CreateKeyRequest::default()).unwrap();
+    assert_eq!(
+        store.create(aliased("c")).unwrap_err(),
+        KeyError::LimitExceeded
+    );
+    let list = store.list(1, 10);
+    assert_eq!(list.total_count, 2);
+    assert_eq!(list.keys.len(), 1);
+    let mut pages: Vec<_> = [store.list(0, 1), store.list(1, 1), store.list(2, 1)]
+        .into_iter()
+        .flat_map(|p| p.keys)
+        .map(|k| k.key_id)
+        .collect();
+    pages.sort();
+    let mut all: Vec<_> = store.list(0, 10).keys.iter().map(|k| k.key_id).collect();
+    all.sort();
+    assert_eq!(pages, all);
+    store.update_alias("a", "renamed").unwrap();
+    store.update_description("renamed", "new").unwrap();
+    assert_eq!(store.describe("renamed").unwrap().description, "new");
+    assert_eq!(store.resolve("a").unwrap_err(), KeyError::CmkNotFound);
+}
+
+#[test]
+fn credentials_lookup_allow_and_revoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let a = store.create(aliased("a")).unwrap();
+    store.create(aliased("b")).unwrap();
+    assert_eq!(
+        store
+            .create_credential(Some(vec!["nope".into()]))
+            .unwrap_err(),
+        KeyError::CmkNotFound
+    );
+    let all = store.create_credential(None).unwrap();
+    let only_a = store.create_credential(Some(vec!["a".into()])).unwrap();
+    assert!(all.id.starts_with("AKID") && all.id.len() == 36);
+    assert!(all.id[4..].chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_eq!(all.secret.len(), 40);
+    assert_ne!(all.secret, only_a.secret);
+    assert!(!format!("{all:?}").contains(std::str::from_utf8(all.secret.expose()).unwrap()));
+
+    assert!(store.allowed(&all.id, "b"));
+    assert!(store.allowed(&only_a.id, "a"));
+    assert!(store.allowed(&only_a.id, &a.key_id.to_string()));
+    assert!(!store.allowed(&only_a.id, "b"));
+    assert!(!store.allowed("AKIDnobody", "a"));
+
+    drop(store);
+    let store = open(tmp.path());
+    assert_eq!(store.lookup_secret(&all.id).unwrap(), all.secret);
+    assert_eq!(store.list_credentials().len(), 2);
+    assert!(store.revoke_credential(&all.id).unwrap().revoked);
+    assert!(store.lookup_secret(&all.id).is_none());
+    assert!(!store.allowed(&all.id, "a"));
+    assert!(store.lookup_secret(&only_a.id).is_some());
+    assert!(store.lookup_secret("AKIDnobody").is_none());
+}
+
+#[test]
+fn backup_restores_keys_that_open_old_ciphertexts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(&tmp.path().join("one"));
+    store.create(aliased("a")).unwrap();
+    store.rotate("a").unwrap();
+    let ct = store.encrypt("a", b"keep", b"").unwrap();
+    let cred = store.create_credential(None).unwrap();
+    let backup = store.export();
+    let json = serde_json::to_string(&backup).unwrap();
+    assert!(!json.contains(std::str::from_utf8(cred.secret.expose()).unwrap()));
+
+    // restore into a new data dir with the same root key
+    let two = open(&tmp.path().join("two"));
+    let report = two.import(serde_json::from_str(&json).unwrap()).unwrap();
+    assert_eq!((report.keys_imported, report.credentials_imported), (1, 1));
+    assert_eq!(
+        two.decrypt(&ct.blob, b"").unwrap().plaintext.expose(),
+        b"keep"
+    );
+    assert_eq!(two.lookup_secret(&cred.id).unwrap(), cred.secret);
+    // again: nothing to do
+    let again = two.import(backup.clone()).unwrap();
+    assert_eq!((again.keys_imported, again.keys_unchanged), (0, 1));
+    // a changed key is never overwritten, and nothing else is imported
+    two.disable("a").unwrap();
+    store.create(aliased("b")).unwrap();
+    let newer = store.export();
+    assert!(matches!(
+        two.import(newer),
+        Err(KeyError::ImportConflict(_))
+    ));
+    assert!(two.describe("b").is_err());
+    // a store with another root key refuses the backup
+    let other = open_with(
+        &tmp.path().join("three"),
+        RootKey::from_bytes([3; 32]),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        other.import(backup),
+        Err(KeyError::InvalidParameter(_))
+    ));
+    assert_eq!(other.list(0, 10).total_count, 0);
+}
+
+// ---- CLI ----
+
+fn args(dir: &Path, keyfile: &Path) -> StoreArgs {
+    StoreArgs {
+        data_dir: dir.to_path_buf(),
+        root_key_file: Some(keyfile.to_path_buf()),
+        json: true,
+    }
+}
+
+fn keys(cmd: KeysCommand) -> Result<serde_json::Value, CliError> {
+    let mut out = Vec::new();
+    keys_cli::run_to(cmd, &mut out)?;
+    Ok(serde_json::from_slice(&out).unwrap())
+}
+
+fn creds(cmd: CredentialsCommand) -> Result<serde_json::Value, CliError> {
+    let mut out = Vec::new();
+    credentials::run_to(cmd, &mut out)?;
+    Ok(serde_json::from_slice(&out).unwrap())
+}
+
+fn create_cmd(store: StoreArgs, alias: &str) -> KeysCommand {
+    KeysCommand::Create {
+        store,
+        alias: Some(alias.into()),
+        description: "d".into(),
+        usage: "ENCRYPT_DECRYPT".into(),
+        key_type: 1,
+        tags: vec!["env=prod".into()],
+        owner: String::new(),
+    }
+}
+
+/// Runs the whole key/credential CLI against `s` and checks what a user sees.
+fn exercise_cli(s: &StoreArgs, backup_file: &Path) -> String {
+    let created = keys(create_cmd(s.clone(), "cli-key")).unwrap();
+    let id = created["KeyId"].as_str().unwrap().to_string();
+    assert_eq!(created["Alias"], "cli-key");
+    assert_eq!(created["KeyState"], "Enabled");
+    assert_eq!(created["Tags"][0]["TagKey"], "env");
+
+    let err = keys(create_cmd(s.clone(), "cli-key")).unwrap_err();
+    assert!(
+        matches!(err, CliError::Key(KeyError::AliasAlreadyExists)),
+        "{err}"
+    );
+
+    let listed = keys(KeysCommand::List {
+        store: s.clone(),
+        offset: 0,
+        limit: 10,
+    })
+    .unwrap();
+    assert!(listed["Keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["KeyId"] == id.as_str()));
+
+    let rotated = keys(KeysCommand::Rotate {
+        store: s.clone(),
+        key: "cli-key".into(),
+    })
+    .unwrap();
+    assert_eq!(rotated["PrimaryVersion"], 2);
+    let d = keys(KeysCommand::Disable {
+        store: s.clone(),
+        key: id.clone(),
+    })
+    .unwrap();
+    assert_eq!(d["KeyState"], "Disabled");
+    let e = keys(KeysCommand::Enable {
+        store: s.clone(),
+        key: id.clone(),
+    })
+    .unwrap();
+    assert_eq!(e["KeyState"], "Enabled");
+    let sd = keys(KeysCommand::ScheduleDeletion {
+        store: s.clone(),
+        key: id.clone(),
+        days: 7,
+    })
+    .unwrap();
+    assert_eq!(sd["KeyState"], "PendingDelete");
+    let cd = keys(KeysCommand::CancelDeletion {
+        store: s.clone(),
+        key: id.clone(),
+    })
+    .unwrap();
+    assert_eq!(cd["KeyState"], "Disabled");
+    let desc = keys(KeysCommand::Describe {
+        store: s.clone(),
+        key: "cli-key".into(),
+    })
+    .unwrap();
+    assert_eq!(desc["Versions"].as_array().unwrap().len(), 2);
+    let missing = keys(KeysCommand::Describe {
+        store: s.clone(),
+        key: "nope".into(),
+    })
+    .unwrap_err();
+    assert!(matches!(missing, CliError::Key(KeyError::CmkNotFound)));
+
+    let c = creds(CredentialsCommand::Create {
+        store: s.clone(),
+        allow_keys: vec!["cli-key".into()],
+    })
+    .unwrap();
+    let cid = c["Id"].as_str().unwrap().to_string();
+    assert_eq!(c["Secret"].as_str().unwrap().len(), 40);
+    let l = creds(CredentialsCommand::List { store: s.clone() }).unwrap();
+    assert!(l.to_string().contains(&cid));
+    assert!(!l.to_string().contains(c["Secret"].as_str().unwrap()));
+    let r = creds(CredentialsCommand::Revoke {
+        store: s.clone(),
+        id: cid,
+    })
+    .unwrap();
+    assert_eq!(r["Revoked"], true);
+
+    let exported = keys(KeysCommand::Export {
+        store: s.clone(),
+        out: backup_file.to_path_buf(),
+    })
+    .unwrap();
+    assert!(exported["Keys"].as_u64().unwrap() >= 1);
+    let mode = std::fs::metadata(backup_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // never overwrites
+    assert!(keys(KeysCommand::Export {
+        store: s.clone(),
+        out: backup_file.to_path_buf(),
+    })
+    .is_err());
+    let imported = keys(KeysCommand::Import {
+        store: s.clone(),
+        file: backup_file.to_path_buf(),
+    })
+    .unwrap();
+    assert_eq!(imported["KeysImported"], 0);
+    id
+}
+
+#[test]
+fn cli_works_on_the_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let keyfile = tmp.path().join("root.key");
+    let s = args(&dir, &keyfile);
+    let id = exercise_cli(&s, &tmp.path().join("backup.json"));
+    // durable: a fresh open sees it
+    let store =
+        KeyStore::open(&dir, RootKeySource::File(keyfile), StoreOptions::default()).unwrap();
+    assert_eq!(store.describe("cli-key").unwrap().key_id.to_string(), id);
+    assert_eq!(store.verify().unwrap().keys, 1);
+
+    // text output is for people
+    drop(store);
+    let mut out = Vec::new();
+    keys_cli::run_to(
+        KeysCommand::Describe {
+            store: StoreArgs { json: false, ..s },
+            key: "cli-key".into(),
+        },
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(&id) && text.contains("Disabled"), "{text}");
+}
+
+#[test]
+fn cli_goes_through_the_admin_socket_while_the_server_holds_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let keyfile = tmp.path().join("root.key");
+    // "the server": holds the store (and its lock) and serves admin.sock
+    let store = Arc::new(
+        KeyStore::open(
+            &dir,
+            RootKeySource::File(keyfile.clone()),
+            StoreOptions::default(),
+        )
+        .unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sock: PathBuf = store.admin_socket_path();
+    let listener = rt.block_on(async { admin::bind(&sock) }).unwrap();
+    rt.spawn(admin::serve_listener(store.clone(), listener));
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let s = args(&dir, &keyfile);
+    let id = exercise_cli(&s, &tmp.path().join("backup.json"));
+    // the server's own store object saw every change at once
+    let m = store.describe(&id).unwrap();
+    assert_eq!(m.alias.as_deref(), Some("cli-key"));
+    assert_eq!(m.key_state, KeyState::Disabled);
+    assert_eq!(store.list_credentials().len(), 1);
+
+    // a key made by the server is visible to the CLI
+    store.create(aliased("server-made")).unwrap();
+    let d = keys(KeysCommand::Describe {
+        store: s.clone(),
+        key: "server-made".into(),
+    })
+    .unwrap();
+    assert_eq!(d["KeyState"], "Enabled");
+
+    // garbage on the socket gets an error line, not a dead server
+    use std::io::{BufRead, Write};
+    let mut raw = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    raw.write_all(b"{not json}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(raw).read_line(&mut line).unwrap();
+    assert!(line.contains("InvalidParameter"), "{line}");
+    assert!(keys(KeysCommand::List {
+        store: s,
+        offset: 0,
+        limit: 1
+    })
+    .is_ok());
+    rt.shutdown_background();
+}
+
+#[test]
+fn root_key_from_base64_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = encode_root_key(&root()).to_string();
+    let store = KeyStore::open(
+        tmp.path(),
+        RootKeySource::Base64(text),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    store.create(aliased("x")).unwrap();
+    drop(store);
+    // the same key given directly opens it
+    assert!(open(tmp.path()).describe("x").is_ok());
+}
+
+#[test]
+fn cli_arguments_parse_as_documented() {
+    use clap::{CommandFactory, Parser};
+    #[derive(Parser)]
+    struct Keys {
+        #[command(subcommand)]
+        cmd: KeysCommand,
+    }
+    #[derive(Parser)]
+    struct Creds {
+        #[command(subcommand)]
+        cmd: CredentialsCommand,
+    }
+    Keys::command().debug_assert();
+    Creds::command().debug_assert();
+    let k = Keys::try_parse_from([
+        "keys",
+        "create",
+        "--alias",
+        "orders",
+        "--tag",
+        "env=prod",
+        "--type",
+        "2",
+        "--json",
+        "--data-dir",
+        "/d",
+    ])
+    .unwrap();
+    let KeysCommand::Create {
+        store,
+        alias,
+        key_type,
+        tags,
+        ..
+    } = k.cmd
+    else {
+        panic!("not create")
+    };
+    assert_eq!(
+        (store.json, store.data_dir, alias, key_type, tags),
+        (
+            true,
+            PathBuf::from("/d"),
+            Some("orders".into()),
+            2,
+            vec!["env=prod".into()]
+        )
+    );
+    let k = Keys::try_parse_from(["keys", "schedule-deletion", "orders"]).unwrap();
+    let KeysCommand::ScheduleDeletion { store, days, .. } = k.cmd else {
+        panic!("not schedule-deletion")
+    };
+    assert_eq!(
+        (store.data_dir, days, store.json),
+        ("./sealgate-data".into(), 30, false)
+    );
+    let c = Creds::try_parse_from(["c", "create", "--allow-key", "a", "--allow-key", "b"]).unwrap();
+    assert!(
+        matches!(c.cmd, CredentialsCommand::Create { allow_keys, .. } if allow_keys == ["a", "b"])
+    );
+}
+
+#[test]
+fn concurrent_writers_and_readers_keep_the_store_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(tmp.path()));
+    store.create(aliased("shared")).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut blobs = Vec::new();
+                for i in 0..10 {
+                    store.create(aliased(&format!("t{t}-{i}"))).unwrap();
+                    if i % 3 == 0 {
+                        store.rotate("shared").unwrap();
+                    }
+                    blobs.push(store.encrypt("shared", &[t as u8, i], b"").unwrap());
+                }
+                blobs
+            })
+        })
+        .collect();
+    let blobs: Vec<Ciphertext> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(store.list(0, 100).total_count, 41);
+    assert_eq!(store.describe("shared").unwrap().primary_version, Some(17));
+    for ct in &blobs {
+        assert_eq!(store.decrypt(&ct.blob, b"").unwrap().plaintext.len(), 2);
+    }
+    assert_eq!(store.verify().unwrap().keys, 41);
+}
