@@ -22,8 +22,10 @@ type Db = Arc<Mutex<(u64, BTreeMap<u64, Value>)>>;
 fn json(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().expect("static header"));
+    r.headers_mut().insert(
+        "content-type",
+        "application/json".parse().expect("static header"),
+    );
     r
 }
 
@@ -38,9 +40,17 @@ async fn handle(db: Db, req: Request<Incoming>) -> Result<Response<Full<Bytes>>,
         Err(p) => p.into_inner(),
     };
     let (next_id, rows) = &mut *guard;
-    let not_found = || json(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not found"}));
+    let not_found = || {
+        json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "not found"}),
+        )
+    };
     Ok(match (method, segs.as_slice()) {
-        (Method::GET, ["users"]) => json(StatusCode::OK, &Value::Array(rows.values().cloned().collect())),
+        (Method::GET, ["users"]) => json(
+            StatusCode::OK,
+            &Value::Array(rows.values().cloned().collect()),
+        ),
         (Method::POST, ["users"]) => match parsed {
             Some(Value::Object(mut m)) => {
                 *next_id += 1;
@@ -50,13 +60,22 @@ async fn handle(db: Db, req: Request<Incoming>) -> Result<Response<Full<Bytes>>,
                 rows.insert(*next_id, v.clone());
                 json(StatusCode::CREATED, &v)
             }
-            _ => json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": "expected a JSON object"})),
+            _ => json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"error": "expected a JSON object"}),
+            ),
         },
         (m, ["users", id]) => {
-            let Ok(id) = id.parse::<u64>() else { return Ok(not_found()) };
+            let Ok(id) = id.parse::<u64>() else {
+                return Ok(not_found());
+            };
             match m {
-                Method::GET => rows.get(&id).map_or_else(not_found, |v| json(StatusCode::OK, v)),
-                Method::DELETE => rows.remove(&id).map_or_else(not_found, |_| json(StatusCode::OK, &serde_json::json!({}))),
+                Method::GET => rows
+                    .get(&id)
+                    .map_or_else(not_found, |v| json(StatusCode::OK, v)),
+                Method::DELETE => rows
+                    .remove(&id)
+                    .map_or_else(not_found, |_| json(StatusCode::OK, &serde_json::json!({}))),
                 Method::PUT | Method::PATCH => match (rows.get_mut(&id), parsed) {
                     (Some(Value::Object(row)), Some(Value::Object(new))) => {
                         if m == Method::PUT {
@@ -68,9 +87,15 @@ async fn handle(db: Db, req: Request<Incoming>) -> Result<Response<Full<Bytes>>,
                         json(StatusCode::OK, &Value::Object(row.clone()))
                     }
                     (None, _) => not_found(),
-                    _ => json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": "expected a JSON object"})),
+                    _ => json(
+                        StatusCode::BAD_REQUEST,
+                        &serde_json::json!({"error": "expected a JSON object"}),
+                    ),
                 },
-                _ => json(StatusCode::METHOD_NOT_ALLOWED, &serde_json::json!({"error": "method not allowed"})),
+                _ => json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &serde_json::json!({"error": "method not allowed"}),
+                ),
             }
         }
         _ => not_found(),
@@ -79,9 +104,14 @@ async fn handle(db: Db, req: Request<Incoming>) -> Result<Response<Full<Bytes>>,
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3000".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("demo upstream listening on http://{}", listener.local_addr()?);
+    println!(
+        "demo upstream listening on http://{}",
+        listener.local_addr()?
+    );
     let db: Db = Arc::new(Mutex::new((0, BTreeMap::new())));
     loop {
         let (stream, _) = listener.accept().await?;

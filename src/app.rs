@@ -87,8 +87,16 @@ fn ensure_policy_keys(store: &KeyStore, set: &PolicySet) -> Result<(), StartErro
             )));
         }
         let id = store
-            .create_alias_key(&route.key, &format!("created for policy route {}", route.name))
-            .map_err(|e| StartError::KeyStore(format!("creating key {:?} for route {:?}: {e}", route.key, route.name)))?;
+            .create_alias_key(
+                &route.key,
+                &format!("created for policy route {}", route.name),
+            )
+            .map_err(|e| {
+                StartError::KeyStore(format!(
+                    "creating key {:?} for route {:?}: {e}",
+                    route.key, route.name
+                ))
+            })?;
         tracing::info!(alias = %route.key, key_id = %id, route = %route.name, "created CMK named by policy");
     }
     Ok(())
@@ -96,13 +104,23 @@ fn ensure_policy_keys(store: &KeyStore, set: &PolicySet) -> Result<(), StartErro
 
 /// Opens everything and starts the listeners.
 pub async fn start(config: Config) -> Result<App, StartError> {
-    let store = Arc::new(crate::keys::open_for_config(&config).map_err(|e| StartError::KeyStore(e.to_string()))?);
-    let policies = crate::policy::load_dir(&config.policies).map_err(|e| StartError::Policy(e.to_string()))?;
+    let store = Arc::new(
+        crate::keys::open_for_config(&config).map_err(|e| StartError::KeyStore(e.to_string()))?,
+    );
+    let policies =
+        crate::policy::load_dir(&config.policies).map_err(|e| StartError::Policy(e.to_string()))?;
     ensure_policy_keys(&store, &policies)?;
     let provider: Arc<dyn crate::keys::KeyProvider> = store.clone();
-    let cache = Arc::new(DataKeyCache::with_system_clock(provider, cache_config(&config)));
-    let upstream = Upstream::new(&config.upstream, config.connect_timeout, config.upstream_timeout)
-        .map_err(StartError::Upstream)?;
+    let cache = Arc::new(DataKeyCache::with_system_clock(
+        provider,
+        cache_config(&config),
+    ));
+    let upstream = Upstream::new(
+        &config.upstream,
+        config.connect_timeout,
+        config.upstream_timeout,
+    )
+    .map_err(StartError::Upstream)?;
     let state = Arc::new(ProxyState {
         policies: RwLock::new(Arc::new(ActivePolicies::new(policies))),
         cache: cache.clone(),
@@ -112,8 +130,14 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     });
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-    let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
@@ -148,11 +172,19 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let now = crate::keys::unix_now();
-                    if let Err(e) = hk_store.rotate_due(now) { tracing::error!(error = %e, "scheduled rotation failed"); }
-                    if let Err(e) = hk_store.purge_due(now) { tracing::error!(error = %e, "scheduled deletion failed"); }
+                    let store = hk_store.clone();
+                    // rotation and purge write (and fsync): keep them off the async threads
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let now = crate::keys::unix_now();
+                        if let Err(e) = store.rotate_due(now) { tracing::error!(error = %e, "scheduled rotation failed"); }
+                        if let Err(e) = store.purge_due(now) { tracing::error!(error = %e, "scheduled deletion failed"); }
+                    })
+                    .await;
                 }
-                _ = rx3.wait_for(|v| *v) => break,
+                _ = rx3.changed() => {}
+            }
+            if *rx3.borrow() {
+                break;
             }
         }
     }));

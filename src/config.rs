@@ -213,8 +213,7 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
         .or(f.upstream)
         .ok_or(ConfigError::Invalid {
             field: "upstream",
-            message: "an upstream base URL is required (--upstream http://127.0.0.1:3000)"
-                .into(),
+            message: "an upstream base URL is required (--upstream http://127.0.0.1:3000)".into(),
         })?;
     let upstream: http::Uri = upstream_s.parse().map_err(|_| ConfigError::Invalid {
         field: "upstream",
@@ -265,7 +264,9 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
     if cache.max_age.is_zero() || cache.max_age > Duration::from_secs(86_400) {
         return Err(ConfigError::Invalid {
             field: "cache.max_age_secs",
-            message: "must be between 1 and 86400 (a cached key outlives a disable until it expires)".into(),
+            message:
+                "must be between 1 and 86400 (a cached key outlives a disable until it expires)"
+                    .into(),
         });
     }
     let log_format = match o.log_format.as_deref().or(f.log.format.as_deref()) {
@@ -363,10 +364,22 @@ mod tests {
         for (text, field) in [
             ("upstream = \"ftp://x\"", "upstream"),
             ("upstream = \"http://x:1\"\nlisten = \"nope\"", "listen"),
-            ("upstream = \"http://x:1\"\nmax_body_bytes = 0", "max_body_bytes"),
-            ("upstream = \"http://x:1\"\n[cache]\nmax_messages = 9999999999999", "cache.max_messages"),
-            ("upstream = \"http://x:1\"\n[timeouts]\nupstream_ms = 0", "timeouts.upstream_ms"),
-            ("upstream = \"http://x:1\"\n[log]\nformat = \"xml\"", "log.format"),
+            (
+                "upstream = \"http://x:1\"\nmax_body_bytes = 0",
+                "max_body_bytes",
+            ),
+            (
+                "upstream = \"http://x:1\"\n[cache]\nmax_messages = 9999999999999",
+                "cache.max_messages",
+            ),
+            (
+                "upstream = \"http://x:1\"\n[timeouts]\nupstream_ms = 0",
+                "timeouts.upstream_ms",
+            ),
+            (
+                "upstream = \"http://x:1\"\n[log]\nformat = \"xml\"",
+                "log.format",
+            ),
         ] {
             let e = validate(parse("t", text).unwrap(), &Overrides::default()).unwrap_err();
             assert!(e.to_string().contains(field), "{text}: {e}");

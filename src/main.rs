@@ -4,7 +4,11 @@ use clap::Parser;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "sealgate", version, about = "Transparent envelope-encryption proxy and KMS")]
+#[command(
+    name = "sealgate",
+    version,
+    about = "Transparent envelope-encryption proxy and KMS"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,10 +31,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // admin commands: warnings (e.g. where the root key was created) to stderr
+        sealgate::cli::serve::init_tracing("warn", sealgate::config::LogFormat::Pretty);
+    }
     let result = match cli.command {
         Command::Serve(args) => sealgate::cli::serve::run(args).map_err(|e| e.to_string()),
         Command::Keys(cmd) => sealgate::cli::keys::run(cmd).map_err(|e| e.to_string()),
-        Command::Credentials(cmd) => sealgate::cli::credentials::run(cmd).map_err(|e| e.to_string()),
+        Command::Credentials(cmd) => {
+            sealgate::cli::credentials::run(cmd).map_err(|e| e.to_string())
+        }
         Command::Policy(cmd) => sealgate::cli::policy::run(cmd).map_err(|e| e.to_string()),
     };
     match result {

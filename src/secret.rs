@@ -124,7 +124,10 @@ mod tests {
     fn debug_is_redacted() {
         let k = DataKey::from_bytes([0xAB; 32]);
         let s = format!("{k:?}");
-        assert!(!s.contains("171") && !s.to_lowercase().contains("ab,"), "{s}");
+        assert!(
+            !s.contains("171") && !s.to_lowercase().contains("ab,"),
+            "{s}"
+        );
         assert!(s.contains("redacted"));
         let b = SecretBytes::new(b"hunter2".to_vec());
         assert!(!format!("{b:?}").contains("hunter2"));

@@ -15,10 +15,22 @@ const SECRETS: [&str; 6] = [
     "bob@example.com",
 ];
 
-fn db_json(path: &std::path::Path) -> (String, Value) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let v = serde_json::from_str(&text).unwrap();
-    (text, v)
+/// json-server writes its file just after answering: wait (bounded) until
+/// the file shows `ready`.
+async fn db_json(path: &std::path::Path, ready: impl Fn(&Value) -> bool) -> (String, Value) {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(path).unwrap();
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            if ready(&v) {
+                return (text, v);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!(
+        "json-server never wrote the expected state to {}",
+        path.display()
+    );
 }
 
 fn is_envelope(v: &Value) -> bool {
@@ -35,7 +47,9 @@ async fn json_server_stores_only_envelopes_and_clients_read_plaintext() {
     std::fs::create_dir_all(dir.path().join("policies")).unwrap();
     let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/demo.toml");
     std::fs::copy(demo, dir.path().join("policies/demo.toml")).unwrap();
-    let app = sealgate::app::start(test_config(dir.path(), &format!("http://{}", js.addr))).await.unwrap();
+    let app = sealgate::app::start(test_config(dir.path(), &format!("http://{}", js.addr)))
+        .await
+        .unwrap();
     let base = format!("http://{}", app.proxy_addr);
 
     // create
@@ -43,17 +57,26 @@ async fn json_server_stores_only_envelopes_and_clients_read_plaintext() {
     let (s, _, b) = send_json("POST", &format!("{base}/users"), ann).await;
     assert_eq!(s, 201, "{b}");
     let created: Value = serde_json::from_str(&b).unwrap();
-    assert_eq!(created["ssn"], "123-45-6789", "the create response is opened: {b}");
+    assert_eq!(
+        created["ssn"], "123-45-6789",
+        "the create response is opened: {b}"
+    );
     let id = created["id"].clone();
 
     // the database file holds envelopes only, including inside arrays of objects
-    let (text, v) = db_json(&db);
+    let (text, v) = db_json(&db, |v| !v["users"][0].is_null()).await;
     for s in SECRETS {
         assert!(!text.contains(s), "{s} is stored in clear: {text}");
     }
     let row = &v["users"][0];
-    assert!(is_envelope(&row["ssn"]) && is_envelope(&row["email"]), "{row}");
-    assert!(is_envelope(&row["cards"][0]["number"]) && is_envelope(&row["cards"][1]["number"]), "{row}");
+    assert!(
+        is_envelope(&row["ssn"]) && is_envelope(&row["email"]),
+        "{row}"
+    );
+    assert!(
+        is_envelope(&row["cards"][0]["number"]) && is_envelope(&row["cards"][1]["number"]),
+        "{row}"
+    );
     assert_eq!(row["name"], "Ann");
     assert_eq!(row["cards"][1]["brand"], "mc");
 
@@ -70,23 +93,46 @@ async fn json_server_stores_only_envelopes_and_clients_read_plaintext() {
     assert_eq!(list[0]["cards"][0]["number"], "4111111111111111");
 
     // update (PATCH and PUT): still sealed at rest, read back in clear
-    let (s, _, b) = send_json("PATCH", &format!("{base}/users/{id}"), r#"{"ssn":"987-65-4321"}"#).await;
+    let (s, _, b) = send_json(
+        "PATCH",
+        &format!("{base}/users/{id}"),
+        r#"{"ssn":"987-65-4321"}"#,
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
-    let (s, _, b) = send_json("PUT", &format!("{base}/users/{id}"), r#"{"name":"Bob","email":"bob@example.com","ssn":"987-65-4321","cards":[]}"#).await;
+    let (s, _, b) = send_json(
+        "PUT",
+        &format!("{base}/users/{id}"),
+        r#"{"name":"Bob","email":"bob@example.com","ssn":"987-65-4321","cards":[]}"#,
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
-    let (text, v) = db_json(&db);
+    let (text, v) = db_json(&db, |v| v["users"][0]["name"] == "Bob").await;
     for s in SECRETS {
-        assert!(!text.contains(s), "{s} is stored in clear after update: {text}");
+        assert!(
+            !text.contains(s),
+            "{s} is stored in clear after update: {text}"
+        );
     }
     assert!(is_envelope(&v["users"][0]["ssn"]));
     let (_, _, b) = send("GET", &format!("{base}/users/{id}"), &[], "").await;
     let one: Value = serde_json::from_str(&b).unwrap();
-    assert_eq!((one["name"].as_str(), one["email"].as_str(), one["ssn"].as_str()), (Some("Bob"), Some("bob@example.com"), Some("987-65-4321")));
+    assert_eq!(
+        (
+            one["name"].as_str(),
+            one["email"].as_str(),
+            one["ssn"].as_str()
+        ),
+        (Some("Bob"), Some("bob@example.com"), Some("987-65-4321"))
+    );
 
     // straight from json-server: envelopes
     let (s, _, b) = send("GET", &format!("http://{}/users/{id}", js.addr), &[], "").await;
     assert_eq!(s, 200);
     let raw: Value = serde_json::from_str(&b).unwrap();
-    assert!(is_envelope(&raw["ssn"]) && is_envelope(&raw["email"]), "{raw}");
+    assert!(
+        is_envelope(&raw["ssn"]) && is_envelope(&raw["email"]),
+        "{raw}"
+    );
     app.shutdown().await;
 }

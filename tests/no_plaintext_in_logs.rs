@@ -42,15 +42,27 @@ async fn debug_logs_hold_no_field_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/p.toml"), POLICY).unwrap();
-    let app = sealgate::app::start(test_config(dir.path(), &format!("http://{}", up.addr))).await.unwrap();
+    let app = sealgate::app::start(test_config(dir.path(), &format!("http://{}", up.addr)))
+        .await
+        .unwrap();
     let url = format!("http://{}/users", app.proxy_addr);
     let secret_ssn = "SSN-SECRET-314159";
     let secret_card = "CARD-SECRET-271828";
-    let (s, _, _) = send_json("POST", &url, &format!(r#"{{"ssn":"{secret_ssn}","card":"{secret_card}"}}"#)).await;
+    let (s, _, _) = send_json(
+        "POST",
+        &url,
+        &format!(r#"{{"ssn":"{secret_ssn}","card":"{secret_card}"}}"#),
+    )
+    .await;
     assert_eq!(s, 200);
     // error paths: broken JSON, duplicate keys, wrong media type
     send_json("POST", &url, &format!(r#"{{"ssn":"{secret_ssn}""#)).await;
-    send_json("POST", &url, &format!(r#"{{"ssn":"x","ssn":"{secret_ssn}"}}"#)).await;
+    send_json(
+        "POST",
+        &url,
+        &format!(r#"{{"ssn":"x","ssn":"{secret_ssn}"}}"#),
+    )
+    .await;
     send("POST", &url, &[("content-type", "text/plain")], secret_card).await;
     app.shutdown().await;
 

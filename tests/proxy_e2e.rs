@@ -46,7 +46,10 @@ async fn start(upstream: std::net::SocketAddr) -> sealgate::app::App {
     start_with(upstream, |_| {}).await
 }
 
-async fn start_with(upstream: std::net::SocketAddr, tweak: impl FnOnce(&mut sealgate::config::Config)) -> sealgate::app::App {
+async fn start_with(
+    upstream: std::net::SocketAddr,
+    tweak: impl FnOnce(&mut sealgate::config::Config),
+) -> sealgate::app::App {
     let dir = tempfile::tempdir().unwrap().keep();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(dir.join("policies/test.toml"), POLICY).unwrap();
@@ -63,7 +66,13 @@ async fn unmatched_requests_pass_through_untouched() {
     let (status, headers, got) = send(
         "POST",
         &format!("http://{}/other/path?q=1", app.proxy_addr),
-        &[("content-type", "application/json"), ("x-request-id", "rid-1"), ("connection", "keep-alive, x-hop"), ("x-hop", "1"), ("x-app", "a")],
+        &[
+            ("content-type", "application/json"),
+            ("x-request-id", "rid-1"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("x-app", "a"),
+        ],
         body,
     )
     .await;
@@ -74,7 +83,10 @@ async fn unmatched_requests_pass_through_untouched() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].uri, "/other/path?q=1");
     assert_eq!(&seen[0].body[..], body.as_bytes());
-    assert!(seen[0].headers.get("x-hop").is_none(), "header named by Connection must be dropped");
+    assert!(
+        seen[0].headers.get("x-hop").is_none(),
+        "header named by Connection must be dropped"
+    );
     assert_eq!(seen[0].headers.get("x-app").unwrap(), "a");
     assert_eq!(seen[0].headers.get("x-request-id").unwrap(), "rid-1");
     assert_eq!(seen[0].headers.get("x-forwarded-for").unwrap(), "127.0.0.1");
@@ -87,24 +99,45 @@ async fn selected_fields_are_sealed_upstream_and_opened_for_the_client() {
     let up = recording_upstream(echo()).await;
     let app = start(up.addr).await;
     let body = r#"{"name":"Ann","ssn":"123-45-6789","cards":[{"number":"4111111111111111","exp":"12/30"},{"number":4222222222222}],"profile":{"age":41,"tags":["a"]},"n":1.50e3}"#;
-    let (status, headers, got) = send_json("POST", &format!("http://{}/users", app.proxy_addr), body).await;
+    let (status, headers, got) =
+        send_json("POST", &format!("http://{}/users", app.proxy_addr), body).await;
     assert_eq!(status, 200, "{got}");
     assert_eq!(got, body, "the client gets back exactly what it sent");
     assert!(headers.get("x-request-id").is_some());
 
     let seen = up.requests();
     let stored = std::str::from_utf8(&seen[0].body).unwrap();
-    for secret in ["123-45-6789", "4111111111111111", "4222222222222", "\"age\""] {
-        assert!(!stored.contains(secret), "{secret} reached the upstream in clear: {stored}");
+    for secret in [
+        "123-45-6789",
+        "4111111111111111",
+        "4222222222222",
+        "\"age\"",
+    ] {
+        assert!(
+            !stored.contains(secret),
+            "{secret} reached the upstream in clear: {stored}"
+        );
     }
     let v: Value = serde_json::from_str(stored).unwrap();
     assert!(v["ssn"].as_str().unwrap().starts_with("sg1."));
-    assert!(v["cards"][0]["number"].as_str().unwrap().starts_with("sg1."));
-    assert!(v["cards"][1]["number"].as_str().unwrap().starts_with("sg1."));
+    assert!(v["cards"][0]["number"]
+        .as_str()
+        .unwrap()
+        .starts_with("sg1."));
+    assert!(v["cards"][1]["number"]
+        .as_str()
+        .unwrap()
+        .starts_with("sg1."));
     assert!(v["profile"].as_str().unwrap().starts_with("sg1."));
     assert_eq!(v["cards"][0]["exp"], "12/30");
-    assert!(stored.contains(r#""n":1.50e3"#), "untouched values keep their exact text: {stored}");
-    assert_eq!(seen[0].headers.get("content-length").unwrap(), &stored.len().to_string());
+    assert!(
+        stored.contains(r#""n":1.50e3"#),
+        "untouched values keep their exact text: {stored}"
+    );
+    assert_eq!(
+        seen[0].headers.get("content-length").unwrap(),
+        &stored.len().to_string()
+    );
     assert_eq!(seen[0].headers.get("accept-encoding").unwrap(), "identity");
     app.shutdown().await;
 }
@@ -114,32 +147,61 @@ async fn refusals_never_reach_the_upstream() {
     let up = recording_upstream(echo()).await;
     let app = start_with(up.addr, |c| c.max_body_bytes = 64).await;
     let base = format!("http://{}", app.proxy_addr);
-    let (s, h, b) = send("POST", &format!("{base}/users"), &[("content-type", "text/plain")], "ssn=1").await;
+    let (s, h, b) = send(
+        "POST",
+        &format!("{base}/users"),
+        &[("content-type", "text/plain")],
+        "ssn=1",
+    )
+    .await;
     assert_eq!(s, 415, "{b}");
     let e: Value = serde_json::from_str(&b).unwrap();
     assert_eq!(e["error"]["code"], "unsupported_media_type");
-    assert_eq!(e["error"]["request_id"], h.get("x-request-id").unwrap().to_str().unwrap());
+    assert_eq!(
+        e["error"]["request_id"],
+        h.get("x-request-id").unwrap().to_str().unwrap()
+    );
     let (s, _, b) = send_json("POST", &format!("{base}/users"), r#"{"ssn": "123-45-6789""#).await;
     assert_eq!(s, 400, "{b}");
-    assert!(!b.contains("123-45-6789"), "error body must not echo the value: {b}");
-    let (s, _, b) = send_json("POST", &format!("{base}/users"), r#"{"ssn":"1","ssn":"123-45-6789"}"#).await;
+    assert!(
+        !b.contains("123-45-6789"),
+        "error body must not echo the value: {b}"
+    );
+    let (s, _, b) = send_json(
+        "POST",
+        &format!("{base}/users"),
+        r#"{"ssn":"1","ssn":"123-45-6789"}"#,
+    )
+    .await;
     assert_eq!(s, 400, "duplicate keys must be refused: {b}");
     let big = format!(r#"{{"ssn":"{}"}}"#, "9".repeat(100));
     let (s, _, b) = send_json("POST", &format!("{base}/users"), &big).await;
     assert_eq!(s, 413, "{b}");
-    assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["error"]["code"], "body_too_large");
-    assert!(up.requests().is_empty(), "nothing refused may reach the upstream");
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["error"]["code"],
+        "body_too_large"
+    );
+    assert!(
+        up.requests().is_empty(),
+        "nothing refused may reach the upstream"
+    );
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn upstream_faults_map_to_502_and_504() {
     // refused: a port with nothing listening
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let app = start(port).await;
     let (s, _, b) = send("GET", &format!("http://{}/x", app.proxy_addr), &[], "").await;
     assert_eq!(s, 502, "{b}");
-    assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["error"]["code"], "upstream_unavailable");
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["error"]["code"],
+        "upstream_unavailable"
+    );
     app.shutdown().await;
 
     // slow: accepts, never answers
@@ -151,10 +213,16 @@ async fn upstream_faults_map_to_502_and_504() {
             held.push(s);
         }
     });
-    let app = start_with(slow_addr, |c| c.upstream_timeout = std::time::Duration::from_millis(300)).await;
+    let app = start_with(slow_addr, |c| {
+        c.upstream_timeout = std::time::Duration::from_millis(300)
+    })
+    .await;
     let (s, _, b) = send("GET", &format!("http://{}/x", app.proxy_addr), &[], "").await;
     assert_eq!(s, 504, "{b}");
-    assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["error"]["code"], "upstream_timeout");
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["error"]["code"],
+        "upstream_timeout"
+    );
     app.shutdown().await;
 }
 
@@ -163,12 +231,17 @@ async fn tampered_or_moved_envelopes_are_refused_without_plaintext() {
     // First seal a record through the proxy to get real envelopes.
     let up = recording_upstream(echo()).await;
     let app = start(up.addr).await;
-    let (s, _, _) = send_json("POST", &format!("http://{}/users", app.proxy_addr), r#"{"ssn":"123-45-6789","cards":[{"number":"4111111111111111"}]}"#).await;
+    let (s, _, _) = send_json(
+        "POST",
+        &format!("http://{}/users", app.proxy_addr),
+        r#"{"ssn":"123-45-6789","cards":[{"number":"4111111111111111"}]}"#,
+    )
+    .await;
     assert_eq!(s, 200);
     let stored: Value = serde_json::from_slice(&up.requests()[0].body).unwrap();
     let ssn_env = stored["ssn"].as_str().unwrap().to_string();
     let card_env = stored["cards"][0]["number"].as_str().unwrap().to_string();
-    let dir = app.config.data_dir.clone();
+    let base = app.config.data_dir.parent().unwrap().to_path_buf();
     app.shutdown().await;
 
     // An upstream that serves (a) the good record, (b) the ssn envelope
@@ -190,13 +263,17 @@ async fn tampered_or_moved_envelopes_are_refused_without_plaintext() {
             _ => r#"{"ssn":"123-45-6789"}"#.to_string(),
         };
         let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-        r.headers_mut().insert("content-type", "application/json; charset=utf-8".parse().unwrap());
+        r.headers_mut().insert(
+            "content-type",
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         r
     });
     let up2 = recording_upstream(reply).await;
-    let mut cfg = test_config(&dir, &format!("http://{}", up2.addr));
-    cfg.data_dir = dir.clone();
-    let app = sealgate::app::start(cfg).await.unwrap();
+    // a fresh process on the same data directory and policies
+    let app = sealgate::app::start(test_config(&base, &format!("http://{}", up2.addr)))
+        .await
+        .unwrap();
     let base = format!("http://{}", app.proxy_addr);
     let (s, _, b) = send("GET", &format!("{base}/users/1"), &[], "").await;
     assert_eq!(s, 200, "{b}");
@@ -228,7 +305,9 @@ async fn a_burst_costs_one_key_store_operation_and_a_disable_stops_sealing() {
     for i in 0..40 {
         let url = format!("http://{}/users", app.proxy_addr);
         tasks.push(tokio::spawn(async move {
-            send_json("POST", &url, &format!(r#"{{"ssn":"{i:09}"}}"#)).await.0
+            send_json("POST", &url, &format!(r#"{{"ssn":"{i:09}"}}"#))
+                .await
+                .0
         }));
     }
     for t in tasks {
@@ -240,9 +319,17 @@ async fn a_burst_costs_one_key_store_operation_and_a_disable_stops_sealing() {
 
     app.store.disable("test-key").unwrap();
     app.cache.clear(); // what the next max-age expiry does
-    let (s, _, b) = send_json("POST", &format!("http://{}/users", app.proxy_addr), r#"{"ssn":"1"}"#).await;
+    let (s, _, b) = send_json(
+        "POST",
+        &format!("http://{}/users", app.proxy_addr),
+        r#"{"ssn":"1"}"#,
+    )
+    .await;
     assert_eq!(s, 503, "{b}");
-    assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["error"]["code"], "key_unavailable");
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["error"]["code"],
+        "key_unavailable"
+    );
     app.shutdown().await;
 }
 
@@ -267,15 +354,28 @@ async fn a_route_rate_limit_answers_429_with_retry_after() {
 #[tokio::test]
 async fn a_compressed_response_is_never_passed_half_processed() {
     let reply: Reply = Arc::new(|_s: &Seen| {
-        let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"\x1f\x8b garbage")));
-        r.headers_mut().insert("content-type", "application/json".parse().unwrap());
-        r.headers_mut().insert("content-encoding", "gzip".parse().unwrap());
+        let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"\x1f\x8b garbage",
+        )));
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        r.headers_mut()
+            .insert("content-encoding", "gzip".parse().unwrap());
         r
     });
     let up = recording_upstream(reply).await;
     let app = start(up.addr).await;
-    let (s, _, b) = send("GET", &format!("http://{}/users/1", app.proxy_addr), &[("accept-encoding", "gzip")], "").await;
+    let (s, _, b) = send(
+        "GET",
+        &format!("http://{}/users/1", app.proxy_addr),
+        &[("accept-encoding", "gzip")],
+        "",
+    )
+    .await;
     assert_eq!(s, 502, "{b}");
-    assert_eq!(up.requests()[0].headers.get("accept-encoding").unwrap(), "identity");
+    assert_eq!(
+        up.requests()[0].headers.get("accept-encoding").unwrap(),
+        "identity"
+    );
     app.shutdown().await;
 }

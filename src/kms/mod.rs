@@ -46,12 +46,16 @@ impl KmsRequest {
     }
     /// Parameters of the query string and, for a form body, the form, in order.
     pub fn flat_params(&self) -> Vec<(String, String)> {
-        let mut out = tencent::sign::form_decode(self.uri.query().unwrap_or("")).unwrap_or_default();
+        let mut out =
+            tencent::sign::form_decode(self.uri.query().unwrap_or("")).unwrap_or_default();
         let is_form = self
             .header("content-type")
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
         if is_form {
-            out.extend(tencent::sign::form_decode(&String::from_utf8_lossy(&self.body)).unwrap_or_default());
+            out.extend(
+                tencent::sign::form_decode(&String::from_utf8_lossy(&self.body))
+                    .unwrap_or_default(),
+            );
         }
         out
     }
@@ -97,7 +101,11 @@ pub fn dialect(req: &KmsRequest) -> Option<Dialect> {
     if has("SecretId") {
         return Some(Dialect::Tencent);
     }
-    if has("AccessKeyId") || params.iter().any(|(n, v)| n == "Version" && v == "2016-01-20") {
+    if has("AccessKeyId")
+        || params
+            .iter()
+            .any(|(n, v)| n == "Version" && v == "2016-01-20")
+    {
         return Some(Dialect::Alibaba);
     }
     None
@@ -118,16 +126,27 @@ fn plain_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     let body = serde_json::json!({"error": {"code": "unknown_dialect", "message": message}});
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
-async fn dispatch(faces: Faces, peer: SocketAddr, req: http::Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn dispatch(
+    faces: Faces,
+    peer: SocketAddr,
+    req: http::Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_KMS_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return plain_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large or unreadable"),
+        Err(_) => {
+            return plain_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large or unreadable",
+            )
+        }
     };
     let req = KmsRequest {
         method: parts.method,
@@ -143,7 +162,10 @@ async fn dispatch(faces: Faces, peer: SocketAddr, req: http::Request<hyper::body
         None => None,
     };
     let Some(face) = face else {
-        return plain_error(StatusCode::NOT_FOUND, "not a KMS request this listener serves");
+        return plain_error(
+            StatusCode::NOT_FOUND,
+            "not a KMS request this listener serves",
+        );
     };
     match tokio::task::spawn_blocking(move || face.handle(req)).await {
         Ok(r) => r,
@@ -152,10 +174,18 @@ async fn dispatch(faces: Faces, peer: SocketAddr, req: http::Request<hyper::body
 }
 
 /// Serves the KMS faces on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, faces: Faces, shutdown: impl Future<Output = ()>, header_read_timeout: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    faces: Faces,
+    shutdown: impl Future<Output = ()>,
+    header_read_timeout: Duration,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -31,14 +31,28 @@ fn field_context(context: &str, label: &str) -> Vec<u8> {
 
 fn key_error(e: KeyError) -> ProxyError {
     match e {
-        KeyError::CmkNotFound => ProxyError::key_store(StatusCode::SERVICE_UNAVAILABLE, "key_not_found", "the route's key does not exist"),
+        KeyError::CmkNotFound => ProxyError::key_store(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "key_not_found",
+            "the route's key does not exist",
+        ),
         KeyError::CmkDisabled | KeyError::CmkPendingDelete | KeyError::CmkPendingImport => {
-            ProxyError::key_store(StatusCode::SERVICE_UNAVAILABLE, "key_unavailable", format!("the key cannot be used: {e}"))
+            ProxyError::key_store(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "key_unavailable",
+                format!("the key cannot be used: {e}"),
+            )
         }
-        KeyError::DoesNotOpen | KeyError::VersionNotFound => {
-            ProxyError::upstream(StatusCode::BAD_GATEWAY, "field_does_not_open", "a sealed field does not open")
-        }
-        other => ProxyError::key_store(StatusCode::INTERNAL_SERVER_ERROR, "key_store_failure", other.to_string()),
+        KeyError::DoesNotOpen | KeyError::VersionNotFound => ProxyError::upstream(
+            StatusCode::BAD_GATEWAY,
+            "field_does_not_open",
+            "a sealed field does not open",
+        ),
+        other => ProxyError::key_store(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "key_store_failure",
+            other.to_string(),
+        ),
     }
 }
 
@@ -73,7 +87,13 @@ pub fn seal_fields(
             .sealing_key(key, context.as_bytes(), site.raw.len())
             .map_err(key_error)?;
         let text = envelope::seal(&sk, site.raw, &field_context(context, site.label), &mut rng)
-            .map_err(|_| ProxyError::client(StatusCode::BAD_REQUEST, "invalid_json", "a selected value is not valid JSON"))?;
+            .map_err(|_| {
+                ProxyError::client(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    "a selected value is not valid JSON",
+                )
+            })?;
         counts.sealed += 1;
         let mut out = Vec::with_capacity(text.len() + 2);
         out.push(b'"');
@@ -121,7 +141,9 @@ pub fn open_fields(
         let attempt = Envelope::parse(text)
             .map_err(|_| bad_place("a sealed field is malformed"))
             .and_then(|env| {
-                let cipher = cache.opening_key(&env.cmk(), env.wrapped()).map_err(key_error)?;
+                let cipher = cache
+                    .opening_key(&env.cmk(), env.wrapped())
+                    .map_err(key_error)?;
                 env.open(&cipher, &field_context(context, site.label))
                     .map_err(|_| bad_place("a sealed field does not open"))
             });
@@ -131,7 +153,9 @@ pub fn open_fields(
                 Ok(Some(opened.json().to_vec()))
             }
             Err(e) => match on_open_failure {
-                OnOpenFailure::KeepEnvelope if e.source != super::error::Source::KeyStore => Ok(None),
+                OnOpenFailure::KeepEnvelope if e.source != super::error::Source::KeyStore => {
+                    Ok(None)
+                }
                 _ => Err(e),
             },
         }

@@ -31,10 +31,12 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named.iter().chain(HOP_BY_HOP.iter()) {
         h.remove(n);
     }
-    let keep_te = h
-        .get_all(header::TE)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case("trailers"))));
+    let keep_te = h.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("trailers"))
+        })
+    });
     h.remove(header::TE);
     if keep_te {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -53,7 +55,12 @@ pub fn request_id(h: &HeaderMap) -> String {
 }
 
 /// Adds X-Forwarded-For (appended), -Proto and -Host.
-pub fn add_forwarded(h: &mut HeaderMap, client: SocketAddr, proto: &'static str, host: Option<HeaderValue>) {
+pub fn add_forwarded(
+    h: &mut HeaderMap,
+    client: SocketAddr,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+) {
     let ip = client.ip().to_string();
     let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
@@ -62,7 +69,10 @@ pub fn add_forwarded(h: &mut HeaderMap, client: SocketAddr, proto: &'static str,
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
-    h.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(proto),
+    );
     if let Some(host) = host {
         h.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
@@ -71,7 +81,13 @@ pub fn add_forwarded(h: &mut HeaderMap, client: SocketAddr, proto: &'static str,
 /// The media type of a Content-Type header, lower-cased, parameters dropped.
 pub fn media_type(h: &HeaderMap) -> Option<String> {
     let v = h.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    Some(
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// True for `application/json` and any `*/*+json`.
@@ -86,10 +102,16 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::TE, HeaderValue::from_static("gzip, trailers"));
         h.insert("x-app", HeaderValue::from_static("stays"));
         strip_hop_by_hop(&mut h);
@@ -115,7 +137,12 @@ mod tests {
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        add_forwarded(&mut h, "127.0.0.1:5000".parse().unwrap(), "http", Some(HeaderValue::from_static("a.example")));
+        add_forwarded(
+            &mut h,
+            "127.0.0.1:5000".parse().unwrap(),
+            "http",
+            Some(HeaderValue::from_static("a.example")),
+        );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "a.example");
@@ -128,7 +155,10 @@ mod tests {
         assert!(!is_json(Some("text/plain")));
         assert!(!is_json(None));
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("Application/JSON; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("Application/JSON; charset=utf-8"),
+        );
         assert_eq!(media_type(&h).as_deref(), Some("application/json"));
     }
 }

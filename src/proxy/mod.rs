@@ -59,12 +59,25 @@ impl ActivePolicies {
             .routes()
             .iter()
             .filter_map(|r| {
-                r.rate_limit
-                    .as_ref()
-                    .map(|q| (r.name.clone(), Quota { per_second: q.per_second, burst: q.burst }))
+                r.rate_limit.as_ref().map(|q| {
+                    (
+                        r.name.clone(),
+                        Quota {
+                            per_second: q.per_second,
+                            burst: q.burst,
+                        },
+                    )
+                })
             })
             .collect();
-        let limits = RateLimiter::new(SystemClock, Quota { per_second: u32::MAX, burst: u32::MAX }, quotas);
+        let limits = RateLimiter::new(
+            SystemClock,
+            Quota {
+                per_second: u32::MAX,
+                burst: u32::MAX,
+            },
+            quotas,
+        );
         Self { set, limits }
     }
 }

@@ -16,20 +16,25 @@ use super::{ActivePolicies, ProxyBody, ProxyState};
 use crate::policy::{OnNonJson, Route};
 
 /// Handles one request end to end; never fails (errors become responses).
-pub async fn handle(state: Arc<ProxyState>, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    state: Arc<ProxyState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let request_id = headers::request_id(req.headers());
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
     async move {
         let started = Instant::now();
         let policies = state.policies();
         let mut counts = FieldCounts::default();
-        let (resp, route_name) = match run(&state, &policies, peer, req, &request_id, &mut counts).await {
-            Ok(r) => r,
-            Err((e, route)) => {
-                tracing::warn!(code = e.code, status = e.status.as_u16(), "request refused");
-                (e.into_response(&request_id), route)
-            }
-        };
+        let (resp, route_name) =
+            match run(&state, &policies, peer, req, &request_id, &mut counts).await {
+                Ok(r) => r,
+                Err((e, route)) => {
+                    tracing::warn!(code = e.code, status = e.status.as_u16(), "request refused");
+                    (e.into_response(&request_id), route)
+                }
+            };
         // logging phase
         tracing::info!(
             status = resp.status().as_u16(),
@@ -68,7 +73,11 @@ async fn run(
         if let Some(why) = crate::policy::ambiguous_path(req.uri().path()) {
             // a spelling the upstream might read differently could dodge a route
             return Err((
-                ProxyError::client(StatusCode::BAD_REQUEST, "ambiguous_path", format!("request path refused: {why}")),
+                ProxyError::client(
+                    StatusCode::BAD_REQUEST,
+                    "ambiguous_path",
+                    format!("request path refused: {why}"),
+                ),
                 None,
             ));
         }
@@ -79,7 +88,11 @@ async fn run(
     if let Some(m) = &matched {
         if m.route.rate_limit.is_some() {
             if let Err(retry) = active.limits.check("route", &m.route.name) {
-                let mut e = ProxyError::client(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "the route's rate limit is exceeded");
+                let mut e = ProxyError::client(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "the route's rate limit is exceeded",
+                );
                 e.retry_after = Some(retry.0.as_secs().max(1));
                 return Err(fail(e));
             }
@@ -97,7 +110,10 @@ async fn run(
             let media = headers::media_type(&parts.headers);
             let ctx = context.as_deref().unwrap_or("");
             if !route.accepts_content_type(media.as_deref()) {
-                let has_body = parts.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v != "0")
+                let has_body = parts
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .is_some_and(|v| v != "0")
                     || parts.headers.contains_key(header::TRANSFER_ENCODING);
                 if has_body && route.on_non_json != OnNonJson::Pass {
                     return Err(fail(ProxyError::client(
@@ -111,7 +127,9 @@ async fn run(
                 let limit = route.max_body_bytes.unwrap_or(state.max_body_bytes);
                 let bytes = read_bounded(body, limit, false).await.map_err(fail)?;
                 let bytes = rewrite_request(state, route, ctx, bytes, counts).map_err(fail)?;
-                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 parts.headers.remove(header::TRANSFER_ENCODING);
                 Full::new(bytes).map_err(|e| match e {}).boxed()
             }
@@ -120,10 +138,15 @@ async fn run(
     };
 
     // upstream_request_filter
-    let rewrites_response = matched
-        .as_ref()
-        .is_some_and(|m| !(m.route.response.encrypt.is_empty() && m.route.response.decrypt.is_empty()));
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let rewrites_response = matched.as_ref().is_some_and(|m| {
+        !(m.route.response.encrypt.is_empty() && m.route.response.decrypt.is_empty())
+    });
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     parts.uri = state.upstream.uri_for(&pq).map_err(fail)?;
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
@@ -136,10 +159,17 @@ async fn run(
     }
     if rewrites_response {
         // a compressed body cannot be rewritten; ask for identity
-        parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
     }
     let method = parts.method.clone();
-    let upstream_resp = state.upstream.send(Request::from_parts(parts, out_body)).await.map_err(fail)?;
+    let upstream_resp = state
+        .upstream
+        .send(Request::from_parts(parts, out_body))
+        .await
+        .map_err(fail)?;
 
     // response_filter
     let (mut rparts, rbody) = upstream_resp.into_parts();
@@ -148,7 +178,10 @@ async fn run(
         rparts.headers.insert(REQUEST_ID, v);
     }
     let Some(m) = matched.as_ref().filter(|_| rewrites_response) else {
-        return Ok((Response::from_parts(rparts, rbody.map_err(Into::into).boxed()), route_name));
+        return Ok((
+            Response::from_parts(rparts, rbody.map_err(Into::into).boxed()),
+            route_name,
+        ));
     };
     let media = headers::media_type(&rparts.headers);
     let no_body = method == Method::HEAD
@@ -156,14 +189,20 @@ async fn run(
         || rparts.status == StatusCode::NOT_MODIFIED
         || rparts.status.is_informational();
     if no_body || !headers::is_json(media.as_deref()) {
-        if !m.route.response.encrypt.is_empty() && !no_body && m.route.on_non_json != OnNonJson::Pass {
+        if !m.route.response.encrypt.is_empty()
+            && !no_body
+            && m.route.on_non_json != OnNonJson::Pass
+        {
             return Err(fail(ProxyError::upstream(
                 StatusCode::BAD_GATEWAY,
                 "upstream_not_json",
                 "the upstream response must be JSON for this route to seal it",
             )));
         }
-        return Ok((Response::from_parts(rparts, rbody.map_err(Into::into).boxed()), route_name));
+        return Ok((
+            Response::from_parts(rparts, rbody.map_err(Into::into).boxed()),
+            route_name,
+        ));
     }
     let encoded = rparts
         .headers
@@ -181,41 +220,102 @@ async fn run(
     let limit = m.route.max_body_bytes.unwrap_or(state.max_body_bytes);
     let bytes = tokio::time::timeout(state.upstream.timeout(), read_bounded(rbody, limit, true))
         .await
-        .map_err(|_| fail(ProxyError::upstream(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "upstream body too slow")))?
+        .map_err(|_| {
+            fail(ProxyError::upstream(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "upstream body too slow",
+            ))
+        })?
         .map_err(fail)?;
-    let bytes = rewrite_response(state, m.route, context.as_deref().unwrap_or(""), bytes, counts).map_err(fail)?;
-    rparts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    Ok((Response::from_parts(rparts, Full::new(bytes).map_err(|e| match e {}).boxed()), route_name))
+    let bytes = rewrite_response(
+        state,
+        m.route,
+        context.as_deref().unwrap_or(""),
+        bytes,
+        counts,
+    )
+    .map_err(fail)?;
+    rparts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    Ok((
+        Response::from_parts(rparts, Full::new(bytes).map_err(|e| match e {}).boxed()),
+        route_name,
+    ))
 }
 
-async fn read_bounded(body: Incoming, limit: usize, upstream_side: bool) -> Result<Bytes, ProxyError> {
+async fn read_bounded(
+    body: Incoming,
+    limit: usize,
+    upstream_side: bool,
+) -> Result<Bytes, ProxyError> {
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(if upstream_side {
-            ProxyError::upstream(StatusCode::BAD_GATEWAY, "upstream_body_too_large", format!("upstream body exceeds {limit} bytes"))
+            ProxyError::upstream(
+                StatusCode::BAD_GATEWAY,
+                "upstream_body_too_large",
+                format!("upstream body exceeds {limit} bytes"),
+            )
         } else {
-            ProxyError::client(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds {limit} bytes"))
+            ProxyError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds {limit} bytes"),
+            )
         }),
         Err(_) => Err(if upstream_side {
-            ProxyError::upstream(StatusCode::BAD_GATEWAY, "upstream_body_failed", "upstream body could not be read")
+            ProxyError::upstream(
+                StatusCode::BAD_GATEWAY,
+                "upstream_body_failed",
+                "upstream body could not be read",
+            )
         } else {
-            ProxyError::client(StatusCode::BAD_REQUEST, "body_read_failed", "request body could not be read")
+            ProxyError::client(
+                StatusCode::BAD_REQUEST,
+                "body_read_failed",
+                "request body could not be read",
+            )
         }),
     }
 }
 
-fn rewrite_request(state: &ProxyState, route: &Route, ctx: &str, bytes: Bytes, counts: &mut FieldCounts) -> Result<Bytes, ProxyError> {
+fn rewrite_request(
+    state: &ProxyState,
+    route: &Route,
+    ctx: &str,
+    bytes: Bytes,
+    counts: &mut FieldCounts,
+) -> Result<Bytes, ProxyError> {
     if bytes.is_empty() {
         return Ok(bytes);
     }
     let mut cur = bytes;
     if !route.request.decrypt.is_empty() {
-        if let Some(b) = fields::open_fields(&state.cache, ctx, &cur, &route.request.decrypt, route.on_plaintext, route.on_open_failure, counts, false)? {
+        if let Some(b) = fields::open_fields(
+            &state.cache,
+            ctx,
+            &cur,
+            &route.request.decrypt,
+            route.on_plaintext,
+            route.on_open_failure,
+            counts,
+            false,
+        )? {
             cur = Bytes::from(b);
         }
     }
     if !route.request.encrypt.is_empty() {
-        match fields::seal_fields(&state.cache, &route.key, ctx, &cur, &route.request.encrypt, counts, false) {
+        match fields::seal_fields(
+            &state.cache,
+            &route.key,
+            ctx,
+            &cur,
+            &route.request.encrypt,
+            counts,
+            false,
+        ) {
             Ok(Some(b)) => cur = Bytes::from(b),
             Ok(None) => {}
             Err(e) if e.code == "invalid_json" && route.on_non_json == OnNonJson::Pass => {}
@@ -225,22 +325,47 @@ fn rewrite_request(state: &ProxyState, route: &Route, ctx: &str, bytes: Bytes, c
     Ok(cur)
 }
 
-fn rewrite_response(state: &ProxyState, route: &Route, ctx: &str, bytes: Bytes, counts: &mut FieldCounts) -> Result<Bytes, ProxyError> {
+fn rewrite_response(
+    state: &ProxyState,
+    route: &Route,
+    ctx: &str,
+    bytes: Bytes,
+    counts: &mut FieldCounts,
+) -> Result<Bytes, ProxyError> {
     if bytes.is_empty() {
         return Ok(bytes);
     }
     let mut cur = bytes;
     if !route.response.decrypt.is_empty() {
-        match fields::open_fields(&state.cache, ctx, &cur, &route.response.decrypt, route.on_plaintext, route.on_open_failure, counts, true) {
+        match fields::open_fields(
+            &state.cache,
+            ctx,
+            &cur,
+            &route.response.decrypt,
+            route.on_plaintext,
+            route.on_open_failure,
+            counts,
+            true,
+        ) {
             Ok(Some(b)) => cur = Bytes::from(b),
             Ok(None) => {}
             // an upstream body that is not JSON holds no envelope to open: pass it
-            Err(e) if e.code == "upstream_invalid_json" && route.response.encrypt.is_empty() => return Ok(cur),
+            Err(e) if e.code == "upstream_invalid_json" && route.response.encrypt.is_empty() => {
+                return Ok(cur)
+            }
             Err(e) => return Err(e),
         }
     }
     if !route.response.encrypt.is_empty() {
-        if let Some(b) = fields::seal_fields(&state.cache, &route.key, ctx, &cur, &route.response.encrypt, counts, true)? {
+        if let Some(b) = fields::seal_fields(
+            &state.cache,
+            &route.key,
+            ctx,
+            &cur,
+            &route.response.encrypt,
+            counts,
+            true,
+        )? {
             cur = Bytes::from(b);
         }
     }

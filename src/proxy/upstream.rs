@@ -28,7 +28,10 @@ impl Upstream {
         if scheme != http::uri::Scheme::HTTP {
             return Err("only http:// upstreams are supported in this build".into());
         }
-        let authority = base.authority().cloned().ok_or("upstream URL has no host")?;
+        let authority = base
+            .authority()
+            .cloned()
+            .ok_or("upstream URL has no host")?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -57,7 +60,13 @@ impl Upstream {
             .authority(self.authority.clone())
             .path_and_query(format!("{}{}", self.base_path, path_and_query))
             .build()
-            .map_err(|_| ProxyError::client(StatusCode::BAD_REQUEST, "bad_request_target", "request target is not a valid URI"))
+            .map_err(|_| {
+                ProxyError::client(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request_target",
+                    "request target is not a valid URI",
+                )
+            })
     }
 
     /// The response timeout (also bounds buffered body reads).
@@ -66,12 +75,18 @@ impl Upstream {
     }
 
     /// Sends the request; waits for the response head up to the timeout.
-    pub async fn send(&self, req: http::Request<ProxyBody>) -> Result<http::Response<Incoming>, ProxyError> {
+    pub async fn send(
+        &self,
+        req: http::Request<ProxyBody>,
+    ) -> Result<http::Response<Incoming>, ProxyError> {
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => Err(ProxyError::upstream(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
-                format!("upstream sent no response within {} ms", self.timeout.as_millis()),
+                format!(
+                    "upstream sent no response within {} ms",
+                    self.timeout.as_millis()
+                ),
             )),
             Ok(Err(e)) => {
                 let msg = if e.is_connect() {
@@ -80,7 +95,11 @@ impl Upstream {
                     "upstream connection failed"
                 };
                 tracing::warn!(error = %e, "upstream request failed");
-                Err(ProxyError::upstream(StatusCode::BAD_GATEWAY, "upstream_unavailable", msg))
+                Err(ProxyError::upstream(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    msg,
+                ))
             }
             Ok(Ok(resp)) => Ok(resp),
         }

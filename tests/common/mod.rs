@@ -44,7 +44,9 @@ pub async fn recording_upstream(reply: Reply) -> Recorder {
     let seen2 = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let seen = seen2.clone();
             let reply = reply.clone();
             tokio::spawn(async move {
@@ -78,7 +80,8 @@ pub async fn recording_upstream(reply: Reply) -> Recorder {
 pub fn echo() -> Reply {
     Arc::new(|s: &Seen| {
         let mut r = Response::new(Full::new(s.body.clone()));
-        r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
         r
     })
 }
@@ -87,7 +90,8 @@ pub fn echo() -> Reply {
 pub fn fixed_json(body: &'static str) -> Reply {
     Arc::new(move |_s: &Seen| {
         let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-        r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
         r
     })
 }
@@ -113,7 +117,11 @@ pub async fn send(
     let status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    (status, parts.headers, String::from_utf8_lossy(&body).into_owned())
+    (
+        status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 /// JSON POST/PUT/… helper.
@@ -135,7 +143,14 @@ pub fn tools_dir() -> PathBuf {
             "tests/tools/setup.sh failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or("").to_string())
+        PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string(),
+        )
     })
     .clone()
 }
@@ -162,7 +177,13 @@ pub async fn json_server(db: PathBuf) -> JsonServer {
         l.local_addr().unwrap().port()
     };
     let child = std::process::Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--quiet"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--quiet",
+        ])
         .arg(&db)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())

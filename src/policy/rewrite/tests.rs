@@ -236,5 +236,7 @@ fn member_names_needing_escapes_are_located() {
     let (out, seen) = wrap(body, &["$.*[1].x"]);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].1, "2");
-    assert!(out.unwrap().ends_with(r#"{"x": "it's \\\\ \n \u0001 😀 \"q\".x=2"}]}"#));
+    assert!(out
+        .unwrap()
+        .ends_with(r#"{"x": "it's \\\\ \n \u0001 😀 \"q\".x=2"}]}"#));
 }
