@@ -1,4 +1,49 @@
-//! sealgate: a transparent envelope-encryption proxy.
+//! sealgate: a transparent envelope-encryption proxy for HTTP/JSON APIs, and
+//! a KMS that speaks the Tencent Cloud, Alibaba Cloud and Infisical dialects.
+//!
+//! Policy files pick JSON fields by JSONPath in requests and responses;
+//! sealgate seals them on the way to the upstream and opens them on the way
+//! back, so the upstream stores only ciphertext and the application changes
+//! no code.
+//!
+//! # Where everything lives
+//!
+//! | module | what it is |
+//! |---|---|
+//! | `main.rs` | the binary: parses the command line, calls [`cli`] |
+//! | [`cli`] | subcommands: `serve`, `keys`, `credentials`, `policy check` |
+//! | [`app`] | wiring: config → key store → data-key cache → policies → listeners |
+//! | [`config`] | `sealgate.toml` → [`config::Config`]: read, parse, validate; flags win |
+//! | [`secret`] | key newtypes: zeroized on drop, redacted `Debug`, never `Serialize` |
+//! | [`policy`] | PURE: policy files → compiled routes and JSONPath selectors; the byte-splicing JSON rewrite |
+//! | [`envelope`] | PURE: the `sg1.` field envelope, AES-256-GCM with AAD, type-preserving |
+//! | [`keys`] | the CMK store (redb, root key, state machine, versions), DEK wrap (RFC 3394), the data-key cache, the admin socket |
+//! | [`ratelimit`] | token buckets per caller and action, clock passed in |
+//! | [`kms`] | the KMS listener and its faces: `tencent` (and the others as they land) |
+//! | [`proxy`] | the reverse proxy: server, the phases of a request, upstream client, errors → responses |
+//!
+//! # One request through the proxy
+//!
+//! 1. [`proxy::server`] accepts (HTTP/1.1 or h2c) and calls [`proxy::pipeline::handle`].
+//! 2. *request filter*: a request id is kept or made; the route is matched
+//!    ([`policy::PolicySet::match_route`]: method, host, path template); the
+//!    route's rate limit is checked. No route: the request streams through
+//!    untouched.
+//! 3. *request body filter*: the body is read up to the limit (413 over it);
+//!    [`policy::rewrite`] finds the selected values and splices in, for each,
+//!    [`envelope::seal`] under a data key from [`keys::DataKeyCache`] (one
+//!    key-store call per data key, not per request). The AAD binds each value
+//!    to the route's context and the field's label.
+//! 4. *upstream request filter*: hop-by-hop headers out, `X-Forwarded-*` in,
+//!    `Accept-Encoding: identity` when the response must be rewritten; the
+//!    pooled client forwards it ([`proxy::upstream`]; refused → 502, slow → 504).
+//! 5. *response body filter*: the response's selected envelopes are parsed,
+//!    their DEKs unwrapped (cached) and opened back to the original JSON.
+//! 6. *logging*: one line with the request id, route, status and counts —
+//!    never a value.
+//!
+//! Every error becomes a JSON body with a stable code in exactly one place,
+//! [`proxy::error::ProxyError::into_response`].
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;
