@@ -1,3 +1,4 @@
 //! kms
 
+pub mod alibaba;
 pub mod tencent;

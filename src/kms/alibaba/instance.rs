@@ -1,0 +1,1 @@
+//! KMS instance API (placeholder while sign/wire/advance build).
