@@ -1,0 +1,22 @@
+//! The Alibaba Cloud KMS face (OpenAPI version 2016-01-20, and the KMS
+//! instance API of `alibabacloud-dkms-gcs`).
+//!
+//! Pure parts, usable without the key store or a runtime:
+//! - [`sign`]: ACS3-HMAC-SHA256 and RPC signature v1 verification (and
+//!   signing, for tests and clients), timestamp window and nonce replay cache;
+//! - [`wire`]: response and error bodies, error codes with their HTTP
+//!   statuses, quota classes, and the typed, validated requests of every
+//!   action served;
+//! - [`advance`]: AdvanceEncrypt / AdvanceDecrypt crypto and the
+//!   self-describing Advance CiphertextBlob;
+//! - [`instance`]: the KMS instance API — protobuf messages, headers and the
+//!   RSA_PKCS1_SHA_256 request signature.
+//!
+//! The HTTP handler (request → [`sign::verify`] or [`instance::verify`] →
+//! rate limit by [`wire::class_of`] → [`wire::parse_request`] → key store →
+//! [`wire::success_body`] / [`instance`] encoders) wires them to the store.
+
+pub mod advance;
+pub mod instance;
+pub mod sign;
+pub mod wire;
