@@ -8,6 +8,7 @@
 //! face. Each face checks the caller, rate-limits, calls the shared
 //! [`KeyStore`](crate::keys::KeyStore), and answers in its own shape.
 
+pub mod infisical;
 pub mod tencent;
 
 use bytes::Bytes;
