@@ -300,12 +300,10 @@ pub fn check_body(body: &[u8], fields: &[FieldSpec]) -> Result<Checked, ApiError
     // Mistyped fields are dropped so the typed accessors see only good ones.
     let mut object = object;
     for (name, kind, _) in fields {
-        let keep = match (object.get(*name), kind) {
-            (Some(Value::String(_)), Kind::Str)
-            | (Some(Value::Bool(_)), Kind::Bool)
-            | (None, _) => true,
-            _ => false,
-        };
+        let keep = matches!(
+            (object.get(*name), kind),
+            (Some(Value::String(_)), Kind::Str) | (Some(Value::Bool(_)), Kind::Bool) | (None, _)
+        );
         if !keep {
             object.remove(*name);
         }
