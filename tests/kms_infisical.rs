@@ -473,6 +473,18 @@ async fn unknown_routes_and_keys_are_404() {
     )
     .await;
     assert_error(s, &v, 404, "NotFound");
+    // the body is validated before the key is looked up, as in Infisical
+    let (s, _, v) = call(
+        "POST",
+        &format!(
+            "{}/api/v1/kms/keys/0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b/encrypt",
+            k.base
+        ),
+        Some(&tok),
+        "{}",
+    )
+    .await;
+    assert_error(s, &v, 422, "ValidationFailure");
     // a name in another project is not found
     create_key(&k, &tok, "p1", "only-here").await;
     let (s, _, v) = call(

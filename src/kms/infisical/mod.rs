@@ -512,8 +512,9 @@ impl<C: RateClock> InfisicalFace<C> {
     }
 
     fn update(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
-        let meta = self.load(identity, key_id)?;
+        wire::check_key_id(key_id)?;
         let body = wire::parse_update(&req.body)?;
+        let meta = self.load(identity, key_id)?;
         let id = meta.key_id.to_string();
         if let Some(name) = &body.name {
             let Some((project, current)) = infisical_name(&meta) else {
@@ -572,8 +573,9 @@ impl<C: RateClock> InfisicalFace<C> {
     }
 
     fn encrypt(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
-        let meta = self.load(identity, key_id)?;
+        wire::check_key_id(key_id)?;
         let plaintext = zeroize::Zeroizing::new(wire::parse_encrypt(&req.body)?);
+        let meta = self.load(identity, key_id)?;
         let ct = self
             .store
             .encrypt(&meta.key_id.to_string(), &plaintext, b"")
@@ -582,8 +584,9 @@ impl<C: RateClock> InfisicalFace<C> {
     }
 
     fn decrypt(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
-        let meta = self.load(identity, key_id)?;
+        wire::check_key_id(key_id)?;
         let blob = wire::parse_decrypt(&req.body)?;
+        let meta = self.load(identity, key_id)?;
         let cmk = blob_cmk(&blob)
             .map_err(|_| ApiError::bad_request("Failed to decrypt: invalid ciphertext"))?;
         if KeyId::from_bytes(cmk.key_id) != meta.key_id {
