@@ -9,6 +9,7 @@
 //! [`KeyStore`](crate::keys::KeyStore), and answers in its own shape.
 
 pub mod alibaba;
+pub mod infisical;
 pub mod tencent;
 
 use bytes::Bytes;
