@@ -69,7 +69,9 @@ pub async fn run(
                         let state = state.clone();
                         async move { Ok::<_, std::convert::Infallible>(pipeline::handle(state, peer, req).await) }
                     });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+                    // no upgrades: the pipeline drops `Upgrade` as hop-by-hop
+                    // (and `http1_only` holds only without them)
+                    let conn = builder.serve_connection(TokioIo::new(io), svc);
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "connection ended with error");
                     }
