@@ -137,10 +137,15 @@ fn stamp(path: &Path) -> Option<FileStamp> {
     })
 }
 
+type Stamps = (Option<FileStamp>, Option<FileStamp>);
+
 #[derive(Debug)]
 struct Loaded {
-    stamps: (Option<FileStamp>, Option<FileStamp>),
+    stamps: Stamps,
     key: Arc<CertifiedKey>,
+    /// Files seen changed but not loadable: not re-read (nor re-logged)
+    /// on every handshake until they change again.
+    failed: Option<Stamps>,
 }
 
 /// A server certificate that follows its PEM files (see the module docs).
@@ -162,7 +167,11 @@ impl ReloadingCert {
             cert_file: cert_file.to_path_buf(),
             key_file: key_file.to_path_buf(),
             provider,
-            loaded: Mutex::new(Loaded { stamps, key }),
+            loaded: Mutex::new(Loaded {
+                stamps,
+                key,
+                failed: None,
+            }),
         })
     }
 
@@ -193,15 +202,20 @@ impl ReloadingCert {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if now != loaded.stamps {
+        if now != loaded.stamps && loaded.failed.as_ref() != Some(&now) {
             match Self::read_pair(&self.cert_file, &self.key_file, &self.provider) {
                 Ok(key) => {
                     tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded");
-                    *loaded = Loaded { stamps: now, key };
+                    *loaded = Loaded {
+                        stamps: now,
+                        key,
+                        failed: None,
+                    };
                 }
                 Err(e) => {
-                    // keep serving the last good pair; retry on the next handshake
+                    // keep serving the last good pair; retry when the files change again
                     tracing::warn!(error = %e, "TLS certificate changed but did not load; keeping the previous one");
+                    loaded.failed = Some(now);
                 }
             }
         }
@@ -476,6 +490,11 @@ mod tests {
         let e = ReloadingCert::load(&c, &k).unwrap_err();
         assert!(matches!(e, TlsError::KeyMismatch { .. }), "{e}");
         assert_eq!(r.current().end_entity_cert().unwrap().as_ref(), &der2[..]);
+        assert_eq!(r.current().end_entity_cert().unwrap().as_ref(), &der2[..]);
+
+        // a good pair again: served from the next handshake on
+        let (_, _, der5) = write_pair(dir.path(), &["five.test"]);
+        assert_eq!(r.current().end_entity_cert().unwrap().as_ref(), &der5[..]);
     }
 
     #[test]
