@@ -329,7 +329,29 @@ pub enum ServerStream {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
+/// What the proxy's server knows about a request's connection; put into
+/// every request's extensions (`req.extensions().get::<ConnectionInfo>()`),
+/// e.g. for `X-Forwarded-Proto` and the caller's identity.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo {
+    /// The connection is TLS.
+    pub tls: bool,
+    /// The client's leaf certificate, when it presented one (mTLS).
+    pub client_certificate: Option<CertificateDer<'static>>,
+}
+
 impl ServerStream {
+    /// The facts about this connection a request handler may want.
+    pub fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            tls: matches!(self, Self::Tls(_)),
+            client_certificate: self
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.clone().into_owned()),
+        }
+    }
+
     /// The ALPN protocol agreed in the handshake, if any.
     pub fn alpn(&self) -> Option<&[u8]> {
         match self {

@@ -65,7 +65,9 @@ pub async fn run(
                             return;
                         }
                     };
-                    let svc = service_fn(move |req| {
+                    let info = io.info();
+                    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(info.clone());
                         let state = state.clone();
                         async move { Ok::<_, std::convert::Infallible>(pipeline::handle(state, peer, req).await) }
                     });
