@@ -181,6 +181,7 @@ async fn send_h2(s: &mut H2, uri: &str) -> Result<(u16, http::Version, String), 
 #[derive(Clone, Debug)]
 struct Seen {
     version: http::Version,
+    forwarded_proto: Option<String>,
     body: Bytes,
     sni: Option<String>,
 }
@@ -221,9 +222,15 @@ async fn upstream(tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
                     let sni = sni.clone();
                     async move {
                         let version = req.version();
+                        let forwarded_proto = req
+                            .headers()
+                            .get("x-forwarded-proto")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
                         let body = req.into_body().collect().await?.to_bytes();
                         seen.lock().unwrap().push(Seen {
                             version,
+                            forwarded_proto,
                             body: body.clone(),
                             sni,
                         });
@@ -302,6 +309,7 @@ async fn rustls_client_gets_a_sealed_round_trip_over_tls() {
     let (status, version, body) = bounded(send_h1(&mut s, "/users")).await.unwrap();
     assert_eq!((status, version), (200, http::Version::HTTP_11), "{body}");
     assert_sealed_round_trip(&body, &up.requests()[0]);
+    assert_eq!(up.requests()[0].forwarded_proto.as_deref(), Some("https"));
 
     // a client that trusts another CA refuses the proxy's certificate
     let (_other_dir, other) = dev_certs(&[]);
