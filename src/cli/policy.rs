@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::policy::{load_dir, PolicyError};
+use crate::policy::suggest::{draft_policy, Observation};
+use crate::policy::{load_dir, PolicyError, Problem};
 
 /// Policy subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -12,6 +13,16 @@ pub enum PolicyCommand {
     Check {
         /// Directory holding the policy files.
         dir: PathBuf,
+    },
+    /// Draft a policy file from a shadow-mode capture (JSON lines of field
+    /// paths and value classes, never values); prints TOML to stdout.
+    Suggest {
+        /// The capture file written by shadow mode.
+        #[arg(long)]
+        capture: PathBuf,
+        /// The key (alias or KeyId) the drafted routes name.
+        #[arg(long, default_value = "default")]
+        key: String,
     },
 }
 
@@ -32,6 +43,35 @@ pub fn run_to(
     err: &mut dyn Write,
 ) -> Result<(), PolicyCheckFailed> {
     match cmd {
+        PolicyCommand::Suggest { capture, key } => {
+            let text = std::fs::read_to_string(&capture).map_err(|e| {
+                let _ = writeln!(err, "error: cannot read {}: {e}", capture.display());
+                PolicyCheckFailed(PolicyError::from(Problem::file(
+                    &capture.display().to_string(),
+                    e.to_string(),
+                )))
+            })?;
+            let mut observations = Vec::new();
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                match serde_json::from_str::<Observation>(line) {
+                    Ok(o) => observations.push(o),
+                    Err(e) => {
+                        let msg = format!("line {}: not an observation: {e}", i + 1);
+                        let _ = writeln!(err, "error: {}: {msg}", capture.display());
+                        return Err(PolicyCheckFailed(PolicyError::from(Problem::file(
+                            &capture.display().to_string(),
+                            msg,
+                        ))));
+                    }
+                }
+            }
+            let _ = write!(out, "{}", draft_policy(&observations, &key));
+            Ok(())
+        }
         PolicyCommand::Check { dir } => match load_dir(&dir) {
             Ok(set) => {
                 let _ = write!(out, "{}", set.describe());
