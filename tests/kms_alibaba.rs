@@ -419,6 +419,20 @@ async fn advance_encrypt_follows_the_primary_version_and_decrypt_refuses_its_blo
         400,
         "InvalidParameter",
     );
+    // the 6 KB guidance is enforced with a clear error
+    let big = B64.encode(vec![7u8; 6 * 1024 + 1]);
+    let got = call(
+        &k,
+        "AdvanceEncrypt",
+        &[("KeyId", &key), ("Plaintext", &big)],
+    )
+    .await;
+    assert_error(&got, 400, "InvalidParameter");
+    assert!(
+        got.1["Message"].as_str().unwrap().contains("6 KB"),
+        "{}",
+        got.1
+    );
     // a disabled key neither seals nor opens
     ok(&k, "DisableKey", &[("KeyId", &key)]).await;
     assert_error(

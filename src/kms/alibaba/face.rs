@@ -1122,6 +1122,31 @@ mod tests {
     }
 
     #[test]
+    fn store_errors_get_alibabas_codes_and_statuses() {
+        let c = |e| {
+            let a = key_error(e);
+            (a.code, a.status)
+        };
+        assert_eq!(
+            c(KeyError::UsageMismatch),
+            ("Forbidden.OnlySymmetricKeySupported", 404)
+        );
+        assert_eq!(c(KeyError::CmkNotFound), ("Forbidden.KeyNotFound", 404));
+        assert_eq!(c(KeyError::DoesNotOpen), ("InvalidCiphertext", 400));
+        assert_eq!(c(KeyError::CmkDisabled), ("Rejected.Disabled", 409));
+        assert_eq!(
+            c(KeyError::VersionNotFound),
+            ("Forbidden.KeyVersionNotFound", 404)
+        );
+        let internal = key_error(KeyError::Store("disk /x failed".into()));
+        assert_eq!(internal.code, "InternalFailure");
+        assert!(
+            !internal.message.contains("/x"),
+            "store detail stays in the log"
+        );
+    }
+
+    #[test]
     fn rotation_intervals_become_whole_days_in_range() {
         let d = |s| interval_days(Some(wire::RotationInterval(s)));
         assert_eq!(d(7 * 86_400), Some(7));
