@@ -25,6 +25,9 @@ pub enum StartError {
     /// The upstream URL is not usable.
     #[error("upstream: {0}")]
     Upstream(String),
+    /// A TLS certificate, key or CA file did not load.
+    #[error("TLS {0}")]
+    Tls(String),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -109,6 +112,10 @@ fn kms_faces(store: &Arc<KeyStore>, config: &Config) -> crate::kms::Faces {
             store.clone(),
             &config.kms_quotas,
         ))),
+        infisical: Some(Arc::new(crate::kms::infisical::InfisicalFace::from_config(
+            store.clone(),
+            config,
+        ))),
         ..crate::kms::Faces::default()
     }
 }
@@ -126,12 +133,25 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         provider,
         cache_config(&config),
     ));
-    let upstream = Upstream::new(
-        &config.upstream,
-        config.connect_timeout,
-        config.upstream_timeout,
-    )
+    let upstream = Upstream::with_settings(&crate::proxy::upstream::UpstreamSettings {
+        base: config.upstream.clone(),
+        connect_timeout: config.connect_timeout,
+        timeout: config.upstream_timeout,
+        tls: config.upstream_tls.clone(),
+        http2: config.upstream_http2,
+    })
     .map_err(StartError::Upstream)?;
+    let tls_error = |what: &str, e: crate::tls::TlsError| StartError::Tls(format!("{what}: {e}"));
+    let proxy_acceptor =
+        crate::tls::Acceptor::new(config.tls.as_ref(), config.h2c, config.header_read_timeout)
+            .map_err(|e| tls_error("[tls]", e))?;
+    // built before anything is spawned, so a bad file stops startup cleanly
+    let kms_acceptor = crate::tls::Acceptor::new(
+        config.kms_tls.as_ref(),
+        config.h2c,
+        config.header_read_timeout,
+    )
+    .map_err(|e| tls_error("[kms_tls]", e))?;
     let state = Arc::new(ProxyState {
         policies: RwLock::new(Arc::new(ActivePolicies::new(policies))),
         cache: cache.clone(),
@@ -155,6 +175,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     let mut rx1 = rx.clone();
     tasks.push(tokio::spawn(crate::proxy::server::run(
         listener,
+        proxy_acceptor,
         state.clone(),
         async move {
             let _ = rx1.wait_for(|v| *v).await;
@@ -213,17 +234,18 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         let mut rx4 = rx.clone();
         tasks.push(tokio::spawn(crate::kms::serve(
             l,
+            kms_acceptor,
             faces,
             async move {
                 let _ = rx4.changed().await;
             },
             config.header_read_timeout,
         )));
-        tracing::info!(listen = %bound, "KMS listening (Tencent, Alibaba, Infisical dialects)");
+        tracing::info!(listen = %bound, tls = config.kms_tls.is_some(), "KMS listening (Tencent, Alibaba, Infisical dialects)");
         kms_addr = Some(bound);
     }
 
-    tracing::info!(listen = %proxy_addr, upstream = %config.upstream, policies = %config.policies.display(), "sealgate proxy listening");
+    tracing::info!(listen = %proxy_addr, tls = config.tls.is_some(), upstream = %config.upstream, policies = %config.policies.display(), "sealgate proxy listening");
     Ok(App {
         proxy_addr,
         kms_addr,

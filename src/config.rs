@@ -64,6 +64,27 @@ struct FileConfig {
     max_keys: Option<usize>,
     #[serde(default)]
     kms_quotas: std::collections::BTreeMap<String, u32>,
+    tls: Option<FileListenerTls>,
+    kms_tls: Option<FileListenerTls>,
+    h2c: Option<bool>,
+    upstream_tls: Option<FileUpstreamTls>,
+    upstream_http2: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileListenerTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    client_ca_file: Option<PathBuf>,
+    http2: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstreamTls {
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +155,34 @@ pub struct CacheSettings {
     pub capacity: usize,
 }
 
+/// TLS on one listener (`[tls]` for the proxy, `[kms_tls]` for the KMS).
+///
+/// The certificate and key files are re-read when they change on disk: new
+/// handshakes get the new certificate, open connections keep theirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// `cert_file`: PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// `key_file`: PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf.
+    pub key_file: PathBuf,
+    /// `client_ca_file`: PEM CA certificates; when set, every client must
+    /// present a certificate issued by one of them (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// `http2` (default true): offer `h2` in ALPN beside `http/1.1`; false
+    /// serves HTTP/1.1 only.
+    pub http2: bool,
+}
+
+/// TLS to an `https://` upstream (`[upstream_tls]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// `ca_file`: PEM CA certificates to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// `server_name`: the name sent as SNI and checked against the
+    /// upstream's certificate, instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -167,6 +216,18 @@ pub struct Config {
     pub max_keys: usize,
     /// Per-action KMS quota overrides (requests per second).
     pub kms_quotas: std::collections::BTreeMap<String, u32>,
+    /// `[tls]`: TLS on the proxy listener (plaintext when absent).
+    pub tls: Option<ListenerTls>,
+    /// `[kms_tls]`: TLS on the KMS listener (plaintext when absent).
+    pub kms_tls: Option<ListenerTls>,
+    /// `h2c` (default true): plaintext listeners also accept HTTP/2 with
+    /// prior knowledge; false serves HTTP/1.1 only.
+    pub h2c: bool,
+    /// `[upstream_tls]`: trust and name for an `https://` upstream.
+    pub upstream_tls: UpstreamTls,
+    /// `upstream_http2` (default false): speak HTTP/2 to the upstream (ALPN
+    /// `h2` over TLS, prior-knowledge h2c over `http://`).
+    pub upstream_http2: bool,
 }
 
 /// Reads, parses and validates `path` (if any) and applies `overrides`.
@@ -279,7 +340,49 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             })
         }
     };
+    let listener_tls = |t: Option<FileListenerTls>| {
+        t.map(|t| ListenerTls {
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+            client_ca_file: t.client_ca_file,
+            http2: t.http2.unwrap_or(true),
+        })
+    };
+    let upstream_tls = match f.upstream_tls {
+        None => UpstreamTls::default(),
+        Some(_) if upstream.scheme_str() != Some("https") => {
+            return Err(ConfigError::Invalid {
+                field: "upstream_tls",
+                message: format!("applies only to an https:// upstream, not {upstream_s:?}"),
+            })
+        }
+        Some(t) => {
+            if let Some(name) = &t.server_name {
+                if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
+                    return Err(ConfigError::Invalid {
+                        field: "upstream_tls.server_name",
+                        message: format!("{name:?} is not a DNS name or IP address"),
+                    });
+                }
+            }
+            UpstreamTls {
+                ca_file: t.ca_file,
+                server_name: t.server_name,
+            }
+        }
+    };
+    if f.kms_tls.is_some() && kms_listen.is_none() {
+        return Err(ConfigError::Invalid {
+            field: "kms_tls",
+            message: "set kms_listen too (there is no KMS listener to put TLS on)".into(),
+        });
+    }
     Ok(Config {
+        tls: listener_tls(f.tls),
+        kms_tls: listener_tls(f.kms_tls),
+        h2c: f.h2c.unwrap_or(true),
+        upstream_tls,
+        upstream_http2: f.upstream_http2.unwrap_or(false),
         listen,
         upstream,
         policies: o
@@ -384,5 +487,65 @@ mod tests {
             let e = validate(parse("t", text).unwrap(), &Overrides::default()).unwrap_err();
             assert!(e.to_string().contains(field), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_tables_parse_with_their_defaults() {
+        let text = r#"
+upstream = "https://api.internal:8443/v1"
+kms_listen = "127.0.0.1:9000"
+h2c = false
+upstream_http2 = true
+[tls]
+cert_file = "c.pem"
+key_file = "k.pem"
+client_ca_file = "ca.pem"
+[kms_tls]
+cert_file = "kc.pem"
+key_file = "kk.pem"
+http2 = false
+[upstream_tls]
+ca_file = "up-ca.pem"
+server_name = "api.example"
+"#;
+        let c = validate(parse("t", text).unwrap(), &Overrides::default()).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("c.pem"));
+        assert_eq!(tls.client_ca_file, Some(PathBuf::from("ca.pem")));
+        assert!(tls.http2, "h2 is offered unless switched off");
+        let kms = c.kms_tls.unwrap();
+        assert!(!kms.http2 && kms.client_ca_file.is_none());
+        assert!(!c.h2c && c.upstream_http2);
+        assert_eq!(c.upstream_tls.server_name.as_deref(), Some("api.example"));
+        assert_eq!(c.upstream_tls.ca_file, Some(PathBuf::from("up-ca.pem")));
+
+        let plain = validate(parse("t", "").unwrap(), &ov("http://127.0.0.1:3000")).unwrap();
+        assert!(plain.tls.is_none() && plain.kms_tls.is_none());
+        assert!(plain.h2c && !plain.upstream_http2);
+    }
+
+    #[test]
+    fn tls_mistakes_are_refused() {
+        for (text, field) in [
+            (
+                "upstream = \"http://x:1\"\n[upstream_tls]\nca_file = \"a\"",
+                "upstream_tls",
+            ),
+            (
+                "upstream = \"https://x:1\"\n[upstream_tls]\nserver_name = \"a b\"",
+                "upstream_tls.server_name",
+            ),
+            (
+                "upstream = \"http://x:1\"\n[kms_tls]\ncert_file = \"a\"\nkey_file = \"b\"",
+                "kms_tls",
+            ),
+        ] {
+            let e = validate(parse("t", text).unwrap(), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains(field), "{text}: {e}");
+        }
+        let e = parse("t", "[tls]\ncert_file = \"a\"").unwrap_err();
+        assert!(e.to_string().contains("key_file"), "{e}");
+        let e = parse("t", "[tls]\ncert_file = \"a\"\nkey_file = \"b\"\nca = 1").unwrap_err();
+        assert!(e.to_string().contains("ca"), "{e}");
     }
 }

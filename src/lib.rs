@@ -11,7 +11,7 @@
 //! | module | what it is |
 //! |---|---|
 //! | `main.rs` | the binary: parses the command line, calls [`cli`] |
-//! | [`cli`] | subcommands: `serve`, `keys`, `credentials`, `policy check` |
+//! | [`cli`] | subcommands: `serve`, `keys`, `credentials`, `policy check`, `dev-cert` |
 //! | [`app`] | wiring: config → key store → data-key cache → policies → listeners |
 //! | [`config`] | `sealgate.toml` → [`config::Config`]: read, parse, validate; flags win |
 //! | [`secret`] | key newtypes: zeroized on drop, redacted `Debug`, never `Serialize` |
@@ -21,10 +21,12 @@
 //! | [`ratelimit`] | token buckets per caller and action, clock passed in |
 //! | [`kms`] | the KMS listener and its faces: `tencent` (and the others as they land) |
 //! | [`proxy`] | the reverse proxy: server, the phases of a request, upstream client, errors → responses |
+//! | [`tls`] | rustls for every listener (reloading certificate, mTLS, ALPN h2) and the upstream client |
 //!
 //! # One request through the proxy
 //!
-//! 1. [`proxy::server`] accepts (HTTP/1.1 or h2c) and calls [`proxy::pipeline::handle`].
+//! 1. [`proxy::server`] accepts (TLS via [`tls::Acceptor`] when configured;
+//!    HTTP/1.1 or HTTP/2) and calls [`proxy::pipeline::handle`].
 //! 2. *request filter*: a request id is kept or made; the route is matched
 //!    ([`policy::PolicySet::match_route`]: method, host, path template); the
 //!    route's rate limit is checked. No route: the request streams through
@@ -56,3 +58,4 @@ pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
 pub mod secret;
+pub mod tls;

@@ -27,6 +27,8 @@ enum Command {
     /// Check policy files.
     #[command(subcommand)]
     Policy(sealgate::cli::policy::PolicyCommand),
+    /// Write a throwaway CA, server and client certificates (PEM) for trying TLS and mTLS.
+    DevCert(sealgate::cli::devcert::DevCertArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
             sealgate::cli::credentials::run(cmd).map_err(|e| e.to_string())
         }
         Command::Policy(cmd) => sealgate::cli::policy::run(cmd).map_err(|e| e.to_string()),
+        Command::DevCert(args) => sealgate::cli::devcert::run(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -300,7 +300,10 @@ async fn tampered_or_moved_envelopes_are_refused_without_plaintext() {
 async fn a_burst_costs_one_key_store_operation_and_a_disable_stops_sealing() {
     let up = recording_upstream(echo()).await;
     // a short max age, so the disable below takes effect within the test
-    let app = start_with(up.addr, |c| c.cache.max_age = std::time::Duration::from_secs(1)).await;
+    let app = start_with(up.addr, |c| {
+        c.cache.max_age = std::time::Duration::from_secs(1)
+    })
+    .await;
     let before = app.cache.stats().provider_calls;
     let mut tasks = Vec::new();
     for i in 0..40 {

@@ -2,6 +2,7 @@
 //! binary in `main.rs` only parses and dispatches to these.
 
 pub mod credentials;
+pub mod devcert;
 pub mod keys;
 pub mod policy;
 pub mod serve;

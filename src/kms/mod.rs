@@ -9,6 +9,7 @@
 //! [`KeyStore`](crate::keys::KeyStore), and answers in its own shape.
 
 pub mod alibaba;
+pub mod infisical;
 pub mod tencent;
 
 use bytes::Bytes;
@@ -174,9 +175,11 @@ async fn dispatch(
     }
 }
 
-/// Serves the KMS faces on `listener` until `shutdown` resolves.
+/// Serves the KMS faces on `listener` (through `acceptor`: plaintext or
+/// TLS) until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
+    acceptor: crate::tls::Acceptor,
     faces: Faces,
     shutdown: impl Future<Output = ()>,
     header_read_timeout: Duration,
@@ -187,6 +190,12 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(if acceptor.http2() {
+        builder
+    } else {
+        builder.http1_only()
+    });
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -196,18 +205,24 @@ pub async fn serve(
                     continue;
                 };
                 let faces = faces.clone();
-                let svc = service_fn(move |req| {
-                    let faces = faces.clone();
-                    async move { Ok::<_, std::convert::Infallible>(dispatch(faces, peer, req).await) }
-                });
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    let Ok(io) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = service_fn(move |req| {
+                        let faces = faces.clone();
+                        async move { Ok::<_, std::convert::Infallible>(dispatch(faces, peer, req).await) }
+                    });
+                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(io), svc)).await;
                 });
             }
             () = &mut shutdown => break,
         }
     }
+    drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(10)) => {}

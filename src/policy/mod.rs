@@ -19,6 +19,7 @@ mod load;
 mod rewrite;
 mod route;
 mod selector;
+pub mod suggest;
 mod template;
 
 #[cfg(test)]

@@ -150,7 +150,11 @@ async fn run(
     parts.uri = state.upstream.uri_for(&pq).map_err(fail)?;
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, peer, "http", client_host);
+    let proto = match parts.extensions.get::<crate::tls::ConnectionInfo>() {
+        Some(c) if c.tls => "https",
+        _ => "http",
+    };
+    headers::add_forwarded(&mut parts.headers, peer, proto, client_host);
     if let Ok(v) = HeaderValue::from_str(state.upstream.authority().as_str()) {
         parts.headers.insert(header::HOST, v);
     }

@@ -1,5 +1,7 @@
-//! Accept loop: one task per connection, HTTP/1.1 and h2c, graceful
-//! shutdown (stop accepting, let in-flight requests finish).
+//! Accept loop: one task per connection, TLS (rustls) when configured,
+//! HTTP/1.1 and HTTP/2 (ALPN `h2` over TLS, h2c with prior knowledge over
+//! plaintext), graceful shutdown (stop accepting, let in-flight requests
+//! finish).
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -11,11 +13,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use super::{pipeline, ProxyState};
+use crate::tls::Acceptor;
 
-/// Serves the proxy on `listener` until `shutdown` resolves, then waits up
-/// to `drain` for in-flight connections.
+/// Serves the proxy on `listener` (through `acceptor`: plaintext or TLS)
+/// until `shutdown` resolves, then waits up to `drain` for in-flight
+/// connections.
 pub async fn run(
     listener: TcpListener,
+    acceptor: Acceptor,
     state: Arc<ProxyState>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -26,6 +31,12 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(state.header_read_timeout)
         .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(if acceptor.http2() {
+        builder
+    } else {
+        builder.http1_only()
+    });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -41,14 +52,29 @@ pub async fn run(
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
-                let svc = service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, std::convert::Infallible>(pipeline::handle(state, peer, req).await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                // subscribed now, so a connection still in its handshake at
+                // shutdown is drained like the others
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let io = match acceptor.accept(stream).await {
+                        Ok(io) => io,
+                        Err(e) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let info = io.info();
+                    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(info.clone());
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(pipeline::handle(state, peer, req).await) }
+                    });
+                    // no upgrades: the pipeline drops `Upgrade` as hop-by-hop
+                    // (and `http1_only` holds only without them)
+                    let conn = builder.serve_connection(TokioIo::new(io), svc);
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "connection ended with error");
                     }
                 });

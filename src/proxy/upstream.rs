@@ -1,20 +1,39 @@
-//! The pooled client to the one upstream (hyper-util's legacy client,
-//! HTTP/1.1 keep-alive), with connect and response timeouts mapped to
-//! 502 / 504.
+//! The pooled client to the one upstream (hyper-util's legacy client over
+//! hyper-rustls): `http://` or `https://` (system roots or a given CA, SNI
+//! from the URL or `[upstream_tls] server_name`), HTTP/1.1 keep-alive or,
+//! with `upstream_http2`, HTTP/2 (ALPN `h2` over TLS, prior-knowledge h2c
+//! over plaintext). Connect and response timeouts map to 502 / 504.
 
 use http::{StatusCode, Uri};
 use hyper::body::Incoming;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
 
 use super::error::ProxyError;
 use super::ProxyBody;
+use crate::config::UpstreamTls;
+
+/// How to reach the upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Base URL (`http://` or `https://host:port[/prefix]`).
+    pub base: Uri,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Response-head timeout.
+    pub timeout: Duration,
+    /// Trust and name for an `https://` upstream.
+    pub tls: UpstreamTls,
+    /// Speak HTTP/2 (ALPN `h2` over TLS, h2c over plaintext).
+    pub http2: bool,
+}
 
 /// The upstream: base URL and a pooled client.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, ProxyBody>,
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     base_path: String,
@@ -22,29 +41,66 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the client for `base` (http://host:port[/prefix]).
+    /// Builds the client for `base` (http://host:port[/prefix]), plaintext
+    /// HTTP/1.1.
     pub fn new(base: &Uri, connect_timeout: Duration, timeout: Duration) -> Result<Self, String> {
+        Self::with_settings(&UpstreamSettings {
+            base: base.clone(),
+            connect_timeout,
+            timeout,
+            tls: UpstreamTls::default(),
+            http2: false,
+        })
+    }
+
+    /// Builds the client from full settings (TLS, HTTP/2).
+    pub fn with_settings(s: &UpstreamSettings) -> Result<Self, String> {
+        let base = &s.base;
         let scheme = base.scheme().cloned().ok_or("upstream URL has no scheme")?;
-        if scheme != http::uri::Scheme::HTTP {
-            return Err("only http:// upstreams are supported in this build".into());
+        let https = scheme == http::uri::Scheme::HTTPS;
+        if !https && scheme != http::uri::Scheme::HTTP {
+            return Err("the upstream URL must be http:// or https://".into());
         }
         let authority = base
             .authority()
             .cloned()
             .ok_or("upstream URL has no host")?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(s.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls_config = if https {
+            crate::tls::upstream_client_config(&s.tls).map_err(|e| e.to_string())?
+        } else {
+            // never used for http://, but the connector wants one
+            empty_client_config()?
+        };
+        let b = HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config)
+            .https_or_http();
+        let b = match crate::tls::upstream_server_name(&s.tls).map_err(|e| e.to_string())? {
+            Some(name) => b.with_server_name_resolver(FixedServerNameResolver::new(name)),
+            None => b,
+        };
+        let connector = if s.http2 {
+            b.enable_http1().enable_http2().wrap_connector(http)
+        } else {
+            b.enable_http1().wrap_connector(http)
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            // over TLS the version comes from ALPN; plaintext h2 needs prior knowledge
+            .http2_only(s.http2 && !https)
             .build(connector);
         Ok(Self {
             client,
             scheme,
             authority,
             base_path: base.path().trim_end_matches('/').to_string(),
-            timeout,
+            timeout: s.timeout,
         })
     }
 
@@ -89,7 +145,9 @@ impl Upstream {
                 ),
             )),
             Ok(Err(e)) => {
-                let msg = if e.is_connect() {
+                let msg = if is_tls_failure(&e) {
+                    "TLS to the upstream failed (certificate not trusted, wrong name, or no common protocol)"
+                } else if e.is_connect() {
                     "upstream refused or unreachable"
                 } else {
                     "upstream connection failed"
@@ -104,4 +162,39 @@ impl Upstream {
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+/// A client config with no roots, which trusts nothing: the unused TLS side
+/// of an `http://` upstream's connector.
+fn empty_client_config() -> Result<rustls::ClientConfig, String> {
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth(),
+    )
+}
+
+/// Whether a rustls error is somewhere in the chain (io errors hide their
+/// payload from `source()`, so look inside them too).
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if is_tls_failure(inner) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }

@@ -1,0 +1,725 @@
+//! The Infisical KMS face: universal-auth login, bearer access tokens, and
+//! the `/api/v1/kms/keys` routes over the shared key store.
+//!
+//! - [`wire`]: errors, strict request validation (zod-shaped issues), the
+//!   key object (PURE);
+//! - [`names`]: per-project key names mapped onto store aliases (PURE);
+//! - [`tokens`]: the access-token table.
+//!
+//! A request goes: route → (login: rate limit by client IP) or
+//! (authenticate the bearer token → rate limit by identity) → validate →
+//! key store → `{key}` / `{keys, totalCount}` / `{ciphertext}` … or
+//! `{reqId, statusCode, message, error}`.
+//!
+//! The credentials of `sealgate credentials create` are the universal-auth
+//! `clientId` / `clientSecret`. A credential limited to some keys sees and
+//! uses only those, and may not create keys.
+//!
+//! Scope: the store holds symmetric AES-256 material only, so keys are
+//! `encrypt-decrypt` / `aes-256-gcm`; creating `aes-128-gcm` or
+//! `sign-verify` (RSA_4096, ECC_NIST_P256) keys is refused with 400, and
+//! `/public-key`, `/signing-algorithms`, `/sign`, `/verify` answer 400 for
+//! every key (after validating their input), as Infisical does for a
+//! symmetric key.
+
+pub mod names;
+pub mod tokens;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+use rand::distributions::{Alphanumeric, DistString};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::{Face, KmsRequest};
+use crate::keys::blob::blob_cmk;
+use crate::keys::{CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyState, KeyStore, Tag};
+use crate::ratelimit::{Clock as RateClock, Quota, RateLimiter, SystemClock};
+use names::{alias_for, deleted_alias, infisical_name, PROJECT_TAG};
+use tokens::{TokenCheck, TokenTable};
+use wire::{ApiError, KeyView};
+
+/// Infisical's default universal-auth access token TTL and max TTL (30 days).
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 2_592_000;
+/// Organisation id every key reports (sealgate has no organisations).
+pub const ORG_ID: &str = "00000000-0000-4000-8000-000000000000";
+/// Window a deleted key waits in the store before its material is purged
+/// (the store's shortest deletion window).
+pub const DELETE_WINDOW_DAYS: u32 = 7;
+
+/// Limits and token lifetimes of the face.
+///
+/// Rates are per minute, as Infisical documents them (Infisical Cloud, free
+/// plan: read 200/min, write 90/min, and a global cap of 600/min; the login
+/// route uses `authRateLimit`, 60/min in Infisical's source). Infisical keys
+/// its buckets by client IP; sealgate keys them by identity (the
+/// credential), and login by client IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfisicalSettings {
+    /// GET routes, per identity per minute.
+    pub read_per_minute: u32,
+    /// POST/PATCH/DELETE routes (encrypt and decrypt included), per identity per minute.
+    pub write_per_minute: u32,
+    /// Every route together, per identity per minute.
+    pub global_per_minute: u32,
+    /// Logins, per client IP per minute.
+    pub login_per_minute: u32,
+    /// `expiresIn` of a new access token (seconds).
+    pub token_ttl_secs: u64,
+    /// `accessTokenMaxTTL` reported at login (seconds).
+    pub token_max_ttl_secs: u64,
+}
+
+impl Default for InfisicalSettings {
+    fn default() -> Self {
+        Self {
+            read_per_minute: 200,
+            write_per_minute: 90,
+            global_per_minute: 600,
+            login_per_minute: 60,
+            token_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
+            token_max_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
+        }
+    }
+}
+
+impl InfisicalSettings {
+    /// Defaults with the `[kms_quotas]` overrides this face reads:
+    /// `infisical_read_per_minute`, `infisical_write_per_minute`,
+    /// `infisical_global_per_minute`, `infisical_login_per_minute`.
+    pub fn from_quotas(quotas: &BTreeMap<String, u32>) -> Self {
+        let mut s = Self::default();
+        let get = |k: &str, d: u32| quotas.get(k).copied().unwrap_or(d);
+        s.read_per_minute = get("infisical_read_per_minute", s.read_per_minute);
+        s.write_per_minute = get("infisical_write_per_minute", s.write_per_minute);
+        s.global_per_minute = get("infisical_global_per_minute", s.global_per_minute);
+        s.login_per_minute = get("infisical_login_per_minute", s.login_per_minute);
+        s
+    }
+}
+
+/// A clock running 60 times slower than `C`: a limiter's "per second"
+/// quota read through it is a per-minute quota.
+#[derive(Debug)]
+pub struct PerMinute<C> {
+    inner: C,
+    origin: Instant,
+}
+
+impl<C: RateClock> PerMinute<C> {
+    /// Slows `inner` down from now on.
+    pub fn new(inner: C) -> Self {
+        let origin = inner.now();
+        Self { inner, origin }
+    }
+}
+
+impl<C: RateClock> RateClock for PerMinute<C> {
+    fn now(&self) -> Instant {
+        self.origin + self.inner.now().saturating_duration_since(self.origin) / 60
+    }
+}
+
+/// The face. `C` is the rate limiter's clock (tests pass a manual one).
+pub struct InfisicalFace<C: RateClock = SystemClock> {
+    store: Arc<KeyStore>,
+    settings: InfisicalSettings,
+    tokens: TokenTable,
+    limiter: RateLimiter<PerMinute<C>>,
+    now: Arc<dyn crate::keys::Clock>,
+}
+
+impl InfisicalFace<SystemClock> {
+    /// The face over `store` with the system clocks.
+    pub fn new(store: Arc<KeyStore>, settings: InfisicalSettings) -> Self {
+        Self::with_clocks(
+            store,
+            settings,
+            SystemClock,
+            Arc::new(crate::keys::SystemClock),
+        )
+    }
+
+    /// The face with the config's quota overrides.
+    pub fn from_config(store: Arc<KeyStore>, config: &crate::config::Config) -> Self {
+        Self::new(store, InfisicalSettings::from_quotas(&config.kms_quotas))
+    }
+}
+
+/// Rate-limit classes.
+const READ: &str = "read";
+const WRITE: &str = "write";
+const GLOBAL: &str = "global";
+const LOGIN: &str = "login";
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    Login,
+    List,
+    Create,
+    Get(&'a str),
+    Update(&'a str),
+    Delete(&'a str),
+    ByName(&'a str),
+    Encrypt(&'a str),
+    Decrypt(&'a str),
+    PublicKey(&'a str),
+    SigningAlgorithms(&'a str),
+    Sign(&'a str),
+    Verify(&'a str),
+}
+
+fn route<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    if path == "/api/v1/auth/universal-auth/login" {
+        return (method == Method::POST).then_some(Route::Login);
+    }
+    let rest = path.strip_prefix("/api/v1/kms/keys")?;
+    let segs: Vec<&str> = if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.strip_prefix('/')?.split('/').collect()
+    };
+    let r = match (method.as_str(), segs.as_slice()) {
+        ("GET", []) => Route::List,
+        ("POST", []) => Route::Create,
+        ("GET", ["key-name", name]) => Route::ByName(name),
+        ("GET", [id]) => Route::Get(id),
+        ("PATCH", [id]) => Route::Update(id),
+        ("DELETE", [id]) => Route::Delete(id),
+        ("POST", [id, "encrypt"]) => Route::Encrypt(id),
+        ("POST", [id, "decrypt"]) => Route::Decrypt(id),
+        ("GET", [id, "public-key"]) => Route::PublicKey(id),
+        ("GET", [id, "signing-algorithms"]) => Route::SigningAlgorithms(id),
+        ("POST", [id, "sign"]) => Route::Sign(id),
+        ("POST", [id, "verify"]) => Route::Verify(id),
+        _ => return None,
+    };
+    Some(r)
+}
+
+fn json_response(status: u16, body: &Value, retry_after: Option<u64>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    if let Some(secs) = retry_after {
+        if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
+    }
+    r
+}
+
+fn secs_ceil(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Maps a store error to Infisical's shape; store failures are logged here.
+fn store_error(e: KeyError) -> ApiError {
+    match e {
+        KeyError::CmkNotFound => ApiError::not_found("Key not found"),
+        KeyError::CmkDisabled => ApiError::bad_request("Key is disabled"),
+        KeyError::CmkPendingDelete => ApiError::not_found("Key not found"),
+        KeyError::CmkPendingImport => {
+            ApiError::bad_request("Key has no key material yet (pending import)")
+        }
+        KeyError::UsageMismatch => ApiError::bad_request("Key usage does not allow this operation"),
+        KeyError::DoesNotOpen => {
+            ApiError::bad_request("Failed to decrypt: the ciphertext does not open under this key")
+        }
+        KeyError::VersionNotFound => ApiError::bad_request(
+            "Failed to decrypt: the key version of this ciphertext does not exist",
+        ),
+        KeyError::LimitExceeded => ApiError::bad_request("The key store's key limit is reached"),
+        KeyError::InvalidParameter(m) => ApiError::bad_request(m),
+        KeyError::InvalidState(m) => ApiError::bad_request(m),
+        other => {
+            tracing::error!(error = %other, "Infisical face: key store failure");
+            ApiError::internal()
+        }
+    }
+}
+
+impl<C: RateClock> InfisicalFace<C> {
+    /// The face with explicit clocks: `rate_clock` for the limiter,
+    /// `now` (unix seconds) for token expiry.
+    pub fn with_clocks(
+        store: Arc<KeyStore>,
+        settings: InfisicalSettings,
+        rate_clock: C,
+        now: Arc<dyn crate::keys::Clock>,
+    ) -> Self {
+        let limiter = RateLimiter::from_table(
+            PerMinute::new(rate_clock),
+            Quota::per_second(settings.write_per_minute),
+            [
+                (READ, settings.read_per_minute),
+                (WRITE, settings.write_per_minute),
+                (GLOBAL, settings.global_per_minute),
+                (LOGIN, settings.login_per_minute),
+            ],
+        );
+        Self {
+            store,
+            settings,
+            tokens: TokenTable::default(),
+            limiter,
+            now,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &InfisicalSettings {
+        &self.settings
+    }
+
+    fn limit(&self, caller: &str, class: &str) -> Result<(), ApiError> {
+        self.limiter
+            .check(caller, class)
+            .map_err(|r| ApiError::rate_limited(secs_ceil(r.0.saturating_mul(60))))
+    }
+
+    /// The identity behind the request's bearer token.
+    fn authenticate(&self, req: &KmsRequest) -> Result<String, ApiError> {
+        let header = req.header("authorization").unwrap_or("").trim();
+        let token = match header.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+            _ => "",
+        };
+        if token.is_empty() {
+            return Err(ApiError::unauthorized("Authentication token is missing"));
+        }
+        match self.tokens.check(token, self.now.now()) {
+            TokenCheck::Valid(identity) => {
+                // A revoked credential's tokens die with it.
+                if self.store.lookup_secret(&identity).is_none() {
+                    return Err(ApiError::token(
+                        "The identity of this access token was revoked. Please re-authenticate.",
+                    ));
+                }
+                Ok(identity)
+            }
+            TokenCheck::Expired => Err(ApiError::token(
+                "Your token has expired. Please re-authenticate.",
+            )),
+            TokenCheck::Unknown => Err(ApiError::token(
+                "The provided access token is malformed. Please use a valid token or generate a new one and try again.",
+            )),
+        }
+    }
+
+    fn login(&self, req: &KmsRequest) -> Result<Value, ApiError> {
+        let ip: IpAddr = req.peer.ip();
+        self.limit(&format!("ip:{ip}"), LOGIN)?;
+        let body = wire::parse_login(&req.body)?;
+        let secret = self.store.lookup_secret(&body.client_id);
+        let ok = match &secret {
+            Some(s) => bool::from(s.expose().ct_eq(body.client_secret.as_bytes())),
+            None => false,
+        };
+        if !ok {
+            tracing::info!(client_id = %body.client_id, "Infisical universal-auth login refused");
+            return Err(ApiError::unauthorized("Invalid credentials"));
+        }
+        let token = self
+            .tokens
+            .issue(
+                &body.client_id,
+                self.now.now(),
+                self.settings.token_ttl_secs,
+            )
+            .map_err(|_| ApiError::rate_limited(60))?;
+        Ok(json!({
+            "accessToken": token,
+            "expiresIn": self.settings.token_ttl_secs,
+            "accessTokenMaxTTL": self.settings.token_max_ttl_secs,
+            "tokenType": "Bearer",
+        }))
+    }
+
+    fn view(&self, meta: &KeyMetadata) -> KeyView {
+        let (project_id, name) = match infisical_name(meta) {
+            Some((p, n)) => (p.to_string(), n.to_string()),
+            None => (
+                String::new(),
+                meta.alias
+                    .clone()
+                    .unwrap_or_else(|| meta.key_id.to_string()),
+            ),
+        };
+        KeyView {
+            id: meta.key_id.to_string(),
+            name,
+            description: meta.description.clone(),
+            is_disabled: meta.key_state != KeyState::Enabled,
+            org_id: ORG_ID.into(),
+            project_id,
+            version: meta.primary_version.unwrap_or(0),
+            created_at: meta.create_time,
+            updated_at: meta
+                .last_rotate_time
+                .unwrap_or(meta.create_time)
+                .max(meta.create_time),
+        }
+    }
+
+    /// A live key this identity may use, by its id path parameter.
+    fn load(&self, identity: &str, key_id: &str) -> Result<KeyMetadata, ApiError> {
+        let id = wire::check_key_id(key_id)?;
+        let not_found = || ApiError::not_found(format!("Key with ID {id} not found"));
+        let meta = self.store.describe(&id.to_string()).map_err(|e| match e {
+            KeyError::CmkNotFound => not_found(),
+            other => store_error(other),
+        })?;
+        if meta.key_state == KeyState::PendingDelete {
+            return Err(not_found());
+        }
+        if !self.store.allowed(identity, &id.to_string()) {
+            return Err(ApiError::permission_denied(
+                "You are not allowed to use this key",
+            ));
+        }
+        Ok(meta)
+    }
+
+    fn unrestricted(&self, identity: &str) -> bool {
+        self.store
+            .list_credentials()
+            .iter()
+            .any(|c| c.id == identity && !c.revoked && c.allowed_keys.is_none())
+    }
+
+    fn create(&self, identity: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+        let body = wire::parse_create(&req.body)?;
+        if body.key_usage == "sign-verify" {
+            return Err(ApiError::bad_request(
+                "sign-verify keys are not supported: this server's key store holds symmetric aes-256-gcm keys only",
+            ));
+        }
+        if body.encryption_algorithm != "aes-256-gcm" {
+            return Err(ApiError::bad_request(format!(
+                "encryptionAlgorithm {} is not supported: this server's key store holds aes-256-gcm keys only",
+                body.encryption_algorithm
+            )));
+        }
+        if !self.unrestricted(identity) {
+            return Err(ApiError::permission_denied(
+                "You are not allowed to create keys: this identity is limited to some keys",
+            ));
+        }
+        let meta = self
+            .store
+            .create(CreateKeyRequest {
+                alias: Some(alias_for(&body.project_id, &body.name)),
+                description: body.description,
+                tags: vec![Tag {
+                    tag_key: PROJECT_TAG.into(),
+                    tag_value: body.project_id.clone(),
+                }],
+                owner: identity.to_string(),
+                ..CreateKeyRequest::default()
+            })
+            .map_err(|e| match e {
+                KeyError::AliasAlreadyExists => ApiError::bad_request(format!(
+                    "Key with name \"{}\" already exists in project",
+                    body.name
+                )),
+                other => store_error(other),
+            })?;
+        Ok(json!({"key": wire::key_json(&self.view(&meta))}))
+    }
+
+    fn list(&self, identity: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+        let q = wire::parse_list_query(&wire::query_params(req.uri.query().unwrap_or("")));
+        let q = q?;
+        let search = q.search.as_ref().map(|s| s.to_lowercase());
+        let mut keys: Vec<KeyView> = self
+            .store
+            .list(0, usize::MAX)
+            .keys
+            .iter()
+            .filter(|m| m.key_state != KeyState::PendingDelete)
+            .filter(|m| infisical_name(m).is_some_and(|(p, _)| p == q.project_id))
+            .filter(|m| self.store.allowed(identity, &m.key_id.to_string()))
+            .map(|m| self.view(m))
+            .filter(|v| {
+                search
+                    .as_ref()
+                    .is_none_or(|s| v.name.to_lowercase().contains(s.as_str()))
+            })
+            .collect();
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        if q.descending {
+            keys.reverse();
+        }
+        let total = keys.len();
+        let page: Vec<Value> = keys
+            .iter()
+            .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(q.limit).unwrap_or(usize::MAX))
+            .map(wire::key_json)
+            .collect();
+        Ok(json!({"keys": page, "totalCount": total}))
+    }
+
+    fn by_name(&self, identity: &str, name: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+        let params = wire::query_params(req.uri.query().unwrap_or(""));
+        let mut issues = Vec::new();
+        wire::check_name(&["keyName"], name, &mut issues);
+        let project = params
+            .iter()
+            .find(|(k, _)| k == "projectId")
+            .map(|(_, v)| v.as_str());
+        match project {
+            None => issues.push(wire::invalid_type(&["projectId"], "string", None)),
+            Some("") => issues.push(wire::custom(&["projectId"], "Project ID is required")),
+            Some(_) => {}
+        }
+        if !issues.is_empty() {
+            return Err(ApiError::validation(issues));
+        }
+        let project = project.unwrap_or("");
+        let not_found = || ApiError::not_found(format!("Key with name \"{name}\" not found"));
+        let meta = self
+            .store
+            .describe(&alias_for(project, name))
+            .map_err(|e| match e {
+                KeyError::CmkNotFound => not_found(),
+                other => store_error(other),
+            })?;
+        if meta.key_state == KeyState::PendingDelete
+            || infisical_name(&meta) != Some((project, name))
+        {
+            return Err(not_found());
+        }
+        if !self.store.allowed(identity, &meta.key_id.to_string()) {
+            return Err(ApiError::permission_denied(
+                "You are not allowed to use this key",
+            ));
+        }
+        Ok(json!({"key": wire::key_json(&self.view(&meta))}))
+    }
+
+    fn update(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+        wire::check_key_id(key_id)?;
+        let body = wire::parse_update(&req.body)?;
+        let meta = self.load(identity, key_id)?;
+        let id = meta.key_id.to_string();
+        if let Some(name) = &body.name {
+            let Some((project, current)) = infisical_name(&meta) else {
+                return Err(ApiError::bad_request(
+                    "This key was not created through the Infisical API and has no project; it cannot be renamed here",
+                ));
+            };
+            if current != name {
+                let project = project.to_string();
+                self.store
+                    .update_alias(&id, &alias_for(&project, name))
+                    .map_err(|e| match e {
+                        KeyError::AliasAlreadyExists => ApiError::bad_request(format!(
+                            "Key with name \"{name}\" already exists in project"
+                        )),
+                        other => store_error(other),
+                    })?;
+            }
+        }
+        if let Some(description) = &body.description {
+            self.store
+                .update_description(&id, description)
+                .map_err(store_error)?;
+        }
+        if let Some(disabled) = body.is_disabled {
+            let state = self.store.describe(&id).map_err(store_error)?.key_state;
+            match (disabled, state) {
+                (true, KeyState::Enabled) => {
+                    self.store.disable(&id).map_err(store_error)?;
+                }
+                (false, KeyState::Disabled) => {
+                    self.store.enable(&id).map_err(store_error)?;
+                }
+                _ => {}
+            }
+        }
+        let meta = self.store.describe(&id).map_err(store_error)?;
+        Ok(json!({"key": wire::key_json(&self.view(&meta))}))
+    }
+
+    fn delete(&self, identity: &str, key_id: &str) -> Result<Value, ApiError> {
+        let meta = self.load(identity, key_id)?;
+        let id = meta.key_id.to_string();
+        let shown = self.view(&meta);
+        self.store
+            .schedule_deletion(&id, DELETE_WINDOW_DAYS)
+            .map_err(store_error)?;
+        // Free the name at once, as Infisical does; the material stays
+        // (sealed, unusable) for the deletion window.
+        if meta.alias.is_some() {
+            if let Err(e) = self.store.update_alias(&id, &deleted_alias(&meta.key_id)) {
+                tracing::warn!(key_id = %id, error = %e, "deleted key keeps its name until purged");
+            }
+        }
+        Ok(json!({"key": wire::key_json(&shown)}))
+    }
+
+    fn encrypt(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+        wire::check_key_id(key_id)?;
+        let plaintext = zeroize::Zeroizing::new(wire::parse_encrypt(&req.body)?);
+        let meta = self.load(identity, key_id)?;
+        let ct = self
+            .store
+            .encrypt(&meta.key_id.to_string(), &plaintext, b"")
+            .map_err(store_error)?;
+        Ok(json!({"ciphertext": wire::b64(&ct.blob)}))
+    }
+
+    fn decrypt(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+        wire::check_key_id(key_id)?;
+        let blob = wire::parse_decrypt(&req.body)?;
+        let meta = self.load(identity, key_id)?;
+        let cmk = blob_cmk(&blob)
+            .map_err(|_| ApiError::bad_request("Failed to decrypt: invalid ciphertext"))?;
+        if KeyId::from_bytes(cmk.key_id) != meta.key_id {
+            return Err(ApiError::bad_request(
+                "Failed to decrypt: the ciphertext was not made with this key",
+            ));
+        }
+        let opened = self.store.decrypt(&blob, b"").map_err(store_error)?;
+        Ok(json!({"plaintext": wire::b64(opened.plaintext.expose())}))
+    }
+
+    fn asymmetric_only(&self, identity: &str, key_id: &str, what: &str) -> ApiError {
+        match self.load(identity, key_id) {
+            Err(e) => e,
+            Ok(_) => ApiError::bad_request(format!(
+                "Key usage must be sign-verify to {what}; this key is encrypt-decrypt (aes-256-gcm)"
+            )),
+        }
+    }
+
+    fn dispatch(&self, req: &KmsRequest) -> Result<Value, ApiError> {
+        let path = req.uri.path();
+        let Some(r) = route(&req.method, path) else {
+            return Err(ApiError::route_not_found(req.method.as_str(), path));
+        };
+        if r == Route::Login {
+            return self.login(req);
+        }
+        let identity = self.authenticate(req)?;
+        self.limit(&identity, GLOBAL)?;
+        self.limit(
+            &identity,
+            if req.method == Method::GET {
+                READ
+            } else {
+                WRITE
+            },
+        )?;
+        match r {
+            Route::Login => self.login(req),
+            Route::List => self.list(&identity, req),
+            Route::Create => self.create(&identity, req),
+            Route::Get(id) => {
+                let meta = self.load(&identity, id)?;
+                Ok(json!({"key": wire::key_json(&self.view(&meta))}))
+            }
+            Route::ByName(name) => self.by_name(&identity, name, req),
+            Route::Update(id) => self.update(&identity, id, req),
+            Route::Delete(id) => self.delete(&identity, id),
+            Route::Encrypt(id) => self.encrypt(&identity, id, req),
+            Route::Decrypt(id) => self.decrypt(&identity, id, req),
+            Route::PublicKey(id) => Err(self.asymmetric_only(&identity, id, "get a public key")),
+            Route::SigningAlgorithms(id) => {
+                Err(self.asymmetric_only(&identity, id, "list signing algorithms"))
+            }
+            Route::Sign(id) => {
+                wire::check_key_id(id)?;
+                wire::parse_sign(&req.body, false)?;
+                Err(self.asymmetric_only(&identity, id, "sign"))
+            }
+            Route::Verify(id) => {
+                wire::check_key_id(id)?;
+                wire::parse_sign(&req.body, true)?;
+                Err(self.asymmetric_only(&identity, id, "verify"))
+            }
+        }
+    }
+}
+
+impl<C: RateClock> Face for InfisicalFace<C> {
+    fn handle(&self, req: KmsRequest) -> Response<Full<Bytes>> {
+        let req_id = format!(
+            "req-{}",
+            Alphanumeric.sample_string(&mut rand::thread_rng(), 14)
+        );
+        match self.dispatch(&req) {
+            Ok(body) => json_response(200, &body, None),
+            Err(e) => json_response(e.status, &wire::error_body(&req_id, &e), e.retry_after),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let id = "0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b";
+        assert_eq!(route(&Method::GET, "/api/v1/kms/keys"), Some(Route::List));
+        assert_eq!(
+            route(&Method::POST, "/api/v1/kms/keys/"),
+            Some(Route::Create)
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/v1/kms/keys/key-name/abc"),
+            Some(Route::ByName("abc"))
+        );
+        assert_eq!(
+            route(&Method::POST, &format!("/api/v1/kms/keys/{id}/encrypt")),
+            Some(Route::Encrypt(id))
+        );
+        assert_eq!(
+            route(&Method::DELETE, &format!("/api/v1/kms/keys/{id}")),
+            Some(Route::Delete(id))
+        );
+        assert_eq!(route(&Method::PUT, "/api/v1/kms/keys"), None);
+        assert_eq!(route(&Method::GET, "/api/v1/kms/keysx"), None);
+        assert_eq!(route(&Method::GET, "/api/v2/secrets"), None);
+        assert_eq!(
+            route(&Method::GET, "/api/v1/auth/universal-auth/login"),
+            None,
+            "login is POST only"
+        );
+    }
+
+    #[test]
+    fn per_minute_clock_runs_sixty_times_slower() {
+        let inner = Arc::new(crate::ratelimit::ManualClock::new());
+        let c = PerMinute::new(inner.clone());
+        let t0 = c.now();
+        inner.advance(Duration::from_secs(60));
+        assert_eq!(c.now() - t0, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn quota_overrides_by_name() {
+        let q = BTreeMap::from([
+            ("infisical_write_per_minute".to_string(), 5),
+            ("Encrypt".to_string(), 1),
+        ]);
+        let s = InfisicalSettings::from_quotas(&q);
+        assert_eq!(s.write_per_minute, 5);
+        assert_eq!(s.read_per_minute, 200);
+    }
+}

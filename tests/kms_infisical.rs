@@ -1,0 +1,752 @@
+//! The Infisical KMS face end to end: sealgate started in-process with its
+//! KMS listener, raw HTTP for every error status and shape, the official
+//! `infisicalsdk` client through tests/sdk/infisical_flow.py, and token
+//! expiry with a hand-driven clock.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use sealgate::keys::{KeyStore, ManualClock, RootKeySource, StoreOptions};
+use sealgate::kms::infisical::{InfisicalFace, InfisicalSettings};
+use sealgate::kms::{Face, KmsRequest};
+
+struct Kms {
+    app: sealgate::app::App,
+    base: String,
+    id: String,
+    secret: String,
+}
+
+async fn start_with(quotas: &[(&str, u32)]) -> Kms {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    let mut cfg = test_config(&dir, "http://127.0.0.1:9");
+    cfg.kms_listen = Some("127.0.0.1:0".parse().unwrap());
+    for (k, v) in quotas {
+        cfg.kms_quotas.insert((*k).to_string(), *v);
+    }
+    let app = sealgate::app::start(cfg).await.unwrap();
+    let cred = app.store.create_credential(None).unwrap();
+    let base = format!("http://{}", app.kms_addr.unwrap());
+    Kms {
+        app,
+        base,
+        id: cred.id,
+        secret: String::from_utf8(cred.secret.expose().to_vec()).unwrap(),
+    }
+}
+
+async fn start() -> Kms {
+    start_with(&[]).await
+}
+
+async fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, http::HeaderMap, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    let (status, h, text) = send(method, url, &headers, body).await;
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (status, h, v)
+}
+
+async fn login(k: &Kms, id: &str, secret: &str) -> (u16, Value) {
+    let body = json!({"clientId": id, "clientSecret": secret}).to_string();
+    let (s, _, v) = call(
+        "POST",
+        &format!("{}/api/v1/auth/universal-auth/login", k.base),
+        None,
+        &body,
+    )
+    .await;
+    (s, v)
+}
+
+async fn token(k: &Kms) -> String {
+    let (s, v) = login(k, &k.id, &k.secret).await;
+    assert_eq!(s, 200, "{v}");
+    v["accessToken"].as_str().unwrap().to_string()
+}
+
+async fn create_key(k: &Kms, tok: &str, project: &str, name: &str) -> Value {
+    let body = json!({"projectId": project, "name": name}).to_string();
+    let (s, _, v) = call(
+        "POST",
+        &format!("{}/api/v1/kms/keys", k.base),
+        Some(tok),
+        &body,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    v["key"].clone()
+}
+
+/// Asserts Infisical's error shape and returns the body.
+fn assert_error(status: u16, body: &Value, want_status: u16, want_error: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["statusCode"], want_status, "{body}");
+    assert_eq!(body["error"], want_error, "{body}");
+    assert!(
+        body["reqId"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("req-")),
+        "{body}"
+    );
+    assert!(body.get("message").is_some(), "{body}");
+}
+
+#[tokio::test]
+async fn login_returns_a_bearer_token_with_infisical_ttls() {
+    let k = start().await;
+    let (s, v) = login(&k, &k.id, &k.secret).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tokenType"], "Bearer");
+    assert_eq!(v["expiresIn"], 2_592_000);
+    assert_eq!(v["accessTokenMaxTTL"], 2_592_000);
+    let t = v["accessToken"].as_str().unwrap();
+    assert!(!t.contains(&k.secret));
+    // two logins, two different tokens, both good
+    let t2 = token(&k).await;
+    assert_ne!(t, t2);
+    for tok in [t, t2.as_str()] {
+        let (s, _, v) = call(
+            "GET",
+            &format!("{}/api/v1/kms/keys?projectId=p", k.base),
+            Some(tok),
+            "",
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    k.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_errors_401_and_422() {
+    let k = start().await;
+    let (s, v) = login(&k, &k.id, "wrong-secret-wrong-secret-wrong-secret-x").await;
+    assert_error(s, &v, 401, "UnauthorizedError");
+    assert_eq!(v["message"], "Invalid credentials");
+    let (s, v) = login(&k, "AKIDnobody", &k.secret).await;
+    assert_error(s, &v, 401, "UnauthorizedError");
+    // a revoked credential no longer logs in
+    let other = k.app.store.create_credential(None).unwrap();
+    let other_secret = String::from_utf8(other.secret.expose().to_vec()).unwrap();
+    assert_eq!(login(&k, &other.id, &other_secret).await.0, 200);
+    k.app.store.revoke_credential(&other.id).unwrap();
+    assert_eq!(login(&k, &other.id, &other_secret).await.0, 401);
+
+    let (s, _, v) = call(
+        "POST",
+        &format!("{}/api/v1/auth/universal-auth/login", k.base),
+        None,
+        r#"{"clientId": "x", "clientSecret": 7, "extra": true}"#,
+    )
+    .await;
+    assert_error(s, &v, 422, "ValidationFailure");
+    let issues = v["message"].as_array().unwrap();
+    assert_eq!(issues.len(), 2, "{v}");
+    assert_eq!(issues[0]["code"], "unrecognized_keys");
+    assert_eq!(issues[1]["path"], json!(["clientSecret"]));
+    k.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_token_is_401_bad_token_is_403_revoked_identity_is_403() {
+    let k = start().await;
+    let url = format!("{}/api/v1/kms/keys?projectId=p", k.base);
+    let (s, _, v) = call("GET", &url, None, "").await;
+    assert_error(s, &v, 401, "UnauthorizedError");
+    let (s, _, v) = send("GET", &url, &[("authorization", "Basic abc")], "")
+        .await
+        .pipe_json();
+    assert_error(s, &v, 401, "UnauthorizedError");
+    let (s, _, v) = call("GET", &url, Some("not-a-token"), "").await;
+    assert_error(s, &v, 403, "TokenError");
+
+    let other = k.app.store.create_credential(None).unwrap();
+    let secret = String::from_utf8(other.secret.expose().to_vec()).unwrap();
+    let (_, v) = login(&k, &other.id, &secret).await;
+    let tok = v["accessToken"].as_str().unwrap().to_string();
+    assert_eq!(call("GET", &url, Some(&tok), "").await.0, 200);
+    k.app.store.revoke_credential(&other.id).unwrap();
+    let (s, _, v) = call("GET", &url, Some(&tok), "").await;
+    assert_error(s, &v, 403, "TokenError");
+    k.app.shutdown().await;
+}
+
+trait PipeJson {
+    fn pipe_json(self) -> (u16, http::HeaderMap, Value);
+}
+
+impl PipeJson for (u16, http::HeaderMap, String) {
+    fn pipe_json(self) -> (u16, http::HeaderMap, Value) {
+        let v = serde_json::from_str(&self.2).unwrap_or_else(|_| panic!("not JSON: {}", self.2));
+        (self.0, self.1, v)
+    }
+}
+
+#[tokio::test]
+async fn key_life_cycle_over_raw_http() {
+    let k = start().await;
+    let tok = token(&k).await;
+    let key = create_key(&k, &tok, "proj-1", "orders").await;
+    for f in [
+        "id",
+        "description",
+        "isDisabled",
+        "orgId",
+        "name",
+        "createdAt",
+        "updatedAt",
+        "projectId",
+        "version",
+        "encryptionAlgorithm",
+        "keyUsage",
+    ] {
+        assert!(key.get(f).is_some(), "key object lacks {f}: {key}");
+    }
+    assert_eq!(key["name"], "orders");
+    assert_eq!(key["projectId"], "proj-1");
+    assert_eq!(key["encryptionAlgorithm"], "aes-256-gcm");
+    assert_eq!(key["keyUsage"], "encrypt-decrypt");
+    assert_eq!(key["isDisabled"], false);
+    assert_eq!(key["version"], 1);
+    let id = key["id"].as_str().unwrap();
+
+    let (s, _, v) = call(
+        "POST",
+        &format!("{}/api/v1/kms/keys/{id}/encrypt", k.base),
+        Some(&tok),
+        r#"{"plaintext": "c2VjcmV0"}"#,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let ct = v["ciphertext"].as_str().unwrap().to_string();
+    // the same store serves every face: the blob opens in the store directly
+    let blob = base64_decode(&ct);
+    let opened = k.app.store.decrypt(&blob, b"").unwrap();
+    assert_eq!(opened.plaintext.expose(), b"secret");
+    let (s, _, v) = call(
+        "POST",
+        &format!("{}/api/v1/kms/keys/{id}/decrypt", k.base),
+        Some(&tok),
+        &json!({ "ciphertext": ct }).to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["plaintext"], "c2VjcmV0");
+
+    // duplicate name in the same project: 400
+    let (s, _, v) = call(
+        "POST",
+        &format!("{}/api/v1/kms/keys", k.base),
+        Some(&tok),
+        r#"{"projectId": "proj-1", "name": "orders"}"#,
+    )
+    .await;
+    assert_error(s, &v, 400, "BadRequest");
+
+    // disable: encrypt refused with 400, decrypt too; enable again
+    let (s, _, v) = call(
+        "PATCH",
+        &format!("{}/api/v1/kms/keys/{id}", k.base),
+        Some(&tok),
+        r#"{"isDisabled": true}"#,
+    )
+    .await;
+    assert_eq!((s, &v["key"]["isDisabled"]), (200, &json!(true)), "{v}");
+    let (s, _, v) = call(
+        "POST",
+        &format!("{}/api/v1/kms/keys/{id}/encrypt", k.base),
+        Some(&tok),
+        r#"{"plaintext": "c2VjcmV0"}"#,
+    )
+    .await;
+    assert_error(s, &v, 400, "BadRequest");
+    assert_eq!(v["message"], "Key is disabled");
+
+    // delete: 404 afterwards, for get, encrypt and by name
+    let (s, _, v) = call(
+        "DELETE",
+        &format!("{}/api/v1/kms/keys/{id}", k.base),
+        Some(&tok),
+        "{}",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["key"]["id"], id);
+    for (m, path, body) in [
+        ("GET", format!("/api/v1/kms/keys/{id}"), ""),
+        (
+            "POST",
+            format!("/api/v1/kms/keys/{id}/encrypt"),
+            r#"{"plaintext": ""}"#,
+        ),
+        (
+            "GET",
+            "/api/v1/kms/keys/key-name/orders?projectId=proj-1".to_string(),
+            "",
+        ),
+    ] {
+        let (s, _, v) = call(m, &format!("{}{path}", k.base), Some(&tok), body).await;
+        assert_error(s, &v, 404, "NotFound");
+    }
+    // its material waits out the store's deletion window, unusable
+    let meta = k.app.store.describe(id).unwrap();
+    assert_eq!(meta.key_state, sealgate::keys::KeyState::PendingDelete);
+    k.app.shutdown().await;
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+#[tokio::test]
+async fn validation_failures_are_422_with_a_list_of_issues() {
+    let k = start().await;
+    let tok = token(&k).await;
+    let key = create_key(&k, &tok, "p", "v").await;
+    let id = key["id"].as_str().unwrap();
+    let big = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(vec![0u8; 4097])
+    };
+    let cases: Vec<(&str, String, String, &str)> = vec![
+        (
+            "POST",
+            format!("/api/v1/kms/keys/{id}/encrypt"),
+            json!({ "plaintext": big }).to_string(),
+            "data cannot exceed 4096 bytes",
+        ),
+        (
+            "POST",
+            format!("/api/v1/kms/keys/{id}/encrypt"),
+            r#"{"plaintext": "aGk=", "context": "x"}"#.into(),
+            "Unrecognized key(s) in object: 'context'",
+        ),
+        (
+            "POST",
+            format!("/api/v1/kms/keys/{id}/encrypt"),
+            "{}".into(),
+            "Required",
+        ),
+        (
+            "POST",
+            "/api/v1/kms/keys/not-a-uuid/encrypt".into(),
+            r#"{"plaintext": "aGk="}"#.into(),
+            "Invalid uuid",
+        ),
+        (
+            "POST",
+            "/api/v1/kms/keys".into(),
+            r#"{"projectId": "p", "name": "Bad Name"}"#.into(),
+            "Name must be a valid slug: lowercase letters, digits and single hyphens",
+        ),
+        (
+            "POST",
+            "/api/v1/kms/keys".into(),
+            json!({"projectId": "p", "name": "n", "description": "d".repeat(501)}).to_string(),
+            "String must contain at most 500 character(s)",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/kms/keys/{id}"),
+            r#"{"isDisabled": "yes"}"#.into(),
+            "Expected boolean, received string",
+        ),
+        (
+            "GET",
+            "/api/v1/kms/keys?projectId=p&limit=500".into(),
+            String::new(),
+            "Number must be less than or equal to 100",
+        ),
+        (
+            "POST",
+            format!("/api/v1/kms/keys/{id}/sign"),
+            r#"{"signingAlgorithm": "MD5", "data": "aGk="}"#.into(),
+            "Invalid enum value. Expected 'RSASSA_PSS_SHA_512' | 'RSASSA_PSS_SHA_384' | 'RSASSA_PSS_SHA_256' | 'RSASSA_PKCS1_V1_5_SHA_512' | 'RSASSA_PKCS1_V1_5_SHA_384' | 'RSASSA_PKCS1_V1_5_SHA_256' | 'ECDSA_SHA_512' | 'ECDSA_SHA_384' | 'ECDSA_SHA_256', received 'MD5'",
+        ),
+    ];
+    for (m, path, body, message) in cases {
+        let (s, _, v) = call(m, &format!("{}{path}", k.base), Some(&tok), &body).await;
+        assert_error(s, &v, 422, "ValidationFailure");
+        let issues = v["message"].as_array().unwrap_or_else(|| panic!("{v}"));
+        assert!(
+            issues.iter().any(|i| i["message"] == message),
+            "{m} {path}: {v}"
+        );
+    }
+    // malformed JSON is a 400
+    let (s, _, v) = call(
+        "POST",
+        &format!("{}/api/v1/kms/keys/{id}/encrypt", k.base),
+        Some(&tok),
+        "{",
+    )
+    .await;
+    assert_error(s, &v, 400, "BadRequest");
+    k.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn unsupported_algorithms_and_asymmetric_routes_are_400() {
+    let k = start().await;
+    let tok = token(&k).await;
+    let key = create_key(&k, &tok, "p", "sym").await;
+    let id = key["id"].as_str().unwrap();
+    for body in [
+        r#"{"projectId": "p", "name": "a", "encryptionAlgorithm": "aes-128-gcm"}"#,
+        r#"{"projectId": "p", "name": "b", "keyUsage": "sign-verify", "encryptionAlgorithm": "ECC_NIST_P256"}"#,
+    ] {
+        let (s, _, v) = call(
+            "POST",
+            &format!("{}/api/v1/kms/keys", k.base),
+            Some(&tok),
+            body,
+        )
+        .await;
+        assert_error(s, &v, 400, "BadRequest");
+    }
+    for (m, route, body) in [
+        ("GET", "public-key", ""),
+        ("GET", "signing-algorithms", ""),
+        (
+            "POST",
+            "sign",
+            r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk="}"#,
+        ),
+        (
+            "POST",
+            "verify",
+            r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk=", "signature": "aGk="}"#,
+        ),
+    ] {
+        let (s, _, v) = call(
+            m,
+            &format!("{}/api/v1/kms/keys/{id}/{route}", k.base),
+            Some(&tok),
+            body,
+        )
+        .await;
+        assert_error(s, &v, 400, "BadRequest");
+        assert!(
+            v["message"].as_str().unwrap().contains("sign-verify"),
+            "{v}"
+        );
+    }
+    k.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_keys_are_404() {
+    let k = start().await;
+    let tok = token(&k).await;
+    let (s, _, v) = call(
+        "PUT",
+        &format!("{}/api/v1/kms/keys", k.base),
+        Some(&tok),
+        "{}",
+    )
+    .await;
+    assert_error(s, &v, 404, "Not Found");
+    assert_eq!(v["message"], "Route PUT:/api/v1/kms/keys not found");
+    let (s, _, v) = call(
+        "GET",
+        &format!(
+            "{}/api/v1/kms/keys/0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b",
+            k.base
+        ),
+        Some(&tok),
+        "",
+    )
+    .await;
+    assert_error(s, &v, 404, "NotFound");
+    // the body is validated before the key is looked up, as in Infisical
+    let (s, _, v) = call(
+        "POST",
+        &format!(
+            "{}/api/v1/kms/keys/0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b/encrypt",
+            k.base
+        ),
+        Some(&tok),
+        "{}",
+    )
+    .await;
+    assert_error(s, &v, 422, "ValidationFailure");
+    // a name in another project is not found
+    create_key(&k, &tok, "p1", "only-here").await;
+    let (s, _, v) = call(
+        "GET",
+        &format!("{}/api/v1/kms/keys/key-name/only-here?projectId=p2", k.base),
+        Some(&tok),
+        "",
+    )
+    .await;
+    assert_error(s, &v, 404, "NotFound");
+    k.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_credential_limited_to_some_keys_sees_and_uses_only_those() {
+    let k = start().await;
+    let tok = token(&k).await;
+    let a = create_key(&k, &tok, "p", "a").await;
+    let b = create_key(&k, &tok, "p", "b").await;
+    let limited = k
+        .app
+        .store
+        .create_credential(Some(vec![a["id"].as_str().unwrap().to_string()]))
+        .unwrap();
+    let secret = String::from_utf8(limited.secret.expose().to_vec()).unwrap();
+    let (_, v) = login(&k, &limited.id, &secret).await;
+    let ltok = v["accessToken"].as_str().unwrap().to_string();
+
+    let (s, _, v) = call(
+        "GET",
+        &format!("{}/api/v1/kms/keys?projectId=p", k.base),
+        Some(&ltok),
+        "",
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["totalCount"], 1, "{v}");
+    assert_eq!(v["keys"][0]["name"], "a");
+    let (s, _, v) = call(
+        "POST",
+        &format!(
+            "{}/api/v1/kms/keys/{}/encrypt",
+            k.base,
+            b["id"].as_str().unwrap()
+        ),
+        Some(&ltok),
+        r#"{"plaintext": "aGk="}"#,
+    )
+    .await;
+    assert_error(s, &v, 403, "PermissionDenied");
+    let (s, _, v) = call(
+        "POST",
+        &format!("{}/api/v1/kms/keys", k.base),
+        Some(&ltok),
+        r#"{"projectId": "p", "name": "c"}"#,
+    )
+    .await;
+    assert_error(s, &v, 403, "PermissionDenied");
+    k.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limits_are_per_identity_and_overridable() {
+    let k = start_with(&[
+        ("infisical_write_per_minute", 3),
+        ("infisical_login_per_minute", 3),
+    ])
+    .await;
+    let tok = token(&k).await; // login 1 of 3
+    let key = create_key(&k, &tok, "p", "rl").await; // write 1 of 3
+    let url = format!(
+        "{}/api/v1/kms/keys/{}/encrypt",
+        k.base,
+        key["id"].as_str().unwrap()
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            call("POST", &url, Some(&tok), r#"{"plaintext": ""}"#)
+                .await
+                .0,
+            200
+        );
+    }
+    let (s, h, v) = call("POST", &url, Some(&tok), r#"{"plaintext": ""}"#).await;
+    assert_error(s, &v, 429, "RateLimitExceeded");
+    let wait: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // reads have their own bucket
+    let (s, _, _) = call(
+        "GET",
+        &format!("{}/api/v1/kms/keys?projectId=p", k.base),
+        Some(&tok),
+        "",
+    )
+    .await;
+    assert_eq!(s, 200);
+    // another identity is not affected
+    let other = k.app.store.create_credential(None).unwrap();
+    let secret = String::from_utf8(other.secret.expose().to_vec()).unwrap();
+    let (_, v) = login(&k, &other.id, &secret).await; // login 2 of 3 (same IP)
+    let otok = v["accessToken"].as_str().unwrap().to_string();
+    assert_eq!(
+        call("POST", &url, Some(&otok), r#"{"plaintext": ""}"#)
+            .await
+            .0,
+        200
+    );
+    // logins are limited per client IP
+    assert_eq!(login(&k, &k.id, &k.secret).await.0, 200); // 3 of 3
+    let (s, v) = login(&k, &k.id, &k.secret).await;
+    assert_error(s, &v, 429, "RateLimitExceeded");
+    k.app.shutdown().await;
+}
+
+fn direct_request(method: &str, path: &str, token: Option<&str>, body: &str) -> KmsRequest {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    if let Some(t) = token {
+        headers.insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    KmsRequest {
+        method: method.parse().unwrap(),
+        uri: path.parse().unwrap(),
+        headers,
+        body: bytes::Bytes::from(body.to_string()),
+        peer: "127.0.0.1:5000".parse().unwrap(),
+    }
+}
+
+async fn response_json(r: http::Response<http_body_util::Full<bytes::Bytes>>) -> (u16, Value) {
+    use http_body_util::BodyExt;
+    let status = r.status().as_u16();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn tokens_expire_after_their_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_800_000_000));
+    let store = Arc::new(
+        KeyStore::open(
+            dir.path(),
+            RootKeySource::Key(sealgate::secret::RootKey::from_bytes([7; 32])),
+            StoreOptions {
+                clock: clock.clone(),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let cred = store.create_credential(None).unwrap();
+    let settings = InfisicalSettings {
+        token_ttl_secs: 600,
+        ..InfisicalSettings::default()
+    };
+    let face = InfisicalFace::with_clocks(
+        store.clone(),
+        settings,
+        sealgate::ratelimit::SystemClock,
+        clock.clone(),
+    );
+    let login = json!({"clientId": cred.id, "clientSecret": String::from_utf8(cred.secret.expose().to_vec()).unwrap()});
+    let (s, v) = response_json(face.handle(direct_request(
+        "POST",
+        "/api/v1/auth/universal-auth/login",
+        None,
+        &login.to_string(),
+    )))
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["expiresIn"], 600);
+    let tok = v["accessToken"].as_str().unwrap().to_string();
+    let list = || direct_request("GET", "/api/v1/kms/keys?projectId=p", Some(&tok), "");
+    clock.advance(599);
+    assert_eq!(response_json(face.handle(list())).await.0, 200);
+    clock.advance(1);
+    let (s, v) = response_json(face.handle(list())).await;
+    assert_error(s, &v, 403, "TokenError");
+    assert_eq!(
+        v["message"],
+        "Your token has expired. Please re-authenticate."
+    );
+}
+
+/// Runs tests/sdk/setup.sh once per test binary; returns the venv's python.
+fn sdk_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new("bash")
+            .arg(root.join("tests/sdk/setup.sh"))
+            .output()
+            .expect("run tests/sdk/setup.sh");
+        assert!(
+            out.status.success(),
+            "tests/sdk/setup.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string(),
+        )
+    })
+    .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_infisical_sdk_drives_the_key_life_cycle() {
+    let k = start().await;
+    let python = sdk_python();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/infisical_flow.py");
+    let (host, id, secret) = (k.base.clone(), k.id.clone(), k.secret.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args([
+                "--host",
+                &host,
+                "--client-id",
+                &id,
+                "--client-secret",
+                &secret,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "infisical_flow.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for want in [
+        "login",
+        "create_key",
+        "encrypt",
+        "decrypt",
+        "get_key_by_id",
+        "get_key_by_name",
+        "list_paging",
+        "list_search",
+        "disable",
+        "encrypt_refused_when_disabled",
+        "delete",
+        "deleted_key_gone",
+        "done",
+    ] {
+        assert!(
+            steps.iter().any(|s| s["step"] == want && s["ok"] == true),
+            "step {want} missing:\n{stdout}"
+        );
+    }
+    k.app.shutdown().await;
+}
