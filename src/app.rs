@@ -108,6 +108,10 @@ fn ensure_policy_keys(store: &KeyStore, set: &PolicySet) -> Result<(), StartErro
 /// The KMS faces over `store`, with the config's quota overrides.
 fn kms_faces(store: &Arc<KeyStore>, config: &Config) -> crate::kms::Faces {
     crate::kms::Faces {
+        alibaba: Some(Arc::new(crate::kms::alibaba::AlibabaFace::new(
+            store.clone(),
+            &config.kms_quotas,
+        ))),
         infisical: Some(Arc::new(crate::kms::infisical::InfisicalFace::from_config(
             store.clone(),
             config,

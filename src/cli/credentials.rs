@@ -1,12 +1,15 @@
 //! `sealgate credentials …`: API credentials for the KMS faces (id +
 //! secret; the secret is shown once, at creation, and stored sealed under the
-//! root key).
+//! root key), and the client public keys of Alibaba's KMS instance API
+//! (`add-client-key`, `list-client-keys`, `remove-client-key`).
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use super::keys::{from_value, print_json, stdout_err, CliError, StoreArgs, Target};
 use crate::keys::admin::AdminRequest;
 use crate::keys::CredentialInfo;
+use crate::kms::alibaba::client_keys::{self, ClientKeyInfo};
 
 /// `sealgate credentials` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -35,6 +38,52 @@ pub enum CredentialsCommand {
         /// Credential id (AKID…).
         id: String,
     },
+    /// Register the RSA public key of an Alibaba KMS instance API client key
+    /// (`alibabacloud-dkms-gcs`); the id is the client key file's `KeyId`.
+    /// Works while `sealgate serve` runs (it re-reads the registry).
+    AddClientKey {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Client key id (the `KeyId` of the SDK's client key file).
+        #[arg(long)]
+        id: String,
+        /// The public key: PEM or DER, SubjectPublicKeyInfo or PKCS#1
+        /// (e.g. `openssl pkey -in client.key -pubout`).
+        #[arg(long = "public-key", value_name = "FILE")]
+        public_key: PathBuf,
+    },
+    /// List the registered instance API client keys.
+    ListClientKeys {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove an instance API client key.
+    RemoveClientKey {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Client key id.
+        id: String,
+    },
+}
+
+/// The data directory, which must already hold a key store (a typo should
+/// not register keys nobody reads).
+fn store_dir(store: &StoreArgs) -> Result<&Path, CliError> {
+    if store.data_dir.join(crate::keys::store::DB_FILE).exists() {
+        Ok(&store.data_dir)
+    } else {
+        Err(CliError::Usage(format!(
+            "no key store in {}",
+            store.data_dir.display()
+        )))
+    }
+}
+
+fn client_key_err(e: client_keys::ClientKeyError) -> CliError {
+    CliError::Usage(e.to_string())
 }
 
 /// Runs one `credentials` subcommand, printing to stdout.
@@ -102,6 +151,42 @@ pub fn run_to(cmd: CredentialsCommand, out: &mut dyn Write) -> Result<(), CliErr
             }
             let c: CredentialInfo = from_value(v)?;
             writeln!(out, "Revoked credential {}", c.id).map_err(stdout_err)
+        }
+        CredentialsCommand::AddClientKey {
+            store,
+            id,
+            public_key,
+        } => {
+            let dir = store_dir(&store)?;
+            let pem = std::fs::read(&public_key).map_err(|source| CliError::Io {
+                path: public_key.clone(),
+                source,
+            })?;
+            let info = client_keys::add_client_key(dir, &id, &pem, crate::keys::unix_now())
+                .map_err(client_key_err)?;
+            if store.json {
+                return print_json(out, &serde_json::json!(info));
+            }
+            writeln!(out, "Registered client key {}", info.id).map_err(stdout_err)
+        }
+        CredentialsCommand::ListClientKeys { store } => {
+            let list: Vec<ClientKeyInfo> =
+                client_keys::list_client_keys(store_dir(&store)?).map_err(client_key_err)?;
+            if store.json {
+                return print_json(out, &serde_json::json!(list));
+            }
+            let w = |out: &mut dyn Write| -> std::io::Result<()> {
+                writeln!(out, "{:<40}  CREATED", "ID")?;
+                for k in &list {
+                    writeln!(out, "{:<40}  {}", k.id, k.created_at)?;
+                }
+                Ok(())
+            };
+            w(out).map_err(stdout_err)
+        }
+        CredentialsCommand::RemoveClientKey { store, id } => {
+            client_keys::remove_client_key(store_dir(&store)?, &id).map_err(client_key_err)?;
+            writeln!(out, "Removed client key {id}").map_err(stdout_err)
         }
     }
 }

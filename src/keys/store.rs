@@ -270,6 +270,18 @@ impl DataKeySpec {
     }
 }
 
+/// Which version of a key an operation uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionChoice {
+    /// The primary version (the newest rotation).
+    Primary,
+    /// The first version the key had (Alibaba's `Encrypt` keeps using it
+    /// after rotations).
+    Initial,
+    /// This version number.
+    Number(u32),
+}
+
 /// A new credential: the only time its secret is shown.
 #[derive(Debug, Clone)]
 pub struct NewCredential {
@@ -833,6 +845,110 @@ impl KeyStore {
             .key(&KeyId::from_bytes(cmk.key_id))
             .ok_or(KeyError::CmkNotFound)?;
         self.usable_material(rec, Some(cmk.version)).map(|(_, m)| m)
+    }
+
+    /// Runs `f` with the material of one version of an enabled symmetric
+    /// key (KeyId or alias). The material stays borrowed: it leaves the store
+    /// only as what `f` computes from it.
+    pub fn with_version_material<R>(
+        &self,
+        key: &str,
+        version: VersionChoice,
+        f: impl FnOnce(CmkRef, &CmkMaterial) -> R,
+    ) -> Result<R, KeyError> {
+        let (cmk, material) = {
+            let st = self.read();
+            let rec = st.resolve(key)?;
+            let number = match version {
+                VersionChoice::Primary => None,
+                VersionChoice::Initial => Some(
+                    rec.metadata
+                        .versions
+                        .iter()
+                        .map(|v| v.version)
+                        .min()
+                        .ok_or(KeyError::CmkPendingImport)?,
+                ),
+                VersionChoice::Number(n) => Some(n),
+            };
+            self.usable_material(rec, number)?
+        };
+        Ok(f(cmk, &material))
+    }
+
+    /// Removes `alias` from the key that has it; returns that key's
+    /// metadata. `CmkNotFound` if no key has this alias.
+    pub fn delete_alias(&self, alias: &str) -> Result<KeyMetadata, KeyError> {
+        let ids = self.rewrite_keys(|st| {
+            let rec = st.resolve(alias)?;
+            if rec.metadata.alias.as_deref() != Some(alias) {
+                return Err(KeyError::CmkNotFound);
+            }
+            let mut changed = rec.clone();
+            changed.metadata.alias = None;
+            Ok(vec![changed])
+        })?;
+        let id = ids.first().ok_or(KeyError::CmkNotFound)?;
+        tracing::info!(key_id = %id, "alias deleted");
+        self.describe(&id.to_string())
+    }
+
+    /// Moves `alias` (which must exist) to `key` (KeyId or alias), which
+    /// must not have another alias; both changes commit together.
+    pub fn move_alias(&self, alias: &str, key: &str) -> Result<KeyMetadata, KeyError> {
+        let ids = self.rewrite_keys(|st| {
+            let from = st.resolve(alias)?;
+            if from.metadata.alias.as_deref() != Some(alias) {
+                return Err(KeyError::CmkNotFound);
+            }
+            let to = st.resolve(key)?;
+            if to.metadata.key_id == from.metadata.key_id {
+                return Ok(Vec::new());
+            }
+            if to.metadata.alias.is_some() {
+                return Err(KeyError::InvalidParameter(
+                    "the target key already has an alias (one alias per key)".into(),
+                ));
+            }
+            let mut old = from.clone();
+            old.metadata.alias = None;
+            let mut new = to.clone();
+            new.metadata.alias = Some(alias.to_string());
+            // the old holder first: committing it frees the alias in the index
+            Ok(vec![old, new])
+        })?;
+        if let Some(id) = ids.last() {
+            tracing::info!(key_id = %id, "alias moved");
+        }
+        self.describe(alias)
+    }
+
+    /// Plans key-record rewrites under the writer lock, persists them in
+    /// one transaction, then applies them; returns the keys written.
+    fn rewrite_keys(
+        &self,
+        build: impl FnOnce(&State) -> Result<Vec<KeyRecord>, KeyError>,
+    ) -> Result<Vec<KeyId>, KeyError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let records = build(&self.read())?;
+        let ids = records.iter().map(|r| r.metadata.key_id).collect();
+        let mutations: Vec<Mutation> = records
+            .into_iter()
+            .map(|r| Mutation::PutKey(Box::new(r)))
+            .collect();
+        if mutations.is_empty() {
+            return Ok(ids);
+        }
+        if let Err(e) = self.persist(&mutations) {
+            tracing::error!(error = %e, "key store commit failed; reloading state from disk");
+            self.reload();
+            return Err(e);
+        }
+        self.state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .commit(mutations);
+        Ok(ids)
     }
 
     /// Seals up to 4096 bytes under the key's primary version, binding

@@ -11,8 +11,12 @@ class — with the parameters in a form body. A wrong Aad must fail for GCM.
 Bytes parameters (Plaintext, Iv, Aad, CiphertextBlob) are Base64 in this
 style.
 
-Without --key-id it first creates a key (CreateKeyRequest). Prints one JSON
-line per step; exits 1 at the first failure.
+Without --key-id it first creates a key (CreateKeyRequest) and, at the end,
+rotates it (CreateKeyVersionRequest): AdvanceEncrypt then uses the new
+primary version while Encrypt keeps the initial one, the old Advance blob
+still opens, AdvanceDecrypt opens an Encrypt blob, and Decrypt refuses an
+AdvanceEncrypt blob. Prints one JSON line per step; exits 1 at the first
+failure.
 
 The SDK reaches plain HTTP with request.set_endpoint("127.0.0.1:PORT") (or
 CommonRequest.set_domain) and set_protocol_type("http").
@@ -31,6 +35,9 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
 from aliyunsdkkms.request.v20160120.AdvanceEncryptRequest import AdvanceEncryptRequest
 from aliyunsdkkms.request.v20160120.CreateKeyRequest import CreateKeyRequest
+from aliyunsdkkms.request.v20160120.CreateKeyVersionRequest import CreateKeyVersionRequest
+from aliyunsdkkms.request.v20160120.DecryptRequest import DecryptRequest
+from aliyunsdkkms.request.v20160120.EncryptRequest import EncryptRequest
 
 
 class StepFailed(Exception):
@@ -78,9 +85,65 @@ CASES = [
 ]
 
 
+def advance_encrypt(client, endpoint, key_id, plaintext, aad):
+    req = AdvanceEncryptRequest()
+    req.set_endpoint(endpoint)
+    req.set_KeyId(key_id)
+    req.set_Plaintext(b64(plaintext))
+    req.set_Aad(b64(aad))
+    return send(client, req, endpoint)
+
+
+def rotation_steps(client, endpoint, key_id, aad, old):
+    """AdvanceEncrypt follows the primary version; Encrypt keeps the initial
+    one; Decrypt refuses an AdvanceEncrypt blob; old blobs still open."""
+    req = CreateKeyVersionRequest()
+    req.set_endpoint(endpoint)
+    req.set_KeyId(key_id)
+    v2 = send(client, req, endpoint)["KeyVersion"]["KeyVersionId"]
+    expect(v2 and v2 != old["KeyVersionId"], "CreateKeyVersion", v2=v2)
+    emit("CreateKeyVersion", True, key_version_id=v2)
+
+    enc = advance_encrypt(client, endpoint, key_id, b"after rotation", aad)
+    expect(enc.get("KeyVersionId") == v2, "AdvanceEncrypt(new primary)", resp=enc)
+    emit("AdvanceEncrypt(new primary)", True)
+    dec = advance_decrypt(client, endpoint, old["CiphertextBlob"], aad)
+    expect(dec.get("KeyVersionId") == old["KeyVersionId"]
+           and base64.b64decode(dec.get("Plaintext", "")) == old["plaintext"],
+           "AdvanceDecrypt(old version)", resp=sorted(dec))
+    emit("AdvanceDecrypt(old version)", True)
+
+    req = EncryptRequest()
+    req.set_endpoint(endpoint)
+    req.set_KeyId(key_id)
+    req.set_Plaintext("classic")
+    classic = send(client, req, endpoint)
+    expect(classic.get("KeyVersionId") == old["KeyVersionId"], "Encrypt(initial version)",
+           resp=classic)
+    emit("Encrypt(initial version)", True)
+    opened = advance_decrypt(client, endpoint, classic["CiphertextBlob"], None)
+    expect(base64.b64decode(opened.get("Plaintext", "")) == b"classic",
+           "AdvanceDecrypt(Encrypt blob)", resp=sorted(opened))
+    emit("AdvanceDecrypt(Encrypt blob)", True)
+
+    req = DecryptRequest()
+    req.set_endpoint(endpoint)
+    req.set_CiphertextBlob(enc["CiphertextBlob"])
+    try:
+        send(client, req, endpoint)
+    except ServerException as e:
+        expect(e.get_error_code() == "InvalidCiphertext", "Decrypt(AdvanceEncrypt blob)",
+               code=e.get_error_code())
+        emit("Decrypt(AdvanceEncrypt blob) refused", True, code=e.get_error_code(),
+             status=e.get_http_status())
+    else:
+        raise StepFailed(json.dumps({"step": "Decrypt(AdvanceEncrypt blob)", "got": "success"}))
+
+
 def run(args):
     client = AcsClient(args.access_key_id, args.access_key_secret, args.region)
     key_id = args.key_id
+    created = not key_id
     if not key_id:
         req = CreateKeyRequest()
         req.set_endpoint(args.endpoint)
@@ -89,6 +152,7 @@ def run(args):
         key_id = send(client, req, args.endpoint)["KeyMetadata"]["KeyId"]
         emit("CreateKey", True, key_id=key_id)
     aad = b"sealgate legacy aad"
+    first = None
     for algorithm, padding, iv, plaintext in CASES:
         step = "AdvanceEncrypt %s %s" % (algorithm, padding or "")
         req = AdvanceEncryptRequest()
@@ -109,6 +173,8 @@ def run(args):
         if padding:
             expect(enc.get("PaddingMode") == padding, step, why="PaddingMode not echoed")
         emit(step, True, key_version_id=enc.get("KeyVersionId"))
+        if first is None:
+            first = dict(enc, plaintext=plaintext)
 
         dec = advance_decrypt(client, args.endpoint, enc["CiphertextBlob"], aad)
         expect(base64.b64decode(dec.get("Plaintext", "")) == plaintext
@@ -125,6 +191,8 @@ def run(args):
             else:
                 raise StepFailed(json.dumps({"step": "AdvanceDecrypt wrong Aad",
                                              "got": "success"}))
+    if created:
+        rotation_steps(client, args.endpoint, key_id, aad, first)
 
 
 def main():

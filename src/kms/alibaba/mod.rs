@@ -12,11 +12,18 @@
 //! - [`instance`]: the KMS instance API — protobuf messages, headers and the
 //!   RSA_PKCS1_SHA_256 request signature.
 //!
-//! The HTTP handler (request → [`sign::verify`] or [`instance::verify`] →
-//! rate limit by [`wire::class_of`] → [`wire::parse_request`] → key store →
-//! [`wire::success_body`] / [`instance`] encoders) wires them to the store.
+//! Wired to the key store:
+//! - [`face`]: [`AlibabaFace`], the handler (request → [`sign::verify`] or
+//!   [`instance::verify`] → rate limit by [`wire::class_of`] →
+//!   [`wire::parse_request`] → key store → [`wire::success_body`] /
+//!   [`instance`] encoders);
+//! - [`client_keys`]: the instance API's registered client public keys.
 
 pub mod advance;
+pub mod client_keys;
+pub mod face;
 pub mod instance;
 pub mod sign;
 pub mod wire;
+
+pub use face::AlibabaFace;

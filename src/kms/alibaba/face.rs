@@ -1,0 +1,1157 @@
+//! The Alibaba Cloud KMS face over the key store: the OpenAPI (RPC style,
+//! ACS3-HMAC-SHA256 or signature v1) and the KMS instance API (protobuf,
+//! RSA client keys), both on the KMS listener.
+//!
+//! One request: signature check ([`sign::verify`] with the store's
+//! credentials and a replay cache, or [`instance::verify`] with the
+//! registered client keys) → per-caller quota of the action's class
+//! ([`wire::rate_limiter`]) → typed request ([`wire::parse_request`] /
+//! [`instance::parse_request`]) → key store → JSON or protobuf answer.
+//!
+//! Key versions: `Encrypt`, `GenerateDataKey*` and `ReEncrypt` seal under
+//! the key's **initial** version (as Alibaba's KMS instances document for
+//! Encrypt: rotation does not move them), the `Advance*` actions under the
+//! **primary** one; Decrypt and AdvanceDecrypt use the version the blob
+//! names. A KeyVersionId is `<KeyId>-v<N>`. Aliases are `alias/<name>`,
+//! where `<name>` is the store's alias (one per key).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde_json::{json, Value};
+
+use super::advance::{self, AdvanceError, Algorithm, BlobKind, SealParams};
+use super::client_keys::ClientKeys;
+use super::instance::{
+    self, AdvanceDecryptResponse, AdvanceEncryptResponse, AdvanceGenerateDataKeyResponse,
+};
+use super::sign::{self, NonceCache, RequestParts, VerifyPolicy};
+use super::wire::{self, codes, AlibabaError, EncryptionContext, Request};
+use crate::keys::blob::{blob_cmk, seal_blob};
+use crate::keys::model::validate_alias;
+use crate::keys::store::VersionChoice;
+use crate::keys::{
+    CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyState, KeyStore, KeyUsage, Tag,
+};
+use crate::kms::{Face, KmsRequest};
+use crate::ratelimit::{Quota, RateLimiter, SystemClock};
+use crate::secret::SecretBytes;
+
+/// `HostId` of every error body.
+pub const HOST_ID: &str = "kms.sealgate.local";
+/// Prefix of the ARNs this face hands out (`<prefix>:key/<KeyId>`).
+pub const ARN_PREFIX: &str = "acs:kms:local:sealgate";
+/// Prefix of the `kms_quotas` config entries this face reads
+/// (`alibaba:CreateKey`, `alibaba:read`, `alibaba:write`,
+/// `alibaba:symmetric-crypto`, `alibaba:asymmetric-crypto`).
+pub const QUOTA_PREFIX: &str = "alibaba:";
+/// A key-limited credential used on another key (or for CreateKey).
+pub const FORBIDDEN_RAM: (&str, u16) = ("Forbidden.RAM", 403);
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy)]
+enum Caller<'a> {
+    /// A `sealgate credentials` AccessKeyId (OpenAPI).
+    Credential(&'a str),
+    /// A registered client key (instance API): every key.
+    ClientKey,
+}
+
+/// AdvanceEncrypt / AdvanceGenerateDataKey result.
+struct AdvanceSealed {
+    key_id: String,
+    sealed: advance::Sealed,
+}
+
+/// The Alibaba Cloud KMS face over a [`KeyStore`].
+pub struct AlibabaFace {
+    store: Arc<KeyStore>,
+    limiter: RateLimiter<SystemClock>,
+    nonces: NonceCache,
+    policy: VerifyPolicy,
+    client_keys: ClientKeys,
+}
+
+impl std::fmt::Debug for AlibabaFace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlibabaFace").finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> i64 {
+    i64::try_from(crate::keys::unix_now()).unwrap_or(i64::MAX)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+fn date(ts: u64) -> String {
+    i64::try_from(ts)
+        .ok()
+        .and_then(sign::format_acs_date)
+        .unwrap_or_default()
+}
+
+fn ctx_bytes(ctx: &Option<EncryptionContext>) -> &[u8] {
+    ctx.as_ref().map(|c| c.canonical.as_bytes()).unwrap_or(b"")
+}
+
+/// `<KeyId>-v<N>`.
+pub fn version_id(key: &KeyId, version: u32) -> String {
+    format!("{key}-v{version}")
+}
+
+/// The version number of a KeyVersionId of `key`.
+pub fn parse_version_id(key: &KeyId, s: &str) -> Option<u32> {
+    s.strip_prefix(key.to_string().as_str())?
+        .strip_prefix("-v")?
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+}
+
+fn arn(key: &KeyId) -> String {
+    format!("{ARN_PREFIX}:key/{key}")
+}
+
+fn forbidden_ram() -> AlibabaError {
+    AlibabaError::new(
+        FORBIDDEN_RAM,
+        "This AccessKey is not allowed to use the specified key or action.",
+    )
+}
+
+fn alias_not_found() -> AlibabaError {
+    AlibabaError::new(codes::ALIAS_NOT_FOUND, "The specified alias is not found.")
+}
+
+fn invalid_ciphertext(why: &str) -> AlibabaError {
+    AlibabaError::new(
+        codes::INVALID_CIPHERTEXT,
+        format!("The CiphertextBlob {why}."),
+    )
+}
+
+fn internal(what: &str) -> AlibabaError {
+    tracing::error!(what, "Alibaba face: internal failure");
+    AlibabaError::new(
+        codes::INTERNAL_FAILURE,
+        "Internal error; retry, and report the RequestId if it persists.",
+    )
+}
+
+/// The generic mapping of store errors to Alibaba codes; handlers that
+/// know better (an alias that is not found) check first.
+fn key_error(e: KeyError) -> AlibabaError {
+    match e {
+        KeyError::CmkNotFound => AlibabaError::key_not_found(),
+        KeyError::CmkDisabled => {
+            AlibabaError::new(codes::KEY_DISABLED, "The specified key is disabled.")
+        }
+        KeyError::CmkPendingDelete => AlibabaError::new(
+            codes::UNEXPECTED_STATE,
+            "The specified key is pending deletion.",
+        ),
+        KeyError::CmkPendingImport => AlibabaError::new(
+            codes::UNEXPECTED_STATE,
+            "The specified key is waiting for its key material to be imported.",
+        ),
+        KeyError::InvalidState(m) => AlibabaError::new(codes::UNEXPECTED_STATE, m),
+        KeyError::UsageMismatch | KeyError::UnsupportedKeyUsage => AlibabaError::new(
+            codes::ONLY_SYMMETRIC_KEY,
+            "The specified key is not a symmetric key. The API only supports symmetric keys.",
+        ),
+        KeyError::DoesNotOpen => invalid_ciphertext(
+            "does not decrypt (wrong EncryptionContext or Aad, damaged, or not made by this KMS)",
+        ),
+        KeyError::VersionNotFound => AlibabaError::new(
+            codes::KEY_VERSION_NOT_FOUND,
+            "The specified key version is not found.",
+        ),
+        KeyError::InvalidAlias => AlibabaError::value(
+            codes::INVALID_ALIAS_NAME,
+            "AliasName",
+            "alias/ followed by 1-60 letters, digits, - or _ (starting with a letter or digit) in sealgate",
+        ),
+        KeyError::AliasAlreadyExists | KeyError::ImportConflict(_) => AlibabaError::new(
+            codes::RESOURCE_EXISTS,
+            "The specified alias already exists.",
+        ),
+        KeyError::InvalidParameter(m) => AlibabaError::new(
+            codes::INVALID_PARAMETER,
+            format!("A specified parameter is not valid: {m}."),
+        ),
+        KeyError::LimitExceeded => AlibabaError::new(
+            codes::LIMIT_EXCEEDED,
+            "The number of keys has reached the limit.",
+        ),
+        KeyError::DuplicateTagKey => AlibabaError::invalid("Tags", "a TagKey is listed twice"),
+        KeyError::Store(m) => internal(&m),
+    }
+}
+
+fn advance_error(e: AdvanceError) -> AlibabaError {
+    match e {
+        AdvanceError::PlaintextTooLarge => AlibabaError::invalid(
+            "Plaintext",
+            "at most 6 KB per call; encrypt a data key instead (envelope encryption)",
+        ),
+        AdvanceError::EmptyPlaintext => AlibabaError::missing("Plaintext"),
+        AdvanceError::AadTooLarge => AlibabaError::invalid("Aad", "at most 8192 bytes"),
+        e @ AdvanceError::BadIvLength { .. } => AlibabaError::invalid("Iv", &e.to_string()),
+        e @ AdvanceError::NotBlockAligned => AlibabaError::invalid("Plaintext", &e.to_string()),
+        AdvanceError::BadKeyName => internal("KeyId or KeyVersionId too long for a blob"),
+        AdvanceError::DoesNotOpen => {
+            invalid_ciphertext("does not decrypt (wrong Aad, damaged, or not made by this KMS)")
+        }
+    }
+}
+
+/// A KeyId parameter in the store's terms: the store reference and
+/// whether it named an alias. `None`: it cannot name any key here.
+fn store_ref(r: &str) -> Option<(String, bool)> {
+    let (name, alias) = if let Some(i) = r.find(":alias/") {
+        (&r[i + ":alias/".len()..], true)
+    } else if let Some(i) = r.find(":key/") {
+        (&r[i + ":key/".len()..], false)
+    } else if let Some(a) = r.strip_prefix("alias/") {
+        (a, true)
+    } else {
+        (r, false)
+    };
+    if alias {
+        validate_alias(name).ok()?;
+        Some((name.to_string(), true))
+    } else {
+        KeyId::parse(name).map(|id| (id.to_string(), false))
+    }
+}
+
+fn state_str(s: KeyState) -> &'static str {
+    match s {
+        KeyState::Enabled => wire::KeyState::Enabled.as_str(),
+        KeyState::Disabled => wire::KeyState::Disabled.as_str(),
+        KeyState::PendingDelete => wire::KeyState::PendingDeletion.as_str(),
+        KeyState::PendingImport => wire::KeyState::PendingImport.as_str(),
+    }
+}
+
+fn spec_and_usage(u: KeyUsage) -> (&'static str, &'static str) {
+    let enc = wire::KeyUsage::EncryptDecrypt.as_str();
+    let sign = wire::KeyUsage::SignVerify.as_str();
+    match u {
+        KeyUsage::EncryptDecrypt => (wire::KeySpec::AliyunAes256.as_str(), enc),
+        KeyUsage::AsymmetricDecryptRsa2048 => (wire::KeySpec::Rsa2048.as_str(), enc),
+        KeyUsage::AsymmetricDecryptSm2 => (wire::KeySpec::EcSm2.as_str(), enc),
+        KeyUsage::AsymmetricSignVerifySm2 => (wire::KeySpec::EcSm2.as_str(), sign),
+        KeyUsage::AsymmetricSignVerifyRsa2048 => (wire::KeySpec::Rsa2048.as_str(), sign),
+        KeyUsage::AsymmetricSignVerifyEcc => (wire::KeySpec::EcP256.as_str(), sign),
+        KeyUsage::AsymmetricSignVerifyEcdsa384 => ("EC_P384", sign),
+    }
+}
+
+fn key_metadata(m: &KeyMetadata) -> Value {
+    let (spec, usage) = spec_and_usage(m.key_usage);
+    let rotation = m.key_rotation_enabled;
+    json!({
+        "KeyId": m.key_id.to_string(),
+        "Arn": arn(&m.key_id),
+        "KeyState": state_str(m.key_state),
+        "KeySpec": spec,
+        "KeyUsage": usage,
+        "Origin": match m.origin {
+            KeyOrigin::Kms => wire::Origin::AliyunKms.as_str(),
+            KeyOrigin::External => wire::Origin::External.as_str(),
+        },
+        "ProtectionLevel": wire::ProtectionLevel::Software.as_str(),
+        "Description": m.description,
+        "Creator": m.owner,
+        "CreationDate": date(m.create_time),
+        "DeleteDate": m.deletion_date.map(date).unwrap_or_default(),
+        "MaterialExpireTime": "",
+        "AutomaticRotation": if rotation { "Enabled" } else { "Disabled" },
+        "RotationInterval": if rotation {
+            wire::RotationInterval(u64::from(m.rotate_days) * 86_400).to_wire()
+        } else {
+            String::new()
+        },
+        "LastRotationDate": m.last_rotate_time.map(date).unwrap_or_default(),
+        "NextRotationDate": if rotation {
+            m.next_rotate_time.map(date).unwrap_or_default()
+        } else {
+            String::new()
+        },
+        "PrimaryKeyVersion": m.primary_version.map(|v| version_id(&m.key_id, v)).unwrap_or_default(),
+        "DKMSInstanceId": "",
+        "DeletionProtection": "Disabled",
+        "DeletionProtectionDescription": "",
+    })
+}
+
+fn key_version(m: &KeyMetadata, version: u32) -> Option<Value> {
+    let v = m.versions.iter().find(|v| v.version == version)?;
+    Some(json!({
+        "KeyId": m.key_id.to_string(),
+        "KeyVersionId": version_id(&m.key_id, v.version),
+        "CreationDate": date(v.create_time),
+    }))
+}
+
+/// A rotation interval (seconds) as the store's whole days (7–365).
+fn interval_days(r: Option<wire::RotationInterval>) -> Option<u32> {
+    r.map(|r| {
+        let days = (r.0 + 43_200) / 86_400;
+        u32::try_from(days.clamp(7, 365)).unwrap_or(365)
+    })
+}
+
+fn page<T>(items: Vec<T>, p: wire::Page) -> Vec<T> {
+    let skip = (p.number.saturating_sub(1) as usize).saturating_mul(p.size as usize);
+    items.into_iter().skip(skip).take(p.size as usize).collect()
+}
+
+/// The bytes a Decrypt returns as `Plaintext`: the string Encrypt was given
+/// (its bytes are UTF-8); other blobs of the shared store (sealed from raw
+/// bytes by another face) come back as Base64.
+fn plaintext_text(p: &SecretBytes) -> String {
+    match std::str::from_utf8(p.expose()) {
+        Ok(s) => s.to_string(),
+        Err(_) => b64(p.expose()),
+    }
+}
+
+fn header_pairs(req: &KmsRequest) -> Vec<(&str, &str)> {
+    let mut headers: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
+        .collect();
+    if !req.headers.contains_key(http::header::HOST) {
+        if let Some(a) = req.uri.authority() {
+            headers.push(("host", a.as_str()));
+        }
+    }
+    headers
+}
+
+fn respond(
+    status: u16,
+    content_type: &'static str,
+    request_id: &str,
+    body: Vec<u8>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-acs-request-id", v);
+    }
+    r
+}
+
+impl AlibabaFace {
+    /// A face over `store` with Alibaba's documented per-class quotas, each
+    /// overridable by a `kms_quotas` entry named `alibaba:<class>`
+    /// (requests per second); instance-API client keys are read from the
+    /// store's data directory.
+    pub fn new(store: Arc<KeyStore>, quota_overrides: &BTreeMap<String, u32>) -> Self {
+        let overrides: HashMap<String, Quota> = quota_overrides
+            .iter()
+            .filter(|(k, _)| k.starts_with(QUOTA_PREFIX))
+            .map(|(k, v)| (k.clone(), Quota::per_second(*v)))
+            .collect();
+        let limiter = wire::rate_limiter(SystemClock).with_overrides(overrides);
+        let client_keys = ClientKeys::new(store.data_dir());
+        Self {
+            store,
+            limiter,
+            nonces: NonceCache::default(),
+            policy: VerifyPolicy::default(),
+            client_keys,
+        }
+    }
+
+    // ------------------------------------------------------------ access
+
+    /// Whether an AccessKeyId is limited to some keys.
+    fn limited(&self, caller: Caller<'_>) -> bool {
+        match caller {
+            Caller::ClientKey => false,
+            Caller::Credential(id) => self
+                .store
+                .list_credentials()
+                .iter()
+                .any(|c| c.id == id && c.allowed_keys.is_some()),
+        }
+    }
+
+    fn check_access(&self, caller: Caller<'_>, store_ref: &str) -> Result<(), AlibabaError> {
+        match caller {
+            Caller::Credential(id) if !self.store.allowed(id, store_ref) => Err(forbidden_ram()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Resolves a KeyId / alias / ARN parameter the caller may use.
+    fn resolve(&self, caller: Caller<'_>, key: &str) -> Result<KeyMetadata, AlibabaError> {
+        let Some((r, alias)) = store_ref(key) else {
+            if self.limited(caller) {
+                return Err(forbidden_ram());
+            }
+            return Err(if key.contains("alias/") {
+                alias_not_found()
+            } else {
+                AlibabaError::key_not_found()
+            });
+        };
+        self.check_access(caller, &r)?;
+        self.store.describe(&r).map_err(|e| match e {
+            KeyError::CmkNotFound if alias => alias_not_found(),
+            e => key_error(e),
+        })
+    }
+
+    /// The key that sealed a store blob, after checking the caller may use it.
+    fn blob_key(&self, caller: Caller<'_>, blob: &[u8]) -> Result<(KeyId, u32), AlibabaError> {
+        if advance::is_advance_blob(blob) {
+            return Err(invalid_ciphertext(
+                "was made by AdvanceEncrypt; open it with AdvanceDecrypt",
+            ));
+        }
+        let cmk =
+            blob_cmk(blob).map_err(|_| invalid_ciphertext("is not a ciphertext of this KMS"))?;
+        let id = KeyId::from_bytes(cmk.key_id);
+        self.check_access(caller, &id.to_string())?;
+        Ok((id, cmk.version))
+    }
+
+    fn decode_blob(s: &str) -> Result<Vec<u8>, AlibabaError> {
+        B64.decode(s.trim())
+            .map_err(|_| invalid_ciphertext("is not Base64"))
+    }
+
+    /// Seals `plaintext` under the key's initial version (Encrypt's rule).
+    fn seal_initial(
+        &self,
+        key: &KeyId,
+        plaintext: &[u8],
+        context: &[u8],
+    ) -> Result<(u32, Vec<u8>), AlibabaError> {
+        self.store
+            .with_version_material(&key.to_string(), VersionChoice::Initial, |cmk, m| {
+                seal_blob(cmk, m, plaintext, context, &mut OsRng).map(|b| (cmk.version, b))
+            })
+            .and_then(|r| r)
+            .map_err(key_error)
+    }
+
+    // --------------------------------------------------------- handlers
+
+    fn dispatch(&self, caller: Caller<'_>, request: Request) -> Result<Value, AlibabaError> {
+        let store = &self.store;
+        let ok = || Ok(json!({}));
+        match request {
+            Request::CreateKey(c) => {
+                let Caller::Credential(owner) = caller else {
+                    return Err(forbidden_ram());
+                };
+                if self.limited(caller) {
+                    return Err(forbidden_ram());
+                }
+                if c.key_spec != wire::KeySpec::AliyunAes256 {
+                    return Err(AlibabaError::value(
+                        codes::INVALID_KEY_SPEC,
+                        "KeySpec",
+                        "sealgate holds Aliyun_AES_256 keys only",
+                    ));
+                }
+                if c.protection_level != wire::ProtectionLevel::Software {
+                    return Err(AlibabaError::new(
+                        codes::UNSUPPORTED_OPERATION,
+                        "sealgate keys are software-protected (ProtectionLevel SOFTWARE).",
+                    ));
+                }
+                let meta = store
+                    .create(CreateKeyRequest {
+                        alias: None,
+                        description: c.description.unwrap_or_default(),
+                        key_usage: KeyUsage::EncryptDecrypt,
+                        origin: match c.origin {
+                            wire::Origin::AliyunKms => KeyOrigin::Kms,
+                            wire::Origin::External => KeyOrigin::External,
+                        },
+                        tags: c
+                            .tags
+                            .into_iter()
+                            .map(|t| Tag {
+                                tag_key: t.key,
+                                tag_value: t.value,
+                            })
+                            .collect(),
+                        owner: owner.to_string(),
+                    })
+                    .map_err(key_error)?;
+                let meta = match (
+                    c.enable_automatic_rotation,
+                    interval_days(c.rotation_interval),
+                ) {
+                    (true, Some(days)) => store
+                        .enable_rotation(&meta.key_id.to_string(), Some(days))
+                        .map_err(key_error)?,
+                    _ => meta,
+                };
+                Ok(json!({ "KeyMetadata": key_metadata(&meta) }))
+            }
+            Request::DescribeKey(r) => {
+                let m = self.resolve(caller, &r.key_id)?;
+                Ok(json!({ "KeyMetadata": key_metadata(&m) }))
+            }
+            Request::ListKeys(l) => {
+                let all = store.list(0, usize::MAX).keys;
+                let visible: Vec<KeyMetadata> = if self.limited(caller) {
+                    all.into_iter()
+                        .filter(|m| self.check_access(caller, &m.key_id.to_string()).is_ok())
+                        .collect()
+                } else {
+                    all
+                };
+                let total = visible.len();
+                let keys: Vec<Value> = page(visible, l.page)
+                    .iter()
+                    .map(|m| json!({ "KeyId": m.key_id.to_string(), "KeyArn": arn(&m.key_id) }))
+                    .collect();
+                Ok(json!({
+                    "Keys": { "Key": keys },
+                    "TotalCount": total,
+                    "PageNumber": l.page.number,
+                    "PageSize": l.page.size,
+                }))
+            }
+            Request::EnableKey(r) => {
+                let m = self.resolve(caller, &r.key_id)?;
+                store.enable(&m.key_id.to_string()).map_err(key_error)?;
+                ok()
+            }
+            Request::DisableKey(r) => {
+                let m = self.resolve(caller, &r.key_id)?;
+                store.disable(&m.key_id.to_string()).map_err(key_error)?;
+                ok()
+            }
+            Request::ScheduleKeyDeletion(s) => {
+                let m = self.resolve(caller, &s.key.key_id)?;
+                if s.pending_window_in_days > 30 {
+                    return Err(AlibabaError::invalid(
+                        "PendingWindowInDays",
+                        "sealgate keeps a pending window of 7 to 30 days",
+                    ));
+                }
+                store
+                    .schedule_deletion(&m.key_id.to_string(), s.pending_window_in_days)
+                    .map_err(key_error)?;
+                ok()
+            }
+            Request::CancelKeyDeletion(r) => {
+                let m = self.resolve(caller, &r.key_id)?;
+                let id = m.key_id.to_string();
+                let after = store.cancel_deletion(&id).map_err(key_error)?;
+                // Alibaba: a key whose deletion is cancelled is Enabled again.
+                if after.key_state == KeyState::Disabled {
+                    store.enable(&id).map_err(key_error)?;
+                }
+                ok()
+            }
+            Request::CreateAlias(b) => {
+                let m = self.resolve(caller, &b.key.key_id)?;
+                let name = alias_name(&b.alias_name)?;
+                if store.resolve(name).is_ok() {
+                    return Err(AlibabaError::new(
+                        codes::RESOURCE_EXISTS,
+                        "The specified alias already exists.",
+                    ));
+                }
+                if m.alias.is_some() {
+                    return Err(AlibabaError::new(
+                        codes::LIMIT_EXCEEDED,
+                        "The key already has an alias; sealgate keeps one alias per key (UpdateAlias or DeleteAlias it first).",
+                    ));
+                }
+                store
+                    .update_alias(&m.key_id.to_string(), name)
+                    .map_err(key_error)?;
+                ok()
+            }
+            Request::UpdateAlias(b) => {
+                let name = alias_name(&b.alias_name)?;
+                let current = self.resolve(caller, &b.alias_name)?;
+                let target = self.resolve(caller, &b.key.key_id)?;
+                if target.key_id != current.key_id && target.alias.is_some() {
+                    return Err(AlibabaError::new(
+                        codes::LIMIT_EXCEEDED,
+                        "The target key already has an alias; sealgate keeps one alias per key.",
+                    ));
+                }
+                store
+                    .move_alias(name, &target.key_id.to_string())
+                    .map_err(|e| match e {
+                        KeyError::CmkNotFound => alias_not_found(),
+                        e => key_error(e),
+                    })?;
+                ok()
+            }
+            Request::DeleteAlias(d) => {
+                let name = alias_name(&d.alias_name)?;
+                self.resolve(caller, &d.alias_name)?;
+                store.delete_alias(name).map_err(|e| match e {
+                    KeyError::CmkNotFound => alias_not_found(),
+                    e => key_error(e),
+                })?;
+                ok()
+            }
+            Request::ListAliases(p) => {
+                let mut with_alias: Vec<(String, KeyId)> = store
+                    .list(0, usize::MAX)
+                    .keys
+                    .into_iter()
+                    .filter(|m| self.check_access(caller, &m.key_id.to_string()).is_ok())
+                    .filter_map(|m| m.alias.map(|a| (a, m.key_id)))
+                    .collect();
+                with_alias.sort();
+                let total = with_alias.len();
+                let aliases: Vec<Value> = page(with_alias, p)
+                    .into_iter()
+                    .map(|(a, id)| {
+                        json!({
+                            "AliasName": format!("alias/{a}"),
+                            "AliasArn": format!("{ARN_PREFIX}:alias/{a}"),
+                            "KeyId": id.to_string(),
+                        })
+                    })
+                    .collect();
+                Ok(json!({
+                    "Aliases": { "Alias": aliases },
+                    "TotalCount": total,
+                    "PageNumber": p.number,
+                    "PageSize": p.size,
+                }))
+            }
+            Request::CreateKeyVersion(r) => {
+                let m = self.resolve(caller, &r.key_id)?;
+                let after = store.rotate(&m.key_id.to_string()).map_err(key_error)?;
+                let v = after
+                    .primary_version
+                    .and_then(|v| key_version(&after, v))
+                    .ok_or_else(|| internal("rotation left no primary version"))?;
+                Ok(json!({ "KeyVersion": v }))
+            }
+            Request::ListKeyVersions(l) => {
+                let m = self.resolve(caller, &l.key.key_id)?;
+                let all: Vec<Value> = m
+                    .versions
+                    .iter()
+                    .filter_map(|v| key_version(&m, v.version))
+                    .collect();
+                let total = all.len();
+                Ok(json!({
+                    "KeyVersions": { "KeyVersion": page(all, l.page) },
+                    "TotalCount": total,
+                    "PageNumber": l.page.number,
+                    "PageSize": l.page.size,
+                }))
+            }
+            Request::DescribeKeyVersion(d) => {
+                let m = self.resolve(caller, &d.key.key_id)?;
+                let v = parse_version_id(&m.key_id, &d.key_version_id)
+                    .and_then(|n| key_version(&m, n))
+                    .ok_or_else(|| key_error(KeyError::VersionNotFound))?;
+                Ok(json!({ "KeyVersion": v }))
+            }
+            Request::UpdateRotationPolicy(u) => {
+                let m = self.resolve(caller, &u.key.key_id)?;
+                let id = m.key_id.to_string();
+                if u.enable_automatic_rotation {
+                    store.enable_rotation(&id, interval_days(u.rotation_interval))
+                } else {
+                    store.disable_rotation(&id)
+                }
+                .map_err(key_error)?;
+                ok()
+            }
+            Request::Encrypt(e) => {
+                let m = self.resolve(caller, &e.key.key_id)?;
+                let ctx = ctx_bytes(&e.encryption_context);
+                if e.dry_run {
+                    let v = self.dry_run(&m.key_id)?;
+                    return Ok(json!({
+                        "KeyId": m.key_id.to_string(),
+                        "KeyVersionId": version_id(&m.key_id, v),
+                        "CiphertextBlob": "",
+                    }));
+                }
+                let (v, blob) = self.seal_initial(&m.key_id, e.plaintext.expose(), ctx)?;
+                Ok(json!({
+                    "KeyId": m.key_id.to_string(),
+                    "KeyVersionId": version_id(&m.key_id, v),
+                    "CiphertextBlob": b64(&blob),
+                }))
+            }
+            Request::Decrypt(d) => {
+                let blob = Self::decode_blob(&d.ciphertext_blob)?;
+                let (id, v) = self.blob_key(caller, &blob)?;
+                let opened = store
+                    .decrypt(&blob, ctx_bytes(&d.encryption_context))
+                    .map_err(key_error)?;
+                Ok(json!({
+                    "KeyId": id.to_string(),
+                    "KeyVersionId": version_id(&id, v),
+                    "Plaintext": if d.dry_run { String::new() } else { plaintext_text(&opened.plaintext) },
+                }))
+            }
+            Request::ReEncrypt(r) => {
+                if r.source_key_id.is_some()
+                    || r.source_key_version_id.is_some()
+                    || r.source_encryption_algorithm.is_some()
+                {
+                    return Err(AlibabaError::new(
+                        codes::UNSUPPORTED_OPERATION,
+                        "Asymmetric source keys (SourceKeyId, SourceKeyVersionId, SourceEncryptionAlgorithm) are not served; sealgate holds symmetric keys only.",
+                    ));
+                }
+                let blob = Self::decode_blob(&r.ciphertext_blob)?;
+                let (src, src_v) = self.blob_key(caller, &blob)?;
+                let dest = self.resolve(caller, &r.destination_key.key_id)?;
+                let opened = store
+                    .decrypt(&blob, ctx_bytes(&r.source_encryption_context))
+                    .map_err(key_error)?;
+                if r.dry_run {
+                    let v = self.dry_run(&dest.key_id)?;
+                    return Ok(json!({
+                        "KeyId": dest.key_id.to_string(),
+                        "KeyVersionId": version_id(&dest.key_id, v),
+                        "CiphertextBlob": "",
+                        "SourceKeyId": src.to_string(),
+                        "SourceKeyVersionId": version_id(&src, src_v),
+                    }));
+                }
+                let (v, new_blob) = self.seal_initial(
+                    &dest.key_id,
+                    opened.plaintext.expose(),
+                    ctx_bytes(&r.destination_encryption_context),
+                )?;
+                Ok(json!({
+                    "KeyId": dest.key_id.to_string(),
+                    "KeyVersionId": version_id(&dest.key_id, v),
+                    "CiphertextBlob": b64(&new_blob),
+                    "SourceKeyId": src.to_string(),
+                    "SourceKeyVersionId": version_id(&src, src_v),
+                }))
+            }
+            Request::GenerateDataKey(g) => self.generate_data_key(caller, g, true),
+            Request::GenerateDataKeyWithoutPlaintext(g) => self.generate_data_key(caller, g, false),
+            Request::AdvanceEncrypt(a) => {
+                let s = self.advance_encrypt(caller, a)?;
+                let h = &s.sealed.header;
+                Ok(json!({
+                    "KeyId": s.key_id,
+                    "KeyVersionId": h.key_version_id,
+                    "CiphertextBlob": b64(&s.sealed.blob),
+                    "Algorithm": h.algorithm.as_str(),
+                    "Iv": b64(&h.iv),
+                    "PaddingMode": h.padding.map(|p| p.as_str()).unwrap_or(""),
+                }))
+            }
+            Request::AdvanceDecrypt(d) => {
+                let o = self.advance_decrypt(caller, d)?;
+                Ok(json!({
+                    "KeyId": o.key_id,
+                    "KeyVersionId": o.key_version_id,
+                    "Plaintext": b64(o.plaintext.expose()),
+                    "Algorithm": o.algorithm.map(|a| a.as_str()).unwrap_or(""),
+                    "PaddingMode": o.padding.map(|p| p.as_str()).unwrap_or(""),
+                }))
+            }
+            Request::AdvanceGenerateDataKey(g) => {
+                let (s, dk) = self.advance_generate_data_key(caller, g)?;
+                let h = &s.sealed.header;
+                Ok(json!({
+                    "KeyId": s.key_id,
+                    "KeyVersionId": h.key_version_id,
+                    "Iv": b64(&h.iv),
+                    "Plaintext": b64(dk.expose()),
+                    "CiphertextBlob": b64(&s.sealed.blob),
+                    "Algorithm": h.algorithm.as_str(),
+                }))
+            }
+        }
+    }
+
+    /// DryRun: the key's initial version, once its state allows sealing.
+    fn dry_run(&self, key: &KeyId) -> Result<u32, AlibabaError> {
+        self.store
+            .with_version_material(&key.to_string(), VersionChoice::Initial, |cmk, _| {
+                cmk.version
+            })
+            .map_err(key_error)
+    }
+
+    fn generate_data_key(
+        &self,
+        caller: Caller<'_>,
+        g: wire::GenerateDataKey,
+        with_plaintext: bool,
+    ) -> Result<Value, AlibabaError> {
+        let m = self.resolve(caller, &g.key.key_id)?;
+        if g.dry_run {
+            let v = self.dry_run(&m.key_id)?;
+            return Ok(json!({
+                "KeyId": m.key_id.to_string(),
+                "KeyVersionId": version_id(&m.key_id, v),
+                "CiphertextBlob": "",
+            }));
+        }
+        let dk = self
+            .store
+            .generate_random(g.number_of_bytes as usize)
+            .map_err(key_error)?;
+        // Alibaba seals the Base64 text: Decrypt of the blob returns it.
+        let text = SecretBytes::new(b64(dk.expose()).into_bytes());
+        let (v, blob) =
+            self.seal_initial(&m.key_id, text.expose(), ctx_bytes(&g.encryption_context))?;
+        let mut out = json!({
+            "KeyId": m.key_id.to_string(),
+            "KeyVersionId": version_id(&m.key_id, v),
+            "CiphertextBlob": b64(&blob),
+        });
+        if with_plaintext {
+            out["Plaintext"] = Value::String(plaintext_text(&text));
+        }
+        Ok(out)
+    }
+
+    /// AdvanceEncrypt under the key's primary version.
+    fn advance_encrypt(
+        &self,
+        caller: Caller<'_>,
+        a: wire::AdvanceEncrypt,
+    ) -> Result<AdvanceSealed, AlibabaError> {
+        let m = self.resolve(caller, &a.key.key_id)?;
+        if !m.key_usage.is_symmetric() {
+            return Err(key_error(KeyError::UsageMismatch));
+        }
+        let key_id = m.key_id.to_string();
+        let sealed = self
+            .store
+            .with_version_material(&key_id, VersionChoice::Primary, |cmk, material| {
+                let kv = version_id(&m.key_id, cmk.version);
+                advance::seal(
+                    material,
+                    &SealParams {
+                        key_id: &key_id,
+                        key_version_id: &kv,
+                        algorithm: a.algorithm.unwrap_or(Algorithm::AesGcm),
+                        padding: a.padding,
+                        iv: a.iv.as_deref(),
+                        aad: &a.aad,
+                    },
+                    a.plaintext.expose(),
+                    &mut OsRng,
+                )
+            })
+            .map_err(key_error)?
+            .map_err(advance_error)?;
+        Ok(AdvanceSealed { key_id, sealed })
+    }
+
+    /// A random data key, AdvanceEncrypted (AES_GCM, the caller's Aad).
+    fn advance_generate_data_key(
+        &self,
+        caller: Caller<'_>,
+        g: wire::AdvanceGenerateDataKey,
+    ) -> Result<(AdvanceSealed, SecretBytes), AlibabaError> {
+        let mut dk = vec![0u8; g.number_of_bytes as usize];
+        OsRng.fill_bytes(&mut dk);
+        let dk = SecretBytes::new(dk);
+        let s = self.advance_encrypt(
+            caller,
+            wire::AdvanceEncrypt {
+                key: g.key,
+                plaintext: dk.clone(),
+                algorithm: Some(Algorithm::AesGcm),
+                iv: None,
+                aad: g.aad,
+                padding: None,
+            },
+        )?;
+        Ok((s, dk))
+    }
+
+    fn advance_decrypt(
+        &self,
+        caller: Caller<'_>,
+        d: wire::AdvanceDecrypt,
+    ) -> Result<advance::Opened, AlibabaError> {
+        let given = match &d.key {
+            Some(k) => Some(self.resolve(caller, &k.key_id)?.key_id),
+            None => None,
+        };
+        let mismatch = || AlibabaError::invalid("KeyId", "it is not the key of the CiphertextBlob");
+        match advance::classify(&d.ciphertext_blob).map_err(advance_error)? {
+            BlobKind::Advance(parsed) => {
+                let h = &parsed.header;
+                let id = KeyId::parse(&h.key_id)
+                    .ok_or_else(|| invalid_ciphertext("names no key of this KMS"))?;
+                if given.is_some_and(|g| g != id) {
+                    return Err(mismatch());
+                }
+                let version = parse_version_id(&id, &h.key_version_id)
+                    .ok_or_else(|| invalid_ciphertext("names no key version of this KMS"))?;
+                let id_str = id.to_string();
+                self.check_access(caller, &id_str)?;
+                let plaintext = self
+                    .store
+                    .with_version_material(&id_str, VersionChoice::Number(version), |_, m| {
+                        advance::open(m, &parsed, &d.aad)
+                    })
+                    .map_err(key_error)?
+                    .map_err(advance_error)?;
+                Ok(advance::Opened {
+                    key_id: id_str,
+                    key_version_id: h.key_version_id.clone(),
+                    algorithm: Some(h.algorithm),
+                    padding: h.padding,
+                    plaintext,
+                })
+            }
+            BlobKind::Plain(blob) => {
+                let cmk = blob_cmk(blob)
+                    .map_err(|_| invalid_ciphertext("is not a ciphertext of this KMS"))?;
+                let id = KeyId::from_bytes(cmk.key_id);
+                if given.is_some_and(|g| g != id) {
+                    return Err(mismatch());
+                }
+                self.check_access(caller, &id.to_string())?;
+                let opened = self.store.decrypt(blob, b"").map_err(key_error)?;
+                Ok(advance::Opened {
+                    key_id: id.to_string(),
+                    key_version_id: version_id(&id, cmk.version),
+                    algorithm: Some(Algorithm::AesGcm),
+                    padding: None,
+                    plaintext: opened.plaintext,
+                })
+            }
+        }
+    }
+
+    // ---------------------------------------------------------- the APIs
+
+    fn openapi(&self, req: &KmsRequest) -> Result<Value, AlibabaError> {
+        let headers = header_pairs(req);
+        let parts = RequestParts {
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            query: req.uri.query().unwrap_or(""),
+            headers: &headers,
+            body: &req.body,
+        };
+        let verified = sign::verify(
+            &parts,
+            |id| self.store.lookup_secret(id),
+            &self.nonces,
+            now_secs(),
+            &self.policy,
+        )?;
+        wire::check_version(verified.version.trim())?;
+        let action = wire::parse_action(verified.action.trim())?;
+        let caller = verified.caller.access_key_id.as_str();
+        self.limiter
+            .check(caller, action.name())
+            .map_err(|_| AlibabaError::throttled())?;
+        let request = wire::parse_request(action, &verified.params)?;
+        self.dispatch(Caller::Credential(caller), request)
+    }
+
+    fn instance_api(&self, req: &KmsRequest, request_id: &str) -> Result<Vec<u8>, AlibabaError> {
+        let headers = header_pairs(req);
+        let parts = RequestParts {
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            query: req.uri.query().unwrap_or(""),
+            headers: &headers,
+            body: &req.body,
+        };
+        let who = instance::verify(&parts, |id| self.client_keys.lookup(id), now_secs())?;
+        self.limiter
+            .check(&who.access_key_id, who.action.name())
+            .map_err(|_| AlibabaError::throttled())?;
+        let caller = Caller::ClientKey;
+        Ok(match instance::parse_request(who.action, &req.body)? {
+            Request::AdvanceEncrypt(a) => {
+                let s = self.advance_encrypt(caller, a)?;
+                let h = s.sealed.header;
+                AdvanceEncryptResponse {
+                    key_id: s.key_id,
+                    ciphertext_blob: s.sealed.blob,
+                    iv: h.iv,
+                    request_id: request_id.to_string(),
+                    algorithm: h.algorithm.as_str().to_string(),
+                    padding_mode: h.padding.map(|p| p.as_str()).unwrap_or("").to_string(),
+                    key_version_id: h.key_version_id,
+                }
+                .encode()
+            }
+            Request::AdvanceDecrypt(d) => {
+                let o = self.advance_decrypt(caller, d)?;
+                AdvanceDecryptResponse {
+                    key_id: o.key_id,
+                    plaintext: o.plaintext,
+                    request_id: request_id.to_string(),
+                    algorithm: o.algorithm.map(|a| a.as_str()).unwrap_or("").to_string(),
+                    padding_mode: o.padding.map(|p| p.as_str()).unwrap_or("").to_string(),
+                    key_version_id: o.key_version_id,
+                }
+                .encode()
+            }
+            Request::AdvanceGenerateDataKey(g) => {
+                let (s, dk) = self.advance_generate_data_key(caller, g)?;
+                let h = s.sealed.header;
+                AdvanceGenerateDataKeyResponse {
+                    key_id: s.key_id,
+                    iv: h.iv,
+                    plaintext: dk,
+                    ciphertext_blob: s.sealed.blob,
+                    request_id: request_id.to_string(),
+                    algorithm: h.algorithm.as_str().to_string(),
+                    key_version_id: h.key_version_id,
+                }
+                .encode()
+            }
+            _ => return Err(internal("instance API parsed a non-Advance request")),
+        })
+    }
+}
+
+/// The store alias of an `alias/<name>` AliasName, if sealgate can hold it.
+fn alias_name(alias: &str) -> Result<&str, AlibabaError> {
+    let name = alias.strip_prefix("alias/").unwrap_or(alias);
+    validate_alias(name).map_err(key_error)?;
+    Ok(name)
+}
+
+impl Face for AlibabaFace {
+    fn handle(&self, req: KmsRequest) -> Response<Full<Bytes>> {
+        let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+        if req.headers.contains_key("x-kms-apiname") {
+            return match self.instance_api(&req, &request_id) {
+                Ok(body) => respond(200, instance::CONTENT_TYPE, &request_id, body),
+                Err(e) => {
+                    tracing::debug!(
+                        code = e.code,
+                        status = e.status,
+                        "Alibaba instance API error"
+                    );
+                    respond(
+                        e.status,
+                        instance::CONTENT_TYPE,
+                        &request_id,
+                        instance::error_body(&request_id, &e),
+                    )
+                }
+            };
+        }
+        let (status, body) = match self.openapi(&req) {
+            Ok(fields) => (200, wire::success_body(&request_id, fields)),
+            Err(e) => {
+                tracing::debug!(code = e.code, status = e.status, "Alibaba OpenAPI error");
+                (e.status, wire::error_body(&request_id, HOST_ID, &e))
+            }
+        };
+        respond(
+            status,
+            wire::CONTENT_TYPE,
+            &request_id,
+            body.to_string().into_bytes(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_references_map_to_the_store() {
+        let id = KeyId::new_random();
+        let s = id.to_string();
+        assert_eq!(store_ref(&s), Some((s.clone(), false)));
+        assert_eq!(
+            store_ref(&format!("{ARN_PREFIX}:key/{s}")),
+            Some((s.clone(), false))
+        );
+        assert_eq!(store_ref("alias/app-key"), Some(("app-key".into(), true)));
+        assert_eq!(
+            store_ref("acs:kms:cn-hangzhou:123:alias/app-key"),
+            Some(("app-key".into(), true))
+        );
+        // a bare alias name is not a KeyId in Alibaba's API
+        assert_eq!(store_ref("app-key"), None);
+        // alias/<uuid> must not reach the key by id
+        assert_eq!(store_ref(&format!("alias/{s}")), None);
+        assert_eq!(store_ref("alias/a/b"), None);
+    }
+
+    #[test]
+    fn version_ids_round_trip_only_for_their_key() {
+        let a = KeyId::new_random();
+        let b = KeyId::new_random();
+        let v = version_id(&a, 3);
+        assert_eq!(parse_version_id(&a, &v), Some(3));
+        assert_eq!(parse_version_id(&b, &v), None);
+        assert_eq!(parse_version_id(&a, &format!("{a}-v0")), None);
+        assert_eq!(parse_version_id(&a, &format!("{a}-vx")), None);
+    }
+
+    #[test]
+    fn store_errors_get_alibabas_codes_and_statuses() {
+        let c = |e| {
+            let a = key_error(e);
+            (a.code, a.status)
+        };
+        assert_eq!(
+            c(KeyError::UsageMismatch),
+            ("Forbidden.OnlySymmetricKeySupported", 404)
+        );
+        assert_eq!(c(KeyError::CmkNotFound), ("Forbidden.KeyNotFound", 404));
+        assert_eq!(c(KeyError::DoesNotOpen), ("InvalidCiphertext", 400));
+        assert_eq!(c(KeyError::CmkDisabled), ("Rejected.Disabled", 409));
+        assert_eq!(
+            c(KeyError::VersionNotFound),
+            ("Forbidden.KeyVersionNotFound", 404)
+        );
+        let internal = key_error(KeyError::Store("disk /x failed".into()));
+        assert_eq!(internal.code, "InternalFailure");
+        assert!(
+            !internal.message.contains("/x"),
+            "store detail stays in the log"
+        );
+    }
+
+    #[test]
+    fn rotation_intervals_become_whole_days_in_range() {
+        let d = |s| interval_days(Some(wire::RotationInterval(s)));
+        assert_eq!(d(7 * 86_400), Some(7));
+        assert_eq!(d(30 * 86_400), Some(30));
+        assert_eq!(d(365 * 86_400), Some(365));
+        assert_eq!(interval_days(None), None);
+    }
+}

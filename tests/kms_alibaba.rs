@@ -1,0 +1,850 @@
+//! The Alibaba Cloud KMS face end to end: sealgate started in-process with
+//! its KMS listener, raw signed requests for the error shapes and the
+//! semantics a client depends on, and the three official Python SDKs
+//! (`tests/sdk/alibaba_*.py`, pinned and installed by `tests/sdk/setup.sh`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use common::{send, test_config};
+use sealgate::kms::alibaba::sign;
+use serde_json::Value;
+
+struct Kms {
+    app: sealgate::app::App,
+    dir: PathBuf,
+    id: String,
+    secret: String,
+}
+
+impl Kms {
+    fn host(&self) -> String {
+        self.app.kms_addr.unwrap().to_string()
+    }
+
+    fn credential(&self, allowed: Option<Vec<String>>) -> (String, String) {
+        let c = self.app.store.create_credential(allowed).unwrap();
+        (c.id, String::from_utf8(c.secret.expose().to_vec()).unwrap())
+    }
+}
+
+async fn start_kms(quotas: &[(&str, u32)]) -> Kms {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    let mut cfg = test_config(&dir, "http://127.0.0.1:9");
+    cfg.kms_listen = Some("127.0.0.1:0".parse().unwrap());
+    for (k, v) in quotas {
+        cfg.kms_quotas.insert((*k).to_string(), *v);
+    }
+    let app = sealgate::app::start(cfg).await.unwrap();
+    let c = app.store.create_credential(None).unwrap();
+    let secret = String::from_utf8(c.secret.expose().to_vec()).unwrap();
+    Kms {
+        app,
+        dir,
+        id: c.id,
+        secret,
+    }
+}
+
+fn now() -> i64 {
+    sealgate::keys::unix_now() as i64
+}
+
+fn nonce() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The query string of an RPC v1 request (HMAC-SHA1), signed.
+fn rpc_query(id: &str, secret: &str, action: &str, params: &[(&str, &str)], nonce: &str) -> String {
+    let ts = sign::format_acs_date(now()).unwrap();
+    let mut p: Vec<(&str, &str)> = vec![
+        ("Action", action),
+        ("Version", "2016-01-20"),
+        ("Format", "JSON"),
+        ("AccessKeyId", id),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("SignatureNonce", nonce),
+        ("Timestamp", &ts),
+    ];
+    p.extend_from_slice(params);
+    let sig = sign::sign_rpc(secret.as_bytes(), "POST", &p);
+    p.push(("Signature", &sig));
+    sign::form_encode(&p)
+}
+
+async fn post_query(k: &Kms, query: &str) -> (u16, Value) {
+    let (status, headers, body) =
+        send("POST", &format!("http://{}/?{query}", k.host()), &[], "").await;
+    assert!(
+        headers
+            .get("content-type")
+            .is_some_and(|c| c.to_str().unwrap().starts_with("application/json")),
+        "{headers:?}"
+    );
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+async fn call_as(
+    k: &Kms,
+    id: &str,
+    secret: &str,
+    action: &str,
+    params: &[(&str, &str)],
+) -> (u16, Value) {
+    post_query(k, &rpc_query(id, secret, action, params, &nonce())).await
+}
+
+async fn call(k: &Kms, action: &str, params: &[(&str, &str)]) -> (u16, Value) {
+    call_as(k, &k.id, &k.secret, action, params).await
+}
+
+/// A successful call's body.
+async fn ok(k: &Kms, action: &str, params: &[(&str, &str)]) -> Value {
+    let (s, v) = call(k, action, params).await;
+    assert_eq!(s, 200, "{action}: {v}");
+    assert!(v["RequestId"].is_string(), "{v}");
+    v
+}
+
+/// Asserts an error of Alibaba's shape with this status and code.
+fn assert_error(got: &(u16, Value), status: u16, code: &str) {
+    let (s, v) = got;
+    assert_eq!((*s, v["Code"].as_str()), (status, Some(code)), "{v}");
+    for field in ["RequestId", "HostId", "Message", "Recommend"] {
+        assert!(v[field].is_string(), "{field} missing: {v}");
+    }
+}
+
+async fn create_key(k: &Kms) -> String {
+    let v = ok(k, "CreateKey", &[("Description", "test")]).await;
+    v["KeyMetadata"]["KeyId"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_nonces_and_unknown_things_fail_in_alibabas_shape() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k).await;
+
+    // a wrong secret, an unknown AccessKeyId
+    let bad = format!("{}x", k.secret);
+    assert_error(
+        &call_as(&k, &k.id, &bad, "DescribeKey", &[("KeyId", &key)]).await,
+        400,
+        "SignatureDoesNotMatch",
+    );
+    assert_error(
+        &call_as(
+            &k,
+            "AKIDnobody",
+            &k.secret,
+            "DescribeKey",
+            &[("KeyId", &key)],
+        )
+        .await,
+        404,
+        "InvalidAccessKeyId.NotFound",
+    );
+
+    // the same signed request twice: the nonce is not accepted again
+    let q = rpc_query(
+        &k.id,
+        &k.secret,
+        "DescribeKey",
+        &[("KeyId", &key)],
+        &nonce(),
+    );
+    let (s, v) = post_query(&k, &q).await;
+    assert_eq!(s, 200, "{v}");
+    assert_error(&post_query(&k, &q).await, 400, "SignatureNonceUsed");
+
+    // a tampered parameter breaks the signature
+    let tampered = q.replace(&key, &uuid::Uuid::new_v4().to_string());
+    assert_error(
+        &post_query(&k, &tampered).await,
+        400,
+        "SignatureDoesNotMatch",
+    );
+
+    // unknown key, alias, action, missing parameter
+    let other = uuid::Uuid::new_v4().to_string();
+    assert_error(
+        &call(&k, "DescribeKey", &[("KeyId", &other)]).await,
+        404,
+        "Forbidden.KeyNotFound",
+    );
+    assert_error(
+        &call(&k, "Encrypt", &[("KeyId", &other), ("Plaintext", "x")]).await,
+        404,
+        "Forbidden.KeyNotFound",
+    );
+    assert_error(
+        &call(&k, "DescribeKey", &[("KeyId", "alias/nobody")]).await,
+        404,
+        "Forbidden.AliasNotFound",
+    );
+    assert_error(
+        &call(&k, "NoSuchAction", &[]).await,
+        404,
+        "InvalidAction.NotFound",
+    );
+    assert_error(
+        &call(&k, "Encrypt", &[("KeyId", &key)]).await,
+        400,
+        "MissingParameter",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acs3_requests_work_and_replays_are_refused() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k).await;
+    let query = sign::form_encode(&[("KeyId", key.as_str())]);
+    let date = sign::format_acs_date(now()).unwrap();
+    let n = nonce();
+    let host = k.host();
+    let empty_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let mut headers = vec![
+        ("host", host.as_str()),
+        ("x-acs-action", "DescribeKey"),
+        ("x-acs-version", "2016-01-20"),
+        ("x-acs-date", date.as_str()),
+        ("x-acs-signature-nonce", n.as_str()),
+        ("x-acs-content-sha256", empty_hash),
+    ];
+    let signed: Vec<&str> = headers.iter().map(|(n, _)| *n).collect();
+    let parts = sign::RequestParts {
+        method: "POST",
+        path: "/",
+        query: &query,
+        headers: &headers,
+        body: b"",
+    };
+    let auth = sign::acs3_authorization(&k.id, k.secret.as_bytes(), &parts, &signed).unwrap();
+    headers.push(("authorization", auth.as_str()));
+    let url = format!("http://{host}/?{query}");
+    let (s, _, body) = send("POST", &url, &headers, "").await;
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["KeyMetadata"]["KeyId"], key.as_str());
+    let (s, _, body) = send("POST", &url, &headers, "").await;
+    assert_error(
+        &(s, serde_json::from_str(&body).unwrap()),
+        400,
+        "SignatureNonceUsed",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypt_takes_6_kb_and_its_blob_is_bound_to_the_context() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k).await;
+    let ctx = r#"{"tenant":"acme","field":"ssn"}"#;
+    let max = "a".repeat(6 * 1024);
+    let v = ok(
+        &k,
+        "Encrypt",
+        &[
+            ("KeyId", &key),
+            ("Plaintext", &max),
+            ("EncryptionContext", ctx),
+        ],
+    )
+    .await;
+    let blob = v["CiphertextBlob"].as_str().unwrap().to_string();
+    // the same context in another order and spacing opens it
+    let v = ok(
+        &k,
+        "Decrypt",
+        &[
+            ("CiphertextBlob", &blob),
+            (
+                "EncryptionContext",
+                r#"{ "field": "ssn", "tenant": "acme" }"#,
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(v["Plaintext"], max.as_str());
+    assert_eq!(v["KeyId"], key.as_str());
+    assert_error(
+        &call(
+            &k,
+            "Decrypt",
+            &[
+                ("CiphertextBlob", &blob),
+                ("EncryptionContext", r#"{"tenant":"evil"}"#),
+            ],
+        )
+        .await,
+        400,
+        "InvalidCiphertext",
+    );
+    let over = "a".repeat(6 * 1024 + 1);
+    let got = call(&k, "Encrypt", &[("KeyId", &key), ("Plaintext", &over)]).await;
+    assert_error(&got, 400, "InvalidParameter");
+    assert!(
+        got.1["Message"].as_str().unwrap().contains("6 KB"),
+        "{}",
+        got.1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advance_encrypt_follows_the_primary_version_and_decrypt_refuses_its_blobs() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k).await;
+    let aad = B64.encode(b"row 17");
+    let pt = B64.encode(b"card 4111");
+
+    let a1 = ok(
+        &k,
+        "AdvanceEncrypt",
+        &[("KeyId", &key), ("Plaintext", &pt), ("Aad", &aad)],
+    )
+    .await;
+    let e1 = ok(&k, "Encrypt", &[("KeyId", &key), ("Plaintext", "classic")]).await;
+    let v1 = a1["KeyVersionId"].as_str().unwrap().to_string();
+    assert_eq!(e1["KeyVersionId"], v1.as_str(), "one version: the same");
+    assert_eq!(a1["Algorithm"], "AES_GCM");
+    assert_eq!(B64.decode(a1["Iv"].as_str().unwrap()).unwrap().len(), 12);
+
+    let rotated = ok(&k, "CreateKeyVersion", &[("KeyId", &key)]).await;
+    let v2 = rotated["KeyVersion"]["KeyVersionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(v1, v2);
+
+    let a2 = ok(
+        &k,
+        "AdvanceEncrypt",
+        &[("KeyId", &key), ("Plaintext", &pt), ("Aad", &aad)],
+    )
+    .await;
+    assert_eq!(
+        a2["KeyVersionId"],
+        v2.as_str(),
+        "AdvanceEncrypt uses the primary"
+    );
+    let e2 = ok(&k, "Encrypt", &[("KeyId", &key), ("Plaintext", "classic")]).await;
+    assert_eq!(
+        e2["KeyVersionId"],
+        v1.as_str(),
+        "Encrypt keeps the initial version"
+    );
+
+    // Decrypt refuses an Advance blob; AdvanceDecrypt opens both kinds
+    let got = call(
+        &k,
+        "Decrypt",
+        &[("CiphertextBlob", a2["CiphertextBlob"].as_str().unwrap())],
+    )
+    .await;
+    assert_error(&got, 400, "InvalidCiphertext");
+    assert!(
+        got.1["Message"]
+            .as_str()
+            .unwrap()
+            .contains("AdvanceDecrypt"),
+        "{}",
+        got.1
+    );
+    for (blob, version) in [(&a1, &v1), (&a2, &v2)] {
+        let d = ok(
+            &k,
+            "AdvanceDecrypt",
+            &[
+                ("CiphertextBlob", blob["CiphertextBlob"].as_str().unwrap()),
+                ("Aad", &aad),
+            ],
+        )
+        .await;
+        assert_eq!(d["Plaintext"], pt.as_str());
+        assert_eq!(d["KeyVersionId"], version.as_str());
+    }
+    let d = ok(
+        &k,
+        "AdvanceDecrypt",
+        &[("CiphertextBlob", e2["CiphertextBlob"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(d["Plaintext"], B64.encode(b"classic").as_str());
+    // a wrong Aad does not open
+    assert_error(
+        &call(
+            &k,
+            "AdvanceDecrypt",
+            &[
+                ("CiphertextBlob", a2["CiphertextBlob"].as_str().unwrap()),
+                ("Aad", &B64.encode(b"row 18")),
+            ],
+        )
+        .await,
+        400,
+        "InvalidCiphertext",
+    );
+    // NO_PADDING needs whole blocks; a wrong Iv length is refused
+    assert_error(
+        &call(
+            &k,
+            "AdvanceEncrypt",
+            &[
+                ("KeyId", &key),
+                ("Plaintext", &pt),
+                ("Algorithm", "AES_CBC"),
+                ("PaddingMode", "NO_PADDING"),
+            ],
+        )
+        .await,
+        400,
+        "InvalidParameter",
+    );
+    assert_error(
+        &call(
+            &k,
+            "AdvanceEncrypt",
+            &[
+                ("KeyId", &key),
+                ("Plaintext", &pt),
+                ("Iv", &B64.encode([0u8; 16])),
+            ],
+        )
+        .await,
+        400,
+        "InvalidParameter",
+    );
+    // the 6 KB guidance is enforced with a clear error
+    let big = B64.encode(vec![7u8; 6 * 1024 + 1]);
+    let got = call(
+        &k,
+        "AdvanceEncrypt",
+        &[("KeyId", &key), ("Plaintext", &big)],
+    )
+    .await;
+    assert_error(&got, 400, "InvalidParameter");
+    assert!(
+        got.1["Message"].as_str().unwrap().contains("6 KB"),
+        "{}",
+        got.1
+    );
+    // a disabled key neither seals nor opens
+    ok(&k, "DisableKey", &[("KeyId", &key)]).await;
+    assert_error(
+        &call(&k, "AdvanceEncrypt", &[("KeyId", &key), ("Plaintext", &pt)]).await,
+        409,
+        "Rejected.Disabled",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_quota_calls_get_429_per_class_and_caller() {
+    let k = start_kms(&[("alibaba:read", 1)]).await;
+    let key = create_key(&k).await;
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let (s, v) = call(&k, "DescribeKey", &[("KeyId", &key)]).await;
+        if s != 200 {
+            assert_error(&(s, v.clone()), 429, "Rejected.Throttling");
+        }
+        codes.push(s);
+    }
+    // one per second: five quick calls cannot all pass
+    assert_eq!(codes[0], 200);
+    assert!(codes.contains(&429), "{codes:?}");
+    // other classes and other callers have their own buckets
+    ok(&k, "Encrypt", &[("KeyId", &key), ("Plaintext", "x")]).await;
+    let (id2, secret2) = k.credential(None);
+    let (s, v) = call_as(&k, &id2, &secret2, "DescribeKey", &[("KeyId", &key)]).await;
+    assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_limited_credentials_only_reach_their_keys() {
+    let k = start_kms(&[]).await;
+    let mine = create_key(&k).await;
+    let other = create_key(&k).await;
+    let other_blob = ok(&k, "Encrypt", &[("KeyId", &other), ("Plaintext", "x")]).await
+        ["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (id, secret) = k.credential(Some(vec![mine.clone()]));
+    let (s, v) = call_as(
+        &k,
+        &id,
+        &secret,
+        "Encrypt",
+        &[("KeyId", &mine), ("Plaintext", "x")],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_error(
+        &call_as(
+            &k,
+            &id,
+            &secret,
+            "Encrypt",
+            &[("KeyId", &other), ("Plaintext", "x")],
+        )
+        .await,
+        403,
+        "Forbidden.RAM",
+    );
+    assert_error(
+        &call_as(
+            &k,
+            &id,
+            &secret,
+            "Decrypt",
+            &[("CiphertextBlob", &other_blob)],
+        )
+        .await,
+        403,
+        "Forbidden.RAM",
+    );
+    assert_error(
+        &call_as(&k, &id, &secret, "CreateKey", &[]).await,
+        403,
+        "Forbidden.RAM",
+    );
+    let (s, v) = call_as(&k, &id, &secret, "ListKeys", &[]).await;
+    assert_eq!(s, 200, "{v}");
+    let listed: Vec<&str> = v["Keys"]["Key"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["KeyId"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [mine.as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliases_are_created_moved_and_deleted() {
+    let k = start_kms(&[]).await;
+    let a = create_key(&k).await;
+    let b = create_key(&k).await;
+    ok(
+        &k,
+        "CreateAlias",
+        &[("AliasName", "alias/app"), ("KeyId", &a)],
+    )
+    .await;
+    assert_error(
+        &call(
+            &k,
+            "CreateAlias",
+            &[("AliasName", "alias/app"), ("KeyId", &b)],
+        )
+        .await,
+        409,
+        "Rejected.ResourceExist",
+    );
+    let d = ok(&k, "DescribeKey", &[("KeyId", "alias/app")]).await;
+    assert_eq!(d["KeyMetadata"]["KeyId"], a.as_str());
+    ok(
+        &k,
+        "UpdateAlias",
+        &[("AliasName", "alias/app"), ("KeyId", &b)],
+    )
+    .await;
+    let d = ok(&k, "DescribeKey", &[("KeyId", "alias/app")]).await;
+    assert_eq!(d["KeyMetadata"]["KeyId"], b.as_str());
+    let l = ok(&k, "ListAliases", &[]).await;
+    assert_eq!(l["TotalCount"], 1, "{l}");
+    assert_eq!(l["Aliases"]["Alias"][0]["KeyId"], b.as_str());
+    ok(&k, "DeleteAlias", &[("AliasName", "alias/app")]).await;
+    assert_error(
+        &call(&k, "DescribeKey", &[("KeyId", "alias/app")]).await,
+        404,
+        "Forbidden.AliasNotFound",
+    );
+    assert_error(
+        &call(&k, "DeleteAlias", &[("AliasName", "alias/app")]).await,
+        404,
+        "Forbidden.AliasNotFound",
+    );
+    // the store keeps the change: the alias is free again
+    ok(
+        &k,
+        "CreateAlias",
+        &[("AliasName", "alias/app"), ("KeyId", &a)],
+    )
+    .await;
+    assert_eq!(k.app.store.describe("app").unwrap().key_id.to_string(), a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_api_refuses_unknown_client_keys_in_protobuf() {
+    use sha2::Digest;
+    let k = start_kms(&[]).await;
+    let body = b"\x0a\x03abc";
+    let hash = hex::encode_upper(sha2::Sha256::digest(body));
+    let date = sealgate::kms::alibaba::instance::format_http_date(now()).unwrap();
+    let headers = [
+        ("content-type", "application/x-protobuf"),
+        ("accept", "application/x-protobuf"),
+        ("date", date.as_str()),
+        ("content-sha256", hash.as_str()),
+        ("x-kms-apiversion", "dkms-gcs-0.2"),
+        ("x-kms-apiname", "AdvanceEncrypt"),
+        ("x-kms-signaturemethod", "RSA_PKCS1_SHA_256"),
+        ("x-kms-acccesskeyid", "KAAP.nobody"),
+        ("authorization", "Bearer AAAA"),
+    ];
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/", k.host()));
+    let req = headers
+        .iter()
+        .fold(req, |r, (n, v)| r.header(*n, *v))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(body)))
+        .unwrap();
+    let resp = common::client().request(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/x-protobuf"
+    );
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("InvalidAccessKeyId.NotFound"), "{text}");
+}
+
+// ----------------------------------------------------------- official SDKs
+
+/// Runs tests/sdk/setup.sh once; returns the venv's python.
+fn sdk_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new("bash")
+            .arg(root.join("tests/sdk/setup.sh"))
+            .output()
+            .expect("run tests/sdk/setup.sh");
+        assert!(
+            out.status.success(),
+            "tests/sdk/setup.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(stdout.trim().lines().last().unwrap_or("").trim())
+    })
+    .clone()
+}
+
+/// Runs one SDK script with `args`; fails the test, printing its output,
+/// if it exits non-zero. Returns its stdout.
+async fn run_script(script: &str, args: Vec<String>) -> String {
+    let python = sdk_python();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
+    let name = script.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(path)
+            .args(&args)
+            .output()
+            .expect("run the SDK script")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn assert_steps(out: &str, steps: &[&str]) {
+    for step in steps {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("\"step\": \"{step}\"")))
+            .unwrap_or_else(|| panic!("no step {step:?} in:\n{out}"));
+        assert!(line.contains("\"ok\": true"), "{line}");
+    }
+    assert!(out.contains("\"step\": \"done\""), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openapi_sdk_walks_a_key_life() {
+    let k = start_kms(&[]).await;
+    let out = run_script(
+        "alibaba_flow.py",
+        vec![k.host(), k.id.clone(), k.secret.clone()],
+    )
+    .await;
+    assert_steps(
+        &out,
+        &[
+            "CreateKey",
+            "Decrypt with another EncryptionContext",
+            "GenerateDataKey",
+            "CreateKeyVersion",
+            "ListKeyVersions",
+            "DescribeKey(after rotation)",
+            "Encrypt(initial version after rotation)",
+            "Decrypt(after rotation)",
+            "UpdateRotationPolicy",
+            "wrong AccessKeySecret",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_rpc_sdk_advance_encrypts_in_every_mode() {
+    let k = start_kms(&[]).await;
+    let out = run_script(
+        "alibaba_legacy_flow.py",
+        vec![k.host(), k.id.clone(), k.secret.clone()],
+    )
+    .await;
+    assert_steps(
+        &out,
+        &[
+            "AdvanceEncrypt AES_GCM ",
+            "AdvanceDecrypt AES_GCM ",
+            "AdvanceDecrypt wrong Aad refused",
+            "AdvanceEncrypt AES_CBC PKCS7_PADDING",
+            "AdvanceDecrypt AES_CBC NO_PADDING",
+            "AdvanceEncrypt AES_ECB PKCS7_PADDING",
+            "AdvanceDecrypt AES_ECB NO_PADDING",
+            "AdvanceEncrypt(new primary)",
+            "AdvanceDecrypt(old version)",
+            "Encrypt(initial version)",
+            "AdvanceDecrypt(Encrypt blob)",
+            "Decrypt(AdvanceEncrypt blob) refused",
+        ],
+    );
+}
+
+/// Makes a dkms-gcs client key with openssl as docs/alibaba.md shows;
+/// returns (client key JSON file, public key PEM file).
+fn make_client_key(dir: &Path, id: &str, password: &str) -> (PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["genrsa", "-out", "client.key", "2048"]);
+    run(&[
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        "client.key",
+        "-subj",
+        "/CN=sealgate-test-client",
+        "-days",
+        "3650",
+        "-out",
+        "client.crt",
+    ]);
+    let pass = format!("pass:{password}");
+    run(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        "client.key",
+        "-in",
+        "client.crt",
+        "-passout",
+        &pass,
+        "-out",
+        "client.p12",
+    ]);
+    run(&[
+        "pkey",
+        "-in",
+        "client.key",
+        "-pubout",
+        "-out",
+        "client_pub.pem",
+    ]);
+    let p12 = std::fs::read(dir.join("client.p12")).unwrap();
+    let json = serde_json::json!({"KeyId": id, "PrivateKeyData": B64.encode(p12)});
+    let key_file = dir.join("clientKey.json");
+    std::fs::write(&key_file, json.to_string()).unwrap();
+    (key_file, dir.join("client_pub.pem"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dkms_gcs_sdk_uses_the_instance_api_with_a_cli_registered_client_key() {
+    use sealgate::cli::credentials::{run_to, CredentialsCommand};
+    use sealgate::cli::keys::StoreArgs;
+
+    let k = start_kms(&[]).await;
+    let key = create_key(&k).await;
+    ok(
+        &k,
+        "CreateAlias",
+        &[("AliasName", "alias/instance"), ("KeyId", &key)],
+    )
+    .await;
+    let keys_dir = k.dir.join("client-key");
+    std::fs::create_dir_all(&keys_dir).unwrap();
+    let id = "KAAP.sealgate-test-0001";
+    let password = "test-password";
+    let (key_file, pub_pem) = make_client_key(&keys_dir, id, password);
+
+    // registered through the CLI while the server runs
+    let mut out = Vec::new();
+    run_to(
+        CredentialsCommand::AddClientKey {
+            store: StoreArgs {
+                data_dir: k.dir.join("data"),
+                root_key_file: None,
+                json: false,
+            },
+            id: id.into(),
+            public_key: pub_pem,
+        },
+        &mut out,
+    )
+    .unwrap();
+    assert!(String::from_utf8_lossy(&out).contains(id));
+
+    for key_ref in [key.clone(), "alias/instance".to_string()] {
+        let out = run_script(
+            "alibaba_instance_flow.py",
+            vec![
+                k.host(),
+                key_file.display().to_string(),
+                password.into(),
+                key_ref,
+            ],
+        )
+        .await;
+        assert_steps(
+            &out,
+            &[
+                "AdvanceEncrypt AES_GCM ",
+                "AdvanceDecrypt AES_GCM ",
+                "AdvanceDecrypt wrong Aad refused",
+                "AdvanceEncrypt AES_CBC PKCS7_PADDING iv",
+                "AdvanceDecrypt AES_ECB NO_PADDING",
+                "AdvanceGenerateDataKey",
+                "AdvanceDecrypt(data key)",
+            ],
+        );
+    }
+}
