@@ -63,6 +63,13 @@ pub const TAG_LEN: usize = 16;
 pub const MAX_BLOB_BYTES: usize = 4 + 2 + 3 * 256 + MAX_PLAINTEXT_BYTES + BLOCK + TAG_LEN;
 
 const MAC_LABEL: &[u8] = b"sealgate/advance/v1/cbc-ecb-mac";
+/// The CMK version material also wraps DEKs (AES-KW); Advance* encrypts
+/// under a key derived from it, so no AES key serves two schemes.
+const ENC_LABEL: &[u8] = b"sealgate/advance/v1/enc";
+
+fn enc_key(material: &CmkMaterial) -> zeroize::Zeroizing<[u8; 32]> {
+    zeroize::Zeroizing::new(hmac256(material.expose(), ENC_LABEL))
+}
 
 /// An Advance encryption algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -436,7 +443,8 @@ pub fn seal<R: RngCore + CryptoRng>(
         iv,
     };
     let hb = header_bytes(&header)?;
-    let key = material.expose();
+    let derived = enc_key(material);
+    let key: &[u8; 32] = &derived;
     let mut blob = hb.clone();
     match (algorithm, padding) {
         (Algorithm::AesGcm, _) => {
@@ -568,7 +576,8 @@ pub fn open(
         return Err(AdvanceError::AadTooLarge);
     }
     let h = &parsed.header;
-    let key = material.expose();
+    let derived = enc_key(material);
+    let key: &[u8; 32] = &derived;
     let pt = match (h.algorithm, h.padding) {
         (Algorithm::AesGcm, _) => {
             let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| AdvanceError::DoesNotOpen)?;
@@ -771,9 +780,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.header.iv, iv);
-        // The CBC bytes in the blob are plain AES-256-CBC: the NIST vector.
+        // The CBC bytes in the blob are plain AES-256-CBC with the given Iv,
+        // under the key derived from the version material (not the material).
         let parsed = parse_blob(&s.blob).unwrap();
-        assert_eq!(hex::encode(&parsed.body[..64]), NIST_CBC_CT);
+        let derived = enc_key(&m);
+        let want = cbc_encrypt(&derived, &iv, &pt, PaddingMode::NoPadding).unwrap();
+        assert_eq!(&parsed.body[..64], &want[..]);
+        assert_ne!(hex::encode(&parsed.body[..64]), NIST_CBC_CT, "the raw material is not the key");
         let e = seal(
             &m,
             &params(Algorithm::AesCbc, None, Some(&iv[..12]), b""),
