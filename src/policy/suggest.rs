@@ -319,7 +319,7 @@ fn is_phone(s: &str) -> bool {
         return !rest.starts_with('0') && !rest.contains('+');
     }
     // a national number needs formatting that numbers and dates do not have
-    let formatted = s.contains('(') || s.matches(|c| c == ' ' || c == '-').count() >= 2;
+    let formatted = s.contains('(') || s.matches([' ', '-']).count() >= 2;
     let date_like = s.len() == 10 && s.as_bytes().get(4) == Some(&b'-');
     formatted && !date_like && !s.contains('+')
 }
