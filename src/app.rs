@@ -104,8 +104,13 @@ fn ensure_policy_keys(store: &KeyStore, set: &PolicySet) -> Result<(), StartErro
 
 /// The KMS faces over `store`, with the config's quota overrides.
 fn kms_faces(store: &Arc<KeyStore>, config: &Config) -> crate::kms::Faces {
-    let _ = (store, config);
-    crate::kms::Faces::default()
+    crate::kms::Faces {
+        tencent: Some(Arc::new(crate::kms::tencent::TencentFace::new(
+            store.clone(),
+            &config.kms_quotas,
+        ))),
+        ..crate::kms::Faces::default()
+    }
 }
 
 /// Opens everything and starts the listeners.
@@ -201,7 +206,9 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         let l = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let bound = l.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let bound = l
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
         let faces = kms_faces(&store, &config);
         let mut rx4 = rx.clone();
         tasks.push(tokio::spawn(crate::kms::serve(
