@@ -821,6 +821,48 @@ async fn data_key_can_come_back_under_the_callers_public_key() {
     );
 }
 
+#[tokio::test]
+async fn tc3_get_with_query_parameters() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "tc3-get").await;
+    let host = k.host();
+    let query = sign::form_encode(&[("KeyId", &key), ("Plaintext", "Z2V0")]);
+    let ts = now();
+    let tss = ts.to_string();
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("host", host.as_str()),
+        ("x-tc-action", "Encrypt"),
+        ("x-tc-version", "2019-01-18"),
+        ("x-tc-timestamp", tss.as_str()),
+    ];
+    let parts = RequestParts {
+        method: "GET",
+        path: "/",
+        query: &query,
+        headers: &headers,
+        body: b"",
+    };
+    let auth = sign::tc3_authorization(
+        &k.id,
+        k.secret.as_bytes(),
+        "kms",
+        ts,
+        &parts,
+        &["content-type", "host"],
+    )
+    .unwrap();
+    let mut all = headers.to_vec();
+    all.push(("authorization", &auth));
+    let (s, h, b) = send("GET", &format!("http://{host}/?{query}"), &all, "").await;
+    let v = checked(s, &h, &b);
+    let blob = v["Response"]["CiphertextBlob"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    let r = ok(&k, "Decrypt", json!({"CiphertextBlob": blob})).await;
+    assert_eq!(r["Plaintext"], "Z2V0");
+}
+
 /// v1-signed parameters for `action`, Signature included.
 fn v1_params(
     k: &Kms,

@@ -941,3 +941,84 @@ impl Face for TencentFace {
         json_response(&body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_documented_codes() {
+        let cases = [
+            (KeyError::CmkNotFound, "ResourceUnavailable.CmkNotFound"),
+            (KeyError::CmkDisabled, "ResourceUnavailable.CmkDisabled"),
+            (
+                KeyError::CmkPendingDelete,
+                "ResourceUnavailable.CmkStateNotSupport",
+            ),
+            (
+                KeyError::CmkPendingImport,
+                "ResourceUnavailable.CmkStateNotSupport",
+            ),
+            (
+                KeyError::DoesNotOpen,
+                "InvalidParameterValue.InvalidCiphertext",
+            ),
+            (
+                KeyError::VersionNotFound,
+                "InvalidParameterValue.InvalidCiphertext",
+            ),
+            (
+                KeyError::AliasAlreadyExists,
+                "InvalidParameterValue.AliasAlreadyExists",
+            ),
+            (KeyError::InvalidAlias, "InvalidParameterValue.InvalidAlias"),
+            (KeyError::LimitExceeded, "LimitExceeded.CmkLimitExceeded"),
+            (
+                KeyError::UnsupportedKeyUsage,
+                "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
+            ),
+            (
+                KeyError::DuplicateTagKey,
+                "InvalidParameterValue.TagKeysDuplicated",
+            ),
+            (KeyError::Store("disk on fire".into()), "InternalError"),
+        ];
+        for (e, code) in cases {
+            assert_eq!(key_error(e.clone()).code, code, "{e:?}");
+        }
+        // Store failures do not leak their detail to the client.
+        assert!(!key_error(KeyError::Store("disk on fire".into()))
+            .message
+            .contains("fire"));
+    }
+
+    #[test]
+    fn pem_public_keys_decode() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nAAEC\nAwQF\n-----END PUBLIC KEY-----\n";
+        assert_eq!(pem_to_der(pem), Some(vec![0, 1, 2, 3, 4, 5]));
+        assert_eq!(pem_to_der("AAECAwQF"), Some(vec![0, 1, 2, 3, 4, 5]));
+        assert_eq!(pem_to_der("-----BEGIN X-----\n%%%\n"), None);
+    }
+
+    #[test]
+    fn sm2_return_wrapping_is_unsupported_and_bad_keys_are_refused() {
+        let secret = SecretBytes::new(vec![1; 32]);
+        let sm2 = ReturnWrapping {
+            public_key_pem: "AAEC".into(),
+            algorithm: EnvelopeAlgorithm::Sm2,
+        };
+        assert_eq!(
+            returned_plaintext(&Some(sm2), &secret).unwrap_err().code,
+            "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion"
+        );
+        let junk = ReturnWrapping {
+            public_key_pem: "AAEC".into(),
+            algorithm: EnvelopeAlgorithm::RsaOaepSha256,
+        };
+        assert_eq!(
+            returned_plaintext(&Some(junk), &secret).unwrap_err().code,
+            "InvalidParameter"
+        );
+        assert_eq!(returned_plaintext(&None, &secret).unwrap(), b64(&[1; 32]));
+    }
+}
