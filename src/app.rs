@@ -116,6 +116,10 @@ fn kms_faces(store: &Arc<KeyStore>, config: &Config) -> crate::kms::Faces {
             store.clone(),
             config,
         ))),
+        tencent: Some(Arc::new(crate::kms::tencent::TencentFace::new(
+            store.clone(),
+            &config.kms_quotas,
+        ))),
         ..crate::kms::Faces::default()
     }
 }

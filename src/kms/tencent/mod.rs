@@ -6,9 +6,12 @@
 //! - [`wire`]: the response envelope, error codes, per-action quotas and the
 //!   typed, validated requests of every action.
 //!
-//! The HTTP handler (request → [`sign::verify`] → rate limit →
-//! [`wire::parse_request`] → key store → [`wire::success_body`]) wires them
-//! to the store.
+//! [`face`] is the HTTP handler (request → [`sign::verify`] → rate limit →
+//! [`wire::parse_request`] → key store → [`wire::success_body`]) that wires
+//! them to the store.
 
+pub mod face;
 pub mod sign;
 pub mod wire;
+
+pub use face::TencentFace;

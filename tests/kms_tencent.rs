@@ -1,0 +1,1245 @@
+//! The Tencent Cloud KMS face end to end: sealgate started in-process with
+//! its KMS listener on 127.0.0.1:0, requests signed with TC3 or v1 by
+//! `kms::tencent::sign`'s client functions, the legacy `/v2/index.php` API,
+//! a real-socket quota burst, and the official Python SDK
+//! (`tests/sdk/tencent_flow.py`, installed pinned by `tests/sdk/setup.sh`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{
+    KeySize, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
+    PublicEncryptingKey, OAEP_SHA256_MGF1SHA256,
+};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use common::*;
+use sealgate::kms::tencent::sign::{self, RequestParts, SignatureScheme};
+use serde_json::{json, Value};
+
+struct Kms {
+    app: sealgate::app::App,
+    dir: PathBuf,
+    id: String,
+    secret: String,
+}
+
+impl Kms {
+    fn host(&self) -> String {
+        self.app.kms_addr.unwrap().to_string()
+    }
+
+    /// A second credential, optionally limited to some keys.
+    fn credential(&self, keys: Option<Vec<String>>) -> (String, String) {
+        let c = self.app.store.create_credential(keys).unwrap();
+        (c.id, String::from_utf8(c.secret.expose().to_vec()).unwrap())
+    }
+}
+
+async fn start_kms(quotas: &[(&str, u32)]) -> Kms {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    let mut cfg = test_config(&dir, "http://127.0.0.1:9");
+    cfg.kms_listen = Some("127.0.0.1:0".parse().unwrap());
+    for (a, n) in quotas {
+        cfg.kms_quotas.insert(a.to_string(), *n);
+    }
+    let app = sealgate::app::start(cfg).await.unwrap();
+    let c = app.store.create_credential(None).unwrap();
+    Kms {
+        id: c.id,
+        secret: String::from_utf8(c.secret.expose().to_vec()).unwrap(),
+        app,
+        dir,
+    }
+}
+
+fn now() -> i64 {
+    sealgate::keys::unix_now() as i64
+}
+
+/// What came back: the parsed body, after checking status and content type.
+fn checked(status: u16, headers: &http::HeaderMap, body: &str) -> Value {
+    assert_eq!(status, 200, "Tencent answers 200 always: {body}");
+    assert_eq!(
+        headers.get("content-type").unwrap().to_str().unwrap(),
+        "application/json",
+        "content type must be exactly application/json"
+    );
+    serde_json::from_str(body).unwrap()
+}
+
+/// A TC3-signed API 3.0 call with full control over the signing inputs.
+#[allow(clippy::too_many_arguments)]
+async fn tc3_raw(
+    host: &str,
+    id: &str,
+    secret: &str,
+    action: &str,
+    version: &str,
+    timestamp: i64,
+    body: &str,
+    authorization: Option<&str>,
+) -> Value {
+    let ts = timestamp.to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("host", host),
+        ("x-tc-action", action),
+        ("x-tc-version", version),
+        ("x-tc-region", "ap-guangzhou"),
+        ("x-tc-timestamp", ts.as_str()),
+    ];
+    let parts = RequestParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let auth = match authorization {
+        Some(a) => a.to_string(),
+        None => sign::tc3_authorization(
+            id,
+            secret.as_bytes(),
+            "kms",
+            timestamp,
+            &parts,
+            &["content-type", "host"],
+        )
+        .unwrap(),
+    };
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    all.push(("authorization", &auth));
+    let (status, h, b) = send("POST", &format!("http://{host}/"), &all, body).await;
+    checked(status, &h, &b)
+}
+
+async fn call_as(k: &Kms, id: &str, secret: &str, action: &str, params: Value) -> Value {
+    tc3_raw(
+        &k.host(),
+        id,
+        secret,
+        action,
+        "2019-01-18",
+        now(),
+        &params.to_string(),
+        None,
+    )
+    .await
+}
+
+async fn call(k: &Kms, action: &str, params: Value) -> Value {
+    call_as(k, &k.id, &k.secret, action, params).await
+}
+
+/// The `Response` of a successful call (panics with the error otherwise).
+async fn ok(k: &Kms, action: &str, params: Value) -> Value {
+    let v = call(k, action, params).await;
+    let r = v["Response"].clone();
+    assert!(r.get("Error").is_none(), "{action} failed: {r}");
+    let rid = r["RequestId"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(rid).is_ok(), "RequestId {rid:?}");
+    r
+}
+
+fn code(v: &Value) -> String {
+    let r = &v["Response"];
+    assert!(
+        uuid::Uuid::parse_str(r["RequestId"].as_str().unwrap_or("")).is_ok(),
+        "error without RequestId: {v}"
+    );
+    r["Error"]["Code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error, got {v}"))
+        .to_string()
+}
+
+async fn err(k: &Kms, action: &str, params: Value) -> String {
+    code(&call(k, action, params).await)
+}
+
+async fn create_key(k: &Kms, alias: &str) -> String {
+    let r = ok(k, "CreateKey", json!({"Alias": alias})).await;
+    r["KeyId"].as_str().unwrap().to_string()
+}
+
+fn b64(b: &[u8]) -> String {
+    B64.encode(b)
+}
+
+#[tokio::test]
+async fn authentication_errors_are_tencents() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "auth-a").await;
+    let other = create_key(&k, "auth-b").await;
+    let body = json!({"KeyId": key, "Plaintext": "aGVsbG8="}).to_string();
+    let host = k.host();
+    let v = |id: &str, secret: &str, ts: i64| {
+        let (host, body) = (host.clone(), body.clone());
+        let (id, secret) = (id.to_string(), secret.to_string());
+        async move {
+            tc3_raw(
+                &host,
+                &id,
+                &secret,
+                "Encrypt",
+                "2019-01-18",
+                ts,
+                &body,
+                None,
+            )
+            .await
+        }
+    };
+
+    let good = v(&k.id, &k.secret, now()).await;
+    assert!(good["Response"]["CiphertextBlob"].is_string(), "{good}");
+    let wrong_secret = format!("{}x", k.secret);
+    assert_eq!(
+        code(&v(&k.id, &wrong_secret, now()).await),
+        "AuthFailure.SignatureFailure"
+    );
+    assert_eq!(
+        code(&v(&k.id, &k.secret, now() - 600).await),
+        "AuthFailure.SignatureExpire"
+    );
+    assert_eq!(
+        code(&v(&k.id, &k.secret, now() + 600).await),
+        "AuthFailure.SignatureExpire"
+    );
+    assert_eq!(
+        code(&v("AKIDnobodyhasthisid", &k.secret, now()).await),
+        "AuthFailure.SecretIdNotFound"
+    );
+    let garbage = tc3_raw(
+        &host,
+        &k.id,
+        &k.secret,
+        "Encrypt",
+        "2019-01-18",
+        now(),
+        &body,
+        Some("TC3-HMAC-SHA256 this is not it"),
+    )
+    .await;
+    assert_eq!(code(&garbage), "AuthFailure.InvalidAuthorization");
+
+    // A body changed after signing does not verify.
+    let ts = now();
+    let tss = ts.to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("host", host.as_str()),
+        ("x-tc-action", "Encrypt"),
+        ("x-tc-version", "2019-01-18"),
+        ("x-tc-timestamp", tss.as_str()),
+    ];
+    let parts = RequestParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let auth = sign::tc3_authorization(
+        &k.id,
+        k.secret.as_bytes(),
+        "kms",
+        ts,
+        &parts,
+        &["content-type", "host"],
+    )
+    .unwrap();
+    let mut all = headers.to_vec();
+    all.push(("authorization", &auth));
+    let tampered = body.replace("aGVsbG8=", "aGVsbG9=");
+    let (s, h, b) = send("POST", &format!("http://{host}/"), &all, &tampered).await;
+    assert_eq!(code(&checked(s, &h, &b)), "AuthFailure.SignatureFailure");
+
+    // A credential limited to one key: that key works, others do not.
+    let (lid, lsecret) = k.credential(Some(vec![key.clone()]));
+    let mine = call_as(
+        &k,
+        &lid,
+        &lsecret,
+        "Encrypt",
+        json!({"KeyId": key, "Plaintext": "AA=="}),
+    )
+    .await;
+    let blob = mine["Response"]["CiphertextBlob"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{mine}"))
+        .to_string();
+    for (action, params) in [
+        ("Encrypt", json!({"KeyId": other, "Plaintext": "AA=="})),
+        ("DescribeKey", json!({"KeyId": other})),
+        ("DisableKey", json!({"KeyId": other})),
+        ("CreateKey", json!({"Alias": "limited-made"})),
+    ] {
+        let v = call_as(&k, &lid, &lsecret, action, params).await;
+        assert_eq!(code(&v), "AuthFailure.UnauthorizedOperation", "{action}");
+    }
+    // ... including a ciphertext made under another key by someone else.
+    let theirs = ok(&k, "Encrypt", json!({"KeyId": other, "Plaintext": "AA=="})).await;
+    let v = call_as(
+        &k,
+        &lid,
+        &lsecret,
+        "Decrypt",
+        json!({"CiphertextBlob": theirs["CiphertextBlob"]}),
+    )
+    .await;
+    assert_eq!(code(&v), "AuthFailure.UnauthorizedOperation");
+    let v = call_as(
+        &k,
+        &lid,
+        &lsecret,
+        "Decrypt",
+        json!({"CiphertextBlob": blob}),
+    )
+    .await;
+    assert_eq!(v["Response"]["Plaintext"], "AA==", "{v}");
+    // ListKeys shows a limited credential only its keys.
+    let v = call_as(&k, &lid, &lsecret, "ListKeys", json!({})).await;
+    assert_eq!(v["Response"]["TotalCount"], 1, "{v}");
+    assert_eq!(v["Response"]["Keys"][0]["KeyId"], key.as_str());
+
+    // A revoked credential is unknown.
+    k.app.store.revoke_credential(&lid).unwrap();
+    let v = call_as(&k, &lid, &lsecret, "ListKeys", json!({})).await;
+    assert_eq!(code(&v), "AuthFailure.SecretIdNotFound");
+}
+
+#[tokio::test]
+async fn actions_and_parameters_are_checked() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "params").await;
+    assert_eq!(err(&k, "NoSuchAction", json!({})).await, "InvalidAction");
+    let v = tc3_raw(
+        &k.host(),
+        &k.id,
+        &k.secret,
+        "Encrypt",
+        "2017-03-12",
+        now(),
+        "{}",
+        None,
+    )
+    .await;
+    assert_eq!(code(&v), "NoSuchVersion");
+    assert_eq!(
+        err(&k, "Encrypt", json!({"KeyId": key})).await,
+        "MissingParameter"
+    );
+    assert_eq!(
+        err(&k, "Encrypt", json!({"Plaintext": "AA=="})).await,
+        "MissingParameter"
+    );
+    let big = b64(&vec![1u8; 4097]);
+    assert_eq!(
+        err(&k, "Encrypt", json!({"KeyId": key, "Plaintext": big})).await,
+        "InvalidParameterValue.InvalidPlaintext"
+    );
+    let most = b64(&vec![1u8; 4096]);
+    ok(&k, "Encrypt", json!({"KeyId": key, "Plaintext": most})).await;
+    assert_eq!(
+        err(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "%%%"})).await,
+        "InvalidParameterValue.InvalidPlaintext"
+    );
+    let ctx = format!(r#"{{"a":"{}"}}"#, "x".repeat(1020));
+    assert_eq!(
+        err(
+            &k,
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": "AA==", "EncryptionContext": ctx})
+        )
+        .await,
+        "InvalidParameter"
+    );
+    assert_eq!(
+        err(
+            &k,
+            "Decrypt",
+            json!({"CiphertextBlob": "not base64 at all!"})
+        )
+        .await,
+        "InvalidParameterValue.InvalidCiphertext"
+    );
+    assert_eq!(
+        err(&k, "Decrypt", json!({"CiphertextBlob": b64(b"short")})).await,
+        "InvalidParameterValue.InvalidCiphertext"
+    );
+    for n in [0, 1025] {
+        assert_eq!(
+            err(
+                &k,
+                "GenerateDataKey",
+                json!({"KeyId": key, "NumberOfBytes": n})
+            )
+            .await,
+            "InvalidParameter"
+        );
+        assert_eq!(
+            err(&k, "GenerateRandom", json!({"NumberOfBytes": n})).await,
+            "InvalidParameter"
+        );
+    }
+    assert_eq!(
+        err(
+            &k,
+            "ScheduleKeyDeletion",
+            json!({"KeyId": key, "PendingWindowInDays": 6})
+        )
+        .await,
+        "InvalidParameter.InvalidPendingWindowInDays"
+    );
+    assert_eq!(
+        err(&k, "DescribeKeys", json!({"KeyIds": [key, key]})).await,
+        "InvalidParameterValue.DuplicatedKeyId"
+    );
+    assert_eq!(
+        err(&k, "DescribeKey", json!({"KeyId": "not a key id!"})).await,
+        "InvalidParameterValue.InvalidKeyId"
+    );
+    let missing = uuid::Uuid::new_v4().to_string();
+    assert_eq!(
+        err(&k, "DescribeKey", json!({"KeyId": missing})).await,
+        "ResourceUnavailable.CmkNotFound"
+    );
+    // A non-JSON body.
+    let v = tc3_raw(
+        &k.host(),
+        &k.id,
+        &k.secret,
+        "ListKeys",
+        "2019-01-18",
+        now(),
+        "KeyId=1",
+        None,
+    )
+    .await;
+    assert_eq!(code(&v), "InvalidParameter");
+    // Generated sizes.
+    let r = ok(&k, "GenerateRandom", json!({"NumberOfBytes": 17})).await;
+    assert_eq!(
+        B64.decode(r["Plaintext"].as_str().unwrap()).unwrap().len(),
+        17
+    );
+    let r = ok(
+        &k,
+        "GenerateDataKey",
+        json!({"KeyId": key, "KeySpec": "AES_128", "NumberOfBytes": 48}),
+    )
+    .await;
+    assert_eq!(
+        B64.decode(r["Plaintext"].as_str().unwrap()).unwrap().len(),
+        48,
+        "NumberOfBytes wins over KeySpec"
+    );
+    let r = ok(
+        &k,
+        "GenerateDataKey",
+        json!({"KeyId": key, "KeySpec": "AES_128"}),
+    )
+    .await;
+    assert_eq!(
+        B64.decode(r["Plaintext"].as_str().unwrap()).unwrap().len(),
+        16
+    );
+}
+
+#[tokio::test]
+async fn key_life_cycle_and_cryptography() {
+    let k = start_kms(&[]).await;
+    let r = ok(
+        &k,
+        "CreateKey",
+        json!({"Alias": "life", "Description": "d1", "Tags": [{"TagKey": "team", "TagValue": "a"}]}),
+    )
+    .await;
+    assert_eq!(r["KeyState"], "Enabled");
+    assert_eq!(r["KeyUsage"], "ENCRYPT_DECRYPT");
+    assert_eq!(r["Alias"], "life");
+    let key = r["KeyId"].as_str().unwrap().to_string();
+    assert_eq!(
+        err(&k, "CreateKey", json!({"Alias": "life"})).await,
+        "InvalidParameterValue.AliasAlreadyExists"
+    );
+    assert_eq!(
+        err(&k, "CreateKey", json!({"Alias": "kms-reserved"})).await,
+        "InvalidParameterValue.InvalidAlias"
+    );
+    assert_eq!(
+        err(
+            &k,
+            "CreateKey",
+            json!({"Alias": "rsa", "KeyUsage": "ASYMMETRIC_DECRYPT_RSA_2048"})
+        )
+        .await,
+        "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion"
+    );
+    assert_eq!(
+        err(
+            &k,
+            "CreateKey",
+            json!({"Alias": "t", "Tags": [{"TagKey": "x"}, {"TagKey": "x"}]})
+        )
+        .await,
+        "InvalidParameterValue.TagKeysDuplicated"
+    );
+
+    // Encrypt / Decrypt with a context, whose key order does not matter.
+    let msg = b"field value \x00\xff";
+    let r = ok(
+        &k,
+        "Encrypt",
+        json!({"KeyId": key, "Plaintext": b64(msg), "EncryptionContext": r#"{"a":1,"b":"x"}"#}),
+    )
+    .await;
+    assert_eq!(r["KeyId"], key.as_str());
+    let blob = r["CiphertextBlob"].as_str().unwrap().to_string();
+    let r = ok(
+        &k,
+        "Decrypt",
+        json!({"CiphertextBlob": blob, "EncryptionContext": r#"{ "b": "x", "a": 1 }"#}),
+    )
+    .await;
+    assert_eq!(B64.decode(r["Plaintext"].as_str().unwrap()).unwrap(), msg);
+    assert_eq!(r["KeyId"], key.as_str());
+    assert_eq!(
+        err(&k, "Decrypt", json!({"CiphertextBlob": blob})).await,
+        "InvalidParameterValue.InvalidCiphertext"
+    );
+    // Alias works where a KeyId does.
+    ok(&k, "Encrypt", json!({"KeyId": "life", "Plaintext": "AA=="})).await;
+
+    // ReEncrypt onto another key.
+    let other = create_key(&k, "life-other").await;
+    let r = ok(
+        &k,
+        "ReEncrypt",
+        json!({"CiphertextBlob": blob, "SourceEncryptionContext": r#"{"a":1,"b":"x"}"#, "DestinationKeyId": other}),
+    )
+    .await;
+    assert_eq!(r["SourceKeyId"], key.as_str());
+    assert_eq!(r["KeyId"], other.as_str());
+    assert_eq!(r["ReEncrypted"], true);
+    let r = ok(
+        &k,
+        "Decrypt",
+        json!({"CiphertextBlob": r["CiphertextBlob"]}),
+    )
+    .await;
+    assert_eq!(B64.decode(r["Plaintext"].as_str().unwrap()).unwrap(), msg);
+
+    // Describe, list, update.
+    ok(
+        &k,
+        "UpdateKeyDescription",
+        json!({"KeyId": key, "Description": "d2"}),
+    )
+    .await;
+    ok(&k, "UpdateAlias", json!({"KeyId": key, "Alias": "life2"})).await;
+    assert_eq!(
+        err(
+            &k,
+            "UpdateAlias",
+            json!({"KeyId": key, "Alias": "life-other"})
+        )
+        .await,
+        "InvalidParameterValue.AliasAlreadyExists"
+    );
+    let r = ok(&k, "DescribeKey", json!({"KeyId": key})).await;
+    let m = &r["KeyMetadata"];
+    assert_eq!(
+        (
+            m["Alias"].as_str(),
+            m["Description"].as_str(),
+            m["Origin"].as_str(),
+            m["Type"].as_i64()
+        ),
+        (Some("life2"), Some("d2"), Some("TENCENT_KMS"), Some(1))
+    );
+    let r = ok(&k, "DescribeKeys", json!({"KeyIds": [key, other]})).await;
+    assert_eq!(r["KeyMetadatas"].as_array().unwrap().len(), 2);
+    let r = ok(&k, "ListKeys", json!({"Limit": 1})).await;
+    assert_eq!(r["TotalCount"], 2);
+    assert_eq!(r["Keys"].as_array().unwrap().len(), 1);
+    let r = ok(
+        &k,
+        "ListKeyDetail",
+        json!({"SearchKeyAlias": "life2", "TagFilters": [{"TagKey": "team", "TagValue": ["a"]}]}),
+    )
+    .await;
+    assert_eq!(r["TotalCount"], 1, "{r}");
+    assert_eq!(r["KeyMetadatas"][0]["KeyId"], key.as_str());
+
+    // Rotation: status, RotateKey, old ciphertexts still open.
+    ok(
+        &k,
+        "EnableKeyRotation",
+        json!({"KeyId": key, "RotateDays": 30}),
+    )
+    .await;
+    let r = ok(&k, "GetKeyRotationStatus", json!({"KeyId": key})).await;
+    assert_eq!(r["KeyRotationEnabled"], true);
+    let r = ok(&k, "RotateKey", json!({"KeyId": key})).await;
+    assert!(r["TaskId"].is_string());
+    let r = ok(
+        &k,
+        "Decrypt",
+        json!({"CiphertextBlob": blob, "EncryptionContext": r#"{"a":1,"b":"x"}"#}),
+    )
+    .await;
+    assert_eq!(B64.decode(r["Plaintext"].as_str().unwrap()).unwrap(), msg);
+    ok(&k, "DisableKeyRotation", json!({"KeyId": key})).await;
+    let r = ok(&k, "GetKeyRotationStatus", json!({"KeyId": key})).await;
+    assert_eq!(r["KeyRotationEnabled"], false);
+
+    // Disable / enable / deletion.
+    assert_eq!(
+        err(
+            &k,
+            "ScheduleKeyDeletion",
+            json!({"KeyId": key, "PendingWindowInDays": 7})
+        )
+        .await,
+        "ResourceUnavailable.CmkShouldBeDisabled"
+    );
+    ok(&k, "DisableKeys", json!({"KeyIds": [key, other]})).await;
+    assert_eq!(
+        err(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "AA=="})).await,
+        "ResourceUnavailable.CmkDisabled"
+    );
+    assert_eq!(
+        err(
+            &k,
+            "Decrypt",
+            json!({"CiphertextBlob": blob, "EncryptionContext": r#"{"a":1,"b":"x"}"#})
+        )
+        .await,
+        "ResourceUnavailable.CmkDisabled"
+    );
+    assert_eq!(
+        err(&k, "CancelKeyDeletion", json!({"KeyId": key})).await,
+        "ResourceUnavailable.CmkNotPendingDelete"
+    );
+    let r = ok(
+        &k,
+        "ScheduleKeyDeletion",
+        json!({"KeyId": key, "PendingWindowInDays": 7}),
+    )
+    .await;
+    let in_a_week = now() + 7 * 86_400;
+    let d = r["DeletionDate"].as_i64().unwrap();
+    assert!((in_a_week - 60..=in_a_week + 60).contains(&d), "{r}");
+    let r = ok(&k, "DescribeKey", json!({"KeyId": key})).await;
+    assert_eq!(r["KeyMetadata"]["KeyState"], "PendingDelete");
+    assert_eq!(
+        err(&k, "EnableKey", json!({"KeyId": key})).await,
+        "ResourceUnavailable.CmkStateNotSupport"
+    );
+    assert_eq!(
+        err(&k, "EnableKeys", json!({"KeyIds": [other, key]})).await,
+        "ResourceUnavailable.CmkStateNotSupport"
+    );
+    let r = ok(&k, "DescribeKey", json!({"KeyId": other})).await;
+    assert_eq!(
+        r["KeyMetadata"]["KeyState"], "Disabled",
+        "a refused batch changes nothing"
+    );
+    let r = ok(&k, "CancelKeyDeletion", json!({"KeyId": key})).await;
+    assert_eq!(r["KeyId"], key.as_str());
+    ok(&k, "EnableKeys", json!({"KeyIds": [key, other]})).await;
+    ok(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "AA=="})).await;
+
+    // Asymmetric actions on a symmetric key; service facts.
+    assert_eq!(
+        err(&k, "GetPublicKey", json!({"KeyId": key})).await,
+        "InvalidParameterValue.InvalidKeyUsage"
+    );
+    assert_eq!(
+        err(
+            &k,
+            "AsymmetricRsaDecrypt",
+            json!({"KeyId": key, "Ciphertext": "AA==", "Algorithm": "RSAES_OAEP_SHA_256"})
+        )
+        .await,
+        "InvalidParameterValue.InvalidKeyUsage"
+    );
+    let r = ok(&k, "ListAlgorithms", json!({})).await;
+    assert_eq!(
+        r["SymmetricAlgorithms"][0],
+        json!({"KeyUsage": "ENCRYPT_DECRYPT", "Algorithm": "AES_256"})
+    );
+    let r = ok(&k, "GetServiceStatus", json!({})).await;
+    assert_eq!(r["ServiceEnabled"], true);
+}
+
+#[tokio::test]
+async fn external_keys_import_material_wrapped_with_rsa() {
+    let k = start_kms(&[]).await;
+    let normal = create_key(&k, "not-external").await;
+    let r = ok(&k, "CreateKey", json!({"Alias": "ext", "Type": 2})).await;
+    assert_eq!(r["KeyState"], "PendingImport");
+    let key = r["KeyId"].as_str().unwrap().to_string();
+    assert_eq!(
+        err(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "AA=="})).await,
+        "ResourceUnavailable.CmkStateNotSupport"
+    );
+    let gp = |id: &str| json!({"KeyId": id, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"});
+    assert_eq!(
+        err(&k, "GetParametersForImport", gp(&normal)).await,
+        "UnsupportedOperation.NotExternalCmk"
+    );
+    let p = ok(&k, "GetParametersForImport", gp(&key)).await;
+    let valid_to = p["ParametersValidTo"].as_i64().unwrap();
+    assert!((now() + 86_300..=now() + 86_500).contains(&valid_to), "{p}");
+    let token = p["ImportToken"].as_str().unwrap().to_string();
+    let der = B64.decode(p["PublicKey"].as_str().unwrap()).unwrap();
+    let public =
+        OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&der).unwrap()).unwrap();
+    let wrap = |material: &[u8]| {
+        let mut out = vec![0u8; public.ciphertext_size()];
+        let n = public
+            .encrypt(&OAEP_SHA256_MGF1SHA256, material, &mut out, None)
+            .unwrap()
+            .len();
+        b64(&out[..n])
+    };
+    let material = [0x5au8; 32];
+    let import = |token: &str, wrapped: String| json!({"KeyId": key, "EncryptedKeyMaterial": wrapped, "ImportToken": token});
+    assert_eq!(
+        err(
+            &k,
+            "ImportKeyMaterial",
+            import("wrong-token", wrap(&material))
+        )
+        .await,
+        "InvalidParameter"
+    );
+    assert_eq!(
+        err(&k, "ImportKeyMaterial", import(&token, wrap(&[1u8; 16]))).await,
+        "InvalidParameter.DecryptMaterialError"
+    );
+    assert_eq!(
+        err(&k, "ImportKeyMaterial", import(&token, b64(&[7u8; 256]))).await,
+        "InvalidParameter.DecryptMaterialError"
+    );
+    ok(&k, "ImportKeyMaterial", import(&token, wrap(&material))).await;
+    let r = ok(&k, "DescribeKey", json!({"KeyId": key})).await;
+    let m = &r["KeyMetadata"];
+    assert_eq!(
+        (
+            m["KeyState"].as_str(),
+            m["Origin"].as_str(),
+            m["Type"].as_i64()
+        ),
+        (Some("Enabled"), Some("EXTERNAL"), Some(2))
+    );
+    let r = ok(
+        &k,
+        "Encrypt",
+        json!({"KeyId": key, "Plaintext": "c2VhbA=="}),
+    )
+    .await;
+    let r = ok(
+        &k,
+        "Decrypt",
+        json!({"CiphertextBlob": r["CiphertextBlob"]}),
+    )
+    .await;
+    assert_eq!(r["Plaintext"], "c2VhbA==");
+    assert_eq!(
+        err(&k, "ImportKeyMaterial", import(&token, wrap(&material))).await,
+        "ResourceUnavailable.CmkStateNotSupport"
+    );
+    assert_eq!(
+        err(&k, "EnableKeyRotation", json!({"KeyId": key})).await,
+        "UnsupportedOperation.ExternalCmkCanNotRotate"
+    );
+    assert_eq!(
+        err(&k, "RotateKey", json!({"KeyId": key})).await,
+        "UnsupportedOperation.ExternalCmkCanNotRotate"
+    );
+}
+
+#[tokio::test]
+async fn data_key_can_come_back_under_the_callers_public_key() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "wrapped").await;
+    let private = PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
+    let der = private.public_key().as_der().unwrap();
+    let body = B64.encode(der.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    );
+    let r = ok(
+        &k,
+        "GenerateDataKey",
+        json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionPublicKey": pem, "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+    )
+    .await;
+    let wrapped = B64.decode(r["Plaintext"].as_str().unwrap()).unwrap();
+    assert_eq!(wrapped.len(), 256, "RSA-2048 ciphertext");
+    let dec = OaepPrivateDecryptingKey::new(private).unwrap();
+    let mut out = vec![0u8; dec.min_output_size()];
+    let dk = dec
+        .decrypt(&OAEP_SHA256_MGF1SHA256, &wrapped, &mut out, None)
+        .unwrap()
+        .to_vec();
+    assert_eq!(dk.len(), 32);
+    let plain = ok(
+        &k,
+        "Decrypt",
+        json!({"CiphertextBlob": r["CiphertextBlob"]}),
+    )
+    .await;
+    assert_eq!(
+        B64.decode(plain["Plaintext"].as_str().unwrap()).unwrap(),
+        dk
+    );
+    assert_eq!(
+        err(
+            &k,
+            "GenerateDataKey",
+            json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionPublicKey": pem})
+        )
+        .await,
+        "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
+        "SM2 (the default algorithm) is not offered"
+    );
+}
+
+#[tokio::test]
+async fn tc3_get_with_query_parameters() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "tc3-get").await;
+    let host = k.host();
+    let query = sign::form_encode(&[("KeyId", &key), ("Plaintext", "Z2V0")]);
+    let ts = now();
+    let tss = ts.to_string();
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("host", host.as_str()),
+        ("x-tc-action", "Encrypt"),
+        ("x-tc-version", "2019-01-18"),
+        ("x-tc-timestamp", tss.as_str()),
+    ];
+    let parts = RequestParts {
+        method: "GET",
+        path: "/",
+        query: &query,
+        headers: &headers,
+        body: b"",
+    };
+    let auth = sign::tc3_authorization(
+        &k.id,
+        k.secret.as_bytes(),
+        "kms",
+        ts,
+        &parts,
+        &["content-type", "host"],
+    )
+    .unwrap();
+    let mut all = headers.to_vec();
+    all.push(("authorization", &auth));
+    let (s, h, b) = send("GET", &format!("http://{host}/?{query}"), &all, "").await;
+    let v = checked(s, &h, &b);
+    let blob = v["Response"]["CiphertextBlob"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    let r = ok(&k, "Decrypt", json!({"CiphertextBlob": blob})).await;
+    assert_eq!(r["Plaintext"], "Z2V0");
+}
+
+/// v1-signed parameters for `action`, Signature included.
+fn v1_params(
+    k: &Kms,
+    path: &str,
+    method: &str,
+    scheme: SignatureScheme,
+    params: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let ts = now().to_string();
+    let host = k.host();
+    let mut all: Vec<(&str, &str)> = vec![
+        ("SecretId", &k.id),
+        ("Timestamp", &ts),
+        ("Nonce", "31337"),
+        (
+            "SignatureMethod",
+            if scheme == SignatureScheme::V1HmacSha256 {
+                "HmacSHA256"
+            } else {
+                "HmacSHA1"
+            },
+        ),
+    ];
+    all.extend_from_slice(params);
+    let sig = sign::sign_v1(k.secret.as_bytes(), scheme, method, &host, path, &all);
+    let mut out: Vec<(String, String)> = all
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    out.push(("Signature".into(), sig));
+    out
+}
+
+fn encode(params: &[(String, String)]) -> String {
+    let pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    sign::form_encode(&pairs)
+}
+
+#[tokio::test]
+async fn signature_v1_get_and_post_form() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "v1").await;
+    let host = k.host();
+    let p = v1_params(
+        &k,
+        "/",
+        "GET",
+        SignatureScheme::V1HmacSha256,
+        &[
+            ("Action", "Encrypt"),
+            ("Version", "2019-01-18"),
+            ("Region", "ap-guangzhou"),
+            ("KeyId", &key),
+            ("Plaintext", "djEgaGVsbG8="),
+            ("EncryptionContext", r#"{"k":"v w"}"#),
+        ],
+    );
+    let (s, h, b) = send(
+        "GET",
+        &format!("http://{host}/?{}", encode(&p)),
+        &[("host", &host)],
+        "",
+    )
+    .await;
+    let v = checked(s, &h, &b);
+    let blob = v["Response"]["CiphertextBlob"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_string();
+
+    let p = v1_params(
+        &k,
+        "/",
+        "POST",
+        SignatureScheme::V1HmacSha1,
+        &[
+            ("Action", "Decrypt"),
+            ("Version", "2019-01-18"),
+            ("CiphertextBlob", &blob),
+            ("EncryptionContext", r#"{"k":"v w"}"#),
+        ],
+    );
+    let (s, h, b) = send(
+        "POST",
+        &format!("http://{host}/"),
+        &[
+            ("host", &host),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        &encode(&p),
+    )
+    .await;
+    let v = checked(s, &h, &b);
+    assert_eq!(v["Response"]["Plaintext"], "djEgaGVsbG8=", "{v}");
+
+    // Batch parameters in flat form.
+    let p = v1_params(
+        &k,
+        "/",
+        "GET",
+        SignatureScheme::V1HmacSha1,
+        &[
+            ("Action", "DescribeKeys"),
+            ("Version", "2019-01-18"),
+            ("KeyIds.0", &key),
+        ],
+    );
+    let (s, h, b) = send(
+        "GET",
+        &format!("http://{host}/?{}", encode(&p)),
+        &[("host", &host)],
+        "",
+    )
+    .await;
+    let v = checked(s, &h, &b);
+    assert_eq!(
+        v["Response"]["KeyMetadatas"][0]["KeyId"],
+        key.as_str(),
+        "{v}"
+    );
+
+    // A parameter changed after signing.
+    let mut p = v1_params(
+        &k,
+        "/",
+        "GET",
+        SignatureScheme::V1HmacSha1,
+        &[("Action", "ListKeys"), ("Version", "2019-01-18")],
+    );
+    p.push(("Limit".into(), "5".into()));
+    let (s, h, b) = send(
+        "GET",
+        &format!("http://{host}/?{}", encode(&p)),
+        &[("host", &host)],
+        "",
+    )
+    .await;
+    assert_eq!(code(&checked(s, &h, &b)), "AuthFailure.SignatureFailure");
+}
+
+#[tokio::test]
+async fn legacy_v2_index_php() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "legacy").await;
+    let host = k.host();
+    let legacy = |params: Vec<(String, String)>| {
+        let host = host.clone();
+        async move {
+            let (s, h, b) = send(
+                "GET",
+                &format!("http://{host}/v2/index.php?{}", encode(&params)),
+                &[("host", &host)],
+                "",
+            )
+            .await;
+            checked(s, &h, &b)
+        }
+    };
+    let v = legacy(v1_params(
+        &k,
+        "/v2/index.php",
+        "GET",
+        SignatureScheme::V1HmacSha1,
+        &[
+            ("Action", "GenerateDataKey"),
+            ("keyId", &key),
+            ("keySpec", "AES_256"),
+            ("numberOfBytes", "24"),
+            ("encryptionContext", r#"{"app":"old"}"#),
+        ],
+    ))
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(v["message"], "");
+    assert!(uuid::Uuid::parse_str(v["requestId"].as_str().unwrap()).is_ok());
+    assert_eq!(v["keyId"], key.as_str());
+    let dk = B64.decode(v["plaintext"].as_str().unwrap()).unwrap();
+    assert_eq!(dk.len(), 24, "numberOfBytes wins");
+    let blob = v["ciphertextBlob"].as_str().unwrap().to_string();
+
+    let v = legacy(v1_params(
+        &k,
+        "/v2/index.php",
+        "GET",
+        SignatureScheme::V1HmacSha1,
+        &[
+            ("Action", "Decrypt"),
+            ("ciphertextBlob", &blob),
+            ("encryptionContext", r#"{"app":"old"}"#),
+        ],
+    ))
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(B64.decode(v["plaintext"].as_str().unwrap()).unwrap(), dk);
+
+    let v = legacy(v1_params(
+        &k,
+        "/v2/index.php",
+        "GET",
+        SignatureScheme::V1HmacSha1,
+        &[
+            ("Action", "Encrypt"),
+            ("keyId", &key),
+            ("plaintext", "AA=="),
+        ],
+    ))
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert!(v["ciphertextBlob"].is_string());
+
+    // Errors: flat, numeric code, the API 3.0 code alongside.
+    let missing = uuid::Uuid::new_v4().to_string();
+    let v = legacy(v1_params(
+        &k,
+        "/v2/index.php",
+        "GET",
+        SignatureScheme::V1HmacSha1,
+        &[
+            ("Action", "Encrypt"),
+            ("keyId", &missing),
+            ("plaintext", "AA=="),
+        ],
+    ))
+    .await;
+    assert_eq!(v["code"], 5000, "{v}");
+    assert_eq!(v["codeDesc"], "ResourceUnavailable.CmkNotFound");
+    assert!(v.get("Response").is_none());
+    let v = legacy(v1_params(
+        &k,
+        "/v2/index.php",
+        "GET",
+        SignatureScheme::V1HmacSha1,
+        &[("Action", "ListKeys")],
+    ))
+    .await;
+    assert_eq!(v["codeDesc"], "InvalidAction", "{v}");
+    let mut p = v1_params(
+        &k,
+        "/v2/index.php",
+        "GET",
+        SignatureScheme::V1HmacSha1,
+        &[
+            ("Action", "Encrypt"),
+            ("keyId", &key),
+            ("plaintext", "AA=="),
+        ],
+    );
+    p.last_mut().unwrap().1 = "AAAA".into();
+    let v = legacy(p).await;
+    assert_eq!(v["code"], 4100, "{v}");
+    assert_eq!(v["codeDesc"], "AuthFailure.SignatureFailure");
+}
+
+#[tokio::test]
+async fn quota_holds_on_a_real_socket() {
+    let k = start_kms(&[("Encrypt", 5)]).await;
+    let key = create_key(&k, "burst").await;
+    let params = json!({"KeyId": key, "Plaintext": "AA=="});
+    let mut codes = Vec::new();
+    for _ in 0..30 {
+        let v = call(&k, "Encrypt", params.clone()).await;
+        codes.push(
+            v["Response"]["Error"]["Code"]
+                .as_str()
+                .unwrap_or("ok")
+                .to_string(),
+        );
+    }
+    assert!(
+        codes[..5].iter().all(|c| c == "ok"),
+        "the first 5 are within quota: {codes:?}"
+    );
+    assert!(
+        codes.iter().any(|c| c == "RequestLimitExceeded"),
+        "30 back-to-back Encrypts at 5/s must hit the quota: {codes:?}"
+    );
+    assert!(codes
+        .iter()
+        .all(|c| c == "ok" || c == "RequestLimitExceeded"));
+    // Other actions and other credentials have their own buckets.
+    ok(&k, "DescribeKey", json!({"KeyId": key})).await;
+    let (id2, secret2) = k.credential(None);
+    let v = call_as(&k, &id2, &secret2, "Encrypt", params.clone()).await;
+    assert!(v["Response"]["CiphertextBlob"].is_string(), "{v}");
+}
+
+/// Runs tests/sdk/setup.sh once; returns the venv's python.
+fn sdk_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new("bash")
+            .arg(root.join("tests/sdk/setup.sh"))
+            .output()
+            .expect("run tests/sdk/setup.sh");
+        assert!(
+            out.status.success(),
+            "tests/sdk/setup.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(stdout.trim().lines().last().unwrap_or("").trim())
+    })
+    .clone()
+}
+
+async fn run_sdk_flow(k: &Kms, extra: Vec<String>) -> String {
+    let python = sdk_python();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/tencent_flow.py");
+    let mut args = vec![
+        script.display().to_string(),
+        "--endpoint".into(),
+        k.host(),
+        "--secret-id".into(),
+        k.id.clone(),
+        "--secret-key".into(),
+        k.secret.clone(),
+    ];
+    args.extend(extra);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(&args)
+            .output()
+            .expect("run tencent_flow.py")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "tencent_flow.py failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk_walks_a_key_life() {
+    let k = start_kms(&[]).await;
+    let out = run_sdk_flow(&k, Vec::new()).await;
+    for step in [
+        "CreateKey",
+        "Encrypt while disabled",
+        "Rotate",
+        "Decrypt old ciphertext",
+        "Wrong SecretKey",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("\"step\": \"{step}\"")))
+            .unwrap_or_else(|| panic!("no step {step:?} in:\n{out}"));
+        assert!(line.contains("\"ok\": true"), "{line}");
+    }
+    assert!(out.contains("\"via\": \"RotateKey\""), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk_with_rotation_through_the_cli() {
+    let k = start_kms(&[]).await;
+    let cmd = format!(
+        "{} keys rotate --data-dir {} {{key_id}}",
+        env!("CARGO_BIN_EXE_sealgate"),
+        k.dir.join("data").display()
+    );
+    let out = run_sdk_flow(&k, vec!["--rotate-cmd".into(), cmd]).await;
+    assert!(out.contains("\"via\": \"command\""), "{out}");
+    let key = out
+        .lines()
+        .find(|l| l.contains("\"step\": \"CreateKey\""))
+        .and_then(|l| serde_json::from_str::<Value>(l).ok())
+        .and_then(|v| v["key_id"].as_str().map(str::to_string))
+        .unwrap();
+    let m = k.app.store.describe(&key).unwrap();
+    assert_eq!(m.versions.len(), 2, "the CLI rotated the key once");
+}
