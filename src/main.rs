@@ -27,6 +27,9 @@ enum Command {
     /// Check policy files.
     #[command(subcommand)]
     Policy(sealgate::cli::policy::PolicyCommand),
+    /// Check an audit log.
+    #[command(subcommand)]
+    Audit(sealgate::cli::audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
             sealgate::cli::credentials::run(cmd).map_err(|e| e.to_string())
         }
         Command::Policy(cmd) => sealgate::cli::policy::run(cmd).map_err(|e| e.to_string()),
+        Command::Audit(cmd) => sealgate::cli::audit::run(cmd).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
