@@ -71,6 +71,9 @@ pub struct App {
     ready: Arc<Readiness>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The admin listener outlives the drain, so `/readyz` can say "draining".
+    admin_stop: watch::Sender<bool>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
@@ -87,6 +90,10 @@ impl App {
         self.ready.set_draining();
         let _ = self.shutdown.send(true);
         for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = self.admin_stop.send(true);
+        if let Some(t) = self.admin_task {
             let _ = t.await;
         }
         let audit = self.audit.clone();
@@ -294,6 +301,8 @@ pub async fn start(config: Config) -> Result<App, StartError> {
 
     // the admin listener: metrics and health
     let mut admin_addr = None;
+    let (admin_stop, admin_rx) = watch::channel(false);
+    let mut admin_task = None;
     if let Some(addr) = config.admin_listen {
         let l = TcpListener::bind(addr)
             .await
@@ -308,8 +317,8 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             state: state.clone(),
             ready: ready.clone(),
         };
-        let mut rx6 = rx.clone();
-        tasks.push(tokio::spawn(crate::metrics::serve_admin(
+        let mut rx6 = admin_rx;
+        admin_task = Some(tokio::spawn(crate::metrics::serve_admin(
             l,
             view,
             async move {
@@ -336,5 +345,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         ready,
         shutdown: tx,
         tasks,
+        admin_stop,
+        admin_task,
     })
 }
