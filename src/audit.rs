@@ -291,10 +291,13 @@ impl AuditLog {
                 },
             ),
             AuditSink::File(path) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                // ids and client addresses: readable by the operator only
                 let mut file = std::fs::OpenOptions::new()
                     .create(true)
                     .read(true)
                     .append(true)
+                    .mode(0o600)
                     .open(path)?;
                 let (chain, torn) = chain_tail(&mut file)?;
                 if torn {
@@ -826,6 +829,92 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\"action\":\"seal_fields\""), "{text}");
+        verify_file(&p).unwrap();
+    }
+
+    /// A face that answers with a fixed status and body.
+    struct FixedFace(u16, &'static str);
+
+    impl crate::kms::Face for FixedFace {
+        fn handle(
+            &self,
+            _req: crate::kms::KmsRequest,
+        ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+            let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+                self.1.as_bytes(),
+            )));
+            *r.status_mut() = http::StatusCode::from_u16(self.0).unwrap();
+            r
+        }
+    }
+
+    fn kms_request(action: &str, body: &str) -> crate::kms::KmsRequest {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-tc-action", action.parse().unwrap());
+        crate::kms::KmsRequest {
+            method: http::Method::POST,
+            uri: "/".parse().unwrap(),
+            headers,
+            body: bytes::Bytes::from(body.to_string()),
+            peer: "127.0.0.1:5555".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn kms_requests_are_counted_and_audited_with_their_error_code() {
+        use crate::kms::Face;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let metrics = Arc::new(Metrics::new());
+        let audit =
+            Arc::new(AuditLog::open(&AuditSink::File(p.clone()), 64, metrics.clone()).unwrap());
+        let limited = ObservedFace {
+            inner: Arc::new(FixedFace(
+                200,
+                r#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":"x"},"RequestId":"r"}}"#,
+            )),
+            dialect: "tencent",
+            audit: audit.clone(),
+            metrics: metrics.clone(),
+        };
+        let resp = limited.handle(kms_request(
+            "Encrypt",
+            r#"{"KeyId":"k-1","Plaintext":"c2VjcmV0"}"#,
+        ));
+        assert_eq!(resp.status(), 200, "the answer passes through unchanged");
+        let ok = ObservedFace {
+            inner: Arc::new(FixedFace(
+                200,
+                r#"{"Response":{"Plaintext":"c2VjcmV0","RequestId":"r"}}"#,
+            )),
+            dialect: "tencent",
+            audit: audit.clone(),
+            metrics: metrics.clone(),
+        };
+        ok.handle(kms_request("Decrypt", r#"{"CiphertextBlob":"abc"}"#));
+        audit.close();
+        let m = metrics.render(None);
+        assert!(
+            m.contains(r#"sealgate_key_operations_total{source="tencent",action="Encrypt"} 1"#),
+            "{m}"
+        );
+        assert!(
+            m.contains(r#"sealgate_rate_limited_total{source="tencent",action="Encrypt"} 1"#),
+            "{m}"
+        );
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains(r#""action":"kms.tencent.Encrypt""#)
+                && text.contains(r#""result":"RequestLimitExceeded""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""key_id":"k-1""#), "{text}");
+        assert!(
+            text.contains(r#""action":"kms.tencent.Decrypt""#)
+                && text.contains(r#""caller":"127.0.0.1:5555""#),
+            "{text}"
+        );
+        assert!(!text.contains("c2VjcmV0"), "no plaintext in the audit log");
         verify_file(&p).unwrap();
     }
 

@@ -276,7 +276,10 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
         .count();
     assert_eq!(sealed_batches, N);
     for i in 0..N {
-        assert!(!text.contains(&format!("\"s{i}\"")), "a value in the audit log");
+        assert!(
+            !text.contains(&format!("\"s{i}\"")),
+            "a value in the audit log"
+        );
     }
 }
 
