@@ -1,5 +1,7 @@
-//! Wiring: config → key store → data-key cache → policies → listeners.
-//! `sealgate serve` and the in-process tests both start here.
+//! Wiring: config → key store → data-key cache → policies → listeners,
+//! plus the operations side: metrics and the admin listener, the audit log,
+//! policy hot reload, and graceful shutdown. `sealgate serve` and the
+//! in-process tests both start here.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -7,10 +9,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::audit::{AuditLog, AuditedProvider, ObservedFace};
 use crate::config::Config;
 use crate::keys::{CacheConfig, DataKeyCache, KeyStore};
-use crate::policy::PolicySet;
+use crate::metrics::{AdminView, Metrics, Readiness};
 use crate::proxy::{upstream::Upstream, ActivePolicies, ProxyState};
+use crate::reload::{PolicyReloader, ReloadError, Reloaded};
 
 /// Why sealgate could not start; each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +32,14 @@ pub enum StartError {
     /// A TLS certificate, key or CA file did not load.
     #[error("TLS {0}")]
     Tls(String),
+    /// The audit log could not be opened.
+    #[error("audit log {sink}: {source}")]
+    Audit {
+        /// The file (or stdout).
+        sink: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -44,6 +56,8 @@ pub struct App {
     pub proxy_addr: SocketAddr,
     /// The KMS listener's bound address, if serving.
     pub kms_addr: Option<SocketAddr>,
+    /// The admin listener's bound address (`/metrics`, `/healthz`, `/readyz`), if serving.
+    pub admin_addr: Option<SocketAddr>,
     /// The key store.
     pub store: Arc<KeyStore>,
     /// The data-key cache.
@@ -52,17 +66,41 @@ pub struct App {
     pub state: Arc<ProxyState>,
     /// The config it runs with.
     pub config: Config,
+    /// Counters and histograms (what `/metrics` shows).
+    pub metrics: Arc<Metrics>,
+    /// The audit log (a no-op when none is configured).
+    pub audit: Arc<AuditLog>,
+    reloader: Arc<PolicyReloader>,
+    ready: Arc<Readiness>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The admin listener outlives the drain, so `/readyz` can say "draining".
+    admin_stop: watch::Sender<bool>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
-    /// Stops accepting, lets in-flight requests finish, and waits.
+    /// Reloads the policy directory now (what SIGHUP does): validates the
+    /// new set, creates missing alias keys, swaps it in. On error the
+    /// running set stays and each problem is logged.
+    pub async fn reload_policies(&self, trigger: &str) -> Result<Reloaded, ReloadError> {
+        self.reloader.reload(trigger).await
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the
+    /// configured drain timeout), then flushes and closes the audit log.
     pub async fn shutdown(self) {
+        self.ready.set_draining();
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        let _ = self.admin_stop.send(true);
+        if let Some(t) = self.admin_task {
+            let _ = t.await;
+        }
+        let audit = self.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.close()).await;
     }
 }
 
@@ -74,35 +112,6 @@ fn cache_config(c: &Config) -> CacheConfig {
         capacity: c.cache.capacity,
         enabled: c.cache.enabled,
     }
-}
-
-/// Creates, as an alias, every key the policies name that does not exist
-/// yet, so a first start on an empty data directory just works.
-fn ensure_policy_keys(store: &KeyStore, set: &PolicySet) -> Result<(), StartError> {
-    for route in set.routes() {
-        if store.resolve(&route.key).is_ok() {
-            continue;
-        }
-        if uuid::Uuid::parse_str(&route.key).is_ok() {
-            return Err(StartError::Policy(format!(
-                "route {:?} names key {} which is not in the store",
-                route.name, route.key
-            )));
-        }
-        let id = store
-            .create_alias_key(
-                &route.key,
-                &format!("created for policy route {}", route.name),
-            )
-            .map_err(|e| {
-                StartError::KeyStore(format!(
-                    "creating key {:?} for route {:?}: {e}",
-                    route.key, route.name
-                ))
-            })?;
-        tracing::info!(alias = %route.key, key_id = %id, route = %route.name, "created CMK named by policy");
-    }
-    Ok(())
 }
 
 /// The KMS faces over `store`, with the config's quota overrides.
@@ -124,15 +133,55 @@ fn kms_faces(store: &Arc<KeyStore>, config: &Config) -> crate::kms::Faces {
     }
 }
 
+/// Wraps each face so its requests are counted and audited.
+fn observe_faces(
+    faces: crate::kms::Faces,
+    metrics: &Arc<Metrics>,
+    audit: &Arc<AuditLog>,
+) -> crate::kms::Faces {
+    let wrap = |face: Option<Arc<dyn crate::kms::Face>>, dialect: &'static str| {
+        face.map(|inner| {
+            Arc::new(ObservedFace {
+                inner,
+                dialect,
+                audit: audit.clone(),
+                metrics: metrics.clone(),
+            }) as Arc<dyn crate::kms::Face>
+        })
+    };
+    crate::kms::Faces {
+        tencent: wrap(faces.tencent, "tencent"),
+        alibaba: wrap(faces.alibaba, "alibaba"),
+        infisical: wrap(faces.infisical, "infisical"),
+    }
+}
+
 /// Opens everything and starts the listeners.
 pub async fn start(config: Config) -> Result<App, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let audit = Arc::new(match &config.audit.sink {
+        Some(sink) => {
+            AuditLog::open(sink, config.audit.queue, metrics.clone()).map_err(|source| {
+                StartError::Audit {
+                    sink: crate::audit::sink_name(sink),
+                    source,
+                }
+            })?
+        }
+        None => AuditLog::disabled(metrics.clone()),
+    });
     let store = Arc::new(
         crate::keys::open_for_config(&config).map_err(|e| StartError::KeyStore(e.to_string()))?,
     );
     let policies =
         crate::policy::load_dir(&config.policies).map_err(|e| StartError::Policy(e.to_string()))?;
-    ensure_policy_keys(&store, &policies)?;
-    let provider: Arc<dyn crate::keys::KeyProvider> = store.clone();
+    crate::reload::ensure_policy_keys(&store, &policies).map_err(StartError::Policy)?;
+    // every data key the cache generates or unwraps is counted and audited
+    let provider: Arc<dyn crate::keys::KeyProvider> = Arc::new(AuditedProvider {
+        inner: store.clone(),
+        audit: audit.clone(),
+        metrics: metrics.clone(),
+    });
     let cache = Arc::new(DataKeyCache::with_system_clock(
         provider,
         cache_config(&config),
@@ -162,7 +211,10 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         upstream,
         max_body_bytes: config.max_body_bytes,
         header_read_timeout: config.header_read_timeout,
+        metrics: metrics.clone(),
+        audit: audit.clone(),
     });
+    let ready = Arc::new(Readiness::default());
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -184,16 +236,27 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         async move {
             let _ = rx1.wait_for(|v| *v).await;
         },
-        Duration::from_secs(30),
+        config.drain_timeout,
     )));
 
     // admin socket: the CLI manages keys through it while we hold the store
     let sock = config.data_dir.join("admin.sock");
     let mut rx2 = rx.clone();
     let admin_store = store.clone();
+    let admin_audit = audit.clone();
+    let admin_metrics = metrics.clone();
+    let observer: crate::keys::admin::AdminObserver = Arc::new(move |req, result| {
+        let ev = crate::audit::admin_event(req, result);
+        admin_metrics.key_op("admin", ev.action.trim_start_matches("admin."));
+        admin_audit.record(ev);
+    });
     tasks.push(tokio::spawn(async move {
+        let serve = async move {
+            let listener = crate::keys::admin::bind(&sock)?;
+            crate::keys::admin::serve_observed(admin_store, listener, Some(observer)).await
+        };
         tokio::select! {
-            r = crate::keys::admin::serve(admin_store, sock) => {
+            r = serve => {
                 if let Err(e) = r { tracing::error!(error = %e, "admin socket stopped"); }
             }
             _ = rx2.wait_for(|v| *v) => {}
@@ -234,7 +297,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         let bound = l
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
-        let faces = kms_faces(&store, &config);
+        let faces = observe_faces(kms_faces(&store, &config), &metrics, &audit);
         let mut rx4 = rx.clone();
         tasks.push(tokio::spawn(crate::kms::serve(
             l,
@@ -249,15 +312,71 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         kms_addr = Some(bound);
     }
 
+    // policy hot reload on file change
+    let reloader = Arc::new(PolicyReloader::new(
+        config.policies.clone(),
+        state.clone(),
+        store.clone(),
+        metrics.clone(),
+        audit.clone(),
+    ));
+    if config.reload.watch {
+        let mut rx5 = rx.clone();
+        tasks.push(tokio::spawn(reloader.clone().watch(
+            config.reload.poll,
+            async move {
+                let _ = rx5.wait_for(|v| *v).await;
+            },
+        )));
+    }
+
+    // the admin listener: metrics and health
+    let mut admin_addr = None;
+    let (admin_stop, admin_rx) = watch::channel(false);
+    let mut admin_task = None;
+    if let Some(addr) = config.admin_listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let bound = l
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let view = AdminView {
+            metrics: metrics.clone(),
+            cache: cache.clone(),
+            store: store.clone(),
+            state: state.clone(),
+            ready: ready.clone(),
+        };
+        let mut rx6 = admin_rx;
+        admin_task = Some(tokio::spawn(crate::metrics::serve_admin(
+            l,
+            view,
+            async move {
+                let _ = rx6.wait_for(|v| *v).await;
+            },
+        )));
+        tracing::info!(listen = %bound, "admin listening (/metrics, /healthz, /readyz)");
+        admin_addr = Some(bound);
+    }
+    ready.set_listening();
+
     tracing::info!(listen = %proxy_addr, tls = config.tls.is_some(), upstream = %config.upstream, policies = %config.policies.display(), "sealgate proxy listening");
     Ok(App {
         proxy_addr,
         kms_addr,
+        admin_addr,
         store,
         cache,
         state,
         config,
+        metrics,
+        audit,
+        reloader,
+        ready,
         shutdown: tx,
         tasks,
+        admin_stop,
+        admin_task,
     })
 }

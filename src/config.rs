@@ -54,6 +54,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     root_key_file: Option<PathBuf>,
     kms_listen: Option<String>,
+    admin_listen: Option<String>,
     max_body_bytes: Option<usize>,
     #[serde(default)]
     timeouts: FileTimeouts,
@@ -69,6 +70,10 @@ struct FileConfig {
     h2c: Option<bool>,
     upstream_tls: Option<FileUpstreamTls>,
     upstream_http2: Option<bool>,
+    #[serde(default)]
+    audit: FileAudit,
+    #[serde(default)]
+    reload: FileReload,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,10 +94,26 @@ struct FileUpstreamTls {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileAudit {
+    file: Option<PathBuf>,
+    stdout: Option<bool>,
+    queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReload {
+    watch: Option<bool>,
+    poll_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileTimeouts {
     connect_ms: Option<u64>,
     upstream_ms: Option<u64>,
     header_read_ms: Option<u64>,
+    drain_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +150,39 @@ pub struct Overrides {
     pub root_key_file: Option<PathBuf>,
     /// `--log-format`
     pub log_format: Option<String>,
+    /// `--log-level`
+    pub log_level: Option<String>,
+    /// `--admin-listen`
+    pub admin_listen: Option<String>,
+    /// `--audit-file`
+    pub audit_file: Option<PathBuf>,
+}
+
+/// Where audit records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditSink {
+    /// Appended to this file (its chain continued across restarts).
+    File(PathBuf),
+    /// Standard output (logs go to standard error).
+    Stdout,
+}
+
+/// The audit log settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Where records go; `None`: no audit log.
+    pub sink: Option<AuditSink>,
+    /// Records that may wait for the writer before new ones are dropped.
+    pub queue: usize,
+}
+
+/// Policy hot-reload settings (SIGHUP always reloads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSettings {
+    /// Watch the policy directory and reload when a file changes.
+    pub watch: bool,
+    /// How often the directory is checked.
+    pub poll: Duration,
 }
 
 /// Log output format.
@@ -198,6 +252,8 @@ pub struct Config {
     pub root_key_file: Option<PathBuf>,
     /// KMS listener address, if the KMS faces are served.
     pub kms_listen: Option<SocketAddr>,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), if served.
+    pub admin_listen: Option<SocketAddr>,
     /// Default maximum body size the proxy buffers.
     pub max_body_bytes: usize,
     /// Upstream connect timeout.
@@ -206,6 +262,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Client header-read timeout.
     pub header_read_timeout: Duration,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub drain_timeout: Duration,
     /// Data-key cache.
     pub cache: CacheSettings,
     /// Log filter (`RUST_LOG` wins when set).
@@ -228,6 +286,10 @@ pub struct Config {
     /// `upstream_http2` (default false): speak HTTP/2 to the upstream (ALPN
     /// `h2` over TLS, prior-knowledge h2c over `http://`).
     pub upstream_http2: bool,
+    /// The audit log.
+    pub audit: AuditSettings,
+    /// Policy hot reload.
+    pub reload: ReloadSettings,
 }
 
 /// Reads, parses and validates `path` (if any) and applies `overrides`.
@@ -293,6 +355,44 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
         Some(s) => Some(addr("kms_listen", s)?),
         None => None,
     };
+    let admin_listen = match o.admin_listen.as_deref().or(f.admin_listen.as_deref()) {
+        Some(s) => Some(addr("admin_listen", s)?),
+        None => None,
+    };
+    let audit_sink = match (
+        o.audit_file.clone().or(f.audit.file),
+        f.audit.stdout.unwrap_or(false),
+    ) {
+        (Some(_), true) if o.audit_file.is_none() => {
+            return Err(ConfigError::Invalid {
+                field: "audit",
+                message: "set either audit.file or audit.stdout, not both".into(),
+            })
+        }
+        (Some(p), _) => Some(AuditSink::File(p)),
+        (None, true) => Some(AuditSink::Stdout),
+        (None, false) => None,
+    };
+    let audit_queue = f.audit.queue.unwrap_or(8192);
+    if audit_queue == 0 {
+        return Err(ConfigError::Invalid {
+            field: "audit.queue",
+            message: "must be greater than 0".into(),
+        });
+    }
+    let log_level = o
+        .log_level
+        .clone()
+        .or(f.log.level)
+        .unwrap_or_else(|| "info".into());
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+        return Err(ConfigError::Invalid {
+            field: "log.level",
+            message: format!(
+                "{log_level:?} is not a log filter like \"info\" or \"sealgate=debug,warn\": {e}"
+            ),
+        });
+    }
     let max_body_bytes = f.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
     if max_body_bytes == 0 {
         return Err(ConfigError::Invalid {
@@ -397,15 +497,25 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| PathBuf::from("sealgate-data")),
         root_key_file: o.root_key_file.clone().or(f.root_key_file),
         kms_listen,
+        admin_listen,
         max_body_bytes,
         connect_timeout: ms(f.timeouts.connect_ms, 2_000, "timeouts.connect_ms")?,
         upstream_timeout: ms(f.timeouts.upstream_ms, 30_000, "timeouts.upstream_ms")?,
         header_read_timeout: ms(f.timeouts.header_read_ms, 10_000, "timeouts.header_read_ms")?,
+        drain_timeout: ms(f.timeouts.drain_ms, 30_000, "timeouts.drain_ms")?,
         cache,
-        log_level: f.log.level.unwrap_or_else(|| "info".into()),
+        log_level,
         log_format,
         max_keys: f.max_keys.unwrap_or(10_000),
         kms_quotas: f.kms_quotas,
+        audit: AuditSettings {
+            sink: audit_sink,
+            queue: audit_queue,
+        },
+        reload: ReloadSettings {
+            watch: f.reload.watch.unwrap_or(true),
+            poll: ms(f.reload.poll_ms, 1_000, "reload.poll_ms")?,
+        },
     })
 }
 
@@ -463,6 +573,46 @@ mod tests {
     }
 
     #[test]
+    fn operations_settings_parse_and_flags_win() {
+        let f = parse(
+            "t",
+            "upstream = \"http://x:1\"\nadmin_listen = \"127.0.0.1:9090\"\n[audit]\nfile = \"/var/log/a.jsonl\"\nqueue = 16\n[reload]\nwatch = false\npoll_ms = 250\n[timeouts]\ndrain_ms = 1500\n[log]\nlevel = \"debug\"",
+        )
+        .unwrap();
+        let c = validate(f, &Overrides::default()).unwrap();
+        assert_eq!(c.admin_listen.unwrap().port(), 9090);
+        assert_eq!(
+            c.audit.sink,
+            Some(AuditSink::File(PathBuf::from("/var/log/a.jsonl")))
+        );
+        assert_eq!(c.audit.queue, 16);
+        assert!(!c.reload.watch);
+        assert_eq!(c.reload.poll, Duration::from_millis(250));
+        assert_eq!(c.drain_timeout, Duration::from_millis(1500));
+        assert_eq!(c.log_level, "debug");
+        let o = Overrides {
+            admin_listen: Some("127.0.0.1:9191".into()),
+            audit_file: Some("/tmp/b.jsonl".into()),
+            log_level: Some("warn".into()),
+            ..ov("http://x:1")
+        };
+        let c = validate(parse("t", "[audit]\nstdout = true").unwrap(), &o).unwrap();
+        assert_eq!(c.admin_listen.unwrap().port(), 9191);
+        assert_eq!(c.audit.sink, Some(AuditSink::File("/tmp/b.jsonl".into())));
+        assert_eq!(c.log_level, "warn");
+        let c = validate(
+            parse("t", "[audit]\nstdout = true").unwrap(),
+            &ov("http://x:1"),
+        )
+        .unwrap();
+        assert_eq!(c.audit.sink, Some(AuditSink::Stdout));
+        let c = validate(parse("t", "").unwrap(), &ov("http://x:1")).unwrap();
+        assert_eq!(c.audit.sink, None);
+        assert!(c.reload.watch);
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for (text, field) in [
             ("upstream = \"ftp://x\"", "upstream"),
@@ -482,6 +632,22 @@ mod tests {
             (
                 "upstream = \"http://x:1\"\n[log]\nformat = \"xml\"",
                 "log.format",
+            ),
+            (
+                "upstream = \"http://x:1\"\n[log]\nlevel = \"sealgate=loud\"",
+                "log.level",
+            ),
+            (
+                "upstream = \"http://x:1\"\nadmin_listen = \"9090\"",
+                "admin_listen",
+            ),
+            (
+                "upstream = \"http://x:1\"\n[audit]\nfile = \"a\"\nstdout = true",
+                "audit",
+            ),
+            (
+                "upstream = \"http://x:1\"\n[reload]\npoll_ms = 0",
+                "reload.poll_ms",
             ),
         ] {
             let e = validate(parse("t", text).unwrap(), &Overrides::default()).unwrap_err();

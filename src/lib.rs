@@ -11,7 +11,7 @@
 //! | module | what it is |
 //! |---|---|
 //! | `main.rs` | the binary: parses the command line, calls [`cli`] |
-//! | [`cli`] | subcommands: `serve`, `keys`, `credentials`, `policy check`, `dev-cert` |
+//! | [`cli`] | subcommands: `serve`, `keys`, `credentials`, `policy check|suggest`, `dev-cert`, `audit verify` |
 //! | [`app`] | wiring: config → key store → data-key cache → policies → listeners |
 //! | [`config`] | `sealgate.toml` → [`config::Config`]: read, parse, validate; flags win |
 //! | [`secret`] | key newtypes: zeroized on drop, redacted `Debug`, never `Serialize` |
@@ -22,6 +22,9 @@
 //! | [`kms`] | the KMS listener and its faces: `tencent` (and the others as they land) |
 //! | [`proxy`] | the reverse proxy: server, the phases of a request, upstream client, errors → responses |
 //! | [`tls`] | rustls for every listener (reloading certificate, mTLS, ALPN h2) and the upstream client |
+//! | [`metrics`] | Prometheus counters and histograms; the admin listener (`/metrics`, `/healthz`, `/readyz`) |
+//! | [`audit`] | the hash-chained JSON-lines audit log of key operations and field batches; its verifier |
+//! | [`reload`] | policy hot reload (SIGHUP, file change): validate, create keys, swap |
 //!
 //! # One request through the proxy
 //!
@@ -49,13 +52,16 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod keys;
 pub mod kms;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod secret;
 pub mod tls;

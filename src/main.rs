@@ -29,6 +29,9 @@ enum Command {
     Policy(sealgate::cli::policy::PolicyCommand),
     /// Write a throwaway CA, server and client certificates (PEM) for trying TLS and mTLS.
     DevCert(sealgate::cli::devcert::DevCertArgs),
+    /// Check an audit log.
+    #[command(subcommand)]
+    Audit(sealgate::cli::audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         }
         Command::Policy(cmd) => sealgate::cli::policy::run(cmd).map_err(|e| e.to_string()),
         Command::DevCert(args) => sealgate::cli::devcert::run(args).map_err(|e| e.to_string()),
+        Command::Audit(cmd) => sealgate::cli::audit::run(cmd).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

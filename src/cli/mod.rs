@@ -1,6 +1,7 @@
 //! Command-line subcommands (clap types and their `run` functions). The
 //! binary in `main.rs` only parses and dispatches to these.
 
+pub mod audit;
 pub mod credentials;
 pub mod devcert;
 pub mod keys;

@@ -1,5 +1,9 @@
 //! `sealgate serve`: load the config, set up logging, run until SIGTERM or
-//! SIGINT, then drain.
+//! SIGINT, then drain. SIGHUP reloads the policy directory.
+//!
+//! Shutdown: the proxy stops accepting, `/readyz` turns 503, in-flight
+//! requests finish (up to `timeouts.drain_ms`), the audit log is flushed
+//! and closed, and the process exits 0.
 
 use std::path::PathBuf;
 
@@ -32,6 +36,15 @@ pub struct ServeArgs {
     /// Log format: pretty or json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Log filter, e.g. info or sealgate=debug,warn (RUST_LOG wins).
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Admin listener for /metrics, /healthz and /readyz, e.g. 127.0.0.1:9090.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+    /// Append audit records to this file (hash-chained JSON lines).
+    #[arg(long)]
+    pub audit_file: Option<PathBuf>,
 }
 
 /// Errors of `serve`.
@@ -49,10 +62,19 @@ pub enum ServeError {
     Runtime(std::io::Error),
 }
 
-/// Sets up the global tracing subscriber (`RUST_LOG` wins over the config).
+/// Sets up the global tracing subscriber: the filter is `RUST_LOG` when it
+/// is set and valid, else `level` (from the config or `--log-level`).
 pub fn init_tracing(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let (filter, bad_env) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => match tracing_subscriber::EnvFilter::try_new(&v) {
+            Ok(f) => (f, None),
+            Err(e) => (
+                tracing_subscriber::EnvFilter::new(level),
+                Some(e.to_string()),
+            ),
+        },
+        _ => (tracing_subscriber::EnvFilter::new(level), None),
+    };
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -60,6 +82,9 @@ pub fn init_tracing(level: &str, format: LogFormat) {
         LogFormat::Json => b.json().try_init(),
         LogFormat::Pretty => b.try_init(),
     };
+    if let Some(e) = bad_env {
+        tracing::warn!(error = %e, level, "RUST_LOG is not a valid filter; using the configured level");
+    }
 }
 
 /// Runs the server until a shutdown signal.
@@ -72,6 +97,9 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         kms_listen: args.kms_listen,
         root_key_file: args.root_key_file,
         log_format: args.log_format,
+        log_level: args.log_level,
+        admin_listen: args.admin_listen,
+        audit_file: args.audit_file,
     };
     let cfg = config::load(args.config.as_deref(), &overrides)?;
     init_tracing(&cfg.log_level, cfg.log_format);
@@ -80,26 +108,61 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         .build()
         .map_err(ServeError::Runtime)?;
     rt.block_on(async move {
+        // handlers first: a SIGHUP during start-up must not kill the process
+        let mut signals = Signals::install().map_err(ServeError::Runtime)?;
         let app = crate::app::start(cfg).await?;
-        wait_for_signal().await;
-        tracing::info!("shutting down: draining in-flight requests");
+        loop {
+            match signals.next().await {
+                Signal::Reload => {
+                    // the outcome (and every problem) is logged by the reloader
+                    let _ = app.reload_policies("SIGHUP").await;
+                }
+                Signal::Stop(name) => {
+                    tracing::info!(
+                        signal = name,
+                        drain_ms = app.config.drain_timeout.as_millis() as u64,
+                        "shutting down: draining in-flight requests"
+                    );
+                    break;
+                }
+            }
+        }
         app.shutdown().await;
         tracing::info!("stopped");
         Ok(())
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// What a signal asks for.
+enum Signal {
+    /// SIGHUP: reload the policies.
+    Reload,
+    /// SIGTERM or SIGINT: drain and exit.
+    Stop(&'static str),
+}
+
+/// The signal streams `serve` listens to.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.hup.recv() => Signal::Reload,
+        }
     }
 }

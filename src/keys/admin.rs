@@ -188,13 +188,27 @@ pub fn bind(socket_path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Told of every request the socket applied, with its result (the server
+/// audits admin commands through it).
+pub type AdminObserver = Arc<dyn Fn(&AdminRequest, &Result<Value, KeyError>) + Send + Sync>;
+
 /// Serves requests on a bound listener until the task is dropped.
 pub async fn serve_listener(store: Arc<KeyStore>, listener: UnixListener) -> std::io::Result<()> {
+    serve_observed(store, listener, None).await
+}
+
+/// [`serve_listener`], telling `observer` of each request and its result.
+pub async fn serve_observed(
+    store: Arc<KeyStore>,
+    listener: UnixListener,
+    observer: Option<AdminObserver>,
+) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let store = store.clone();
+        let observer = observer.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(store, stream).await {
+            if let Err(e) = connection(store, stream, observer).await {
                 tracing::debug!(error = %e, "admin connection ended");
             }
         });
@@ -208,7 +222,11 @@ pub async fn serve(store: Arc<KeyStore>, socket_path: impl AsRef<Path>) -> std::
     serve_listener(store, listener).await
 }
 
-async fn connection(store: Arc<KeyStore>, stream: tokio::net::UnixStream) -> std::io::Result<()> {
+async fn connection(
+    store: Arc<KeyStore>,
+    stream: tokio::net::UnixStream,
+    observer: Option<AdminObserver>,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read);
     loop {
@@ -233,7 +251,16 @@ async fn connection(store: Arc<KeyStore>, stream: tokio::net::UnixStream) -> std
             ),
             Ok(req) => {
                 let store = store.clone();
-                match tokio::task::spawn_blocking(move || handle(&store, req)).await {
+                let observer = observer.clone();
+                let applied = tokio::task::spawn_blocking(move || {
+                    let copy = observer.as_ref().map(|_| req.clone());
+                    let r = handle(&store, req);
+                    if let (Some(o), Some(req)) = (observer, copy) {
+                        o(&req, &r);
+                    }
+                    r
+                });
+                match applied.await {
                     Ok(Ok(v)) => AdminResponse::Ok(v),
                     Ok(Err(e)) => AdminResponse::Error((&e).into()),
                     Err(_) => AdminResponse::Error(

@@ -5,12 +5,12 @@
 use http::StatusCode;
 
 use super::error::ProxyError;
-use crate::envelope::{self, Envelope};
+use crate::envelope::{self, CmkRef, Envelope};
 use crate::keys::{DataKeyCache, KeyError};
 use crate::policy::{self, OnOpenFailure, OnPlaintext, RewriteError, SelectorSet};
 
-/// What happened to a body's fields, for logs and metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What happened to a body's fields, for logs, metrics and the audit log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FieldCounts {
     /// Values sealed.
     pub sealed: u32,
@@ -18,6 +18,52 @@ pub struct FieldCounts {
     pub opened: u32,
     /// Selected values passed through as plaintext (migration).
     pub passed_plaintext: u32,
+    /// Values sealed or opened, per operation and CMK version.
+    pub batches: Vec<KeyBatch>,
+    /// Fields that did not open, by reason (also those kept as envelopes).
+    pub open_failures: Vec<(&'static str, u32)>,
+}
+
+/// Sealing or opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldOp {
+    /// Values sealed.
+    Seal,
+    /// Envelopes opened.
+    Open,
+}
+
+/// How many values one operation did under one CMK version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyBatch {
+    /// Seal or open.
+    pub op: FieldOp,
+    /// The CMK version.
+    pub cmk: CmkRef,
+    /// How many values.
+    pub count: u32,
+}
+
+impl FieldCounts {
+    /// Notes one value sealed or opened under `cmk`.
+    fn note(&mut self, op: FieldOp, cmk: CmkRef) {
+        match op {
+            FieldOp::Seal => self.sealed += 1,
+            FieldOp::Open => self.opened += 1,
+        }
+        match self.batches.iter_mut().find(|b| b.op == op && b.cmk == cmk) {
+            Some(b) => b.count += 1,
+            None => self.batches.push(KeyBatch { op, cmk, count: 1 }),
+        }
+    }
+
+    /// Notes one field that did not open.
+    fn failed(&mut self, reason: &'static str) {
+        match self.open_failures.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => self.open_failures.push((reason, 1)),
+        }
+    }
 }
 
 /// The AAD context of one field: the route's context and the field label.
@@ -94,7 +140,7 @@ pub fn seal_fields(
                     "a selected value is not valid JSON",
                 )
             })?;
-        counts.sealed += 1;
+        counts.note(FieldOp::Seal, sk.cmk);
         let mut out = Vec::with_capacity(text.len() + 2);
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
@@ -135,28 +181,39 @@ pub fn open_fields(
                     counts.passed_plaintext += 1;
                     Ok(None)
                 }
-                _ => Err(bad_place("a field that must be sealed holds plaintext")),
+                _ => {
+                    counts.failed("plaintext");
+                    Err(bad_place("a field that must be sealed holds plaintext"))
+                }
             };
         };
+        // the reason is a fixed code for metrics; never the value
         let attempt = Envelope::parse(text)
-            .map_err(|_| bad_place("a sealed field is malformed"))
+            .map_err(|_| ("malformed", bad_place("a sealed field is malformed")))
             .and_then(|env| {
-                let cipher = cache
-                    .opening_key(&env.cmk(), env.wrapped())
-                    .map_err(key_error)?;
+                let cmk = env.cmk();
+                let cipher = cache.opening_key(&cmk, env.wrapped()).map_err(|e| {
+                    let e = key_error(e);
+                    (e.code, e)
+                })?;
                 env.open(&cipher, &field_context(context, site.label))
-                    .map_err(|_| bad_place("a sealed field does not open"))
+                    .map(|o| (cmk, o))
+                    .map_err(|_| ("does_not_open", bad_place("a sealed field does not open")))
             });
         match attempt {
-            Ok(opened) => {
-                counts.opened += 1;
+            Ok((cmk, opened)) => {
+                counts.note(FieldOp::Open, cmk);
                 Ok(Some(opened.json().to_vec()))
             }
-            Err(e) => match on_open_failure {
+            Err((reason, e)) => match on_open_failure {
                 OnOpenFailure::KeepEnvelope if e.source != super::error::Source::KeyStore => {
+                    counts.failed(reason);
                     Ok(None)
                 }
-                _ => Err(e),
+                _ => {
+                    counts.failed(reason);
+                    Err(e)
+                }
             },
         }
     })

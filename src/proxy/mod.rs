@@ -42,6 +42,10 @@ pub struct ProxyState {
     pub max_body_bytes: usize,
     /// Client header-read timeout.
     pub header_read_timeout: Duration,
+    /// Request, latency and field counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where sealed and opened batches are recorded.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 /// A validated policy set with the rate limiter its routes ask for.

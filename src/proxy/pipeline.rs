@@ -6,13 +6,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use super::error::ProxyError;
-use super::fields::{self, FieldCounts};
+use super::fields::{self, FieldCounts, FieldOp};
 use super::headers::{self, REQUEST_ID};
 use super::{ActivePolicies, ProxyBody, ProxyState};
+use crate::audit::{AuditEvent, RequestContext, REQUEST};
 use crate::policy::{OnNonJson, Route};
 
 /// Handles one request end to end; never fails (errors become responses).
@@ -23,32 +24,109 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let request_id = headers::request_id(req.headers());
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
-    async move {
+    // key operations deep in the data-key cache audit whom they served
+    let who = RequestContext {
+        request_id: request_id.clone(),
+        caller: peer.to_string(),
+    };
+    let work = async move {
         let started = Instant::now();
         let policies = state.policies();
+        let method = req.method().clone();
         let mut counts = FieldCounts::default();
-        let (resp, route_name) =
-            match run(&state, &policies, peer, req, &request_id, &mut counts).await {
-                Ok(r) => r,
-                Err((e, route)) => {
-                    tracing::warn!(code = e.code, status = e.status.as_u16(), "request refused");
-                    (e.into_response(&request_id), route)
-                }
-            };
+        let mut upstream_time = None;
+        let (resp, route_name) = match run(
+            &state,
+            &policies,
+            peer,
+            req,
+            &request_id,
+            &mut counts,
+            &mut upstream_time,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err((e, route)) => {
+                tracing::warn!(code = e.code, status = e.status.as_u16(), "request refused");
+                (e.into_response(&request_id), route)
+            }
+        };
         // logging phase
+        let route = route_name.as_deref().unwrap_or("-");
+        let total = started.elapsed();
         tracing::info!(
             status = resp.status().as_u16(),
-            route = route_name.as_deref().unwrap_or("-"),
+            route,
             sealed = counts.sealed,
             opened = counts.opened,
             plaintext_passed = counts.passed_plaintext,
-            micros = started.elapsed().as_micros() as u64,
+            micros = total.as_micros() as u64,
             "done"
+        );
+        observe(
+            &state,
+            route,
+            &method,
+            resp.status().as_u16(),
+            total,
+            upstream_time,
+            &counts,
+            &request_id,
+            peer,
         );
         resp
     }
-    .instrument(span)
-    .await
+    .instrument(span);
+    REQUEST.scope(who, work).await
+}
+
+/// Metrics and audit records of one finished request: counts only, never a value.
+#[allow(clippy::too_many_arguments)]
+fn observe(
+    state: &ProxyState,
+    route: &str,
+    method: &Method,
+    status: u16,
+    total: Duration,
+    upstream_time: Option<Duration>,
+    counts: &FieldCounts,
+    request_id: &str,
+    peer: SocketAddr,
+) {
+    let m = &state.metrics;
+    m.observe_request(route, method, status, total, upstream_time);
+    m.fields(route, counts.sealed, counts.opened);
+    for (reason, n) in &counts.open_failures {
+        for _ in 0..*n {
+            m.open_failure(reason);
+        }
+    }
+    if !state.audit.is_enabled() {
+        return;
+    }
+    let base = |action: &str, result: String, count: u32| {
+        let mut ev = AuditEvent::new(action, result);
+        ev.request_id = Some(request_id.to_string());
+        ev.caller = Some(peer.to_string());
+        ev.route = Some(route.to_string());
+        ev.count = Some(u64::from(count));
+        ev
+    };
+    for b in &counts.batches {
+        let action = match b.op {
+            FieldOp::Seal => "seal_fields",
+            FieldOp::Open => "open_fields",
+        };
+        state
+            .audit
+            .record(base(action, "ok".into(), b.count).with_cmk(&b.cmk));
+    }
+    for (reason, n) in &counts.open_failures {
+        state
+            .audit
+            .record(base("open_fields", (*reason).into(), *n));
+    }
 }
 
 type PhaseResult = Result<(Response<ProxyBody>, Option<String>), (ProxyError, Option<String>)>;
@@ -60,6 +138,7 @@ async fn run(
     req: Request<Incoming>,
     request_id: &str,
     counts: &mut FieldCounts,
+    upstream_time: &mut Option<Duration>,
 ) -> PhaseResult {
     // request_filter: route match and the route's own rate limit
     let host = req
@@ -88,6 +167,7 @@ async fn run(
     if let Some(m) = &matched {
         if m.route.rate_limit.is_some() {
             if let Err(retry) = active.limits.check("route", &m.route.name) {
+                state.metrics.rate_limited("proxy", &m.route.name);
                 let mut e = ProxyError::client(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
@@ -169,11 +249,13 @@ async fn run(
         );
     }
     let method = parts.method.clone();
+    let sent = Instant::now();
     let upstream_resp = state
         .upstream
         .send(Request::from_parts(parts, out_body))
-        .await
-        .map_err(fail)?;
+        .await;
+    *upstream_time = Some(sent.elapsed());
+    let upstream_resp = upstream_resp.map_err(fail)?;
 
     // response_filter
     let (mut rparts, rbody) = upstream_resp.into_parts();
@@ -222,8 +304,11 @@ async fn run(
 
     // response_body_filter
     let limit = m.route.max_body_bytes.unwrap_or(state.max_body_bytes);
-    let bytes = tokio::time::timeout(state.upstream.timeout(), read_bounded(rbody, limit, true))
-        .await
+    let body_started = Instant::now();
+    let bytes =
+        tokio::time::timeout(state.upstream.timeout(), read_bounded(rbody, limit, true)).await;
+    *upstream_time = upstream_time.map(|t| t + body_started.elapsed());
+    let bytes = bytes
         .map_err(|_| {
             fail(ProxyError::upstream(
                 StatusCode::GATEWAY_TIMEOUT,

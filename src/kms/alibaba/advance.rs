@@ -786,7 +786,11 @@ mod tests {
         let derived = enc_key(&m);
         let want = cbc_encrypt(&derived, &iv, &pt, PaddingMode::NoPadding).unwrap();
         assert_eq!(&parsed.body[..64], &want[..]);
-        assert_ne!(hex::encode(&parsed.body[..64]), NIST_CBC_CT, "the raw material is not the key");
+        assert_ne!(
+            hex::encode(&parsed.body[..64]),
+            NIST_CBC_CT,
+            "the raw material is not the key"
+        );
         let e = seal(
             &m,
             &params(Algorithm::AesCbc, None, Some(&iv[..12]), b""),

@@ -1,0 +1,547 @@
+//! Operations, in-process through real sockets on 127.0.0.1: a /metrics
+//! scrape whose counters match the traffic sent, /healthz and /readyz, the
+//! audit log and its verifier, policy reload on file change and on demand,
+//! and the drain on shutdown.
+
+mod common;
+
+use common::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const POLICY: &str = r#"
+[[route]]
+name = "users"
+methods = ["POST"]
+path = "/users"
+key = "test-key"
+context = "users"
+request.encrypt = ["$.ssn", "$.cards[*].number", "$.profile"]
+response.decrypt = ["$.ssn", "$.cards[*].number", "$.profile"]
+
+[[route]]
+name = "strict-read"
+methods = ["GET"]
+path = "/strict/{id}"
+key = "test-key"
+context = "users"
+response.decrypt = ["$.ssn"]
+on_plaintext = "refuse"
+
+[[route]]
+name = "limited"
+path = "/limited"
+key = "test-key"
+request.encrypt = ["$.a"]
+rate_limit = { per_second = 1, burst = 2 }
+"#;
+
+/// Four selected values: ssn, two card numbers, profile.
+const BODY: &str = r#"{"name":"Ann","ssn":"123-45-6789","cards":[{"number":"4111111111111111"},{"number":4222222222222}],"profile":{"age":41}}"#;
+
+/// Echoes request bodies; `/strict/…` answers a plaintext ssn.
+fn upstream_reply() -> Reply {
+    Arc::new(|s: &Seen| {
+        let body = if s.uri.starts_with("/strict/") {
+            bytes::Bytes::from_static(br#"{"ssn":"999-99-9999"}"#)
+        } else {
+            s.body.clone()
+        };
+        let mut r = hyper::Response::new(http_body_util::Full::new(body));
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        r
+    })
+}
+
+fn dir_with_policy(policy: &str) -> std::path::PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/test.toml"), policy).unwrap();
+    dir
+}
+
+async fn start_in(
+    dir: &std::path::Path,
+    upstream: std::net::SocketAddr,
+    tweak: impl FnOnce(&mut sealgate::config::Config),
+) -> sealgate::app::App {
+    let mut cfg = test_config(dir, &format!("http://{upstream}"));
+    cfg.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.reload.watch = false;
+    tweak(&mut cfg);
+    sealgate::app::start(cfg).await.unwrap()
+}
+
+/// The value of one series (exact name and labels) in a scrape.
+fn metric(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+async fn scrape(app: &sealgate::app::App) -> String {
+    let (status, headers, body) = send(
+        "GET",
+        &format!("http://{}/metrics", app.admin_addr.unwrap()),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(headers
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    body
+}
+
+#[tokio::test]
+async fn metrics_counters_match_the_traffic_sent() {
+    let up = recording_upstream(upstream_reply()).await;
+    let dir = dir_with_policy(POLICY);
+    let app = start_in(&dir, up.addr, |_| {}).await;
+    let base = format!("http://{}", app.proxy_addr);
+
+    const N: usize = 7;
+    for _ in 0..N {
+        let (status, _, got) = send_json("POST", &format!("{base}/users"), BODY).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got, BODY);
+    }
+    for _ in 0..3 {
+        let (status, _, _) = send("GET", &format!("{base}/elsewhere"), &[], "").await;
+        assert_eq!(status, 200);
+    }
+    let (status, _, _) = send("GET", &format!("{base}/strict/1"), &[], "").await;
+    assert_eq!(status, 502, "a plaintext field on a refuse route");
+    let mut limited = 0;
+    for _ in 0..10 {
+        let (status, _, _) = send_json("POST", &format!("{base}/limited"), r#"{"a":1}"#).await;
+        if status == 429 {
+            limited += 1;
+            break;
+        }
+        assert_eq!(status, 200);
+    }
+    assert_eq!(limited, 1, "the route's burst of 2 runs out");
+
+    let m = scrape(&app).await;
+    let get = |series: &str| metric(&m, series).unwrap_or_else(|| panic!("{series} missing:\n{m}"));
+    assert_eq!(
+        get(r#"sealgate_requests_total{route="users",method="POST",status="200"}"#),
+        N as f64
+    );
+    assert_eq!(
+        get(r#"sealgate_requests_total{route="-",method="GET",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"sealgate_requests_total{route="strict-read",method="GET",status="502"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"sealgate_fields_sealed_total{route="users"}"#),
+        (4 * N) as f64
+    );
+    assert_eq!(
+        get(r#"sealgate_fields_opened_total{route="users"}"#),
+        (4 * N) as f64
+    );
+    assert_eq!(
+        get(r#"sealgate_open_failures_total{reason="plaintext"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"sealgate_rate_limited_total{source="proxy",action="limited"}"#),
+        1.0
+    );
+    // both latencies are observed once per proxied users request
+    assert_eq!(
+        get(r#"sealgate_upstream_seconds_count{route="users"}"#),
+        N as f64
+    );
+    assert_eq!(
+        get(r#"sealgate_proxy_overhead_seconds_count{route="users"}"#),
+        N as f64
+    );
+    assert_eq!(
+        get(r#"sealgate_proxy_overhead_seconds_bucket{route="users",le="+Inf"}"#),
+        N as f64
+    );
+    // one data key for the users partition (+1 for the limited route's),
+    // every other seal and open of the users route served from the cache
+    let sealed_and_opened = (8 * N) as f64;
+    let stats = app.cache.stats();
+    assert_eq!(
+        get("sealgate_dek_cache_hits_total") + get("sealgate_dek_cache_misses_total"),
+        sealed_and_opened + 2.0,
+        "{stats:?}"
+    );
+    assert_eq!(get("sealgate_dek_cache_misses_total"), 2.0);
+    assert_eq!(
+        get(r#"sealgate_key_operations_total{source="proxy",action="GenerateDataKey"}"#),
+        2.0
+    );
+    assert_eq!(get("sealgate_dek_cache_provider_calls_total"), 2.0);
+    assert_eq!(get(r#"sealgate_policy_reloads_total{result="ok"}"#), 0.0);
+    assert!(
+        !m.contains("123-45-6789") && !m.contains("4111111111111111"),
+        "no field value in a metric"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_and_readyz_turns_503_while_draining() {
+    // an upstream that holds every response until the gate opens
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let up = gated_upstream(gate.clone(), arrived.clone()).await;
+    let dir = dir_with_policy(POLICY);
+    let app = start_in(&dir, up, |c| c.drain_timeout = Duration::from_secs(60)).await;
+    let admin = app.admin_addr.unwrap();
+
+    let (status, _, body) = send("GET", &format!("http://{admin}/healthz"), &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send("GET", &format!("http://{admin}/readyz"), &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["checks"]["routes"], 3);
+    assert_eq!(v["checks"]["store_keys"], true);
+    let (status, _, _) = send("GET", &format!("http://{admin}/nope"), &[], "").await;
+    assert_eq!(status, 404);
+
+    // one request in flight, then shutdown begins
+    let url = format!("http://{}/users", app.proxy_addr);
+    let inflight = tokio::spawn(async move { send_json("POST", &url, BODY).await });
+    wait_until(|| arrived.load(Ordering::SeqCst) == 1).await;
+    let shutdown = tokio::spawn(app.shutdown());
+    let mut draining = false;
+    for _ in 0..400 {
+        let (status, _, body) = send("GET", &format!("http://{admin}/readyz"), &[], "").await;
+        if status == 503 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["checks"]["draining"], true);
+            draining = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(draining, "/readyz must say 503 once shutdown begins");
+    assert!(!shutdown.is_finished(), "shutdown waits for the request");
+    gate.add_permits(1);
+    let (status, _, got) = inflight.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(got, BODY);
+    shutdown.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_audit_log_records_key_operations_and_batches_and_verifies() {
+    let up = recording_upstream(upstream_reply()).await;
+    let dir = dir_with_policy(POLICY);
+    let audit_path = dir.join("audit.jsonl");
+    let ap = audit_path.clone();
+    let app = start_in(&dir, up.addr, move |c| {
+        c.audit.sink = Some(sealgate::config::AuditSink::File(ap));
+    })
+    .await;
+    let (status, _, _) = send(
+        "POST",
+        &format!("http://{}/users", app.proxy_addr),
+        &[
+            ("content-type", "application/json"),
+            ("x-request-id", "rid-audit-1"),
+        ],
+        BODY,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let key_id = app.store.resolve("test-key").unwrap().to_string();
+    // an admin command through the socket the CLI uses
+    let client = sealgate::keys::admin::AdminClient::new(app.config.data_dir.join("admin.sock"));
+    tokio::task::spawn_blocking(move || {
+        client
+            .request(&sealgate::keys::admin::AdminRequest::Execute {
+                command: sealgate::keys::KeyCommand::Rotate {
+                    key: "test-key".into(),
+                },
+            })
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    app.shutdown().await;
+
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |action: &str| {
+        lines
+            .iter()
+            .find(|l| l["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} record in:\n{text}"))
+    };
+    let seal = find("seal_fields");
+    assert_eq!(seal["request_id"], "rid-audit-1");
+    assert_eq!(seal["route"], "users");
+    assert_eq!(seal["count"], 4);
+    assert_eq!(seal["key_version"], 1);
+    assert_eq!(seal["result"], "ok");
+    assert!(seal["caller"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(
+        seal["key_id"], key_id,
+        "the record names the CMK by its KeyId"
+    );
+    let open = find("open_fields");
+    assert_eq!(open["count"], 4);
+    let gen = find("generate_data_key");
+    assert_eq!(gen["request_id"], "rid-audit-1");
+    assert_eq!(gen["key_id"], key_id);
+    let rot = find("admin.Rotate");
+    assert_eq!(rot["result"], "ok");
+    assert_eq!(rot["key_id"], key_id);
+    assert_eq!(rot["key_version"], 2);
+    assert_eq!(lines.last().unwrap()["action"], "audit_close");
+    for secret in [
+        "123-45-6789",
+        "4111111111111111",
+        "4222222222222",
+        "\"age\"",
+    ] {
+        assert!(!text.contains(secret), "{secret} in the audit log");
+    }
+
+    // the whole file verifies, through the CLI too
+    let r = sealgate::audit::verify_file(&audit_path).unwrap();
+    assert_eq!(r.lines as usize, lines.len());
+    assert!(r.closed);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["audit", "verify"])
+        .arg(&audit_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // one byte edited in the seal record: verify names that line
+    let seal_line = text
+        .lines()
+        .position(|l| l.contains("\"seal_fields\""))
+        .unwrap();
+    let mut bytes = text.clone().into_bytes();
+    let at = text
+        .lines()
+        .take(seal_line)
+        .map(|l| l.len() + 1)
+        .sum::<usize>()
+        + text
+            .lines()
+            .nth(seal_line)
+            .unwrap()
+            .find("\"count\":4")
+            .unwrap()
+        + "\"count\":".len();
+    assert_eq!(bytes[at], b'4');
+    bytes[at] = b'5';
+    let edited = dir.join("edited.jsonl");
+    std::fs::write(&edited, &bytes).unwrap();
+    let e = sealgate::audit::verify_file(&edited).unwrap_err();
+    assert_eq!(e.line as usize, seal_line + 1, "{e}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["audit", "verify"])
+        .arg(&edited)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("line {}", seal_line + 1)), "{err}");
+}
+
+const POLICY_V1: &str = r#"
+[[route]]
+name = "people"
+methods = ["POST"]
+path = "/people"
+key = "people-key"
+request.encrypt = ["$.ssn"]
+response.decrypt = ["$.ssn"]
+"#;
+
+const POLICY_V2: &str = r#"
+[[route]]
+name = "people"
+methods = ["POST"]
+path = "/people"
+key = "people-key-2"
+request.encrypt = ["$.ssn", "$.name"]
+response.decrypt = ["$.ssn", "$.name"]
+"#;
+
+const PERSON: &str = r#"{"name":"Bo","ssn":"111-22-3333"}"#;
+
+/// Sends one person through and returns the body the upstream stored.
+async fn stored_person(app: &sealgate::app::App, up: &Recorder) -> serde_json::Value {
+    let (status, _, got) =
+        send_json("POST", &format!("http://{}/people", app.proxy_addr), PERSON).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got, PERSON);
+    serde_json::from_slice(&up.requests().last().unwrap().body).unwrap()
+}
+
+fn is_sealed(v: &serde_json::Value) -> bool {
+    v.as_str().is_some_and(|s| s.starts_with("sg1."))
+}
+
+#[tokio::test]
+async fn reload_on_demand_swaps_valid_sets_and_keeps_the_old_one_on_a_bad_file() {
+    let up = recording_upstream(echo()).await;
+    let dir = dir_with_policy(POLICY_V1);
+    let app = start_in(&dir, up.addr, |_| {}).await;
+    let v = stored_person(&app, &up).await;
+    assert!(is_sealed(&v["ssn"]) && v["name"] == "Bo");
+
+    // a bad file: refused, the problem names file, route and field
+    std::fs::write(
+        dir.join("policies/test.toml"),
+        POLICY_V2.replace("\"$.name\"", "\"$..[\""),
+    )
+    .unwrap();
+    let e = app.reload_policies("test").await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("test.toml") && msg.contains("people") && msg.contains("request.encrypt"),
+        "{msg}"
+    );
+    let v = stored_person(&app, &up).await;
+    assert!(
+        is_sealed(&v["ssn"]) && v["name"] == "Bo",
+        "the running set stays"
+    );
+    assert!(
+        app.store.resolve("people-key-2").is_err(),
+        "no key made for a refused set"
+    );
+
+    // a good file: swapped in, and its new key made
+    std::fs::write(dir.join("policies/test.toml"), POLICY_V2).unwrap();
+    let r = app.reload_policies("test").await.unwrap();
+    assert_eq!(r.routes, 1);
+    assert_eq!(r.created_keys, vec!["people-key-2".to_string()]);
+    assert!(app.store.resolve("people-key-2").is_ok());
+    let v = stored_person(&app, &up).await;
+    assert!(is_sealed(&v["ssn"]) && is_sealed(&v["name"]));
+
+    let m = scrape(&app).await;
+    assert_eq!(
+        metric(&m, r#"sealgate_policy_reloads_total{result="ok"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, r#"sealgate_policy_reloads_total{result="failed"}"#),
+        Some(1.0)
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_changed_policy_file_is_picked_up_by_the_watcher() {
+    let up = recording_upstream(echo()).await;
+    let dir = dir_with_policy(POLICY_V1);
+    let app = start_in(&dir, up.addr, |c| {
+        c.reload.watch = true;
+        c.reload.poll = Duration::from_millis(20);
+    })
+    .await;
+    let v = stored_person(&app, &up).await;
+    assert!(!is_sealed(&v["name"]));
+    std::fs::write(dir.join("policies/test.toml"), POLICY_V2).unwrap();
+    // the watcher polls; wait (bounded) for the new set to take effect
+    let mut swapped = false;
+    for _ in 0..500 {
+        let v = stored_person(&app, &up).await;
+        if is_sealed(&v["name"]) {
+            swapped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(swapped, "the watcher did not reload the changed file");
+    assert!(app.store.resolve("people-key-2").is_ok());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_returns_at_the_drain_deadline_with_a_request_stuck() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let up = gated_upstream(gate.clone(), arrived.clone()).await;
+    let dir = dir_with_policy(POLICY);
+    let app = start_in(&dir, up, |c| c.drain_timeout = Duration::from_millis(200)).await;
+    let url = format!("http://{}/users", app.proxy_addr);
+    let _stuck = tokio::spawn(async move { send_json("POST", &url, BODY).await });
+    wait_until(|| arrived.load(Ordering::SeqCst) == 1).await;
+    // the gate never opens: shutdown must still come back
+    app.shutdown().await;
+}
+
+/// An upstream that echoes each body once a permit is available.
+async fn gated_upstream(
+    gate: Arc<tokio::sync::Semaphore>,
+    arrived: Arc<AtomicUsize>,
+) -> std::net::SocketAddr {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let gate = gate.clone();
+            let arrived = arrived.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let gate = gate.clone();
+                        let arrived = arrived.clone();
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            arrived.fetch_add(1, Ordering::SeqCst);
+                            gate.acquire().await.unwrap().forget();
+                            let mut r = hyper::Response::new(http_body_util::Full::new(body));
+                            r.headers_mut()
+                                .insert("content-type", "application/json".parse().unwrap());
+                            Ok::<_, hyper::Error>(r)
+                        }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Waits (bounded) for a condition another task makes true.
+async fn wait_until(cond: impl Fn() -> bool) {
+    for _ in 0..2000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached");
+}
