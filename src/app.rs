@@ -129,7 +129,6 @@ fn kms_faces(store: &Arc<KeyStore>, config: &Config) -> crate::kms::Faces {
             store.clone(),
             &config.kms_quotas,
         ))),
-        ..crate::kms::Faces::default()
     }
 }
 
