@@ -117,8 +117,13 @@ pub fn envelope(data: &[u8]) {
 
     // The reference: one JSON value in UTF-8 text. Numbers out of f64's
     // range are valid JSON and are sealed as their exact text.
-    let valid = std::str::from_utf8(data)
-        .is_ok_and(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok());
+    // A string must decode (no lone surrogate), as serde_json decodes it.
+    let valid = if trim_json_ws(data).first() == Some(&b'"') {
+        serde_json::from_slice::<String>(data).is_ok()
+    } else {
+        std::str::from_utf8(data)
+            .is_ok_and(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok())
+    };
     match envelope::seal_with_nonce(&key, data, ENVELOPE_CONTEXT, [9; 12]) {
         Ok(text) => {
             assert!(valid, "seal accepted a value that is not JSON");
