@@ -621,9 +621,12 @@ async fn too_many_or_too_large_headers_are_refused() {
     );
     for (what, req) in [("many", many), ("huge", huge)] {
         let resp = raw(app.proxy_addr, req.as_bytes(), false).await;
-        assert_eq!(
-            raw_status(&resp),
-            431,
+        // The server answers 431 and closes with the rest of a 1 MiB head
+        // unread, which resets the connection; the reset may reach the
+        // client before it reads the answer. Either way nothing got through.
+        let reset_first = what == "huge" && resp.is_empty();
+        assert!(
+            raw_status(&resp) == 431 || reset_first,
             "{what} headers: {}",
             &resp[..resp.len().min(200)]
         );
