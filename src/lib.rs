@@ -14,6 +14,7 @@
 //! | [`cli`] | subcommands: `serve`, `keys`, `credentials`, `policy check|suggest`, `dev-cert`, `audit verify` |
 //! | [`app`] | wiring: config → key store → data-key cache → policies → listeners |
 //! | [`config`] | `sealgate.toml` → [`config::Config`]: read, parse, validate; flags win |
+//! | [`hardening`] | start-up process hardening: no core dumps, memory locked where allowed |
 //! | [`secret`] | key newtypes: zeroized on drop, redacted `Debug`, never `Serialize` |
 //! | [`policy`] | PURE: policy files → compiled routes and JSONPath selectors; the byte-splicing JSON rewrite |
 //! | [`envelope`] | PURE: the `sg1.` field envelope, AES-256-GCM with AAD, type-preserving |
@@ -56,6 +57,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod envelope;
+pub mod hardening;
 pub mod keys;
 pub mod kms;
 pub mod metrics;
