@@ -508,20 +508,10 @@ async fn envelopes_that_do_not_belong_are_refused_with_502_and_no_plaintext() {
         }
         up.answer_gets_with("application/json", body);
         let (s, _, b) = send("GET", &format!("{base}{path}"), &[], "").await;
-        // An envelope naming a CMK this store does not hold is reported by
-        // the key store today (503 key_not_found); everything else is the
-        // upstream's bad data (502 field_does_not_open).
-        let names_unknown_key = what.contains("key id") || what.contains("another key");
+        // every one of these is the upstream's bad data, including an
+        // envelope naming a CMK this store does not hold
         let c = code(&b);
-        if names_unknown_key {
-            assert!(
-                (s, c.as_str()) == (502, "field_does_not_open")
-                    || (s, c.as_str()) == (503, "key_not_found"),
-                "{what}: {s} {b}"
-            );
-        } else {
-            assert_eq!((s, c.as_str()), (502, "field_does_not_open"), "{what}: {b}");
-        }
+        assert_eq!((s, c.as_str()), (502, "field_does_not_open"), "{what}: {b}");
         assert!(
             !b.contains("123-45-6789") && !b.contains("4111111111111111"),
             "{what}: {b}"

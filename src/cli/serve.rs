@@ -103,6 +103,10 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
     let cfg = config::load(args.config.as_deref(), &overrides)?;
     init_tracing(&cfg.log_level, cfg.log_format);
+    // no core dumps (they would hold keys), memory locked where allowed
+    for warning in crate::hardening::harden_process() {
+        tracing::warn!("{warning}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -192,10 +192,23 @@ pub fn open_fields(
             .map_err(|_| ("malformed", bad_place("a sealed field is malformed")))
             .and_then(|env| {
                 let cmk = env.cmk();
-                let cipher = cache.opening_key(&cmk, env.wrapped()).map_err(|e| {
-                    let e = key_error(e);
-                    (e.code, e)
-                })?;
+                let cipher = cache
+                    .opening_key(&cmk, env.wrapped())
+                    .map_err(|e| match e {
+                        // the envelope names a CMK this store does not hold: it was
+                        // tampered or comes from elsewhere — the field's fault, not
+                        // the route's key
+                        KeyError::CmkNotFound
+                        | KeyError::VersionNotFound
+                        | KeyError::DoesNotOpen => (
+                            "unknown_key",
+                            bad_place("a sealed field names a key this store does not hold"),
+                        ),
+                        other => {
+                            let e = key_error(other);
+                            (e.code, e)
+                        }
+                    })?;
                 env.open(&cipher, &field_context(context, site.label))
                     .map(|o| (cmk, o))
                     .map_err(|_| ("does_not_open", bad_place("a sealed field does not open")))
