@@ -205,6 +205,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     )
     .map_err(|e| tls_error("[kms_tls]", e))?;
     let state = Arc::new(ProxyState {
+        max_connections: config.max_connections,
         policies: RwLock::new(Arc::new(ActivePolicies::new(policies))),
         cache: cache.clone(),
         upstream,

@@ -63,6 +63,7 @@ struct FileConfig {
     #[serde(default)]
     log: FileLog,
     max_keys: Option<usize>,
+    max_connections: Option<usize>,
     #[serde(default)]
     kms_quotas: std::collections::BTreeMap<String, u32>,
     tls: Option<FileListenerTls>,
@@ -272,6 +273,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Maximum number of CMKs in the store.
     pub max_keys: usize,
+    /// Most client connections the proxy holds open at once; past it a new
+    /// connection is closed at once (default 10,000).
+    pub max_connections: usize,
     /// Per-action KMS quota overrides (requests per second).
     pub kms_quotas: std::collections::BTreeMap<String, u32>,
     /// `[tls]`: TLS on the proxy listener (plaintext when absent).
@@ -507,6 +511,15 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
         log_level,
         log_format,
         max_keys: f.max_keys.unwrap_or(10_000),
+        max_connections: match f.max_connections.unwrap_or(10_000) {
+            0 => {
+                return Err(ConfigError::Invalid {
+                    field: "max_connections",
+                    message: "must be greater than 0".into(),
+                })
+            }
+            n => n,
+        },
         kms_quotas: f.kms_quotas,
         audit: AuditSettings {
             sink: audit_sink,

@@ -384,3 +384,48 @@ async fn a_compressed_response_is_never_passed_half_processed() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn past_the_connection_cap_new_connections_are_closed_and_old_ones_serve() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = recording_upstream(echo()).await;
+    let app = start_with(up.addr, |c| c.max_connections = 2).await;
+    let a = tokio::net::TcpStream::connect(app.proxy_addr)
+        .await
+        .unwrap();
+    let mut b = tokio::net::TcpStream::connect(app.proxy_addr)
+        .await
+        .unwrap();
+    // give the server time to take both into its count
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut c = tokio::net::TcpStream::connect(app.proxy_addr)
+        .await
+        .unwrap();
+    let _ = c.write_all(b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut buf))
+        .await
+        .expect("the third connection is closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(
+        n, 0,
+        "the third connection must be closed without an answer"
+    );
+    // the held connections still work
+    b.write_all(b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let n = b.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // and once one closes, a new one is served
+    drop(a);
+    drop(b);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (s, _, _) = send("GET", &format!("http://{}/x", app.proxy_addr), &[], "").await;
+    assert_eq!(s, 200);
+    app.shutdown().await;
+}

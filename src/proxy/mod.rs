@@ -31,6 +31,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything a request needs, shared by all connections.
 pub struct ProxyState {
+    /// Most client connections held open at once.
+    pub max_connections: usize,
     /// The policy set in force and its route rate limits; swapped whole on
     /// reload, so a request keeps the set it started with.
     pub policies: RwLock<Arc<ActivePolicies>>,

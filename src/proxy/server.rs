@@ -38,6 +38,7 @@ pub async fn run(
         builder.http1_only()
     });
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(state.max_connections));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -50,6 +51,13 @@ pub async fn run(
                         continue;
                     }
                 };
+                // over the cap a connection is closed at once: the server
+                // keeps serving the ones it has instead of drowning
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, limit = state.max_connections, "connection limit reached; closing new connection");
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 let acceptor = acceptor.clone();
@@ -58,6 +66,7 @@ pub async fn run(
                 // shutdown is drained like the others
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let io = match acceptor.accept(stream).await {
                         Ok(io) => io,
                         Err(e) => {
