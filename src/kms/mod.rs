@@ -10,6 +10,7 @@
 
 pub mod alibaba;
 pub mod infisical;
+pub mod signing;
 pub mod tencent;
 
 use bytes::Bytes;

@@ -11,14 +11,13 @@
 //! are compared in constant time; error messages never carry the secret, the
 //! expected signature or the string that was signed.
 
+pub use crate::kms::signing::RequestParts;
+use crate::kms::signing::{hmac1, hmac256, sha256_hex};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::wire::{codes, AlibabaError};
@@ -32,45 +31,6 @@ pub const DEFAULT_MAX_SKEW_SECS: i64 = 900;
 pub const MAX_NONCE_LEN: usize = 128;
 /// Default bound on remembered nonces.
 pub const DEFAULT_NONCE_CAPACITY: usize = 100_000;
-
-/// A request as the verifier sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestParts<'a> {
-    /// HTTP method, e.g. `POST`.
-    pub method: &'a str,
-    /// Path without the query, e.g. `/`.
-    pub path: &'a str,
-    /// The raw query string as sent (no leading `?`), empty if none.
-    pub query: &'a str,
-    /// Request headers as (name, value); names in any case.
-    pub headers: &'a [(&'a str, &'a str)],
-    /// The raw body.
-    pub body: &'a [u8],
-}
-
-impl RequestParts<'_> {
-    /// All values of header `name` (case-insensitive), joined by `,`.
-    pub fn header(&self, name: &str) -> Option<String> {
-        let vals: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-            .collect();
-        if vals.is_empty() {
-            None
-        } else {
-            Some(vals.join(","))
-        }
-    }
-
-    fn is_form(&self) -> bool {
-        self.header("content-type").is_some_and(|ct| {
-            ct.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        })
-    }
-}
 
 /// How strict verification is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,28 +228,6 @@ impl NonceCache {
 }
 
 // -------------------------------------------------------------- primitives
-
-fn hmac256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut m = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0u8; 32],
-    };
-    m.update(msg);
-    m.finalize().into_bytes().into()
-}
-
-fn hmac1(key: &[u8], msg: &[u8]) -> [u8; 20] {
-    let mut m = match <Hmac<Sha1> as Mac>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0u8; 20],
-    };
-    m.update(msg);
-    m.finalize().into_bytes().into()
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
 
 /// Alibaba's percent-encoding (RFC 3986): everything but `A-Z a-z 0-9 - _ . ~`
 /// becomes `%XX` (upper-case hex); a space is `%20`.

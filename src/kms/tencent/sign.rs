@@ -8,11 +8,10 @@
 //! Signatures are compared in constant time. Error messages never carry the
 //! secret, the expected signature or the string that was signed.
 
+pub use crate::kms::signing::RequestParts;
+use crate::kms::signing::{hmac1, hmac256, sha256_hex};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::wire::{codes, TencentError};
@@ -22,38 +21,6 @@ use crate::secret::SecretBytes;
 pub const TC3_ALGORITHM: &str = "TC3-HMAC-SHA256";
 /// Largest accepted distance between the request timestamp and now, seconds.
 pub const DEFAULT_MAX_SKEW_SECS: i64 = 300;
-
-/// A request as the verifier sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestParts<'a> {
-    /// HTTP method, e.g. `POST`.
-    pub method: &'a str,
-    /// Path without the query, e.g. `/` or `/v2/index.php`.
-    pub path: &'a str,
-    /// The raw query string as sent (no leading `?`), empty if none.
-    pub query: &'a str,
-    /// Request headers as (name, value); names in any case.
-    pub headers: &'a [(&'a str, &'a str)],
-    /// The raw body.
-    pub body: &'a [u8],
-}
-
-impl RequestParts<'_> {
-    /// All values of header `name` (case-insensitive), joined by `,`.
-    pub fn header(&self, name: &str) -> Option<String> {
-        let vals: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-            .collect();
-        if vals.is_empty() {
-            None
-        } else {
-            Some(vals.join(","))
-        }
-    }
-}
 
 /// How strict verification is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,32 +102,6 @@ impl From<AuthError> for TencentError {
     fn from(e: AuthError) -> Self {
         TencentError::new(e.code(), e.to_string())
     }
-}
-
-type HmacSha256 = Hmac<Sha256>;
-type HmacSha1 = Hmac<Sha1>;
-
-fn hmac256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
-    let mut m = match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0u8; 32],
-    };
-    m.update(msg);
-    m.finalize().into_bytes().into()
-}
-
-fn hmac1(key: &[u8], msg: &[u8]) -> [u8; 20] {
-    let mut m = match HmacSha1::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0u8; 20],
-    };
-    m.update(msg);
-    m.finalize().into_bytes().into()
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 /// The UTC day of a unix timestamp, `YYYY-MM-DD`.
