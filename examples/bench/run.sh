@@ -75,7 +75,12 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # ---- build ---------------------------------------------------------------
 log "building release (sealgate, bench_upstream, bench_load)"
 (cd "$ROOT" && cargo build --release --quiet --bin sealgate --example bench_upstream --example bench_load)
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+# copied out at once: a shared CARGO_TARGET_DIR may be rebuilt by someone else mid-run
+mkdir -p "$WORK/bin/examples"
+T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+cp "$T/sealgate" "$WORK/bin/"
+cp "$T/examples/bench_upstream" "$T/examples/bench_load" "$WORK/bin/examples/"
+BIN="$WORK/bin"
 
 # ---- pinning ---------------------------------------------------------------
 NCPU=$(nproc)
