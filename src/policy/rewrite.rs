@@ -73,28 +73,14 @@ pub fn rewrite<E>(
     if selectors.is_empty() {
         return Ok(None);
     }
-    let doc: Value = serde_json::from_slice(body).map_err(|e| {
-        if e.to_string().starts_with("recursion limit exceeded") {
-            RewriteError::TooDeep
-        } else {
-            RewriteError::NotJson(e.to_string())
-        }
-    })?;
-    let index = Scanner::index(body)?;
-
-    let mut sites: Vec<(usize, usize, String)> = Vec::new();
-    for selector in selectors {
-        let found = selector
-            .select(&doc)
-            .map_err(|source| RewriteError::Selector {
-                selector: selector.as_str().to_owned(),
-                source,
-            })?;
-        for node in found {
-            let (start, end) = index.locate(&node.steps).ok_or(RewriteError::Unlocatable)?;
-            sites.push((start, end, label_of(&node.steps)));
-        }
-    }
+    let mut sites = match fast::plans(selectors) {
+        Some(plans) => fast::find(body, &plans).map_err(|f| match f {
+            fast::Fail::NotJson(msg) => RewriteError::NotJson(msg),
+            fast::Fail::TooDeep => RewriteError::TooDeep,
+            fast::Fail::Duplicate(offset) => RewriteError::DuplicateKey { offset },
+        })?,
+        None => general_sites(body, selectors)?,
+    };
     // JSON spans are nested or disjoint: after sorting by start (outer first),
     // a span that starts before the last kept one ends is a duplicate or inside it.
     sites.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
@@ -123,6 +109,37 @@ pub fn rewrite<E>(
     }
     out.extend_from_slice(body.get(copied..).ok_or(RewriteError::Unlocatable)?);
     Ok(Some(out))
+}
+
+/// The general path: any RFC 9535 query, run by the JSONPath engine on a
+/// `serde_json::Value` of the body, its nodes located by [`Scanner`].
+fn general_sites<E>(
+    body: &[u8],
+    selectors: &SelectorSet,
+) -> Result<Vec<(usize, usize, String)>, RewriteError<E>> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| {
+        if e.to_string().starts_with("recursion limit exceeded") {
+            RewriteError::TooDeep
+        } else {
+            RewriteError::NotJson(e.to_string())
+        }
+    })?;
+    let index = Scanner::index(body)?;
+
+    let mut sites: Vec<(usize, usize, String)> = Vec::new();
+    for selector in selectors {
+        let found = selector
+            .select(&doc)
+            .map_err(|source| RewriteError::Selector {
+                selector: selector.as_str().to_owned(),
+                source,
+            })?;
+        for node in found {
+            let (start, end) = index.locate(&node.steps).ok_or(RewriteError::Unlocatable)?;
+            sites.push((start, end, label_of(&node.steps)));
+        }
+    }
+    Ok(sites)
 }
 
 /// Where one value sits in the raw body, with its children.
@@ -329,5 +346,6 @@ impl<'a> Scanner<'a> {
     }
 }
 
+mod fast;
 #[cfg(test)]
 mod tests;

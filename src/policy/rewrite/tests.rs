@@ -240,3 +240,159 @@ fn member_names_needing_escapes_are_located() {
         .unwrap()
         .ends_with(r#"{"x": "it's \\\\ \n \u0001 😀 \"q\".x=2"}]}"#));
 }
+
+// ---- the fast path (plain-path selectors) agrees with the general one ----
+
+/// Sites found, or why the body was refused.
+type Found = Result<Vec<(usize, usize, String)>, String>;
+
+/// Sites found by each path, sorted; or whether each refused the body.
+fn both_paths(body: &[u8], sel: &[&str]) -> (Found, Found) {
+    let s = set(sel);
+    let plans = fast::plans(&s).expect("plain paths");
+    let mut f = fast::find(body, &plans).map_err(|e| format!("{e:?}"));
+    let mut g = general_sites::<()>(body, &s).map_err(|e| format!("{e:?}"));
+    for v in [&mut f, &mut g].into_iter().flatten() {
+        v.sort();
+        v.dedup();
+    }
+    (f, g)
+}
+
+fn assert_paths_agree(body: &[u8], sel: &[&str]) {
+    let (f, g) = both_paths(body, sel);
+    match (&f, &g) {
+        (Ok(a), Ok(b)) => assert_eq!(
+            a,
+            b,
+            "body {:?} selectors {sel:?}",
+            String::from_utf8_lossy(body)
+        ),
+        (Err(_), Err(_)) => {}
+        _ => panic!(
+            "paths disagree on {:?} with {sel:?}: fast {f:?}, general {g:?}",
+            String::from_utf8_lossy(body)
+        ),
+    }
+}
+
+#[test]
+fn plain_paths_are_planned_and_others_are_not() {
+    use fast::PathStep::*;
+    assert_eq!(fast::plan("$"), Some(vec![]));
+    assert_eq!(
+        fast::plan("$.a['b c'][\"d\"][*].*[12]"),
+        Some(vec![
+            Name("a"),
+            Name("b c"),
+            Name("d"),
+            Wild,
+            Wild,
+            Index(12)
+        ])
+    );
+    assert_eq!(fast::plan("$.été_1"), Some(vec![Name("été_1")]));
+    for other in [
+        "$..a",
+        "$.a[?@.b]",
+        "$[-1]",
+        "$[0:2]",
+        "$['a','b']",
+        "$['a\\'b']",
+        "$[ 0 ]",
+        "$.1a",
+    ] {
+        assert_eq!(fast::plan(other), None, "{other}");
+    }
+}
+
+#[test]
+fn fast_path_finds_what_the_general_path_finds() {
+    let bodies: &[&[u8]] = &[
+        br#"{"ssn":"1","cards":[{"number":"4111","x":1},{"number":2}],"a":{"b":{"c":[1,[2,3]]}}}"#,
+        br#"[{"ssn":1},{"ssn":{"ssn":2}},3,"s"]"#,
+        br#"{"a.b":1,"a":{"b":2},"s\u0073n":"esc","\\":{"x":[]}}"#,
+        br#"{"n":[-0,1.5e+300,0.0,-12E-3,123456789012345678901234567890],"t":true,"f":false,"z":null}"#,
+        b" \n{ \"ssn\" : \"\\ud83d\\ude00 \\\" \\/\" , \"e\":{} ,\"l\":[ ]}\t",
+        br#""just a string""#,
+        b"12",
+    ];
+    let selectors: &[&[&str]] = &[
+        &["$.ssn"],
+        &["$[*].ssn", "$[1].ssn.ssn"],
+        &["$.cards[*].number", "$.cards[0]"],
+        &["$.*", "$.a.b.c[1][0]"],
+        &["$['a.b']", "$.a.b", "$.*.x", "$.ssn"],
+        &["$.n[*]", "$.n[4]", "$.t"],
+        &["$"],
+        &["$.a", "$.a.b"],
+    ];
+    for body in bodies {
+        for sel in selectors {
+            assert_paths_agree(body, sel);
+        }
+    }
+}
+
+#[test]
+fn fast_path_refuses_what_the_general_path_refuses() {
+    let bad: &[&[u8]] = &[
+        b"",
+        b"{",
+        b"{\"a\":1,}",
+        b"[1,]",
+        b"{\"a\" 1}",
+        b"01",
+        b"-",
+        b"1.",
+        b"1e",
+        b".5",
+        b"+1",
+        b"1e400",
+        b"-1e400",
+        b"tru",
+        b"nulls",
+        b"\"\\ud800\"",
+        b"\"\\udc00\"",
+        b"\"\\ud800\\u0041\"",
+        b"\"\\x\"",
+        b"\"a\x01\"",
+        b"\"\\u12g4\"",
+        b"{\"a\":1}{}",
+        b"[1 2]",
+        b"{\"a\":1,\"a\":2}",
+        b"{\"a\":1,\"\\u0061\":2}",
+        b"{1:2}",
+        b"\xff",
+        b"{\"a\":\"\xc3\x28\"}",
+    ];
+    for body in bad {
+        let (f, g) = both_paths(body, &["$.a"]);
+        assert!(
+            f.is_err() && g.is_err(),
+            "{:?}: fast {f:?}, general {g:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    for n in [126, 127, 128, 129] {
+        assert_paths_agree(deep(n).as_bytes(), &["$[0]"]);
+    }
+    let deep_obj = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+    for n in [126, 127, 128] {
+        assert_paths_agree(deep_obj(n).as_bytes(), &["$.a.a"]);
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn fast_and_general_paths_agree_on_token_soup(tokens in proptest::collection::vec(0usize..22, 0..24), sel in 0usize..4) {
+        const T: [&str; 22] = [
+            "{", "}", "[", "]", ",", ":", "\"a\"", "\"b\"", "\"\\u0061\"", "1", "-0.5e3",
+            "1e999", "true", "nul", " ", "\"\\ud800\"", "\"x\\n\"", "0", "01", "\"a\":", "{\"a\":", "[{",
+        ];
+        let body: String = tokens.iter().map(|&i| T[i]).collect();
+        let sels: [&[&str]; 4] = [&["$.a"], &["$[*]"], &["$.a[0].b", "$.*"], &["$"]];
+        assert_paths_agree(body.as_bytes(), sels[sel]);
+    }
+}
