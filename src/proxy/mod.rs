@@ -14,6 +14,7 @@ pub mod fields;
 pub mod headers;
 pub mod pipeline;
 pub mod server;
+pub mod shadow;
 pub mod upstream;
 
 use bytes::Bytes;
@@ -46,6 +47,8 @@ pub struct ProxyState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where sealed and opened batches are recorded.
     pub audit: Arc<crate::audit::AuditLog>,
+    /// Shadow mode and its capture file.
+    pub shadow: shadow::Shadow,
 }
 
 /// A validated policy set with the rate limiter its routes ask for.
