@@ -9,6 +9,7 @@
 //! `response_body_filter` (read bounded, open/seal selected fields) →
 //! `logging`.
 
+pub mod discover;
 pub mod error;
 pub mod fields;
 pub mod headers;
