@@ -40,6 +40,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The shadow capture file could not be opened.
+    #[error("shadow capture: {0}")]
+    Shadow(String),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -213,6 +216,8 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         header_read_timeout: config.header_read_timeout,
         metrics: metrics.clone(),
         audit: audit.clone(),
+        shadow: crate::proxy::shadow::Shadow::open(config.shadow, config.shadow_capture.as_ref())
+            .map_err(|e| StartError::Shadow(e.to_string()))?,
     });
     let ready = Arc::new(Readiness::default());
     let listener = TcpListener::bind(config.listen)

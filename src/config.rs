@@ -75,6 +75,10 @@ struct FileConfig {
     audit: FileAudit,
     #[serde(default)]
     reload: FileReload,
+    shadow: Option<bool>,
+    shadow_capture: Option<PathBuf>,
+    shadow_capture_max_lines: Option<u64>,
+    shadow_capture_sample: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,7 +161,28 @@ pub struct Overrides {
     pub admin_listen: Option<String>,
     /// `--audit-file`
     pub audit_file: Option<PathBuf>,
+    /// `--shadow`: every route (and the whole proxy) in shadow mode.
+    pub shadow: Option<bool>,
+    /// `--shadow-capture FILE`
+    pub shadow_capture: Option<PathBuf>,
 }
+
+/// Where shadow mode writes its capture of observed fields (JSON lines of
+/// `policy::suggest::Observation`: field paths and value classes, never values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowCapture {
+    /// `shadow_capture`: the file (appended to).
+    pub file: PathBuf,
+    /// `shadow_capture_max_lines` (default 100000): lines written at most
+    /// by one process; later observations are dropped.
+    pub max_lines: u64,
+    /// `shadow_capture_sample` (default 1.0): the fraction of requests
+    /// whose bodies are observed, in (0, 1]; chosen evenly, not randomly.
+    pub sample: f64,
+}
+
+/// Default most lines one process writes to the shadow capture.
+pub const DEFAULT_CAPTURE_MAX_LINES: u64 = 100_000;
 
 /// Where audit records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +319,12 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Policy hot reload.
     pub reload: ReloadSettings,
+    /// `shadow` (default false): run every route in shadow mode — traffic
+    /// passes unchanged and what the policies would do is reported.
+    pub shadow: bool,
+    /// `shadow_capture`: observe JSON bodies into a capture file for
+    /// `sealgate policy suggest`.
+    pub shadow_capture: Option<ShadowCapture>,
 }
 
 /// Reads, parses and validates `path` (if any) and applies `overrides`.
@@ -481,7 +512,35 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             message: "set kms_listen too (there is no KMS listener to put TLS on)".into(),
         });
     }
+    let shadow_capture = match o.shadow_capture.clone().or(f.shadow_capture) {
+        None => None,
+        Some(file) => {
+            let max_lines = f
+                .shadow_capture_max_lines
+                .unwrap_or(DEFAULT_CAPTURE_MAX_LINES);
+            if max_lines == 0 {
+                return Err(ConfigError::Invalid {
+                    field: "shadow_capture_max_lines",
+                    message: "must be greater than 0".into(),
+                });
+            }
+            let sample = f.shadow_capture_sample.unwrap_or(1.0);
+            if !(sample > 0.0 && sample <= 1.0) {
+                return Err(ConfigError::Invalid {
+                    field: "shadow_capture_sample",
+                    message: "must be a fraction in (0, 1], e.g. 0.1 for one request in ten".into(),
+                });
+            }
+            Some(ShadowCapture {
+                file,
+                max_lines,
+                sample,
+            })
+        }
+    };
     Ok(Config {
+        shadow: o.shadow.or(f.shadow).unwrap_or(false),
+        shadow_capture,
         tls: listener_tls(f.tls),
         kms_tls: listener_tls(f.kms_tls),
         h2c: f.h2c.unwrap_or(true),
@@ -726,5 +785,43 @@ server_name = "api.example"
         assert!(e.to_string().contains("key_file"), "{e}");
         let e = parse("t", "[tls]\ncert_file = \"a\"\nkey_file = \"b\"\nca = 1").unwrap_err();
         assert!(e.to_string().contains("ca"), "{e}");
+    }
+
+    #[test]
+    fn shadow_settings_parse_validate_and_flags_win() {
+        let f = parse(
+            "t",
+            "upstream = \"http://x:1\"\nshadow = true\nshadow_capture = \"/tmp/c.jsonl\"\nshadow_capture_max_lines = 10\nshadow_capture_sample = 0.5",
+        )
+        .unwrap();
+        let c = validate(f, &Overrides::default()).unwrap();
+        assert!(c.shadow);
+        let cap = c.shadow_capture.unwrap();
+        assert_eq!(
+            (cap.file, cap.max_lines, cap.sample),
+            (PathBuf::from("/tmp/c.jsonl"), 10, 0.5)
+        );
+        let c = validate(parse("t", "").unwrap(), &ov("http://x:1")).unwrap();
+        assert!(!c.shadow && c.shadow_capture.is_none());
+        let o = Overrides {
+            shadow: Some(true),
+            shadow_capture: Some("/tmp/d.jsonl".into()),
+            ..ov("http://x:1")
+        };
+        let c = validate(parse("t", "").unwrap(), &o).unwrap();
+        assert!(c.shadow);
+        assert_eq!(
+            c.shadow_capture.unwrap().max_lines,
+            DEFAULT_CAPTURE_MAX_LINES
+        );
+        for bad in [
+            "shadow_capture_sample = 0.0",
+            "shadow_capture_sample = 1.5",
+            "shadow_capture_max_lines = 0",
+        ] {
+            let text = format!("shadow_capture = \"/tmp/c\"\n{bad}");
+            let e = validate(parse("t", &text).unwrap(), &ov("http://x:1")).unwrap_err();
+            assert!(e.to_string().contains("shadow_capture_"), "{bad}: {e}");
+        }
     }
 }

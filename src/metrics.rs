@@ -83,6 +83,14 @@ pub struct Metrics {
     opened: Family<String>,
     /// reason → fields that did not open.
     open_failures: Family<&'static str>,
+    /// route → selected values passed through as plaintext (migration progress).
+    plaintext_passed: Family<String>,
+    /// (route, direction, op) → fields a shadow route would have sealed or opened.
+    shadow_fields: Family<(String, &'static str, &'static str)>,
+    /// (route, direction, selector) → bodies in which a shadow selector matched nothing.
+    shadow_unmatched: Family<(String, &'static str, String)>,
+    /// Lines written to the shadow capture file.
+    shadow_captured: AtomicU64,
     /// (source, action) → key store operations.
     key_ops: Family<(String, String)>,
     /// (source, action) → requests refused by a rate limit.
@@ -171,6 +179,40 @@ impl Metrics {
         if opened > 0 {
             bump(&self.opened, route.to_string(), u64::from(opened));
         }
+    }
+
+    /// Counts selected values passed through as plaintext on `route`
+    /// (stored before sealgate; a migrating route reaches 0 when done).
+    pub fn plaintext_passed(&self, route: &str, n: u32) {
+        if n > 0 {
+            bump(&self.plaintext_passed, route.to_string(), u64::from(n));
+        }
+    }
+
+    /// Counts fields a shadow route would have sealed (`op` = `seal`) or
+    /// opened (`open`) in one direction (`request` / `response`).
+    pub fn shadow_fields(&self, route: &str, direction: &'static str, op: &'static str, n: u32) {
+        if n > 0 {
+            bump(
+                &self.shadow_fields,
+                (route.to_string(), direction, op),
+                u64::from(n),
+            );
+        }
+    }
+
+    /// Counts one body in which a shadow route's selector matched nothing.
+    pub fn shadow_unmatched(&self, route: &str, direction: &'static str, selector: &str) {
+        bump(
+            &self.shadow_unmatched,
+            (route.to_string(), direction, selector.to_string()),
+            1,
+        );
+    }
+
+    /// Counts lines written to the shadow capture.
+    pub fn shadow_captured(&self, n: u64) {
+        self.shadow_captured.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts one field that did not open, by a stable reason code.
@@ -271,6 +313,57 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{route=\"{}\"}} {n}", esc(route));
             }
         }
+        header_line(
+            &mut out,
+            "sealgate_fields_plaintext_passed_total",
+            "counter",
+            "Selected values passed through as plaintext (stored before sealgate), by route.",
+        );
+        for (route, n) in lock(&self.plaintext_passed).iter() {
+            let _ = writeln!(
+                out,
+                "sealgate_fields_plaintext_passed_total{{route=\"{}\"}} {n}",
+                esc(route)
+            );
+        }
+        header_line(
+            &mut out,
+            "sealgate_shadow_fields_total",
+            "counter",
+            "Fields a shadow route would have sealed or opened, by route, direction and op.",
+        );
+        for ((route, dir, op), n) in lock(&self.shadow_fields).iter() {
+            let _ = writeln!(
+                out,
+                "sealgate_shadow_fields_total{{route=\"{}\",direction=\"{dir}\",op=\"{op}\"}} {n}",
+                esc(route)
+            );
+        }
+        header_line(
+            &mut out,
+            "sealgate_shadow_unmatched_selectors_total",
+            "counter",
+            "Bodies in which a shadow route's selector matched nothing, by route, direction and selector.",
+        );
+        for ((route, dir, sel), n) in lock(&self.shadow_unmatched).iter() {
+            let _ = writeln!(
+                out,
+                "sealgate_shadow_unmatched_selectors_total{{route=\"{}\",direction=\"{dir}\",selector=\"{}\"}} {n}",
+                esc(route),
+                esc(sel)
+            );
+        }
+        header_line(
+            &mut out,
+            "sealgate_shadow_capture_lines_total",
+            "counter",
+            "Observations written to the shadow capture file.",
+        );
+        let _ = writeln!(
+            out,
+            "sealgate_shadow_capture_lines_total {}",
+            self.shadow_captured.load(Ordering::Relaxed)
+        );
         header_line(
             &mut out,
             "sealgate_open_failures_total",

@@ -221,3 +221,14 @@ fn a_missing_directory_is_an_error_naming_it() {
     let err = load_dir(Path::new("/nonexistent/policies")).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/policies"), "{err}");
 }
+
+#[test]
+fn onboarding_examples_run_in_shadow_and_migrate_mode() {
+    use sealgate::policy::RouteMode;
+    let set = shipped();
+    let shadow = route(&set, "POST", None, "/onboarding/customers/new");
+    assert_eq!(shadow.mode, RouteMode::Shadow);
+    let migrate = route(&set, "GET", None, "/onboarding/accounts/7");
+    assert_eq!(migrate.mode, RouteMode::Migrate);
+    assert!(set.describe().contains("mode      migrate"));
+}

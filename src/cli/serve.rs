@@ -45,6 +45,14 @@ pub struct ServeArgs {
     /// Append audit records to this file (hash-chained JSON lines).
     #[arg(long)]
     pub audit_file: Option<PathBuf>,
+    /// Shadow mode for every route: traffic passes unchanged; sealgate
+    /// reports what the policies would have sealed and opened.
+    #[arg(long)]
+    pub shadow: bool,
+    /// Write observed field paths and value classes (never values) of JSON
+    /// bodies to FILE, for `sealgate policy suggest --capture FILE`.
+    #[arg(long)]
+    pub shadow_capture: Option<PathBuf>,
 }
 
 /// Errors of `serve`.
@@ -100,6 +108,8 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         log_level: args.log_level,
         admin_listen: args.admin_listen,
         audit_file: args.audit_file,
+        shadow: args.shadow.then_some(true),
+        shadow_capture: args.shadow_capture,
     };
     let cfg = config::load(args.config.as_deref(), &overrides)?;
     init_tracing(&cfg.log_level, cfg.log_format);

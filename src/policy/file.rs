@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::error::Problem;
-use super::route::{OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, Rules};
+use super::route::{OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMode, Rules};
 use super::selector::SelectorSet;
 use super::template::{ContextTemplate, MediaRange, PathTemplate};
 
@@ -31,6 +31,7 @@ struct FileRoute {
     on_open_failure: Option<OnOpenFailure>,
     max_body_bytes: Option<u64>,
     rate_limit: Option<FileRateLimit>,
+    mode: Option<RouteMode>,
 }
 
 /// `request` / `response` tables as written.
@@ -317,6 +318,26 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         }
     };
 
+    let mode = raw.mode.unwrap_or_default();
+    if mode == RouteMode::Migrate {
+        if raw.on_plaintext == Some(OnPlaintext::Refuse) {
+            bad(
+                "on_plaintext",
+                "a route in migrate mode passes stored plaintext on reads: \
+                 on_plaintext must be \"pass\""
+                    .into(),
+            );
+        }
+        if request.encrypt.is_empty() && response.decrypt.is_empty() {
+            bad(
+                "mode",
+                "a route in migrate mode seals on writes or opens on reads: \
+                 give it request.encrypt or response.decrypt"
+                    .into(),
+            );
+        }
+    }
+
     if problems.len() != before {
         return None;
     }
@@ -330,6 +351,7 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         on_open_failure: raw.on_open_failure.unwrap_or_default(),
         max_body_bytes,
         rate_limit,
+        mode,
         file: file.to_owned(),
         methods,
         host,

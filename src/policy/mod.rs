@@ -30,7 +30,9 @@ use std::fmt::Write as _;
 pub use error::{PolicyError, Problem};
 pub use load::load_dir;
 pub use rewrite::{rewrite, FieldSite, RewriteError};
-pub use route::{OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, Rules};
+pub use route::{
+    OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, RouteMode, Rules,
+};
 pub use selector::{
     label_of, parse_normalized_path, Selected, Selector, SelectorError, SelectorSet, Step,
 };
@@ -183,6 +185,21 @@ impl PolicySet {
                     OnOpenFailure::KeepEnvelope => "keep envelope",
                 },
             );
+            match r.mode {
+                RouteMode::Enforce => {}
+                RouteMode::Shadow => {
+                    let _ = writeln!(
+                        out,
+                        "  mode      shadow: traffic passes unchanged; would-be seals and opens are reported"
+                    );
+                }
+                RouteMode::Migrate => {
+                    let _ = writeln!(
+                        out,
+                        "  mode      migrate: stored plaintext passes on reads, is sealed on the next write"
+                    );
+                }
+            }
             if let Some(n) = r.max_body_bytes {
                 let _ = writeln!(out, "  limit     body at most {n} bytes");
             }

@@ -39,6 +39,22 @@ pub enum OnOpenFailure {
     KeepEnvelope,
 }
 
+/// How a route applies its policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteMode {
+    /// Seal and open as the rules say (the default).
+    #[default]
+    Enforce,
+    /// Pass traffic unchanged; report what the rules would have sealed and
+    /// opened, and which selectors matched nothing (see `proxy::shadow`).
+    Shadow,
+    /// Enforce, with plaintext already stored upstream passed through on
+    /// reads (`on_plaintext = "pass"` is required) and sealed on the next
+    /// write; plaintext passed and values sealed are counted per route.
+    Migrate,
+}
+
 /// A per-route token bucket: `per_second` refill, up to `burst` tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitSpec {
@@ -85,6 +101,8 @@ pub struct Route {
     pub max_body_bytes: Option<usize>,
     /// Rate limit for this route.
     pub rate_limit: Option<RateLimitSpec>,
+    /// Enforce, shadow or migrate.
+    pub mode: RouteMode,
     pub(crate) file: String,
     pub(crate) methods: Option<Vec<String>>,
     pub(crate) host: Option<String>,

@@ -22,6 +22,8 @@ pub struct FieldCounts {
     pub batches: Vec<KeyBatch>,
     /// Fields that did not open, by reason (also those kept as envelopes).
     pub open_failures: Vec<(&'static str, u32)>,
+    /// What shadow mode saw, when the request ran in shadow or was captured.
+    pub shadow: Option<super::shadow::ShadowReport>,
 }
 
 /// Sealing or opening.

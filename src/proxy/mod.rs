@@ -9,11 +9,13 @@
 //! `response_body_filter` (read bounded, open/seal selected fields) →
 //! `logging`.
 
+pub mod discover;
 pub mod error;
 pub mod fields;
 pub mod headers;
 pub mod pipeline;
 pub mod server;
+pub mod shadow;
 pub mod upstream;
 
 use bytes::Bytes;
@@ -48,6 +50,8 @@ pub struct ProxyState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where sealed and opened batches are recorded.
     pub audit: Arc<crate::audit::AuditLog>,
+    /// Shadow mode and its capture file.
+    pub shadow: shadow::Shadow,
 }
 
 /// A validated policy set with the rate limiter its routes ask for.

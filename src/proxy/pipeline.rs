@@ -64,6 +64,9 @@ pub async fn handle(
             micros = total.as_micros() as u64,
             "done"
         );
+        if let Some(report) = &counts.shadow {
+            super::shadow::record(&state, route, report);
+        }
         observe(
             &state,
             route,
@@ -97,6 +100,7 @@ fn observe(
     let m = &state.metrics;
     m.observe_request(route, method, status, total, upstream_time);
     m.fields(route, counts.sealed, counts.opened);
+    m.plaintext_passed(route, counts.passed_plaintext);
     for (reason, n) in &counts.open_failures {
         for _ in 0..*n {
             m.open_failure(reason);
@@ -148,7 +152,7 @@ async fn run(
         .or_else(|| req.uri().host())
         .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
     let policies = &active.set;
-    if !policies.is_empty() {
+    if !policies.is_empty() && !state.shadow.all {
         if let Some(why) = crate::policy::ambiguous_path(req.uri().path()) {
             // a spelling the upstream might read differently could dodge a route
             return Err((
@@ -164,7 +168,16 @@ async fn run(
     let matched = policies.match_route(req.method().as_str(), host.as_deref(), req.uri().path());
     let route_name = matched.as_ref().map(|m| m.route.name.clone());
     let fail = |e: ProxyError| (e, route_name.clone());
-    if let Some(m) = &matched {
+    // shadow: a shadow route is measured, an unmatched request captured; both pass unchanged
+    let shadow = match &matched {
+        Some(m) => state.shadow.applies(m.route),
+        None => state.shadow.captures(),
+    };
+    let enforce = matched.as_ref().filter(|_| !shadow);
+    if shadow {
+        counts.shadow = Some(state.shadow.begin(matched.is_some()));
+    }
+    if let Some(m) = enforce {
         if m.route.rate_limit.is_some() {
             if let Err(retry) = active.limits.check("route", &m.route.name) {
                 state.metrics.rate_limited("proxy", &m.route.name);
@@ -184,7 +197,9 @@ async fn run(
     let client_host = parts.headers.get(header::HOST).cloned();
 
     // request_body_filter
-    let out_body: ProxyBody = match &matched {
+    let shadow_route = matched.as_ref().filter(|_| shadow).map(|m| m.route);
+    let request_path = parts.uri.path().to_string();
+    let out_body: ProxyBody = match enforce {
         Some(m) if !(m.route.request.encrypt.is_empty() && m.route.request.decrypt.is_empty()) => {
             let route = m.route;
             let media = headers::media_type(&parts.headers);
@@ -214,11 +229,30 @@ async fn run(
                 Full::new(bytes).map_err(|e| match e {}).boxed()
             }
         }
-        _ => body.map_err(Into::into).boxed(),
+        _ => match counts.shadow.as_mut() {
+            Some(report) => {
+                let limit = shadow_route
+                    .and_then(|r| r.max_body_bytes)
+                    .unwrap_or(state.max_body_bytes);
+                super::shadow::request_body(
+                    &state.shadow,
+                    shadow_route,
+                    &parts.method,
+                    &request_path,
+                    &parts.headers,
+                    body,
+                    limit,
+                    report,
+                )
+                .await
+                .map_err(fail)?
+            }
+            None => body.map_err(Into::into).boxed(),
+        },
     };
 
     // upstream_request_filter
-    let rewrites_response = matched.as_ref().is_some_and(|m| {
+    let rewrites_response = enforce.is_some_and(|m| {
         !(m.route.response.encrypt.is_empty() && m.route.response.decrypt.is_empty())
     });
     let pq = parts
@@ -263,11 +297,29 @@ async fn run(
     if let Ok(v) = HeaderValue::from_str(request_id) {
         rparts.headers.insert(REQUEST_ID, v);
     }
-    let Some(m) = matched.as_ref().filter(|_| rewrites_response) else {
-        return Ok((
-            Response::from_parts(rparts, rbody.map_err(Into::into).boxed()),
-            route_name,
-        ));
+    let Some(m) = enforce.filter(|_| rewrites_response) else {
+        let rbody = match counts.shadow.as_mut() {
+            Some(report) => {
+                let limit = shadow_route
+                    .and_then(|r| r.max_body_bytes)
+                    .unwrap_or(state.max_body_bytes);
+                super::shadow::response_body(
+                    state,
+                    shadow_route,
+                    &method,
+                    &request_path,
+                    rparts.status,
+                    &rparts.headers,
+                    rbody,
+                    limit,
+                    report,
+                )
+                .await
+                .map_err(fail)?
+            }
+            None => rbody.map_err(Into::into).boxed(),
+        };
+        return Ok((Response::from_parts(rparts, rbody), route_name));
     };
     let media = headers::media_type(&rparts.headers);
     let no_body = method == Method::HEAD
