@@ -35,6 +35,14 @@ response.decrypt = ["$.ssn"]
 on_plaintext = "refuse"
 
 [[route]]
+name = "found"
+methods = ["GET"]
+path = "/found/{id}"
+key = "test-key"
+context = "users"
+open_all = true
+
+[[route]]
 name = "limited"
 path = "/limited"
 key = "test-key"
@@ -427,5 +435,52 @@ async fn past_the_connection_cap_new_connections_are_closed_and_old_ones_serve()
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let (s, _, _) = send("GET", &format!("http://{}/x", app.proxy_addr), &[], "").await;
     assert_eq!(s, 200);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn open_all_opens_envelopes_wherever_they_sit_with_no_paths_listed() {
+    let up = recording_upstream(echo()).await;
+    let app = start(up.addr).await;
+    let (s, _, _) = send_json(
+        "POST",
+        &format!("http://{}/users", app.proxy_addr),
+        r#"{"ssn":"123-45-6789","cards":[{"number":"4111111111111111"}],"profile":{"age":41}}"#,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let stored = String::from_utf8(up.requests()[0].body.to_vec()).unwrap();
+    let base = app.config.data_dir.parent().unwrap().to_path_buf();
+    app.shutdown().await;
+
+    // an upstream that lists stored records: the route names no response paths
+    let listed = Arc::new(format!("[{stored},{stored}]"));
+    let reply: Reply = Arc::new(move |_s: &Seen| {
+        let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+            listed.to_string(),
+        )));
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        r
+    });
+    let up2 = recording_upstream(reply).await;
+    let app = sealgate::app::start(test_config(&base, &format!("http://{}", up2.addr)))
+        .await
+        .unwrap();
+    let (s, _, b) = send(
+        "GET",
+        &format!("http://{}/found/1", app.proxy_addr),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    for i in 0..2 {
+        assert_eq!(v[i]["ssn"], "123-45-6789", "{b}");
+        assert_eq!(v[i]["cards"][0]["number"], "4111111111111111", "{b}");
+        assert_eq!(v[i]["profile"]["age"], 41, "type restored: {b}");
+    }
+    assert!(!b.contains("sg1."), "{b}");
     app.shutdown().await;
 }

@@ -32,6 +32,8 @@ struct FileRoute {
     max_body_bytes: Option<u64>,
     rate_limit: Option<FileRateLimit>,
     mode: Option<RouteMode>,
+    open_all: Option<bool>,
+    open_contexts: Option<Vec<String>>,
 }
 
 /// `request` / `response` tables as written.
@@ -352,6 +354,8 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         max_body_bytes,
         rate_limit,
         mode,
+        open_all: raw.open_all.unwrap_or(false),
+        open_contexts: raw.open_contexts.unwrap_or_default(),
         file: file.to_owned(),
         methods,
         host,

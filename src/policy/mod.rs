@@ -200,6 +200,14 @@ impl PolicySet {
                     );
                 }
             }
+            if r.open_all {
+                let _ = writeln!(
+                    out,
+                    "  open      every envelope found in the response (contexts: {:?} and {:?})",
+                    r.context_template(),
+                    r.open_contexts
+                );
+            }
             if let Some(n) = r.max_body_bytes {
                 let _ = writeln!(out, "  limit     body at most {n} bytes");
             }

@@ -103,6 +103,11 @@ pub struct Route {
     pub rate_limit: Option<RateLimitSpec>,
     /// Enforce, shadow or migrate.
     pub mode: RouteMode,
+    /// Open every envelope found anywhere in a JSON response, with no
+    /// response paths listed (labels come from where each one sits).
+    pub open_all: bool,
+    /// Contexts besides the route's own to try when opening what is found.
+    pub open_contexts: Vec<String>,
     pub(crate) file: String,
     pub(crate) methods: Option<Vec<String>>,
     pub(crate) host: Option<String>,

@@ -253,7 +253,8 @@ async fn run(
 
     // upstream_request_filter
     let rewrites_response = enforce.is_some_and(|m| {
-        !(m.route.response.encrypt.is_empty() && m.route.response.decrypt.is_empty())
+        m.route.open_all
+            || !(m.route.response.encrypt.is_empty() && m.route.response.decrypt.is_empty())
     });
     let pq = parts
         .uri
@@ -507,6 +508,15 @@ fn rewrite_response(
             counts,
             true,
         )? {
+            cur = Bytes::from(b);
+        }
+    }
+    if route.open_all {
+        // whatever envelopes are left, wherever they sit
+        let mut contexts = Vec::with_capacity(1 + route.open_contexts.len());
+        contexts.push(ctx.to_string());
+        contexts.extend(route.open_contexts.iter().cloned());
+        if let Some(b) = crate::proxy::discover::open_found(&state.cache, &contexts, &cur, counts) {
             cur = Bytes::from(b);
         }
     }
