@@ -50,8 +50,24 @@ pub fn request_id(h: &HeaderMap) -> String {
         Some(s) if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()) => {
             s.to_string()
         }
-        _ => uuid::Uuid::new_v4().to_string(),
+        _ => new_request_id(),
     }
+}
+
+/// A UUID-shaped id: a random per-process prefix and a counter. Unique
+/// within the process and across restarts, without a `getrandom` system
+/// call per request (a fresh v4 UUID costs one).
+fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let u = uuid::Uuid::new_v4().to_string();
+        u[..23].to_string()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff_ffff;
+    format!("{prefix}-{n:012x}")
 }
 
 /// Adds X-Forwarded-For (appended), -Proto and -Host.
@@ -130,7 +146,10 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert(REQUEST_ID, HeaderValue::from_static("has space"));
         assert_ne!(request_id(&h), "has space");
-        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+        let (a, b) = (request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+        assert_eq!(a.len(), 36);
+        assert_ne!(a, b, "each request gets its own id");
+        assert!(uuid::Uuid::parse_str(&a).is_ok(), "{a}");
     }
 
     #[test]
