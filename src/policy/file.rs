@@ -31,6 +31,9 @@ struct FileRoute {
     on_open_failure: Option<OnOpenFailure>,
     max_body_bytes: Option<u64>,
     rate_limit: Option<FileRateLimit>,
+    query_params: Option<Vec<String>>,
+    path_params: Option<Vec<String>>,
+    stale_key_header: Option<bool>,
 }
 
 /// `request` / `response` tables as written.
@@ -41,6 +44,8 @@ struct FileRules {
     encrypt: Vec<String>,
     #[serde(default)]
     decrypt: Vec<String>,
+    #[serde(default)]
+    deterministic: Vec<String>,
 }
 
 /// `rate_limit` as written.
@@ -269,6 +274,18 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         };
         let encrypt = compile("encrypt", &given.encrypt);
         let decrypt = compile("decrypt", &given.decrypt);
+        let deterministic = compile("deterministic", &given.deterministic);
+        for t in &given.deterministic {
+            if given.encrypt.contains(t) || given.decrypt.contains(t) {
+                bad(
+                    &format!("{side}.deterministic"),
+                    format!(
+                        "'{t}' is also in encrypt or decrypt: list a field in deterministic only \
+                         (it is sealed deterministically; decrypt opens both kinds)"
+                    ),
+                );
+            }
+        }
         for t in &given.encrypt {
             if given.decrypt.contains(t) {
                 bad(
@@ -277,7 +294,11 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
                 );
             }
         }
-        Rules { encrypt, decrypt }
+        Rules {
+            encrypt,
+            decrypt,
+            deterministic,
+        }
     };
     let request = rules("request", raw.request);
     let response = rules("response", raw.response);
@@ -317,6 +338,16 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         }
     };
 
+    let searchable = super::searchable::parse(
+        raw.query_params.as_deref(),
+        raw.path_params.as_deref(),
+        path.as_ref(),
+        &mut bad,
+    );
+    if raw.path_params.is_some() && path.is_none() {
+        bad("path_params", "needs a valid path template".into());
+    }
+
     if problems.len() != before {
         return None;
     }
@@ -330,6 +361,8 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         on_open_failure: raw.on_open_failure.unwrap_or_default(),
         max_body_bytes,
         rate_limit,
+        searchable,
+        stale_key_header: raw.stale_key_header.unwrap_or(false),
         file: file.to_owned(),
         methods,
         host,

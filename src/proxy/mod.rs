@@ -12,8 +12,10 @@
 pub mod error;
 pub mod fields;
 pub mod headers;
+pub mod params;
 pub mod pipeline;
 pub mod server;
+pub mod stale;
 pub mod upstream;
 
 use bytes::Bytes;
