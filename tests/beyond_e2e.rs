@@ -257,3 +257,82 @@ async fn rotation_new_writes_use_the_new_version_and_old_ones_report_stale() {
     );
     app.shutdown().await;
 }
+
+#[test]
+fn rewrap_reseals_every_envelope_under_the_primary_version() {
+    use sealgate::keys::{CacheConfig, DataKeyCache, KeyStore, RootKeySource, StoreOptions};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let open =
+        || Arc::new(KeyStore::open(&data, RootKeySource::Auto, StoreOptions::default()).unwrap());
+    let ctx = "people";
+    let aad = |label: &str| format!("{ctx}\0{label}").into_bytes();
+    let doc = {
+        let store = open();
+        store.create_alias_key("people", "").unwrap();
+        let cache = DataKeyCache::with_system_clock(store.clone(), CacheConfig::default());
+        let sk = cache.sealing_key("people", ctx.as_bytes(), 8).unwrap();
+        let notes = sealgate::envelope::seal(
+            &sk,
+            br#""secret""#,
+            &aad("rows.notes"),
+            &mut rand::thread_rng(),
+        )
+        .unwrap();
+        let dk = cache.deterministic_key("people", ctx.as_bytes()).unwrap();
+        let email = sealgate::envelope::seal_deterministic(&dk, br#""a@x.io""#, &aad("rows.email"))
+            .unwrap();
+        store.rotate("people").unwrap();
+        format!(r#"{{"rows":[{{"notes":"{notes}","email":"{email}","n":1}}]}}"#)
+    };
+    let args = sealgate::cli::rewrap::RewrapArgs {
+        data_dir: data.clone(),
+        root_key_file: None,
+        context: ctx.into(),
+        key: None,
+        lines: false,
+    };
+    let mut out = Vec::new();
+    let counts = sealgate::cli::rewrap::run_io(&args, &mut doc.as_bytes(), &mut out).unwrap();
+    assert_eq!((counts.rewrapped, counts.current), (2, 0));
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["rows"][0]["n"], 1);
+    let notes = v["rows"][0]["notes"].as_str().unwrap();
+    let email = v["rows"][0]["email"].as_str().unwrap();
+    let store = open();
+    let cache = DataKeyCache::with_system_clock(store.clone(), CacheConfig::default());
+    let env = sealgate::envelope::Envelope::parse(notes).unwrap();
+    assert_eq!(env.cmk().version, 2);
+    let c = cache.opening_key(&env.cmk(), env.wrapped()).unwrap();
+    assert_eq!(
+        env.open(&c, &aad("rows.notes")).unwrap().json(),
+        br#""secret""#
+    );
+    let denv = sealgate::envelope::DetEnvelope::parse(email).unwrap();
+    assert_eq!(denv.cmk().version, 2);
+    let dk = cache.deterministic_key("people", ctx.as_bytes()).unwrap();
+    assert_eq!(
+        email,
+        sealgate::envelope::seal_deterministic(&dk, br#""a@x.io""#, &aad("rows.email")).unwrap(),
+        "a rewrapped deterministic value equals a fresh seal, so lookups keep matching"
+    );
+    // retire version 1: nothing left needs it
+    store.set_min_decryption_version("people", 2).unwrap();
+    drop((cache, store));
+    // a second run finds everything current; the wrong context does not open
+    let text = String::from_utf8(out).unwrap();
+    let mut out2 = Vec::new();
+    let counts = sealgate::cli::rewrap::run_io(&args, &mut text.as_bytes(), &mut out2).unwrap();
+    assert_eq!((counts.rewrapped, counts.current), (0, 2));
+    let bad = sealgate::cli::rewrap::RewrapArgs {
+        context: "other".into(),
+        ..args
+    };
+    let err =
+        sealgate::cli::rewrap::run_io(&bad, &mut text.as_bytes(), &mut Vec::new()).unwrap_err();
+    assert!(
+        err.contains("does not open") && !err.contains("secret"),
+        "{err}"
+    );
+}
