@@ -98,3 +98,36 @@ pub(crate) fn parse(
     };
     Searchable { query, path }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::PolicySet;
+
+    fn load(extra: &str) -> Result<PolicySet, String> {
+        let text = format!("[[route]]\nname = \"r\"\npath = \"/p/{{ssn}}\"\nkey = \"k\"\n{extra}");
+        PolicySet::from_sources(&[("f.toml".into(), text)]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn params_and_deterministic_are_validated() {
+        let set = load("query_params = [\"email\", \"mail=contact.email\"]\npath_params = [\"ssn\"]\nrequest.deterministic = [\"$.email\"]\n").unwrap();
+        let r = &set.routes()[0];
+        assert_eq!(r.searchable.query[1].name, "mail");
+        assert_eq!(r.searchable.query[1].label, "contact.email");
+        assert_eq!(r.searchable.path[0].label, "ssn");
+        assert!(!r.request.is_empty() && r.request.seals());
+
+        let e = load("path_params = [\"id\"]\n").unwrap_err();
+        assert!(
+            e.contains("path_params[0]") && e.contains("not a {param}"),
+            "{e}"
+        );
+        let e = load("query_params = [\"a\", \"a\"]\n").unwrap_err();
+        assert!(e.contains("listed twice"), "{e}");
+        let e = load("query_params = [\"a=$.a\"]\n").unwrap_err();
+        assert!(e.contains("not a JSONPath"), "{e}");
+        let e =
+            load("request.deterministic = [\"$.a\"]\nrequest.encrypt = [\"$.a\"]\n").unwrap_err();
+        assert!(e.contains("request.deterministic"), "{e}");
+    }
+}
