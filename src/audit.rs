@@ -540,6 +540,31 @@ impl KeyProvider for AuditedProvider {
         self.audit.record(ev);
         r
     }
+
+    fn derive_key(
+        &self,
+        key: &str,
+        version: Option<u32>,
+        label: &[u8],
+    ) -> Result<(CmkRef, DataKey), KeyError> {
+        self.metrics.key_op("proxy", "DeriveKey");
+        let r = self.inner.derive_key(key, version, label);
+        let mut ev = AuditEvent::new("derive_key", result_code(&r)).for_current_request();
+        match &r {
+            Ok((cmk, _)) => ev = ev.with_cmk(cmk),
+            Err(_) => ev.key_id = Some(key.to_string()),
+        }
+        self.audit.record(ev);
+        r
+    }
+
+    fn epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
+    fn primary_version(&self, key_id: &[u8; 16]) -> Option<u32> {
+        self.inner.primary_version(key_id)
+    }
 }
 
 /// The audit record of one admin-socket request (key id from the request
@@ -559,6 +584,7 @@ pub fn admin_event(req: &AdminRequest, result: &Result<Value, KeyError>) -> Audi
                 C::EnableRotation { key, .. } => ("EnableRotation", Some(key)),
                 C::DisableRotation { key } => ("DisableRotation", Some(key)),
                 C::Rotate { key } => ("Rotate", Some(key)),
+                C::SetMinDecryptionVersion { key, .. } => ("SetMinDecryptionVersion", Some(key)),
             };
             (format!("admin.{name}"), key.cloned())
         }

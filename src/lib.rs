@@ -25,6 +25,7 @@
 //! | [`tls`] | rustls for every listener (reloading certificate, mTLS, ALPN h2) and the upstream client |
 //! | [`metrics`] | Prometheus counters and histograms; the admin listener (`/metrics`, `/healthz`, `/readyz`) |
 //! | [`audit`] | the hash-chained JSON-lines audit log of key operations and field batches; its verifier |
+//! | [`rewrap`] | re-sealing stored envelopes under the primary version after a rotation (`sealgate rewrap`) |
 //! | [`reload`] | policy hot reload (SIGHUP, file change): validate, create keys, swap |
 //!
 //! # One request through the proxy
@@ -65,5 +66,6 @@ pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;
+pub mod rewrap;
 pub mod secret;
 pub mod tls;

@@ -27,6 +27,8 @@ enum Command {
     /// Check policy files.
     #[command(subcommand)]
     Policy(sealgate::cli::policy::PolicyCommand),
+    /// Re-seal every envelope of a JSON document (stdin → stdout) under the primary key version.
+    Rewrap(sealgate::cli::rewrap::RewrapArgs),
     /// Write a throwaway CA, server and client certificates (PEM) for trying TLS and mTLS.
     DevCert(sealgate::cli::devcert::DevCertArgs),
     /// Check an audit log.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
             sealgate::cli::credentials::run(cmd).map_err(|e| e.to_string())
         }
         Command::Policy(cmd) => sealgate::cli::policy::run(cmd).map_err(|e| e.to_string()),
+        Command::Rewrap(args) => sealgate::cli::rewrap::run(args),
         Command::DevCert(args) => sealgate::cli::devcert::run(args).map_err(|e| e.to_string()),
         Command::Audit(cmd) => sealgate::cli::audit::run(cmd).map_err(|e| e.to_string()),
     };

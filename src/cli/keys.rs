@@ -102,6 +102,16 @@ pub enum KeysCommand {
         /// KeyId or alias.
         key: String,
     },
+    /// Stop decrypting versions below N (after `sealgate rewrap`); 1 = all again.
+    SetMinDecryptionVersion {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// KeyId or alias.
+        key: String,
+        /// The lowest version that still decrypts (at most the primary).
+        version: u32,
+    },
     /// Make a new primary version of a key.
     Rotate {
         /// Store and output options.
@@ -259,6 +269,9 @@ fn describe_text(out: &mut dyn Write, m: &KeyMetadata) -> std::io::Result<()> {
     )?;
     writeln!(out, "LastRotateTime: {}", opt(m.last_rotate_time))?;
     writeln!(out, "DeletionDate:   {}", opt(m.deletion_date))?;
+    if let Some(v) = m.min_decryption_version {
+        writeln!(out, "MinDecryptVer:  {v}")?;
+    }
     writeln!(
         out,
         "Versions:       {} (primary {})",
@@ -345,6 +358,16 @@ pub fn run_to(cmd: KeysCommand, out: &mut dyn Write) -> Result<(), CliError> {
             let v = Target::open(&store)?.call(AdminRequest::Describe { key })?;
             key_result(out, store.json, v, "")
         }
+        KeysCommand::SetMinDecryptionVersion {
+            store,
+            key,
+            version,
+        } => execute(
+            out,
+            &store,
+            KeyCommand::SetMinDecryptionVersion { key, version },
+            "Minimum decryption version set",
+        ),
         KeysCommand::Rotate { store, key } => {
             execute(out, &store, KeyCommand::Rotate { key }, "Rotated")
         }

@@ -6,4 +6,5 @@ pub mod credentials;
 pub mod devcert;
 pub mod keys;
 pub mod policy;
+pub mod rewrap;
 pub mod serve;

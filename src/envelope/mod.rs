@@ -43,8 +43,11 @@
 //! single opaque [`EnvelopeError::DoesNotOpen`]. No plaintext is returned
 //! unless the tag verifies.
 
+mod deterministic;
 mod format;
 mod value;
+
+pub use deterministic::{looks_deterministic, seal_deterministic, DetEnvelope, DetKey, DET_PREFIX};
 
 #[cfg(test)]
 mod tests;
@@ -190,11 +193,11 @@ pub fn seal_with_nonce(
     Ok(format::to_text(body))
 }
 
-/// True when `s` starts like an envelope of some version (`sg<digits>.`).
-/// A newer version is then reported as unsupported rather than passed
-/// through as if it were the plain value.
+/// True when `s` starts like an envelope of some version (`sg<digits>.`,
+/// or the deterministic `sgd<digits>.`). A newer version is then reported
+/// as unsupported rather than passed through as if it were the plain value.
 pub fn looks_like_envelope(s: &str) -> bool {
-    format::version_prefix_len(s).is_some()
+    format::version_prefix_len(s).is_some() || deterministic::looks_deterministic(s)
 }
 
 /// A parsed envelope: header fields checked, not yet opened.

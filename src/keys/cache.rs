@@ -12,8 +12,16 @@
 //! requests makes one provider call and N−1 waiters reuse its result. A
 //! provider error is not cached: the next caller tries again.
 //!
-//! A cached DEK keeps working until its max age even if its CMK is disabled
-//! or rotated meanwhile; that is why the default max age is short (5 min).
+//! Every entry remembers the provider's [`KeyProvider::epoch`] when it was
+//! made; when any key changes in this process (rotation, disable, alias
+//! move, minimum decryption version — via the admin socket, a KMS face or
+//! automatic rotation) the epoch moves and every cached DEK is dropped on
+//! its next use: new writes use the new primary at once. A provider whose
+//! changes happen elsewhere (epoch fixed at 0) relies on the max age, which
+//! is why the default max age is short (5 min).
+//!
+//! Keys derived for deterministic fields ([`DataKeyCache::deterministic_key`])
+//! are cached the same way, by `(CMK, context)`.
 //! Dropped entries zeroize their key schedule (`DekCipher`).
 
 use std::num::NonZeroUsize;
@@ -25,7 +33,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 use super::provider::{KeyError, KeyProvider};
-use crate::envelope::{CmkRef, SealingKey, WrappedDek};
+use crate::envelope::{CmkRef, DetKey, SealingKey, WrappedDek};
 use crate::secret::DekCipher;
 
 /// Limits of the data-key cache.
@@ -99,6 +107,8 @@ struct SealEntry {
     messages: u64,
     /// Plaintext bytes sealed (or reserved) under it.
     bytes: u64,
+    /// The provider's epoch when it was made.
+    epoch: u64,
 }
 
 impl Aged for SealEntry {
@@ -113,6 +123,8 @@ struct OpenEntry {
     cipher: Arc<DekCipher>,
     /// When the DEK was unwrapped (or generated, if sealed here).
     created: Instant,
+    /// The provider's epoch when it was made.
+    epoch: u64,
 }
 
 impl Aged for OpenEntry {
@@ -283,6 +295,8 @@ pub struct DataKeyCache {
     sealing: SlotMap<SealId, SealEntry>,
     /// Ciphers for opening.
     opening: SlotMap<OpenId, OpenEntry>,
+    /// Keys derived for deterministic fields.
+    derived: super::derive::DerivedKeys,
     /// When expired entries were last swept out.
     last_sweep: Mutex<Option<Instant>>,
     /// See [`CacheStats::hits`].
@@ -319,6 +333,7 @@ impl DataKeyCache {
             clock,
             sealing: SlotMap::new(capacity),
             opening: SlotMap::new(capacity),
+            derived: super::derive::DerivedKeys::new(capacity),
             last_sweep: Mutex::new(None),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -361,8 +376,10 @@ impl DataKeyCache {
         let seen = slot.generation.load(Ordering::SeqCst);
         let (mut state, waited) = slot.lock();
         let now = (self.clock)();
+        let epoch = self.provider.epoch();
         if let Some(entry) = state.as_mut() {
-            let fits = entry.messages < self.config.max_messages
+            let fits = entry.epoch == epoch
+                && entry.messages < self.config.max_messages
                 && entry
                     .bytes
                     .checked_add(len)
@@ -382,6 +399,7 @@ impl DataKeyCache {
         let seeded = OpenEntry {
             cipher: Arc::new(sealing.cipher.clone()),
             created: now,
+            epoch,
         };
         let evicted = self
             .opening
@@ -394,6 +412,7 @@ impl DataKeyCache {
                 created: now,
                 messages: 1,
                 bytes: len,
+                epoch,
             },
         );
         Ok(sealing)
@@ -417,8 +436,9 @@ impl DataKeyCache {
         let seen = slot.generation.load(Ordering::SeqCst);
         let (mut state, waited) = slot.lock();
         let now = (self.clock)();
+        let epoch = self.provider.epoch();
         if let Some(entry) = state.as_ref() {
-            if self.fresh(entry.created, now) {
+            if self.fresh(entry.created, now) && entry.epoch == epoch {
                 self.count_served(waited && slot.generation.load(Ordering::SeqCst) != seen);
                 return Ok(Arc::clone(&entry.cipher));
             }
@@ -433,6 +453,7 @@ impl DataKeyCache {
             OpenEntry {
                 cipher: Arc::clone(&cipher),
                 created: now,
+                epoch,
             },
         );
         Ok(cipher)
@@ -453,6 +474,70 @@ impl DataKeyCache {
     pub fn clear(&self) {
         self.sealing.clear();
         self.opening.clear();
+        self.derived.clear();
+    }
+
+    /// The key that seals deterministic fields of `context` under the
+    /// primary version of the CMK named `key` (derived in the provider,
+    /// cached until max age or the next key change).
+    pub fn deterministic_key(&self, key: &str, context: &[u8]) -> Result<Arc<DetKey>, KeyError> {
+        self.derived_key(
+            super::derive::DerivedId::primary(key, context),
+            key,
+            None,
+            context,
+        )
+    }
+
+    /// The key that opens deterministic envelopes of `context` sealed under `cmk`.
+    pub fn deterministic_opening_key(
+        &self,
+        cmk: &CmkRef,
+        context: &[u8],
+    ) -> Result<Arc<DetKey>, KeyError> {
+        let name = super::KeyId::from_bytes(cmk.key_id).to_string();
+        self.derived_key(
+            super::derive::DerivedId::version(cmk, context),
+            &name,
+            Some(cmk.version),
+            context,
+        )
+    }
+
+    /// The primary version of the key with this id, as the provider knows it now.
+    pub fn primary_version(&self, key_id: &[u8; 16]) -> Option<u32> {
+        self.provider.primary_version(key_id)
+    }
+
+    fn derived_key(
+        &self,
+        id: super::derive::DerivedId,
+        key: &str,
+        version: Option<u32>,
+        context: &[u8],
+    ) -> Result<Arc<DetKey>, KeyError> {
+        let now = (self.clock)();
+        let epoch = self.provider.epoch();
+        if self.caching {
+            if let Some(k) = self
+                .derived
+                .get(&id, |created, e| e == epoch && self.fresh(created, now))
+            {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(k);
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.provider_calls.fetch_add(1, Ordering::Relaxed);
+        let mut label = Vec::with_capacity(super::derive::DET_LABEL.len() + context.len());
+        label.extend_from_slice(super::derive::DET_LABEL);
+        label.extend_from_slice(context);
+        let (cmk, dk) = self.provider.derive_key(key, version, &label)?;
+        let k = Arc::new(DetKey::new(cmk, &dk));
+        if self.caching {
+            self.derived.put(id, Arc::clone(&k), now, epoch);
+        }
+        Ok(k)
     }
 
     /// Drops every cached DEK past `max_age` now. Expired DEKs are never

@@ -3,6 +3,7 @@
 //!
 //! - [`model`]: key metadata and the state machine (PURE);
 //! - [`root`]: the root key and sealing under it;
+//! - [`derive`]: keys derived from CMK material (deterministic fields);
 //! - [`keywrap`]: DEK wrap/unwrap (AES-KW, RFC 3394);
 //! - [`blob`]: the ciphertext blob of KMS Encrypt/Decrypt (PURE);
 //! - [`store`]: [`KeyStore`], the redb-backed store;
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod blob;
 pub mod cache;
+pub mod derive;
 pub mod keywrap;
 pub mod model;
 pub mod provider;

@@ -265,6 +265,10 @@ pub struct KeyMetadata {
     pub next_rotate_time: Option<u64>,
     /// When a pending deletion completes, unix seconds.
     pub deletion_date: Option<u64>,
+    /// Versions below this no longer decrypt (Vault transit's
+    /// `min_decryption_version`); `None` = every version decrypts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_decryption_version: Option<u32>,
     /// The version new ciphertexts are made with (none until material exists).
     pub primary_version: Option<u32>,
     /// All versions, oldest first; each still opens what it sealed.
@@ -423,6 +427,14 @@ pub enum KeyCommand {
     Rotate {
         /// KeyId or alias.
         key: String,
+    },
+    /// Versions below `version` stop decrypting (1 = all decrypt again);
+    /// at most the primary version.
+    SetMinDecryptionVersion {
+        /// KeyId or alias.
+        key: String,
+        /// The lowest version that still decrypts.
+        version: u32,
     },
 }
 
@@ -867,6 +879,20 @@ impl State {
                 let rec = self.resolve(&key)?;
                 rotate(rec, now, source)
             }
+            KeyCommand::SetMinDecryptionVersion { key, version } => {
+                let mut rec = self.resolve(&key)?.clone();
+                let primary = rec
+                    .metadata
+                    .primary_version
+                    .ok_or(KeyError::CmkPendingImport)?;
+                if version == 0 || version > primary {
+                    return Err(KeyError::InvalidParameter(format!(
+                        "the minimum decryption version must be 1-{primary} (the primary version)"
+                    )));
+                }
+                rec.metadata.min_decryption_version = (version > 1).then_some(version);
+                Ok(put(rec))
+            }
         }
     }
 
@@ -911,6 +937,7 @@ impl State {
                 last_rotate_time: None,
                 next_rotate_time: None,
                 deletion_date: None,
+                min_decryption_version: None,
                 primary_version: None,
                 versions: Vec::new(),
             },

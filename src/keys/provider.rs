@@ -53,6 +53,10 @@ pub enum KeyError {
     /// Two tags share a tag key.
     #[error("duplicate tag key")]
     DuplicateTagKey,
+    /// The CMK version is below the key's minimum decryption version: what
+    /// it sealed no longer opens.
+    #[error("CMK version is below the key's minimum decryption version")]
+    VersionRetired,
     /// A backup import would overwrite a different key, alias or credential.
     #[error("import conflict: {0}")]
     ImportConflict(String),
@@ -68,4 +72,30 @@ pub trait KeyProvider: Send + Sync {
     /// Unwraps a DEK wrapped under the given CMK version.
     /// Fails if the CMK is missing or not enabled, or the bytes do not unwrap.
     fn unwrap_data_key(&self, cmk: &CmkRef, wrapped: &WrappedDek) -> Result<DataKey, KeyError>;
+
+    /// Derives a 256-bit key from one version of the CMK named by `key`
+    /// (`None` = the primary) and `label`, inside the holder: the material
+    /// never leaves it. Same inputs, same key. Used by deterministic fields.
+    fn derive_key(
+        &self,
+        key: &str,
+        version: Option<u32>,
+        label: &[u8],
+    ) -> Result<(CmkRef, DataKey), KeyError> {
+        let _ = (key, version, label);
+        Err(KeyError::UnsupportedKeyUsage)
+    }
+
+    /// A counter that moves whenever any key changes (rotation, state,
+    /// alias, minimum decryption version): caches drop what they hold when
+    /// it moves, so a rotation or a disable takes effect at once.
+    fn epoch(&self) -> u64 {
+        0
+    }
+
+    /// The primary version of the key with this id, if known.
+    fn primary_version(&self, key_id: &[u8; 16]) -> Option<u32> {
+        let _ = key_id;
+        None
+    }
 }

@@ -313,6 +313,8 @@ pub struct KeyStore {
     state: RwLock<State>,
     writer: Mutex<()>,
     options: StoreOptions,
+    /// Bumped after every committed change; see [`KeyProvider::epoch`].
+    epoch: AtomicU64,
     _lock: File,
 }
 
@@ -436,6 +438,7 @@ impl KeyStore {
             state: RwLock::new(state),
             writer: Mutex::new(()),
             options,
+            epoch: AtomicU64::new(0),
             _lock: lock,
         })
     }
@@ -545,6 +548,7 @@ impl KeyStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .commit(plan.mutations);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         Ok(plan.outcome)
     }
 
@@ -585,7 +589,10 @@ impl KeyStore {
             .map_err(|e| e.to_string())
             .and_then(|(_, k, c)| State::from_records(k, c))
         {
-            Ok(state) => *self.state.write().unwrap_or_else(PoisonError::into_inner) = state,
+            Ok(state) => {
+                *self.state.write().unwrap_or_else(PoisonError::into_inner) = state;
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+            }
             Err(e) => tracing::error!(error = %e, "reloading key store state failed"),
         }
     }
@@ -717,6 +724,18 @@ impl KeyStore {
         self.execute(KeyCommand::DisableRotation { key: key.into() })
     }
 
+    /// Versions below `version` stop decrypting; at most the primary.
+    pub fn set_min_decryption_version(
+        &self,
+        key: &str,
+        version: u32,
+    ) -> Result<KeyMetadata, KeyError> {
+        self.execute(KeyCommand::SetMinDecryptionVersion {
+            key: key.into(),
+            version,
+        })
+    }
+
     /// Makes a new primary version now.
     pub fn rotate(&self, key: &str) -> Result<KeyMetadata, KeyError> {
         self.execute(KeyCommand::Rotate { key: key.into() })
@@ -820,6 +839,9 @@ impl KeyStore {
             None => m.primary_version.ok_or(KeyError::CmkPendingImport)?,
         };
         let sealed = rec.sealed(version).ok_or(KeyError::VersionNotFound)?;
+        if m.min_decryption_version.is_some_and(|min| version < min) {
+            return Err(KeyError::VersionRetired);
+        }
         let material = self
             .sealer
             .open_material(m.key_id.as_bytes(), version, sealed)
@@ -948,6 +970,7 @@ impl KeyStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .commit(mutations);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         Ok(ids)
     }
 
@@ -1241,10 +1264,33 @@ fn command_name(cmd: &KeyCommand) -> &'static str {
         KeyCommand::EnableRotation { .. } => "enable_rotation",
         KeyCommand::DisableRotation { .. } => "disable_rotation",
         KeyCommand::Rotate { .. } => "rotate",
+        KeyCommand::SetMinDecryptionVersion { .. } => "set_min_decryption_version",
     }
 }
 
 impl KeyProvider for KeyStore {
+    fn derive_key(
+        &self,
+        key: &str,
+        version: Option<u32>,
+        label: &[u8],
+    ) -> Result<(CmkRef, DataKey), KeyError> {
+        let choice = version.map_or(VersionChoice::Primary, VersionChoice::Number);
+        self.with_version_material(key, choice, |cmk, material| {
+            (cmk, super::derive::derive_key(material, label))
+        })
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn primary_version(&self, key_id: &[u8; 16]) -> Option<u32> {
+        self.read()
+            .key(&KeyId::from_bytes(*key_id))
+            .and_then(|r| r.metadata.primary_version)
+    }
+
     fn generate_data_key(&self, key: &str) -> Result<(CmkRef, WrappedDek, DataKey), KeyError> {
         let (cmk, material) = self.primary(key)?;
         let dek = DataKey::generate(&mut OsRng);

@@ -34,6 +34,9 @@ struct FileRoute {
     mode: Option<RouteMode>,
     open_all: Option<bool>,
     open_contexts: Option<Vec<String>>,
+    query_params: Option<Vec<String>>,
+    path_params: Option<Vec<String>>,
+    stale_key_header: Option<bool>,
 }
 
 /// `request` / `response` tables as written.
@@ -44,6 +47,8 @@ struct FileRules {
     encrypt: Vec<String>,
     #[serde(default)]
     decrypt: Vec<String>,
+    #[serde(default)]
+    deterministic: Vec<String>,
 }
 
 /// `rate_limit` as written.
@@ -272,6 +277,18 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         };
         let encrypt = compile("encrypt", &given.encrypt);
         let decrypt = compile("decrypt", &given.decrypt);
+        let deterministic = compile("deterministic", &given.deterministic);
+        for t in &given.deterministic {
+            if given.encrypt.contains(t) || given.decrypt.contains(t) {
+                bad(
+                    &format!("{side}.deterministic"),
+                    format!(
+                        "'{t}' is also in encrypt or decrypt: list a field in deterministic only \
+                         (it is sealed deterministically; decrypt opens both kinds)"
+                    ),
+                );
+            }
+        }
         for t in &given.encrypt {
             if given.decrypt.contains(t) {
                 bad(
@@ -280,7 +297,11 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
                 );
             }
         }
-        Rules { encrypt, decrypt }
+        Rules {
+            encrypt,
+            decrypt,
+            deterministic,
+        }
     };
     let request = rules("request", raw.request);
     let response = rules("response", raw.response);
@@ -339,6 +360,15 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
             );
         }
     }
+    let searchable = super::searchable::parse(
+        raw.query_params.as_deref(),
+        raw.path_params.as_deref(),
+        path.as_ref(),
+        &mut bad,
+    );
+    if raw.path_params.is_some() && path.is_none() {
+        bad("path_params", "needs a valid path template".into());
+    }
 
     if problems.len() != before {
         return None;
@@ -356,6 +386,8 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         mode,
         open_all: raw.open_all.unwrap_or(false),
         open_contexts: raw.open_contexts.unwrap_or_default(),
+        searchable,
+        stale_key_header: raw.stale_key_header.unwrap_or(false),
         file: file.to_owned(),
         methods,
         host,

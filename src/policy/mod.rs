@@ -18,6 +18,7 @@ mod file;
 mod load;
 mod rewrite;
 mod route;
+mod searchable;
 mod selector;
 pub mod suggest;
 mod template;
@@ -33,6 +34,7 @@ pub use rewrite::{rewrite, FieldSite, RewriteError};
 pub use route::{
     OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, RouteMode, Rules,
 };
+pub use searchable::{SearchParam, Searchable};
 pub use selector::{
     label_of, parse_normalized_path, Selected, Selector, SelectorError, SelectorSet, Step,
 };
@@ -159,7 +161,11 @@ impl PolicySet {
                 r.context.as_str()
             );
             for (side, rules) in [("request", &r.request), ("response", &r.response)] {
-                for (op, set) in [("encrypt", &rules.encrypt), ("decrypt", &rules.decrypt)] {
+                for (op, set) in [
+                    ("encrypt", &rules.encrypt),
+                    ("decrypt", &rules.decrypt),
+                    ("deterministic", &rules.deterministic),
+                ] {
                     if !set.is_empty() {
                         let list: Vec<&str> = set.iter().map(Selector::as_str).collect();
                         let _ = writeln!(out, "  {side:<9} {op} {}", list.join(", "));

@@ -71,12 +71,19 @@ pub struct Rules {
     pub encrypt: SelectorSet,
     /// Fields to open from envelopes.
     pub decrypt: SelectorSet,
+    /// Fields to seal deterministically (searchable: equal values, equal envelopes).
+    pub deterministic: SelectorSet,
 }
 
 impl Rules {
     /// True when this direction rewrites nothing.
     pub fn is_empty(&self) -> bool {
-        self.encrypt.is_empty() && self.decrypt.is_empty()
+        self.encrypt.is_empty() && self.decrypt.is_empty() && self.deterministic.is_empty()
+    }
+
+    /// True when this direction seals something (randomly or deterministically).
+    pub fn seals(&self) -> bool {
+        !(self.encrypt.is_empty() && self.deterministic.is_empty())
     }
 }
 
@@ -108,6 +115,11 @@ pub struct Route {
     pub open_all: bool,
     /// Contexts besides the route's own to try when opening what is found.
     pub open_contexts: Vec<String>,
+    /// Query and path parameters sealed deterministically.
+    pub searchable: super::searchable::Searchable,
+    /// Answer with `Sealgate-Stale-Key` when an opened envelope's CMK
+    /// version is not the primary.
+    pub stale_key_header: bool,
     pub(crate) file: String,
     pub(crate) methods: Option<Vec<String>>,
     pub(crate) host: Option<String>,

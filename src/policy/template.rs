@@ -84,6 +84,17 @@ impl PathTemplate {
         })
     }
 
+    /// For each template segment, its `{param}` name (`None` for a literal).
+    pub fn param_positions(&self) -> Vec<Option<&str>> {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Param(n) => Some(n.as_str()),
+                Segment::Literal(_) => None,
+            })
+            .collect()
+    }
+
     /// Matches normalised request segments; on success returns the captured params.
     pub(crate) fn matches(&self, path: &[String]) -> Option<Vec<(String, String)>> {
         if path.len() < self.segments.len() || (!self.rest && path.len() != self.segments.len()) {

@@ -48,7 +48,7 @@ pub struct KeyBatch {
 
 impl FieldCounts {
     /// Notes one value sealed or opened under `cmk`.
-    fn note(&mut self, op: FieldOp, cmk: CmkRef) {
+    pub(super) fn note(&mut self, op: FieldOp, cmk: CmkRef) {
         match op {
             FieldOp::Seal => self.sealed += 1,
             FieldOp::Open => self.opened += 1,
@@ -69,7 +69,7 @@ impl FieldCounts {
 }
 
 /// The AAD context of one field: the route's context and the field label.
-fn field_context(context: &str, label: &str) -> Vec<u8> {
+pub(super) fn field_context(context: &str, label: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(context.len() + 1 + label.len());
     v.extend_from_slice(context.as_bytes());
     v.push(0);
@@ -77,20 +77,21 @@ fn field_context(context: &str, label: &str) -> Vec<u8> {
     v
 }
 
-fn key_error(e: KeyError) -> ProxyError {
+pub(super) fn key_error(e: KeyError) -> ProxyError {
     match e {
         KeyError::CmkNotFound => ProxyError::key_store(
             StatusCode::SERVICE_UNAVAILABLE,
             "key_not_found",
             "the route's key does not exist",
         ),
-        KeyError::CmkDisabled | KeyError::CmkPendingDelete | KeyError::CmkPendingImport => {
-            ProxyError::key_store(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "key_unavailable",
-                format!("the key cannot be used: {e}"),
-            )
-        }
+        KeyError::CmkDisabled
+        | KeyError::CmkPendingDelete
+        | KeyError::CmkPendingImport
+        | KeyError::VersionRetired => ProxyError::key_store(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "key_unavailable",
+            format!("the key cannot be used: {e}"),
+        ),
         KeyError::DoesNotOpen | KeyError::VersionNotFound => ProxyError::upstream(
             StatusCode::BAD_GATEWAY,
             "field_does_not_open",
@@ -104,7 +105,7 @@ fn key_error(e: KeyError) -> ProxyError {
     }
 }
 
-fn rewrite_error(e: RewriteError<ProxyError>, upstream_side: bool) -> ProxyError {
+pub(super) fn rewrite_error(e: RewriteError<ProxyError>, upstream_side: bool) -> ProxyError {
     match e {
         RewriteError::Field(p) => p,
         other => {
@@ -190,31 +191,35 @@ pub fn open_fields(
             };
         };
         // the reason is a fixed code for metrics; never the value
-        let attempt = Envelope::parse(text)
-            .map_err(|_| ("malformed", bad_place("a sealed field is malformed")))
-            .and_then(|env| {
-                let cmk = env.cmk();
-                let cipher = cache
-                    .opening_key(&cmk, env.wrapped())
-                    .map_err(|e| match e {
-                        // the envelope names a CMK this store does not hold: it was
-                        // tampered or comes from elsewhere — the field's fault, not
-                        // the route's key
-                        KeyError::CmkNotFound
-                        | KeyError::VersionNotFound
-                        | KeyError::DoesNotOpen => (
-                            "unknown_key",
-                            bad_place("a sealed field names a key this store does not hold"),
-                        ),
-                        other => {
-                            let e = key_error(other);
-                            (e.code, e)
-                        }
-                    })?;
-                env.open(&cipher, &field_context(context, site.label))
-                    .map(|o| (cmk, o))
-                    .map_err(|_| ("does_not_open", bad_place("a sealed field does not open")))
-            });
+        let attempt = if envelope::looks_deterministic(text) {
+            super::params::open_deterministic(cache, context, site.label, text, &bad_place)
+        } else {
+            Envelope::parse(text)
+                .map_err(|_| ("malformed", bad_place("a sealed field is malformed")))
+                .and_then(|env| {
+                    let cmk = env.cmk();
+                    let cipher = cache
+                        .opening_key(&cmk, env.wrapped())
+                        .map_err(|e| match e {
+                            // the envelope names a CMK this store does not hold: it was
+                            // tampered or comes from elsewhere — the field's fault, not
+                            // the route's key
+                            KeyError::CmkNotFound
+                            | KeyError::VersionNotFound
+                            | KeyError::DoesNotOpen => (
+                                "unknown_key",
+                                bad_place("a sealed field names a key this store does not hold"),
+                            ),
+                            other => {
+                                let e = key_error(other);
+                                (e.code, e)
+                            }
+                        })?;
+                    env.open(&cipher, &field_context(context, site.label))
+                        .map(|o| (cmk, o))
+                        .map_err(|_| ("does_not_open", bad_place("a sealed field does not open")))
+                })
+        };
         match attempt {
             Ok((cmk, opened)) => {
                 counts.note(FieldOp::Open, cmk);

@@ -13,9 +13,11 @@ pub mod discover;
 pub mod error;
 pub mod fields;
 pub mod headers;
+pub mod params;
 pub mod pipeline;
 pub mod server;
 pub mod shadow;
+pub mod stale;
 pub mod upstream;
 
 use bytes::Bytes;

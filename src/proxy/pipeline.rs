@@ -200,7 +200,7 @@ async fn run(
     let shadow_route = matched.as_ref().filter(|_| shadow).map(|m| m.route);
     let request_path = parts.uri.path().to_string();
     let out_body: ProxyBody = match enforce {
-        Some(m) if !(m.route.request.encrypt.is_empty() && m.route.request.decrypt.is_empty()) => {
+        Some(m) if !m.route.request.is_empty() => {
             let route = m.route;
             let media = headers::media_type(&parts.headers);
             let ctx = context.as_deref().unwrap_or("");
@@ -252,16 +252,18 @@ async fn run(
     };
 
     // upstream_request_filter
-    let rewrites_response = enforce.is_some_and(|m| {
-        m.route.open_all
-            || !(m.route.response.encrypt.is_empty() && m.route.response.decrypt.is_empty())
-    });
-    let pq = parts
+    let rewrites_response =
+        enforce.is_some_and(|m| m.route.open_all || !m.route.response.is_empty());
+    let mut pq = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_string();
+    if let Some(m) = enforce {
+        let ctx = context.as_deref().unwrap_or("");
+        pq = super::params::seal_target(&state.cache, m, ctx, &pq, counts).map_err(fail)?;
+    }
     parts.uri = state.upstream.uri_for(&pq).map_err(fail)?;
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
@@ -328,10 +330,7 @@ async fn run(
         || rparts.status == StatusCode::NOT_MODIFIED
         || rparts.status.is_informational();
     if no_body || !headers::is_json(media.as_deref()) {
-        if !m.route.response.encrypt.is_empty()
-            && !no_body
-            && m.route.on_non_json != OnNonJson::Pass
-        {
+        if m.route.response.seals() && !no_body && m.route.on_non_json != OnNonJson::Pass {
             return Err(fail(ProxyError::upstream(
                 StatusCode::BAD_GATEWAY,
                 "upstream_not_json",
@@ -381,6 +380,9 @@ async fn run(
     rparts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    if m.route.stale_key_header {
+        super::stale::mark_stale(&state.cache, counts, &mut rparts.headers);
+    }
     Ok((
         Response::from_parts(rparts, Full::new(bytes).map_err(|e| match e {}).boxed()),
         route_name,
@@ -448,6 +450,22 @@ fn rewrite_request(
             cur = Bytes::from(b);
         }
     }
+    if !route.request.deterministic.is_empty() {
+        match super::params::seal_deterministic_fields(
+            &state.cache,
+            &route.key,
+            ctx,
+            &cur,
+            &route.request.deterministic,
+            counts,
+            false,
+        ) {
+            Ok(Some(b)) => cur = Bytes::from(b),
+            Ok(None) => {}
+            Err(e) if e.code == "invalid_json" && route.on_non_json == OnNonJson::Pass => {}
+            Err(e) => return Err(e),
+        }
+    }
     if !route.request.encrypt.is_empty() {
         match fields::seal_fields(
             &state.cache,
@@ -492,10 +510,23 @@ fn rewrite_response(
             Ok(Some(b)) => cur = Bytes::from(b),
             Ok(None) => {}
             // an upstream body that is not JSON holds no envelope to open: pass it
-            Err(e) if e.code == "upstream_invalid_json" && route.response.encrypt.is_empty() => {
+            Err(e) if e.code == "upstream_invalid_json" && !route.response.seals() => {
                 return Ok(cur)
             }
             Err(e) => return Err(e),
+        }
+    }
+    if !route.response.deterministic.is_empty() {
+        if let Some(b) = super::params::seal_deterministic_fields(
+            &state.cache,
+            &route.key,
+            ctx,
+            &cur,
+            &route.response.deterministic,
+            counts,
+            true,
+        )? {
+            cur = Bytes::from(b);
         }
     }
     if !route.response.encrypt.is_empty() {

@@ -169,6 +169,10 @@ fn key_error(e: KeyError) -> AlibabaError {
             codes::ONLY_SYMMETRIC_KEY,
             "The specified key is not a symmetric key. The API only supports symmetric keys.",
         ),
+        KeyError::VersionRetired => AlibabaError::new(
+            codes::UNEXPECTED_STATE,
+            "The key version of this ciphertext is below the key's minimum decryption version.",
+        ),
         KeyError::DoesNotOpen => invalid_ciphertext(
             "does not decrypt (wrong EncryptionContext or Aad, damaged, or not made by this KMS)",
         ),

@@ -241,6 +241,9 @@ fn store_error(e: KeyError) -> ApiError {
         KeyError::VersionNotFound => ApiError::bad_request(
             "Failed to decrypt: the key version of this ciphertext does not exist",
         ),
+        KeyError::VersionRetired => ApiError::bad_request(
+            "Failed to decrypt: the key version is below the key's minimum decryption version",
+        ),
         KeyError::LimitExceeded => ApiError::bad_request("The key store's key limit is reached"),
         KeyError::InvalidParameter(m) => ApiError::bad_request(m),
         KeyError::InvalidState(m) => ApiError::bad_request(m),

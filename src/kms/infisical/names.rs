@@ -85,6 +85,7 @@ mod tests {
             last_rotate_time: None,
             next_rotate_time: None,
             deletion_date: None,
+            min_decryption_version: None,
             primary_version: Some(1),
             versions: vec![],
         }

@@ -113,6 +113,10 @@ fn key_error(e: KeyError) -> TencentError {
             codes::INVALID_KEY_USAGE,
             "The CMK's KeyUsage does not allow this operation.",
         ),
+        KeyError::VersionRetired => TencentError::new(
+            codes::CMK_STATE_NOT_SUPPORT,
+            "The CMK version of this ciphertext is below the key's minimum decryption version.",
+        ),
         KeyError::DoesNotOpen | KeyError::VersionNotFound => TencentError::new(
             codes::INVALID_CIPHERTEXT,
             "The ciphertext does not decrypt (wrong EncryptionContext, damaged or not made by this KMS).",

@@ -1,0 +1,155 @@
+//! Re-sealing stored envelopes under the primary version of their key
+//! (after a rotation), without the plaintext leaving the process:
+//! `sealgate rewrap`.
+//!
+//! Every string in a JSON document that is an envelope (`sg1.` or `sgd1.`)
+//! is opened with the given context and the label the proxy would use for
+//! its place (its JSON path's member names, [`crate::policy::label_of`]) and
+//! sealed again, the same kind (random or deterministic), under the
+//! primary version of its own key, or of `--key` when given. Envelopes
+//! already under that primary are left as they are.
+
+use serde_json::Value;
+
+use crate::envelope::{self, DetEnvelope, Envelope};
+use crate::keys::{DataKeyCache, KeyError, KeyId};
+use crate::policy::{label_of, Step};
+
+/// What a rewrap did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RewrapCounts {
+    /// Envelopes sealed again under a primary version.
+    pub rewrapped: u64,
+    /// Envelopes already under the primary, left as they are.
+    pub current: u64,
+}
+
+/// Why a document could not be rewrapped. Carries the path, never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum RewrapError {
+    /// An envelope did not parse or open with this context and its label.
+    #[error("the envelope at {path} does not open (wrong --context, moved, or damaged)")]
+    DoesNotOpen {
+        /// Normalized path of the value.
+        path: String,
+    },
+    /// The key store refused.
+    #[error("the envelope at {path}: {source}")]
+    Key {
+        /// Normalized path of the value.
+        path: String,
+        /// The store's error.
+        source: KeyError,
+    },
+}
+
+fn path_text(steps: &[Step]) -> String {
+    let mut s = String::from("$");
+    for st in steps {
+        match st {
+            Step::Member(m) => s.push_str(&format!("[{}]", Value::String(m.clone()))),
+            Step::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// Rewraps every envelope in `value`.
+pub fn rewrap_value(
+    cache: &DataKeyCache,
+    key: Option<&str>,
+    context: &str,
+    value: &mut Value,
+    counts: &mut RewrapCounts,
+) -> Result<(), RewrapError> {
+    let mut steps = Vec::new();
+    walk(cache, key, context, value, &mut steps, counts)
+}
+
+fn walk(
+    cache: &DataKeyCache,
+    key: Option<&str>,
+    context: &str,
+    value: &mut Value,
+    steps: &mut Vec<Step>,
+    counts: &mut RewrapCounts,
+) -> Result<(), RewrapError> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                steps.push(Step::Member(k.clone()));
+                walk(cache, key, context, v, steps, counts)?;
+                steps.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                steps.push(Step::Index(i));
+                walk(cache, key, context, v, steps, counts)?;
+                steps.pop();
+            }
+        }
+        Value::String(s) if envelope::looks_like_envelope(s) => {
+            if let Some(new) = rewrap_one(cache, key, context, s, steps, counts)? {
+                *s = new;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn rewrap_one(
+    cache: &DataKeyCache,
+    key: Option<&str>,
+    context: &str,
+    text: &str,
+    steps: &[Step],
+    counts: &mut RewrapCounts,
+) -> Result<Option<String>, RewrapError> {
+    let label = label_of(steps);
+    let mut aad = context.as_bytes().to_vec();
+    aad.push(0);
+    aad.extend_from_slice(label.as_bytes());
+    let path = || path_text(steps);
+    let key_err = |source| RewrapError::Key {
+        path: path(),
+        source,
+    };
+    let dne = || RewrapError::DoesNotOpen { path: path() };
+    if envelope::looks_deterministic(text) {
+        let env = DetEnvelope::parse(text).map_err(|_| dne())?;
+        let cmk = env.cmk();
+        let target = key.map_or_else(|| KeyId::from_bytes(cmk.key_id).to_string(), str::to_owned);
+        let opener = cache
+            .deterministic_opening_key(&cmk, context.as_bytes())
+            .map_err(key_err)?;
+        let opened = env.open(&opener, &aad).map_err(|_| dne())?;
+        let sealer = cache
+            .deterministic_key(&target, context.as_bytes())
+            .map_err(key_err)?;
+        if sealer.cmk == cmk {
+            counts.current += 1;
+            return Ok(None);
+        }
+        let new = envelope::seal_deterministic(&sealer, opened.json(), &aad).map_err(|_| dne())?;
+        counts.rewrapped += 1;
+        return Ok(Some(new));
+    }
+    let env = Envelope::parse(text).map_err(|_| dne())?;
+    let cmk = env.cmk();
+    let target = key.map_or_else(|| KeyId::from_bytes(cmk.key_id).to_string(), str::to_owned);
+    let cipher = cache.opening_key(&cmk, env.wrapped()).map_err(key_err)?;
+    let opened = env.open(&cipher, &aad).map_err(|_| dne())?;
+    let sealer = cache
+        .sealing_key(&target, context.as_bytes(), opened.json().len())
+        .map_err(key_err)?;
+    if sealer.cmk == cmk {
+        counts.current += 1;
+        return Ok(None);
+    }
+    let new =
+        envelope::seal(&sealer, opened.json(), &aad, &mut rand::thread_rng()).map_err(|_| dne())?;
+    counts.rewrapped += 1;
+    Ok(Some(new))
+}
