@@ -170,32 +170,50 @@ impl Drop for JsonServer {
 }
 
 /// Starts json-server on a free port with `db` (a JSON file it owns).
+///
+/// The port is picked by binding and releasing it, so another listener of a
+/// parallel test can take it first: then json-server fails to bind and exits,
+/// and a new port is tried. Ready means json-server itself answers `/db`.
 pub async fn json_server(db: PathBuf) -> JsonServer {
     let bin = tools_dir().join("npm/node_modules/.bin/json-server");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let child = std::process::Command::new(bin)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--quiet",
-        ])
-        .arg(&db)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("start json-server");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let server = JsonServer { addr, db, child };
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return server;
+    for _attempt in 0..5 {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new(&bin)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--quiet",
+            ])
+            .arg(&db)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start json-server");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut server = JsonServer {
+            addr,
+            db: db.clone(),
+            child,
+        };
+        for _ in 0..200 {
+            if server.child.try_wait().ok().flatten().is_some() {
+                break; // it exited: most likely the port was taken
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                let (s, h, _) = send("GET", &format!("http://{addr}/db"), &[], "").await;
+                let powered = h.get("x-powered-by").is_some_and(|v| v == "Express");
+                if s == 200 && powered && server.child.try_wait().ok().flatten().is_none() {
+                    return server;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(server);
     }
     panic!("json-server did not start");
 }
