@@ -43,6 +43,15 @@ context = "users"
 open_all = true
 
 [[route]]
+name = "found-stream"
+methods = ["GET"]
+path = "/stream/{id}"
+key = "test-key"
+context = "users"
+open_all = true
+open_labels = ["ssn"]
+
+[[route]]
 name = "limited"
 path = "/limited"
 key = "test-key"
@@ -482,5 +491,74 @@ async fn open_all_opens_envelopes_wherever_they_sit_with_no_paths_listed() {
         assert_eq!(v[i]["profile"]["age"], 41, "type restored: {b}");
     }
     assert!(!b.contains("sg1."), "{b}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn open_all_opens_envelopes_split_across_chunks_of_a_text_stream() {
+    use http_body_util::StreamBody;
+    // seal one value through the proxy
+    let up = recording_upstream(echo()).await;
+    let app = start(up.addr).await;
+    let (s, _, _) = send_json(
+        "POST",
+        &format!("http://{}/users", app.proxy_addr),
+        r#"{"ssn":"123-45-6789"}"#,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let stored: Value = serde_json::from_slice(&up.requests()[0].body).unwrap();
+    let env = stored["ssn"].as_str().unwrap().to_string();
+    let base = app.config.data_dir.parent().unwrap().to_path_buf();
+    app.shutdown().await;
+
+    // an NDJSON upstream that sends the envelope in 7-byte chunks
+    let text = format!("{{\"ssn\":\"{env}\"}}\nplain line\n{{\"ssn\":\"{env}\"}}\n");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = text.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let served = served.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |_req: hyper::Request<hyper::body::Incoming>| {
+                        let chunks: Vec<
+                            Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+                        > = served
+                            .as_bytes()
+                            .chunks(7)
+                            .map(|c| Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(c))))
+                            .collect();
+                        let body = StreamBody::new(futures_util::stream::iter(chunks));
+                        let mut r = hyper::Response::new(body);
+                        r.headers_mut()
+                            .insert("content-type", "application/x-ndjson".parse().unwrap());
+                        async move { Ok::<_, std::convert::Infallible>(r) }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    let app = sealgate::app::start(test_config(&base, &format!("http://{addr}")))
+        .await
+        .unwrap();
+    let (s, _, b) = send(
+        "GET",
+        &format!("http://{}/stream/1", app.proxy_addr),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        b,
+        "{\"ssn\":\"123-45-6789\"}\nplain line\n{\"ssn\":\"123-45-6789\"}\n"
+    );
     app.shutdown().await;
 }

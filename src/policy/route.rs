@@ -115,6 +115,9 @@ pub struct Route {
     pub open_all: bool,
     /// Contexts besides the route's own to try when opening what is found.
     pub open_contexts: Vec<String>,
+    /// Field labels to try for envelopes found in a body that is not JSON
+    /// (its position gives none), e.g. `["ssn", "cards.number"]`.
+    pub open_labels: Vec<String>,
     /// Query and path parameters sealed deterministically.
     pub searchable: super::searchable::Searchable,
     /// Answer with `Sealgate-Stale-Key` when an opened envelope's CMK

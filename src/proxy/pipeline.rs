@@ -337,21 +337,32 @@ async fn run(
                 "the upstream response must be JSON for this route to seal it",
             )));
         }
+        if m.route.open_all && !no_body {
+            // not JSON: open envelopes as the body streams, holding at most a
+            // bounded window of a possible envelope between chunks
+            if is_encoded(&rparts.headers) {
+                return Err(fail(compressed_error()));
+            }
+            let mut contexts = vec![context.clone().unwrap_or_default()];
+            contexts.extend(m.route.open_contexts.iter().cloned());
+            let candidates = super::discover::Candidates {
+                contexts,
+                labels: m.route.open_labels.clone(),
+            };
+            let tally = std::sync::Arc::new(std::sync::Mutex::new(FieldCounts::default()));
+            let opener = super::discover::token_opener(state.cache.clone(), candidates, tally);
+            rparts.headers.remove(header::CONTENT_LENGTH);
+            let body =
+                super::discover::OpenStream::new(rbody, opener, super::discover::DEFAULT_WINDOW);
+            return Ok((Response::from_parts(rparts, body.boxed()), route_name));
+        }
         return Ok((
             Response::from_parts(rparts, rbody.map_err(Into::into).boxed()),
             route_name,
         ));
     }
-    let encoded = rparts
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    if encoded {
-        return Err(fail(ProxyError::upstream(
-            StatusCode::BAD_GATEWAY,
-            "upstream_compressed",
-            "the upstream sent a compressed body on a route whose response must be rewritten",
-        )));
+    if is_encoded(&rparts.headers) {
+        return Err(fail(compressed_error()));
     }
 
     // response_body_filter
@@ -552,4 +563,17 @@ fn rewrite_response(
         }
     }
     Ok(cur)
+}
+
+fn is_encoded(h: &http::HeaderMap) -> bool {
+    h.get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+}
+
+fn compressed_error() -> ProxyError {
+    ProxyError::upstream(
+        StatusCode::BAD_GATEWAY,
+        "upstream_compressed",
+        "the upstream sent a compressed body on a route whose response must be rewritten",
+    )
 }
