@@ -318,8 +318,12 @@ fn is_phone(s: &str) -> bool {
         // E.164 or formatted international
         return !rest.starts_with('0') && !rest.contains('+');
     }
-    // a national number needs formatting that numbers and dates do not have
-    let formatted = s.contains('(') || s.matches([' ', '-']).count() >= 2;
+    // a national number has 10–11 digits and formatting that numbers, dates
+    // and card numbers (13–19 digits) do not have
+    if digits > 11 {
+        return false;
+    }
+    let formatted = s.contains('(') || s.matches([' ', '-', '.']).count() >= 2;
     let date_like = s.len() == 10 && s.as_bytes().get(4) == Some(&b'-');
     formatted && !date_like && !s.contains('+')
 }
