@@ -94,6 +94,15 @@ pub struct AuditEvent {
     /// How many values (for field batches).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// The verified mTLS client certificate's subject (reveal decisions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The reveal rule that matched (`header x-role`, `source 10.0.0.0/8`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The fields a reveal decision covered (selectors, never values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
     /// `ok`, or an error code.
     pub result: String,
 }

@@ -16,6 +16,7 @@
 mod error;
 mod file;
 mod load;
+mod reveal;
 mod rewrite;
 mod route;
 mod searchable;
@@ -30,6 +31,7 @@ use std::fmt::Write as _;
 
 pub use error::{PolicyError, Problem};
 pub use load::load_dir;
+pub use reveal::{Cidr, Mask, Reveal, RevealTo, SUBJECT_ATTRIBUTES};
 pub use rewrite::{rewrite, FieldSite, RewriteError};
 pub use route::{
     OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, RouteMode, Rules,
