@@ -145,7 +145,8 @@ struct LineOut<'a> {
 }
 
 enum Msg {
-    Record(AuditEvent),
+    // boxed: an event is large next to `Close`, and the channel holds many
+    Record(Box<AuditEvent>),
     Close(mpsc::Sender<()>),
 }
 
@@ -341,7 +342,7 @@ impl AuditLog {
     /// noted in the log as a gap).
     pub fn record(&self, event: AuditEvent) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(Msg::Record(event)) {
+        match tx.try_send(Msg::Record(Box::new(event))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::SeqCst);

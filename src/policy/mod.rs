@@ -216,6 +216,22 @@ impl PolicySet {
                     r.open_contexts
                 );
             }
+            if let Some(rv) = &r.reveal {
+                let who: Vec<String> = rv.to.iter().map(RevealTo::describe).collect();
+                let fields: Vec<&str> = rv.fields.iter().map(Selector::as_str).collect();
+                let mask = match &rv.mask {
+                    Mask::KeepLast(n) => format!("the last {n} characters"),
+                    Mask::Fixed(s) => format!("{s:?}"),
+                    Mask::Null => "null".to_owned(),
+                    Mask::Envelope => "the envelope".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  reveal    {} in clear to {}; everyone else gets {mask}",
+                    fields.join(", "),
+                    who.join(" or ")
+                );
+            }
             if let Some(n) = r.max_body_bytes {
                 let _ = writeln!(out, "  limit     body at most {n} bytes");
             }
