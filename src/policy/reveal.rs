@@ -48,7 +48,7 @@ pub enum RevealTo {
     CertSubject {
         /// The rule as written, for the audit line.
         text: String,
-        /// `(attribute type as in [`SUBJECT_ATTRIBUTES`], value)`.
+        /// Pairs of attribute type (as named in [`SUBJECT_ATTRIBUTES`]) and value.
         attributes: Vec<(&'static str, String)>,
     },
     /// The TCP peer's address lies in this block.

@@ -248,8 +248,7 @@ pub fn certificate_subject(der: &[u8]) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
-/// The error a masked response cannot be rewritten with (kept for symmetry
-/// with the other field passes; a body that is not JSON has nothing to mask).
+/// True when `e` says the upstream body is not JSON: it holds nothing to mask.
 pub fn is_not_json(e: &ProxyError) -> bool {
     e.code == "upstream_invalid_json" && e.status == StatusCode::BAD_GATEWAY
 }
