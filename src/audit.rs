@@ -94,6 +94,15 @@ pub struct AuditEvent {
     /// How many values (for field batches).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// The verified mTLS client certificate's subject (reveal decisions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The reveal rule that matched (`header x-role`, `source 10.0.0.0/8`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The fields a reveal decision covered (selectors, never values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
     /// `ok`, or an error code.
     pub result: String,
 }
@@ -136,7 +145,8 @@ struct LineOut<'a> {
 }
 
 enum Msg {
-    Record(AuditEvent),
+    // boxed: an event is large next to `Close`, and the channel holds many
+    Record(Box<AuditEvent>),
     Close(mpsc::Sender<()>),
 }
 
@@ -332,7 +342,7 @@ impl AuditLog {
     /// noted in the log as a gap).
     pub fn record(&self, event: AuditEvent) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(Msg::Record(event)) {
+        match tx.try_send(Msg::Record(Box::new(event))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::SeqCst);

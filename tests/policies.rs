@@ -232,3 +232,38 @@ fn onboarding_examples_run_in_shadow_and_migrate_mode() {
     assert_eq!(migrate.mode, RouteMode::Migrate);
     assert!(set.describe().contains("mode      migrate"));
 }
+
+#[test]
+fn support_reveal_example_reveals_to_three_callers_and_masks_the_rest() {
+    use sealgate::policy::{Mask, RevealTo};
+    let set = shipped();
+    let read = route(&set, "GET", None, "/support/customers/7");
+    let reveal = read.reveal.as_ref().expect("the read route has reveal");
+    assert_eq!(reveal.mask, Mask::KeepLast(4));
+    let fields: Vec<&str> = reveal.fields.iter().map(|s| s.as_str()).collect();
+    assert_eq!(fields, ["$.ssn", "$.cards[*].number"]);
+    let rules: Vec<String> = reveal.to.iter().map(RevealTo::describe).collect();
+    assert_eq!(
+        rules,
+        [
+            "header x-role",
+            "cert_subject CN=billing, O=Example Corp",
+            "source 10.20.0.0/16"
+        ]
+    );
+    let export = route(&set, "GET", None, "/support/export");
+    let reveal = export.reveal.as_ref().unwrap();
+    assert_eq!(reveal.mask, Mask::Envelope);
+    assert_eq!(
+        reveal.fields.len(),
+        3,
+        "default: every response.decrypt field"
+    );
+    assert!(
+        reveal.open_unmasked.is_empty(),
+        "a masked caller gets nothing opened"
+    );
+    assert!(route(&set, "POST", None, "/support/customers/7")
+        .reveal
+        .is_none());
+}

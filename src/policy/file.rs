@@ -38,6 +38,7 @@ struct FileRoute {
     query_params: Option<Vec<String>>,
     path_params: Option<Vec<String>>,
     stale_key_header: Option<bool>,
+    reveal: Option<super::reveal::FileReveal>,
 }
 
 /// `request` / `response` tables as written.
@@ -304,6 +305,11 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
             deterministic,
         }
     };
+    let response_decrypt: Vec<String> = raw
+        .response
+        .as_ref()
+        .map(|r| r.decrypt.clone())
+        .unwrap_or_default();
     let request = rules("request", raw.request);
     let response = rules("response", raw.response);
 
@@ -371,6 +377,15 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         bad("path_params", "needs a valid path template".into());
     }
 
+    let reveal = raw.reveal.and_then(|r| {
+        super::reveal::parse(
+            r,
+            &response_decrypt,
+            raw.open_all.unwrap_or(false),
+            &mut bad,
+        )
+    });
+
     if problems.len() != before {
         return None;
     }
@@ -390,6 +405,7 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         open_labels: raw.open_labels.unwrap_or_default(),
         searchable,
         stale_key_header: raw.stale_key_header.unwrap_or(false),
+        reveal,
         file: file.to_owned(),
         methods,
         host,

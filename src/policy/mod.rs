@@ -16,6 +16,7 @@
 mod error;
 mod file;
 mod load;
+mod reveal;
 mod rewrite;
 mod route;
 mod searchable;
@@ -30,6 +31,7 @@ use std::fmt::Write as _;
 
 pub use error::{PolicyError, Problem};
 pub use load::load_dir;
+pub use reveal::{Cidr, Mask, Reveal, RevealTo, SUBJECT_ATTRIBUTES};
 pub use rewrite::{rewrite, FieldSite, RewriteError};
 pub use route::{
     OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, RouteMode, Rules,
@@ -212,6 +214,22 @@ impl PolicySet {
                     "  open      every envelope found in the response (contexts: {:?} and {:?})",
                     r.context_template(),
                     r.open_contexts
+                );
+            }
+            if let Some(rv) = &r.reveal {
+                let who: Vec<String> = rv.to.iter().map(RevealTo::describe).collect();
+                let fields: Vec<&str> = rv.fields.iter().map(Selector::as_str).collect();
+                let mask = match &rv.mask {
+                    Mask::KeepLast(n) => format!("the last {n} characters"),
+                    Mask::Fixed(s) => format!("{s:?}"),
+                    Mask::Null => "null".to_owned(),
+                    Mask::Envelope => "the envelope".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  reveal    {} in clear to {}; everyone else gets {mask}",
+                    fields.join(", "),
+                    who.join(" or ")
                 );
             }
             if let Some(n) = r.max_body_bytes {

@@ -123,6 +123,8 @@ pub struct Route {
     /// Answer with `Sealgate-Stale-Key` when an opened envelope's CMK
     /// version is not the primary.
     pub stale_key_header: bool,
+    /// Who sees the opened response fields in clear, and the mask for everyone else.
+    pub reveal: Option<super::reveal::Reveal>,
     pub(crate) file: String,
     pub(crate) methods: Option<Vec<String>>,
     pub(crate) host: Option<String>,

@@ -24,6 +24,8 @@ pub struct FieldCounts {
     pub open_failures: Vec<(&'static str, u32)>,
     /// What shadow mode saw, when the request ran in shadow or was captured.
     pub shadow: Option<super::shadow::ShadowReport>,
+    /// Who was let see the route's reveal fields, when the route has `reveal`.
+    pub reveal: Option<super::reveal::RevealDecision>,
 }
 
 /// Sealing or opening.

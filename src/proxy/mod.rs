@@ -15,6 +15,7 @@ pub mod fields;
 pub mod headers;
 pub mod params;
 pub mod pipeline;
+pub mod reveal;
 pub mod server;
 pub mod shadow;
 pub mod stale;

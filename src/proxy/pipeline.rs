@@ -131,6 +131,14 @@ fn observe(
             .audit
             .record(base("open_fields", (*reason).into(), *n));
     }
+    if let Some(d) = &counts.reveal {
+        let result = if d.revealed { "revealed" } else { "masked" };
+        let mut ev = base("reveal_fields", result.into(), d.count);
+        ev.subject = d.subject.clone();
+        ev.rule = d.rule.clone();
+        ev.fields = Some(d.fields.clone());
+        state.audit.record(ev);
+    }
 }
 
 type PhaseResult = Result<(Response<ProxyBody>, Option<String>), (ProxyError, Option<String>)>;
@@ -194,6 +202,10 @@ async fn run(
     let context = matched.as_ref().map(|m| m.context());
 
     let (mut parts, body) = req.into_parts();
+    let reveal = enforce.and_then(|m| m.route.reveal.as_ref()).map(|r| {
+        let conn = parts.extensions.get::<crate::tls::ConnectionInfo>();
+        super::reveal::decide(r, &parts.headers, conn, peer)
+    });
     let client_host = parts.headers.get(header::HOST).cloned();
 
     // request_body_filter
@@ -385,6 +397,7 @@ async fn run(
         m.route,
         context.as_deref().unwrap_or(""),
         bytes,
+        reveal,
         counts,
     )
     .map_err(fail)?;
@@ -501,18 +514,24 @@ fn rewrite_response(
     route: &Route,
     ctx: &str,
     bytes: Bytes,
+    reveal: Option<super::reveal::RevealDecision>,
     counts: &mut FieldCounts,
 ) -> Result<Bytes, ProxyError> {
     if bytes.is_empty() {
         return Ok(bytes);
     }
     let mut cur = bytes;
-    if !route.response.decrypt.is_empty() {
+    let reveal = route.reveal.as_ref().zip(reveal);
+    let decrypt = super::reveal::open_selectors(
+        reveal.as_ref().map(|(r, d)| (*r, d)),
+        &route.response.decrypt,
+    );
+    if !decrypt.is_empty() {
         match fields::open_fields(
             &state.cache,
             ctx,
             &cur,
-            &route.response.decrypt,
+            decrypt,
             route.on_plaintext,
             route.on_open_failure,
             counts,
@@ -524,6 +543,15 @@ fn rewrite_response(
             Err(e) if e.code == "upstream_invalid_json" && !route.response.seals() => {
                 return Ok(cur)
             }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some((r, decision)) = reveal {
+        // after opening: a masked caller never gets what a selector opened
+        match super::reveal::apply(r, decision, &cur, counts) {
+            Ok(Some(b)) => cur = Bytes::from(b),
+            Ok(None) => {}
+            Err(e) if super::reveal::is_not_json(&e) && !route.response.seals() => return Ok(cur),
             Err(e) => return Err(e),
         }
     }
