@@ -23,9 +23,9 @@ const DEPTH_LIMIT: usize = 128;
 
 /// One step of a plain path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum PathStep<'a> {
+pub(in crate::policy) enum PathStep {
     /// `.name` or `['name']`.
-    Name(&'a str),
+    Name(Box<str>),
     /// `[n]`, n ≥ 0.
     Index(usize),
     /// `.*` or `[*]`: every member value or element.
@@ -44,7 +44,9 @@ pub(super) enum Fail {
 }
 
 /// The plain path of a selector's text, or `None` when it is anything else.
-pub(super) fn plan(text: &str) -> Option<Vec<PathStep<'_>>> {
+/// [`Selector::compile`](super::super::selector::Selector::compile) calls
+/// this once; the rewrite reads the stored plan.
+pub(in crate::policy) fn plan(text: &str) -> Option<Vec<PathStep>> {
     let b = text.as_bytes();
     if b.first() != Some(&b'$') {
         return None;
@@ -71,7 +73,7 @@ pub(super) fn plan(text: &str) -> Option<Vec<PathStep<'_>>> {
                 if name.is_empty() || name.as_bytes()[0].is_ascii_digit() {
                     return None;
                 }
-                steps.push(PathStep::Name(name));
+                steps.push(PathStep::Name(name.into()));
                 i += len;
             }
             b'[' => {
@@ -88,7 +90,7 @@ pub(super) fn plan(text: &str) -> Option<Vec<PathStep<'_>>> {
                         if name.contains('\\') {
                             return None;
                         }
-                        steps.push(PathStep::Name(name));
+                        steps.push(PathStep::Name(name.into()));
                         i = start + len + 1;
                     }
                     b'0'..=b'9' => {
@@ -110,9 +112,10 @@ pub(super) fn plan(text: &str) -> Option<Vec<PathStep<'_>>> {
     Some(steps)
 }
 
-/// Plans for every selector of the set, or `None` if one is not a plain path.
-pub(super) fn plans(selectors: &SelectorSet) -> Option<Vec<Vec<PathStep<'_>>>> {
-    selectors.iter().map(|s| plan(s.as_str())).collect()
+/// Plans for every selector of the set (compiled with the selectors), or
+/// `None` if one is not a plain path.
+pub(super) fn plans(selectors: &SelectorSet) -> Option<Vec<&[PathStep]>> {
+    selectors.iter().map(|s| s.plain_path()).collect()
 }
 
 /// Validates `body` and returns `(start, end, label)` of every node the
@@ -120,7 +123,7 @@ pub(super) fn plans(selectors: &SelectorSet) -> Option<Vec<Vec<PathStep<'_>>>> {
 /// per path that reaches it).
 pub(super) fn find(
     body: &[u8],
-    plans: &[Vec<PathStep<'_>>],
+    plans: &[&[PathStep]],
 ) -> Result<Vec<(usize, usize, String)>, Fail> {
     let text = std::str::from_utf8(body)
         .map_err(|e| Fail::NotJson(format!("invalid UTF-8 at offset {}", e.valid_up_to())))?;
@@ -150,7 +153,7 @@ struct Walker<'b, 'p> {
     text: &'b str,
     b: &'b [u8],
     pos: usize,
-    plans: &'p [Vec<PathStep<'p>>],
+    plans: &'p [&'p [PathStep]],
     /// Member names from the root to the node being walked (while a plan is active).
     path: Vec<Cow<'b, str>>,
     sites: Vec<(usize, usize, String)>,
@@ -384,7 +387,7 @@ impl<'b> Walker<'b, '_> {
                         if name.is_none() {
                             name = Some(self.key_text(key)?);
                         }
-                        name.as_deref() == Some(*n)
+                        name.as_deref() == Some(&**n)
                     }
                     _ => false,
                 };

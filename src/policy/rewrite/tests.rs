@@ -283,15 +283,22 @@ fn plain_paths_are_planned_and_others_are_not() {
     assert_eq!(
         fast::plan("$.a['b c'][\"d\"][*].*[12]"),
         Some(vec![
-            Name("a"),
-            Name("b c"),
-            Name("d"),
+            Name("a".into()),
+            Name("b c".into()),
+            Name("d".into()),
             Wild,
             Wild,
             Index(12)
         ])
     );
-    assert_eq!(fast::plan("$.été_1"), Some(vec![Name("été_1")]));
+    assert_eq!(fast::plan("$.été_1"), Some(vec![Name("été_1".into())]));
+    // compiled once with the selector, the same plan
+    let compiled = Selector::compile("$.a[*].b").unwrap();
+    assert_eq!(
+        compiled.plain_path(),
+        Some(&[Name("a".into()), Wild, Name("b".into())][..])
+    );
+    assert_eq!(Selector::compile("$..a").unwrap().plain_path(), None);
     for other in [
         "$..a",
         "$.a[?@.b]",
