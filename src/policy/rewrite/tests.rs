@@ -403,3 +403,31 @@ proptest::proptest! {
         assert_paths_agree(body.as_bytes(), sels[sel]);
     }
 }
+
+#[test]
+fn plain_run_stops_where_a_string_needs_attention() {
+    let slow = |b: &[u8]| {
+        b.iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .unwrap_or(b.len())
+    };
+    let mut cases: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"abc".to_vec(),
+        b"abcdefghijklmnop".to_vec(),
+        "héllo wörld, ünïcode ✓ text".as_bytes().to_vec(),
+    ];
+    // every special byte at every position of a 20-byte run, after ASCII and after UTF-8
+    for special in [b'"', b'\\', 0x00, 0x0a, 0x1f] {
+        for at in 0..20 {
+            for filler in [b'a', 0xc3, 0xff, 0x20, 0x7f] {
+                let mut v = vec![filler; 20];
+                v[at] = special;
+                cases.push(v);
+            }
+        }
+    }
+    for c in &cases {
+        assert_eq!(fast::plain_run(c), slow(c), "{c:?}");
+    }
+}
