@@ -162,6 +162,24 @@ pub(crate) fn to_text(raw: &[u8]) -> String {
     out
 }
 
+/// Appends the text form of `raw` (as [`to_text`]) to `out`.
+pub(crate) fn append_text(raw: &[u8], out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+    let mark = out.len();
+    out.extend_from_slice(PREFIX.as_bytes());
+    let at = out.len();
+    out.resize(at + (raw.len() * 4).div_ceil(3), 0);
+    match URL_SAFE_NO_PAD.encode_slice(raw, &mut out[at..]) {
+        Ok(n) => {
+            out.truncate(at + n);
+            Ok(())
+        }
+        Err(_) => {
+            out.truncate(mark);
+            Err(EnvelopeError::TooLarge)
+        }
+    }
+}
+
 /// Strips the prefix and strictly decodes the base64url body: no padding,
 /// canonical trailing bits only.
 pub(crate) fn from_text(text: &str) -> Result<Vec<u8>, EnvelopeError> {

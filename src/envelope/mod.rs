@@ -145,6 +145,34 @@ pub fn seal_with_nonce(
     context: &[u8],
     nonce: [u8; 12],
 ) -> Result<String, EnvelopeError> {
+    seal_raw(key, value_json, context, nonce, format::to_text)
+}
+
+/// Seals like [`seal`] and appends the envelope text to `out` (no quotes,
+/// no `String` of its own): for callers splicing many values into one body.
+/// On error `out` is as it was.
+pub fn seal_append(
+    key: &SealingKey,
+    value_json: &[u8],
+    context: &[u8],
+    rng: &mut (impl RngCore + CryptoRng),
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill_bytes(&mut nonce);
+    seal_raw(key, value_json, context, nonce, |raw| {
+        format::append_text(raw, out)
+    })?
+}
+
+/// Seals into the binary envelope and hands it to `emit` (which encodes it).
+fn seal_raw<R>(
+    key: &SealingKey,
+    value_json: &[u8],
+    context: &[u8],
+    nonce: [u8; 12],
+    emit: impl FnOnce(&[u8]) -> R,
+) -> Result<R, EnvelopeError> {
     let (kind, plain) = value::prepare(value_json)?;
     let pt = plain.bytes();
 
@@ -190,7 +218,7 @@ pub fn seal_with_nonce(
             return Err(EnvelopeError::TooLarge);
         }
     }
-    Ok(format::to_text(body))
+    Ok(emit(body))
 }
 
 /// True when `s` starts like an envelope of some version (`sg<digits>.`,

@@ -502,3 +502,28 @@ fn plain_borrows_when_no_escape_is_needed() {
     assert!(matches!(p, Plain::Owned(_)));
     assert_eq!(p.bytes(), b"a\nb");
 }
+
+#[test]
+fn seal_append_writes_the_same_envelope_after_existing_bytes() {
+    let k = key();
+    let mut out = b"{\"a\":\"".to_vec();
+    seal_append(
+        &k,
+        b"\"4111\"",
+        b"ctx",
+        &mut StdRng::seed_from_u64(7),
+        &mut out,
+    )
+    .unwrap();
+    let text = std::str::from_utf8(&out[6..]).unwrap();
+    assert_eq!(&out[..6], b"{\"a\":\"");
+    // same nonce, same bytes as seal()
+    let alone = seal(&k, b"\"4111\"", b"ctx", &mut StdRng::seed_from_u64(7)).unwrap();
+    assert_eq!(text, alone);
+    let env = Envelope::parse(text).unwrap();
+    assert_eq!(env.open(&k.cipher, b"ctx").unwrap().json(), b"\"4111\"");
+    // a value that is not JSON leaves the buffer as it was
+    let before = out.clone();
+    assert!(seal_append(&k, b"{nope", b"ctx", &mut rng(), &mut out).is_err());
+    assert_eq!(out, before);
+}

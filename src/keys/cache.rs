@@ -370,6 +370,44 @@ impl DataKeyCache {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return self.generate(key).map(Arc::new);
         }
+        self.reserve(key, partition, 1, len)
+    }
+
+    /// One key to seal a batch of `messages` values totalling
+    /// `plaintext_bytes` bytes (one request body's fields): one lookup and
+    /// one reservation instead of one per value, with the same limits — the
+    /// cached DEK is reused only when the whole batch fits under
+    /// `max_messages` and `max_bytes`, otherwise a fresh one is made and
+    /// the batch counted against it.
+    ///
+    /// Returns `Ok(None)` when one DEK cannot take the batch at all (more
+    /// than `max_messages` values or `max_bytes` bytes), when caching is
+    /// off, or for an empty batch: the caller then asks
+    /// [`sealing_key`](Self::sealing_key) per value.
+    pub fn sealing_key_for_batch(
+        &self,
+        key: &str,
+        partition: &[u8],
+        messages: usize,
+        plaintext_bytes: usize,
+    ) -> Result<Option<Arc<SealingKey>>, KeyError> {
+        let (n, len) = (messages as u64, plaintext_bytes as u64);
+        if !self.caching || n == 0 || n > self.config.max_messages || len > self.config.max_bytes {
+            return Ok(None);
+        }
+        self.reserve(key, partition, n, len).map(Some)
+    }
+
+    /// Counts `n` values of `len` bytes in all against the cached DEK for
+    /// `(key, partition)`, replacing it first if they do not fit. The caller
+    /// checked that a fresh DEK can take them.
+    fn reserve(
+        &self,
+        key: &str,
+        partition: &[u8],
+        n: u64,
+        len: u64,
+    ) -> Result<Arc<SealingKey>, KeyError> {
         let id = seal_id(key, partition);
         let (slot, evicted) = self.sealing.slot(&id);
         self.count_evictions(evicted);
@@ -379,13 +417,16 @@ impl DataKeyCache {
         let epoch = self.provider.epoch();
         if let Some(entry) = state.as_mut() {
             let fits = entry.epoch == epoch
-                && entry.messages < self.config.max_messages
+                && entry
+                    .messages
+                    .checked_add(n)
+                    .is_some_and(|m| m <= self.config.max_messages)
                 && entry
                     .bytes
                     .checked_add(len)
                     .is_some_and(|b| b <= self.config.max_bytes);
             if self.fresh(entry.created, now) && fits {
-                entry.messages += 1;
+                entry.messages += n;
                 entry.bytes += len;
                 self.count_served(waited && slot.generation.load(Ordering::SeqCst) != seen);
                 return Ok(Arc::clone(&entry.key));
@@ -410,7 +451,7 @@ impl DataKeyCache {
             SealEntry {
                 key: Arc::clone(&sealing),
                 created: now,
-                messages: 1,
+                messages: n,
                 bytes: len,
                 epoch,
             },
@@ -856,6 +897,80 @@ mod tests {
         assert_ne!(big1, c);
         assert_eq!(wrapped_of(&cache.sealing_key("k", b"p", 1).unwrap()), c);
         assert_eq!(p.generated(), 4);
+    }
+
+    #[test]
+    fn a_batch_reserves_its_messages_and_bytes_at_once() {
+        let (p, _, cache) = setup(CacheConfig {
+            max_messages: 10,
+            max_bytes: 100,
+            ..CacheConfig::default()
+        });
+        let a = wrapped_of(
+            &cache
+                .sealing_key_for_batch("k", b"p", 4, 40)
+                .unwrap()
+                .unwrap(),
+        );
+        // 4 + 6 messages and 40 + 60 bytes: exactly at both limits, same DEK
+        let b = wrapped_of(
+            &cache
+                .sealing_key_for_batch("k", b"p", 6, 60)
+                .unwrap()
+                .unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(p.generated(), 1);
+        // the DEK is full: even one more value gets a fresh one
+        let c = wrapped_of(&cache.sealing_key("k", b"p", 1).unwrap());
+        assert_ne!(b, c);
+        // a batch that does not fit what is left (1 + 10 > 10) takes a fresh DEK
+        // and counts all of it there
+        let d = wrapped_of(
+            &cache
+                .sealing_key_for_batch("k", b"p", 10, 5)
+                .unwrap()
+                .unwrap(),
+        );
+        assert_ne!(c, d);
+        let e = wrapped_of(&cache.sealing_key("k", b"p", 1).unwrap());
+        assert_ne!(d, e, "the batch used up the fresh DEK's messages");
+        // bytes count too: with 1 byte used, 100 more do not fit
+        let f = wrapped_of(
+            &cache
+                .sealing_key_for_batch("k", b"p", 1, 100)
+                .unwrap()
+                .unwrap(),
+        );
+        assert_ne!(e, f);
+        assert_eq!(p.generated(), 5);
+        // a batch no DEK can hold, or an empty one: the caller goes per value
+        assert!(cache
+            .sealing_key_for_batch("k", b"p", 11, 1)
+            .unwrap()
+            .is_none());
+        assert!(cache
+            .sealing_key_for_batch("k", b"p", 1, 101)
+            .unwrap()
+            .is_none());
+        assert!(cache
+            .sealing_key_for_batch("k", b"p", 0, 0)
+            .unwrap()
+            .is_none());
+        assert_eq!(p.generated(), 5);
+    }
+
+    #[test]
+    fn a_disabled_cache_never_batches() {
+        let (p, _, cache) = setup(CacheConfig {
+            enabled: false,
+            ..CacheConfig::default()
+        });
+        assert!(cache
+            .sealing_key_for_batch("k", b"p", 3, 30)
+            .unwrap()
+            .is_none());
+        assert_eq!(p.generated(), 0);
     }
 
     #[test]

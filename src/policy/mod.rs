@@ -32,7 +32,7 @@ use std::fmt::Write as _;
 pub use error::{PolicyError, Problem};
 pub use load::load_dir;
 pub use reveal::{Cidr, Mask, Reveal, RevealTo, SUBJECT_ATTRIBUTES};
-pub use rewrite::{rewrite, FieldSite, RewriteError};
+pub use rewrite::{rewrite, rewrite_into, FieldSite, RewriteError, SitesSummary};
 pub use route::{
     OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, RouteMode, Rules,
 };

@@ -70,6 +70,40 @@ pub fn rewrite<E>(
     selectors: &SelectorSet,
     mut f: impl FnMut(FieldSite<'_>) -> Result<Option<Vec<u8>>, E>,
 ) -> Result<Option<Vec<u8>>, RewriteError<E>> {
+    rewrite_into(
+        body,
+        selectors,
+        |_| Ok(()),
+        |site, out, ()| {
+            Ok(f(site)?.map(|new| {
+                out.extend_from_slice(&new);
+            }))
+        },
+    )
+}
+
+/// The nodes a rewrite will visit, told to [`rewrite_into`]'s `prepare`
+/// before the first one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SitesSummary {
+    /// How many nodes will be visited.
+    pub count: usize,
+    /// Their raw JSON text's bytes, all together.
+    pub raw_bytes: usize,
+}
+
+/// [`rewrite`] without a `Vec` per replaced node: `prepare` learns how many
+/// nodes there are (e.g. to reserve one data key for all of them) and
+/// returns state that `f` then gets with each node and the output buffer.
+/// `f` appends the replacement to the buffer and returns `Ok(Some(()))`,
+/// or returns `Ok(None)` to leave the node (whatever it appended is dropped).
+/// `prepare` is not called when no node is selected.
+pub fn rewrite_into<E, S>(
+    body: &[u8],
+    selectors: &SelectorSet,
+    prepare: impl FnOnce(SitesSummary) -> Result<S, E>,
+    mut f: impl FnMut(FieldSite<'_>, &mut Vec<u8>, &mut S) -> Result<Option<()>, E>,
+) -> Result<Option<Vec<u8>>, RewriteError<E>> {
     if selectors.is_empty() {
         return Ok(None);
     }
@@ -81,27 +115,43 @@ pub fn rewrite<E>(
         })?,
         None => general_sites(body, selectors)?,
     };
+    if sites.is_empty() {
+        return Ok(None);
+    }
     // JSON spans are nested or disjoint: after sorting by start (outer first),
     // a span that starts before the last kept one ends is a duplicate or inside it.
     sites.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    let mut out: Vec<u8> = Vec::new();
-    let mut copied = 0;
     let mut kept_end = 0;
-    let mut replaced = false;
-    for (start, end, label) in &sites {
+    sites.retain(|(start, end, _)| {
         if *start < kept_end {
-            continue;
+            return false;
         }
         kept_end = *end;
+        true
+    });
+    let summary = SitesSummary {
+        count: sites.len(),
+        raw_bytes: sites.iter().map(|(s, e, _)| e.saturating_sub(*s)).sum(),
+    };
+    let mut state = prepare(summary).map_err(RewriteError::Field)?;
+    let mut out: Vec<u8> = Vec::new();
+    let mut copied = 0;
+    let mut replaced = false;
+    for (start, end, label) in &sites {
         let raw = body.get(*start..*end).ok_or(RewriteError::Unlocatable)?;
-        if let Some(new) = f(FieldSite { label, raw }).map_err(RewriteError::Field)? {
-            if !replaced {
-                out.reserve(body.len() + new.len());
+        if !replaced {
+            // room for the body and some growth: sealing grows a value by
+            // a third (base64) plus an envelope header
+            out.reserve(body.len() + summary.raw_bytes / 2 + 128 * summary.count);
+        }
+        let mark = out.len();
+        out.extend_from_slice(body.get(copied..*start).ok_or(RewriteError::Unlocatable)?);
+        match f(FieldSite { label, raw }, &mut out, &mut state).map_err(RewriteError::Field)? {
+            Some(()) => {
+                copied = *end;
                 replaced = true;
             }
-            out.extend_from_slice(body.get(copied..*start).ok_or(RewriteError::Unlocatable)?);
-            out.extend_from_slice(&new);
-            copied = *end;
+            None => out.truncate(mark),
         }
     }
     if !replaced {
@@ -346,6 +396,6 @@ impl<'a> Scanner<'a> {
     }
 }
 
-mod fast;
+pub(super) mod fast;
 #[cfg(test)]
 mod tests;

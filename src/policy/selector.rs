@@ -7,6 +7,8 @@ use jsonpath_rust::parser::model::JpQuery;
 use jsonpath_rust::parser::parse_json_path;
 use serde_json::Value;
 
+use super::rewrite::fast::{plan, PathStep};
+
 /// A selector that does not compile, or fails while selecting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -47,6 +49,8 @@ pub struct Selected<'a> {
 pub struct Selector {
     text: String,
     query: JpQuery,
+    /// The plain-path plan the rewrite's fast path walks, when the query is one.
+    plain: Option<Vec<PathStep>>,
 }
 
 impl Selector {
@@ -56,7 +60,14 @@ impl Selector {
         Ok(Selector {
             text: text.to_owned(),
             query,
+            plain: plan(text),
         })
+    }
+
+    /// The plain-path plan (computed once, here), or `None` for a query the
+    /// fast path does not handle.
+    pub(super) fn plain_path(&self) -> Option<&[PathStep]> {
+        self.plain.as_deref()
     }
 
     /// The query as written in the policy.

@@ -5,7 +5,7 @@
 use http::StatusCode;
 
 use super::error::ProxyError;
-use crate::envelope::{self, CmkRef, Envelope};
+use crate::envelope::{self, CmkRef, Envelope, SealingKey};
 use crate::keys::{DataKeyCache, KeyError};
 use crate::policy::{self, OnOpenFailure, OnPlaintext, RewriteError, SelectorSet};
 
@@ -73,10 +73,15 @@ impl FieldCounts {
 /// The AAD context of one field: the route's context and the field label.
 pub(super) fn field_context(context: &str, label: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(context.len() + 1 + label.len());
-    v.extend_from_slice(context.as_bytes());
-    v.push(0);
-    v.extend_from_slice(label.as_bytes());
+    push_field_context(&mut v, context, label);
     v
+}
+
+/// Appends [`field_context`] to `out` (to reuse one buffer for many fields).
+fn push_field_context(out: &mut Vec<u8>, context: &str, label: &str) {
+    out.extend_from_slice(context.as_bytes());
+    out.push(0);
+    out.extend_from_slice(label.as_bytes());
 }
 
 pub(super) fn key_error(e: KeyError) -> ProxyError {
@@ -123,6 +128,10 @@ pub(super) fn rewrite_error(e: RewriteError<ProxyError>, upstream_side: bool) ->
 
 /// Seals every value `selectors` pick in `body` under `key`.
 /// Returns `None` when nothing was selected.
+///
+/// One data-key lookup serves the whole body (the cache counts all its
+/// values and bytes at once), each envelope is written straight into the
+/// rewritten body, and one buffer holds every field's AAD in turn.
 pub fn seal_fields(
     cache: &DataKeyCache,
     key: &str,
@@ -133,25 +142,41 @@ pub fn seal_fields(
     upstream_side: bool,
 ) -> Result<Option<Vec<u8>>, ProxyError> {
     let mut rng = rand::thread_rng();
-    policy::rewrite(body, selectors, |site| {
-        let sk = cache
-            .sealing_key(key, context.as_bytes(), site.raw.len())
-            .map_err(key_error)?;
-        let text = envelope::seal(&sk, site.raw, &field_context(context, site.label), &mut rng)
-            .map_err(|_| {
+    let mut aad = Vec::new();
+    policy::rewrite_into(
+        body,
+        selectors,
+        |sites| {
+            cache
+                .sealing_key_for_batch(key, context.as_bytes(), sites.count, sites.raw_bytes)
+                .map_err(key_error)
+        },
+        |site, out, batch_key| {
+            let single;
+            let sk: &SealingKey = match batch_key {
+                Some(k) => k,
+                None => {
+                    single = cache
+                        .sealing_key(key, context.as_bytes(), site.raw.len())
+                        .map_err(key_error)?;
+                    &single
+                }
+            };
+            aad.clear();
+            push_field_context(&mut aad, context, site.label);
+            out.push(b'"');
+            envelope::seal_append(sk, site.raw, &aad, &mut rng, out).map_err(|_| {
                 ProxyError::client(
                     StatusCode::BAD_REQUEST,
                     "invalid_json",
                     "a selected value is not valid JSON",
                 )
             })?;
-        counts.note(FieldOp::Seal, sk.cmk);
-        let mut out = Vec::with_capacity(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-        Ok(Some(out))
-    })
+            out.push(b'"');
+            counts.note(FieldOp::Seal, sk.cmk);
+            Ok(Some(()))
+        },
+    )
     .map_err(|e| rewrite_error(e, upstream_side))
 }
 
@@ -174,70 +199,82 @@ pub fn open_fields(
             ProxyError::client(StatusCode::BAD_REQUEST, "field_does_not_open", msg)
         }
     };
-    policy::rewrite(body, selectors, |site| {
-        let raw = site.raw;
-        let text = (raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"')
-            .then(|| std::str::from_utf8(&raw[1..raw.len() - 1]).ok())
-            .flatten()
-            .filter(|s| envelope::looks_like_envelope(s));
-        let Some(text) = text else {
-            return match on_plaintext {
-                OnPlaintext::Pass => {
-                    counts.passed_plaintext += 1;
-                    Ok(None)
-                }
-                _ => {
-                    counts.failed("plaintext");
-                    Err(bad_place("a field that must be sealed holds plaintext"))
-                }
+    let mut aad = Vec::new();
+    policy::rewrite_into(
+        body,
+        selectors,
+        |_| Ok(()),
+        |site, out, ()| {
+            let raw = site.raw;
+            let text = (raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"')
+                .then(|| std::str::from_utf8(&raw[1..raw.len() - 1]).ok())
+                .flatten()
+                .filter(|s| envelope::looks_like_envelope(s));
+            let Some(text) = text else {
+                return match on_plaintext {
+                    OnPlaintext::Pass => {
+                        counts.passed_plaintext += 1;
+                        Ok(None)
+                    }
+                    _ => {
+                        counts.failed("plaintext");
+                        Err(bad_place("a field that must be sealed holds plaintext"))
+                    }
+                };
             };
-        };
-        // the reason is a fixed code for metrics; never the value
-        let attempt = if envelope::looks_deterministic(text) {
-            super::params::open_deterministic(cache, context, site.label, text, &bad_place)
-        } else {
-            Envelope::parse(text)
-                .map_err(|_| ("malformed", bad_place("a sealed field is malformed")))
-                .and_then(|env| {
-                    let cmk = env.cmk();
-                    let cipher = cache
-                        .opening_key(&cmk, env.wrapped())
-                        .map_err(|e| match e {
-                            // the envelope names a CMK this store does not hold: it was
-                            // tampered or comes from elsewhere — the field's fault, not
-                            // the route's key
-                            KeyError::CmkNotFound
-                            | KeyError::VersionNotFound
-                            | KeyError::DoesNotOpen => (
-                                "unknown_key",
-                                bad_place("a sealed field names a key this store does not hold"),
-                            ),
-                            other => {
-                                let e = key_error(other);
-                                (e.code, e)
-                            }
-                        })?;
-                    env.open(&cipher, &field_context(context, site.label))
-                        .map(|o| (cmk, o))
-                        .map_err(|_| ("does_not_open", bad_place("a sealed field does not open")))
-                })
-        };
-        match attempt {
-            Ok((cmk, opened)) => {
-                counts.note(FieldOp::Open, cmk);
-                Ok(Some(opened.json().to_vec()))
+            // the reason is a fixed code for metrics; never the value
+            let attempt = if envelope::looks_deterministic(text) {
+                super::params::open_deterministic(cache, context, site.label, text, &bad_place)
+            } else {
+                Envelope::parse(text)
+                    .map_err(|_| ("malformed", bad_place("a sealed field is malformed")))
+                    .and_then(|env| {
+                        let cmk = env.cmk();
+                        let cipher =
+                            cache
+                                .opening_key(&cmk, env.wrapped())
+                                .map_err(|e| match e {
+                                    // the envelope names a CMK this store does not hold: it was
+                                    // tampered or comes from elsewhere — the field's fault, not
+                                    // the route's key
+                                    KeyError::CmkNotFound
+                                    | KeyError::VersionNotFound
+                                    | KeyError::DoesNotOpen => (
+                                        "unknown_key",
+                                        bad_place(
+                                            "a sealed field names a key this store does not hold",
+                                        ),
+                                    ),
+                                    other => {
+                                        let e = key_error(other);
+                                        (e.code, e)
+                                    }
+                                })?;
+                        aad.clear();
+                        push_field_context(&mut aad, context, site.label);
+                        env.open(&cipher, &aad).map(|o| (cmk, o)).map_err(|_| {
+                            ("does_not_open", bad_place("a sealed field does not open"))
+                        })
+                    })
+            };
+            match attempt {
+                Ok((cmk, opened)) => {
+                    counts.note(FieldOp::Open, cmk);
+                    out.extend_from_slice(opened.json());
+                    Ok(Some(()))
+                }
+                Err((reason, e)) => match on_open_failure {
+                    OnOpenFailure::KeepEnvelope if e.source != super::error::Source::KeyStore => {
+                        counts.failed(reason);
+                        Ok(None)
+                    }
+                    _ => {
+                        counts.failed(reason);
+                        Err(e)
+                    }
+                },
             }
-            Err((reason, e)) => match on_open_failure {
-                OnOpenFailure::KeepEnvelope if e.source != super::error::Source::KeyStore => {
-                    counts.failed(reason);
-                    Ok(None)
-                }
-                _ => {
-                    counts.failed(reason);
-                    Err(e)
-                }
-            },
-        }
-    })
+        },
+    )
     .map_err(|e| rewrite_error(e, upstream_side))
 }

@@ -23,7 +23,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let request_id = headers::request_id(req.headers());
-    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+    // no span (and no `Instrumented` wrapper) unless info lines are logged;
+    // the warning below names the request id itself
+    let span = tracing::enabled!(tracing::Level::INFO).then(|| {
+        tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path())
+    });
     // key operations deep in the data-key cache audit whom they served
     let who = RequestContext {
         request_id: request_id.clone(),
@@ -48,7 +52,12 @@ pub async fn handle(
         {
             Ok(r) => r,
             Err((e, route)) => {
-                tracing::warn!(code = e.code, status = e.status.as_u16(), "request refused");
+                tracing::warn!(
+                    request_id = %request_id,
+                    code = e.code,
+                    status = e.status.as_u16(),
+                    "request refused"
+                );
                 (e.into_response(&request_id), route)
             }
         };
@@ -79,9 +88,11 @@ pub async fn handle(
             peer,
         );
         resp
+    };
+    match span {
+        Some(span) => REQUEST.scope(who, work.instrument(span)).await,
+        None => REQUEST.scope(who, work).await,
     }
-    .instrument(span);
-    REQUEST.scope(who, work).await
 }
 
 /// Metrics and audit records of one finished request: counts only, never a value.
@@ -158,7 +169,14 @@ async fn run(
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri().host())
-        .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+        .map(|h| {
+            let h = h.split(':').next().unwrap_or(h);
+            if h.bytes().any(|b| b.is_ascii_uppercase()) {
+                std::borrow::Cow::Owned(h.to_ascii_lowercase())
+            } else {
+                std::borrow::Cow::Borrowed(h)
+            }
+        });
     let policies = &active.set;
     if !policies.is_empty() && !state.shadow.all {
         if let Some(why) = crate::policy::ambiguous_path(req.uri().path()) {
@@ -210,7 +228,11 @@ async fn run(
 
     // request_body_filter
     let shadow_route = matched.as_ref().filter(|_| shadow).map(|m| m.route);
-    let request_path = parts.uri.path().to_string();
+    // only shadow mode reads it after the request is sent
+    let request_path = match counts.shadow {
+        Some(_) => parts.uri.path().to_string(),
+        None => String::new(),
+    };
     let out_body: ProxyBody = match enforce {
         Some(m) if !m.route.request.is_empty() => {
             let route = m.route;
@@ -266,17 +288,18 @@ async fn run(
     // upstream_request_filter
     let rewrites_response =
         enforce.is_some_and(|m| m.route.open_all || !m.route.response.is_empty());
-    let mut pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    if let Some(m) = enforce {
-        let ctx = context.as_deref().unwrap_or("");
-        pq = super::params::seal_target(&state.cache, m, ctx, &pq, counts).map_err(fail)?;
-    }
-    parts.uri = state.upstream.uri_for(&pq).map_err(fail)?;
+    parts.uri = match enforce.filter(|m| !m.route.searchable.is_empty()) {
+        Some(m) => {
+            let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let ctx = context.as_deref().unwrap_or("");
+            let pq = super::params::seal_target(&state.cache, m, ctx, pq, counts).map_err(fail)?;
+            state.upstream.uri_for(&pq).map_err(fail)?
+        }
+        None => state
+            .upstream
+            .uri_passing(parts.uri.path_and_query())
+            .map_err(fail)?,
+    };
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     let proto = match parts.extensions.get::<crate::tls::ConnectionInfo>() {

@@ -116,13 +116,25 @@ impl Upstream {
             .authority(self.authority.clone())
             .path_and_query(format!("{}{}", self.base_path, path_and_query))
             .build()
-            .map_err(|_| {
-                ProxyError::client(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request_target",
-                    "request target is not a valid URI",
-                )
-            })
+            .map_err(|_| bad_target())
+    }
+
+    /// The upstream URI for the client's own path and query, unchanged:
+    /// without a base path it shares the client's bytes instead of formatting a new string.
+    pub fn uri_passing(
+        &self,
+        path_and_query: Option<&http::uri::PathAndQuery>,
+    ) -> Result<Uri, ProxyError> {
+        match path_and_query {
+            Some(pq) if self.base_path.is_empty() => {
+                let mut parts = http::uri::Parts::default();
+                parts.scheme = Some(self.scheme.clone());
+                parts.authority = Some(self.authority.clone());
+                parts.path_and_query = Some(pq.clone());
+                Uri::from_parts(parts).map_err(|_| bad_target())
+            }
+            _ => self.uri_for(path_and_query.map_or("/", |p| p.as_str())),
+        }
     }
 
     /// The response timeout (also bounds buffered body reads).
@@ -197,4 +209,13 @@ fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = err.source();
     }
     false
+}
+
+/// A request target that does not make a valid upstream URI.
+fn bad_target() -> ProxyError {
+    ProxyError::client(
+        StatusCode::BAD_REQUEST,
+        "bad_request_target",
+        "request target is not a valid URI",
+    )
 }

@@ -23,9 +23,9 @@ const DEPTH_LIMIT: usize = 128;
 
 /// One step of a plain path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum PathStep<'a> {
+pub(in crate::policy) enum PathStep {
     /// `.name` or `['name']`.
-    Name(&'a str),
+    Name(Box<str>),
     /// `[n]`, n ≥ 0.
     Index(usize),
     /// `.*` or `[*]`: every member value or element.
@@ -44,7 +44,9 @@ pub(super) enum Fail {
 }
 
 /// The plain path of a selector's text, or `None` when it is anything else.
-pub(super) fn plan(text: &str) -> Option<Vec<PathStep<'_>>> {
+/// [`Selector::compile`](super::super::selector::Selector::compile) calls
+/// this once; the rewrite reads the stored plan.
+pub(in crate::policy) fn plan(text: &str) -> Option<Vec<PathStep>> {
     let b = text.as_bytes();
     if b.first() != Some(&b'$') {
         return None;
@@ -71,7 +73,7 @@ pub(super) fn plan(text: &str) -> Option<Vec<PathStep<'_>>> {
                 if name.is_empty() || name.as_bytes()[0].is_ascii_digit() {
                     return None;
                 }
-                steps.push(PathStep::Name(name));
+                steps.push(PathStep::Name(name.into()));
                 i += len;
             }
             b'[' => {
@@ -88,7 +90,7 @@ pub(super) fn plan(text: &str) -> Option<Vec<PathStep<'_>>> {
                         if name.contains('\\') {
                             return None;
                         }
-                        steps.push(PathStep::Name(name));
+                        steps.push(PathStep::Name(name.into()));
                         i = start + len + 1;
                     }
                     b'0'..=b'9' => {
@@ -110,9 +112,10 @@ pub(super) fn plan(text: &str) -> Option<Vec<PathStep<'_>>> {
     Some(steps)
 }
 
-/// Plans for every selector of the set, or `None` if one is not a plain path.
-pub(super) fn plans(selectors: &SelectorSet) -> Option<Vec<Vec<PathStep<'_>>>> {
-    selectors.iter().map(|s| plan(s.as_str())).collect()
+/// Plans for every selector of the set (compiled with the selectors), or
+/// `None` if one is not a plain path.
+pub(super) fn plans(selectors: &SelectorSet) -> Option<Vec<&[PathStep]>> {
+    selectors.iter().map(|s| s.plain_path()).collect()
 }
 
 /// Validates `body` and returns `(start, end, label)` of every node the
@@ -120,7 +123,7 @@ pub(super) fn plans(selectors: &SelectorSet) -> Option<Vec<Vec<PathStep<'_>>>> {
 /// per path that reaches it).
 pub(super) fn find(
     body: &[u8],
-    plans: &[Vec<PathStep<'_>>],
+    plans: &[&[PathStep]],
 ) -> Result<Vec<(usize, usize, String)>, Fail> {
     let text = std::str::from_utf8(body)
         .map_err(|e| Fail::NotJson(format!("invalid UTF-8 at offset {}", e.valid_up_to())))?;
@@ -150,7 +153,7 @@ struct Walker<'b, 'p> {
     text: &'b str,
     b: &'b [u8],
     pos: usize,
-    plans: &'p [Vec<PathStep<'p>>],
+    plans: &'p [&'p [PathStep]],
     /// Member names from the root to the node being walked (while a plan is active).
     path: Vec<Cow<'b, str>>,
     sites: Vec<(usize, usize, String)>,
@@ -292,6 +295,8 @@ impl<'b> Walker<'b, '_> {
         let start = self.pos;
         let mut escaped = false;
         loop {
+            // runs of ordinary bytes, eight at a time
+            self.pos += plain_run(self.b.get(self.pos..).unwrap_or_default());
             let Some(c) = self.peek() else {
                 return Err(self.fail());
             };
@@ -384,7 +389,7 @@ impl<'b> Walker<'b, '_> {
                         if name.is_none() {
                             name = Some(self.key_text(key)?);
                         }
-                        name.as_deref() == Some(*n)
+                        name.as_deref() == Some(&**n)
                     }
                     _ => false,
                 };
@@ -502,4 +507,32 @@ fn label_of_names(names: &[Cow<'_, str>]) -> String {
         }
     }
     label
+}
+
+/// How many bytes at the start of `b` need no attention inside a JSON
+/// string: not `"`, not `\\`, not a control character. Eight bytes per
+/// step (SWAR); the tests check it against the byte-by-byte definition.
+pub(super) fn plain_run(b: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // some byte of x is zero / less than n (n <= 128); exact as a yes/no
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let has_less = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let mut i = 0;
+    for chunk in b.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        let hit = has_zero(v ^ (ONES * u64::from(b'"')))
+            | has_zero(v ^ (ONES * u64::from(b'\\')))
+            | has_less(v, 0x20);
+        if hit != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i + b[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .unwrap_or(b.len() - i)
 }

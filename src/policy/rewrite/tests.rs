@@ -283,15 +283,22 @@ fn plain_paths_are_planned_and_others_are_not() {
     assert_eq!(
         fast::plan("$.a['b c'][\"d\"][*].*[12]"),
         Some(vec![
-            Name("a"),
-            Name("b c"),
-            Name("d"),
+            Name("a".into()),
+            Name("b c".into()),
+            Name("d".into()),
             Wild,
             Wild,
             Index(12)
         ])
     );
-    assert_eq!(fast::plan("$.été_1"), Some(vec![Name("été_1")]));
+    assert_eq!(fast::plan("$.été_1"), Some(vec![Name("été_1".into())]));
+    // compiled once with the selector, the same plan
+    let compiled = Selector::compile("$.a[*].b").unwrap();
+    assert_eq!(
+        compiled.plain_path(),
+        Some(&[Name("a".into()), Wild, Name("b".into())][..])
+    );
+    assert_eq!(Selector::compile("$..a").unwrap().plain_path(), None);
     for other in [
         "$..a",
         "$.a[?@.b]",
@@ -394,5 +401,33 @@ proptest::proptest! {
         let body: String = tokens.iter().map(|&i| T[i]).collect();
         let sels: [&[&str]; 4] = [&["$.a"], &["$[*]"], &["$.a[0].b", "$.*"], &["$"]];
         assert_paths_agree(body.as_bytes(), sels[sel]);
+    }
+}
+
+#[test]
+fn plain_run_stops_where_a_string_needs_attention() {
+    let slow = |b: &[u8]| {
+        b.iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .unwrap_or(b.len())
+    };
+    let mut cases: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"abc".to_vec(),
+        b"abcdefghijklmnop".to_vec(),
+        "héllo wörld, ünïcode ✓ text".as_bytes().to_vec(),
+    ];
+    // every special byte at every position of a 20-byte run, after ASCII and after UTF-8
+    for special in [b'"', b'\\', 0x00, 0x0a, 0x1f] {
+        for at in 0..20 {
+            for filler in [b'a', 0xc3, 0xff, 0x20, 0x7f] {
+                let mut v = vec![filler; 20];
+                v[at] = special;
+                cases.push(v);
+            }
+        }
+    }
+    for c in &cases {
+        assert_eq!(fast::plain_run(c), slow(c), "{c:?}");
     }
 }
