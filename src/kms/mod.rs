@@ -8,6 +8,28 @@
 //! face. Each face checks the caller, rate-limits, calls the shared
 //! [`KeyStore`](crate::keys::KeyStore), and answers in its own shape.
 
+/// A closed set of wire strings as an enum with `as_str` and `parse`; the
+/// faces' parameter types (key specs, usages, states, algorithms) use it.
+macro_rules! str_enum {
+    ($(#[$doc:meta])* $name:ident { $($var:ident = $s:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[allow(missing_docs)]
+        pub enum $name { $($var),* }
+
+        impl $name {
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$var => $s),* }
+            }
+            /// Parses the wire spelling (case-sensitive).
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some($name::$var),)* _ => None }
+            }
+        }
+    };
+}
+
 pub mod alibaba;
 pub mod infisical;
 pub mod signing;

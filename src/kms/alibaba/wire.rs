@@ -338,26 +338,6 @@ pub fn check_version(version: &str) -> Result<(), AlibabaError> {
 
 // -------------------------------------------------------------- value types
 
-macro_rules! str_enum {
-    ($(#[$doc:meta])* $name:ident { $($var:ident = $s:literal),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[allow(missing_docs)]
-        pub enum $name { $($var),* }
-
-        impl $name {
-            /// The wire spelling.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$var => $s),* }
-            }
-            /// Parses the wire spelling (case-sensitive).
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some($name::$var),)* _ => None }
-            }
-        }
-    };
-}
-
 str_enum!(
     /// CreateKey `KeySpec`.
     KeySpec {
