@@ -183,6 +183,10 @@ fn policy_check_describes_the_shipped_set() {
         out.contains("request   encrypt $.ssn, $.email, $.cards[*].number"),
         "{out}"
     );
+    assert!(
+        out.contains("query     seal deterministically: email (as email)"),
+        "searchable URL parameters are described: {out}"
+    );
     assert!(out.contains("policy OK"), "{out}");
     assert!(err.is_empty());
 }

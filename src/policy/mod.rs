@@ -208,6 +208,19 @@ impl PolicySet {
                     );
                 }
             }
+            for (kind, params) in [("query", &r.searchable.query), ("path", &r.searchable.path)] {
+                if !params.is_empty() {
+                    let list: Vec<String> = params
+                        .iter()
+                        .map(|p| format!("{} (as {})", p.name, p.label))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "  {kind:<9} seal deterministically: {}",
+                        list.join(", ")
+                    );
+                }
+            }
             if r.open_all {
                 let _ = writeln!(
                     out,
