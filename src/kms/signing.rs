@@ -70,3 +70,59 @@ pub(crate) fn hmac1(key: &[u8], msg: &[u8]) -> [u8; 20] {
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
+
+/// A request captured from a real SDK (tests/sdk/vectors/*.jsonl), owned, so
+/// the faces' vector tests can rebuild [`RequestParts`] from it.
+#[cfg(test)]
+pub(crate) struct CapturedRequest {
+    method: String,
+    path: String,
+    query: String,
+    body: String,
+    headers: Vec<(String, String)>,
+}
+
+#[cfg(test)]
+impl CapturedRequest {
+    /// Reads `method`, `path`, `query`, `body` and `headers` ([[name, value]…]).
+    pub(crate) fn from_json(v: &serde_json::Value) -> Self {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        let headers = v["headers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|h| {
+                        let part = |i: usize| h[i].as_str().unwrap_or_default().to_string();
+                        (part(0), part(1))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            method: s("method"),
+            path: s("path"),
+            query: s("query"),
+            body: s("body"),
+            headers,
+        }
+    }
+
+    /// The header list as borrowed pairs (keep it alive for [`Self::parts`]).
+    pub(crate) fn header_refs(&self) -> Vec<(&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect()
+    }
+
+    /// The request as a verifier sees it.
+    pub(crate) fn parts<'a>(&'a self, headers: &'a [(&'a str, &'a str)]) -> RequestParts<'a> {
+        RequestParts {
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            headers,
+            body: self.body.as_bytes(),
+        }
+    }
+}

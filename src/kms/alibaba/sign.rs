@@ -982,29 +982,11 @@ mod tests {
                 continue;
             }
             let s = |k: &str| v[k].as_str().unwrap().to_string();
-            let headers: Vec<(String, String)> = v["headers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| {
-                    (
-                        h[0].as_str().unwrap().to_string(),
-                        h[1].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect();
-            let hrefs: Vec<(&str, &str)> = headers
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            let (method, path, query, body) = (s("method"), s("path"), s("query"), s("body"));
-            let req = RequestParts {
-                method: &method,
-                path: &path,
-                query: &query,
-                headers: &hrefs,
-                body: body.as_bytes(),
-            };
+            let captured = crate::kms::signing::CapturedRequest::from_json(&v);
+            let hrefs = captured.header_refs();
+            let req = captured.parts(&hrefs);
+            let query = req.query;
+            let body = std::str::from_utf8(req.body).unwrap().to_string();
             let id = s("access_key_id");
             let key = s("access_key_secret");
             let look =
@@ -1034,7 +1016,7 @@ mod tests {
             let (q2, b2) = if body.is_empty() {
                 (format!("{query}&Extra=1"), body.clone())
             } else {
-                (query.clone(), format!("{body}&Extra=1"))
+                (query.to_string(), format!("{body}&Extra=1"))
             };
             let bad = RequestParts {
                 query: &q2,

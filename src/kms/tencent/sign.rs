@@ -955,29 +955,11 @@ mod tests {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let s = |k: &str| v[k].as_str().unwrap().to_string();
-            let headers: Vec<(String, String)> = v["headers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| {
-                    (
-                        h[0].as_str().unwrap().to_string(),
-                        h[1].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect();
-            let hrefs: Vec<(&str, &str)> = headers
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            let (method, path, query, body) = (s("method"), s("path"), s("query"), s("body"));
-            let req = RequestParts {
-                method: &method,
-                path: &path,
-                query: &query,
-                headers: &hrefs,
-                body: body.as_bytes(),
-            };
+            let captured = crate::kms::signing::CapturedRequest::from_json(&v);
+            let hrefs = captured.header_refs();
+            let req = captured.parts(&hrefs);
+            let (method, query) = (req.method, req.query);
+            let body = std::str::from_utf8(req.body).unwrap().to_string();
             let id = s("secret_id");
             let key = s("secret_key");
             let look =
