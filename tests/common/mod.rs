@@ -113,7 +113,10 @@ pub async fn send(
         b = b.header(*k, *v);
     }
     let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
-    let resp = client().request(req).await.unwrap();
+    let resp = client()
+        .request(req)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e:?}"));
     let status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
@@ -204,10 +207,18 @@ pub async fn json_server(db: PathBuf) -> JsonServer {
             if server.child.try_wait().ok().flatten().is_some() {
                 break; // it exited: most likely the port was taken
             }
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                let (s, h, _) = send("GET", &format!("http://{addr}/db"), &[], "").await;
-                let powered = h.get("x-powered-by").is_some_and(|v| v == "Express");
-                if s == 200 && powered && server.child.try_wait().ok().flatten().is_none() {
+            // probe without panicking: until json-server listens, the port
+            // may refuse or belong to a short-lived listener of another test
+            let probe = Request::get(format!("http://{addr}/db"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            if let Ok(r) = client().request(probe).await {
+                let powered = r
+                    .headers()
+                    .get("x-powered-by")
+                    .is_some_and(|v| v == "Express");
+                if r.status() == 200 && powered && server.child.try_wait().ok().flatten().is_none()
+                {
                     return server;
                 }
             }
