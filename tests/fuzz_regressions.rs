@@ -159,7 +159,13 @@ fn envelope_and_blob_seeds_open_under_the_fixed_keys() {
     let blobs = seeds("keys_blob")
         .iter()
         .filter(|(_, b)| {
-            sealgate::keys::blob::open_blob(&material, b, checks::BLOB_CONTEXT).is_ok()
+            sealgate::keys::blob::open_blob(
+                &material,
+                sealgate::keys::blob::BlobCipher::Aes256Gcm,
+                b,
+                checks::BLOB_CONTEXT,
+            )
+            .is_ok()
         })
         .count();
     assert!(blobs >= 2, "only {blobs} blob seeds open");
@@ -350,6 +356,7 @@ rate_limit = { per_second = 1, burst = 2 }
         let blob = sealgate::keys::blob::seal_blob(
             cmk,
             &material,
+            sealgate::keys::blob::BlobCipher::Aes256Gcm,
             pt,
             checks::BLOB_CONTEXT,
             &mut rand::rngs::OsRng,

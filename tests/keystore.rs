@@ -884,3 +884,134 @@ fn concurrent_writers_and_readers_keep_the_store_consistent() {
     }
     assert_eq!(store.verify().unwrap().keys, 41);
 }
+
+#[test]
+fn asymmetric_keys_sign_decrypt_persist_and_stay_in_their_lane() {
+    use sealgate::keys::asymmetric::{self, RsaPadding, SignInput, SigningAlgorithm};
+    let tmp = tempfile::tempdir().unwrap();
+    let usage = |alias: &str, key_usage| CreateKeyRequest {
+        alias: Some(alias.into()),
+        key_usage,
+        ..Default::default()
+    };
+    let (ec_pub, rsa_pub, sig) = {
+        let store = open(tmp.path());
+        store
+            .create(usage("ec", KeyUsage::AsymmetricSignVerifyEcc))
+            .unwrap();
+        store
+            .create(usage("rsa-dec", KeyUsage::AsymmetricDecryptRsa2048))
+            .unwrap();
+        let sig = store
+            .with_private_key("ec", |_, k| {
+                k.sign(SigningAlgorithm::EcdsaP256Sha256, SignInput::Raw(b"m"))
+            })
+            .unwrap()
+            .unwrap();
+        let ec_pub = store
+            .with_private_key("ec", |_, k| k.public_key_der())
+            .unwrap()
+            .unwrap();
+        let rsa_pub = store
+            .with_private_key("rsa-dec", |_, k| k.public_key_der())
+            .unwrap()
+            .unwrap();
+        // symmetric operations refuse asymmetric keys and the other way round
+        assert_eq!(
+            store.encrypt("ec", b"x", b"").unwrap_err(),
+            KeyError::UsageMismatch
+        );
+        assert!(matches!(
+            store.rotate("ec").unwrap_err(),
+            KeyError::UsageMismatch
+        ));
+        store.create(aliased("sym")).unwrap();
+        assert_eq!(
+            store.with_private_key("sym", |_, _| ()).unwrap_err(),
+            KeyError::UsageMismatch
+        );
+        // SM2 is refused at creation
+        assert_eq!(
+            store
+                .create(usage("sm2", KeyUsage::AsymmetricSignVerifySm2))
+                .unwrap_err(),
+            KeyError::UnsupportedKeyUsage
+        );
+        store.disable("ec").unwrap();
+        assert_eq!(
+            store.with_private_key("ec", |_, _| ()).unwrap_err(),
+            KeyError::CmkDisabled
+        );
+        store.enable("ec").unwrap();
+        (ec_pub, rsa_pub, sig)
+    };
+    // after reopening, the same private keys answer
+    let store = open(tmp.path());
+    assert!(asymmetric::verify(
+        &ec_pub,
+        SigningAlgorithm::EcdsaP256Sha256,
+        SignInput::Raw(b"m"),
+        &sig
+    )
+    .unwrap());
+    assert_eq!(
+        store
+            .with_private_key("ec", |_, k| k.public_key_der())
+            .unwrap()
+            .unwrap(),
+        ec_pub
+    );
+    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
+    let public =
+        OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&rsa_pub).unwrap()).unwrap();
+    let mut ct = vec![0u8; 256];
+    let n = public
+        .encrypt(&OAEP_SHA256_MGF1SHA256, b"hello", &mut ct, None)
+        .unwrap()
+        .len();
+    let pt = store
+        .with_private_key("rsa-dec", |_, k| {
+            k.decrypt(RsaPadding::OaepSha256, &ct[..n])
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(pt.expose(), b"hello");
+    // the store file holds the private keys sealed only: no PKCS#8 header in clear
+    drop(store);
+    let raw = std::fs::read(tmp.path().join("keys.redb")).unwrap();
+    let has_rsa_oid = raw
+        .windows(9)
+        .any(|w| w == [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]);
+    assert!(
+        !has_rsa_oid,
+        "rsaEncryption OID found in clear in the store file"
+    );
+}
+
+#[test]
+fn aes_128_keys_encrypt_and_decrypt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    store
+        .create(CreateKeyRequest {
+            alias: Some("a128".into()),
+            key_usage: KeyUsage::EncryptDecryptAes128,
+            ..Default::default()
+        })
+        .unwrap();
+    let ct = store.encrypt("a128", b"short", b"ctx").unwrap();
+    assert_eq!(
+        store.decrypt(&ct.blob, b"ctx").unwrap().plaintext.expose(),
+        b"short"
+    );
+    assert_eq!(
+        store.decrypt(&ct.blob, b"other").unwrap_err(),
+        KeyError::DoesNotOpen
+    );
+    // it rotates like any symmetric key, and old blobs still open
+    store.rotate("a128").unwrap();
+    assert_eq!(
+        store.decrypt(&ct.blob, b"ctx").unwrap().plaintext.expose(),
+        b"short"
+    );
+}

@@ -545,18 +545,35 @@ pub fn keys_blob(data: &[u8]) {
     let (cmk, material) = blob_key();
     if let Ok(found) = blob::blob_cmk(data) {
         assert!(data.len() >= blob::BLOB_OVERHEAD);
-        if let Ok(plain) = blob::open_blob(&material, data, BLOB_CONTEXT) {
+        if let Ok(plain) =
+            blob::open_blob(&material, blob::BlobCipher::Aes256Gcm, data, BLOB_CONTEXT)
+        {
             assert_eq!(found, cmk, "a blob opened under a key it does not name");
             assert_eq!(plain.len() + blob::BLOB_OVERHEAD, data.len());
         }
     } else {
-        assert!(blob::open_blob(&material, data, BLOB_CONTEXT).is_err());
+        assert!(
+            blob::open_blob(&material, blob::BlobCipher::Aes256Gcm, data, BLOB_CONTEXT).is_err()
+        );
     }
     let mut rng = rand::rngs::OsRng;
-    let sealed =
-        blob::seal_blob(cmk, &material, data, BLOB_CONTEXT, &mut rng).expect("any plaintext seals");
+    let sealed = blob::seal_blob(
+        cmk,
+        &material,
+        blob::BlobCipher::Aes256Gcm,
+        data,
+        BLOB_CONTEXT,
+        &mut rng,
+    )
+    .expect("any plaintext seals");
     assert_eq!(blob::blob_cmk(&sealed).ok(), Some(cmk));
-    let opened = blob::open_blob(&material, &sealed, BLOB_CONTEXT).expect("own blob opens");
+    let opened = blob::open_blob(
+        &material,
+        blob::BlobCipher::Aes256Gcm,
+        &sealed,
+        BLOB_CONTEXT,
+    )
+    .expect("own blob opens");
     assert_eq!(opened.expose(), data);
-    assert!(blob::open_blob(&material, &sealed, b"other").is_err());
+    assert!(blob::open_blob(&material, blob::BlobCipher::Aes256Gcm, &sealed, b"other").is_err());
 }

@@ -4,6 +4,7 @@
 //! - [`model`]: key metadata and the state machine (PURE);
 //! - [`root`]: the root key and sealing under it;
 //! - [`derive`]: keys derived from CMK material (deterministic fields);
+//! - [`asymmetric`]: RSA / ECDSA private keys of asymmetric CMKs (aws-lc-rs);
 //! - [`keywrap`]: DEK wrap/unwrap (AES-KW, RFC 3394);
 //! - [`blob`]: the ciphertext blob of KMS Encrypt/Decrypt (PURE);
 //! - [`store`]: [`KeyStore`], the redb-backed store;
@@ -11,6 +12,7 @@
 //! - [`admin`]: the admin unix socket the CLI uses while the server runs.
 
 pub mod admin;
+pub mod asymmetric;
 pub mod blob;
 pub mod cache;
 pub mod derive;

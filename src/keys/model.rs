@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::asymmetric::AsymmetricSpec;
 use super::provider::KeyError;
 
 /// Longest alias (characters).
@@ -66,8 +67,10 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// What a CMK is for (Tencent `KeyUsage`). Only `ENCRYPT_DECRYPT` keys can be
-/// created today; the asymmetric values are modelled so faces can parse them.
+/// What a CMK is for and what material it holds (Tencent's `KeyUsage`
+/// values, plus the usages the other faces need: AES-128 symmetric keys and
+/// RSA-4096 signing keys). Every usage but the SM2 ones can be created; SM2
+/// has no well-kept Rust implementation (see [`super::asymmetric`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum KeyUsage {
     /// Symmetric AES-256 encryption and decryption (the default).
@@ -92,11 +95,19 @@ pub enum KeyUsage {
     /// ECDSA P-384 signing and verification.
     #[serde(rename = "ASYMMETRIC_SIGN_VERIFY_ECDSA384")]
     AsymmetricSignVerifyEcdsa384,
+    /// Symmetric AES-128-GCM encryption (Infisical `aes-128-gcm`, Alibaba
+    /// `Aliyun_AES_128`); not a Tencent usage.
+    #[serde(rename = "ENCRYPT_DECRYPT_AES_128")]
+    EncryptDecryptAes128,
+    /// RSA-4096 signing and verification (Infisical `RSA_4096`); not a
+    /// Tencent usage.
+    #[serde(rename = "ASYMMETRIC_SIGN_VERIFY_RSA_4096")]
+    AsymmetricSignVerifyRsa4096,
 }
 
 impl KeyUsage {
     /// Every usage, in documentation order.
-    pub const ALL: [KeyUsage; 7] = [
+    pub const ALL: [KeyUsage; 9] = [
         KeyUsage::EncryptDecrypt,
         KeyUsage::AsymmetricDecryptRsa2048,
         KeyUsage::AsymmetricDecryptSm2,
@@ -104,6 +115,8 @@ impl KeyUsage {
         KeyUsage::AsymmetricSignVerifyRsa2048,
         KeyUsage::AsymmetricSignVerifyEcc,
         KeyUsage::AsymmetricSignVerifyEcdsa384,
+        KeyUsage::EncryptDecryptAes128,
+        KeyUsage::AsymmetricSignVerifyRsa4096,
     ];
 
     /// The wire name, e.g. `ENCRYPT_DECRYPT`.
@@ -116,12 +129,51 @@ impl KeyUsage {
             KeyUsage::AsymmetricSignVerifyRsa2048 => "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
             KeyUsage::AsymmetricSignVerifyEcc => "ASYMMETRIC_SIGN_VERIFY_ECC",
             KeyUsage::AsymmetricSignVerifyEcdsa384 => "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
+            KeyUsage::EncryptDecryptAes128 => "ENCRYPT_DECRYPT_AES_128",
+            KeyUsage::AsymmetricSignVerifyRsa4096 => "ASYMMETRIC_SIGN_VERIFY_RSA_4096",
         }
     }
 
-    /// True for the symmetric usage this store can hold material for.
+    /// True for the symmetric usages (32 bytes of material per version).
     pub fn is_symmetric(&self) -> bool {
-        matches!(self, KeyUsage::EncryptDecrypt)
+        matches!(
+            self,
+            KeyUsage::EncryptDecrypt | KeyUsage::EncryptDecryptAes128
+        )
+    }
+
+    /// The private key an asymmetric usage holds; `None` for the symmetric
+    /// usages and for SM2 (not served).
+    pub fn asymmetric_spec(&self) -> Option<AsymmetricSpec> {
+        match self {
+            KeyUsage::AsymmetricDecryptRsa2048 | KeyUsage::AsymmetricSignVerifyRsa2048 => {
+                Some(AsymmetricSpec::Rsa2048)
+            }
+            KeyUsage::AsymmetricSignVerifyRsa4096 => Some(AsymmetricSpec::Rsa4096),
+            KeyUsage::AsymmetricSignVerifyEcc => Some(AsymmetricSpec::EcP256),
+            KeyUsage::AsymmetricSignVerifyEcdsa384 => Some(AsymmetricSpec::EcP384),
+            KeyUsage::EncryptDecrypt
+            | KeyUsage::EncryptDecryptAes128
+            | KeyUsage::AsymmetricDecryptSm2
+            | KeyUsage::AsymmetricSignVerifySm2 => None,
+        }
+    }
+
+    /// True for the usages that sign and verify.
+    pub fn is_signing(&self) -> bool {
+        matches!(
+            self,
+            KeyUsage::AsymmetricSignVerifySm2
+                | KeyUsage::AsymmetricSignVerifyRsa2048
+                | KeyUsage::AsymmetricSignVerifyRsa4096
+                | KeyUsage::AsymmetricSignVerifyEcc
+                | KeyUsage::AsymmetricSignVerifyEcdsa384
+        )
+    }
+
+    /// True for the usages this store can hold material for (all but SM2).
+    pub fn is_supported(&self) -> bool {
+        self.is_symmetric() || self.asymmetric_spec().is_some()
     }
 }
 
@@ -526,8 +578,14 @@ pub fn validate_tags(tags: &[Tag]) -> Result<(), KeyError> {
 pub trait MaterialSource {
     /// A fresh key id.
     fn new_key_id(&mut self) -> KeyId;
-    /// Fresh random material for `key` version `version`, sealed.
-    fn sealed_material(&mut self, key: KeyId, version: u32) -> Result<Vec<u8>, KeyError>;
+    /// Fresh material of `usage` (32 random bytes, or a private key as
+    /// PKCS#8 DER) for `key` version `version`, sealed.
+    fn sealed_material(
+        &mut self,
+        key: KeyId,
+        version: u32,
+        usage: KeyUsage,
+    ) -> Result<Vec<u8>, KeyError>;
 }
 
 /// One record write; a plan's writes commit in one transaction.
@@ -911,7 +969,11 @@ impl State {
         }
         validate_description(&req.description)?;
         validate_tags(&req.tags)?;
-        if !req.key_usage.is_symmetric() {
+        if !req.key_usage.is_supported() {
+            return Err(KeyError::UnsupportedKeyUsage);
+        }
+        if req.origin == KeyOrigin::External && !req.key_usage.is_symmetric() {
+            // imported material is 32 bytes of symmetric key
             return Err(KeyError::UnsupportedKeyUsage);
         }
         if self.keys.len() >= limits.max_keys {
@@ -944,7 +1006,7 @@ impl State {
             material: Vec::new(),
         };
         if req.origin == KeyOrigin::Kms {
-            let sealed = source.sealed_material(key_id, 1)?;
+            let sealed = source.sealed_material(key_id, 1, rec.metadata.key_usage)?;
             add_version(&mut rec, 1, sealed, now);
             rec.metadata.key_state = KeyState::Enabled;
         }
@@ -1056,7 +1118,7 @@ fn rotate(rec: &KeyRecord, now: u64, source: &mut dyn MaterialSource) -> Result<
         .unwrap_or(0)
         .checked_add(1)
         .ok_or(KeyError::LimitExceeded)?;
-    let sealed = source.sealed_material(rec.metadata.key_id, next)?;
+    let sealed = source.sealed_material(rec.metadata.key_id, next, rec.metadata.key_usage)?;
     add_version(&mut rec, next, sealed, now);
     rec.metadata.last_rotate_time = Some(now);
     if rec.metadata.key_rotation_enabled {

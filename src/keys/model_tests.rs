@@ -9,7 +9,12 @@ impl MaterialSource for Fake {
         self.0 += 1;
         KeyId::from_bytes([self.0; 16])
     }
-    fn sealed_material(&mut self, key: KeyId, version: u32) -> Result<Vec<u8>, KeyError> {
+    fn sealed_material(
+        &mut self,
+        key: KeyId,
+        version: u32,
+        _usage: KeyUsage,
+    ) -> Result<Vec<u8>, KeyError> {
         Ok([&key.as_bytes()[..], &version.to_be_bytes()].concat())
     }
 }
@@ -115,14 +120,22 @@ fn create_checks_every_parameter() {
         try_create(&mut st, &mut src, dup).unwrap_err(),
         KeyError::DuplicateTagKey
     );
-    let rsa = CreateKeyRequest {
-        key_usage: KeyUsage::AsymmetricSignVerifyRsa2048,
-        ..Default::default()
-    };
-    assert_eq!(
-        try_create(&mut st, &mut src, rsa).unwrap_err(),
-        KeyError::UnsupportedKeyUsage
-    );
+    // SM2 has no implementation here; EXTERNAL material is symmetric only
+    for (key_usage, origin) in [
+        (KeyUsage::AsymmetricSignVerifySm2, KeyOrigin::Kms),
+        (KeyUsage::AsymmetricDecryptSm2, KeyOrigin::Kms),
+        (KeyUsage::AsymmetricSignVerifyRsa2048, KeyOrigin::External),
+    ] {
+        let req = CreateKeyRequest {
+            key_usage,
+            origin,
+            ..Default::default()
+        };
+        assert_eq!(
+            try_create(&mut st, &mut src, req).unwrap_err(),
+            KeyError::UnsupportedKeyUsage
+        );
+    }
     assert_eq!(st.key_count(), 2);
 }
 

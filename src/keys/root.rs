@@ -229,12 +229,13 @@ impl RootSealer {
             .map_err(|_| SealError)
     }
 
-    /// Seals one CMK version's material (AAD = key id + version).
+    /// Seals one CMK version's material (AAD = key id + version): 32 bytes
+    /// for a symmetric key, PKCS#8 DER for an asymmetric one.
     pub fn seal_material(
         &self,
         key_id: &[u8; 16],
         version: u32,
-        material: &[u8; 32],
+        material: &[u8],
     ) -> Result<Vec<u8>, SealError> {
         self.seal(material, &cmk_aad(key_id, version))
     }
@@ -248,6 +249,17 @@ impl RootSealer {
     ) -> Result<crate::secret::CmkMaterial, SealError> {
         let pt = self.open(sealed, &cmk_aad(key_id, version))?;
         crate::secret::CmkMaterial::from_slice(&pt).ok_or(SealError)
+    }
+
+    /// Opens one asymmetric CMK version's private key (PKCS#8 DER).
+    pub fn open_private_key(
+        &self,
+        key_id: &[u8; 16],
+        version: u32,
+        sealed: &[u8],
+    ) -> Result<crate::secret::SecretBytes, SealError> {
+        let pt = self.open(sealed, &cmk_aad(key_id, version))?;
+        Ok(crate::secret::SecretBytes::new(pt.to_vec()))
     }
 
     /// Seals a credential secret (AAD = credential id).

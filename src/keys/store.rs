@@ -20,11 +20,13 @@ use rand::RngCore;
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::blob::{blob_cmk, open_blob, seal_blob};
+use super::asymmetric::PrivateKey;
+use super::blob::{blob_cmk, open_blob, seal_blob, BlobCipher};
 use super::keywrap::{unwrap_dek, wrap_dek};
 use super::model::{
     Backup, Change, CreateKeyRequest, CredentialInfo, CredentialRecord, ImportReport, KeyCommand,
-    KeyId, KeyMetadata, KeyRecord, KeyState, Limits, MaterialSource, Mutation, Outcome, State,
+    KeyId, KeyMetadata, KeyRecord, KeyState, KeyUsage, Limits, MaterialSource, Mutation, Outcome,
+    State,
 };
 use super::provider::{KeyError, KeyProvider};
 use super::root::{RootKeyError, RootKeySource, RootSealer};
@@ -327,11 +329,25 @@ impl MaterialSource for StoreSource<'_> {
         KeyId::new_random()
     }
 
-    fn sealed_material(&mut self, key: KeyId, version: u32) -> Result<Vec<u8>, KeyError> {
-        let material = CmkMaterial::generate(&mut OsRng);
-        self.sealer
-            .seal_material(key.as_bytes(), version, material.expose())
-            .map_err(|_| KeyError::Store("sealing failed".into()))
+    fn sealed_material(
+        &mut self,
+        key: KeyId,
+        version: u32,
+        usage: KeyUsage,
+    ) -> Result<Vec<u8>, KeyError> {
+        let sealed = match usage.asymmetric_spec() {
+            Some(spec) => {
+                let pkcs8 = spec.generate_pkcs8()?;
+                self.sealer
+                    .seal_material(key.as_bytes(), version, pkcs8.expose())
+            }
+            None => {
+                let material = CmkMaterial::generate(&mut OsRng);
+                self.sealer
+                    .seal_material(key.as_bytes(), version, material.expose())
+            }
+        };
+        sealed.map_err(|_| KeyError::Store("sealing failed".into()))
     }
 }
 
@@ -855,6 +871,51 @@ impl KeyStore {
         ))
     }
 
+    /// Runs `f` with the private key of an enabled asymmetric CMK's primary
+    /// version (asymmetric keys have one version). `UsageMismatch` for a
+    /// symmetric key.
+    pub fn with_private_key<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&KeyMetadata, &PrivateKey) -> R,
+    ) -> Result<R, KeyError> {
+        let (meta, private) = {
+            let st = self.read();
+            let rec = st.resolve(key)?;
+            let m = &rec.metadata;
+            if let Some(e) = m.key_state.unusable_error() {
+                return Err(e);
+            }
+            let spec = m
+                .key_usage
+                .asymmetric_spec()
+                .ok_or(KeyError::UsageMismatch)?;
+            let version = m.primary_version.ok_or(KeyError::CmkPendingImport)?;
+            let sealed = rec.sealed(version).ok_or(KeyError::VersionNotFound)?;
+            let pkcs8 = self
+                .sealer
+                .open_private_key(m.key_id.as_bytes(), version, sealed)
+                .map_err(|_| {
+                    KeyError::Store("CMK material does not open under the root key".into())
+                })?;
+            (m.clone(), PrivateKey::from_pkcs8(spec, pkcs8)?)
+        };
+        Ok(f(&meta, &private))
+    }
+
+    /// The AEAD of the blobs of the key `cmk` names (its usage never changes).
+    pub fn blob_cipher(&self, cmk: &CmkRef) -> BlobCipher {
+        let aes128 = self
+            .read()
+            .key(&KeyId::from_bytes(cmk.key_id))
+            .is_some_and(|r| r.metadata.key_usage == KeyUsage::EncryptDecryptAes128);
+        if aes128 {
+            BlobCipher::Aes128Gcm
+        } else {
+            BlobCipher::Aes256Gcm
+        }
+    }
+
     fn primary(&self, key: &str) -> Result<(CmkRef, CmkMaterial), KeyError> {
         let st = self.read();
         let rec = st.resolve(key)?;
@@ -988,7 +1049,8 @@ impl KeyStore {
             ));
         }
         let (cmk, material) = self.primary(key)?;
-        let blob = seal_blob(cmk, &material, plaintext, context, &mut OsRng)?;
+        let which = self.blob_cipher(&cmk);
+        let blob = seal_blob(cmk, &material, which, plaintext, context, &mut OsRng)?;
         Ok(Ciphertext {
             key_id: KeyId::from_bytes(cmk.key_id),
             version: cmk.version,
@@ -1001,7 +1063,7 @@ impl KeyStore {
     pub fn decrypt(&self, blob: &[u8], context: &[u8]) -> Result<Decrypted, KeyError> {
         let cmk = blob_cmk(blob)?;
         let material = self.version(&cmk)?;
-        let plaintext = open_blob(&material, blob, context)?;
+        let plaintext = open_blob(&material, self.blob_cipher(&cmk), blob, context)?;
         Ok(Decrypted {
             key_id: KeyId::from_bytes(cmk.key_id),
             plaintext,

@@ -259,6 +259,8 @@ fn spec_and_usage(u: KeyUsage) -> (&'static str, &'static str) {
         KeyUsage::AsymmetricSignVerifyRsa2048 => (wire::KeySpec::Rsa2048.as_str(), sign),
         KeyUsage::AsymmetricSignVerifyEcc => (wire::KeySpec::EcP256.as_str(), sign),
         KeyUsage::AsymmetricSignVerifyEcdsa384 => ("EC_P384", sign),
+        KeyUsage::EncryptDecryptAes128 => (wire::KeySpec::AliyunAes128.as_str(), enc),
+        KeyUsage::AsymmetricSignVerifyRsa4096 => (wire::KeySpec::Rsa4096.as_str(), sign),
     }
 }
 
@@ -455,7 +457,8 @@ impl AlibabaFace {
     ) -> Result<(u32, Vec<u8>), AlibabaError> {
         self.store
             .with_version_material(&key.to_string(), VersionChoice::Initial, |cmk, m| {
-                seal_blob(cmk, m, plaintext, context, &mut OsRng).map(|b| (cmk.version, b))
+                let which = self.store.blob_cipher(&cmk);
+                seal_blob(cmk, m, which, plaintext, context, &mut OsRng).map(|b| (cmk.version, b))
             })
             .and_then(|r| r)
             .map_err(key_error)

@@ -157,6 +157,9 @@ fn unauthorized() -> TencentError {
     )
 }
 
+/// Tencent's name of a usage. The two usages only the other faces create
+/// (`ENCRYPT_DECRYPT_AES_128`, `ASYMMETRIC_SIGN_VERIFY_RSA_4096`) show under
+/// their own names, in Tencent's naming pattern.
 fn usage_str(u: KeyUsage) -> &'static str {
     u.as_str()
 }
