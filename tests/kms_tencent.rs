@@ -477,7 +477,16 @@ async fn key_life_cycle_and_cryptography() {
         err(
             &k,
             "CreateKey",
-            json!({"Alias": "rsa", "KeyUsage": "ASYMMETRIC_DECRYPT_RSA_2048"})
+            json!({"Alias": "sm2", "KeyUsage": "ASYMMETRIC_DECRYPT_SM2"})
+        )
+        .await,
+        "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion"
+    );
+    assert_eq!(
+        err(
+            &k,
+            "CreateKey",
+            json!({"Alias": "rsa-ext", "KeyUsage": "ASYMMETRIC_DECRYPT_RSA_2048", "Type": 2})
         )
         .await,
         "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion"
@@ -678,6 +687,229 @@ async fn key_life_cycle_and_cryptography() {
     );
     let r = ok(&k, "GetServiceStatus", json!({})).await;
     assert_eq!(r["ServiceEnabled"], true);
+}
+
+#[tokio::test]
+async fn asymmetric_keys_sign_verify_and_decrypt() {
+    use aws_lc_rs::signature::{self, UnparsedPublicKey};
+    let k = start_kms(&[]).await;
+    let create = |alias: &'static str, usage: &'static str| {
+        let k = &k;
+        async move {
+            let r = ok(k, "CreateKey", json!({"Alias": alias, "KeyUsage": usage})).await;
+            assert_eq!(r["KeyUsage"], usage);
+            r["KeyId"].as_str().unwrap().to_string()
+        }
+    };
+    let public_key = |key: String| {
+        let k = &k;
+        async move {
+            let r = ok(k, "GetPublicKey", json!({"KeyId": key})).await;
+            assert_eq!(r["KeyId"], key.as_str());
+            let der = B64.decode(r["PublicKey"].as_str().unwrap()).unwrap();
+            let pem = r["PublicKeyPem"].as_str().unwrap();
+            assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            assert_eq!(B64.decode(body).unwrap(), der, "PEM and DER differ");
+            der
+        }
+    };
+    let msg = b"pay 10 to bob";
+    let ecc = create("ecc", "ASYMMETRIC_SIGN_VERIFY_ECC").await;
+    let p384 = create("p384", "ASYMMETRIC_SIGN_VERIFY_ECDSA384").await;
+    let rsa = create("rsa-sign", "ASYMMETRIC_SIGN_VERIFY_RSA_2048").await;
+    let dec = create("rsa-dec", "ASYMMETRIC_DECRYPT_RSA_2048").await;
+    let sym = create_key(&k, "sym").await;
+
+    // signatures verify with aws-lc-rs directly against the published key
+    for (key, alg, verifier, digest) in [
+        (
+            &ecc,
+            "ECC_P256_R1",
+            &signature::ECDSA_P256_SHA256_ASN1 as &dyn signature::VerificationAlgorithm,
+            &aws_lc_rs::digest::SHA256,
+        ),
+        (
+            &p384,
+            "ECC_P384_R1",
+            &signature::ECDSA_P384_SHA384_ASN1,
+            &aws_lc_rs::digest::SHA384,
+        ),
+        (
+            &rsa,
+            "RSA_PSS_SHA_256",
+            &signature::RSA_PSS_2048_8192_SHA256,
+            &aws_lc_rs::digest::SHA256,
+        ),
+        (
+            &rsa,
+            "RSA_PKCS1_SHA_256",
+            &signature::RSA_PKCS1_2048_8192_SHA256,
+            &aws_lc_rs::digest::SHA256,
+        ),
+    ] {
+        let der = public_key(key.clone()).await;
+        let r = ok(
+            &k,
+            "SignByAsymmetricKey",
+            json!({"KeyId": key, "Algorithm": alg, "Message": b64(msg)}),
+        )
+        .await;
+        let sig = B64.decode(r["Signature"].as_str().unwrap()).unwrap();
+        let public = UnparsedPublicKey::new(verifier, &der);
+        assert!(public.verify(msg, &sig).is_ok(), "{alg}");
+        assert!(public.verify(b"pay 99 to bob", &sig).is_err(), "{alg}");
+        let d = aws_lc_rs::digest::digest(digest, msg);
+        let r = ok(
+            &k,
+            "SignByAsymmetricKey",
+            json!({"KeyId": key, "Algorithm": alg, "Message": b64(d.as_ref()), "MessageType": "DIGEST"}),
+        )
+        .await;
+        let sig2 = B64.decode(r["Signature"].as_str().unwrap()).unwrap();
+        assert!(public.verify(msg, &sig2).is_ok(), "{alg} DIGEST");
+        for (m, valid) in [(&msg[..], true), (b"pay 99 to bob", false)] {
+            let r = ok(
+                &k,
+                "VerifyByAsymmetricKey",
+                json!({"KeyId": key, "Algorithm": alg, "Message": b64(m), "SignatureValue": b64(&sig)}),
+            )
+            .await;
+            assert_eq!(r["SignatureValid"], valid, "{alg}");
+        }
+    }
+    // wrong algorithm for the key, wrong digest length, wrong usage
+    assert_eq!(
+        err(
+            &k,
+            "SignByAsymmetricKey",
+            json!({"KeyId": ecc, "Algorithm": "RSA_PSS_SHA_256", "Message": b64(msg)})
+        )
+        .await,
+        "InvalidParameter"
+    );
+    assert_eq!(
+        err(&k, "SignByAsymmetricKey", json!({"KeyId": ecc, "Algorithm": "ECC_P256_R1", "Message": b64(&[0; 48]), "MessageType": "DIGEST"})).await,
+        "InvalidParameter"
+    );
+    assert_eq!(
+        err(&k, "SignByAsymmetricKey", json!({"KeyId": ecc, "Algorithm": "ECC_P256_R1", "Message": b64(&[0; 31]), "MessageType": "DIGEST"})).await,
+        "InvalidParameter"
+    );
+    for key in [&dec, &sym] {
+        assert_eq!(
+            err(
+                &k,
+                "SignByAsymmetricKey",
+                json!({"KeyId": key, "Algorithm": "RSA_PSS_SHA_256", "Message": b64(msg)})
+            )
+            .await,
+            "InvalidParameterValue.InvalidKeyUsage"
+        );
+    }
+    assert_eq!(
+        err(
+            &k,
+            "AsymmetricRsaDecrypt",
+            json!({"KeyId": rsa, "Ciphertext": b64(&[1; 256]), "Algorithm": "RSAES_OAEP_SHA_256"})
+        )
+        .await,
+        "InvalidParameterValue.InvalidKeyUsage",
+        "a signing key does not decrypt"
+    );
+    assert_eq!(
+        err(&k, "Encrypt", json!({"KeyId": ecc, "Plaintext": "AA=="})).await,
+        "InvalidParameterValue.InvalidKeyUsage"
+    );
+    assert_eq!(
+        err(
+            &k,
+            "AsymmetricSm2Decrypt",
+            json!({"KeyId": ecc, "Ciphertext": "AA=="})
+        )
+        .await,
+        "InvalidParameterValue.InvalidKeyUsage"
+    );
+    assert_eq!(
+        err(&k, "EnableKeyRotation", json!({"KeyId": ecc})).await,
+        "UnsupportedOperation.RotateNotSupported"
+    );
+
+    // RSA decryption: each padding, then garbage
+    let der = public_key(dec.clone()).await;
+    let public = PublicEncryptingKey::from_der(&der).unwrap();
+    let mut ct = vec![0u8; 256];
+    let n = OaepPublicEncryptingKey::new(public)
+        .unwrap()
+        .encrypt(&OAEP_SHA256_MGF1SHA256, b"top secret", &mut ct, None)
+        .unwrap()
+        .len();
+    let r = ok(
+        &k,
+        "AsymmetricRsaDecrypt",
+        json!({"KeyId": dec, "Ciphertext": b64(&ct[..n]), "Algorithm": "RSAES_OAEP_SHA_256"}),
+    )
+    .await;
+    assert_eq!(
+        B64.decode(r["Plaintext"].as_str().unwrap()).unwrap(),
+        b"top secret"
+    );
+    assert_eq!(r["KeyId"], dec.as_str());
+    assert_eq!(
+        err(
+            &k,
+            "AsymmetricRsaDecrypt",
+            json!({"KeyId": dec, "Ciphertext": b64(&ct[..n]), "Algorithm": "RSAES_OAEP_SHA_1"})
+        )
+        .await,
+        "FailedOperation.DecryptError",
+        "the other OAEP hash does not decrypt"
+    );
+    assert_eq!(
+        err(
+            &k,
+            "AsymmetricRsaDecrypt",
+            json!({"KeyId": dec, "Ciphertext": b64(b"junk"), "Algorithm": "RSAES_PKCS1_V1_5"})
+        )
+        .await,
+        "FailedOperation.DecryptError"
+    );
+
+    // a disabled key neither signs nor hands out its public key
+    ok(&k, "DisableKey", json!({"KeyId": ecc})).await;
+    assert_eq!(
+        err(
+            &k,
+            "SignByAsymmetricKey",
+            json!({"KeyId": ecc, "Algorithm": "ECC_P256_R1", "Message": b64(msg)})
+        )
+        .await,
+        "ResourceUnavailable.CmkDisabled"
+    );
+    assert_eq!(
+        err(&k, "GetPublicKey", json!({"KeyId": ecc})).await,
+        "ResourceUnavailable.CmkDisabled"
+    );
+
+    // ListAlgorithms names what is served, and no SM2
+    let r = ok(&k, "ListAlgorithms", json!({})).await;
+    let signing = r["AsymmetricSignVerifyAlgorithms"].as_array().unwrap();
+    for (usage, alg) in [
+        ("ASYMMETRIC_SIGN_VERIFY_ECC", "ECC_P256_R1"),
+        ("ASYMMETRIC_SIGN_VERIFY_ECDSA384", "ECC_P384_R1"),
+        ("ASYMMETRIC_SIGN_VERIFY_RSA_2048", "RSA_PSS_SHA_256"),
+        ("ASYMMETRIC_SIGN_VERIFY_RSA_2048", "RSA_PKCS1_SHA_256"),
+    ] {
+        assert!(
+            signing.contains(&json!({"KeyUsage": usage, "Algorithm": alg})),
+            "{usage} {alg} missing from {r}"
+        );
+    }
+    assert!(!r.to_string().contains("SM2"), "{r}");
+    assert_eq!(
+        r["AsymmetricAlgorithms"][0]["KeyUsage"],
+        "ASYMMETRIC_DECRYPT_RSA_2048"
+    );
 }
 
 #[tokio::test]
@@ -1214,6 +1446,12 @@ async fn official_python_sdk_walks_a_key_life() {
         "Rotate",
         "Decrypt old ciphertext",
         "Wrong SecretKey",
+        "Sign ECC",
+        "Sign RSA PSS",
+        "Sign RSA PKCS1",
+        "AsymmetricRsaDecrypt",
+        "Sign with a decryption key",
+        "CreateKey SM2",
     ] {
         let line = out
             .lines()

@@ -8,6 +8,12 @@ sealgate and walks the life of a key:
   -> EnableKey -> EnableKeyRotation + GetKeyRotationStatus -> rotate
   -> old ciphertexts still decrypt, new ones too
   -> a wrong SecretKey is refused (AuthFailure.SignatureFailure)
+  -> asymmetric keys: CreateKey ASYMMETRIC_SIGN_VERIFY_ECC and
+     ASYMMETRIC_SIGN_VERIFY_RSA_2048 -> GetPublicKey -> SignByAsymmetricKey
+     (RAW and DIGEST) -> VerifyByAsymmetricKey true, false for another message;
+     the public key and signatures are checked with the `cryptography` package
+     (independent of sealgate); CreateKey ASYMMETRIC_DECRYPT_RSA_2048 ->
+     GetPublicKey -> encrypt locally with RSA-OAEP-SHA256 -> AsymmetricRsaDecrypt
 
 The rotation itself is triggered by `--rotate-cmd` (a shell command run
 between the steps; `{key_id}` in it is replaced by the CMK's id, which is
@@ -26,6 +32,7 @@ TENCENTCLOUD_SECRET_KEY.
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -184,6 +191,83 @@ def run(args):
     wrong = client_for(args.endpoint, args.secret_id, args.secret_key + "x", args.region)
     expect_error("Wrong SecretKey", "AuthFailure.SignatureFailure",
                  lambda: call(wrong, "Encrypt", KeyId=st["key_id"], Plaintext="AA=="))
+    asymmetric(kms)
+
+
+def asymmetric(kms):
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+    st = {}
+    doc = b"an order to sign"
+    b64 = lambda b: base64.b64encode(b).decode()
+
+    def create(usage):
+        def f():
+            r = call(kms, "CreateKey", Alias="sdkasym-" + uuid.uuid4().hex[:12], KeyUsage=usage)
+            check(r.KeyUsage == usage, "KeyUsage %r" % r.KeyUsage)
+            st[usage] = r.KeyId
+            pk = call(kms, "GetPublicKey", KeyId=r.KeyId)
+            check(pk.KeyId == r.KeyId, "GetPublicKey KeyId")
+            der = serialization.load_der_public_key(base64.b64decode(pk.PublicKey))
+            pem = serialization.load_pem_public_key(pk.PublicKeyPem.encode())
+            check(der.public_numbers() == pem.public_numbers(), "PublicKey and PublicKeyPem differ")
+            st[usage + "/pub"] = der
+            return {"key_id": r.KeyId, "public_key": pk.PublicKey}
+        return f
+
+    def sign_verify(usage, algorithm, verify_local):
+        def f():
+            key = st[usage]
+            raw = call(kms, "SignByAsymmetricKey", KeyId=key, Algorithm=algorithm, Message=b64(doc))
+            sig = base64.b64decode(raw.Signature)
+            verify_local(st[usage + "/pub"], sig, doc)
+            digest = hashlib.sha256(doc).digest()
+            dg = call(kms, "SignByAsymmetricKey", KeyId=key, Algorithm=algorithm,
+                      Message=b64(digest), MessageType="DIGEST")
+            verify_local(st[usage + "/pub"], base64.b64decode(dg.Signature), doc)
+            ok = call(kms, "VerifyByAsymmetricKey", KeyId=key, Algorithm=algorithm,
+                      Message=b64(doc), SignatureValue=raw.Signature)
+            check(ok.SignatureValid is True, "SignatureValid %r" % ok.SignatureValid)
+            bad = call(kms, "VerifyByAsymmetricKey", KeyId=key, Algorithm=algorithm,
+                       Message=b64(doc + b"!"), SignatureValue=raw.Signature)
+            check(bad.SignatureValid is False, "tampered message verified")
+            return {"signature": raw.Signature}
+        return f
+
+    def ecdsa_local(pub, sig, msg):
+        pub.verify(sig, msg, ec.ECDSA(hashes.SHA256()))
+
+    def pss_local(pub, sig, msg):
+        pub.verify(sig, msg, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+                   hashes.SHA256())
+
+    def pkcs1_local(pub, sig, msg):
+        pub.verify(sig, msg, padding.PKCS1v15(), hashes.SHA256())
+
+    def rsa_decrypt():
+        usage = "ASYMMETRIC_DECRYPT_RSA_2048"
+        secret = b"a session key, 32 bytes long...."
+        ct = st[usage + "/pub"].encrypt(
+            secret, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+        r = call(kms, "AsymmetricRsaDecrypt", KeyId=st[usage], Ciphertext=b64(ct),
+                 Algorithm="RSAES_OAEP_SHA_256")
+        check(base64.b64decode(r.Plaintext) == secret, "plaintext differs")
+        check(r.KeyId == st[usage], "KeyId %r" % r.KeyId)
+
+    step("CreateKey ECC", create("ASYMMETRIC_SIGN_VERIFY_ECC"))
+    step("Sign ECC", sign_verify("ASYMMETRIC_SIGN_VERIFY_ECC", "ECC_P256_R1", ecdsa_local))
+    step("CreateKey RSA sign", create("ASYMMETRIC_SIGN_VERIFY_RSA_2048"))
+    step("Sign RSA PSS", sign_verify("ASYMMETRIC_SIGN_VERIFY_RSA_2048", "RSA_PSS_SHA_256", pss_local))
+    step("Sign RSA PKCS1", sign_verify("ASYMMETRIC_SIGN_VERIFY_RSA_2048", "RSA_PKCS1_SHA_256", pkcs1_local))
+    step("CreateKey RSA decrypt", create("ASYMMETRIC_DECRYPT_RSA_2048"))
+    step("AsymmetricRsaDecrypt", rsa_decrypt)
+    expect_error("Sign with a decryption key", "InvalidParameterValue.InvalidKeyUsage",
+                 lambda: call(kms, "SignByAsymmetricKey", KeyId=st["ASYMMETRIC_DECRYPT_RSA_2048"],
+                              Algorithm="RSA_PSS_SHA_256", Message=b64(doc)))
+    expect_error("CreateKey SM2", "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
+                 lambda: call(kms, "CreateKey", Alias="sdksm2-" + uuid.uuid4().hex[:12],
+                              KeyUsage="ASYMMETRIC_SIGN_VERIFY_SM2"))
 
 
 def main(argv=None):

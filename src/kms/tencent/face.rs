@@ -7,10 +7,13 @@
 //! The legacy `/v2/index.php` API (GenerateDataKey, Encrypt, Decrypt) shares
 //! the same path with its flat lower-camel body.
 //!
-//! Asymmetric key usages are answered with
-//! `UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion` (the store holds
-//! symmetric material only). EXTERNAL keys work: GetParametersForImport hands
-//! out an RSA-2048 wrapping key (aws-lc-rs, constant-time RSA) and
+//! Asymmetric keys are served through [`crate::keys::asymmetric`]
+//! (aws-lc-rs): RSA-2048 decryption (PKCS#1 v1.5, OAEP SHA-1/SHA-256) and
+//! signing (RSA_PSS_SHA_256, RSA_PKCS1_SHA_256), ECC P-256 (`ECC_P256_R1`)
+//! and ECDSA P-384 (`ECC_P384_R1`) signing, GetPublicKey. The SM2 usages are
+//! answered with `UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion`
+//! (no well-kept SM2 implementation in Rust). EXTERNAL keys work:
+//! GetParametersForImport hands out an RSA-2048 wrapping key and
 //! ImportKeyMaterial unwraps 32 bytes of AES-256 material with it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,9 +37,10 @@ use subtle::ConstantTimeEq;
 
 use super::sign::{self, RequestParts, VerifyPolicy};
 use super::wire::{
-    self, codes, Action, EncryptionContext, EnvelopeAlgorithm, ParamStyle, Request, ReturnWrapping,
-    RsaAlgorithm, TencentError,
+    self, codes, Action, EncryptionContext, EnvelopeAlgorithm, MessageType, ParamStyle, Request,
+    ReturnWrapping, RsaAlgorithm, TencentError,
 };
+use crate::keys::asymmetric::{self, PrivateKey, RsaPadding, SignInput, SigningAlgorithm};
 use crate::keys::blob::blob_cmk;
 use crate::keys::{
     CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyState, KeyStore, KeyUsage, Tag,
@@ -137,7 +141,7 @@ fn key_error(e: KeyError) -> TencentError {
         ),
         KeyError::UnsupportedKeyUsage => TencentError::new(
             codes::UNSUPPORTED_KEY_USAGE_IN_CURRENT_REGION,
-            "This KeyUsage is not supported by this KMS (sealgate holds symmetric keys only).",
+            "This KeyUsage is not supported by this KMS (no SM2; imported material is symmetric only).",
         ),
         KeyError::DuplicateTagKey => TencentError::new(
             codes::TAG_KEYS_DUPLICATED,
@@ -747,16 +751,63 @@ impl TencentFace {
                     .map_err(key_error)?;
                 Ok(json!({ "Plaintext": b64(r.expose()) }))
             }
-            Request::GetPublicKey(k) => self.asymmetric(caller, &k.key_id),
-            Request::AsymmetricRsaDecrypt(r) => self.asymmetric(caller, &r.key_id),
-            Request::AsymmetricSm2Decrypt(r) => self.asymmetric(caller, &r.key_id),
-            Request::SignByAsymmetricKey(r) => self.asymmetric(caller, &r.key_id),
-            Request::VerifyByAsymmetricKey(r) => self.asymmetric(caller, &r.key_id),
-            Request::ListAlgorithms => Ok(json!({
-                "SymmetricAlgorithms": [{ "KeyUsage": "ENCRYPT_DECRYPT", "Algorithm": "AES_256" }],
-                "AsymmetricAlgorithms": [],
-                "AsymmetricSignVerifyAlgorithms": [],
-            })),
+            Request::GetPublicKey(k) => {
+                let (m, der) = self.private_key(caller, &k.key_id, |m, key| {
+                    Ok((m.clone(), key.public_key_der()?))
+                })?;
+                Ok(json!({
+                    "KeyId": m.key_id.to_string(),
+                    "PublicKey": b64(&der),
+                    "PublicKeyPem": asymmetric::public_key_pem(&der),
+                }))
+            }
+            Request::AsymmetricRsaDecrypt(r) => {
+                let padding = match r.algorithm {
+                    RsaAlgorithm::Pkcs1V15 => RsaPadding::Pkcs1V15,
+                    RsaAlgorithm::OaepSha1 => RsaPadding::OaepSha1,
+                    RsaAlgorithm::OaepSha256 => RsaPadding::OaepSha256,
+                };
+                let (m, plaintext) = self.private_key(caller, &r.key_id, |m, key| {
+                    if m.key_usage != KeyUsage::AsymmetricDecryptRsa2048 {
+                        return Err(KeyError::UsageMismatch);
+                    }
+                    Ok((m.clone(), key.decrypt(padding, &r.ciphertext)?))
+                })?;
+                Ok(json!({
+                    "KeyId": m.key_id.to_string(),
+                    "Plaintext": b64(plaintext.expose()),
+                }))
+            }
+            Request::AsymmetricSm2Decrypt(r) => {
+                // no SM2 key can exist here: any key has the wrong usage
+                let m = self.key(caller, &r.key_id)?;
+                Err(TencentError::new(
+                    codes::INVALID_KEY_USAGE,
+                    format!(
+                        "The CMK's KeyUsage is {}, not ASYMMETRIC_DECRYPT_SM2 (SM2 is not supported by this KMS).",
+                        usage_str(m.key_usage)
+                    ),
+                ))
+            }
+            Request::SignByAsymmetricKey(r) => {
+                let signature = self.private_key(caller, &r.key_id, |m, key| {
+                    let alg = signing_algorithm(m.key_usage, &r.algorithm)?;
+                    key.sign(alg, sign_input(&r.message, r.message_type))
+                })?;
+                Ok(json!({ "Signature": b64(&signature) }))
+            }
+            Request::VerifyByAsymmetricKey(r) => {
+                let valid = self.private_key(caller, &r.key_id, |m, key| {
+                    let alg = signing_algorithm(m.key_usage, &r.algorithm)?;
+                    key.verify(
+                        alg,
+                        sign_input(&r.message, r.message_type),
+                        &r.signature_value,
+                    )
+                })?;
+                Ok(json!({ "SignatureValid": valid }))
+            }
+            Request::ListAlgorithms => Ok(list_algorithms()),
             Request::GetServiceStatus => Ok(json!({
                 "ServiceEnabled": true,
                 "InvalidType": 0,
@@ -888,18 +939,125 @@ impl TencentFace {
         Ok(m)
     }
 
-    /// The asymmetric actions: the store holds symmetric keys only, so any
-    /// existing key has the wrong usage.
-    fn asymmetric(&self, caller: &str, key: &str) -> Result<Value, TencentError> {
+    /// Runs `f` with the private key of an enabled asymmetric CMK the
+    /// caller may use; a symmetric key is `InvalidKeyUsage`.
+    fn private_key<R>(
+        &self,
+        caller: &str,
+        key: &str,
+        f: impl FnOnce(&KeyMetadata, &PrivateKey) -> Result<R, KeyError>,
+    ) -> Result<R, TencentError> {
         let m = self.key(caller, key)?;
-        Err(TencentError::new(
-            codes::INVALID_KEY_USAGE,
-            format!(
-                "The CMK's KeyUsage is {}; asymmetric key usages are not supported by this KMS.",
-                m.key_usage.as_str()
-            ),
-        ))
+        self.store
+            .with_private_key(&m.key_id.to_string(), f)
+            .and_then(|r| r)
+            .map_err(asymmetric_error)
     }
+}
+
+/// Errors of the asymmetric actions: as [`key_error`], except that a
+/// ciphertext that does not decrypt is `FailedOperation.DecryptError` (RSA
+/// padding failures say nothing more) and a bad algorithm is named.
+fn asymmetric_error(e: KeyError) -> TencentError {
+    match e {
+        KeyError::DoesNotOpen => TencentError::new(
+            codes::FAILED_OPERATION_DECRYPT_ERROR,
+            "The ciphertext does not decrypt with this key and Algorithm.",
+        ),
+        e => key_error(e),
+    }
+}
+
+/// Tencent's signing algorithm names, per key usage. `ECC_P256_R1` is the
+/// documented name for ASYMMETRIC_SIGN_VERIFY_ECC keys (`ECC` is accepted as
+/// well); ASYMMETRIC_SIGN_VERIFY_ECDSA384 keys sign with `ECC_P384_R1`
+/// (ECDSA P-384, SHA-384) — the document names no algorithm for them.
+const SIGNING_ALGORITHMS: &[(KeyUsage, &str, SigningAlgorithm)] = &[
+    (
+        KeyUsage::AsymmetricSignVerifyRsa2048,
+        "RSA_PSS_SHA_256",
+        SigningAlgorithm::RsaPssSha256,
+    ),
+    (
+        KeyUsage::AsymmetricSignVerifyRsa2048,
+        "RSA_PKCS1_SHA_256",
+        SigningAlgorithm::RsaPkcs1Sha256,
+    ),
+    (
+        KeyUsage::AsymmetricSignVerifyRsa4096,
+        "RSA_PSS_SHA_256",
+        SigningAlgorithm::RsaPssSha256,
+    ),
+    (
+        KeyUsage::AsymmetricSignVerifyRsa4096,
+        "RSA_PKCS1_SHA_256",
+        SigningAlgorithm::RsaPkcs1Sha256,
+    ),
+    (
+        KeyUsage::AsymmetricSignVerifyEcc,
+        "ECC_P256_R1",
+        SigningAlgorithm::EcdsaP256Sha256,
+    ),
+    (
+        KeyUsage::AsymmetricSignVerifyEcc,
+        "ECC",
+        SigningAlgorithm::EcdsaP256Sha256,
+    ),
+    (
+        KeyUsage::AsymmetricSignVerifyEcdsa384,
+        "ECC_P384_R1",
+        SigningAlgorithm::EcdsaP384Sha384,
+    ),
+];
+
+/// The scheme `name` means for a key of `usage`; `UsageMismatch` for a key
+/// that does not sign, `InvalidParameter` for a name it does not sign with.
+fn signing_algorithm(usage: KeyUsage, name: &str) -> Result<SigningAlgorithm, KeyError> {
+    if !usage.is_signing() {
+        return Err(KeyError::UsageMismatch);
+    }
+    SIGNING_ALGORITHMS
+        .iter()
+        .find(|(u, n, _)| *u == usage && *n == name)
+        .map(|(_, _, a)| *a)
+        .ok_or_else(|| {
+            let names: Vec<&str> = SIGNING_ALGORITHMS
+                .iter()
+                .filter(|(u, _, _)| *u == usage)
+                .map(|(_, n, _)| *n)
+                .collect();
+            KeyError::InvalidParameter(format!(
+                "Algorithm {name} is not one of this {} key's: {}",
+                usage.as_str(),
+                names.join(", ")
+            ))
+        })
+}
+
+fn sign_input(message: &[u8], message_type: MessageType) -> SignInput<'_> {
+    match message_type {
+        MessageType::Raw => SignInput::Raw(message),
+        MessageType::Digest => SignInput::Digest(message),
+    }
+}
+
+/// ListAlgorithms: what this KMS serves (SM2 is not listed).
+fn list_algorithms() -> Value {
+    let info = |usage: KeyUsage, algorithm: &str| json!({ "KeyUsage": usage.as_str(), "Algorithm": algorithm });
+    let signing: Vec<Value> = SIGNING_ALGORITHMS
+        .iter()
+        .filter(|(u, n, _)| *u != KeyUsage::AsymmetricSignVerifyRsa4096 && *n != "ECC")
+        .map(|(u, n, _)| info(*u, n))
+        .collect();
+    json!({
+        "SymmetricAlgorithms": [info(KeyUsage::EncryptDecrypt, "AES_256")],
+        "AsymmetricAlgorithms": [
+            info(KeyUsage::AsymmetricDecryptRsa2048, "RSAES_PKCS1_V1_5"),
+            info(KeyUsage::AsymmetricDecryptRsa2048, "RSAES_OAEP_SHA_1"),
+            info(KeyUsage::AsymmetricDecryptRsa2048, "RSAES_OAEP_SHA_256"),
+        ],
+        "AsymmetricSignVerifyAlgorithms": signing,
+    })
 }
 
 fn check_rotatable(m: &KeyMetadata) -> Result<(), TencentError> {

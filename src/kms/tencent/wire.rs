@@ -986,9 +986,11 @@ fn sign_message(p: &Params<'_>, mt: MessageType) -> Result<Vec<u8>, TencentError
         MessageType::Raw if m.len() > 4096 => {
             Err(TencentError::invalid("Message", "at most 4096 bytes"))
         }
-        MessageType::Digest if m.len() != 32 => {
-            Err(TencentError::invalid("Message", "a digest is 32 bytes"))
-        }
+        // 32 bytes (SHA-256) as documented; 48 (SHA-384) for ECDSA P-384 keys
+        MessageType::Digest if m.len() != 32 && m.len() != 48 => Err(TencentError::invalid(
+            "Message",
+            "a digest is 32 bytes (48 for ECC_P384_R1)",
+        )),
         _ => Ok(m),
     }
 }
