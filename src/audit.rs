@@ -103,6 +103,10 @@ pub struct AuditEvent {
     /// The fields a reveal decision covered (selectors, never values).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<String>>,
+    /// Why a reveal decision's JWT rules did not match
+    /// (`jwt_claim role: token rejected: expired`), never a token or a value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// `ok`, or an error code.
     pub result: String,
 }

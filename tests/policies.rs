@@ -238,7 +238,7 @@ fn onboarding_examples_run_in_shadow_and_migrate_mode() {
 }
 
 #[test]
-fn support_reveal_example_reveals_to_three_callers_and_masks_the_rest() {
+fn support_reveal_example_reveals_to_four_callers_and_masks_the_rest() {
     use sealgate::policy::{Mask, RevealTo};
     let set = shipped();
     let read = route(&set, "GET", None, "/support/customers/7");
@@ -252,9 +252,22 @@ fn support_reveal_example_reveals_to_three_callers_and_masks_the_rest() {
         [
             "header x-role",
             "cert_subject CN=billing, O=Example Corp",
-            "source 10.20.0.0/16"
+            "source 10.20.0.0/16",
+            "jwt_claim groups"
         ]
     );
+    // the jwt_claim rule's key ships beside the policy (a demo public key, ES256)
+    let jwt = reveal
+        .jwt
+        .as_ref()
+        .expect("the jwt_claim rule has its keys");
+    assert_eq!(jwt.keys.len(), 1);
+    assert_eq!(jwt.keys[0].alg, jsonwebtoken::Algorithm::ES256);
+    assert_eq!(jwt.issuer, ["https://idp.example.com/"]);
+    assert_eq!(jwt.audience, ["sealgate-support"]);
+    assert!(set
+        .describe()
+        .contains("JWT from authorization: Bearer verified with ES256"));
     let export = route(&set, "GET", None, "/support/export");
     let reveal = export.reveal.as_ref().unwrap();
     assert_eq!(reveal.mask, Mask::Envelope);

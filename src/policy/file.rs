@@ -382,6 +382,7 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
             r,
             &response_decrypt,
             raw.open_all.unwrap_or(false),
+            &|path| super::load::read_key_file(file, path),
             &mut bad,
         )
     });

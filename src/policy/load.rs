@@ -1,5 +1,7 @@
-//! Reading a policy directory: every `*.toml` file in it, sorted by name.
-//! The only part of `policy` that touches the filesystem.
+//! Reading a policy directory: every `*.toml` file in it, sorted by name;
+//! and the key files a policy names (`[route.reveal.jwt]`), relative to the
+//! policy file's directory. The only part of `policy` that touches the
+//! filesystem.
 
 use std::path::Path;
 
@@ -34,4 +36,28 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
         return Err(PolicyError { problems });
     }
     PolicySet::from_sources(&sources)
+}
+
+/// Longest key file read (a JWKS with many keys is still far smaller).
+const MAX_KEY_FILE: u64 = 1 << 20;
+
+/// Reads a key file named in policy file `policy_file`: a relative `path` is
+/// resolved against the policy file's directory, an absolute one is used as is.
+pub(super) fn read_key_file(policy_file: &str, path: &str) -> Result<Vec<u8>, String> {
+    if path.trim().is_empty() {
+        return Err("the path is empty".into());
+    }
+    let base = Path::new(policy_file).parent().unwrap_or(Path::new(""));
+    let full = base.join(path);
+    let shown = full.display();
+    let meta = std::fs::metadata(&full).map_err(|e| format!("cannot read '{shown}': {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("'{shown}' is not a file"));
+    }
+    if meta.len() > MAX_KEY_FILE {
+        return Err(format!(
+            "'{shown}' is larger than {MAX_KEY_FILE} bytes: not a key file"
+        ));
+    }
+    std::fs::read(&full).map_err(|e| format!("cannot read '{shown}': {e}"))
 }

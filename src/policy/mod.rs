@@ -1,5 +1,5 @@
 //! Policy files → compiled routes and JSONPath selectors. PURE (only
-//! `load.rs` reads a directory).
+//! `load.rs` reads a directory, and the JWT key files a route names).
 //!
 //! A policy set is a list of routes read from TOML files. A route matches a
 //! request by method, host and path template, and names the JSON fields
@@ -31,7 +31,10 @@ use std::fmt::Write as _;
 
 pub use error::{PolicyError, Problem};
 pub use load::load_dir;
-pub use reveal::{Cidr, Mask, Reveal, RevealTo, SUBJECT_ATTRIBUTES};
+pub use reveal::{
+    claim_matches, Cidr, JwtKey, JwtVerifier, Mask, Reveal, RevealTo, DEFAULT_JWT_LEEWAY_SECS,
+    MAX_JWT_LEEWAY_SECS, MIN_HS256_SECRET, SUBJECT_ATTRIBUTES,
+};
 pub use rewrite::{rewrite, rewrite_into, FieldSite, RewriteError, SitesSummary};
 pub use route::{
     OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, RouteMode, Rules,
@@ -244,6 +247,9 @@ impl PolicySet {
                     fields.join(", "),
                     who.join(" or ")
                 );
+                if let Some(jwt) = &rv.jwt {
+                    let _ = writeln!(out, "  reveal    {}", jwt.describe());
+                }
             }
             if let Some(n) = r.max_body_bytes {
                 let _ = writeln!(out, "  limit     body at most {n} bytes");

@@ -147,6 +147,7 @@ fn observe(
         let mut ev = base("reveal_fields", result.into(), d.count);
         ev.subject = d.subject.clone();
         ev.rule = d.rule.clone();
+        ev.reason = d.reason.clone();
         ev.fields = Some(d.fields.clone());
         state.audit.record(ev);
     }
