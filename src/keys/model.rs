@@ -103,11 +103,17 @@ pub enum KeyUsage {
     /// Tencent usage.
     #[serde(rename = "ASYMMETRIC_SIGN_VERIFY_RSA_4096")]
     AsymmetricSignVerifyRsa4096,
+    /// RSA-3072 decryption (Alibaba `RSA_3072` ENCRYPT/DECRYPT); not Tencent.
+    #[serde(rename = "ASYMMETRIC_DECRYPT_RSA_3072")]
+    AsymmetricDecryptRsa3072,
+    /// RSA-3072 signing (Alibaba `RSA_3072` SIGN/VERIFY); not Tencent.
+    #[serde(rename = "ASYMMETRIC_SIGN_VERIFY_RSA_3072")]
+    AsymmetricSignVerifyRsa3072,
 }
 
 impl KeyUsage {
     /// Every usage, in documentation order.
-    pub const ALL: [KeyUsage; 9] = [
+    pub const ALL: [KeyUsage; 11] = [
         KeyUsage::EncryptDecrypt,
         KeyUsage::AsymmetricDecryptRsa2048,
         KeyUsage::AsymmetricDecryptSm2,
@@ -117,6 +123,8 @@ impl KeyUsage {
         KeyUsage::AsymmetricSignVerifyEcdsa384,
         KeyUsage::EncryptDecryptAes128,
         KeyUsage::AsymmetricSignVerifyRsa4096,
+        KeyUsage::AsymmetricDecryptRsa3072,
+        KeyUsage::AsymmetricSignVerifyRsa3072,
     ];
 
     /// The wire name, e.g. `ENCRYPT_DECRYPT`.
@@ -131,6 +139,8 @@ impl KeyUsage {
             KeyUsage::AsymmetricSignVerifyEcdsa384 => "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
             KeyUsage::EncryptDecryptAes128 => "ENCRYPT_DECRYPT_AES_128",
             KeyUsage::AsymmetricSignVerifyRsa4096 => "ASYMMETRIC_SIGN_VERIFY_RSA_4096",
+            KeyUsage::AsymmetricDecryptRsa3072 => "ASYMMETRIC_DECRYPT_RSA_3072",
+            KeyUsage::AsymmetricSignVerifyRsa3072 => "ASYMMETRIC_SIGN_VERIFY_RSA_3072",
         }
     }
 
@@ -150,6 +160,9 @@ impl KeyUsage {
                 Some(AsymmetricSpec::Rsa2048)
             }
             KeyUsage::AsymmetricSignVerifyRsa4096 => Some(AsymmetricSpec::Rsa4096),
+            KeyUsage::AsymmetricDecryptRsa3072 | KeyUsage::AsymmetricSignVerifyRsa3072 => {
+                Some(AsymmetricSpec::Rsa3072)
+            }
             KeyUsage::AsymmetricSignVerifyEcc => Some(AsymmetricSpec::EcP256),
             KeyUsage::AsymmetricSignVerifyEcdsa384 => Some(AsymmetricSpec::EcP384),
             KeyUsage::EncryptDecrypt
@@ -166,6 +179,7 @@ impl KeyUsage {
             KeyUsage::AsymmetricSignVerifySm2
                 | KeyUsage::AsymmetricSignVerifyRsa2048
                 | KeyUsage::AsymmetricSignVerifyRsa4096
+                | KeyUsage::AsymmetricSignVerifyRsa3072
                 | KeyUsage::AsymmetricSignVerifyEcc
                 | KeyUsage::AsymmetricSignVerifyEcdsa384
         )

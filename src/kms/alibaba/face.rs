@@ -261,6 +261,8 @@ fn spec_and_usage(u: KeyUsage) -> (&'static str, &'static str) {
         KeyUsage::AsymmetricSignVerifyEcdsa384 => ("EC_P384", sign),
         KeyUsage::EncryptDecryptAes128 => (wire::KeySpec::AliyunAes128.as_str(), enc),
         KeyUsage::AsymmetricSignVerifyRsa4096 => (wire::KeySpec::Rsa4096.as_str(), sign),
+        KeyUsage::AsymmetricDecryptRsa3072 => (wire::KeySpec::Rsa3072.as_str(), enc),
+        KeyUsage::AsymmetricSignVerifyRsa3072 => (wire::KeySpec::Rsa3072.as_str(), sign),
     }
 }
 

@@ -768,7 +768,10 @@ impl TencentFace {
                     RsaAlgorithm::OaepSha256 => RsaPadding::OaepSha256,
                 };
                 let (m, plaintext) = self.private_key(caller, &r.key_id, |m, key| {
-                    if m.key_usage != KeyUsage::AsymmetricDecryptRsa2048 {
+                    if !matches!(
+                        m.key_usage,
+                        KeyUsage::AsymmetricDecryptRsa2048 | KeyUsage::AsymmetricDecryptRsa3072
+                    ) {
                         return Err(KeyError::UsageMismatch);
                     }
                     Ok((m.clone(), key.decrypt(padding, &r.ciphertext)?))
@@ -994,6 +997,16 @@ const SIGNING_ALGORITHMS: &[(KeyUsage, &str, SigningAlgorithm)] = &[
         SigningAlgorithm::RsaPkcs1Sha256,
     ),
     (
+        KeyUsage::AsymmetricSignVerifyRsa3072,
+        "RSA_PSS_SHA_256",
+        SigningAlgorithm::RsaPssSha256,
+    ),
+    (
+        KeyUsage::AsymmetricSignVerifyRsa3072,
+        "RSA_PKCS1_SHA_256",
+        SigningAlgorithm::RsaPkcs1Sha256,
+    ),
+    (
         KeyUsage::AsymmetricSignVerifyEcc,
         "ECC_P256_R1",
         SigningAlgorithm::EcdsaP256Sha256,
@@ -1046,7 +1059,13 @@ fn list_algorithms() -> Value {
     let info = |usage: KeyUsage, algorithm: &str| json!({ "KeyUsage": usage.as_str(), "Algorithm": algorithm });
     let signing: Vec<Value> = SIGNING_ALGORITHMS
         .iter()
-        .filter(|(u, n, _)| *u != KeyUsage::AsymmetricSignVerifyRsa4096 && *n != "ECC")
+        .filter(|(u, n, _)| {
+            // Tencent's own usages only
+            !matches!(
+                u,
+                KeyUsage::AsymmetricSignVerifyRsa4096 | KeyUsage::AsymmetricSignVerifyRsa3072
+            ) && *n != "ECC"
+        })
         .map(|(u, n, _)| info(*u, n))
         .collect();
     json!({
