@@ -611,6 +611,7 @@ pub fn admin_event(req: &AdminRequest, result: &Result<Value, KeyError>) -> Audi
         AdminRequest::RevokeCredential { id } => {
             ("admin.RevokeCredential".into(), Some(id.clone()))
         }
+        AdminRequest::Rewrap { key, .. } => ("admin.Rewrap".into(), key.clone()),
     };
     let mut ev = AuditEvent::new(action, result_code(result));
     ev.caller = Some("admin-socket".into());

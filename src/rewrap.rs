@@ -8,6 +8,10 @@
 //! sealed again, the same kind (random or deterministic), under the
 //! primary version of its own key, or of `--key` when given. Envelopes
 //! already under that primary are left as they are.
+//!
+//! Runs in the CLI when it opens the store itself, and in the server for
+//! the admin socket's `Rewrap` request while the server holds the store
+//! ([`crate::keys::admin::handle_rewrap`]).
 
 use serde_json::Value;
 

@@ -5,21 +5,28 @@
 //! own `KeyStore`, so a change is seen by the server at once.
 //!
 //! [`handle`] is the one dispatcher: the socket server and the CLI's
-//! in-process path both call it.
+//! in-process path both call it. [`AdminRequest::Rewrap`] is the exception:
+//! it needs a data-key cache in front of the store, which only the socket
+//! server has (one per connection, so a `sealgate rewrap --lines` stream
+//! reuses its keys); `sealgate rewrap` without a server opens the store
+//! itself. Only envelopes travel over the socket: the plaintext stays in
+//! the server process.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
+use super::cache::{CacheConfig, DataKeyCache};
 use super::model::{Backup, KeyCommand};
 use super::provider::KeyError;
 use super::store::KeyStore;
+use crate::rewrap::{rewrap_value, RewrapCounts, RewrapError};
 
 /// Largest request line accepted (a backup import can be large).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
@@ -64,6 +71,34 @@ pub enum AdminRequest {
         /// Credential id.
         id: String,
     },
+    /// Re-seals every envelope in each document under the primary version
+    /// of its key (as `sealgate rewrap`, [`crate::rewrap`]); answers
+    /// `{"Documents": [...], "Rewrapped": n, "Current": n}`, the documents
+    /// in order. All or nothing: the first document that fails fails the
+    /// request, with the message the direct path gives. Socket only.
+    Rewrap {
+        /// The route context the values were sealed under.
+        context: String,
+        /// Re-seal under this key's primary instead of each envelope's own key.
+        key: Option<String>,
+        /// The documents, as read (envelopes, never plaintext of sealed fields).
+        documents: Vec<Value>,
+    },
+}
+
+impl AdminRequest {
+    /// A copy for observers: a rewrap's documents are left out (they can
+    /// be large, and an observer only needs the operation and the key).
+    fn summary(&self) -> AdminRequest {
+        match self {
+            AdminRequest::Rewrap { context, key, .. } => AdminRequest::Rewrap {
+                context: context.clone(),
+                key: key.clone(),
+                documents: Vec::new(),
+            },
+            other => other.clone(),
+        }
+    }
 }
 
 /// The error half of a response: a stable code and a message safe to show.
@@ -154,6 +189,8 @@ fn to_value<T: Serialize>(v: &T) -> Result<Value, KeyError> {
 }
 
 /// Applies one request to the store (blocking: it may commit to disk).
+/// [`AdminRequest::Rewrap`] is refused here (`InvalidParameter`): it needs
+/// the socket server's data-key cache ([`handle_rewrap`]).
 pub fn handle(store: &KeyStore, req: AdminRequest) -> Result<Value, KeyError> {
     match req {
         AdminRequest::Execute { command } => to_value(&store.execute(command)?),
@@ -168,6 +205,73 @@ pub fn handle(store: &KeyStore, req: AdminRequest) -> Result<Value, KeyError> {
         }
         AdminRequest::ListCredentials => to_value(&store.list_credentials()),
         AdminRequest::RevokeCredential { id } => to_value(&store.revoke_credential(&id)?),
+        AdminRequest::Rewrap { .. } => Err(KeyError::InvalidParameter(
+            "rewrap is answered by a running server's admin socket only".into(),
+        )),
+    }
+}
+
+/// Rewraps `documents` through `cache` (in front of the server's store):
+/// the answer of [`AdminRequest::Rewrap`].
+pub fn handle_rewrap(
+    cache: &DataKeyCache,
+    context: &str,
+    key: Option<&str>,
+    mut documents: Vec<Value>,
+) -> Result<Value, RewrapError> {
+    let mut counts = RewrapCounts::default();
+    for doc in &mut documents {
+        rewrap_value(cache, key, context, doc, &mut counts)?;
+    }
+    Ok(serde_json::json!({
+        "Documents": documents,
+        "Rewrapped": counts.rewrapped,
+        "Current": counts.current,
+    }))
+}
+
+/// The key error a rewrap failure is counted (and audited) as.
+fn rewrap_key_error(e: &RewrapError) -> KeyError {
+    match e {
+        RewrapError::DoesNotOpen { .. } => KeyError::DoesNotOpen,
+        RewrapError::Key { source, .. } => source.clone(),
+    }
+}
+
+/// What one socket request came to: the result observers see, and the
+/// message to answer instead of the error's own (a rewrap answers with the
+/// direct path's message, which names the failing path).
+struct Applied {
+    result: Result<Value, KeyError>,
+    message: Option<String>,
+}
+
+/// Applies one socket request; `cache` is the connection's, made on first use.
+fn apply(store: &Arc<KeyStore>, cache: &OnceLock<DataKeyCache>, req: AdminRequest) -> Applied {
+    match req {
+        AdminRequest::Rewrap {
+            context,
+            key,
+            documents,
+        } => {
+            let cache = cache.get_or_init(|| {
+                DataKeyCache::with_system_clock(store.clone(), CacheConfig::default())
+            });
+            match handle_rewrap(cache, &context, key.as_deref(), documents) {
+                Ok(v) => Applied {
+                    result: Ok(v),
+                    message: None,
+                },
+                Err(e) => Applied {
+                    result: Err(rewrap_key_error(&e)),
+                    message: Some(e.to_string()),
+                },
+            }
+        }
+        other => Applied {
+            result: handle(store, other),
+            message: None,
+        },
     }
 }
 
@@ -231,6 +335,8 @@ async fn connection(
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read);
+    // keys a rewrap on this connection unwrapped or derived, for its next requests
+    let cache = Arc::new(OnceLock::new());
     loop {
         let mut line = Vec::new();
         let n = (&mut reader)
@@ -254,17 +360,27 @@ async fn connection(
             Ok(req) => {
                 let store = store.clone();
                 let observer = observer.clone();
+                let cache = cache.clone();
                 let applied = tokio::task::spawn_blocking(move || {
-                    let copy = observer.as_ref().map(|_| req.clone());
-                    let r = handle(&store, req);
+                    let copy = observer.as_ref().map(|_| req.summary());
+                    let applied = apply(&store, &cache, req);
                     if let (Some(o), Some(req)) = (observer, copy) {
-                        o(&req, &r);
+                        o(&req, &applied.result);
                     }
-                    r
+                    applied
                 });
                 match applied.await {
-                    Ok(Ok(v)) => AdminResponse::Ok(v),
-                    Ok(Err(e)) => AdminResponse::Error((&e).into()),
+                    Ok(Applied { result: Ok(v), .. }) => AdminResponse::Ok(v),
+                    Ok(Applied {
+                        result: Err(e),
+                        message,
+                    }) => {
+                        let mut err = AdminError::from(&e);
+                        if let Some(m) = message {
+                            err.message = m;
+                        }
+                        AdminResponse::Error(err)
+                    }
                     Err(_) => AdminResponse::Error(
                         (&KeyError::Store("admin request task failed".into())).into(),
                     ),
@@ -297,32 +413,68 @@ impl AdminClient {
         Self { path: path.into() }
     }
 
-    /// Sends one request and waits for its answer.
+    /// Opens one connection, for several requests in a row.
+    pub fn connect(&self) -> Result<AdminConnection, KeyError> {
+        let stream = std::os::unix::net::UnixStream::connect(&self.path)
+            .map_err(|e| unreachable(&self.path, e))?;
+        let write = stream.try_clone().map_err(|e| unreachable(&self.path, e))?;
+        Ok(AdminConnection {
+            path: self.path.clone(),
+            reader: BufReader::new(stream),
+            write,
+        })
+    }
+
+    /// Sends one request (on a connection of its own) and waits for its answer.
     pub fn request(&self, req: &AdminRequest) -> Result<Value, KeyError> {
-        let unreachable = |e: std::io::Error| {
-            KeyError::Store(format!("admin socket {}: {e}", self.path.display()))
-        };
-        let mut stream =
-            std::os::unix::net::UnixStream::connect(&self.path).map_err(unreachable)?;
+        match self.connect()?.send(req)? {
+            AdminResponse::Ok(v) => Ok(v),
+            AdminResponse::Error(e) => Err(e.into()),
+        }
+    }
+}
+
+fn unreachable(path: &Path, e: std::io::Error) -> KeyError {
+    KeyError::Store(format!("admin socket {}: {e}", path.display()))
+}
+
+/// One open connection to the admin socket: requests are answered in turn.
+#[derive(Debug)]
+pub struct AdminConnection {
+    path: PathBuf,
+    reader: BufReader<std::os::unix::net::UnixStream>,
+    write: std::os::unix::net::UnixStream,
+}
+
+impl AdminConnection {
+    /// Sends one request and waits for its answer; `Err` only when the
+    /// socket could not carry it (unreachable, closed, request larger than
+    /// [`MAX_REQUEST_BYTES`], unreadable answer).
+    pub fn send(&mut self, req: &AdminRequest) -> Result<AdminResponse, KeyError> {
         let mut line = serde_json::to_vec(req).map_err(|e| KeyError::Store(e.to_string()))?;
         line.push(b'\n');
-        stream.write_all(&line).map_err(unreachable)?;
-        stream.flush().map_err(unreachable)?;
-        let mut reader = BufReader::new(stream);
+        if line.len() > MAX_REQUEST_BYTES {
+            return Err(KeyError::InvalidParameter(format!(
+                "the request is {} bytes; the admin socket takes at most {MAX_REQUEST_BYTES}",
+                line.len()
+            )));
+        }
+        self.write
+            .write_all(&line)
+            .map_err(|e| unreachable(&self.path, e))?;
+        self.write.flush().map_err(|e| unreachable(&self.path, e))?;
         let mut resp = String::new();
-        reader.read_line(&mut resp).map_err(unreachable)?;
+        self.reader
+            .read_line(&mut resp)
+            .map_err(|e| unreachable(&self.path, e))?;
         if resp.is_empty() {
             return Err(KeyError::Store(format!(
                 "admin socket {} closed without an answer",
                 self.path.display()
             )));
         }
-        match serde_json::from_str::<AdminResponse>(&resp)
-            .map_err(|e| KeyError::Store(format!("bad admin response: {e}")))?
-        {
-            AdminResponse::Ok(v) => Ok(v),
-            AdminResponse::Error(e) => Err(e.into()),
-        }
+        serde_json::from_str::<AdminResponse>(&resp)
+            .map_err(|e| KeyError::Store(format!("bad admin response: {e}")))
     }
 }
 
@@ -358,6 +510,140 @@ mod tests {
             };
             assert_eq!(KeyError::from(ae), e);
         }
+    }
+
+    #[test]
+    fn rewrap_requests_round_trip_and_are_socket_only() {
+        let req = AdminRequest::Rewrap {
+            context: "people".into(),
+            key: None,
+            documents: vec![serde_json::json!({"a": "sg1.x"})],
+        };
+        let wire = serde_json::to_string(&req).unwrap();
+        assert!(wire.contains("\"Op\":\"Rewrap\""), "{wire}");
+        assert_eq!(serde_json::from_str::<AdminRequest>(&wire).unwrap(), req);
+        let AdminRequest::Rewrap { documents, .. } = req.summary() else {
+            panic!("not a rewrap")
+        };
+        assert!(documents.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(
+            dir.path(),
+            super::super::RootKeySource::Auto,
+            super::super::StoreOptions::default(),
+        )
+        .unwrap();
+        assert!(matches!(
+            handle(&store, req),
+            Err(KeyError::InvalidParameter(_))
+        ));
+    }
+
+    /// Several rewraps on one connection, through the socket server: the
+    /// answers carry the new version; a failure answers the direct path's
+    /// message; the observer never sees the documents.
+    #[tokio::test]
+    async fn rewrap_over_the_socket() {
+        use std::sync::Mutex;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            KeyStore::open(
+                dir.path().join("data"),
+                super::super::RootKeySource::Auto,
+                super::super::StoreOptions::default(),
+            )
+            .unwrap(),
+        );
+        store.create_alias_key("people", "").unwrap();
+        let cache = DataKeyCache::with_system_clock(store.clone(), CacheConfig::default());
+        let aad = |label: &str| format!("people\0{label}").into_bytes();
+        let sk = cache.sealing_key("people", b"people", 8).unwrap();
+        let notes =
+            crate::envelope::seal(&sk, br#""secret""#, &aad("notes"), &mut rand::thread_rng())
+                .unwrap();
+        let dk = cache.deterministic_key("people", b"people").unwrap();
+        let email =
+            crate::envelope::seal_deterministic(&dk, br#""a@x.io""#, &aad("email")).unwrap();
+        drop(cache);
+        store.rotate("people").unwrap();
+
+        let sock = dir.path().join("admin.sock");
+        let listener = bind(&sock).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let observer: AdminObserver = Arc::new(move |req, r| {
+            seen2.lock().unwrap().push((req.clone(), r.is_ok()));
+        });
+        let server = tokio::spawn(serve_observed(store.clone(), listener, Some(observer)));
+        let doc = serde_json::json!({ "email": email, "n": 1, "notes": notes });
+        let answers = tokio::task::spawn_blocking(move || {
+            let mut conn = AdminClient::new(sock).connect().unwrap();
+            let mut answers = Vec::new();
+            for (context, docs) in [
+                ("people", vec![doc.clone(), doc.clone()]),
+                ("people", vec![doc.clone()]),
+                ("other", vec![doc.clone()]),
+            ] {
+                answers.push(
+                    conn.send(&AdminRequest::Rewrap {
+                        context: context.into(),
+                        key: None,
+                        documents: docs,
+                    })
+                    .unwrap(),
+                );
+            }
+            answers
+        })
+        .await
+        .unwrap();
+        server.abort();
+
+        let AdminResponse::Ok(first) = &answers[0] else {
+            panic!("{:?}", answers[0])
+        };
+        assert_eq!(
+            (&first["Rewrapped"], &first["Current"]),
+            (&4.into(), &0.into())
+        );
+        let out = first["Documents"].as_array().unwrap();
+        assert_eq!(out.len(), 2);
+        for d in out {
+            assert_eq!(d["n"], 1);
+            let n = crate::envelope::Envelope::parse(d["notes"].as_str().unwrap()).unwrap();
+            assert_eq!(n.cmk().version, 2);
+            let e = crate::envelope::DetEnvelope::parse(d["email"].as_str().unwrap()).unwrap();
+            assert_eq!(e.cmk().version, 2);
+            let cache = DataKeyCache::with_system_clock(store.clone(), CacheConfig::default());
+            let c = cache.opening_key(&n.cmk(), n.wrapped()).unwrap();
+            assert_eq!(n.open(&c, &aad("notes")).unwrap().json(), br#""secret""#);
+        }
+        // deterministic: equal in, equal out
+        assert_eq!(out[0]["email"], out[1]["email"]);
+        let AdminResponse::Ok(second) = &answers[1] else {
+            panic!("{:?}", answers[1])
+        };
+        assert_eq!(second["Documents"][0]["email"], out[0]["email"]);
+        let AdminResponse::Error(e) = &answers[2] else {
+            panic!("{:?}", answers[2])
+        };
+        assert_eq!(e.code, "DoesNotOpen");
+        assert_eq!(
+            e.message,
+            "the envelope at $[\"email\"] does not open (wrong --context, moved, or damaged)"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        for (req, _) in seen.iter() {
+            let AdminRequest::Rewrap { documents, .. } = req else {
+                panic!("{req:?}")
+            };
+            assert!(documents.is_empty());
+        }
+        assert_eq!(
+            seen.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(),
+            [true, true, false]
+        );
     }
 
     #[test]

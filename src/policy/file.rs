@@ -261,13 +261,18 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
                         format!("'{t}' selects the whole body; select fields inside it"),
                     ),
                     Ok(s) => {
-                        if ok
+                        if let Some(o) = ok
                             .iter()
-                            .any(|o: &super::selector::Selector| o.as_str() == t)
+                            .find(|o: &&super::selector::Selector| o.same_query(&s))
                         {
+                            let also = if o.as_str() == t {
+                                String::new()
+                            } else {
+                                format!(" (as '{o}')")
+                            };
                             bad(
                                 &format!("{side}.{op}[{i}]"),
-                                format!("'{t}' is listed twice"),
+                                format!("'{t}' is listed twice{also}"),
                             );
                         }
                         ok.push(s);
@@ -280,22 +285,36 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         let encrypt = compile("encrypt", &given.encrypt);
         let decrypt = compile("decrypt", &given.decrypt);
         let deterministic = compile("deterministic", &given.deterministic);
-        for t in &given.deterministic {
-            if given.encrypt.contains(t) || given.decrypt.contains(t) {
-                bad(
-                    &format!("{side}.deterministic"),
-                    format!(
-                        "'{t}' is also in encrypt or decrypt: list a field in deterministic only \
-                         (it is sealed deterministically; decrypt opens both kinds)"
-                    ),
-                );
+        // compared compiled, so `$.email` and `$['email']` are one field
+        let spelled = |a: &super::selector::Selector, b: &super::selector::Selector| {
+            if a.as_str() == b.as_str() {
+                String::new()
+            } else {
+                format!(" (as '{b}')")
+            }
+        };
+        for d in &deterministic {
+            for (op, set) in [("encrypt", &encrypt), ("decrypt", &decrypt)] {
+                if let Some(o) = set.iter().find(|o| o.same_query(d)) {
+                    bad(
+                        &format!("{side}.deterministic"),
+                        format!(
+                            "'{d}' is also in {op}{}: list a field in deterministic only \
+                             (it is sealed deterministically; decrypt opens both kinds)",
+                            spelled(d, o)
+                        ),
+                    );
+                }
             }
         }
-        for t in &given.encrypt {
-            if given.decrypt.contains(t) {
+        for e in &encrypt {
+            if let Some(o) = decrypt.iter().find(|o| o.same_query(e)) {
                 bad(
                     &format!("{side}.decrypt"),
-                    format!("'{t}' is both encrypted and decrypted on the {side}"),
+                    format!(
+                        "'{e}' is both encrypted and decrypted on the {side}{}",
+                        spelled(e, o)
+                    ),
                 );
             }
         }

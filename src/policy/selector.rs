@@ -75,6 +75,14 @@ impl Selector {
         &self.text
     }
 
+    /// True when `other` is the same query, however it is spelled: the
+    /// compiled forms are compared, so `$.email`, `$['email']` and
+    /// `$["email"]` (or `$.*` and `$[*]`) are the same query. (Selectors
+    /// that merely overlap, such as `$.*` and `$.email`, are not.)
+    pub fn same_query(&self, other: &Selector) -> bool {
+        self.query == other.query
+    }
+
     /// True when the query is `$` alone, i.e. selects the whole document.
     pub fn selects_root_only(&self) -> bool {
         self.query.segments.is_empty()
@@ -222,4 +230,78 @@ pub fn label_of(steps: &[Step]) -> String {
         }
     }
     label
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Selector;
+    use crate::policy::PolicySet;
+
+    fn same(a: &str, b: &str) -> bool {
+        Selector::compile(a)
+            .unwrap()
+            .same_query(&Selector::compile(b).unwrap())
+    }
+
+    #[test]
+    fn spellings_of_one_query_are_the_same_query() {
+        for (a, b) in [
+            ("$.email", "$['email']"),
+            ("$.email", "$[\"email\"]"),
+            ("$['email']", "$[\"email\"]"),
+            ("$.contact.email", "$['contact'][\"email\"]"),
+            ("$[*].email", "$.*['email']"),
+            ("$..email", "$..['email']"),
+            ("$['caf\\u00e9']", "$['café']"),
+        ] {
+            assert!(same(a, b), "{a} vs {b}");
+        }
+        for (a, b) in [
+            ("$.email", "$.mail"),
+            ("$.email", "$..email"),
+            ("$.a.email", "$.email"),
+            ("$[0]", "$['0']"),
+        ] {
+            assert!(!same(a, b), "{a} vs {b}");
+        }
+    }
+
+    fn load(rules: &str) -> Result<PolicySet, String> {
+        let text = format!("[[route]]\nname = \"r\"\npath = \"/p\"\nkey = \"k\"\n{rules}");
+        PolicySet::from_sources(&[("f.toml".into(), text)]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn deterministic_and_encrypt_overlap_is_refused_whatever_the_spelling() {
+        for (side, det, other_op, other) in [
+            ("request", "$['email']", "encrypt", "$.email"),
+            ("request", "$[\"email\"]", "encrypt", "$.email"),
+            ("request", "$.email", "encrypt", "$['email']"),
+            ("request", "$.user.email", "decrypt", "$['user'][\"email\"]"),
+            ("response", "$['email']", "decrypt", "$.email"),
+            ("response", "$.email", "encrypt", "$[\"email\"]"),
+        ] {
+            let e = load(&format!(
+                "{side}.deterministic = [{det:?}]\n{side}.{other_op} = [{other:?}]\n"
+            ))
+            .unwrap_err();
+            assert!(e.contains(&format!("{side}.deterministic")), "{e}");
+            assert!(e.contains(&format!("'{det}'")), "{e}");
+            assert!(e.contains(&format!("'{other}'")), "{e}");
+            assert!(e.contains(other_op), "{e}");
+        }
+        // the same field in deterministic on one side and decrypt on the other is fine
+        load("request.deterministic = [\"$['email']\"]\nresponse.decrypt = [\"$.email\"]\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn encrypt_and_decrypt_overlap_and_repeats_are_refused_whatever_the_spelling() {
+        let e = load("request.encrypt = [\"$.a\"]\nrequest.decrypt = [\"$['a']\"]\n").unwrap_err();
+        assert!(e.contains("both encrypted and decrypted"), "{e}");
+        assert!(e.contains("'$.a'") && e.contains("'$['a']'"), "{e}");
+        let e = load("request.encrypt = [\"$.a\", \"$[\\\"a\\\"]\"]\n").unwrap_err();
+        assert!(e.contains("listed twice"), "{e}");
+        assert!(e.contains("'$.a'") && e.contains("'$[\"a\"]'"), "{e}");
+    }
 }
