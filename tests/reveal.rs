@@ -9,13 +9,13 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response};
+use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const POLICY: &str = r#"
@@ -109,23 +109,6 @@ mask = "null"
 
 const RECORD: &str = r#"{"name":"Ann","ssn":"123-45-6789","cards":[{"number":"4111111111111111"},{"number":4222222222222}]}"#;
 
-/// An upstream that stores the last POSTed body and answers every GET with it.
-fn store() -> Reply {
-    let kept: Arc<Mutex<Bytes>> = Arc::new(Mutex::new(Bytes::new()));
-    Arc::new(move |s: &Seen| {
-        let body = if s.method == "POST" {
-            *kept.lock().unwrap() = s.body.clone();
-            s.body.clone()
-        } else {
-            kept.lock().unwrap().clone()
-        };
-        let mut r = Response::new(Full::new(body));
-        r.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap());
-        r
-    })
-}
-
 fn dir_with_policy() -> PathBuf {
     let dir = tempfile::tempdir().unwrap().keep();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
@@ -174,7 +157,7 @@ fn assert_clear(v: &Value) {
 
 #[tokio::test]
 async fn a_role_header_sees_clear_values_and_everyone_else_gets_each_mask() {
-    let up = recording_upstream(store()).await;
+    let up = recording_upstream(last_post_upstream()).await;
     let dir = dir_with_policy();
     let app = start(&dir, up.addr, |_| {}).await;
     let (status, _, _) = send_json(
@@ -261,7 +244,7 @@ async fn a_role_header_sees_clear_values_and_everyone_else_gets_each_mask() {
 
 #[tokio::test]
 async fn a_source_block_reveals_to_callers_inside_it_only() {
-    let up = recording_upstream(store()).await;
+    let up = recording_upstream(last_post_upstream()).await;
     let dir = dir_with_policy();
     let app = start(&dir, up.addr, |_| {}).await;
     send_json(
@@ -434,7 +417,7 @@ async fn tls_request(
 #[tokio::test]
 async fn an_mtls_certificate_subject_reveals_and_another_certificate_does_not() {
     let pki = pki();
-    let up = recording_upstream(store()).await;
+    let up = recording_upstream(last_post_upstream()).await;
     let dir = dir_with_policy();
     let tls_dir = pki.dir.path().to_path_buf();
     let app = start(&dir, up.addr, |c| {

@@ -10,15 +10,11 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
-use http_body_util::Full;
-use hyper::Response;
 use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 const POLICY: &str = r#"
 [[route]]
@@ -62,23 +58,6 @@ audience = "sealgate"
 const RECORD: &str =
     r#"{"name":"Ann","ssn":"123-45-6789","cards":[{"number":"4111111111111111"}]}"#;
 const SECRET: &[u8] = b"an HS256 secret of 32+ bytes, for tests only\n";
-
-/// An upstream that stores the last POSTed body and answers every GET with it.
-fn store() -> Reply {
-    let kept: Arc<Mutex<Bytes>> = Arc::new(Mutex::new(Bytes::new()));
-    Arc::new(move |s: &Seen| {
-        let body = if s.method == "POST" {
-            *kept.lock().unwrap() = s.body.clone();
-            s.body.clone()
-        } else {
-            kept.lock().unwrap().clone()
-        };
-        let mut r = Response::new(Full::new(body));
-        r.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap());
-        r
-    })
-}
 
 /// Signing keys for the test identity provider.
 struct Keys {
@@ -156,7 +135,7 @@ fn unsigned(claims: &Value) -> String {
 
 #[tokio::test]
 async fn only_a_verified_token_with_the_claim_sees_clear_values() {
-    let up = recording_upstream(store()).await;
+    let up = recording_upstream(last_post_upstream()).await;
     let (dir, keys) = setup();
     let app = start(&dir, up.addr).await;
     let (status, _, _) = send_json(

@@ -24,6 +24,24 @@ pub struct Seen {
 /// What the recording upstream answers: a function of the request.
 pub type Reply = Arc<dyn Fn(&Seen) -> Response<Full<Bytes>> + Send + Sync>;
 
+/// A reply that stores the last POSTed body and answers every other request
+/// with it (JSON): a one-record upstream.
+pub fn last_post_upstream() -> Reply {
+    let kept: Arc<Mutex<Bytes>> = Arc::new(Mutex::new(Bytes::new()));
+    Arc::new(move |s: &Seen| {
+        let body = if s.method == "POST" {
+            *kept.lock().unwrap() = s.body.clone();
+            s.body.clone()
+        } else {
+            kept.lock().unwrap().clone()
+        };
+        let mut r = Response::new(Full::new(body));
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        r
+    })
+}
+
 /// An in-process hyper upstream that records every request.
 pub struct Recorder {
     pub addr: SocketAddr,
