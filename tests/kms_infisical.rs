@@ -1,7 +1,10 @@
 //! The Infisical KMS face end to end: sealgate started in-process with its
 //! KMS listener, raw HTTP for every error status and shape, the official
-//! `infisicalsdk` client through tests/sdk/infisical_flow.py, and token
-//! expiry with a hand-driven clock.
+//! `infisicalsdk` client through tests/sdk/infisical_flow.py (key life
+//! cycle) and tests/sdk/infisical_sign_flow.py (sign-verify and aes-128-gcm
+//! keys, signatures checked with Python's `cryptography`), and token expiry
+//! with a hand-driven clock. Signatures are also checked here with aws-lc-rs
+//! directly against the public key the face returns.
 
 mod common;
 
@@ -400,25 +403,249 @@ async fn validation_failures_are_422_with_a_list_of_issues() {
     k.app.shutdown().await;
 }
 
+async fn create_kind(
+    k: &Kms,
+    tok: &str,
+    project: &str,
+    name: &str,
+    usage: &str,
+    alg: &str,
+) -> Value {
+    let body =
+        json!({"projectId": project, "name": name, "keyUsage": usage, "encryptionAlgorithm": alg})
+            .to_string();
+    let (s, _, v) = call(
+        "POST",
+        &format!("{}/api/v1/kms/keys", k.base),
+        Some(tok),
+        &body,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    v["key"].clone()
+}
+
+/// `METHOD /api/v1/kms/keys/{id}/{route}` with a body.
+async fn key_call(k: &Kms, tok: &str, m: &str, id: &str, route: &str, body: &str) -> (u16, Value) {
+    let (s, _, v) = call(
+        m,
+        &format!("{}/api/v1/kms/keys/{id}/{route}", k.base),
+        Some(tok),
+        body,
+    )
+    .await;
+    (s, v)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// aws-lc-rs's verification scheme for an Infisical signing algorithm name,
+/// straight from the library (no sealgate code).
+fn lc_scheme(alg: &str) -> &'static dyn aws_lc_rs::signature::VerificationAlgorithm {
+    use aws_lc_rs::signature::*;
+    match alg {
+        "RSASSA_PSS_SHA_256" => &RSA_PSS_2048_8192_SHA256,
+        "RSASSA_PSS_SHA_384" => &RSA_PSS_2048_8192_SHA384,
+        "RSASSA_PSS_SHA_512" => &RSA_PSS_2048_8192_SHA512,
+        "RSASSA_PKCS1_V1_5_SHA_256" => &RSA_PKCS1_2048_8192_SHA256,
+        "RSASSA_PKCS1_V1_5_SHA_384" => &RSA_PKCS1_2048_8192_SHA384,
+        "RSASSA_PKCS1_V1_5_SHA_512" => &RSA_PKCS1_2048_8192_SHA512,
+        "ECDSA_SHA_256" => &ECDSA_P256_SHA256_ASN1,
+        other => panic!("no scheme for {other}"),
+    }
+}
+
+fn lc_verifies(spki: &[u8], alg: &str, message: &[u8], sig: &[u8]) -> bool {
+    aws_lc_rs::signature::UnparsedPublicKey::new(lc_scheme(alg), spki)
+        .verify(message, sig)
+        .is_ok()
+}
+
 #[tokio::test]
-async fn unsupported_algorithms_and_asymmetric_routes_are_400() {
+async fn sign_verify_keys_sign_and_verify_over_raw_http() {
     let k = start().await;
     let tok = token(&k).await;
-    let key = create_key(&k, &tok, "p", "sym").await;
-    let id = key["id"].as_str().unwrap();
-    for body in [
-        r#"{"projectId": "p", "name": "a", "encryptionAlgorithm": "aes-128-gcm"}"#,
-        r#"{"projectId": "p", "name": "b", "keyUsage": "sign-verify", "encryptionAlgorithm": "ECC_NIST_P256"}"#,
+    let rsa = create_kind(&k, &tok, "p", "rsa", "sign-verify", "RSA_4096").await;
+    let ecc = create_kind(&k, &tok, "p", "ecc", "sign-verify", "ECC_NIST_P256").await;
+    for (key, alg, usage) in [
+        (
+            &rsa,
+            "RSA_4096",
+            sealgate::keys::KeyUsage::AsymmetricSignVerifyRsa4096,
+        ),
+        (
+            &ecc,
+            "ECC_NIST_P256",
+            sealgate::keys::KeyUsage::AsymmetricSignVerifyEcc,
+        ),
     ] {
+        assert_eq!(key["keyUsage"], "sign-verify", "{key}");
+        assert_eq!(key["encryptionAlgorithm"], alg, "{key}");
+        assert_eq!(key["version"], 1, "{key}");
+        let id = key["id"].as_str().unwrap();
+        assert_eq!(k.app.store.describe(id).unwrap().key_usage, usage);
+        // get and list show the same kind
         let (s, _, v) = call(
-            "POST",
-            &format!("{}/api/v1/kms/keys", k.base),
+            "GET",
+            &format!("{}/api/v1/kms/keys/{id}", k.base),
             Some(&tok),
-            body,
+            "",
         )
         .await;
-        assert_error(s, &v, 400, "BadRequest");
+        assert_eq!((s, &v["key"]["encryptionAlgorithm"]), (200, &json!(alg)));
     }
+
+    let message = b"release v1.2.3";
+    for (key, want_algs, spki_len) in [
+        (
+            &rsa,
+            vec![
+                "RSASSA_PSS_SHA_512",
+                "RSASSA_PSS_SHA_384",
+                "RSASSA_PSS_SHA_256",
+                "RSASSA_PKCS1_V1_5_SHA_512",
+                "RSASSA_PKCS1_V1_5_SHA_384",
+                "RSASSA_PKCS1_V1_5_SHA_256",
+            ],
+            550,
+        ),
+        (&ecc, vec!["ECDSA_SHA_256"], 91),
+    ] {
+        let id = key["id"].as_str().unwrap();
+        let (s, v) = key_call(&k, &tok, "GET", id, "signing-algorithms", "").await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v, json!({ "signingAlgorithms": want_algs }));
+        let (s, v) = key_call(&k, &tok, "GET", id, "public-key", "").await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+        let spki = base64_decode(v["publicKey"].as_str().unwrap());
+        assert_eq!(spki.len(), spki_len, "DER SubjectPublicKeyInfo");
+        for alg in want_algs {
+            let body = json!({"signingAlgorithm": alg, "data": b64(message)}).to_string();
+            let (s, v) = key_call(&k, &tok, "POST", id, "sign", &body).await;
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(v["keyId"], id);
+            assert_eq!(v["signingAlgorithm"], alg);
+            let sig = base64_decode(v["signature"].as_str().unwrap());
+            // checked with aws-lc-rs directly against the returned public key
+            assert!(lc_verifies(&spki, alg, message, &sig), "{alg}");
+            assert!(!lc_verifies(&spki, alg, b"release v1.2.4", &sig), "{alg}");
+            for (data, valid) in [(&message[..], true), (b"release v1.2.4", false)] {
+                let body =
+                    json!({"signingAlgorithm": alg, "data": b64(data), "signature": b64(&sig)})
+                        .to_string();
+                let (s, v) = key_call(&k, &tok, "POST", id, "verify", &body).await;
+                assert_eq!(s, 200, "{v}");
+                assert_eq!(
+                    v,
+                    json!({"signatureValid": valid, "keyId": id, "signingAlgorithm": alg})
+                );
+            }
+        }
+    }
+
+    // a digest: PKCS#1 v1.5 is deterministic, so signing the digest gives
+    // the very signature of the message
+    let rsa_id = rsa["id"].as_str().unwrap();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
+    let mut sigs = Vec::new();
+    for (data, is_digest) in [(digest.as_ref(), true), (&message[..], false)] {
+        let body = json!({"signingAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256", "isDigest": is_digest, "data": b64(data)})
+            .to_string();
+        let (s, v) = key_call(&k, &tok, "POST", rsa_id, "sign", &body).await;
+        assert_eq!(s, 200, "{v}");
+        sigs.push(v["signature"].clone());
+    }
+    assert_eq!(sigs[0], sigs[1]);
+    let body = json!({"signingAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256", "isDigest": true, "data": b64(digest.as_ref()), "signature": sigs[0]})
+        .to_string();
+    let (s, v) = key_call(&k, &tok, "POST", rsa_id, "verify", &body).await;
+    assert_eq!((s, &v["signatureValid"]), (200, &json!(true)), "{v}");
+    // ECDSA over a digest verifies as a signature over the message
+    let ecc_id = ecc["id"].as_str().unwrap();
+    let (_, v) = key_call(&k, &tok, "GET", ecc_id, "public-key", "").await;
+    let ecc_spki = base64_decode(v["publicKey"].as_str().unwrap());
+    let body =
+        json!({"signingAlgorithm": "ECDSA_SHA_256", "isDigest": true, "data": b64(digest.as_ref())})
+            .to_string();
+    let (s, v) = key_call(&k, &tok, "POST", ecc_id, "sign", &body).await;
+    assert_eq!(s, 200, "{v}");
+    let sig = base64_decode(v["signature"].as_str().unwrap());
+    assert!(lc_verifies(&ecc_spki, "ECDSA_SHA_256", message, &sig));
+
+    // garbage and another key's signatures do not verify: false, not an error
+    for (id, alg, sig) in [
+        (ecc_id, "ECDSA_SHA_256", b64(b"not a signature")),
+        (
+            ecc_id,
+            "ECDSA_SHA_256",
+            sigs[0].as_str().unwrap().to_string(),
+        ),
+        (rsa_id, "RSASSA_PSS_SHA_256", b64(&[0u8; 512])),
+    ] {
+        let body =
+            json!({"signingAlgorithm": alg, "data": b64(message), "signature": sig}).to_string();
+        let (s, v) = key_call(&k, &tok, "POST", id, "verify", &body).await;
+        assert_eq!((s, &v["signatureValid"]), (200, &json!(false)), "{v}");
+    }
+
+    // refused combinations: 400 with Infisical's messages
+    let cases = [
+        (
+            ecc_id,
+            "sign",
+            json!({"signingAlgorithm": "RSASSA_PSS_SHA_256", "data": "aGk="}),
+            "KMS ECC_NIST_P256 key cannot be used with RSASSA_PSS_SHA_256",
+        ),
+        (
+            rsa_id,
+            "verify",
+            json!({"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk=", "signature": "aGk="}),
+            "KMS RSA_4096 key cannot be used with ECDSA_SHA_256",
+        ),
+        (
+            ecc_id,
+            "sign",
+            json!({"signingAlgorithm": "ECDSA_SHA_384", "data": "aGk="}),
+            "KMS ECC_NIST_P256 key cannot be used with ECDSA_SHA_384 on this server: it signs ECC_NIST_P256 with ECDSA_SHA_256 only",
+        ),
+        (
+            rsa_id,
+            "sign",
+            json!({"signingAlgorithm": "RSASSA_PSS_SHA_256", "isDigest": true, "data": b64(digest.as_ref())}),
+            "RSA PSS does not support digested input",
+        ),
+        (
+            rsa_id,
+            "sign",
+            json!({"signingAlgorithm": "RSASSA_PKCS1_V1_5_SHA_512", "isDigest": true, "data": b64(digest.as_ref())}),
+            "Failed to sign RSA digest with RSASSA_PKCS1_V1_5_SHA_512 due to signing error. Ensure that your digest is hashed with SHA512.",
+        ),
+        (
+            ecc_id,
+            "verify",
+            json!({"signingAlgorithm": "ECDSA_SHA_256", "isDigest": true, "data": "aGk=", "signature": "aGk="}),
+            "Failed to verify ECC digest with ECDSA_SHA_256 due to verifying error. Ensure that your digest is hashed with SHA256.",
+        ),
+    ];
+    for (id, route, body, message) in cases {
+        let (s, v) = key_call(&k, &tok, "POST", id, route, &body.to_string()).await;
+        assert_error(s, &v, 400, "BadRequest");
+        assert_eq!(v["message"], message);
+    }
+
+    // a disabled key neither signs nor shows its public key
+    let (s, _, v) = call(
+        "PATCH",
+        &format!("{}/api/v1/kms/keys/{ecc_id}", k.base),
+        Some(&tok),
+        r#"{"isDisabled": true}"#,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
     for (m, route, body) in [
         ("GET", "public-key", ""),
         ("GET", "signing-algorithms", ""),
@@ -427,25 +654,244 @@ async fn unsupported_algorithms_and_asymmetric_routes_are_400() {
             "sign",
             r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk="}"#,
         ),
+    ] {
+        let (s, v) = key_call(&k, &tok, m, ecc_id, route, body).await;
+        assert_error(s, &v, 400, "BadRequest");
+        assert_eq!(v["message"], "Key is disabled");
+    }
+    k.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn aes_128_keys_and_the_wrong_kind_of_key_for_a_route() {
+    let k = start().await;
+    let tok = token(&k).await;
+    let aes128 = create_kind(&k, &tok, "p", "short", "encrypt-decrypt", "aes-128-gcm").await;
+    assert_eq!(aes128["encryptionAlgorithm"], "aes-128-gcm");
+    assert_eq!(aes128["keyUsage"], "encrypt-decrypt");
+    let id = aes128["id"].as_str().unwrap();
+    assert_eq!(
+        k.app.store.describe(id).unwrap().key_usage,
+        sealgate::keys::KeyUsage::EncryptDecryptAes128
+    );
+    let (s, v) = key_call(
+        &k,
+        &tok,
+        "POST",
+        id,
+        "encrypt",
+        r#"{"plaintext": "c2VjcmV0"}"#,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let ct = v["ciphertext"].as_str().unwrap().to_string();
+    assert_eq!(
+        k.app
+            .store
+            .decrypt(&base64_decode(&ct), b"")
+            .unwrap()
+            .plaintext
+            .expose(),
+        b"secret"
+    );
+    let (s, v) = key_call(
+        &k,
+        &tok,
+        "POST",
+        id,
+        "decrypt",
+        &json!({ "ciphertext": ct }).to_string(),
+    )
+    .await;
+    assert_eq!((s, &v["plaintext"]), (200, &json!("c2VjcmV0")), "{v}");
+
+    // the symmetric keys refuse the sign-verify routes
+    let sym = create_key(&k, &tok, "p", "sym").await;
+    for key in [&aes128, &sym] {
+        let id = key["id"].as_str().unwrap();
+        for (m, route, body) in [
+            ("GET", "public-key", ""),
+            (
+                "POST",
+                "sign",
+                r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk="}"#,
+            ),
+            (
+                "POST",
+                "verify",
+                r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk=", "signature": "aGk="}"#,
+            ),
+        ] {
+            let (s, v) = key_call(&k, &tok, m, id, route, body).await;
+            assert_error(s, &v, 400, "BadRequest");
+            assert_eq!(
+                v["message"],
+                "Unsupported key type, expected sign-verify but got encrypt-decrypt"
+            );
+        }
+        let (s, v) = key_call(&k, &tok, "GET", id, "signing-algorithms", "").await;
+        assert_error(s, &v, 400, "BadRequest");
+        assert_eq!(
+            v["message"],
+            format!("Key with ID '{id}' is not intended for signing")
+        );
+    }
+    // and the sign-verify keys refuse encrypt and decrypt
+    let rsa = create_kind(&k, &tok, "p", "rsa", "sign-verify", "RSA_4096").await;
+    let rsa_id = rsa["id"].as_str().unwrap();
+    for (route, body) in [
+        ("encrypt", r#"{"plaintext": "aGk="}"#.to_string()),
+        ("decrypt", json!({ "ciphertext": ct }).to_string()),
+    ] {
+        let (s, v) = key_call(&k, &tok, "POST", rsa_id, route, &body).await;
+        assert_error(s, &v, 400, "BadRequest");
+        assert_eq!(
+            v["message"],
+            "Unsupported key type, expected encrypt-decrypt but got sign-verify"
+        );
+    }
+    // usage and algorithm must agree (422, as Infisical's schema refines)
+    for (body, message) in [
         (
-            "POST",
-            "verify",
-            r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk=", "signature": "aGk="}"#,
+            r#"{"projectId": "p", "name": "b", "keyUsage": "sign-verify", "encryptionAlgorithm": "aes-128-gcm"}"#,
+            "encryptionAlgorithm must be a valid asymmetric sign-verify algorithm. Valid options are: RSA_4096, ECC_NIST_P256",
+        ),
+        (
+            r#"{"projectId": "p", "name": "b", "keyUsage": "sign-verify"}"#,
+            "encryptionAlgorithm must be a valid asymmetric sign-verify algorithm. Valid options are: RSA_4096, ECC_NIST_P256",
+        ),
+        (
+            r#"{"projectId": "p", "name": "b", "encryptionAlgorithm": "ECC_NIST_P256"}"#,
+            "encryptionAlgorithm must be a valid symmetric encryption algorithm. Valid options are: aes-256-gcm, aes-128-gcm",
         ),
     ] {
         let (s, _, v) = call(
-            m,
-            &format!("{}/api/v1/kms/keys/{id}/{route}", k.base),
+            "POST",
+            &format!("{}/api/v1/kms/keys", k.base),
             Some(&tok),
             body,
         )
         .await;
-        assert_error(s, &v, 400, "BadRequest");
+        assert_error(s, &v, 422, "ValidationFailure");
+        assert_eq!(v["message"][0]["message"], message, "{v}");
+    }
+    k.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sign_verify_routes_validate_404_and_403() {
+    let k = start().await;
+    let tok = token(&k).await;
+    let rsa = create_kind(&k, &tok, "p", "rsa", "sign-verify", "RSA_4096").await;
+    let id = rsa["id"].as_str().unwrap();
+    let big = b64(&[0u8; 4097]);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "verify",
+            r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk="}"#.into(),
+            "Required",
+        ),
+        (
+            "sign",
+            r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk=", "isDigest": "yes"}"#.into(),
+            "Expected boolean, received string",
+        ),
+        (
+            "sign",
+            r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "not base64!"}"#.into(),
+            "data must be base64 encoded",
+        ),
+        (
+            "verify",
+            r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk=", "signature": "%%"}"#.into(),
+            "signature must be base64 encoded",
+        ),
+        (
+            "sign",
+            json!({"signingAlgorithm": "ECDSA_SHA_256", "data": big}).to_string(),
+            "data cannot exceed 4096 bytes",
+        ),
+        (
+            "sign",
+            r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk=", "signature": "aGk="}"#.into(),
+            "Unrecognized key(s) in object: 'signature'",
+        ),
+        ("sign", r#"{"data": "aGk="}"#.into(), "Required"),
+    ];
+    for (route, body, message) in cases {
+        let (s, v) = key_call(&k, &tok, "POST", id, route, &body).await;
+        assert_error(s, &v, 422, "ValidationFailure");
+        let issues = v["message"].as_array().unwrap_or_else(|| panic!("{v}"));
         assert!(
-            v["message"].as_str().unwrap().contains("sign-verify"),
-            "{v}"
+            issues.iter().any(|i| i["message"] == message),
+            "{route} {body}: {v}"
         );
     }
+    // unknown key: 404 on every route (the body is valid)
+    let nobody = "0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b";
+    let sign = r#"{"signingAlgorithm": "RSASSA_PSS_SHA_256", "data": "aGk="}"#;
+    let verify =
+        r#"{"signingAlgorithm": "RSASSA_PSS_SHA_256", "data": "aGk=", "signature": "aGk="}"#;
+    let routes = [
+        ("GET", "public-key", ""),
+        ("GET", "signing-algorithms", ""),
+        ("POST", "sign", sign),
+        ("POST", "verify", verify),
+    ];
+    for (m, route, body) in routes {
+        let (s, v) = key_call(&k, &tok, m, nobody, route, body).await;
+        assert_error(s, &v, 404, "NotFound");
+        assert_eq!(v["message"], format!("Key with ID {nobody} not found"));
+    }
+    // a credential limited to other keys: 403
+    let other = create_key(&k, &tok, "p", "other").await;
+    let limited = k
+        .app
+        .store
+        .create_credential(Some(vec![other["id"].as_str().unwrap().to_string()]))
+        .unwrap();
+    let secret = String::from_utf8(limited.secret.expose().to_vec()).unwrap();
+    let (_, v) = login(&k, &limited.id, &secret).await;
+    let ltok = v["accessToken"].as_str().unwrap().to_string();
+    for (m, route, body) in routes {
+        let (s, v) = key_call(&k, &ltok, m, id, route, body).await;
+        assert_error(s, &v, 403, "PermissionDenied");
+    }
+    k.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sign_and_verify_are_writes_public_key_and_algorithms_are_reads() {
+    let k = start_with(&[
+        ("infisical_write_per_minute", 3),
+        ("infisical_read_per_minute", 2),
+    ])
+    .await;
+    let tok = token(&k).await;
+    let key = create_kind(&k, &tok, "p", "ecc", "sign-verify", "ECC_NIST_P256").await; // write 1
+    let id = key["id"].as_str().unwrap();
+    let sign = r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk="}"#;
+    let (s, v) = key_call(&k, &tok, "POST", id, "sign", sign).await; // write 2
+    assert_eq!(s, 200, "{v}");
+    let verify =
+        json!({"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk=", "signature": v["signature"]})
+            .to_string();
+    assert_eq!(
+        key_call(&k, &tok, "POST", id, "verify", &verify).await.0,
+        200
+    ); // write 3
+    let (s, v) = key_call(&k, &tok, "POST", id, "sign", sign).await;
+    assert_error(s, &v, 429, "RateLimitExceeded");
+    // reads have their own bucket: 2 of them, then 429
+    assert_eq!(key_call(&k, &tok, "GET", id, "public-key", "").await.0, 200);
+    assert_eq!(
+        key_call(&k, &tok, "GET", id, "signing-algorithms", "")
+            .await
+            .0,
+        200
+    );
+    let (s, v) = key_call(&k, &tok, "GET", id, "public-key", "").await;
+    assert_error(s, &v, 429, "RateLimitExceeded");
     k.app.shutdown().await;
 }
 
@@ -739,6 +1185,7 @@ async fn official_infisical_sdk_drives_the_key_life_cycle() {
         "list_search",
         "disable",
         "encrypt_refused_when_disabled",
+        "asymmetric_algorithm_without_usage",
         "delete",
         "deleted_key_gone",
         "done",
@@ -746,6 +1193,84 @@ async fn official_infisical_sdk_drives_the_key_life_cycle() {
         assert!(
             steps.iter().any(|s| s["step"] == want && s["ok"] == true),
             "step {want} missing:\n{stdout}"
+        );
+    }
+    k.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_infisical_sdk_signs_verifies_and_uses_aes_128_keys() {
+    let k = start().await;
+    let python = sdk_python();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/infisical_sign_flow.py");
+    let (host, id, secret) = (k.base.clone(), k.id.clone(), k.secret.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args([
+                "--host",
+                &host,
+                "--client-id",
+                &id,
+                "--client-secret",
+                &secret,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "infisical_sign_flow.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut want = vec![
+        "login",
+        "create_RSA_4096",
+        "create_ECC_NIST_P256",
+        "get_key_by_id_parses",
+        "list_keys_parses",
+        "signing_algorithms_RSA_4096",
+        "signing_algorithms_ECC_NIST_P256",
+        "public_key_RSA_4096",
+        "public_key_ECC_NIST_P256",
+        "sign_digest_RSASSA_PKCS1_V1_5_SHA_256",
+        "sign_digest_ECDSA_SHA_256",
+        "pss_digest_refused",
+        "create_aes_128",
+        "aes_128_round_trip",
+        "sign_with_encrypt_key",
+        "encrypt_with_sign_key",
+        "done",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    for alg in [
+        "RSASSA_PSS_SHA_512",
+        "RSASSA_PSS_SHA_384",
+        "RSASSA_PSS_SHA_256",
+        "RSASSA_PKCS1_V1_5_SHA_512",
+        "RSASSA_PKCS1_V1_5_SHA_384",
+        "RSASSA_PKCS1_V1_5_SHA_256",
+        "ECDSA_SHA_256",
+    ] {
+        for step in ["sign", "independent_verify", "independent_rejects_tampered"] {
+            want.push(format!("{step}_{alg}"));
+        }
+        want.push(format!("verify_{alg}_True"));
+        want.push(format!("verify_{alg}_False"));
+    }
+    for w in want {
+        assert!(
+            steps.iter().any(|s| s["step"] == w && s["ok"] == true),
+            "step {w} missing:\n{stdout}"
         );
     }
     k.app.shutdown().await;

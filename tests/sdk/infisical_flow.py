@@ -127,9 +127,11 @@ def run(host, client_id, client_secret):
                                   encryption_algorithm=SymmetricEncryption.AES_GCM_256)
     check("name_reusable_after_delete", again.id != key.id and again.name == "flow-z")
 
-    expect_api_error("aes_128_refused", 400,
-                     lambda: client.kms.create_key(name="flow-128", project_id=project,
-                                                   encryption_algorithm=SymmetricEncryption.AES_GCM_128))
+    # a sign-verify algorithm for an encrypt-decrypt key (the SDK sends no keyUsage)
+    expect_api_error("asymmetric_algorithm_without_usage", 422,
+                     lambda: client.kms.create_key(name="flow-rsa", project_id=project,
+                                                   encryption_algorithm="RSA_4096"),
+                     "valid symmetric encryption algorithm")
 
     bad = InfisicalSDKClient(host=host, cache_ttl=None)
     expect_api_error("wrong_secret", 401,

@@ -15,12 +15,19 @@
 //! `clientId` / `clientSecret`. A credential limited to some keys sees and
 //! uses only those, and may not create keys.
 //!
-//! Scope: the store holds symmetric AES-256 material only, so keys are
-//! `encrypt-decrypt` / `aes-256-gcm`; creating `aes-128-gcm` or
-//! `sign-verify` (RSA_4096, ECC_NIST_P256) keys is refused with 400, and
-//! `/public-key`, `/signing-algorithms`, `/sign`, `/verify` answer 400 for
-//! every key (after validating their input), as Infisical does for a
-//! symmetric key.
+//! Key kinds, as Infisical names them (`keyUsage` / `encryptionAlgorithm`):
+//! `encrypt-decrypt` / `aes-256-gcm` and `aes-128-gcm` (store usages
+//! `EncryptDecrypt`, `EncryptDecryptAes128`), `sign-verify` / `RSA_4096` and
+//! `ECC_NIST_P256` (`AsymmetricSignVerifyRsa4096`, `AsymmetricSignVerifyEcc`).
+//! Sign-verify keys answer `/public-key` (Base64 DER SubjectPublicKeyInfo),
+//! `/signing-algorithms`, `/sign` and `/verify` through
+//! [`KeyStore::with_private_key`]; RSA signs with RSASSA-PSS and
+//! PKCS#1 v1.5 over SHA-256/384/512, P-256 with ECDSA over SHA-256 only
+//! (aws-lc-rs pairs P-256 with SHA-256; Infisical also offers SHA-384/512
+//! there). As in Infisical, a digest (`isDigest`) is refused for RSASSA-PSS,
+//! and a signature that does not verify is `signatureValid: false`, not an
+//! error. The wrong kind of key for a route is 400 with Infisical's message
+//! (`Unsupported key type, expected sign-verify but got encrypt-decrypt`).
 
 pub mod names;
 pub mod tokens;
@@ -39,6 +46,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::{Face, KmsRequest};
+use crate::keys::asymmetric::{SignInput, SigningAlgorithm};
 use crate::keys::blob::blob_cmk;
 use crate::keys::{CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyState, KeyStore, Tag};
 use crate::ratelimit::{Clock as RateClock, Quota, RateLimiter, SystemClock};
@@ -175,6 +183,29 @@ enum Route<'a> {
     SigningAlgorithms(&'a str),
     Sign(&'a str),
     Verify(&'a str),
+}
+
+impl Route<'_> {
+    /// The limiter class besides the global one: Infisical's `readLimit`
+    /// for its GET routes, `writeLimit` for the others (encrypt, decrypt,
+    /// sign and verify included); login has its own.
+    fn class(self) -> &'static str {
+        match self {
+            Route::Login => LOGIN,
+            Route::List
+            | Route::Get(_)
+            | Route::ByName(_)
+            | Route::PublicKey(_)
+            | Route::SigningAlgorithms(_) => READ,
+            Route::Create
+            | Route::Update(_)
+            | Route::Delete(_)
+            | Route::Encrypt(_)
+            | Route::Decrypt(_)
+            | Route::Sign(_)
+            | Route::Verify(_) => WRITE,
+        }
+    }
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
@@ -361,7 +392,10 @@ impl<C: RateClock> InfisicalFace<C> {
                     .unwrap_or_else(|| meta.key_id.to_string()),
             ),
         };
+        let (key_usage, algorithm) = wire::key_kind(meta.key_usage);
         KeyView {
+            key_usage,
+            algorithm,
             id: meta.key_id.to_string(),
             name,
             description: meta.description.clone(),
@@ -405,17 +439,14 @@ impl<C: RateClock> InfisicalFace<C> {
 
     fn create(&self, identity: &str, req: &KmsRequest) -> Result<Value, ApiError> {
         let body = wire::parse_create(&req.body)?;
-        if body.key_usage == "sign-verify" {
-            return Err(ApiError::bad_request(
-                "sign-verify keys are not supported: this server's key store holds symmetric aes-256-gcm keys only",
-            ));
-        }
-        if body.encryption_algorithm != "aes-256-gcm" {
-            return Err(ApiError::bad_request(format!(
-                "encryptionAlgorithm {} is not supported: this server's key store holds aes-256-gcm keys only",
-                body.encryption_algorithm
-            )));
-        }
+        // parse_create refused every other pair (422)
+        let key_usage =
+            wire::store_usage(&body.key_usage, &body.encryption_algorithm).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "encryptionAlgorithm {} is not supported for {} keys",
+                    body.encryption_algorithm, body.key_usage
+                ))
+            })?;
         if !self.unrestricted(identity) {
             return Err(ApiError::permission_denied(
                 "You are not allowed to create keys: this identity is limited to some keys",
@@ -431,6 +462,7 @@ impl<C: RateClock> InfisicalFace<C> {
                     tag_value: body.project_id.clone(),
                 }],
                 owner: identity.to_string(),
+                key_usage,
                 ..CreateKeyRequest::default()
             })
             .map_err(|e| match e {
@@ -579,6 +611,7 @@ impl<C: RateClock> InfisicalFace<C> {
         wire::check_key_id(key_id)?;
         let plaintext = zeroize::Zeroizing::new(wire::parse_encrypt(&req.body)?);
         let meta = self.load(identity, key_id)?;
+        require_kind(&meta, wire::ENCRYPT_DECRYPT)?;
         let ct = self
             .store
             .encrypt(&meta.key_id.to_string(), &plaintext, b"")
@@ -590,6 +623,7 @@ impl<C: RateClock> InfisicalFace<C> {
         wire::check_key_id(key_id)?;
         let blob = wire::parse_decrypt(&req.body)?;
         let meta = self.load(identity, key_id)?;
+        require_kind(&meta, wire::ENCRYPT_DECRYPT)?;
         let cmk = blob_cmk(&blob)
             .map_err(|_| ApiError::bad_request("Failed to decrypt: invalid ciphertext"))?;
         if KeyId::from_bytes(cmk.key_id) != meta.key_id {
@@ -601,13 +635,76 @@ impl<C: RateClock> InfisicalFace<C> {
         Ok(json!({"plaintext": wire::b64(opened.plaintext.expose())}))
     }
 
-    fn asymmetric_only(&self, identity: &str, key_id: &str, what: &str) -> ApiError {
-        match self.load(identity, key_id) {
-            Err(e) => e,
-            Ok(_) => ApiError::bad_request(format!(
-                "Key usage must be sign-verify to {what}; this key is encrypt-decrypt (aes-256-gcm)"
-            )),
-        }
+    /// Runs `f` with the private key of a sign-verify key this identity may
+    /// use (after Infisical's checks: found, permitted, enabled, sign-verify).
+    fn with_signing_key<R>(
+        &self,
+        identity: &str,
+        key_id: &str,
+        f: impl FnOnce(&KeyMetadata, &crate::keys::asymmetric::PrivateKey) -> Result<R, ApiError>,
+    ) -> Result<R, ApiError> {
+        let meta = self.load(identity, key_id)?;
+        require_kind(&meta, wire::SIGN_VERIFY)?;
+        self.store
+            .with_private_key(&meta.key_id.to_string(), f)
+            .map_err(store_error)?
+    }
+
+    fn public_key(&self, identity: &str, key_id: &str) -> Result<Value, ApiError> {
+        let der = self.with_signing_key(identity, key_id, |_, pk| {
+            pk.public_key_der().map_err(store_error)
+        })?;
+        Ok(json!({"publicKey": wire::b64(&der)}))
+    }
+
+    fn signing_algorithms(&self, identity: &str, key_id: &str) -> Result<Value, ApiError> {
+        let meta = self.load(identity, key_id)?;
+        usable(&meta)?;
+        let spec = meta
+            .key_usage
+            .asymmetric_spec()
+            .filter(|_| meta.key_usage.is_signing())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Key with ID '{}' is not intended for signing",
+                    meta.key_id
+                ))
+            })?;
+        Ok(json!({"signingAlgorithms": wire::signing_algorithm_names(spec.signing_algorithms())}))
+    }
+
+    fn sign(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+        wire::check_key_id(key_id)?;
+        let body = wire::parse_sign(&req.body, false)?;
+        let data = zeroize::Zeroizing::new(body.data);
+        let (id, signature) = self.with_signing_key(identity, key_id, |meta, pk| {
+            let alg = scheme_for(meta, &body.signing_algorithm, body.is_digest)?;
+            let input = sign_input(alg, &data, body.is_digest, "sign")?;
+            let sig = pk.sign(alg, input).map_err(store_error)?;
+            Ok((meta.key_id, sig))
+        })?;
+        Ok(json!({
+            "signature": wire::b64(&signature),
+            "keyId": id.to_string(),
+            "signingAlgorithm": body.signing_algorithm,
+        }))
+    }
+
+    fn verify(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+        wire::check_key_id(key_id)?;
+        let body = wire::parse_sign(&req.body, true)?;
+        let signature = body.signature.unwrap_or_default();
+        let (id, valid) = self.with_signing_key(identity, key_id, |meta, pk| {
+            let alg = scheme_for(meta, &body.signing_algorithm, body.is_digest)?;
+            let input = sign_input(alg, &body.data, body.is_digest, "verify")?;
+            let valid = pk.verify(alg, input, &signature).map_err(store_error)?;
+            Ok((meta.key_id, valid))
+        })?;
+        Ok(json!({
+            "signatureValid": valid,
+            "keyId": id.to_string(),
+            "signingAlgorithm": body.signing_algorithm,
+        }))
     }
 
     fn dispatch(&self, req: &KmsRequest) -> Result<Value, ApiError> {
@@ -620,14 +717,7 @@ impl<C: RateClock> InfisicalFace<C> {
         }
         let identity = self.authenticate(req)?;
         self.limit(&identity, GLOBAL)?;
-        self.limit(
-            &identity,
-            if req.method == Method::GET {
-                READ
-            } else {
-                WRITE
-            },
-        )?;
+        self.limit(&identity, r.class())?;
         match r {
             Route::Login => self.login(req),
             Route::List => self.list(&identity, req),
@@ -641,22 +731,98 @@ impl<C: RateClock> InfisicalFace<C> {
             Route::Delete(id) => self.delete(&identity, id),
             Route::Encrypt(id) => self.encrypt(&identity, id, req),
             Route::Decrypt(id) => self.decrypt(&identity, id, req),
-            Route::PublicKey(id) => Err(self.asymmetric_only(&identity, id, "get a public key")),
-            Route::SigningAlgorithms(id) => {
-                Err(self.asymmetric_only(&identity, id, "list signing algorithms"))
-            }
-            Route::Sign(id) => {
-                wire::check_key_id(id)?;
-                wire::parse_sign(&req.body, false)?;
-                Err(self.asymmetric_only(&identity, id, "sign"))
-            }
-            Route::Verify(id) => {
-                wire::check_key_id(id)?;
-                wire::parse_sign(&req.body, true)?;
-                Err(self.asymmetric_only(&identity, id, "verify"))
-            }
+            Route::PublicKey(id) => self.public_key(&identity, id),
+            Route::SigningAlgorithms(id) => self.signing_algorithms(&identity, id),
+            Route::Sign(id) => self.sign(&identity, id, req),
+            Route::Verify(id) => self.verify(&identity, id, req),
         }
     }
+}
+
+/// 400 unless the key is enabled (Infisical checks `isDisabled` first).
+fn usable(meta: &KeyMetadata) -> Result<(), ApiError> {
+    match meta.key_state.unusable_error() {
+        None => Ok(()),
+        Some(e) => Err(store_error(e)),
+    }
+}
+
+/// 400 unless the key is enabled and of the `keyUsage` the route needs,
+/// with Infisical's message for the wrong kind.
+fn require_kind(meta: &KeyMetadata, want: &str) -> Result<(), ApiError> {
+    usable(meta)?;
+    let (got, algorithm) = wire::key_kind(meta.key_usage);
+    if got != want {
+        return Err(ApiError::bad_request(format!(
+            "Unsupported key type, expected {want} but got {got}"
+        )));
+    }
+    if want == wire::SIGN_VERIFY && meta.key_usage.asymmetric_spec().is_none() {
+        // SM2: the store holds no such keys, but say so if one shows up
+        return Err(ApiError::bad_request(format!(
+            "Unsupported sign/verify algorithm for sign/verify key: {algorithm}"
+        )));
+    }
+    Ok(())
+}
+
+/// The scheme of a signing algorithm name for this key: 400 with
+/// Infisical's message when the key's algorithm cannot use it, and for a
+/// digest under RSASSA-PSS (Infisical refuses those too).
+fn scheme_for(
+    meta: &KeyMetadata,
+    name: &str,
+    is_digest: bool,
+) -> Result<SigningAlgorithm, ApiError> {
+    let (_, key_alg) = wire::key_kind(meta.key_usage);
+    let supported = meta
+        .key_usage
+        .asymmetric_spec()
+        .map(|s| s.signing_algorithms())
+        .unwrap_or_default();
+    let Some(alg) = wire::signing_algorithm(name).filter(|a| supported.contains(a)) else {
+        let ecdsa_hash = name.starts_with("ECDSA") && key_alg.starts_with("ECC");
+        return Err(ApiError::bad_request(if ecdsa_hash {
+            format!(
+                "KMS {key_alg} key cannot be used with {name} on this server: it signs {key_alg} with {} only",
+                wire::signing_algorithm_names(supported).join(", ")
+            )
+        } else {
+            format!("KMS {key_alg} key cannot be used with {name}")
+        }));
+    };
+    if is_digest && name.starts_with("RSASSA_PSS") {
+        return Err(ApiError::bad_request(
+            "RSA PSS does not support digested input",
+        ));
+    }
+    Ok(alg)
+}
+
+/// The data as the message or its digest; a digest must be as long as the
+/// algorithm's hash (400 with Infisical's sign-time message otherwise).
+fn sign_input<'a>(
+    alg: SigningAlgorithm,
+    data: &'a [u8],
+    is_digest: bool,
+    what: &str,
+) -> Result<SignInput<'a>, ApiError> {
+    if !is_digest {
+        return Ok(SignInput::Raw(data));
+    }
+    if data.len() != alg.digest_len() {
+        let family = if wire::signing_algorithm_name(alg).starts_with("ECDSA") {
+            "ECC"
+        } else {
+            "RSA"
+        };
+        return Err(ApiError::bad_request(format!(
+            "Failed to {what} {family} digest with {} due to {what}ing error. Ensure that your digest is hashed with {}.",
+            wire::signing_algorithm_name(alg),
+            wire::hash_name(alg)
+        )));
+    }
+    Ok(SignInput::Digest(data))
 }
 
 impl<C: RateClock> Face for InfisicalFace<C> {
@@ -703,6 +869,54 @@ mod tests {
             route(&Method::GET, "/api/v1/auth/universal-auth/login"),
             None,
             "login is POST only"
+        );
+    }
+
+    #[test]
+    fn routes_fall_in_infisicals_limiter_classes() {
+        let id = "0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b";
+        let class = |m: Method, p: String| route(&m, &p).map(Route::class);
+        for sub in ["public-key", "signing-algorithms"] {
+            assert_eq!(
+                class(Method::GET, format!("/api/v1/kms/keys/{id}/{sub}")),
+                Some(READ)
+            );
+        }
+        for sub in ["sign", "verify", "encrypt", "decrypt"] {
+            assert_eq!(
+                class(Method::POST, format!("/api/v1/kms/keys/{id}/{sub}")),
+                Some(WRITE)
+            );
+        }
+        assert_eq!(class(Method::GET, "/api/v1/kms/keys".into()), Some(READ));
+        assert_eq!(class(Method::POST, "/api/v1/kms/keys".into()), Some(WRITE));
+        assert_eq!(
+            class(Method::POST, "/api/v1/auth/universal-auth/login".into()),
+            Some(LOGIN)
+        );
+    }
+
+    #[test]
+    fn digests_must_match_the_hash_length() {
+        let alg = SigningAlgorithm::RsaPkcs1Sha384;
+        assert_eq!(
+            sign_input(alg, &[0; 48], true, "sign").unwrap(),
+            SignInput::Digest(&[0; 48])
+        );
+        assert_eq!(
+            sign_input(alg, &[0; 5], false, "sign").unwrap(),
+            SignInput::Raw(&[0; 5])
+        );
+        let e = sign_input(alg, &[0; 32], true, "sign").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(
+            e.message,
+            "Failed to sign RSA digest with RSASSA_PKCS1_V1_5_SHA_384 due to signing error. Ensure that your digest is hashed with SHA384."
+        );
+        let e = sign_input(SigningAlgorithm::EcdsaP256Sha256, &[], true, "verify").unwrap_err();
+        assert_eq!(
+            e.message,
+            "Failed to verify ECC digest with ECDSA_SHA_256 due to verifying error. Ensure that your digest is hashed with SHA256."
         );
     }
 

@@ -11,7 +11,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+use crate::keys::asymmetric::SigningAlgorithm;
 use crate::keys::blob::BLOB_OVERHEAD;
+use crate::keys::KeyUsage;
 
 /// Largest plaintext (decoded) `encrypt` takes, and largest data `sign` takes.
 pub const MAX_PLAINTEXT: usize = 4096;
@@ -46,6 +48,96 @@ pub const SIGNING_ALGORITHMS: [&str; 9] = [
     "ECDSA_SHA_384",
     "ECDSA_SHA_256",
 ];
+
+// ---- key kinds and signing algorithms ---------------------------------------
+
+/// `keyUsage` of encrypt-decrypt keys.
+pub const ENCRYPT_DECRYPT: &str = "encrypt-decrypt";
+/// `keyUsage` of sign-verify keys.
+pub const SIGN_VERIFY: &str = "sign-verify";
+
+/// The store usage a created key gets for Infisical's `keyUsage` and
+/// `encryptionAlgorithm` (the key algorithm for sign-verify keys); `None`
+/// for a pair Infisical does not accept.
+pub fn store_usage(key_usage: &str, algorithm: &str) -> Option<KeyUsage> {
+    Some(match (key_usage, algorithm) {
+        (ENCRYPT_DECRYPT, "aes-256-gcm") => KeyUsage::EncryptDecrypt,
+        (ENCRYPT_DECRYPT, "aes-128-gcm") => KeyUsage::EncryptDecryptAes128,
+        (SIGN_VERIFY, "RSA_4096") => KeyUsage::AsymmetricSignVerifyRsa4096,
+        (SIGN_VERIFY, "ECC_NIST_P256") => KeyUsage::AsymmetricSignVerifyEcc,
+        _ => return None,
+    })
+}
+
+/// How a store key shows in the key object: `(keyUsage,
+/// encryptionAlgorithm)`. Infisical reports a sign-verify key's key
+/// algorithm in `encryptionAlgorithm`. Keys made by other faces with a
+/// usage Infisical has no name for show the store's usage name.
+pub fn key_kind(usage: KeyUsage) -> (&'static str, &'static str) {
+    match usage {
+        KeyUsage::EncryptDecrypt => (ENCRYPT_DECRYPT, "aes-256-gcm"),
+        KeyUsage::EncryptDecryptAes128 => (ENCRYPT_DECRYPT, "aes-128-gcm"),
+        KeyUsage::AsymmetricSignVerifyRsa4096 => (SIGN_VERIFY, "RSA_4096"),
+        KeyUsage::AsymmetricSignVerifyEcc => (SIGN_VERIFY, "ECC_NIST_P256"),
+        KeyUsage::AsymmetricSignVerifyRsa2048 => (SIGN_VERIFY, "RSA_2048"),
+        KeyUsage::AsymmetricSignVerifyEcdsa384 => (SIGN_VERIFY, "ECC_NIST_P384"),
+        KeyUsage::AsymmetricSignVerifySm2 => (SIGN_VERIFY, "SM2"),
+        KeyUsage::AsymmetricDecryptRsa2048 => (usage.as_str(), "RSA_2048"),
+        KeyUsage::AsymmetricDecryptSm2 => (usage.as_str(), "SM2"),
+    }
+}
+
+/// The scheme an Infisical signing algorithm name stands for. `ECDSA_SHA_256`
+/// is P-256 with SHA-256 and `ECDSA_SHA_384` P-384 with SHA-384 (the curves
+/// the store signs with those hashes); `ECDSA_SHA_512` has no scheme here.
+pub fn signing_algorithm(name: &str) -> Option<SigningAlgorithm> {
+    use SigningAlgorithm::*;
+    Some(match name {
+        "RSASSA_PSS_SHA_256" => RsaPssSha256,
+        "RSASSA_PSS_SHA_384" => RsaPssSha384,
+        "RSASSA_PSS_SHA_512" => RsaPssSha512,
+        "RSASSA_PKCS1_V1_5_SHA_256" => RsaPkcs1Sha256,
+        "RSASSA_PKCS1_V1_5_SHA_384" => RsaPkcs1Sha384,
+        "RSASSA_PKCS1_V1_5_SHA_512" => RsaPkcs1Sha512,
+        "ECDSA_SHA_256" => EcdsaP256Sha256,
+        "ECDSA_SHA_384" => EcdsaP384Sha384,
+        _ => return None,
+    })
+}
+
+/// The Infisical name of a signing scheme.
+pub fn signing_algorithm_name(alg: SigningAlgorithm) -> &'static str {
+    use SigningAlgorithm::*;
+    match alg {
+        RsaPssSha256 => "RSASSA_PSS_SHA_256",
+        RsaPssSha384 => "RSASSA_PSS_SHA_384",
+        RsaPssSha512 => "RSASSA_PSS_SHA_512",
+        RsaPkcs1Sha256 => "RSASSA_PKCS1_V1_5_SHA_256",
+        RsaPkcs1Sha384 => "RSASSA_PKCS1_V1_5_SHA_384",
+        RsaPkcs1Sha512 => "RSASSA_PKCS1_V1_5_SHA_512",
+        EcdsaP256Sha256 => "ECDSA_SHA_256",
+        EcdsaP384Sha384 => "ECDSA_SHA_384",
+    }
+}
+
+/// The names of `supported`, in Infisical's enum order (PSS, then
+/// PKCS#1 v1.5, then ECDSA; SHA-512 first), as `/signing-algorithms` lists them.
+pub fn signing_algorithm_names(supported: &[SigningAlgorithm]) -> Vec<&'static str> {
+    SIGNING_ALGORITHMS
+        .iter()
+        .copied()
+        .filter(|n| signing_algorithm(n).is_some_and(|a| supported.contains(&a)))
+        .collect()
+}
+
+/// Infisical's name of a hash in its digest messages (`SHA256`, …).
+pub fn hash_name(alg: SigningAlgorithm) -> &'static str {
+    match alg.digest_len() {
+        32 => "SHA256",
+        48 => "SHA384",
+        _ => "SHA512",
+    }
+}
 
 /// An error in Infisical's shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -772,6 +864,10 @@ pub struct KeyView {
     pub created_at: u64,
     /// Last change of material (creation or rotation), unix seconds.
     pub updated_at: u64,
+    /// `keyUsage` (see [`key_kind`]).
+    pub key_usage: &'static str,
+    /// `encryptionAlgorithm`: the cipher, or a sign-verify key's key algorithm.
+    pub algorithm: &'static str,
 }
 
 /// The key object: every field the SDK's `KmsKey` requires, plus
@@ -786,10 +882,10 @@ pub fn key_json(k: &KeyView) -> Value {
         "createdAt": iso_time(k.created_at),
         "updatedAt": iso_time(k.updated_at),
         "projectId": k.project_id,
-        "keyUsage": "encrypt-decrypt",
+        "keyUsage": k.key_usage,
         "kmipMetadata": Value::Null,
         "version": k.version,
-        "encryptionAlgorithm": "aes-256-gcm",
+        "encryptionAlgorithm": k.algorithm,
     })
 }
 
@@ -943,9 +1039,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.data, b"hi");
+        assert!(!s.is_digest);
+        assert_eq!(s.signature, None);
         let list =
             issues(parse_sign(br#"{"signingAlgorithm":"MD5","data":"aGk="}"#, true).unwrap_err());
         assert_eq!(list.len(), 2, "{list:?}");
+        assert_eq!(list[0]["path"], json!(["signature"]));
+        assert_eq!(list[0]["message"], "Required");
+        assert_eq!(list[1]["code"], "invalid_enum_value");
+        let v = parse_sign(
+            br#"{"signingAlgorithm":"RSASSA_PSS_SHA_256","isDigest":true,"data":"aGk=","signature":"AAE="}"#,
+            true,
+        )
+        .unwrap();
+        assert!(v.is_digest);
+        assert_eq!(v.signature.as_deref(), Some(&[0u8, 1][..]));
+        // sign takes no signature; isDigest is a boolean; Base64 and size checks
+        let list = issues(
+            parse_sign(
+                br#"{"signingAlgorithm":"ECDSA_SHA_256","data":"aGk=","signature":"aGk=","isDigest":1}"#,
+                false,
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(list[0]["code"], "unrecognized_keys");
+        assert_eq!(list[0]["keys"], json!(["signature"]));
+        assert_eq!(list[1]["message"], "Expected boolean, received number");
+        let list = issues(
+            parse_sign(
+                br#"{"signingAlgorithm":"ECDSA_SHA_256","data":"a b","signature":"!"}"#,
+                true,
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(list[0]["message"], "data must be base64 encoded");
+        assert_eq!(list[1]["message"], "signature must be base64 encoded");
+        let big = b64(&[0u8; 4097]);
+        let body = json!({"signingAlgorithm": "ECDSA_SHA_256", "data": big}).to_string();
+        let list = issues(parse_sign(body.as_bytes(), false).unwrap_err());
+        assert_eq!(list[0]["message"], "data cannot exceed 4096 bytes");
+        assert_eq!(list[0]["path"], json!(["data"]));
     }
 
     #[test]
@@ -960,6 +1093,8 @@ mod tests {
             version: 1,
             created_at: 1_700_000_000,
             updated_at: 1_700_000_000,
+            key_usage: SIGN_VERIFY,
+            algorithm: "RSA_4096",
         });
         for f in [
             "id",
@@ -976,6 +1111,69 @@ mod tests {
             assert!(v.get(f).is_some(), "{f}");
         }
         assert_eq!(v["createdAt"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(v["keyUsage"], "sign-verify");
+        assert_eq!(v["encryptionAlgorithm"], "RSA_4096");
+    }
+
+    #[test]
+    fn created_kinds_map_to_store_usages_and_back() {
+        for (usage, alg, want) in [
+            ("encrypt-decrypt", "aes-256-gcm", KeyUsage::EncryptDecrypt),
+            (
+                "encrypt-decrypt",
+                "aes-128-gcm",
+                KeyUsage::EncryptDecryptAes128,
+            ),
+            (
+                "sign-verify",
+                "RSA_4096",
+                KeyUsage::AsymmetricSignVerifyRsa4096,
+            ),
+            (
+                "sign-verify",
+                "ECC_NIST_P256",
+                KeyUsage::AsymmetricSignVerifyEcc,
+            ),
+        ] {
+            assert_eq!(store_usage(usage, alg), Some(want));
+            assert_eq!(key_kind(want), (usage, alg));
+        }
+        assert_eq!(store_usage("sign-verify", "aes-256-gcm"), None);
+        assert_eq!(store_usage("encrypt-decrypt", "RSA_4096"), None);
+        // every store usage has a face, sign-verify exactly for the signing ones
+        for u in KeyUsage::ALL {
+            assert_eq!(key_kind(u).0 == SIGN_VERIFY, u.is_signing(), "{u}");
+        }
+    }
+
+    #[test]
+    fn signing_algorithm_names_round_trip_and_follow_the_key_spec() {
+        use crate::keys::asymmetric::AsymmetricSpec;
+        for name in SIGNING_ALGORITHMS {
+            if let Some(a) = signing_algorithm(name) {
+                assert_eq!(signing_algorithm_name(a), name);
+            }
+        }
+        assert_eq!(signing_algorithm("ECDSA_SHA_512"), None);
+        assert_eq!(signing_algorithm("MD5"), None);
+        assert_eq!(
+            signing_algorithm_names(AsymmetricSpec::Rsa4096.signing_algorithms()),
+            vec![
+                "RSASSA_PSS_SHA_512",
+                "RSASSA_PSS_SHA_384",
+                "RSASSA_PSS_SHA_256",
+                "RSASSA_PKCS1_V1_5_SHA_512",
+                "RSASSA_PKCS1_V1_5_SHA_384",
+                "RSASSA_PKCS1_V1_5_SHA_256",
+            ]
+        );
+        assert_eq!(
+            signing_algorithm_names(AsymmetricSpec::EcP256.signing_algorithms()),
+            vec!["ECDSA_SHA_256"]
+        );
+        assert_eq!(hash_name(SigningAlgorithm::RsaPkcs1Sha384), "SHA384");
+        assert_eq!(hash_name(SigningAlgorithm::EcdsaP256Sha256), "SHA256");
+        assert_eq!(hash_name(SigningAlgorithm::RsaPssSha512), "SHA512");
     }
 
     #[test]
