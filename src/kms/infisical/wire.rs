@@ -84,6 +84,8 @@ pub fn key_kind(usage: KeyUsage) -> (&'static str, &'static str) {
         KeyUsage::AsymmetricSignVerifySm2 => (SIGN_VERIFY, "SM2"),
         KeyUsage::AsymmetricDecryptRsa2048 => (usage.as_str(), "RSA_2048"),
         KeyUsage::AsymmetricDecryptSm2 => (usage.as_str(), "SM2"),
+        KeyUsage::AsymmetricSignVerifyRsa3072 => (SIGN_VERIFY, "RSA_3072"),
+        KeyUsage::AsymmetricDecryptRsa3072 => (usage.as_str(), "RSA_3072"),
     }
 }
 
