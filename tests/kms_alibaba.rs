@@ -876,6 +876,10 @@ async fn asymmetric_rsa_keys_encrypt_and_decrypt_with_oaep() {
                 "InvalidParameter",
             );
         }
+        let mut dry = params("RSAES_OAEP_SHA_256", "Plaintext", B64.encode(b"x"));
+        dry.push(("DryRun".to_string(), "true".to_string()));
+        let (s, v) = run("AsymmetricEncrypt", dry).await;
+        assert_eq!((s, v["CiphertextBlob"].as_str()), (200, Some("")), "{v}");
         assert_error(
             &run(
                 "AsymmetricEncrypt",
@@ -1057,6 +1061,31 @@ async fn asymmetric_key_specs_versions_states_and_quotas() {
         400,
         "UnsupportedOperation",
     );
+    // DryRun: checked, not performed
+    let v = ok(
+        &k,
+        "GetPublicKey",
+        &[("KeyId", &key), ("KeyVersionId", &kv), ("DryRun", "true")],
+    )
+    .await;
+    assert_eq!(
+        (v["KeyVersionId"].as_str(), v["PublicKey"].as_str()),
+        (Some(kv.as_str()), Some(""))
+    );
+    assert_error(
+        &call(
+            &k,
+            "GetPublicKey",
+            &[
+                ("KeyId", &key),
+                ("KeyVersionId", &format!("{key}-v2")),
+                ("DryRun", "true"),
+            ],
+        )
+        .await,
+        404,
+        "Forbidden.KeyVersionNotFound",
+    );
     assert_error(
         &call(&k, "CreateKeyVersion", &[("KeyId", &key)]).await,
         404,
@@ -1099,6 +1128,16 @@ async fn asymmetric_key_specs_versions_states_and_quotas() {
 
     // a disabled key neither signs nor publishes its key
     ok(&k, "DisableKey", &[("KeyId", &key)]).await;
+    assert_error(
+        &call(
+            &k,
+            "GetPublicKey",
+            &[("KeyId", &key), ("KeyVersionId", &kv), ("DryRun", "true")],
+        )
+        .await,
+        409,
+        "Rejected.Disabled",
+    );
     assert_error(
         &call(
             &k,

@@ -922,6 +922,9 @@ impl AlibabaFace {
             }
             Request::GetPublicKey(v) => {
                 let (m, kv) = self.asymmetric_key(caller, &v, Purpose::Any)?;
+                if v.dry_run {
+                    return self.dry_run_asymmetric(&m, kv, "PublicKey", json!(""));
+                }
                 let der = self
                     .store
                     .with_private_key(&m.key_id.to_string(), |_, k| k.public_key_der())
@@ -936,6 +939,9 @@ impl AlibabaFace {
             Request::AsymmetricSign(a) => {
                 let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Sign)?;
                 let alg = signing_algorithm(&m, a.algorithm)?;
+                if a.version.dry_run {
+                    return self.dry_run_asymmetric(&m, kv, "Value", json!(""));
+                }
                 let sig = self
                     .store
                     .with_private_key(&m.key_id.to_string(), |_, k| {
@@ -952,6 +958,9 @@ impl AlibabaFace {
             Request::AsymmetricVerify(a) => {
                 let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Sign)?;
                 let alg = signing_algorithm(&m, a.algorithm)?;
+                if a.version.dry_run {
+                    return self.dry_run_asymmetric(&m, kv, "Value", json!(false));
+                }
                 let valid = self
                     .store
                     .with_private_key(&m.key_id.to_string(), |_, k| {
@@ -968,6 +977,9 @@ impl AlibabaFace {
             Request::AsymmetricEncrypt(a) => {
                 let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Decrypt)?;
                 let oaep = oaep_algorithm(a.algorithm)?;
+                if a.version.dry_run {
+                    return self.dry_run_asymmetric(&m, kv, "CiphertextBlob", json!(""));
+                }
                 let der = self
                     .store
                     .with_private_key(&m.key_id.to_string(), |_, k| k.public_key_der())
@@ -983,6 +995,9 @@ impl AlibabaFace {
             Request::AsymmetricDecrypt(a) => {
                 let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Decrypt)?;
                 let padding = oaep_algorithm(a.algorithm)?;
+                if a.version.dry_run {
+                    return self.dry_run_asymmetric(&m, kv, "Plaintext", json!(""));
+                }
                 let plaintext = self
                     .store
                     .with_private_key(&m.key_id.to_string(), |_, k| {
@@ -1051,6 +1066,24 @@ impl AlibabaFace {
             .ok_or_else(|| key_error(KeyError::VersionNotFound))?;
         let kv = version_id(&m.key_id, version);
         Ok((m, kv))
+    }
+
+    /// DryRun of an asymmetric action: the key's state is checked (a
+    /// disabled key is refused as it would be), nothing is computed; the
+    /// result field is `empty`.
+    fn dry_run_asymmetric(
+        &self,
+        m: &KeyMetadata,
+        kv: String,
+        field: &str,
+        empty: Value,
+    ) -> Result<Value, AlibabaError> {
+        self.store
+            .with_private_key(&m.key_id.to_string(), |_, _| ())
+            .map_err(key_error)?;
+        let mut out = json!({ "KeyId": m.key_id.to_string(), "KeyVersionId": kv });
+        out[field] = empty;
+        Ok(out)
     }
 
     /// DryRun: the key's initial version, once its state allows sealing.

@@ -678,6 +678,8 @@ pub struct KeyVersionRef {
     pub key: KeyRef,
     /// The version, `<KeyId>-v<N>` in sealgate.
     pub key_version_id: String,
+    /// `DryRun=true`: check the key, version, state and parameters only.
+    pub dry_run: bool,
 }
 
 /// AsymmetricSign.
@@ -852,6 +854,7 @@ impl<'a> Params<'a> {
         Ok(KeyVersionRef {
             key,
             key_version_id: v.to_string(),
+            dry_run: self.bool_opt("DryRun")?.unwrap_or(false),
         })
     }
 
