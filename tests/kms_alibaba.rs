@@ -617,6 +617,553 @@ async fn instance_api_refuses_unknown_client_keys_in_protobuf() {
     assert!(text.contains("InvalidAccessKeyId.NotFound"), "{text}");
 }
 
+// ------------------------------------------------------ asymmetric keys
+
+async fn create_asymmetric(k: &Kms, spec: &str, usage: &str) -> (String, String) {
+    let v = ok(k, "CreateKey", &[("KeySpec", spec), ("KeyUsage", usage)]).await;
+    let m = &v["KeyMetadata"];
+    assert_eq!(
+        (m["KeySpec"].as_str(), m["KeyUsage"].as_str()),
+        (Some(spec), Some(usage)),
+        "{v}"
+    );
+    let key = m["KeyId"].as_str().unwrap().to_string();
+    let kv = m["PrimaryKeyVersion"].as_str().unwrap().to_string();
+    assert_eq!(kv, format!("{key}-v1"));
+    (key, kv)
+}
+
+/// GetPublicKey's PEM, as DER SubjectPublicKeyInfo.
+async fn public_key_der(k: &Kms, key: &str, kv: &str) -> Vec<u8> {
+    let v = ok(k, "GetPublicKey", &[("KeyId", key), ("KeyVersionId", kv)]).await;
+    assert_eq!(
+        (v["KeyId"].as_str(), v["KeyVersionId"].as_str()),
+        (Some(key), Some(kv)),
+        "{v}"
+    );
+    let pem = v["PublicKey"].as_str().unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+    assert!(
+        pem.trim_end().ends_with("-----END PUBLIC KEY-----"),
+        "{pem}"
+    );
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    B64.decode(body).unwrap()
+}
+
+fn sha256(m: &[u8]) -> String {
+    B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, m).as_ref())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asymmetric_keys_sign_with_digests_checked_against_the_published_key() {
+    use aws_lc_rs::signature::{self, UnparsedPublicKey};
+    let k = start_kms(&[]).await;
+    let msg = b"pay 10 to bob";
+    let digest = sha256(msg);
+
+    for (spec, algs) in [
+        (
+            "RSA_2048",
+            vec![
+                (
+                    "RSA_PSS_SHA_256",
+                    &signature::RSA_PSS_2048_8192_SHA256 as &dyn signature::VerificationAlgorithm,
+                ),
+                ("RSA_PKCS1_SHA_256", &signature::RSA_PKCS1_2048_8192_SHA256),
+            ],
+        ),
+        (
+            "RSA_3072",
+            vec![
+                (
+                    "RSA_PSS_SHA_256",
+                    &signature::RSA_PSS_2048_8192_SHA256 as &dyn signature::VerificationAlgorithm,
+                ),
+                ("RSA_PKCS1_SHA_256", &signature::RSA_PKCS1_2048_8192_SHA256),
+            ],
+        ),
+        (
+            "EC_P256",
+            vec![(
+                "ECDSA_SHA_256",
+                &signature::ECDSA_P256_SHA256_ASN1 as &dyn signature::VerificationAlgorithm,
+            )],
+        ),
+    ] {
+        let (key, kv) = create_asymmetric(&k, spec, "SIGN/VERIFY").await;
+        let der = public_key_der(&k, &key, &kv).await;
+        for (alg, verifier) in algs {
+            let v = ok(
+                &k,
+                "AsymmetricSign",
+                &[
+                    ("KeyId", &key),
+                    ("KeyVersionId", &kv),
+                    ("Algorithm", alg),
+                    ("Digest", &digest),
+                ],
+            )
+            .await;
+            assert_eq!(
+                (v["KeyId"].as_str(), v["KeyVersionId"].as_str()),
+                (Some(key.as_str()), Some(kv.as_str()))
+            );
+            let sig_b64 = v["Value"].as_str().unwrap().to_string();
+            let sig = B64.decode(&sig_b64).unwrap();
+            // independently: aws-lc-rs against the PEM GetPublicKey gave
+            let public = UnparsedPublicKey::new(verifier, &der);
+            assert!(public.verify(msg, &sig).is_ok(), "{spec} {alg}");
+            assert!(
+                public.verify(b"pay 99 to bob", &sig).is_err(),
+                "{spec} {alg}"
+            );
+            // and through AsymmetricVerify
+            let verify = |d: String, s: String| {
+                let (k, key, kv) = (&k, key.clone(), kv.clone());
+                async move {
+                    ok(
+                        k,
+                        "AsymmetricVerify",
+                        &[
+                            ("KeyId", &key),
+                            ("KeyVersionId", &kv),
+                            ("Algorithm", alg),
+                            ("Digest", &d),
+                            ("Value", &s),
+                        ],
+                    )
+                    .await["Value"]
+                        .clone()
+                }
+            };
+            assert_eq!(
+                verify(digest.clone(), sig_b64.clone()).await,
+                Value::Bool(true),
+                "{spec} {alg}"
+            );
+            assert_eq!(
+                verify(sha256(b"other"), sig_b64.clone()).await,
+                Value::Bool(false)
+            );
+            let mut bad = sig.clone();
+            bad[5] ^= 1;
+            assert_eq!(
+                verify(digest.clone(), B64.encode(&bad)).await,
+                Value::Bool(false)
+            );
+        }
+        // an algorithm of another KeySpec, SM2DSA, a digest of the wrong size
+        let (wrong, right) = if spec == "EC_P256" {
+            ("RSA_PSS_SHA_256", "ECDSA_SHA_256")
+        } else {
+            ("ECDSA_SHA_256", "RSA_PKCS1_SHA_256")
+        };
+        let short = B64.encode([7u8; 20]);
+        for (alg, d) in [
+            (wrong, digest.as_str()),
+            ("SM2DSA", digest.as_str()),
+            ("RSA_PSS_SHA_384", digest.as_str()),
+            (right, short.as_str()),
+            (right, "not base64!"),
+        ] {
+            assert_error(
+                &call(
+                    &k,
+                    "AsymmetricSign",
+                    &[
+                        ("KeyId", &key),
+                        ("KeyVersionId", &kv),
+                        ("Algorithm", alg),
+                        ("Digest", d),
+                    ],
+                )
+                .await,
+                400,
+                "InvalidParameter",
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asymmetric_rsa_keys_encrypt_and_decrypt_with_oaep() {
+    use aws_lc_rs::rsa::{
+        OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
+    };
+    let k = start_kms(&[]).await;
+    for (spec, max256, max1) in [("RSA_2048", 190usize, 214usize), ("RSA_3072", 318, 342)] {
+        let (key, kv) = create_asymmetric(&k, spec, "ENCRYPT/DECRYPT").await;
+        let der = public_key_der(&k, &key, &kv).await;
+        let public =
+            OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&der).unwrap()).unwrap();
+        let params = |alg: &'static str, name: &'static str, value: String| {
+            vec![
+                ("KeyId".to_string(), key.clone()),
+                ("KeyVersionId".to_string(), kv.clone()),
+                ("Algorithm".to_string(), alg.to_string()),
+                (name.to_string(), value),
+            ]
+        };
+        let run = |action: &'static str, p: Vec<(String, String)>| {
+            let k = &k;
+            async move {
+                let refs: Vec<(&str, &str)> =
+                    p.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+                call(k, action, &refs).await
+            }
+        };
+        for (alg, oaep, max) in [
+            ("RSAES_OAEP_SHA_256", &OAEP_SHA256_MGF1SHA256, max256),
+            ("RSAES_OAEP_SHA_1", &OAEP_SHA1_MGF1SHA1, max1),
+        ] {
+            // encrypted locally with the published key, decrypted by sealgate
+            let secret = vec![0x5au8; max];
+            let mut ct = vec![0u8; public.ciphertext_size()];
+            let ct = public
+                .encrypt(oaep, &secret, &mut ct, None)
+                .unwrap()
+                .to_vec();
+            let (s, v) = run(
+                "AsymmetricDecrypt",
+                params(alg, "CiphertextBlob", B64.encode(&ct)),
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(
+                B64.decode(v["Plaintext"].as_str().unwrap()).unwrap(),
+                secret,
+                "{spec} {alg}"
+            );
+            assert_eq!(v["KeyVersionId"].as_str(), Some(kv.as_str()));
+            // AsymmetricEncrypt → AsymmetricDecrypt
+            let (s, v) = run(
+                "AsymmetricEncrypt",
+                params(alg, "Plaintext", B64.encode(b"hello")),
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+            let blob = v["CiphertextBlob"].as_str().unwrap().to_string();
+            assert_eq!(B64.decode(&blob).unwrap().len(), public.ciphertext_size());
+            let (s, v) = run(
+                "AsymmetricDecrypt",
+                params(alg, "CiphertextBlob", blob.clone()),
+            )
+            .await;
+            assert_eq!(
+                (s, B64.decode(v["Plaintext"].as_str().unwrap()).unwrap()),
+                (200, b"hello".to_vec())
+            );
+            // the other OAEP hash does not open it
+            let other = if alg == "RSAES_OAEP_SHA_1" {
+                "RSAES_OAEP_SHA_256"
+            } else {
+                "RSAES_OAEP_SHA_1"
+            };
+            assert_error(
+                &run("AsymmetricDecrypt", params(other, "CiphertextBlob", blob)).await,
+                400,
+                "InvalidCiphertext",
+            );
+            // one byte over the documented limit
+            assert_error(
+                &run(
+                    "AsymmetricEncrypt",
+                    params(alg, "Plaintext", B64.encode(vec![1u8; max + 1])),
+                )
+                .await,
+                400,
+                "InvalidParameter",
+            );
+        }
+        let mut dry = params("RSAES_OAEP_SHA_256", "Plaintext", B64.encode(b"x"));
+        dry.push(("DryRun".to_string(), "true".to_string()));
+        let (s, v) = run("AsymmetricEncrypt", dry).await;
+        assert_eq!((s, v["CiphertextBlob"].as_str()), (200, Some("")), "{v}");
+        assert_error(
+            &run(
+                "AsymmetricEncrypt",
+                params("SM2PKE", "Plaintext", B64.encode(b"x")),
+            )
+            .await,
+            400,
+            "InvalidParameter",
+        );
+        // a decryption key does not sign; symmetric actions refuse it
+        assert_error(
+            &call(
+                &k,
+                "AsymmetricSign",
+                &[
+                    ("KeyId", &key),
+                    ("KeyVersionId", &kv),
+                    ("Algorithm", "RSA_PSS_SHA_256"),
+                    ("Digest", &sha256(b"m")),
+                ],
+            )
+            .await,
+            400,
+            "UnsupportedOperation",
+        );
+        assert_error(
+            &call(&k, "Encrypt", &[("KeyId", &key), ("Plaintext", "x")]).await,
+            404,
+            "Forbidden.OnlySymmetricKeySupported",
+        );
+        assert_error(
+            &call(&k, "GenerateDataKey", &[("KeyId", &key)]).await,
+            404,
+            "Forbidden.OnlySymmetricKeySupported",
+        );
+        assert_error(
+            &call(
+                &k,
+                "AdvanceEncrypt",
+                &[("KeyId", &key), ("Plaintext", "eA==")],
+            )
+            .await,
+            404,
+            "Forbidden.OnlySymmetricKeySupported",
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asymmetric_key_specs_versions_states_and_quotas() {
+    let k = start_kms(&[("alibaba:asymmetric-crypto", 1)]).await;
+    // specs sealgate cannot hold keep InvalidParameter.KeySpec; EC_P256 signs only
+    for spec in ["EC_SM2", "EC_P256K", "RSA_4096"] {
+        assert_error(
+            &call(&k, "CreateKey", &[("KeySpec", spec)]).await,
+            400,
+            "InvalidParameter.KeySpec",
+        );
+        assert_error(
+            &call(
+                &k,
+                "CreateKey",
+                &[("KeySpec", spec), ("KeyUsage", "SIGN/VERIFY")],
+            )
+            .await,
+            400,
+            "InvalidParameter.KeySpec",
+        );
+    }
+    assert_error(
+        &call(&k, "CreateKey", &[("KeySpec", "Aliyun_SM4")]).await,
+        400,
+        "InvalidParameter.KeySpec",
+    );
+    assert_error(
+        &call(
+            &k,
+            "CreateKey",
+            &[("KeySpec", "EC_P256"), ("KeyUsage", "ENCRYPT/DECRYPT")],
+        )
+        .await,
+        400,
+        "InvalidParameter.KeyUsage",
+    );
+    assert_error(
+        &call(
+            &k,
+            "CreateKey",
+            &[
+                ("KeySpec", "RSA_2048"),
+                ("EnableAutomaticRotation", "true"),
+                ("RotationInterval", "30d"),
+            ],
+        )
+        .await,
+        400,
+        "InvalidParameter",
+    );
+    // defaults: RSA is ENCRYPT/DECRYPT, EC_P256 SIGN/VERIFY
+    let v = ok(&k, "CreateKey", &[("KeySpec", "RSA_3072")]).await;
+    assert_eq!(v["KeyMetadata"]["KeyUsage"], "ENCRYPT/DECRYPT");
+    let v = ok(&k, "CreateKey", &[("KeySpec", "EC_P256")]).await;
+    assert_eq!(v["KeyMetadata"]["KeyUsage"], "SIGN/VERIFY");
+    let ec = v["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let d = ok(&k, "DescribeKey", &[("KeyId", &ec)]).await;
+    assert_eq!(
+        (
+            d["KeyMetadata"]["KeySpec"].as_str(),
+            d["KeyMetadata"]["KeyUsage"].as_str()
+        ),
+        (Some("EC_P256"), Some("SIGN/VERIFY"))
+    );
+
+    let (key, kv) = create_asymmetric(&k, "RSA_2048", "SIGN/VERIFY").await;
+    let digest = sha256(b"m");
+    let sign = |version: String| {
+        let (k, key, digest) = (&k, key.clone(), digest.clone());
+        async move {
+            call(
+                k,
+                "AsymmetricSign",
+                &[
+                    ("KeyId", &key),
+                    ("KeyVersionId", &version),
+                    ("Algorithm", "RSA_PSS_SHA_256"),
+                    ("Digest", &digest),
+                ],
+            )
+            .await
+        }
+    };
+    // exactly the key's one version; another version, another key's, none
+    let symmetric = create_key(&k).await;
+    for other in [
+        format!("{key}-v2"),
+        format!("{ec}-v1"),
+        format!("{key}-v0"),
+        "v1".to_string(),
+    ] {
+        assert_error(
+            &call(
+                &k,
+                "GetPublicKey",
+                &[("KeyId", &key), ("KeyVersionId", &other)],
+            )
+            .await,
+            404,
+            "Forbidden.KeyVersionNotFound",
+        );
+    }
+    assert_error(
+        &call(&k, "GetPublicKey", &[("KeyId", &key)]).await,
+        400,
+        "MissingParameter",
+    );
+    assert_error(
+        &call(
+            &k,
+            "GetPublicKey",
+            &[
+                ("KeyId", &uuid::Uuid::new_v4().to_string()),
+                ("KeyVersionId", &kv),
+            ],
+        )
+        .await,
+        404,
+        "Forbidden.KeyNotFound",
+    );
+    assert_error(
+        &call(
+            &k,
+            "GetPublicKey",
+            &[
+                ("KeyId", &symmetric),
+                ("KeyVersionId", &format!("{symmetric}-v1")),
+            ],
+        )
+        .await,
+        400,
+        "UnsupportedOperation",
+    );
+    // DryRun: checked, not performed
+    let v = ok(
+        &k,
+        "GetPublicKey",
+        &[("KeyId", &key), ("KeyVersionId", &kv), ("DryRun", "true")],
+    )
+    .await;
+    assert_eq!(
+        (v["KeyVersionId"].as_str(), v["PublicKey"].as_str()),
+        (Some(kv.as_str()), Some(""))
+    );
+    assert_error(
+        &call(
+            &k,
+            "GetPublicKey",
+            &[
+                ("KeyId", &key),
+                ("KeyVersionId", &format!("{key}-v2")),
+                ("DryRun", "true"),
+            ],
+        )
+        .await,
+        404,
+        "Forbidden.KeyVersionNotFound",
+    );
+    assert_error(
+        &call(&k, "CreateKeyVersion", &[("KeyId", &key)]).await,
+        404,
+        "Forbidden.OnlySymmetricKeySupported",
+    );
+
+    // the asymmetric class allows 1/s here: five quick signs cannot all pass,
+    // while GetPublicKey (a read) and Encrypt (symmetric) have their own buckets
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = sign(kv.clone()).await;
+        if r.0 != 200 {
+            assert_error(&r, 429, "Rejected.Throttling");
+        }
+        statuses.push(r.0);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    ok(
+        &k,
+        "GetPublicKey",
+        &[("KeyId", &key), ("KeyVersionId", &kv)],
+    )
+    .await;
+    ok(&k, "Encrypt", &[("KeyId", &symmetric), ("Plaintext", "x")]).await;
+    let (id2, secret2) = k.credential(None);
+    let (s, v) = call_as(
+        &k,
+        &id2,
+        &secret2,
+        "AsymmetricSign",
+        &[
+            ("KeyId", &key),
+            ("KeyVersionId", &kv),
+            ("Algorithm", "RSA_PSS_SHA_256"),
+            ("Digest", &digest),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+
+    // a disabled key neither signs nor publishes its key
+    ok(&k, "DisableKey", &[("KeyId", &key)]).await;
+    assert_error(
+        &call(
+            &k,
+            "GetPublicKey",
+            &[("KeyId", &key), ("KeyVersionId", &kv), ("DryRun", "true")],
+        )
+        .await,
+        409,
+        "Rejected.Disabled",
+    );
+    assert_error(
+        &call(
+            &k,
+            "GetPublicKey",
+            &[("KeyId", &key), ("KeyVersionId", &kv)],
+        )
+        .await,
+        409,
+        "Rejected.Disabled",
+    );
+    // a key-limited credential does not reach the key
+    let (id3, secret3) = k.credential(Some(vec![symmetric.clone()]));
+    assert_error(
+        &call_as(
+            &k,
+            &id3,
+            &secret3,
+            "GetPublicKey",
+            &[("KeyId", &ec), ("KeyVersionId", &format!("{ec}-v1"))],
+        )
+        .await,
+        403,
+        "Forbidden.RAM",
+    );
+}
+
 // ----------------------------------------------------------- official SDKs
 
 /// Runs tests/sdk/setup.sh once; returns the venv's python.
@@ -699,6 +1246,18 @@ async fn official_openapi_sdk_walks_a_key_life() {
             "Decrypt(after rotation)",
             "UpdateRotationPolicy",
             "wrong AccessKeySecret",
+            "CreateKey(RSA_2048 SIGN/VERIFY)",
+            "GetPublicKey",
+            "AsymmetricSign",
+            "AsymmetricSign(verified by cryptography)",
+            "AsymmetricVerify",
+            "AsymmetricVerify(tampered digest)",
+            "CreateKey(RSA_2048 ENCRYPT/DECRYPT)",
+            "AsymmetricEncrypt",
+            "AsymmetricDecrypt",
+            "AsymmetricDecrypt(encrypted by cryptography)",
+            "AsymmetricSign(wrong KeyVersionId)",
+            "CreateKey(EC_SM2)",
         ],
     );
 }

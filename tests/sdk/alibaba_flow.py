@@ -13,6 +13,17 @@ Walks the life of a key against a running sealgate:
   -> UpdateRotationPolicy -> ListKeys / ListAliases list them
   -> a wrong AccessKeySecret is refused (SignatureDoesNotMatch)
 
+Asymmetric keys:
+
+  CreateKey RSA_2048 SIGN/VERIFY -> GetPublicKey (PEM) -> AsymmetricSign
+  (RSA_PSS_SHA_256 over a SHA-256 Digest; the signature is checked
+  independently with the `cryptography` package against the PEM)
+  -> AsymmetricVerify (true; false for another digest)
+  -> CreateKey RSA_2048 ENCRYPT/DECRYPT -> AsymmetricEncrypt / AsymmetricDecrypt
+     (RSAES_OAEP_SHA_256), and a blob made locally by `cryptography` with the
+     published key opens with AsymmetricDecrypt
+  -> CreateKey EC_SM2 is refused (InvalidParameter.KeySpec)
+
 Prints one JSON line per step ({"step", "ok", ...}); exits 1 at the first
 failure (2 for bad usage).
 
@@ -25,6 +36,7 @@ Usage:
 
 import argparse
 import base64
+import hashlib
 import json
 import sys
 import uuid
@@ -32,6 +44,9 @@ import uuid
 from alibabacloud_kms20160120 import models
 from alibabacloud_kms20160120.client import Client
 from alibabacloud_tea_openapi.models import Config
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, utils
 
 
 class StepFailed(Exception):
@@ -166,6 +181,99 @@ def run(args):
     bad = client_for(args.endpoint, args.access_key_id, args.access_key_secret + "x", args.region)
     expect_error("wrong AccessKeySecret", "SignatureDoesNotMatch",
                  lambda: bad.describe_key(models.DescribeKeyRequest(key_id=key_id)))
+
+    asymmetric(c)
+
+
+def asymmetric(c):
+    meta = body(c.create_key(models.CreateKeyRequest(key_spec="RSA_2048",
+                                                     key_usage="SIGN/VERIFY")))["KeyMetadata"]
+    sk, skv = meta["KeyId"], meta["PrimaryKeyVersion"]
+    expect(meta["KeySpec"] == "RSA_2048" and meta["KeyUsage"] == "SIGN/VERIFY" and skv,
+           "CreateKey(RSA_2048 SIGN/VERIFY)", meta=meta)
+    emit("CreateKey(RSA_2048 SIGN/VERIFY)", True, key_id=sk, version=skv)
+
+    pk = body(c.get_public_key(models.GetPublicKeyRequest(key_id=sk, key_version_id=skv)))
+    expect(pk["KeyId"] == sk and pk["KeyVersionId"] == skv
+           and pk["PublicKey"].startswith("-----BEGIN PUBLIC KEY-----"), "GetPublicKey", resp=pk)
+    public = serialization.load_pem_public_key(pk["PublicKey"].encode())
+    expect(public.key_size == 2048, "GetPublicKey", key_size=public.key_size)
+    emit("GetPublicKey", True)
+
+    message = b"pay 10 to bob"
+    digest = hashlib.sha256(message).digest()
+    d64 = base64.b64encode(digest).decode()
+    sig = body(c.asymmetric_sign(models.AsymmetricSignRequest(
+        key_id=sk, key_version_id=skv, algorithm="RSA_PSS_SHA_256", digest=d64)))
+    expect(sig["KeyId"] == sk and sig["KeyVersionId"] == skv and sig.get("Value"),
+           "AsymmetricSign", resp=sig)
+    emit("AsymmetricSign", True)
+
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+    raw_sig = base64.b64decode(sig["Value"])
+    try:
+        public.verify(raw_sig, message, pss, hashes.SHA256())
+        public.verify(raw_sig, digest, pss, utils.Prehashed(hashes.SHA256()))
+    except InvalidSignature:
+        raise StepFailed(json.dumps({"step": "AsymmetricSign(verified by cryptography)"}))
+    try:
+        public.verify(raw_sig, b"pay 99 to bob", pss, hashes.SHA256())
+        raise StepFailed(json.dumps({"step": "AsymmetricSign(verified by cryptography)",
+                                     "why": "another message verified"}))
+    except InvalidSignature:
+        pass
+    emit("AsymmetricSign(verified by cryptography)", True)
+
+    def verify(d):
+        return body(c.asymmetric_verify(models.AsymmetricVerifyRequest(
+            key_id=sk, key_version_id=skv, algorithm="RSA_PSS_SHA_256", digest=d,
+            value=sig["Value"])))
+
+    v = verify(d64)
+    expect(v["Value"] is True and v["KeyId"] == sk, "AsymmetricVerify", resp=v)
+    emit("AsymmetricVerify", True)
+    other = base64.b64encode(hashlib.sha256(b"pay 99 to bob").digest()).decode()
+    v = verify(other)
+    expect(v["Value"] is False, "AsymmetricVerify(tampered digest)", resp=v)
+    emit("AsymmetricVerify(tampered digest)", True)
+
+    meta = body(c.create_key(models.CreateKeyRequest(key_spec="RSA_2048",
+                                                     key_usage="ENCRYPT/DECRYPT")))["KeyMetadata"]
+    ek, ekv = meta["KeyId"], meta["PrimaryKeyVersion"]
+    expect(meta["KeyUsage"] == "ENCRYPT/DECRYPT", "CreateKey(RSA_2048 ENCRYPT/DECRYPT)", meta=meta)
+    emit("CreateKey(RSA_2048 ENCRYPT/DECRYPT)", True, key_id=ek)
+
+    secret = base64.b64encode(b"a 32-byte data key for sealgate!").decode()
+    enc = body(c.asymmetric_encrypt(models.AsymmetricEncryptRequest(
+        key_id=ek, key_version_id=ekv, algorithm="RSAES_OAEP_SHA_256", plaintext=secret)))
+    expect(enc["KeyId"] == ek and enc["KeyVersionId"] == ekv
+           and len(base64.b64decode(enc["CiphertextBlob"])) == 256, "AsymmetricEncrypt", resp=enc)
+    emit("AsymmetricEncrypt", True)
+
+    dec = body(c.asymmetric_decrypt(models.AsymmetricDecryptRequest(
+        key_id=ek, key_version_id=ekv, algorithm="RSAES_OAEP_SHA_256",
+        ciphertext_blob=enc["CiphertextBlob"])))
+    expect(dec["Plaintext"] == secret and dec["KeyId"] == ek, "AsymmetricDecrypt", resp=dec)
+    emit("AsymmetricDecrypt", True)
+
+    epk = body(c.get_public_key(models.GetPublicKeyRequest(key_id=ek, key_version_id=ekv)))
+    local = serialization.load_pem_public_key(epk["PublicKey"].encode()).encrypt(
+        b"sealed outside KMS",
+        padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
+    dec = body(c.asymmetric_decrypt(models.AsymmetricDecryptRequest(
+        key_id=ek, key_version_id=ekv, algorithm="RSAES_OAEP_SHA_1",
+        ciphertext_blob=base64.b64encode(local).decode())))
+    expect(base64.b64decode(dec["Plaintext"]) == b"sealed outside KMS",
+           "AsymmetricDecrypt(encrypted by cryptography)", resp=dec)
+    emit("AsymmetricDecrypt(encrypted by cryptography)", True)
+
+    expect_error("AsymmetricSign(wrong KeyVersionId)", "Forbidden.KeyVersionNotFound",
+                 lambda: c.asymmetric_sign(models.AsymmetricSignRequest(
+                     key_id=sk, key_version_id=sk + "-v2", algorithm="RSA_PSS_SHA_256",
+                     digest=d64)))
+    expect_error("CreateKey(EC_SM2)", "InvalidParameter.KeySpec",
+                 lambda: c.create_key(models.CreateKeyRequest(key_spec="EC_SM2",
+                                                              key_usage="SIGN/VERIFY")))
 
 
 def main():

@@ -14,10 +14,19 @@
 //! **primary** one; Decrypt and AdvanceDecrypt use the version the blob
 //! names. A KeyVersionId is `<KeyId>-v<N>`. Aliases are `alias/<name>`,
 //! where `<name>` is the store's alias (one per key).
+//!
+//! Asymmetric keys (CreateKey RSA_2048 / RSA_3072 with either usage,
+//! EC_P256 SIGN/VERIFY) have one version, `<KeyId>-v1`: GetPublicKey,
+//! AsymmetricSign / AsymmetricVerify (a SHA-256 `Digest`) and
+//! AsymmetricEncrypt / AsymmetricDecrypt (RSAES-OAEP) name it and no other.
+//! EC_SM2 and EC_P256K keys are refused (aws-lc-rs has neither curve).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use aws_lc_rs::rsa::{
+    OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
+};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -34,6 +43,7 @@ use super::instance::{
 };
 use super::sign::{self, NonceCache, RequestParts, VerifyPolicy};
 use super::wire::{self, codes, AlibabaError, EncryptionContext, Request};
+use crate::keys::asymmetric::{self, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm};
 use crate::keys::blob::{blob_cmk, seal_blob};
 use crate::keys::model::validate_alias;
 use crate::keys::store::VersionChoice;
@@ -266,6 +276,118 @@ fn spec_and_usage(u: KeyUsage) -> (&'static str, &'static str) {
     }
 }
 
+/// The store usage of a CreateKey KeySpec + KeyUsage: AES-256, RSA-2048 /
+/// RSA-3072 (either usage) and EC_P256 (SIGN/VERIFY). EC_SM2 and EC_P256K
+/// have no implementation here (aws-lc-rs has neither curve); the other
+/// specs are not offered.
+fn store_usage(spec: wire::KeySpec, usage: wire::KeyUsage) -> Result<KeyUsage, AlibabaError> {
+    use wire::KeySpec as S;
+    use wire::KeyUsage::{EncryptDecrypt as Enc, SignVerify as Sign};
+    Ok(match (spec, usage) {
+        (S::AliyunAes256, Enc) => KeyUsage::EncryptDecrypt,
+        (S::Rsa2048, Enc) => KeyUsage::AsymmetricDecryptRsa2048,
+        (S::Rsa2048, Sign) => KeyUsage::AsymmetricSignVerifyRsa2048,
+        (S::Rsa3072, Enc) => KeyUsage::AsymmetricDecryptRsa3072,
+        (S::Rsa3072, Sign) => KeyUsage::AsymmetricSignVerifyRsa3072,
+        (S::EcP256, Sign) => KeyUsage::AsymmetricSignVerifyEcc,
+        (S::EcP256, Enc) => {
+            return Err(AlibabaError::value(
+                codes::INVALID_KEY_USAGE,
+                "KeyUsage",
+                "an EC_P256 key is SIGN/VERIFY",
+            ))
+        }
+        _ => {
+            return Err(AlibabaError::value(
+                codes::INVALID_KEY_SPEC,
+                "KeySpec",
+                "sealgate holds Aliyun_AES_256, RSA_2048, RSA_3072 and EC_P256 keys (EC_SM2 and EC_P256K are not served)",
+            ))
+        }
+    })
+}
+
+/// What an asymmetric action needs of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// GetPublicKey: any asymmetric key.
+    Any,
+    /// AsymmetricSign / AsymmetricVerify: a SIGN/VERIFY key.
+    Sign,
+    /// AsymmetricEncrypt / AsymmetricDecrypt: an RSA ENCRYPT/DECRYPT key.
+    Decrypt,
+}
+
+/// The store's signing scheme for an Alibaba `Algorithm` on this key's
+/// spec: RSA_PSS_SHA_256 / RSA_PKCS1_SHA_256 on RSA keys, ECDSA_SHA_256 on
+/// EC_P256 keys; SM2DSA never (no SM2 keys).
+fn signing_algorithm(
+    m: &KeyMetadata,
+    alg: wire::SignAlgorithm,
+) -> Result<SigningAlgorithm, AlibabaError> {
+    let spec = m.key_usage.asymmetric_spec();
+    let rsa = spec.is_some_and(AsymmetricSpec::is_rsa);
+    match alg {
+        wire::SignAlgorithm::RsaPssSha256 if rsa => Ok(SigningAlgorithm::RsaPssSha256),
+        wire::SignAlgorithm::RsaPkcs1Sha256 if rsa => Ok(SigningAlgorithm::RsaPkcs1Sha256),
+        wire::SignAlgorithm::EcdsaSha256 if spec == Some(AsymmetricSpec::EcP256) => {
+            Ok(SigningAlgorithm::EcdsaP256Sha256)
+        }
+        _ => Err(AlibabaError::invalid(
+            "Algorithm",
+            &format!(
+                "{} is not a signing algorithm of a {} key",
+                alg.as_str(),
+                spec_and_usage(m.key_usage).0
+            ),
+        )),
+    }
+}
+
+/// The RSA padding of an AsymmetricEncrypt / AsymmetricDecrypt `Algorithm`
+/// (SM2PKE: no SM2 keys here).
+fn oaep_algorithm(alg: wire::EncryptAlgorithm) -> Result<RsaPadding, AlibabaError> {
+    match alg {
+        wire::EncryptAlgorithm::RsaesOaepSha256 => Ok(RsaPadding::OaepSha256),
+        wire::EncryptAlgorithm::RsaesOaepSha1 => Ok(RsaPadding::OaepSha1),
+        wire::EncryptAlgorithm::Sm2Pke => Err(AlibabaError::invalid(
+            "Algorithm",
+            "SM2PKE is for EC_SM2 keys, which sealgate does not hold",
+        )),
+    }
+}
+
+/// RSAES-OAEP encryption under a DER SubjectPublicKeyInfo; a plaintext
+/// longer than the key and padding allow (190 / 214 bytes for RSA_2048,
+/// 318 / 342 for RSA_3072) is `InvalidParameter`.
+fn oaep_encrypt(
+    public_key_der: &[u8],
+    padding: RsaPadding,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, AlibabaError> {
+    let alg = match padding {
+        RsaPadding::OaepSha1 => &OAEP_SHA1_MGF1SHA1,
+        _ => &OAEP_SHA256_MGF1SHA256,
+    };
+    let bad = || internal("the key's public half does not parse for OAEP");
+    let key = PublicEncryptingKey::from_der(public_key_der).map_err(|_| bad())?;
+    let key = OaepPublicEncryptingKey::new(key).map_err(|_| bad())?;
+    let max = key.max_plaintext_size(alg);
+    if plaintext.len() > max {
+        return Err(AlibabaError::invalid(
+            "Plaintext",
+            &format!("at most {max} bytes for this key and Algorithm"),
+        ));
+    }
+    let mut out = vec![0u8; key.ciphertext_size()];
+    let n = key
+        .encrypt(alg, plaintext, &mut out, None)
+        .map_err(|_| internal("RSA-OAEP encryption failed"))?
+        .len();
+    out.truncate(n);
+    Ok(out)
+}
+
 fn key_metadata(m: &KeyMetadata) -> Value {
     let (spec, usage) = spec_and_usage(m.key_usage);
     let rotation = m.key_rotation_enabled;
@@ -479,12 +601,20 @@ impl AlibabaFace {
                 if self.limited(caller) {
                     return Err(forbidden_ram());
                 }
-                if c.key_spec != wire::KeySpec::AliyunAes256 {
-                    return Err(AlibabaError::value(
-                        codes::INVALID_KEY_SPEC,
-                        "KeySpec",
-                        "sealgate holds Aliyun_AES_256 keys only",
-                    ));
+                let key_usage = store_usage(c.key_spec, c.key_usage)?;
+                if !key_usage.is_symmetric() {
+                    if c.origin == wire::Origin::External {
+                        return Err(AlibabaError::new(
+                            codes::UNSUPPORTED_OPERATION,
+                            "sealgate imports key material (Origin EXTERNAL) for Aliyun_AES_256 keys only.",
+                        ));
+                    }
+                    if c.enable_automatic_rotation {
+                        return Err(AlibabaError::invalid(
+                            "EnableAutomaticRotation",
+                            "automatic rotation is for symmetric keys only",
+                        ));
+                    }
                 }
                 if c.protection_level != wire::ProtectionLevel::Software {
                     return Err(AlibabaError::new(
@@ -496,7 +626,7 @@ impl AlibabaFace {
                     .create(CreateKeyRequest {
                         alias: None,
                         description: c.description.unwrap_or_default(),
-                        key_usage: KeyUsage::EncryptDecrypt,
+                        key_usage,
                         origin: match c.origin {
                             wire::Origin::AliyunKms => KeyOrigin::Kms,
                             wire::Origin::External => KeyOrigin::External,
@@ -790,6 +920,102 @@ impl AlibabaFace {
                     "PaddingMode": o.padding.map(|p| p.as_str()).unwrap_or(""),
                 }))
             }
+            Request::GetPublicKey(v) => {
+                let (m, kv) = self.asymmetric_key(caller, &v, Purpose::Any)?;
+                if v.dry_run {
+                    return self.dry_run_asymmetric(&m, kv, "PublicKey", json!(""));
+                }
+                let der = self
+                    .store
+                    .with_private_key(&m.key_id.to_string(), |_, k| k.public_key_der())
+                    .and_then(|r| r)
+                    .map_err(key_error)?;
+                Ok(json!({
+                    "KeyId": m.key_id.to_string(),
+                    "KeyVersionId": kv,
+                    "PublicKey": asymmetric::public_key_pem(&der),
+                }))
+            }
+            Request::AsymmetricSign(a) => {
+                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Sign)?;
+                let alg = signing_algorithm(&m, a.algorithm)?;
+                if a.version.dry_run {
+                    return self.dry_run_asymmetric(&m, kv, "Value", json!(""));
+                }
+                let sig = self
+                    .store
+                    .with_private_key(&m.key_id.to_string(), |_, k| {
+                        k.sign(alg, SignInput::Digest(&a.digest))
+                    })
+                    .and_then(|r| r)
+                    .map_err(key_error)?;
+                Ok(json!({
+                    "KeyId": m.key_id.to_string(),
+                    "KeyVersionId": kv,
+                    "Value": b64(&sig),
+                }))
+            }
+            Request::AsymmetricVerify(a) => {
+                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Sign)?;
+                let alg = signing_algorithm(&m, a.algorithm)?;
+                if a.version.dry_run {
+                    return self.dry_run_asymmetric(&m, kv, "Value", json!(false));
+                }
+                let valid = self
+                    .store
+                    .with_private_key(&m.key_id.to_string(), |_, k| {
+                        k.verify(alg, SignInput::Digest(&a.digest), &a.value)
+                    })
+                    .and_then(|r| r)
+                    .map_err(key_error)?;
+                Ok(json!({
+                    "KeyId": m.key_id.to_string(),
+                    "KeyVersionId": kv,
+                    "Value": valid,
+                }))
+            }
+            Request::AsymmetricEncrypt(a) => {
+                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Decrypt)?;
+                let oaep = oaep_algorithm(a.algorithm)?;
+                if a.version.dry_run {
+                    return self.dry_run_asymmetric(&m, kv, "CiphertextBlob", json!(""));
+                }
+                let der = self
+                    .store
+                    .with_private_key(&m.key_id.to_string(), |_, k| k.public_key_der())
+                    .and_then(|r| r)
+                    .map_err(key_error)?;
+                let blob = oaep_encrypt(&der, oaep, a.plaintext.expose())?;
+                Ok(json!({
+                    "KeyId": m.key_id.to_string(),
+                    "KeyVersionId": kv,
+                    "CiphertextBlob": b64(&blob),
+                }))
+            }
+            Request::AsymmetricDecrypt(a) => {
+                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Decrypt)?;
+                let padding = oaep_algorithm(a.algorithm)?;
+                if a.version.dry_run {
+                    return self.dry_run_asymmetric(&m, kv, "Plaintext", json!(""));
+                }
+                let plaintext = self
+                    .store
+                    .with_private_key(&m.key_id.to_string(), |_, k| {
+                        k.decrypt(padding, &a.ciphertext_blob)
+                    })
+                    .and_then(|r| r)
+                    .map_err(|e| match e {
+                        KeyError::DoesNotOpen => invalid_ciphertext(
+                            "does not decrypt with this key version and Algorithm",
+                        ),
+                        e => key_error(e),
+                    })?;
+                Ok(json!({
+                    "KeyId": m.key_id.to_string(),
+                    "KeyVersionId": kv,
+                    "Plaintext": b64(plaintext.expose()),
+                }))
+            }
             Request::AdvanceGenerateDataKey(g) => {
                 let (s, dk) = self.advance_generate_data_key(caller, g)?;
                 let h = &s.sealed.header;
@@ -803,6 +1029,61 @@ impl AlibabaFace {
                 }))
             }
         }
+    }
+
+    /// The key and KeyVersionId of an asymmetric action: a key the caller
+    /// may use whose usage fits `purpose`, and its one version (asymmetric
+    /// keys do not rotate), named exactly as [`version_id`] names it.
+    fn asymmetric_key(
+        &self,
+        caller: Caller<'_>,
+        v: &wire::KeyVersionRef,
+        purpose: Purpose,
+    ) -> Result<(KeyMetadata, String), AlibabaError> {
+        let m = self.resolve(caller, &v.key.key_id)?;
+        let fits = match purpose {
+            _ if m.key_usage.asymmetric_spec().is_none() => false,
+            Purpose::Any => true,
+            Purpose::Sign => m.key_usage.is_signing(),
+            Purpose::Decrypt => !m.key_usage.is_signing(),
+        };
+        if !fits {
+            let (spec, usage) = spec_and_usage(m.key_usage);
+            return Err(AlibabaError::new(
+                codes::UNSUPPORTED_OPERATION,
+                format!(
+                    "The specified key ({spec}, {usage}) does not support this operation{}.",
+                    match purpose {
+                        Purpose::Any => "; it needs an asymmetric key",
+                        Purpose::Sign => "; it needs an asymmetric SIGN/VERIFY key",
+                        Purpose::Decrypt => "; it needs an asymmetric ENCRYPT/DECRYPT key",
+                    }
+                ),
+            ));
+        }
+        let version = parse_version_id(&m.key_id, &v.key_version_id)
+            .filter(|n| Some(*n) == m.primary_version)
+            .ok_or_else(|| key_error(KeyError::VersionNotFound))?;
+        let kv = version_id(&m.key_id, version);
+        Ok((m, kv))
+    }
+
+    /// DryRun of an asymmetric action: the key's state is checked (a
+    /// disabled key is refused as it would be), nothing is computed; the
+    /// result field is `empty`.
+    fn dry_run_asymmetric(
+        &self,
+        m: &KeyMetadata,
+        kv: String,
+        field: &str,
+        empty: Value,
+    ) -> Result<Value, AlibabaError> {
+        self.store
+            .with_private_key(&m.key_id.to_string(), |_, _| ())
+            .map_err(key_error)?;
+        let mut out = json!({ "KeyId": m.key_id.to_string(), "KeyVersionId": kv });
+        out[field] = empty;
+        Ok(out)
     }
 
     /// DryRun: the key's initial version, once its state allows sealing.
@@ -1153,6 +1434,78 @@ mod tests {
             !internal.message.contains("/x"),
             "store detail stays in the log"
         );
+    }
+
+    #[test]
+    fn key_specs_map_to_store_usages_and_back() {
+        use wire::KeySpec as S;
+        use wire::KeyUsage as U;
+        for (spec, usage, want) in [
+            (S::AliyunAes256, U::EncryptDecrypt, KeyUsage::EncryptDecrypt),
+            (
+                S::Rsa2048,
+                U::EncryptDecrypt,
+                KeyUsage::AsymmetricDecryptRsa2048,
+            ),
+            (
+                S::Rsa2048,
+                U::SignVerify,
+                KeyUsage::AsymmetricSignVerifyRsa2048,
+            ),
+            (
+                S::Rsa3072,
+                U::EncryptDecrypt,
+                KeyUsage::AsymmetricDecryptRsa3072,
+            ),
+            (
+                S::Rsa3072,
+                U::SignVerify,
+                KeyUsage::AsymmetricSignVerifyRsa3072,
+            ),
+            (S::EcP256, U::SignVerify, KeyUsage::AsymmetricSignVerifyEcc),
+        ] {
+            let got = store_usage(spec, usage).unwrap();
+            assert_eq!(got, want);
+            // DescribeKey shows what CreateKey was given
+            assert_eq!(spec_and_usage(got), (spec.as_str(), usage.as_str()));
+        }
+        for spec in [
+            S::EcSm2,
+            S::EcP256K,
+            S::Rsa4096,
+            S::AliyunSm4,
+            S::AliyunAes128,
+        ] {
+            for usage in [U::EncryptDecrypt, U::SignVerify] {
+                assert_eq!(
+                    store_usage(spec, usage).unwrap_err().code,
+                    "InvalidParameter.KeySpec",
+                    "{spec:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn oaep_encryption_respects_the_documented_plaintext_limits() {
+        for (spec, sha256, sha1) in [
+            (AsymmetricSpec::Rsa2048, 190, 214),
+            (AsymmetricSpec::Rsa3072, 318, 342),
+        ] {
+            let key =
+                asymmetric::PrivateKey::from_pkcs8(spec, spec.generate_pkcs8().unwrap()).unwrap();
+            let der = key.public_key_der().unwrap();
+            for (padding, max) in [
+                (RsaPadding::OaepSha256, sha256),
+                (RsaPadding::OaepSha1, sha1),
+            ] {
+                let pt = vec![9u8; max];
+                let ct = oaep_encrypt(&der, padding, &pt).unwrap();
+                assert_eq!(key.decrypt(padding, &ct).unwrap().expose(), &pt[..]);
+                let e = oaep_encrypt(&der, padding, &vec![9u8; max + 1]).unwrap_err();
+                assert_eq!(e.code, "InvalidParameter");
+            }
+        }
     }
 
     #[test]

@@ -228,6 +228,11 @@ actions!(
     AdvanceEncrypt => SymmetricCrypto,
     AdvanceDecrypt => SymmetricCrypto,
     AdvanceGenerateDataKey => SymmetricCrypto,
+    GetPublicKey => Read,
+    AsymmetricSign => AsymmetricCrypto,
+    AsymmetricVerify => AsymmetricCrypto,
+    AsymmetricEncrypt => AsymmetricCrypto,
+    AsymmetricDecrypt => AsymmetricCrypto,
 );
 
 /// The shared-gateway quota classes (per account, PROTOCOLS.md).
@@ -241,7 +246,8 @@ pub enum QuotaClass {
     Write,
     /// Symmetric cryptographic operations: 1,000/s.
     SymmetricCrypto,
-    /// Asymmetric cryptographic operations: 200/s (no such action served yet).
+    /// Asymmetric cryptographic operations (AsymmetricSign, AsymmetricVerify,
+    /// AsymmetricEncrypt, AsymmetricDecrypt): 200/s. GetPublicKey is a read.
     AsymmetricCrypto,
 }
 
@@ -353,6 +359,34 @@ str_enum!(
         EcSm2 = "EC_SM2",
     }
 );
+
+str_enum!(
+    /// AsymmetricSign / AsymmetricVerify `Algorithm`.
+    SignAlgorithm {
+        RsaPssSha256 = "RSA_PSS_SHA_256",
+        RsaPkcs1Sha256 = "RSA_PKCS1_SHA_256",
+        EcdsaSha256 = "ECDSA_SHA_256",
+        Sm2Dsa = "SM2DSA",
+    }
+);
+
+str_enum!(
+    /// AsymmetricEncrypt / AsymmetricDecrypt `Algorithm`.
+    EncryptAlgorithm {
+        RsaesOaepSha256 = "RSAES_OAEP_SHA_256",
+        RsaesOaepSha1 = "RSAES_OAEP_SHA_1",
+        Sm2Pke = "SM2PKE",
+    }
+);
+
+/// Length of the SHA-256 digest every served signing algorithm signs.
+pub const SHA256_DIGEST_LEN: usize = 32;
+/// Largest AsymmetricEncrypt plaintext of any served key (RSA_3072 with
+/// RSAES_OAEP_SHA_1: 342 bytes); the key's own limit is checked later.
+pub const MAX_ASYMMETRIC_PLAINTEXT_BYTES: usize = 342;
+/// Largest ciphertext or signature of a served key (RSA-3072: 384 bytes;
+/// a little room so a wrong length is reported by the key, not here).
+pub const MAX_ASYMMETRIC_BLOB_BYTES: usize = 1024;
 
 str_enum!(
     /// CreateKey `KeyUsage`.
@@ -636,6 +670,64 @@ pub struct AdvanceGenerateDataKey {
     pub aad: Vec<u8>,
 }
 
+/// A key version named by an asymmetric action (`KeyId` + `KeyVersionId`,
+/// both required).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVersionRef {
+    /// The key.
+    pub key: KeyRef,
+    /// The version, `<KeyId>-v<N>` in sealgate.
+    pub key_version_id: String,
+    /// `DryRun=true`: check the key, version, state and parameters only.
+    pub dry_run: bool,
+}
+
+/// AsymmetricSign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsymmetricSign {
+    /// Key and version.
+    pub version: KeyVersionRef,
+    /// The signing algorithm.
+    pub algorithm: SignAlgorithm,
+    /// The message's SHA-256 digest (32 bytes; sent Base64).
+    pub digest: Vec<u8>,
+}
+
+/// AsymmetricVerify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsymmetricVerify {
+    /// Key and version.
+    pub version: KeyVersionRef,
+    /// The signing algorithm.
+    pub algorithm: SignAlgorithm,
+    /// The message's SHA-256 digest (32 bytes; sent Base64).
+    pub digest: Vec<u8>,
+    /// The signature (`Value`, sent Base64).
+    pub value: Vec<u8>,
+}
+
+/// AsymmetricEncrypt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsymmetricEncrypt {
+    /// Key and version.
+    pub version: KeyVersionRef,
+    /// The encryption algorithm.
+    pub algorithm: EncryptAlgorithm,
+    /// The plaintext (sent Base64), 1 byte up to the key's OAEP limit.
+    pub plaintext: SecretBytes,
+}
+
+/// AsymmetricDecrypt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsymmetricDecrypt {
+    /// Key and version.
+    pub version: KeyVersionRef,
+    /// The encryption algorithm the blob was made with.
+    pub algorithm: EncryptAlgorithm,
+    /// The ciphertext (sent Base64).
+    pub ciphertext_blob: Vec<u8>,
+}
+
 /// A parsed, validated request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
@@ -663,6 +755,11 @@ pub enum Request {
     AdvanceEncrypt(AdvanceEncrypt),
     AdvanceDecrypt(AdvanceDecrypt),
     AdvanceGenerateDataKey(AdvanceGenerateDataKey),
+    GetPublicKey(KeyVersionRef),
+    AsymmetricSign(AsymmetricSign),
+    AsymmetricVerify(AsymmetricVerify),
+    AsymmetricEncrypt(AsymmetricEncrypt),
+    AsymmetricDecrypt(AsymmetricDecrypt),
 }
 
 // ------------------------------------------------------------- field access
@@ -747,6 +844,63 @@ impl<'a> Params<'a> {
                     .map_err(|_| AlibabaError::invalid(name, "must be Base64"))
             })
             .transpose()
+    }
+
+    /// `KeyId` and `KeyVersionId`, both required.
+    fn key_version(&self) -> Result<KeyVersionRef, AlibabaError> {
+        let key = self.key("KeyId")?;
+        let v = self.req("KeyVersionId")?;
+        check_key_ref("KeyVersionId", v)?;
+        Ok(KeyVersionRef {
+            key,
+            key_version_id: v.to_string(),
+            dry_run: self.bool_opt("DryRun")?.unwrap_or(false),
+        })
+    }
+
+    /// A required Base64 parameter of 1 to `max` bytes.
+    fn b64_req(&self, name: &str, max: usize) -> Result<Vec<u8>, AlibabaError> {
+        let v = self.b64(name)?.ok_or_else(|| AlibabaError::missing(name))?;
+        if v.is_empty() {
+            return Err(AlibabaError::missing(name));
+        }
+        if v.len() > max {
+            return Err(AlibabaError::invalid(
+                name,
+                &format!("at most {max} bytes (before Base64)"),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn sign_algorithm(&self) -> Result<SignAlgorithm, AlibabaError> {
+        SignAlgorithm::parse(self.req("Algorithm")?).ok_or_else(|| {
+            AlibabaError::invalid(
+                "Algorithm",
+                "RSA_PSS_SHA_256, RSA_PKCS1_SHA_256, ECDSA_SHA_256 or SM2DSA",
+            )
+        })
+    }
+
+    /// `Digest`: Base64 of a SHA-256 digest.
+    fn digest(&self) -> Result<Vec<u8>, AlibabaError> {
+        let d = self.b64_req("Digest", SHA256_DIGEST_LEN)?;
+        if d.len() != SHA256_DIGEST_LEN {
+            return Err(AlibabaError::invalid(
+                "Digest",
+                "Base64 of a 32-byte SHA-256 digest",
+            ));
+        }
+        Ok(d)
+    }
+
+    fn encrypt_algorithm(&self) -> Result<EncryptAlgorithm, AlibabaError> {
+        EncryptAlgorithm::parse(self.req("Algorithm")?).ok_or_else(|| {
+            AlibabaError::invalid(
+                "Algorithm",
+                "RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1 or SM2PKE",
+            )
+        })
     }
 
     fn algorithm(&self) -> Result<Option<Algorithm>, AlibabaError> {
@@ -961,6 +1115,15 @@ pub fn parse_request(action: Action, params: &[(String, String)]) -> Result<Requ
                     "a symmetric key is ENCRYPT/DECRYPT",
                 ));
             }
+            if matches!(key_spec, KeySpec::EcP256 | KeySpec::EcP256K)
+                && key_usage == KeyUsage::EncryptDecrypt
+            {
+                return Err(AlibabaError::value(
+                    codes::INVALID_KEY_USAGE,
+                    "KeyUsage",
+                    "an EC_P256 / EC_P256K key is SIGN/VERIFY",
+                ));
+            }
             let origin = match p.opt("Origin") {
                 None => Origin::AliyunKms,
                 Some(s) => Origin::parse(s)
@@ -1145,6 +1308,28 @@ pub fn parse_request(action: Action, params: &[(String, String)]) -> Result<Requ
             number_of_bytes: p.u32_in("NumberOfBytes", 1, 1024, Some(32))?,
             aad: aad(&p)?,
         }),
+        Action::GetPublicKey => Request::GetPublicKey(p.key_version()?),
+        Action::AsymmetricSign => Request::AsymmetricSign(AsymmetricSign {
+            version: p.key_version()?,
+            algorithm: p.sign_algorithm()?,
+            digest: p.digest()?,
+        }),
+        Action::AsymmetricVerify => Request::AsymmetricVerify(AsymmetricVerify {
+            version: p.key_version()?,
+            algorithm: p.sign_algorithm()?,
+            digest: p.digest()?,
+            value: p.b64_req("Value", MAX_ASYMMETRIC_BLOB_BYTES)?,
+        }),
+        Action::AsymmetricEncrypt => Request::AsymmetricEncrypt(AsymmetricEncrypt {
+            version: p.key_version()?,
+            algorithm: p.encrypt_algorithm()?,
+            plaintext: SecretBytes::new(p.b64_req("Plaintext", MAX_ASYMMETRIC_PLAINTEXT_BYTES)?),
+        }),
+        Action::AsymmetricDecrypt => Request::AsymmetricDecrypt(AsymmetricDecrypt {
+            version: p.key_version()?,
+            algorithm: p.encrypt_algorithm()?,
+            ciphertext_blob: p.b64_req("CiphertextBlob", MAX_ASYMMETRIC_BLOB_BYTES)?,
+        }),
     })
 }
 
@@ -1240,6 +1425,7 @@ mod tests {
             ("DescribeKey", 50),
             ("EnableKey", 30),
             ("Encrypt", 1000),
+            ("AsymmetricSign", 200),
         ] {
             for i in 0..rate {
                 assert!(l.check("ak", action).is_ok(), "{action} #{i}");
@@ -1420,6 +1606,183 @@ mod tests {
         assert!(parse_request(Action::ListAliases, &kv(&[("PageSize", "101")])).is_err());
         let e = parse_request(Action::UpdateRotationPolicy, &kv(&[("KeyId", "k")])).unwrap_err();
         assert_eq!(e.code, "MissingParameter");
+    }
+
+    #[test]
+    fn asymmetric_parameters_need_a_version_and_a_sha256_digest() {
+        let digest = B64.encode([1u8; 32]);
+        let digest = digest.as_str();
+        let r = parse_request(
+            Action::AsymmetricSign,
+            &kv(&[
+                ("KeyId", "k"),
+                ("KeyVersionId", "k-v1"),
+                ("Algorithm", "RSA_PSS_SHA_256"),
+                ("Digest", digest),
+            ]),
+        )
+        .unwrap();
+        let Request::AsymmetricSign(a) = r else {
+            panic!()
+        };
+        assert_eq!(a.version.key_version_id, "k-v1");
+        assert_eq!(a.algorithm, SignAlgorithm::RsaPssSha256);
+        assert_eq!(a.digest, vec![1u8; 32]);
+        let sign = |pairs: &[(&str, &str)]| {
+            parse_request(Action::AsymmetricSign, &kv(pairs))
+                .map(|_| ())
+                .map_err(|e| e.code)
+        };
+        let short = B64.encode([1u8; 31]);
+        let short = short.as_str();
+        let long = B64.encode([1u8; 33]);
+        let long = long.as_str();
+        for (pairs, code) in [
+            (
+                vec![
+                    ("KeyId", "k"),
+                    ("Algorithm", "RSA_PSS_SHA_256"),
+                    ("Digest", digest),
+                ],
+                "MissingParameter",
+            ),
+            (
+                vec![("KeyId", "k"), ("KeyVersionId", "k-v1"), ("Digest", digest)],
+                "MissingParameter",
+            ),
+            (
+                vec![
+                    ("KeyId", "k"),
+                    ("KeyVersionId", "k-v1"),
+                    ("Algorithm", "RSA_PSS_SHA_256"),
+                ],
+                "MissingParameter",
+            ),
+            (
+                vec![
+                    ("KeyId", "k"),
+                    ("KeyVersionId", "k-v1"),
+                    ("Algorithm", "RSA_PSS_SHA_512"),
+                    ("Digest", digest),
+                ],
+                "InvalidParameter",
+            ),
+            (
+                vec![
+                    ("KeyId", "k"),
+                    ("KeyVersionId", "k-v1"),
+                    ("Algorithm", "ECDSA_SHA_256"),
+                    ("Digest", short),
+                ],
+                "InvalidParameter",
+            ),
+            (
+                vec![
+                    ("KeyId", "k"),
+                    ("KeyVersionId", "k-v1"),
+                    ("Algorithm", "ECDSA_SHA_256"),
+                    ("Digest", long),
+                ],
+                "InvalidParameter",
+            ),
+            (
+                vec![
+                    ("KeyId", "k"),
+                    ("KeyVersionId", "k v1"),
+                    ("Algorithm", "ECDSA_SHA_256"),
+                    ("Digest", digest),
+                ],
+                "InvalidParameter",
+            ),
+        ] {
+            assert_eq!(sign(&pairs), Err(code), "{pairs:?}");
+        }
+        let e = parse_request(
+            Action::AsymmetricVerify,
+            &kv(&[
+                ("KeyId", "k"),
+                ("KeyVersionId", "k-v1"),
+                ("Algorithm", "SM2DSA"),
+                ("Digest", digest),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "MissingParameter", "Value is required");
+        let r = parse_request(
+            Action::AsymmetricEncrypt,
+            &kv(&[
+                ("KeyId", "k"),
+                ("KeyVersionId", "k-v1"),
+                ("Algorithm", "RSAES_OAEP_SHA_1"),
+                ("Plaintext", "SGVsbG8gd29ybGQ="),
+            ]),
+        )
+        .unwrap();
+        let Request::AsymmetricEncrypt(a) = r else {
+            panic!()
+        };
+        assert_eq!(a.plaintext.expose(), b"Hello world");
+        assert_eq!(a.algorithm, EncryptAlgorithm::RsaesOaepSha1);
+        let too_long = B64.encode(vec![0u8; MAX_ASYMMETRIC_PLAINTEXT_BYTES + 1]);
+        for (alg, pt) in [
+            ("RSAES_PKCS1_V1_5", "eA=="),
+            ("RSAES_OAEP_SHA_256", too_long.as_str()),
+        ] {
+            let e = parse_request(
+                Action::AsymmetricEncrypt,
+                &kv(&[
+                    ("KeyId", "k"),
+                    ("KeyVersionId", "k-v1"),
+                    ("Algorithm", alg),
+                    ("Plaintext", pt),
+                ]),
+            )
+            .unwrap_err();
+            assert_eq!(e.code, "InvalidParameter", "{alg}");
+        }
+        let r = parse_request(
+            Action::AsymmetricDecrypt,
+            &kv(&[
+                ("KeyId", "alias/a"),
+                ("KeyVersionId", "k-v1"),
+                ("Algorithm", "RSAES_OAEP_SHA_256"),
+                ("CiphertextBlob", "AAEC"),
+            ]),
+        )
+        .unwrap();
+        let Request::AsymmetricDecrypt(d) = r else {
+            panic!()
+        };
+        assert_eq!(d.ciphertext_blob, vec![0, 1, 2]);
+        assert!(matches!(
+            parse_request(
+                Action::GetPublicKey,
+                &kv(&[("KeyId", "k"), ("KeyVersionId", "k-v1")])
+            ),
+            Ok(Request::GetPublicKey(_))
+        ));
+        // the documented classes: GetPublicKey is a read, the rest asymmetric crypto
+        assert_eq!(class_of(Action::GetPublicKey), QuotaClass::Read);
+        for a in [
+            Action::AsymmetricSign,
+            Action::AsymmetricVerify,
+            Action::AsymmetricEncrypt,
+            Action::AsymmetricDecrypt,
+        ] {
+            assert_eq!(class_of(a), QuotaClass::AsymmetricCrypto, "{a:?}");
+        }
+        let e = parse_request(
+            Action::CreateKey,
+            &kv(&[("KeySpec", "EC_P256"), ("KeyUsage", "ENCRYPT/DECRYPT")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidParameter.KeyUsage");
+        let Ok(Request::CreateKey(c)) =
+            parse_request(Action::CreateKey, &kv(&[("KeySpec", "RSA_2048")]))
+        else {
+            panic!()
+        };
+        assert_eq!(c.key_usage, KeyUsage::EncryptDecrypt);
     }
 
     #[test]
