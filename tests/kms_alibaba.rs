@@ -1407,3 +1407,83 @@ async fn dkms_gcs_sdk_uses_the_instance_api_with_a_cli_registered_client_key() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_keys_applies_filters() {
+    let k = start_kms(&[]).await;
+    let sym = create_key(&k).await;
+    let disabled = create_key(&k).await;
+    ok(&k, "DisableKey", &[("KeyId", &disabled)]).await;
+    let (rsa, _) = create_asymmetric(&k, "RSA_2048", "SIGN/VERIFY").await;
+    ok(
+        &k,
+        "CreateAlias",
+        &[("KeyId", &sym), ("AliasName", "alias/orders")],
+    )
+    .await;
+    let ids = |v: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = v["Keys"]["Key"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["KeyId"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<&String>| {
+        v.sort();
+        v.into_iter().cloned().collect::<Vec<String>>()
+    };
+    let list = |filters: &'static str| {
+        let k = &k;
+        async move { ok(k, "ListKeys", &[("Filters", filters), ("PageSize", "100")]).await }
+    };
+    let v = list(r#"[{"Key":"KeyState","Values":["Enabled"]}]"#).await;
+    assert_eq!(ids(&v), sorted(vec![&sym, &rsa]));
+    assert_eq!(v["TotalCount"], 2, "{v}");
+    // two entries of one Key are OR-ed; different Keys are AND-ed
+    let v = list(
+        r#"[{"Key":"KeyState","Values":["Disabled"]},{"Key":"KeyState","Values":["Enabled"]},{"Key":"KeyUsage","Values":["ENCRYPT/DECRYPT"]}]"#,
+    )
+    .await;
+    assert_eq!(ids(&v), sorted(vec![&sym, &disabled]));
+    let v = list(r#"[{"Key":"KeySpec","Values":["RSA_2048","EC_P256"]}]"#).await;
+    assert_eq!(ids(&v), vec![rsa.clone()]);
+    let v = list(r#"[{"Key":"AliasName","Values":["alias/orders"]}]"#).await;
+    assert_eq!(ids(&v), vec![sym.clone()]);
+    let filter = format!(r#"[{{"Key":"keyId","Values":["{disabled}"]}}]"#);
+    let v = ok(&k, "ListKeys", &[("Filters", &filter)]).await;
+    assert_eq!(ids(&v), vec![disabled.clone()]);
+    // always-true and never-true properties of this KMS
+    let v = list(r#"[{"Key":"ProtectionLevel","Values":["SOFTWARE"]},{"Key":"CreatorType","Values":["User"]}]"#).await;
+    assert_eq!(v["TotalCount"], 3, "{v}");
+    let v = list(r#"[{"Key":"ProtectionLevel","Values":["HSM"]}]"#).await;
+    assert_eq!(v["TotalCount"], 0, "{v}");
+    // an entry with no values constrains nothing
+    let v = list(r#"[{"Key":"KeyState","Values":[]}]"#).await;
+    assert_eq!(v["TotalCount"], 3, "{v}");
+    // malformed filters are refused
+    for bad in [
+        r#"{"Key":"KeyState"}"#,
+        r#"[{"Key":"Colour","Values":["red"]}]"#,
+        r#"[{"Key":"KeyState","Values":"Enabled"}]"#,
+        r#"[{"Key":"KeyState","Values":[1]}]"#,
+        r#"[{"Key":"KeyState","Values":["Enabled"],"Extra":1}]"#,
+    ] {
+        assert_error(
+            &call(&k, "ListKeys", &[("Filters", bad)]).await,
+            400,
+            "InvalidParameter",
+        );
+    }
+    let eleven = format!(
+        "[{}]",
+        vec![r#"{"Key":"KeyState","Values":["Enabled"]}"#; 11].join(",")
+    );
+    assert_error(
+        &call(&k, "ListKeys", &[("Filters", &eleven)]).await,
+        400,
+        "InvalidParameter",
+    );
+}

@@ -388,6 +388,29 @@ fn oaep_encrypt(
     Ok(out)
 }
 
+/// Whether a key has one of the filter's values for its property.
+fn filter_matches(m: &KeyMetadata, f: &wire::KeyFilter) -> bool {
+    use wire::FilterKey;
+    let (spec, usage) = spec_and_usage(m.key_usage);
+    let any = |candidate: &str| f.values.iter().any(|v| v == candidate);
+    match f.key {
+        FilterKey::KeyState => any(state_str(m.key_state)),
+        FilterKey::KeySpec => any(spec),
+        FilterKey::KeyUsage => any(usage),
+        FilterKey::ProtectionLevel => any(wire::ProtectionLevel::Software.as_str()),
+        FilterKey::CreatorType => any("User"),
+        FilterKey::DkmsInstanceId => false,
+        FilterKey::KeyId => any(&m.key_id.to_string()),
+        FilterKey::AliasName => m
+            .alias
+            .as_deref()
+            .is_some_and(|a| any(&format!("alias/{a}"))),
+        FilterKey::Creator => any(&m.owner),
+        FilterKey::TagKey => m.tags.iter().any(|t| any(&t.tag_key)),
+        FilterKey::TagValue => m.tags.iter().any(|t| any(&t.tag_value)),
+    }
+}
+
 fn key_metadata(m: &KeyMetadata) -> Value {
     let (spec, usage) = spec_and_usage(m.key_usage);
     let rotation = m.key_rotation_enabled;
@@ -659,13 +682,14 @@ impl AlibabaFace {
             }
             Request::ListKeys(l) => {
                 let all = store.list(0, usize::MAX).keys;
-                let visible: Vec<KeyMetadata> = if self.limited(caller) {
-                    all.into_iter()
-                        .filter(|m| self.check_access(caller, &m.key_id.to_string()).is_ok())
-                        .collect()
-                } else {
-                    all
-                };
+                let limited = self.limited(caller);
+                let visible: Vec<KeyMetadata> = all
+                    .into_iter()
+                    .filter(|m| {
+                        !limited || self.check_access(caller, &m.key_id.to_string()).is_ok()
+                    })
+                    .filter(|m| l.filters.iter().all(|f| filter_matches(m, f)))
+                    .collect();
                 let total = visible.len();
                 let keys: Vec<Value> = page(visible, l.page)
                     .iter()

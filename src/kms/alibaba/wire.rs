@@ -506,8 +506,121 @@ impl KeyRef {
 pub struct ListKeys {
     /// Paging.
     pub page: Page,
-    /// `Filters` JSON as sent (validated to be a JSON array), if any.
-    pub filters: Option<String>,
+    /// `Filters`: every entry must match (AND); an entry matches when the
+    /// key's property is one of its `Values` (OR). Entries with the same
+    /// `Key` are merged into one (their values OR-ed).
+    pub filters: Vec<KeyFilter>,
+}
+
+/// The key properties a ListKeys filter can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FilterKey {
+    /// `KeyState` (Enabled, Disabled, PendingDeletion, PendingImport).
+    KeyState,
+    /// `KeySpec` (Aliyun_AES_256, RSA_2048, …).
+    KeySpec,
+    /// `KeyUsage` (ENCRYPT/DECRYPT, SIGN/VERIFY).
+    KeyUsage,
+    /// `ProtectionLevel` (always SOFTWARE here).
+    ProtectionLevel,
+    /// `CreatorType` (always User here).
+    CreatorType,
+    /// `DKMSInstanceId` (keys here belong to no KMS instance).
+    DkmsInstanceId,
+    /// `keyId` (also `KeyId`).
+    KeyId,
+    /// `AliasName` (`alias/…`).
+    AliasName,
+    /// `Creator`.
+    Creator,
+    /// `TagKey`: any tag of the key.
+    TagKey,
+    /// `TagValue`: any tag of the key.
+    TagValue,
+}
+
+impl FilterKey {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "KeyState" => FilterKey::KeyState,
+            "KeySpec" => FilterKey::KeySpec,
+            "KeyUsage" => FilterKey::KeyUsage,
+            "ProtectionLevel" => FilterKey::ProtectionLevel,
+            "CreatorType" => FilterKey::CreatorType,
+            "DKMSInstanceId" => FilterKey::DkmsInstanceId,
+            "keyId" | "KeyId" => FilterKey::KeyId,
+            "AliasName" => FilterKey::AliasName,
+            "Creator" => FilterKey::Creator,
+            "TagKey" => FilterKey::TagKey,
+            "TagValue" => FilterKey::TagValue,
+            _ => return None,
+        })
+    }
+}
+
+/// One ListKeys filter: a property and the values it may have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFilter {
+    /// The property.
+    pub key: FilterKey,
+    /// Accepted values (at least one).
+    pub values: Vec<String>,
+}
+
+/// Most entries in `Filters`, and most values in one entry (the API's limits).
+pub const MAX_FILTERS: usize = 10;
+
+/// Parses ListKeys `Filters`: a JSON array of at most 10
+/// `{"Key": …, "Values": [up to 10 strings]}`. An entry with no values
+/// constrains nothing and is dropped.
+pub fn parse_filters(text: &str) -> Result<Vec<KeyFilter>, AlibabaError> {
+    let bad = |why: &str| AlibabaError::invalid("Filters", why);
+    let Ok(Value::Array(entries)) = serde_json::from_str::<Value>(text) else {
+        return Err(bad("a JSON array of {\"Key\", \"Values\"} objects"));
+    };
+    if entries.len() > MAX_FILTERS {
+        return Err(bad("at most 10 filters"));
+    }
+    let mut out: Vec<KeyFilter> = Vec::new();
+    for e in &entries {
+        let Some(obj) = e.as_object() else {
+            return Err(bad("each filter is an object with Key and Values"));
+        };
+        if obj.keys().any(|k| k != "Key" && k != "Values") {
+            return Err(bad("a filter has only Key and Values"));
+        }
+        let name = obj
+            .get("Key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("a filter needs a Key"))?;
+        let key = FilterKey::parse(name).ok_or_else(|| {
+            bad("Key is one of KeyState, KeySpec, KeyUsage, ProtectionLevel, CreatorType, DKMSInstanceId, keyId, AliasName, Creator, TagKey, TagValue")
+        })?;
+        let values = match obj.get("Values") {
+            None => Vec::new(),
+            Some(Value::Array(vs)) => {
+                if vs.len() > MAX_FILTERS {
+                    return Err(bad("at most 10 Values per filter"));
+                }
+                vs.iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| bad("Values are strings"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            Some(_) => return Err(bad("Values is an array of strings")),
+        };
+        if values.is_empty() {
+            continue;
+        }
+        match out.iter_mut().find(|f| f.key == key) {
+            Some(f) => f.values.extend(values),
+            None => out.push(KeyFilter { key, values }),
+        }
+    }
+    Ok(out)
 }
 
 /// ScheduleKeyDeletion.
@@ -1163,12 +1276,10 @@ pub fn parse_request(action: Action, params: &[(String, String)]) -> Result<Requ
         }
         Action::DescribeKey => Request::DescribeKey(p.key("KeyId")?),
         Action::ListKeys => {
-            let filters = p.opt("Filters").map(str::to_string);
-            if let Some(f) = &filters {
-                if !matches!(serde_json::from_str::<Value>(f), Ok(Value::Array(_))) {
-                    return Err(AlibabaError::invalid("Filters", "a JSON array"));
-                }
-            }
+            let filters = match p.opt("Filters") {
+                Some(f) if !f.trim().is_empty() => parse_filters(f)?,
+                _ => Vec::new(),
+            };
             Request::ListKeys(ListKeys {
                 page: p.page()?,
                 filters,
