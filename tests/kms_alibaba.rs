@@ -1479,7 +1479,7 @@ async fn list_keys_applies_filters() {
     }
     let eleven = format!(
         "[{}]",
-        vec![r#"{"Key":"KeyState","Values":["Enabled"]}"#; 11].join(",")
+        [r#"{"Key":"KeyState","Values":["Enabled"]}"#; 11].join(",")
     );
     assert_error(
         &call(&k, "ListKeys", &[("Filters", &eleven)]).await,
