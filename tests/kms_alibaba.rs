@@ -1487,3 +1487,43 @@ async fn list_keys_applies_filters() {
         "InvalidParameter",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aes_128_keys_encrypt_and_decrypt() {
+    let k = start_kms(&[]).await;
+    let v = ok(&k, "CreateKey", &[("KeySpec", "Aliyun_AES_128")]).await;
+    assert_eq!(v["KeyMetadata"]["KeySpec"], "Aliyun_AES_128", "{v}");
+    let key = v["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let ctx = r#"{"tenant":"acme"}"#;
+    let e = ok(
+        &k,
+        "Encrypt",
+        &[
+            ("KeyId", &key),
+            ("Plaintext", "4111-1111"),
+            ("EncryptionContext", ctx),
+        ],
+    )
+    .await;
+    let blob = e["CiphertextBlob"].as_str().unwrap().to_string();
+    let d = ok(
+        &k,
+        "Decrypt",
+        &[("CiphertextBlob", &blob), ("EncryptionContext", ctx)],
+    )
+    .await;
+    assert_eq!(d["Plaintext"], "4111-1111");
+    // the key's blobs are AES-128-GCM
+    let raw = B64.decode(&blob).unwrap();
+    let cmk = sealgate::keys::blob::blob_cmk(&raw).unwrap();
+    assert_eq!(
+        k.app.store.blob_cipher(&cmk),
+        sealgate::keys::blob::BlobCipher::Aes128Gcm
+    );
+    // Aliyun_AES_192 stays unserved
+    assert_error(
+        &call(&k, "CreateKey", &[("KeySpec", "Aliyun_AES_192")]).await,
+        400,
+        "InvalidParameter.KeySpec",
+    );
+}

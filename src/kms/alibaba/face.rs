@@ -285,6 +285,7 @@ fn store_usage(spec: wire::KeySpec, usage: wire::KeyUsage) -> Result<KeyUsage, A
     use wire::KeyUsage::{EncryptDecrypt as Enc, SignVerify as Sign};
     Ok(match (spec, usage) {
         (S::AliyunAes256, Enc) => KeyUsage::EncryptDecrypt,
+        (S::AliyunAes128, Enc) => KeyUsage::EncryptDecryptAes128,
         (S::Rsa2048, Enc) => KeyUsage::AsymmetricDecryptRsa2048,
         (S::Rsa2048, Sign) => KeyUsage::AsymmetricSignVerifyRsa2048,
         (S::Rsa3072, Enc) => KeyUsage::AsymmetricDecryptRsa3072,
@@ -301,7 +302,7 @@ fn store_usage(spec: wire::KeySpec, usage: wire::KeyUsage) -> Result<KeyUsage, A
             return Err(AlibabaError::value(
                 codes::INVALID_KEY_SPEC,
                 "KeySpec",
-                "sealgate holds Aliyun_AES_256, RSA_2048, RSA_3072 and EC_P256 keys (EC_SM2 and EC_P256K are not served)",
+                "sealgate holds Aliyun_AES_256, Aliyun_AES_128, RSA_2048, RSA_3072 and EC_P256 keys (EC_SM2, EC_P256K, Aliyun_AES_192 and Aliyun_SM4 are not served)",
             ))
         }
     })
