@@ -10,45 +10,14 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{send, test_config};
+use common::{send, start_kms_fixture, KmsFixture};
 use sealgate::kms::alibaba::sign;
 use serde_json::Value;
 
-struct Kms {
-    app: sealgate::app::App,
-    dir: PathBuf,
-    id: String,
-    secret: String,
-}
-
-impl Kms {
-    fn host(&self) -> String {
-        self.app.kms_addr.unwrap().to_string()
-    }
-
-    fn credential(&self, allowed: Option<Vec<String>>) -> (String, String) {
-        let c = self.app.store.create_credential(allowed).unwrap();
-        (c.id, String::from_utf8(c.secret.expose().to_vec()).unwrap())
-    }
-}
+type Kms = KmsFixture;
 
 async fn start_kms(quotas: &[(&str, u32)]) -> Kms {
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    let mut cfg = test_config(&dir, "http://127.0.0.1:9");
-    cfg.kms_listen = Some("127.0.0.1:0".parse().unwrap());
-    for (k, v) in quotas {
-        cfg.kms_quotas.insert((*k).to_string(), *v);
-    }
-    let app = sealgate::app::start(cfg).await.unwrap();
-    let c = app.store.create_credential(None).unwrap();
-    let secret = String::from_utf8(c.secret.expose().to_vec()).unwrap();
-    Kms {
-        app,
-        dir,
-        id: c.id,
-        secret,
-    }
+    start_kms_fixture(quotas).await
 }
 
 fn now() -> i64 {

@@ -25,21 +25,13 @@ struct Kms {
 }
 
 async fn start_with(quotas: &[(&str, u32)]) -> Kms {
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    let mut cfg = test_config(&dir, "http://127.0.0.1:9");
-    cfg.kms_listen = Some("127.0.0.1:0".parse().unwrap());
-    for (k, v) in quotas {
-        cfg.kms_quotas.insert((*k).to_string(), *v);
-    }
-    let app = sealgate::app::start(cfg).await.unwrap();
-    let cred = app.store.create_credential(None).unwrap();
-    let base = format!("http://{}", app.kms_addr.unwrap());
+    let f = start_kms_fixture(quotas).await;
+    let base = format!("http://{}", f.app.kms_addr.unwrap());
     Kms {
-        app,
+        app: f.app,
         base,
-        id: cred.id,
-        secret: String::from_utf8(cred.secret.expose().to_vec()).unwrap(),
+        id: f.id,
+        secret: f.secret,
     }
 }
 

@@ -20,41 +20,10 @@ use common::*;
 use sealgate::kms::tencent::sign::{self, RequestParts, SignatureScheme};
 use serde_json::{json, Value};
 
-struct Kms {
-    app: sealgate::app::App,
-    dir: PathBuf,
-    id: String,
-    secret: String,
-}
-
-impl Kms {
-    fn host(&self) -> String {
-        self.app.kms_addr.unwrap().to_string()
-    }
-
-    /// A second credential, optionally limited to some keys.
-    fn credential(&self, keys: Option<Vec<String>>) -> (String, String) {
-        let c = self.app.store.create_credential(keys).unwrap();
-        (c.id, String::from_utf8(c.secret.expose().to_vec()).unwrap())
-    }
-}
+type Kms = KmsFixture;
 
 async fn start_kms(quotas: &[(&str, u32)]) -> Kms {
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    let mut cfg = test_config(&dir, "http://127.0.0.1:9");
-    cfg.kms_listen = Some("127.0.0.1:0".parse().unwrap());
-    for (a, n) in quotas {
-        cfg.kms_quotas.insert(a.to_string(), *n);
-    }
-    let app = sealgate::app::start(cfg).await.unwrap();
-    let c = app.store.create_credential(None).unwrap();
-    Kms {
-        id: c.id,
-        secret: String::from_utf8(c.secret.expose().to_vec()).unwrap(),
-        app,
-        dir,
-    }
+    start_kms_fixture(quotas).await
 }
 
 fn now() -> i64 {

@@ -262,3 +262,49 @@ pub fn test_config(dir: &std::path::Path, upstream: &str) -> sealgate::config::C
     )
     .unwrap()
 }
+
+/// A sealgate started in-process for the KMS faces' tests.
+pub struct KmsFixture {
+    /// The running app (KMS listener on 127.0.0.1, no upstream behind the proxy).
+    pub app: sealgate::app::App,
+    /// Its temporary working directory (policies/ and data/ inside).
+    pub dir: PathBuf,
+    /// An unrestricted credential's id.
+    pub id: String,
+    /// Its secret.
+    pub secret: String,
+}
+
+impl KmsFixture {
+    /// The KMS listener's `host:port`.
+    pub fn host(&self) -> String {
+        self.app.kms_addr.unwrap().to_string()
+    }
+
+    /// A second credential, optionally limited to some keys: (id, secret).
+    pub fn credential(&self, allowed: Option<Vec<String>>) -> (String, String) {
+        let c = self.app.store.create_credential(allowed).unwrap();
+        (c.id, String::from_utf8(c.secret.expose().to_vec()).unwrap())
+    }
+}
+
+/// Starts sealgate with a KMS listener, the given quota overrides
+/// (`class or action`, per second) and one unrestricted credential.
+pub async fn start_kms_fixture(quotas: &[(&str, u32)]) -> KmsFixture {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    let mut cfg = test_config(&dir, "http://127.0.0.1:9");
+    cfg.kms_listen = Some("127.0.0.1:0".parse().unwrap());
+    for (k, v) in quotas {
+        cfg.kms_quotas.insert((*k).to_string(), *v);
+    }
+    let app = sealgate::app::start(cfg).await.unwrap();
+    let c = app.store.create_credential(None).unwrap();
+    let secret = String::from_utf8(c.secret.expose().to_vec()).unwrap();
+    KmsFixture {
+        app,
+        dir,
+        id: c.id,
+        secret,
+    }
+}
