@@ -9,29 +9,13 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::Value;
-
-/// A running `sealgate serve`; killed on drop.
-struct Server {
-    child: Child,
-    proxy: std::net::SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const POLICY: &str = r#"
 [[route]]
@@ -53,73 +37,11 @@ context = "people"
 response.decrypt = ["$.notes", "$.email"]
 "#;
 
-impl Server {
-    fn start(upstream: std::net::SocketAddr) -> Server {
-        let dir = tempfile::tempdir().unwrap().keep();
-        std::fs::create_dir_all(dir.join("policies")).unwrap();
-        std::fs::write(dir.join("policies/p.toml"), POLICY).unwrap();
-        let config = format!(
-            r#"
-listen = "127.0.0.1:0"
-upstream = "http://{upstream}"
-policies = "{policies}"
-data_dir = "{data}"
-[reload]
-watch = false
-[log]
-level = "info"
-format = "json"
-"#,
-            policies = dir.join("policies").display(),
-            data = dir.join("data").display(),
-        );
-        std::fs::write(dir.join("sealgate.toml"), config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.join("sealgate.toml"))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, logs) = mpsc::channel::<Value>();
-        // drained to the end: a closed pipe would fail the server's logging
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        // both listeners are up: the proxy and the admin socket
-        let mut proxy = None;
-        let mut admin = false;
-        while proxy.is_none() || !admin {
-            let v = logs
-                .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|e| panic!("sealgate serve did not start: {e}"));
-            match v["fields"]["message"].as_str() {
-                Some("sealgate proxy listening") => {
-                    proxy = Some(v["fields"]["listen"].as_str().unwrap().parse().unwrap());
-                }
-                Some("admin socket listening") => admin = true,
-                _ => {}
-            }
-        }
-        Server {
-            child,
-            proxy: proxy.unwrap(),
-            dir,
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.join("data")
-    }
+/// `sealgate serve` with POLICY, once both the proxy and the admin socket listen.
+fn start_server(upstream: std::net::SocketAddr) -> ServeProcess {
+    let s = ServeProcess::start(upstream, POLICY, "");
+    s.wait_log("admin socket listening");
+    s
 }
 
 /// Runs the sealgate binary with `args` and `stdin`.
@@ -194,7 +116,7 @@ fn upstream_reply(stored: Arc<Mutex<HashMap<String, String>>>) -> Reply {
 async fn rewrap_through_the_admin_socket_while_the_server_runs() {
     let stored = Arc::new(Mutex::new(HashMap::new()));
     let up = recording_upstream(upstream_reply(stored.clone())).await;
-    let server = Server::start(up.addr);
+    let server = start_server(up.addr);
     let base = format!("http://{}", server.proxy);
     let data = server.data_dir().display().to_string();
 
@@ -360,7 +282,7 @@ async fn rewrap_through_the_admin_socket_while_the_server_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_rewrap_errors_read_as_the_direct_path_and_exit_1() {
     let up = recording_upstream(echo()).await;
-    let server = Server::start(up.addr);
+    let server = start_server(up.addr);
     let base = format!("http://{}", server.proxy);
     let data = server.data_dir().display().to_string();
     let (s, _, b) = send_json(

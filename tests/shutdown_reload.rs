@@ -6,116 +6,17 @@
 mod common;
 
 use common::*;
-use std::io::BufRead;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A running `sealgate serve`; killed on drop if still running.
-struct Server {
-    child: Child,
-    /// Its JSON log lines (stderr), as they come.
-    logs: mpsc::Receiver<serde_json::Value>,
-    proxy: std::net::SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(upstream: std::net::SocketAddr, policy: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap().keep();
-        std::fs::create_dir_all(dir.join("policies")).unwrap();
-        std::fs::write(dir.join("policies/p.toml"), policy).unwrap();
-        let config = format!(
-            r#"
-listen = "127.0.0.1:0"
-upstream = "http://{upstream}"
-policies = "{policies}"
-data_dir = "{data}"
-[reload]
-watch = false
-[audit]
-file = "{audit}"
-[timeouts]
-drain_ms = 60000
-[log]
-level = "info"
-format = "json"
-"#,
-            policies = dir.join("policies").display(),
-            data = dir.join("data").display(),
-            audit = dir.join("audit.jsonl").display(),
-        );
-        std::fs::write(dir.join("sealgate.toml"), config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.join("sealgate.toml"))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, logs) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        let mut s = Server {
-            child,
-            logs,
-            proxy: "127.0.0.1:1".parse().unwrap(),
-            dir,
-        };
-        let ready = s.wait_log("sealgate proxy listening");
-        s.proxy = ready["fields"]["listen"].as_str().unwrap().parse().unwrap();
-        s
-    }
-
-    /// Waits (bounded) for a log line whose message is `message`.
-    fn wait_log(&self, message: &str) -> serde_json::Value {
-        loop {
-            match self.logs.recv_timeout(Duration::from_secs(60)) {
-                Ok(v) if v["fields"]["message"] == message => return v,
-                Ok(_) => {}
-                Err(e) => panic!("no log line {message:?}: {e}"),
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    fn audit(&self) -> PathBuf {
-        self.dir.join("audit.jsonl")
-    }
-
-    fn policy_file(&self) -> PathBuf {
-        self.dir.join("policies/p.toml")
-    }
+/// The server of these tests: the audit log on, a long drain window.
+fn start_server(upstream: std::net::SocketAddr, policy: &str) -> ServeProcess {
+    ServeProcess::start(
+        upstream,
+        policy,
+        "[audit]\nfile = \"{dir}/audit.jsonl\"\n[timeouts]\ndrain_ms = 60000\n",
+    )
 }
 
 const V1: &str = r#"
@@ -145,7 +46,7 @@ fn sealed(v: &serde_json::Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_under_load_and_no_request_fails() {
     let up = recording_upstream(echo()).await;
-    let mut server = Server::start(up.addr, V1);
+    let mut server = start_server(up.addr, V1);
     let url = format!("http://{}/people", server.proxy);
 
     // a bounded load: 4 clients sending back to back until told to stop
@@ -216,7 +117,7 @@ async fn sighup_reloads_under_load_and_no_request_fails() {
     server.signal("TERM");
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
-    sealgate::audit::verify_file(&server.audit()).unwrap();
+    sealgate::audit::verify_file(&server.dir.join("audit.jsonl")).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +126,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let arrived = Arc::new(AtomicUsize::new(0));
     let up = gated_upstream(gate.clone(), arrived.clone()).await;
-    let mut server = Server::start(up, V1);
+    let mut server = start_server(up, V1);
     let url = format!("http://{}/people", server.proxy);
 
     const N: usize = 6;
@@ -267,9 +168,9 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
     assert_eq!(status.code(), Some(0), "exit code after a clean drain");
 
     // the audit log was flushed and closed: every batch is in it
-    let report = sealgate::audit::verify_file(&server.audit()).unwrap();
+    let report = sealgate::audit::verify_file(&server.dir.join("audit.jsonl")).unwrap();
     assert!(report.closed, "audit_close is the last record");
-    let text = std::fs::read_to_string(server.audit()).unwrap();
+    let text = std::fs::read_to_string(server.dir.join("audit.jsonl")).unwrap();
     let sealed_batches = text
         .lines()
         .filter(|l| l.contains("\"action\":\"seal_fields\""))

@@ -308,3 +308,128 @@ pub async fn start_kms_fixture(quotas: &[(&str, u32)]) -> KmsFixture {
         secret,
     }
 }
+
+/// A running `sealgate serve` (the real binary) with JSON logs on stderr;
+/// killed on drop if still running.
+pub struct ServeProcess {
+    /// The child process.
+    pub child: std::process::Child,
+    /// Its JSON log lines, as they come (stderr is drained to the end).
+    logs: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Lines read while waiting for another one, kept for later waits.
+    backlog: std::cell::RefCell<Vec<serde_json::Value>>,
+    /// The proxy's address.
+    pub proxy: SocketAddr,
+    /// Its working directory: `policies/p.toml`, `data/`, `sealgate.toml`.
+    pub dir: PathBuf,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeProcess {
+    /// Writes `policy` as `policies/p.toml` and a config (listen on
+    /// 127.0.0.1:0, `upstream`, no file watching, JSON logs at info) with
+    /// `extra` TOML tables appended (`{dir}` in it stands for the working
+    /// directory), starts `sealgate serve --config`, and
+    /// waits (bounded) until the proxy listens.
+    pub fn start(upstream: SocketAddr, policy: &str, extra: &str) -> ServeProcess {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        std::fs::write(dir.join("policies/p.toml"), policy).unwrap();
+        let config = format!(
+            r#"
+listen = "127.0.0.1:0"
+upstream = "http://{upstream}"
+policies = "{policies}"
+data_dir = "{data}"
+[reload]
+watch = false
+[log]
+level = "info"
+format = "json"
+{extra}
+"#,
+            policies = dir.join("policies").display(),
+            data = dir.join("data").display(),
+            extra = extra.replace("{dir}", &dir.display().to_string()),
+        );
+        std::fs::write(dir.join("sealgate.toml"), config).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.join("sealgate.toml"))
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, logs) = std::sync::mpsc::channel();
+        // drained to the end: a closed pipe would fail the server's logging
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let mut s = ServeProcess {
+            child,
+            logs,
+            backlog: Default::default(),
+            proxy: "127.0.0.1:1".parse().unwrap(),
+            dir,
+        };
+        let ready = s.wait_log("sealgate proxy listening");
+        s.proxy = ready["fields"]["listen"].as_str().unwrap().parse().unwrap();
+        s
+    }
+
+    /// Waits (bounded, 60 s) for a log line whose message is `message`;
+    /// lines seen earlier while waiting for others count too.
+    pub fn wait_log(&self, message: &str) -> serde_json::Value {
+        let mut backlog = self.backlog.borrow_mut();
+        if let Some(i) = backlog
+            .iter()
+            .position(|v| v["fields"]["message"] == message)
+        {
+            return backlog.remove(i);
+        }
+        loop {
+            match self.logs.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(v) if v["fields"]["message"] == message => return v,
+                Ok(v) => backlog.push(v),
+                Err(e) => panic!("no log line {message:?}: {e}"),
+            }
+        }
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) with `kill`.
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// The data directory (key store, admin socket).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The policy file.
+    pub fn policy_file(&self) -> PathBuf {
+        self.dir.join("policies/p.toml")
+    }
+}
