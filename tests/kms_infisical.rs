@@ -1134,15 +1134,18 @@ fn sdk_python() -> PathBuf {
     .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_infisical_sdk_drives_the_key_life_cycle() {
+/// Runs `tests/sdk/<script>` against a fresh sealgate and asserts that each
+/// of `want` appears as a step that went ok in its JSON-lines output.
+async fn run_sdk_script(script: &str, want: &[String]) {
     let k = start().await;
     let python = sdk_python();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/infisical_flow.py");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
     let (host, id, secret) = (k.base.clone(), k.id.clone(), k.secret.clone());
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
-            .arg(script)
+            .arg(path)
             .args([
                 "--host",
                 &host,
@@ -1159,14 +1162,27 @@ async fn official_infisical_sdk_drives_the_key_life_cycle() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "infisical_flow.py failed:\n{stdout}\n{}",
+        "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let steps: Vec<Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    for want in [
+    for w in want {
+        assert!(
+            steps
+                .iter()
+                .any(|s| s["step"] == w.as_str() && s["ok"] == true),
+            "step {w} missing:\n{stdout}"
+        );
+    }
+    k.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_infisical_sdk_drives_the_key_life_cycle() {
+    let want = [
         "login",
         "create_key",
         "encrypt",
@@ -1181,47 +1197,13 @@ async fn official_infisical_sdk_drives_the_key_life_cycle() {
         "delete",
         "deleted_key_gone",
         "done",
-    ] {
-        assert!(
-            steps.iter().any(|s| s["step"] == want && s["ok"] == true),
-            "step {want} missing:\n{stdout}"
-        );
-    }
-    k.app.shutdown().await;
+    ]
+    .map(String::from);
+    run_sdk_script("infisical_flow.py", &want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_infisical_sdk_signs_verifies_and_uses_aes_128_keys() {
-    let k = start().await;
-    let python = sdk_python();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/infisical_sign_flow.py");
-    let (host, id, secret) = (k.base.clone(), k.id.clone(), k.secret.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .args([
-                "--host",
-                &host,
-                "--client-id",
-                &id,
-                "--client-secret",
-                &secret,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "infisical_sign_flow.py failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let steps: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let mut want = vec![
         "login",
         "create_RSA_4096",
@@ -1259,11 +1241,5 @@ async fn official_infisical_sdk_signs_verifies_and_uses_aes_128_keys() {
         want.push(format!("verify_{alg}_True"));
         want.push(format!("verify_{alg}_False"));
     }
-    for w in want {
-        assert!(
-            steps.iter().any(|s| s["step"] == w && s["ok"] == true),
-            "step {w} missing:\n{stdout}"
-        );
-    }
-    k.app.shutdown().await;
+    run_sdk_script("infisical_sign_flow.py", &want).await;
 }
