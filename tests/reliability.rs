@@ -984,7 +984,7 @@ async fn a_read_only_data_directory_is_a_clear_error_and_changes_nothing() {
 }
 
 #[test]
-#[ignore = "child of a_full_disk_refuses_writes_cleanly_and_loses_nothing"]
+#[ignore = "child of a_full_disk_refuses_writes_cleanly_loses_nothing_and_recovers"]
 fn child_full_disk() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
@@ -999,31 +999,75 @@ fn child_full_disk() {
         })
     };
     println!();
+    let mut refused = None;
     for i in 0..20_000 {
         match create(format!("fill-{i}")) {
             Ok(m) => println!("ACK {} fill-{i}", m.key_id),
             Err(e) => {
-                println!("FULL {e}");
+                println!("FULL fill-{i} {e}");
+                refused = Some(format!("fill-{i}"));
                 break;
             }
         }
+    }
+    if let Some(alias) = refused {
+        // the refused write left nothing behind, in memory or on disk
+        println!("REFUSED_VISIBLE {}", store.resolve(&alias).is_ok());
     }
     match store.encrypt("test-key", b"after the disk filled", b"ctx") {
         Ok(_) => println!("READ ok"),
         Err(e) => println!("READ {e}"),
     }
+    // Still full: this one may fit in space the failed write freed, or not.
     match create("after-full".into()) {
         Ok(m) => println!("AFTER {} after-full", m.key_id),
         Err(e) => println!("AFTER refused {e}"),
     }
+
+    // Space is freed: raise the soft limit to the hard one. Without a
+    // restart, writes go through again.
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let hard = getrlimit(Resource::Fsize).maximum;
+    setrlimit(
+        Resource::Fsize,
+        rustix::process::Rlimit {
+            current: hard,
+            maximum: hard,
+        },
+    )
+    .unwrap();
+    println!("RAISED {hard:?}");
+    for i in 0..5 {
+        match create(format!("recovered-{i}")) {
+            Ok(m) => println!("RECOVERED {} recovered-{i}", m.key_id),
+            Err(e) => println!("STILL_REFUSED recovered-{i} {e}"),
+        }
+    }
+    match store.create_credential(None) {
+        Ok(c) => println!("CREDENTIAL {}", c.id),
+        Err(e) => println!("STILL_REFUSED credential {e}"),
+    }
+    match store.verify() {
+        Ok(r) => println!("VERIFY ok {}", r.keys),
+        Err(e) => println!("VERIFY {e}"),
+    }
+}
+
+fn id_alias_lines(out: &str, tag: &str) -> Vec<(String, String)> {
+    child_lines(out, tag)
+        .iter()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(id, alias)| (id.to_string(), alias.to_string()))
+        .collect()
 }
 
 #[tokio::test]
-async fn a_full_disk_refuses_writes_cleanly_and_loses_nothing() {
-    // A full disk simulated without mounts: the child runs with a file-size
-    // limit (RLIMIT_FSIZE) just above the database's size and SIGXFSZ
-    // ignored, so the write that would grow the file fails with EFBIG the
-    // way a full disk fails with ENOSPC.
+async fn a_full_disk_refuses_writes_cleanly_loses_nothing_and_recovers() {
+    // A full disk simulated without mounts: the child runs with a soft
+    // file-size limit (RLIMIT_FSIZE) just above the database's size and
+    // SIGXFSZ ignored, so the write that would grow the file fails with
+    // EFBIG the way a full disk fails with ENOSPC. The child then raises
+    // its soft limit to the hard one, as if space had been freed.
     let up = Upstream::start().await;
     let (dir, stored, key_id) = store_with_one_sealed_value(&up).await;
     let db_len = snapshot(&dir.join("data"))
@@ -1031,26 +1075,26 @@ async fn a_full_disk_refuses_writes_cleanly_and_loses_nothing() {
         .map(|(_, b)| b.len())
         .max()
         .unwrap();
+    let keys_before = open_store(&dir).unwrap().list(0, 0).total_count;
     let limit_kib = db_len / 1024 + 256;
-    let script = format!("trap '' XFSZ; ulimit -f {limit_kib}; exec \"$@\"");
+    let script = format!("trap '' XFSZ; ulimit -S -f {limit_kib}; exec \"$@\"");
     let out = run_child(
         "child_full_disk",
         &dir,
         &["bash", "-c", Box::leak(script.into_boxed_str()), "child"],
     );
-    let acked: Vec<(String, String)> = child_lines(&out, "ACK ")
-        .iter()
-        .map(|l| {
-            let (id, alias) = l.split_once(' ').unwrap();
-            (id.to_string(), alias.to_string())
-        })
-        .collect();
+    let mut acked = id_alias_lines(&out, "ACK ");
     let full = child_lines(&out, "FULL ");
     assert_eq!(full.len(), 1, "the limit was never reached: {out}");
+    let (refused_alias, full_err) = full[0].split_once(' ').unwrap();
     assert!(
-        full[0].contains("File too large") || full[0].contains("No space"),
-        "the error says the disk is full: {}",
-        full[0]
+        full_err.contains("File too large") || full_err.contains("No space"),
+        "the error says the disk is full: {full_err}"
+    );
+    assert_eq!(
+        child_lines(&out, "REFUSED_VISIBLE "),
+        vec!["false"],
+        "the refused write shows: {out}"
     );
     assert!(!acked.is_empty(), "nothing was written before the limit");
     assert_eq!(
@@ -1060,9 +1104,28 @@ async fn a_full_disk_refuses_writes_cleanly_and_loses_nothing() {
     );
     let after = child_lines(&out, "AFTER ");
     assert_eq!(after.len(), 1, "{out}");
+    if !after[0].starts_with("refused") {
+        acked.extend(id_alias_lines(&out, "AFTER "));
+    }
 
-    // Without the limit: the store opens, every acknowledged key is there
-    // with its id, and every stored version still opens.
+    // After the limit is raised, the same process writes again.
+    assert_eq!(child_lines(&out, "RAISED ").len(), 1, "{out}");
+    assert!(
+        child_lines(&out, "STILL_REFUSED ").is_empty(),
+        "writes stay refused after space is freed: {out}"
+    );
+    let recovered = id_alias_lines(&out, "RECOVERED ");
+    assert_eq!(recovered.len(), 5, "{out}");
+    let credential = child_lines(&out, "CREDENTIAL ");
+    assert_eq!(credential.len(), 1, "{out}");
+    let verified = child_lines(&out, "VERIFY ");
+    assert_eq!(verified.len(), 1, "{out}");
+    assert!(verified[0].starts_with("ok "), "{out}");
+    acked.extend(recovered);
+
+    // Without the limit: the store opens, every acknowledged key (before and
+    // after the disk filled) is there with its id, the refused one is not,
+    // and every stored version still opens.
     let store = open_store(&dir).unwrap();
     for (id, alias) in &acked {
         assert_eq!(
@@ -1071,8 +1134,20 @@ async fn a_full_disk_refuses_writes_cleanly_and_loses_nothing() {
             "{alias} lost"
         );
     }
+    assert!(
+        store.resolve(refused_alias).is_err(),
+        "{refused_alias} half-written"
+    );
+    assert!(
+        store
+            .list_credentials()
+            .iter()
+            .any(|c| c.id == credential[0]),
+        "the credential made after recovery is lost"
+    );
     let report = store.verify().unwrap();
-    assert!(report.keys > acked.len(), "{report:?}");
+    assert_eq!(report.keys, keys_before + acked.len(), "{report:?}");
+    assert_eq!(verified[0], format!("ok {}", report.keys));
     drop(store);
     still_opens(&dir, &up, &stored, &key_id).await;
 }

@@ -6,11 +6,18 @@
 //! the in-memory state: an operation that returned `Ok` survives a crash.
 //! One process owns a data directory (exclusive lock on `<data-dir>/lock`);
 //! others reach it through the admin socket.
+//!
+//! After an I/O error (a full disk) redb refuses every later write on that
+//! handle ("previous I/O error"). The store then closes and reopens the
+//! database file (right after the failure, and again before each write
+//! while that has not worked), reloads the in-memory state from disk and
+//! bumps the epoch; reads are served from memory throughout. Not PURE: file
+//! system and database I/O.
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use fs4::fs_std::FileExt;
@@ -306,10 +313,17 @@ pub struct VerifyReport {
 }
 
 /// The key store. `Send + Sync`; share it as `Arc<KeyStore>`.
+///
+/// Lock order: `writer`, then `db`, then `state`.
 #[derive(Debug)]
 pub struct KeyStore {
     data_dir: PathBuf,
-    db: Database,
+    /// The open database; `None` while a reopen after an I/O error has
+    /// failed (the store is read-only until a write reopens it).
+    db: RwLock<Option<Database>>,
+    /// Set after redb reported an I/O error (or memory could not be
+    /// re-read from disk): the next write reopens the database first.
+    reopen_needed: AtomicBool,
     sealer: RootSealer,
     key_check: Vec<u8>,
     state: RwLock<State>,
@@ -361,6 +375,51 @@ fn db_err(path: &Path) -> impl Fn(redb::Error) -> StoreError + '_ {
 fn key_err(e: impl Into<redb::Error>) -> KeyError {
     KeyError::Store(e.into().to_string())
 }
+
+/// Whether a redb error is an I/O failure, after which that database handle
+/// refuses every write (`PreviousIo`) until it is closed and reopened.
+fn is_io(e: &redb::Error) -> bool {
+    matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo)
+}
+
+/// Why `persist` failed.
+enum PersistError {
+    /// The database failed.
+    Db(Box<redb::Error>),
+    /// The database is closed after an I/O error (a reopen failed).
+    Closed,
+    /// A record did not encode.
+    Encode(String),
+}
+
+impl PersistError {
+    fn db(e: impl Into<redb::Error>) -> Self {
+        PersistError::Db(Box::new(e.into()))
+    }
+
+    /// Whether the database must be reopened before it takes writes again.
+    fn needs_reopen(&self) -> bool {
+        match self {
+            PersistError::Db(e) => is_io(e),
+            PersistError::Closed => true,
+            PersistError::Encode(_) => false,
+        }
+    }
+}
+
+impl From<PersistError> for KeyError {
+    fn from(e: PersistError) -> Self {
+        match e {
+            PersistError::Db(e) => KeyError::Store(e.to_string()),
+            PersistError::Closed => KeyError::Store(CLOSED.into()),
+            PersistError::Encode(m) => KeyError::Store(m),
+        }
+    }
+}
+
+/// What a write or `verify` says while the database is closed.
+const CLOSED: &str = "the key store database is closed after an I/O error and could not be \
+                      reopened yet; the next write tries again";
 
 impl KeyStore {
     /// Opens (or creates) the store in `data_dir`. On an empty directory it
@@ -448,7 +507,8 @@ impl KeyStore {
         );
         Ok(KeyStore {
             data_dir,
-            db,
+            db: RwLock::new(Some(db)),
+            reopen_needed: AtomicBool::new(false),
             sealer,
             key_check,
             state: RwLock::new(state),
@@ -543,6 +603,7 @@ impl KeyStore {
     /// Plans, persists (durably) and then applies one change.
     fn apply(&self, change: Change, now: u64) -> Result<Outcome, KeyError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.ensure_writable()?;
         let limits = Limits {
             max_keys: self.options.max_keys,
         };
@@ -554,62 +615,148 @@ impl KeyStore {
                 sealer: &self.sealer,
             },
         )?;
-        if let Err(e) = self.persist(&plan.mutations) {
-            // The commit may or may not have reached the disk: re-read it.
-            tracing::error!(error = %e, "key store commit failed; reloading state from disk");
-            self.reload();
-            return Err(e);
-        }
-        self.state
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .commit(plan.mutations);
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.commit(plan.mutations)?;
         Ok(plan.outcome)
     }
 
-    fn persist(&self, mutations: &[Mutation]) -> Result<(), KeyError> {
-        let mut txn = self.db.begin_write().map_err(key_err)?;
+    /// Persists `mutations` durably, then applies them to memory. The writer
+    /// lock must be held. On failure memory is re-read from disk (the
+    /// commit may or may not have reached it) and the error returned; after
+    /// an I/O error the database is closed and reopened first.
+    fn commit(&self, mutations: Vec<Mutation>) -> Result<(), KeyError> {
+        match self.persist(&mutations) {
+            Ok(()) => {
+                self.state
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .commit(mutations);
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) if e.needs_reopen() => {
+                let e = KeyError::from(e);
+                tracing::error!(error = %e, "key store write failed with an I/O error; reopening the database");
+                self.reopen_needed.store(true, Ordering::SeqCst);
+                if let Err(again) = self.reopen() {
+                    tracing::error!(
+                        error = %again,
+                        "reopening the key store database failed; it stays read-only until a write reopens it"
+                    );
+                }
+                Err(e)
+            }
+            Err(e) => {
+                let e = KeyError::from(e);
+                tracing::error!(error = %e, "key store commit failed; reloading state from disk");
+                self.reload();
+                Err(e)
+            }
+        }
+    }
+
+    /// Before a write (writer lock held): reopens the database if an
+    /// earlier I/O error asked for it.
+    fn ensure_writable(&self) -> Result<(), KeyError> {
+        if !self.reopen_needed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.reopen().map_err(|e| {
+            tracing::error!(error = %e, "reopening the key store database failed");
+            KeyError::Store(format!(
+                "the key store database could not be reopened after an I/O error: {e}"
+            ))
+        })
+    }
+
+    /// Closes and reopens the database file, then replaces the in-memory
+    /// state with what is on disk and bumps the epoch. The writer lock must
+    /// be held. On failure the database stays closed (`None`), memory keeps
+    /// the last committed state and `reopen_needed` stays set.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let db_path = self.data_dir.join(DB_FILE);
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        // redb locks the file per handle: the old handle must be closed
+        // before the file opens again.
+        drop(slot.take());
+        // `open`, not `create`: a missing file is an error, never a new store.
+        let db = Database::open(&db_path).map_err(|e| db_err(&db_path)(e.into()))?;
+        let (key_check, keys, credentials) = Self::load(&db, &db_path, &self.data_dir)?;
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: self.data_dir.clone(),
+            message,
+        };
+        if key_check.as_deref() != Some(self.key_check.as_slice()) {
+            return Err(corrupt(
+                "the key-check value changed while the store was open".into(),
+            ));
+        }
+        let state = State::from_records(keys, credentials).map_err(corrupt)?;
+        *slot = Some(db);
+        let count = state.key_count();
+        *self.state.write().unwrap_or_else(PoisonError::into_inner) = state;
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.reopen_needed.store(false, Ordering::SeqCst);
+        tracing::warn!(
+            keys = count,
+            "key store database reopened after an I/O error; state reloaded from disk"
+        );
+        Ok(())
+    }
+
+    fn persist(&self, mutations: &[Mutation]) -> Result<(), PersistError> {
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = guard.as_ref().ok_or(PersistError::Closed)?;
+        let mut txn = db.begin_write().map_err(PersistError::db)?;
         txn.set_durability(Durability::Immediate);
         {
-            let mut keys = txn.open_table(KEYS).map_err(key_err)?;
-            let mut creds = txn.open_table(CREDENTIALS).map_err(key_err)?;
+            let mut keys = txn.open_table(KEYS).map_err(PersistError::db)?;
+            let mut creds = txn.open_table(CREDENTIALS).map_err(PersistError::db)?;
             for m in mutations {
                 match m {
                     Mutation::PutKey(rec) => {
                         let json = serde_json::to_vec(rec.as_ref())
-                            .map_err(|e| KeyError::Store(e.to_string()))?;
+                            .map_err(|e| PersistError::Encode(e.to_string()))?;
                         keys.insert(rec.metadata.key_id.as_bytes().as_slice(), json.as_slice())
-                            .map_err(key_err)?;
+                            .map_err(PersistError::db)?;
                     }
                     Mutation::DeleteKey(id) => {
-                        keys.remove(id.as_bytes().as_slice()).map_err(key_err)?;
+                        keys.remove(id.as_bytes().as_slice())
+                            .map_err(PersistError::db)?;
                     }
                     Mutation::PutCredential(c) => {
-                        let json =
-                            serde_json::to_vec(c).map_err(|e| KeyError::Store(e.to_string()))?;
+                        let json = serde_json::to_vec(c)
+                            .map_err(|e| PersistError::Encode(e.to_string()))?;
                         creds
                             .insert(c.id.as_str(), json.as_slice())
-                            .map_err(key_err)?;
+                            .map_err(PersistError::db)?;
                     }
                 }
             }
         }
-        txn.commit().map_err(key_err)?;
+        txn.commit().map_err(PersistError::db)?;
         Ok(())
     }
 
+    /// Re-reads memory from the open database after a failed commit. If
+    /// that fails, the next write reopens the database (and re-reads) first.
     fn reload(&self) {
         let db_path = self.data_dir.join(DB_FILE);
-        match Self::load(&self.db, &db_path, &self.data_dir)
-            .map_err(|e| e.to_string())
-            .and_then(|(_, k, c)| State::from_records(k, c))
-        {
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let loaded = match guard.as_ref() {
+            Some(db) => Self::load(db, &db_path, &self.data_dir)
+                .map_err(|e| e.to_string())
+                .and_then(|(_, k, c)| State::from_records(k, c)),
+            None => Err(CLOSED.to_string()),
+        };
+        match loaded {
             Ok(state) => {
                 *self.state.write().unwrap_or_else(PoisonError::into_inner) = state;
                 self.epoch.fetch_add(1, Ordering::SeqCst);
             }
-            Err(e) => tracing::error!(error = %e, "reloading key store state failed"),
+            Err(e) => {
+                tracing::error!(error = %e, "reloading key store state failed; the next write reopens the database");
+                self.reopen_needed.store(true, Ordering::SeqCst);
+            }
         }
     }
 
@@ -1013,6 +1160,7 @@ impl KeyStore {
         build: impl FnOnce(&State) -> Result<Vec<KeyRecord>, KeyError>,
     ) -> Result<Vec<KeyId>, KeyError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.ensure_writable()?;
         let records = build(&self.read())?;
         let ids = records.iter().map(|r| r.metadata.key_id).collect();
         let mutations: Vec<Mutation> = records
@@ -1022,16 +1170,7 @@ impl KeyStore {
         if mutations.is_empty() {
             return Ok(ids);
         }
-        if let Err(e) = self.persist(&mutations) {
-            tracing::error!(error = %e, "key store commit failed; reloading state from disk");
-            self.reload();
-            return Err(e);
-        }
-        self.state
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .commit(mutations);
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.commit(mutations)?;
         Ok(ids)
     }
 
@@ -1267,6 +1406,10 @@ impl KeyStore {
     /// material and every credential secret opens under the root key, and the
     /// database agrees with memory.
     pub fn verify(&self) -> Result<VerifyReport, KeyError> {
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = guard
+            .as_ref()
+            .ok_or_else(|| KeyError::Store(CLOSED.into()))?;
         let st = self.read();
         let mut report = VerifyReport {
             keys: 0,
@@ -1294,15 +1437,21 @@ impl KeyStore {
                 .map_err(|_| KeyError::Store(format!("credential {} does not open", c.id)))?;
             report.credentials += 1;
         }
-        let txn = self.db.begin_read().map_err(key_err)?;
-        let keys = txn.open_table(KEYS).map_err(key_err)?;
-        if keys.len().map_err(key_err)? != report.keys as u64 {
+        let read_err = |e: redb::Error| {
+            if is_io(&e) {
+                self.reopen_needed.store(true, Ordering::SeqCst);
+            }
+            KeyError::Store(e.to_string())
+        };
+        let txn = db.begin_read().map_err(|e| read_err(e.into()))?;
+        let keys = txn.open_table(KEYS).map_err(|e| read_err(e.into()))?;
+        if keys.len().map_err(|e| read_err(e.into()))? != report.keys as u64 {
             return Err(KeyError::Store("database and memory disagree".into()));
         }
         for rec in st.keys() {
             let stored = keys
                 .get(rec.metadata.key_id.as_bytes().as_slice())
-                .map_err(key_err)?
+                .map_err(|e| read_err(e.into()))?
                 .ok_or_else(|| KeyError::Store("database and memory disagree".into()))?;
             let stored: KeyRecord = serde_json::from_slice(stored.value())
                 .map_err(|e| KeyError::Store(e.to_string()))?;
@@ -1363,5 +1512,103 @@ impl KeyProvider for KeyStore {
     fn unwrap_data_key(&self, cmk: &CmkRef, wrapped: &WrappedDek) -> Result<DataKey, KeyError> {
         let material = self.version(cmk)?;
         unwrap_dek(&material, wrapped).ok_or(KeyError::DoesNotOpen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> KeyStore {
+        KeyStore::open(dir, RootKeySource::Auto, StoreOptions::default()).unwrap()
+    }
+
+    fn create(store: &KeyStore, alias: &str) -> Result<KeyMetadata, KeyError> {
+        store.create(CreateKeyRequest {
+            alias: Some(alias.into()),
+            ..CreateKeyRequest::default()
+        })
+    }
+
+    /// A commit that reached the disk although the write reported an I/O
+    /// error: the next write reopens the database, memory is re-read from
+    /// disk (it shows that change) and the epoch moves.
+    #[test]
+    fn a_write_after_an_io_failure_reopens_and_reloads_memory_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = create(&store, "a").unwrap().key_id;
+        let mut on_disk = store.read().key(&a).cloned().unwrap();
+        on_disk.metadata.description = "durable after all".into();
+        assert!(store
+            .persist(&[Mutation::PutKey(Box::new(on_disk))])
+            .is_ok());
+        store.reopen_needed.store(true, Ordering::SeqCst);
+        let epoch = store.epoch();
+        // reads come from memory, which has not seen it
+        assert_eq!(store.describe("a").unwrap().description, "");
+
+        let b = create(&store, "b").unwrap().key_id;
+        assert!(!store.reopen_needed.load(Ordering::SeqCst));
+        assert_eq!(
+            store.describe("a").unwrap().description,
+            "durable after all"
+        );
+        assert_eq!(store.resolve("b").unwrap(), b);
+        assert!(store.epoch() >= epoch + 2, "reopen and create each bump it");
+        assert_eq!(store.verify().unwrap().keys, 2);
+    }
+
+    /// A reopen that fails (here: the file is gone) refuses the write with a
+    /// clear error and leaves the store readable; the next write retries.
+    #[test]
+    fn a_failed_reopen_keeps_reads_working_and_the_next_write_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = create(&store, "a").unwrap().key_id;
+        let sealed = store.encrypt("a", b"before", b"ctx").unwrap();
+        let db_path = dir.path().join(DB_FILE);
+        let away = dir.path().join("keys.redb.away");
+        std::fs::rename(&db_path, &away).unwrap();
+        store.reopen_needed.store(true, Ordering::SeqCst);
+
+        let err = create(&store, "b").unwrap_err().to_string();
+        assert!(err.contains("could not be reopened"), "{err}");
+        assert!(!db_path.exists(), "the reopen made up a new database");
+        assert!(store.db.read().unwrap().is_none());
+        assert_eq!(store.resolve("a").unwrap(), a);
+        assert_eq!(
+            store
+                .decrypt(&sealed.blob, b"ctx")
+                .unwrap()
+                .plaintext
+                .expose(),
+            b"before"
+        );
+        assert!(store.encrypt("a", b"during", b"ctx").is_ok());
+        assert!(store.resolve("b").is_err());
+        let err = store.verify().unwrap_err().to_string();
+        assert!(err.contains("closed after an I/O error"), "{err}");
+        let err = store.create_credential(None).unwrap_err().to_string();
+        assert!(err.contains("could not be reopened"), "{err}");
+
+        std::fs::rename(&away, &db_path).unwrap();
+        let b = create(&store, "b").unwrap().key_id;
+        assert_eq!(store.verify().unwrap().keys, 2);
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.resolve("a").unwrap(), a);
+        assert_eq!(store.resolve("b").unwrap(), b);
+        assert_eq!(store.verify().unwrap().keys, 2);
+    }
+
+    #[test]
+    fn only_io_errors_ask_for_a_reopen() {
+        let io = redb::Error::Io(std::io::Error::from_raw_os_error(27));
+        assert!(PersistError::db(io).needs_reopen());
+        assert!(PersistError::db(redb::Error::PreviousIo).needs_reopen());
+        assert!(PersistError::Closed.needs_reopen());
+        assert!(!PersistError::db(redb::Error::ValueTooLarge(1)).needs_reopen());
+        assert!(!PersistError::Encode("x".into()).needs_reopen());
     }
 }
