@@ -1488,6 +1488,11 @@ mod tests {
                 KeyUsage::AsymmetricSignVerifyRsa3072,
             ),
             (S::EcP256, U::SignVerify, KeyUsage::AsymmetricSignVerifyEcc),
+            (
+                S::AliyunAes128,
+                U::EncryptDecrypt,
+                KeyUsage::EncryptDecryptAes128,
+            ),
         ] {
             let got = store_usage(spec, usage).unwrap();
             assert_eq!(got, want);
@@ -1499,7 +1504,7 @@ mod tests {
             S::EcP256K,
             S::Rsa4096,
             S::AliyunSm4,
-            S::AliyunAes128,
+            S::AliyunAes192,
         ] {
             for usage in [U::EncryptDecrypt, U::SignVerify] {
                 assert_eq!(
@@ -1509,6 +1514,12 @@ mod tests {
                 );
             }
         }
+        assert_eq!(
+            store_usage(S::AliyunAes128, U::SignVerify)
+                .unwrap_err()
+                .code,
+            "InvalidParameter.KeySpec"
+        );
     }
 
     #[test]
