@@ -165,6 +165,90 @@ pub struct Overrides {
     pub shadow: Option<bool>,
     /// `--shadow-capture FILE`
     pub shadow_capture: Option<PathBuf>,
+    /// `--tls-cert FILE`: `[tls] cert_file`
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key FILE`: `[tls] key_file`
+    pub tls_key: Option<PathBuf>,
+    /// `--tls-client-ca FILE`: `[tls] client_ca_file`
+    pub tls_client_ca: Option<PathBuf>,
+    /// `--kms-tls-cert FILE`: `[kms_tls] cert_file`
+    pub kms_tls_cert: Option<PathBuf>,
+    /// `--kms-tls-key FILE`: `[kms_tls] key_file`
+    pub kms_tls_key: Option<PathBuf>,
+    /// `--kms-tls-client-ca FILE`: `[kms_tls] client_ca_file`
+    pub kms_tls_client_ca: Option<PathBuf>,
+    /// `--upstream-ca FILE`: `[upstream_tls] ca_file`
+    pub upstream_ca: Option<PathBuf>,
+    /// `--upstream-server-name NAME`: `[upstream_tls] server_name`
+    pub upstream_server_name: Option<String>,
+}
+
+/// The flags that stand for one listener's TLS table.
+struct ListenerTlsFlags<'a> {
+    table: &'static str,
+    cert_flag: &'static str,
+    key_flag: &'static str,
+    ca_flag: &'static str,
+    cert: &'a Option<PathBuf>,
+    key: &'a Option<PathBuf>,
+    client_ca: &'a Option<PathBuf>,
+}
+
+/// A listener's TLS from its table and its flags, each flag winning over
+/// its key; a certificate without a key (or the reverse) is refused naming
+/// the missing flag.
+fn listener_tls(
+    file: Option<FileListenerTls>,
+    flags: ListenerTlsFlags<'_>,
+) -> Result<Option<ListenerTls>, ConfigError> {
+    let (mut cert, mut key, mut client_ca, http2) = match file {
+        Some(t) => (
+            Some(t.cert_file),
+            Some(t.key_file),
+            t.client_ca_file,
+            t.http2,
+        ),
+        None => (None, None, None, None),
+    };
+    if let Some(c) = flags.cert {
+        cert = Some(c.clone());
+    }
+    if let Some(k) = flags.key {
+        key = Some(k.clone());
+    }
+    if let Some(ca) = flags.client_ca {
+        client_ca = Some(ca.clone());
+    }
+    match (cert, key) {
+        (Some(cert_file), Some(key_file)) => Ok(Some(ListenerTls {
+            cert_file,
+            key_file,
+            client_ca_file: client_ca,
+            http2: http2.unwrap_or(true),
+        })),
+        (Some(_), None) => Err(ConfigError::Invalid {
+            field: flags.key_flag,
+            message: format!(
+                "{} is set, so its private key is needed too",
+                flags.cert_flag
+            ),
+        }),
+        (None, Some(_)) => Err(ConfigError::Invalid {
+            field: flags.cert_flag,
+            message: format!(
+                "{} is set, so its certificate is needed too",
+                flags.key_flag
+            ),
+        }),
+        (None, None) if client_ca.is_some() => Err(ConfigError::Invalid {
+            field: flags.ca_flag,
+            message: format!(
+                "client certificates need TLS: set {} and {} (or the [{}] table) too",
+                flags.cert_flag, flags.key_flag, flags.table
+            ),
+        }),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Where shadow mode writes its capture of observed fields (JSON lines of
@@ -475,41 +559,80 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             })
         }
     };
-    let listener_tls = |t: Option<FileListenerTls>| {
-        t.map(|t| ListenerTls {
-            cert_file: t.cert_file,
-            key_file: t.key_file,
-            client_ca_file: t.client_ca_file,
-            http2: t.http2.unwrap_or(true),
-        })
+    let tls = listener_tls(
+        f.tls,
+        ListenerTlsFlags {
+            table: "tls",
+            cert_flag: "--tls-cert",
+            key_flag: "--tls-key",
+            ca_flag: "--tls-client-ca",
+            cert: &o.tls_cert,
+            key: &o.tls_key,
+            client_ca: &o.tls_client_ca,
+        },
+    )?;
+    let kms_tls_from_flags =
+        o.kms_tls_cert.is_some() || o.kms_tls_key.is_some() || o.kms_tls_client_ca.is_some();
+    let kms_tls = listener_tls(
+        f.kms_tls,
+        ListenerTlsFlags {
+            table: "kms_tls",
+            cert_flag: "--kms-tls-cert",
+            key_flag: "--kms-tls-key",
+            ca_flag: "--kms-tls-client-ca",
+            cert: &o.kms_tls_cert,
+            key: &o.kms_tls_key,
+            client_ca: &o.kms_tls_client_ca,
+        },
+    )?;
+    // a flag is named before the file's table: it is what the user just typed
+    let upstream_tls_source = if o.upstream_ca.is_some() {
+        Some("--upstream-ca")
+    } else if o.upstream_server_name.is_some() {
+        Some("--upstream-server-name")
+    } else if f.upstream_tls.is_some() {
+        Some("upstream_tls")
+    } else {
+        None
     };
-    let upstream_tls = match f.upstream_tls {
+    let upstream_tls = match upstream_tls_source {
         None => UpstreamTls::default(),
-        Some(_) if upstream.scheme_str() != Some("https") => {
+        Some(field) if upstream.scheme_str() != Some("https") => {
             return Err(ConfigError::Invalid {
-                field: "upstream_tls",
+                field,
                 message: format!("applies only to an https:// upstream, not {upstream_s:?}"),
             })
         }
-        Some(t) => {
-            if let Some(name) = &t.server_name {
+        Some(_) => {
+            let t = f.upstream_tls.unwrap_or_default();
+            let ca_file = o.upstream_ca.clone().or(t.ca_file);
+            let (server_name, name_field) = match &o.upstream_server_name {
+                Some(n) => (Some(n.clone()), "--upstream-server-name"),
+                None => (t.server_name, "upstream_tls.server_name"),
+            };
+            if let Some(name) = &server_name {
                 if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
                     return Err(ConfigError::Invalid {
-                        field: "upstream_tls.server_name",
+                        field: name_field,
                         message: format!("{name:?} is not a DNS name or IP address"),
                     });
                 }
             }
             UpstreamTls {
-                ca_file: t.ca_file,
-                server_name: t.server_name,
+                ca_file,
+                server_name,
             }
         }
     };
-    if f.kms_tls.is_some() && kms_listen.is_none() {
+    if kms_tls.is_some() && kms_listen.is_none() {
         return Err(ConfigError::Invalid {
-            field: "kms_tls",
-            message: "set kms_listen too (there is no KMS listener to put TLS on)".into(),
+            field: if kms_tls_from_flags {
+                "--kms-tls-cert"
+            } else {
+                "kms_tls"
+            },
+            message: "set kms_listen / --kms-listen too (there is no KMS listener to put TLS on)"
+                .into(),
         });
     }
     let shadow_capture = match o.shadow_capture.clone().or(f.shadow_capture) {
@@ -541,8 +664,8 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
     Ok(Config {
         shadow: o.shadow.or(f.shadow).unwrap_or(false),
         shadow_capture,
-        tls: listener_tls(f.tls),
-        kms_tls: listener_tls(f.kms_tls),
+        tls,
+        kms_tls,
         h2c: f.h2c.unwrap_or(true),
         upstream_tls,
         upstream_http2: f.upstream_http2.unwrap_or(false),
@@ -785,6 +908,178 @@ server_name = "api.example"
         assert!(e.to_string().contains("key_file"), "{e}");
         let e = parse("t", "[tls]\ncert_file = \"a\"\nkey_file = \"b\"\nca = 1").unwrap_err();
         assert!(e.to_string().contains("ca"), "{e}");
+    }
+
+    #[test]
+    fn tls_flags_make_the_tables_and_win_over_the_file() {
+        // flags alone make every table
+        let o = Overrides {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            tls_client_ca: Some("ca.pem".into()),
+            kms_listen: Some("127.0.0.1:9000".into()),
+            kms_tls_cert: Some("kc.pem".into()),
+            kms_tls_key: Some("kk.pem".into()),
+            upstream_ca: Some("up-ca.pem".into()),
+            upstream_server_name: Some("api.example".into()),
+            ..ov("https://api.internal:8443")
+        };
+        let c = validate(parse("t", "").unwrap(), &o).unwrap();
+        assert_eq!(
+            c.tls,
+            Some(ListenerTls {
+                cert_file: "c.pem".into(),
+                key_file: "k.pem".into(),
+                client_ca_file: Some("ca.pem".into()),
+                http2: true,
+            })
+        );
+        assert_eq!(
+            c.kms_tls,
+            Some(ListenerTls {
+                cert_file: "kc.pem".into(),
+                key_file: "kk.pem".into(),
+                client_ca_file: None,
+                http2: true,
+            })
+        );
+        assert_eq!(
+            c.upstream_tls,
+            UpstreamTls {
+                ca_file: Some("up-ca.pem".into()),
+                server_name: Some("api.example".into()),
+            }
+        );
+
+        // over a file: each flag replaces its key, the others stay
+        let text = r#"
+upstream = "https://api.internal:8443"
+kms_listen = "127.0.0.1:9000"
+[tls]
+cert_file = "file-c.pem"
+key_file = "file-k.pem"
+http2 = false
+[kms_tls]
+cert_file = "file-kc.pem"
+key_file = "file-kk.pem"
+client_ca_file = "file-kca.pem"
+[upstream_tls]
+ca_file = "file-up.pem"
+server_name = "file.example"
+"#;
+        let o = Overrides {
+            tls_client_ca: Some("ca.pem".into()),
+            kms_tls_cert: Some("kc.pem".into()),
+            kms_tls_key: Some("kk.pem".into()),
+            upstream_ca: Some("up-ca.pem".into()),
+            ..Default::default()
+        };
+        let c = validate(parse("t", text).unwrap(), &o).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(
+            (tls.cert_file, tls.key_file, tls.client_ca_file, tls.http2),
+            (
+                "file-c.pem".into(),
+                "file-k.pem".into(),
+                Some("ca.pem".into()),
+                false
+            )
+        );
+        let kms = c.kms_tls.unwrap();
+        assert_eq!(
+            (kms.cert_file, kms.key_file, kms.client_ca_file),
+            (
+                "kc.pem".into(),
+                "kk.pem".into(),
+                Some("file-kca.pem".into())
+            )
+        );
+        assert_eq!(c.upstream_tls.ca_file, Some("up-ca.pem".into()));
+        assert_eq!(c.upstream_tls.server_name.as_deref(), Some("file.example"));
+    }
+
+    #[test]
+    fn tls_flag_mistakes_name_the_flag() {
+        let cases: [(Overrides, &str, &str); 7] = [
+            (
+                Overrides {
+                    tls_cert: Some("c".into()),
+                    ..Default::default()
+                },
+                "--tls-key",
+                "--tls-cert",
+            ),
+            (
+                Overrides {
+                    tls_key: Some("k".into()),
+                    ..Default::default()
+                },
+                "--tls-cert",
+                "--tls-key",
+            ),
+            (
+                Overrides {
+                    tls_client_ca: Some("ca".into()),
+                    ..Default::default()
+                },
+                "--tls-client-ca",
+                "--tls-cert",
+            ),
+            (
+                Overrides {
+                    kms_listen: Some("127.0.0.1:9000".into()),
+                    kms_tls_cert: Some("c".into()),
+                    ..Default::default()
+                },
+                "--kms-tls-key",
+                "--kms-tls-cert",
+            ),
+            (
+                Overrides {
+                    kms_tls_cert: Some("c".into()),
+                    kms_tls_key: Some("k".into()),
+                    ..Default::default()
+                },
+                "--kms-tls-cert",
+                "--kms-listen",
+            ),
+            (
+                Overrides {
+                    upstream_ca: Some("ca".into()),
+                    ..Default::default()
+                },
+                "--upstream-ca",
+                "https://",
+            ),
+            (
+                Overrides {
+                    upstream: Some("https://x:1".into()),
+                    upstream_server_name: Some("a b".into()),
+                    ..Default::default()
+                },
+                "--upstream-server-name",
+                "a b",
+            ),
+        ];
+        for (o, field, said) in cases {
+            let o = Overrides {
+                upstream: o.upstream.clone().or(Some("http://x:1".into())),
+                ..o
+            };
+            let e = validate(parse("t", "").unwrap(), &o).unwrap_err();
+            let s = e.to_string();
+            assert!(s.contains(field) && s.contains(said), "{o:?}: {s}");
+        }
+        // a lone key flag replaces the file's key, the certificate stays
+        let c = validate(
+            parse("t", "[tls]\ncert_file = \"c\"\nkey_file = \"k\"").unwrap(),
+            &Overrides {
+                tls_key: Some("k2".into()),
+                ..ov("http://x:1")
+            },
+        )
+        .unwrap();
+        assert_eq!(c.tls.unwrap().key_file, PathBuf::from("k2"));
     }
 
     #[test]

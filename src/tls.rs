@@ -10,12 +10,29 @@
 //! the certificate they were made with; nothing is dropped. A pair that does
 //! not load (a half-written file, a key for another certificate) is logged
 //! and the previous pair stays in service until a good one appears.
+//!
+//! The CA files reload the same way. A listener's `client_ca_file` is
+//! checked on every accepted connection: when it changed, the listener's
+//! server config is rebuilt with a verifier over the new CAs (and a fresh
+//! session cache, so no session made under the old CAs resumes). The
+//! upstream's `ca_file` is checked whenever a new upstream connection starts
+//! a handshake ([`ReloadingUpstreamTrust`] is both the client config's
+//! certificate verifier and its session store, which it empties on a
+//! reload). A CA file that does not load keeps the previous CAs in service,
+//! with a warning.
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue,
+    WebPkiServerVerifier,
+};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore, ServerConfig, SignatureScheme,
+};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -231,9 +248,17 @@ impl ResolvesServerCert for ReloadingCert {
 
 /// The rustls server config for one listener: the reloading certificate,
 /// mTLS when `client_ca_file` is set, ALPN `h2` (if `http2`) and `http/1.1`.
+/// (The client CA file is read once here; [`Acceptor`] follows it.)
 pub fn server_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = provider();
     let resolver = Arc::new(ReloadingCert::load(&tls.cert_file, &tls.key_file)?);
+    build_server_config(tls, resolver, provider())
+}
+
+fn build_server_config(
+    tls: &ListenerTls,
+    resolver: Arc<ReloadingCert>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -256,11 +281,80 @@ pub fn server_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+#[derive(Debug)]
+struct LoadedServerConfig {
+    ca_stamp: Option<FileStamp>,
+    config: Arc<ServerConfig>,
+    /// The client CA file seen changed but not loadable (see [`Loaded`]).
+    failed: Option<Option<FileStamp>>,
+}
+
+/// A listener's server config that follows its `client_ca_file` (see the
+/// module docs); the certificate resolver is shared by every rebuild.
+#[derive(Debug)]
+pub struct ReloadingServerConfig {
+    tls: ListenerTls,
+    resolver: Arc<ReloadingCert>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    loaded: Mutex<LoadedServerConfig>,
+}
+
+impl ReloadingServerConfig {
+    /// Loads the certificate pair and the client CAs now; an error here
+    /// stops startup.
+    pub fn load(tls: &ListenerTls) -> Result<Self, TlsError> {
+        let provider = provider();
+        let resolver = Arc::new(ReloadingCert::load(&tls.cert_file, &tls.key_file)?);
+        let ca_stamp = tls.client_ca_file.as_deref().and_then(stamp);
+        let config = build_server_config(tls, resolver.clone(), provider.clone())?;
+        Ok(Self {
+            tls: tls.clone(),
+            resolver,
+            provider,
+            loaded: Mutex::new(LoadedServerConfig {
+                ca_stamp,
+                config,
+                failed: None,
+            }),
+        })
+    }
+
+    /// The config for a new connection, rebuilt first if the client CA file
+    /// changed (and loads).
+    pub fn current(&self) -> Arc<ServerConfig> {
+        let mut loaded = match self.loaded.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let Some(ca) = &self.tls.client_ca_file else {
+            return loaded.config.clone();
+        };
+        let now = stamp(ca);
+        if now != loaded.ca_stamp && loaded.failed.as_ref() != Some(&now) {
+            match build_server_config(&self.tls, self.resolver.clone(), self.provider.clone()) {
+                Ok(config) => {
+                    tracing::info!(client_ca = %ca.display(), "TLS client CA reloaded");
+                    *loaded = LoadedServerConfig {
+                        ca_stamp: now,
+                        config,
+                        failed: None,
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS client CA file changed but did not load; keeping the previous CAs");
+                    loaded.failed = Some(now);
+                }
+            }
+        }
+        loaded.config.clone()
+    }
+}
+
 /// How one listener takes connections: plaintext or TLS, and which HTTP
 /// versions it serves.
 #[derive(Clone)]
 pub struct Acceptor {
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<ReloadingServerConfig>>,
     http2: bool,
     handshake_timeout: Duration,
 }
@@ -288,7 +382,7 @@ impl Acceptor {
                 ..Self::plain(h2c)
             },
             Some(t) => Self {
-                tls: Some(tokio_rustls::TlsAcceptor::from(server_config(t)?)),
+                tls: Some(Arc::new(ReloadingServerConfig::load(t)?)),
                 http2: t.http2,
                 handshake_timeout,
             },
@@ -310,6 +404,7 @@ impl Acceptor {
         let Some(tls) = &self.tls else {
             return Ok(ServerStream::Plain(tcp));
         };
+        let tls = tokio_rustls::TlsAcceptor::from(tls.current());
         match tokio::time::timeout(self.handshake_timeout, tls.accept(tcp)).await {
             Ok(Ok(s)) => Ok(ServerStream::Tls(Box::new(s))),
             Ok(Err(e)) => Err(e),
@@ -427,35 +522,212 @@ impl AsyncWrite for ServerStream {
     }
 }
 
-/// The rustls client config for an `https://` upstream: the CA file's roots
-/// when given, else the system's. ALPN is set by the connector.
-pub fn upstream_client_config(tls: &UpstreamTls) -> Result<ClientConfig, TlsError> {
-    let roots = match &tls.ca_file {
-        Some(ca) => load_roots(ca)?,
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for e in &found.errors {
-                tracing::warn!(error = %e, "system CA certificate not loaded");
-            }
-            let mut roots = RootCertStore::empty();
-            let (added, ignored) = roots.add_parsable_certificates(found.certs);
-            if ignored > 0 {
-                tracing::warn!(ignored, "system CA certificates not usable");
-            }
-            if added == 0 {
-                return Err(TlsError::Config(
-                    "no system CA certificates found; set upstream_tls.ca_file".into(),
-                ));
-            }
-            roots
+#[derive(Debug)]
+struct LoadedTrust {
+    stamp: Option<FileStamp>,
+    verifier: Arc<WebPkiServerVerifier>,
+    sessions: Arc<ClientSessionMemoryCache>,
+    /// The CA file seen changed but not loadable (see [`Loaded`]).
+    failed: Option<Option<FileStamp>>,
+}
+
+/// Sessions remembered per upstream name, as rustls's default.
+const UPSTREAM_SESSIONS: usize = 256;
+
+/// The upstream's trust in its `ca_file`, following the file (see the
+/// module docs): the client config's certificate verifier and its session
+/// store at once, so a reload also forgets sessions made under the old CAs
+/// (a resumed session would skip the certificate check).
+#[derive(Debug)]
+pub struct ReloadingUpstreamTrust {
+    ca_file: PathBuf,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    loaded: Mutex<LoadedTrust>,
+}
+
+impl ReloadingUpstreamTrust {
+    /// Loads the CA file now; an error here stops startup.
+    pub fn load(ca_file: &Path) -> Result<Self, TlsError> {
+        let provider = provider();
+        let stamp = stamp(ca_file);
+        let verifier = Self::read(ca_file, &provider)?;
+        Ok(Self {
+            ca_file: ca_file.to_path_buf(),
+            provider,
+            loaded: Mutex::new(LoadedTrust {
+                stamp,
+                verifier,
+                sessions: Arc::new(ClientSessionMemoryCache::new(UPSTREAM_SESSIONS)),
+                failed: None,
+            }),
+        })
+    }
+
+    fn read(
+        ca_file: &Path,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+        let roots = Arc::new(load_roots(ca_file)?);
+        WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| TlsError::Config(format!("upstream ca_file {}: {e}", ca_file.display())))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoadedTrust> {
+        match self.loaded.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
         }
-    };
-    let config = ClientConfig::builder_with_provider(provider())
+    }
+
+    /// The verifier and session cache in service, re-read first if the CA
+    /// file changed.
+    fn current(&self) -> (Arc<WebPkiServerVerifier>, Arc<ClientSessionMemoryCache>) {
+        let now = stamp(&self.ca_file);
+        let mut loaded = self.lock();
+        if now != loaded.stamp && loaded.failed.as_ref() != Some(&now) {
+            match Self::read(&self.ca_file, &self.provider) {
+                Ok(verifier) => {
+                    tracing::info!(ca_file = %self.ca_file.display(), "upstream TLS CA reloaded");
+                    *loaded = LoadedTrust {
+                        stamp: now,
+                        verifier,
+                        sessions: Arc::new(ClientSessionMemoryCache::new(UPSTREAM_SESSIONS)),
+                        failed: None,
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "upstream TLS CA file changed but did not load; keeping the previous CAs");
+                    loaded.failed = Some(now);
+                }
+            }
+        }
+        (loaded.verifier.clone(), loaded.sessions.clone())
+    }
+
+    /// The sessions in service, without looking at the file.
+    fn sessions(&self) -> Arc<ClientSessionMemoryCache> {
+        self.lock().sessions.clone()
+    }
+
+    /// The verifier in service, without looking at the file.
+    fn verifier(&self) -> Arc<WebPkiServerVerifier> {
+        self.lock().verifier.clone()
+    }
+}
+
+impl ServerCertVerifier for ReloadingUpstreamTrust {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.current().0.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier().supported_verify_schemes()
+    }
+}
+
+/// Lookups that start a handshake (a ticket or a TLS 1.2 session to
+/// resume) check the CA file first; the rest use the cache in service.
+impl ClientSessionStore for ReloadingUpstreamTrust {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.sessions().set_kx_hint(server_name, group)
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.sessions().kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.sessions().set_tls12_session(server_name, value)
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.current().1.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.sessions().remove_tls12_session(server_name)
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.sessions().insert_tls13_ticket(server_name, value)
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        self.current().1.take_tls13_ticket(server_name)
+    }
+}
+
+/// The rustls client config for an `https://` upstream: the CA file's roots
+/// when given (followed on disk, see [`ReloadingUpstreamTrust`]), else the
+/// system's. ALPN is set by the connector.
+pub fn upstream_client_config(tls: &UpstreamTls) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    if let Some(ca) = &tls.ca_file {
+        let trust = Arc::new(ReloadingUpstreamTrust::load(ca)?);
+        let mut config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(trust.clone())
+            .with_no_client_auth();
+        config.resumption = rustls::client::Resumption::store(trust);
+        return Ok(config);
+    }
+    // the system's roots
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "system CA certificate not loaded");
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    if ignored > 0 {
+        tracing::warn!(ignored, "system CA certificates not usable");
+    }
+    if added == 0 {
+        return Err(TlsError::Config(
+            "no system CA certificates found; set upstream_tls.ca_file".into(),
+        ));
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
 /// The fixed server name of `[upstream_tls] server_name`, if set.
@@ -531,6 +803,66 @@ mod tests {
         assert!(e.to_string().contains("junk.pem"), "{e}");
         let e = load_key(&junk).unwrap_err();
         assert!(e.to_string().contains("junk.pem"), "{e}");
+    }
+
+    #[test]
+    fn server_config_is_rebuilt_only_when_the_client_ca_file_changes_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k, _) = write_pair(dir.path(), &["localhost"]);
+        let ca = dir.path().join("ca.pem");
+        std::fs::copy(&c, &ca).unwrap();
+        let r = ReloadingServerConfig::load(&ListenerTls {
+            cert_file: c,
+            key_file: k,
+            client_ca_file: Some(ca.clone()),
+            http2: true,
+        })
+        .unwrap();
+        let first = r.current();
+        assert!(Arc::ptr_eq(&first, &r.current()), "unchanged: same config");
+
+        let other = tempfile::tempdir().unwrap();
+        let (c2, _, _) = write_pair(other.path(), &["ca.test"]);
+        std::fs::copy(&c2, dir.path().join("ca.tmp")).unwrap();
+        std::fs::rename(dir.path().join("ca.tmp"), &ca).unwrap();
+        let second = r.current();
+        assert!(!Arc::ptr_eq(&first, &second), "a new CA file: rebuilt");
+        assert!(Arc::ptr_eq(&second, &r.current()));
+
+        std::fs::write(&ca, "junk").unwrap();
+        assert!(Arc::ptr_eq(&second, &r.current()), "broken: kept");
+        assert!(Arc::ptr_eq(&second, &r.current()));
+    }
+
+    #[test]
+    fn upstream_trust_follows_its_ca_file_and_forgets_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _, der) = write_pair(dir.path(), &["up.test"]);
+        let ca = dir.path().join("ca.pem");
+        std::fs::copy(&c, &ca).unwrap();
+        let t = ReloadingUpstreamTrust::load(&ca).unwrap();
+        let name = ServerName::try_from("up.test").unwrap();
+        let leaf = CertificateDer::from(der);
+        let verify = |t: &ReloadingUpstreamTrust| {
+            t.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now())
+        };
+        let (v1, s1) = t.current();
+        assert!(Arc::ptr_eq(&v1, &t.current().0), "unchanged: same verifier");
+
+        let other = tempfile::tempdir().unwrap();
+        let (c2, _, _) = write_pair(other.path(), &["other.test"]);
+        std::fs::copy(&c2, dir.path().join("ca.tmp")).unwrap();
+        std::fs::rename(dir.path().join("ca.tmp"), &ca).unwrap();
+        let (v2, s2) = t.current();
+        assert!(!Arc::ptr_eq(&v1, &v2) && !Arc::ptr_eq(&s1, &s2));
+        assert!(verify(&t).is_err(), "the old root is gone");
+
+        std::fs::write(&ca, "junk").unwrap();
+        let (v3, s3) = t.current();
+        assert!(
+            Arc::ptr_eq(&v2, &v3) && Arc::ptr_eq(&s2, &s3),
+            "broken: kept"
+        );
     }
 
     #[test]

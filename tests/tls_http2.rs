@@ -2,7 +2,9 @@
 //! the client against the proxy (and the KMS listener), mTLS, certificate
 //! reload without dropping connections, HTTP/2 over TLS (ALPN h2) and h2c
 //! sealing exactly like HTTP/1.1, and an upstream behind TLS (right CA,
-//! wrong CA, SNI override, HTTP/2 to the upstream).
+//! wrong CA, SNI override, HTTP/2 to the upstream). Also: the CA files
+//! (`client_ca_file`, the upstream's `ca_file`) replaced while serving, and
+//! the real `sealgate serve` binary configured by its TLS flags alone.
 
 mod common;
 
@@ -707,4 +709,308 @@ async fn a_missing_certificate_file_stops_startup_naming_it() {
         e.contains("sealgate-cert.pem") && e.contains("[tls]"),
         "{e}"
     );
+}
+
+/// Writes `text` beside `path` and renames it over, as deploy tooling does.
+fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// One request over a new TLS connection presenting `client`'s pair:
+/// the status, or the error that refused it.
+async fn mtls_post(addr: SocketAddr, ca: &str, client: &DevCerts) -> std::io::Result<u16> {
+    let attempt = async {
+        let cfg = client_config(
+            &[ca],
+            Some((&client.client_cert_pem, &client.client_key_pem)),
+            &[],
+        );
+        let tls = connect_tls(addr, cfg).await?;
+        let mut s = h1(tls).await;
+        let (status, _, _) = send_h1(&mut s, "/users")
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(status)
+    };
+    bounded(attempt).await
+}
+
+#[tokio::test]
+async fn replaced_client_ca_decides_new_connections_and_a_broken_one_is_ignored() {
+    let (certs_dir, certs) = dev_certs(&[]);
+    let other = devcert::generate(&[], 1).unwrap();
+    let client_ca = certs_dir.path().join("clients-ca.pem");
+    replace_file(&client_ca, &certs.ca_cert_pem);
+    let up = upstream(None).await;
+    let app = start_sealgate(&format!("http://{}", up.addr), |c| {
+        let mut t = listener_tls(certs_dir.path(), false);
+        t.client_ca_file = Some(client_ca.clone());
+        c.tls = Some(t);
+    })
+    .await;
+    let ca = certs.ca_cert_pem.as_str();
+    assert_eq!(mtls_post(app.proxy_addr, ca, &certs).await.unwrap(), 200);
+    assert!(mtls_post(app.proxy_addr, ca, &other).await.is_err());
+
+    // a keep-alive connection made under the old CA
+    let cfg = client_config(
+        &[ca],
+        Some((&certs.client_cert_pem, &certs.client_key_pem)),
+        &[],
+    );
+    let mut kept = h1(bounded(connect_tls(app.proxy_addr, cfg)).await.unwrap()).await;
+    assert_eq!(bounded(send_h1(&mut kept, "/users")).await.unwrap().0, 200);
+
+    // the operator trusts the other CA from now on
+    replace_file(&client_ca, &other.ca_cert_pem);
+    assert_eq!(
+        mtls_post(app.proxy_addr, ca, &other).await.unwrap(),
+        200,
+        "a client certificate from the new CA is accepted"
+    );
+    assert!(
+        mtls_post(app.proxy_addr, ca, &certs).await.is_err(),
+        "a client certificate from the old CA is refused on a new connection"
+    );
+    // the connection made before the swap lives on
+    assert_eq!(bounded(send_h1(&mut kept, "/users")).await.unwrap().0, 200);
+
+    // a half-written CA file: the last good CAs stay in service
+    std::fs::write(&client_ca, "-----BEGIN CERTIFICATE-----\nAAAA").unwrap();
+    assert_eq!(mtls_post(app.proxy_addr, ca, &other).await.unwrap(), 200);
+    assert!(mtls_post(app.proxy_addr, ca, &certs).await.is_err());
+
+    // and a good file again is picked up
+    replace_file(&client_ca, &certs.ca_cert_pem);
+    assert_eq!(mtls_post(app.proxy_addr, ca, &certs).await.unwrap(), 200);
+    assert!(mtls_post(app.proxy_addr, ca, &other).await.is_err());
+    assert_eq!(up.requests().len(), 6, "refused clients reach nothing");
+    app.shutdown().await;
+}
+
+/// A TLS upstream whose certificate the test swaps, closing every
+/// connection after one response (so each proxy request dials anew).
+struct SwappableUpstream {
+    addr: SocketAddr,
+    config: Arc<Mutex<Arc<rustls::ServerConfig>>>,
+    served: Arc<Mutex<usize>>,
+}
+
+async fn swappable_upstream(first: Arc<rustls::ServerConfig>) -> SwappableUpstream {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = Arc::new(Mutex::new(first));
+    let served = Arc::new(Mutex::new(0));
+    let (config2, served2) = (config.clone(), served.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config2.lock().unwrap().clone());
+            let served = served2.clone();
+            tokio::spawn(async move {
+                let Ok(s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let served = served.clone();
+                    async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        *served.lock().unwrap() += 1;
+                        let r = Response::builder()
+                            .header("content-type", "application/json")
+                            .header("connection", "close")
+                            .body(Full::new(body))
+                            .unwrap();
+                        Ok::<_, hyper::Error>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    SwappableUpstream {
+        addr,
+        config,
+        served,
+    }
+}
+
+#[tokio::test]
+async fn replaced_upstream_ca_decides_new_upstream_connections() {
+    let (first_dir, first) = dev_certs(&["127.0.0.1"]);
+    let (second_dir, second) = dev_certs(&["127.0.0.1"]);
+    let up = swappable_upstream(upstream_tls(first_dir.path(), &[b"http/1.1"])).await;
+    let trust_dir = tempfile::tempdir().unwrap();
+    let ca_file = trust_dir.path().join("upstream-ca.pem");
+    replace_file(&ca_file, &first.ca_cert_pem);
+    let app = start_sealgate(&format!("https://{}", up.addr), |c| {
+        c.upstream_tls.ca_file = Some(ca_file.clone());
+    })
+    .await;
+    let (status, body) = plain_post(app.proxy_addr).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = plain_post(app.proxy_addr).await;
+    assert_eq!(status, 200, "{body}");
+
+    // the upstream's CA is replaced in the file; the upstream still shows
+    // its old certificate: refused (no session resumes past the check)
+    replace_file(&ca_file, &second.ca_cert_pem);
+    let (status, body) = plain_post(app.proxy_addr).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(*up.served.lock().unwrap(), 2, "nothing reached it");
+
+    // the upstream moves to a certificate from the new CA: accepted
+    *up.config.lock().unwrap() = upstream_tls(second_dir.path(), &[b"http/1.1"]);
+    let (status, body) = plain_post(app.proxy_addr).await;
+    assert_eq!(status, 200, "{body}");
+
+    // a broken CA file keeps the last good CAs
+    std::fs::write(&ca_file, "not a certificate").unwrap();
+    let (status, body) = plain_post(app.proxy_addr).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(*up.served.lock().unwrap(), 4);
+    app.shutdown().await;
+}
+
+/// A running `sealgate serve`; killed on drop.
+struct Binary(std::process::Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_flags_alone_put_tls_on_both_listeners_and_the_upstream() {
+    use std::io::BufRead;
+    let (certs_dir, certs) = dev_certs(&[]);
+    let (kms_dir, kms_certs) = dev_certs(&[]);
+    let (up_dir, _) = dev_certs(&["api.internal.test"]);
+    let up = upstream(Some(upstream_tls(up_dir.path(), &[]))).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/test.toml"), POLICY).unwrap();
+
+    let (c, d, k) = (certs_dir.path(), dir.path(), kms_dir.path());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--kms-listen", "127.0.0.1:0"])
+        .arg(format!("--upstream=https://{}", up.addr))
+        .arg("--policies")
+        .arg(d.join("policies"))
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .args(["--log-format", "json", "--log-level", "info"])
+        .arg("--tls-cert")
+        .arg(c.join("server.pem"))
+        .arg("--tls-key")
+        .arg(c.join("server-key.pem"))
+        .arg("--tls-client-ca")
+        .arg(c.join("ca.pem"))
+        .arg("--kms-tls-cert")
+        .arg(k.join("server.pem"))
+        .arg("--kms-tls-key")
+        .arg(k.join("server-key.pem"))
+        .arg("--upstream-ca")
+        .arg(up_dir.path().join("ca.pem"))
+        .args(["--upstream-server-name", "api.internal.test"])
+        .env_remove("RUST_LOG")
+        .env_remove("SEALGATE_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _bin = Binary(child);
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let (mut proxy, mut kms): (Option<SocketAddr>, Option<SocketAddr>) = (None, None);
+    while proxy.is_none() || kms.is_none() {
+        let v = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("sealgate serve did not come up");
+        let addr = || v["fields"]["listen"].as_str().unwrap().parse().ok();
+        match v["fields"]["message"].as_str() {
+            Some("sealgate proxy listening") => {
+                assert_eq!(v["fields"]["tls"], true, "{v}");
+                proxy = addr();
+            }
+            Some(m) if m.starts_with("KMS listening") => {
+                assert_eq!(v["fields"]["tls"], true, "{v}");
+                kms = addr();
+            }
+            _ => {}
+        }
+    }
+    let (proxy, kms) = (proxy.unwrap(), kms.unwrap());
+
+    // the proxy: HTTPS with the flag's certificate, mTLS from the flag's CA,
+    // and an https upstream trusted by --upstream-ca under the flag's name
+    let ca = certs.ca_cert_pem.as_str();
+    let cfg = client_config(
+        &[ca],
+        Some((&certs.client_cert_pem, &certs.client_key_pem)),
+        &[],
+    );
+    let tls = bounded(connect_tls(proxy, cfg)).await.unwrap();
+    assert_eq!(
+        peer_leaf(&tls),
+        pem_certs(&certs.server_cert_pem)[0].to_vec()
+    );
+    let mut s = h1(tls).await;
+    let (status, _, body) = bounded(send_h1(&mut s, "/users")).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let seen = up.requests();
+    assert_eq!(seen[0].sni.as_deref(), Some("api.internal.test"));
+    assert_sealed_round_trip(&body, &seen[0]);
+    // --tls-client-ca: no client certificate, no answer
+    let refused = async {
+        let tls = connect_tls(proxy, client_config(&[ca], None, &[])).await?;
+        let mut s = h1(tls).await;
+        send_h1(&mut s, "/users")
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    assert!(bounded(refused).await.is_err());
+
+    // the KMS listener: its own certificate, no client certificate needed
+    let tls = bounded(connect_tls(
+        kms,
+        client_config(&[&kms_certs.ca_cert_pem], None, &[]),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        peer_leaf(&tls),
+        pem_certs(&kms_certs.server_cert_pem)[0].to_vec()
+    );
+}
+
+#[test]
+fn serve_refuses_a_certificate_flag_without_its_key_naming_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["serve", "--upstream", "http://127.0.0.1:9"])
+        .args(["--tls-cert", "/nonexistent/server.pem"])
+        .env_remove("SEALGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-key"), "{err}");
 }

@@ -53,6 +53,72 @@ pub struct ServeArgs {
     /// bodies to FILE, for `sealgate policy suggest --capture FILE`.
     #[arg(long)]
     pub shadow_capture: Option<PathBuf>,
+    /// TLS flags (boxed: they would make every `Command` this large).
+    #[command(flatten)]
+    pub tls: Box<TlsArgs>,
+}
+
+/// The TLS flags of `sealgate serve`, one per key of `[tls]`, `[kms_tls]`
+/// and `[upstream_tls]`.
+#[derive(Debug, Default, clap::Args)]
+pub struct TlsArgs {
+    /// TLS on the proxy listener: PEM certificate chain, leaf first
+    /// (`[tls] cert_file`; needs --tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS on the proxy listener: PEM private key (`[tls] key_file`).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// mTLS on the proxy listener: PEM CA certificates clients must
+    /// present a certificate from (`[tls] client_ca_file`).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// TLS on the KMS listener: PEM certificate chain (`[kms_tls] cert_file`;
+    /// needs --kms-tls-key and --kms-listen).
+    #[arg(long, value_name = "FILE")]
+    pub kms_tls_cert: Option<PathBuf>,
+    /// TLS on the KMS listener: PEM private key (`[kms_tls] key_file`).
+    #[arg(long, value_name = "FILE")]
+    pub kms_tls_key: Option<PathBuf>,
+    /// mTLS on the KMS listener (`[kms_tls] client_ca_file`).
+    #[arg(long, value_name = "FILE")]
+    pub kms_tls_client_ca: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for an https:// upstream instead of
+    /// the system roots (`[upstream_tls] ca_file`).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Name sent as SNI to an https:// upstream and checked against its
+    /// certificate, instead of the URL's host (`[upstream_tls] server_name`).
+    #[arg(long, value_name = "NAME")]
+    pub upstream_server_name: Option<String>,
+}
+
+impl ServeArgs {
+    /// The flags as config overrides (each wins over the file).
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            policies: self.policies.clone(),
+            data_dir: self.data_dir.clone(),
+            kms_listen: self.kms_listen.clone(),
+            root_key_file: self.root_key_file.clone(),
+            log_format: self.log_format.clone(),
+            log_level: self.log_level.clone(),
+            admin_listen: self.admin_listen.clone(),
+            audit_file: self.audit_file.clone(),
+            shadow: self.shadow.then_some(true),
+            shadow_capture: self.shadow_capture.clone(),
+            tls_cert: self.tls.tls_cert.clone(),
+            tls_key: self.tls.tls_key.clone(),
+            tls_client_ca: self.tls.tls_client_ca.clone(),
+            kms_tls_cert: self.tls.kms_tls_cert.clone(),
+            kms_tls_key: self.tls.kms_tls_key.clone(),
+            kms_tls_client_ca: self.tls.kms_tls_client_ca.clone(),
+            upstream_ca: self.tls.upstream_ca.clone(),
+            upstream_server_name: self.tls.upstream_server_name.clone(),
+        }
+    }
 }
 
 /// Errors of `serve`.
@@ -97,20 +163,7 @@ pub fn init_tracing(level: &str, format: LogFormat) {
 
 /// Runs the server until a shutdown signal.
 pub fn run(args: ServeArgs) -> Result<(), ServeError> {
-    let overrides = Overrides {
-        listen: args.listen,
-        upstream: args.upstream,
-        policies: args.policies,
-        data_dir: args.data_dir,
-        kms_listen: args.kms_listen,
-        root_key_file: args.root_key_file,
-        log_format: args.log_format,
-        log_level: args.log_level,
-        admin_listen: args.admin_listen,
-        audit_file: args.audit_file,
-        shadow: args.shadow.then_some(true),
-        shadow_capture: args.shadow_capture,
-    };
+    let overrides = args.overrides();
     let cfg = config::load(args.config.as_deref(), &overrides)?;
     init_tracing(&cfg.log_level, cfg.log_format);
     // no core dumps (they would hold keys), memory locked where allowed
@@ -178,5 +231,76 @@ impl Signals {
             _ = self.int.recv() => Signal::Stop("SIGINT"),
             _ = self.hup.recv() => Signal::Reload,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn config_of(args: &[&str]) -> Result<config::Config, config::ConfigError> {
+        let cmd = Cmd::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .expect("flags parse");
+        config::load(None, &cmd.serve.overrides())
+    }
+
+    #[test]
+    fn tls_flags_reach_the_config() {
+        let c = config_of(&[
+            "--upstream=https://api.internal:8443",
+            "--tls-cert=/etc/sg/server.pem",
+            "--tls-key=/etc/sg/server-key.pem",
+            "--tls-client-ca=/etc/sg/clients.pem",
+            "--kms-listen=127.0.0.1:9000",
+            "--kms-tls-cert=/etc/sg/kms.pem",
+            "--kms-tls-key=/etc/sg/kms-key.pem",
+            "--kms-tls-client-ca=/etc/sg/kms-clients.pem",
+            "--upstream-ca=/etc/sg/upstream-ca.pem",
+            "--upstream-server-name=api.example",
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("/etc/sg/server.pem"));
+        assert_eq!(tls.key_file, PathBuf::from("/etc/sg/server-key.pem"));
+        assert_eq!(
+            tls.client_ca_file,
+            Some(PathBuf::from("/etc/sg/clients.pem"))
+        );
+        let kms = c.kms_tls.unwrap();
+        assert_eq!(kms.cert_file, PathBuf::from("/etc/sg/kms.pem"));
+        assert_eq!(kms.key_file, PathBuf::from("/etc/sg/kms-key.pem"));
+        assert_eq!(
+            kms.client_ca_file,
+            Some(PathBuf::from("/etc/sg/kms-clients.pem"))
+        );
+        assert_eq!(
+            c.upstream_tls.ca_file,
+            Some(PathBuf::from("/etc/sg/upstream-ca.pem"))
+        );
+        assert_eq!(c.upstream_tls.server_name.as_deref(), Some("api.example"));
+
+        let plain = config_of(&["--upstream=http://127.0.0.1:3000"]).unwrap();
+        assert!(plain.tls.is_none() && plain.kms_tls.is_none());
+        assert_eq!(plain.upstream_tls, config::UpstreamTls::default());
+    }
+
+    #[test]
+    fn a_certificate_flag_without_its_key_names_the_missing_flag() {
+        let e = config_of(&["--upstream=http://x:1", "--tls-cert=c.pem"]).unwrap_err();
+        assert!(e.to_string().contains("--tls-key"), "{e}");
+        let e = config_of(&[
+            "--upstream=http://x:1",
+            "--kms-listen=127.0.0.1:9000",
+            "--kms-tls-key=k.pem",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--kms-tls-cert"), "{e}");
     }
 }
