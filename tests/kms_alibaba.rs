@@ -6,11 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{send, start_kms_fixture, KmsFixture};
+use common::{sdk_python, send, start_kms_fixture, KmsFixture};
 use sealgate::kms::alibaba::sign;
 use serde_json::Value;
 
@@ -1134,27 +1133,6 @@ async fn asymmetric_key_specs_versions_states_and_quotas() {
 }
 
 // ----------------------------------------------------------- official SDKs
-
-/// Runs tests/sdk/setup.sh once; returns the venv's python.
-fn sdk_python() -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let out = std::process::Command::new("bash")
-            .arg(root.join("tests/sdk/setup.sh"))
-            .output()
-            .expect("run tests/sdk/setup.sh");
-        assert!(
-            out.status.success(),
-            "tests/sdk/setup.sh failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(stdout.trim().lines().last().unwrap_or("").trim())
-    })
-    .clone()
-}
 
 /// Runs one SDK script with `args`; fails the test, printing its output,
 /// if it exits non-zero. Returns its stdout.

@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use sealgate::keys::{KeyStore, ManualClock, RootKeySource, StoreOptions};
 use sealgate::kms::infisical::{InfisicalFace, InfisicalSettings};
@@ -1106,32 +1106,6 @@ async fn tokens_expire_after_their_ttl() {
         v["message"],
         "Your token has expired. Please re-authenticate."
     );
-}
-
-/// Runs tests/sdk/setup.sh once per test binary; returns the venv's python.
-fn sdk_python() -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let out = std::process::Command::new("bash")
-            .arg(root.join("tests/sdk/setup.sh"))
-            .output()
-            .expect("run tests/sdk/setup.sh");
-        assert!(
-            out.status.success(),
-            "tests/sdk/setup.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or("")
-                .to_string(),
-        )
-    })
-    .clone()
 }
 
 /// Runs `tests/sdk/<script>` against a fresh sealgate and asserts that each

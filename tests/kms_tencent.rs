@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{
@@ -1351,27 +1350,6 @@ async fn quota_holds_on_a_real_socket() {
     let (id2, secret2) = k.credential(None);
     let v = call_as(&k, &id2, &secret2, "Encrypt", params.clone()).await;
     assert!(v["Response"]["CiphertextBlob"].is_string(), "{v}");
-}
-
-/// Runs tests/sdk/setup.sh once; returns the venv's python.
-fn sdk_python() -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let out = std::process::Command::new("bash")
-            .arg(root.join("tests/sdk/setup.sh"))
-            .output()
-            .expect("run tests/sdk/setup.sh");
-        assert!(
-            out.status.success(),
-            "tests/sdk/setup.sh failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(stdout.trim().lines().last().unwrap_or("").trim())
-    })
-    .clone()
 }
 
 async fn run_sdk_flow(k: &Kms, extra: Vec<String>) -> String {

@@ -433,3 +433,25 @@ format = "json"
         self.dir.join("policies/p.toml")
     }
 }
+
+/// Runs tests/sdk/setup.sh once per test binary (the pinned official SDKs in
+/// a venv under target/); returns the venv's python.
+pub fn sdk_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new("bash")
+            .arg(root.join("tests/sdk/setup.sh"))
+            .output()
+            .expect("run tests/sdk/setup.sh");
+        assert!(
+            out.status.success(),
+            "tests/sdk/setup.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(stdout.trim().lines().last().unwrap_or("").trim())
+    })
+    .clone()
+}
