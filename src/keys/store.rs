@@ -1026,7 +1026,9 @@ impl KeyStore {
         key: &str,
         f: impl FnOnce(&KeyMetadata, &PrivateKey) -> R,
     ) -> Result<R, KeyError> {
-        let (meta, private) = {
+        // the state lock is held only to copy out what is needed: opening
+        // and parsing an RSA key is the slow part
+        let (meta, spec, version, sealed) = {
             let st = self.read();
             let rec = st.resolve(key)?;
             let m = &rec.metadata;
@@ -1039,14 +1041,13 @@ impl KeyStore {
                 .ok_or(KeyError::UsageMismatch)?;
             let version = m.primary_version.ok_or(KeyError::CmkPendingImport)?;
             let sealed = rec.sealed(version).ok_or(KeyError::VersionNotFound)?;
-            let pkcs8 = self
-                .sealer
-                .open_private_key(m.key_id.as_bytes(), version, sealed)
-                .map_err(|_| {
-                    KeyError::Store("CMK material does not open under the root key".into())
-                })?;
-            (m.clone(), PrivateKey::from_pkcs8(spec, pkcs8)?)
+            (m.clone(), spec, version, sealed.to_vec())
         };
+        let pkcs8 = self
+            .sealer
+            .open_private_key(meta.key_id.as_bytes(), version, &sealed)
+            .map_err(|_| KeyError::Store("CMK material does not open under the root key".into()))?;
+        let private = PrivateKey::from_pkcs8(spec, pkcs8)?;
         Ok(f(&meta, &private))
     }
 
