@@ -40,35 +40,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from infisical_sdk import InfisicalSDKClient, SymmetricEncryption
 from infisical_sdk.api_types import SingleKmsKeyResponse
-from infisical_sdk.infisical_requests import APIError
 
+# the step reporting of the key life-cycle flow (same directory)
+from infisical_flow import StepFailed, check, emit, expect_api_error
 
-class StepFailed(Exception):
-    pass
-
-
-def emit(step, ok, **extra):
-    rec = {"step": step, "ok": ok}
-    rec.update(extra)
-    print(json.dumps(rec, sort_keys=True), flush=True)
-
-
-def check(step, cond, **extra):
-    if not cond:
-        emit(step, False, **extra)
-        raise StepFailed(step)
-    emit(step, True, **extra)
-
-
-def expect_api_error(step, status, fn, contains=None):
-    try:
-        fn()
-    except APIError as e:
-        ok = e.status_code == status and (contains is None or contains in str(e))
-        check(step, ok, status=e.status_code, error=str(e))
-        return e
-    emit(step, False, error="no error raised")
-    raise StepFailed(step)
 
 
 HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
