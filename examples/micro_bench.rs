@@ -272,6 +272,10 @@ fn main() {
                     black_box(
                         fields::open_fields(
                             &cache,
+                            fields::OpenScope {
+                                route: "bench",
+                                keys: &[],
+                            },
                             "bench",
                             &sealed,
                             &sel,
@@ -300,6 +304,10 @@ fn main() {
         let (sealed, sel) = &sealed_bodies[1];
         fields::open_fields(
             &cache,
+            fields::OpenScope {
+                route: "bench",
+                keys: &[],
+            },
             "bench",
             sealed,
             sel,

@@ -579,6 +579,10 @@ impl KeyProvider for AuditedProvider {
     fn primary_version(&self, key_id: &[u8; 16]) -> Option<u32> {
         self.inner.primary_version(key_id)
     }
+
+    fn key_id_of(&self, key: &str) -> Option<[u8; 16]> {
+        self.inner.key_id_of(key)
+    }
 }
 
 /// The audit record of one admin-socket request (key id from the request

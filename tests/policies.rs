@@ -154,11 +154,19 @@ fn documents_bind_fields_to_their_collection() {
             &bulk.route.request.encrypt
         ),
         [
-            "docs.notes.text",
-            "docs.patient.dob",
-            "docs.patient.name",
-            "docs.patient.national_id"
-        ]
+            "notes.text",
+            "patient.dob",
+            "patient.name",
+            "patient.national_id"
+        ],
+        "a document in a bulk insert has the labels it has when put alone"
+    );
+    assert_eq!(
+        labels(doc, &put.route.request.encrypt),
+        labels(
+            &format!(r#"{{"docs":[{doc}]}}"#),
+            &bulk.route.request.encrypt
+        )
     );
     let export = set
         .match_route("GET", host, "/db/patients/_export/2024/01")
@@ -172,6 +180,7 @@ fn policy_check_describes_the_shipped_set() {
     run_to(
         PolicyCommand::Check {
             dir: policies_dir(),
+            allow_label_gaps: false,
         },
         &mut out,
         &mut err,
@@ -205,6 +214,7 @@ fn policy_check_reports_every_problem_with_its_file() {
     let failed = run_to(
         PolicyCommand::Check {
             dir: dir.path().to_owned(),
+            allow_label_gaps: false,
         },
         &mut out,
         &mut err,

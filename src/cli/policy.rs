@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::policy::suggest::{draft_policy, Observation};
-use crate::policy::{load_dir, PolicyError, Problem};
+use crate::policy::{check_labels, load_dir, LabelGap, PolicyError, Problem};
 
 /// Policy subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -13,6 +13,10 @@ pub enum PolicyCommand {
     Check {
         /// Directory holding the policy files.
         dir: PathBuf,
+        /// Report a field opened that no route of its context seals as a
+        /// warning instead of failing the check.
+        #[arg(long)]
+        allow_label_gaps: bool,
     },
     /// Draft a policy file from a shadow-mode capture (JSON lines of field
     /// paths and value classes, never values); prints TOML to stdout.
@@ -72,9 +76,29 @@ pub fn run_to(
             let _ = write!(out, "{}", draft_policy(&observations, &key));
             Ok(())
         }
-        PolicyCommand::Check { dir } => match load_dir(&dir) {
+        PolicyCommand::Check {
+            dir,
+            allow_label_gaps,
+        } => match load_dir(&dir) {
             Ok(set) => {
                 let _ = write!(out, "{}", set.describe());
+                let findings = check_labels(&set);
+                let mut problems = Vec::new();
+                for f in &findings {
+                    let fatal = f.gap == LabelGap::OpensUnsealed && !allow_label_gaps;
+                    let _ = writeln!(err, "{}: {f}", if fatal { "error" } else { "warning" });
+                    if fatal {
+                        problems.push(Problem {
+                            file: f.file.clone(),
+                            route: Some(f.route.clone()),
+                            field: Some(f.rule.clone()),
+                            message: f.to_string(),
+                        });
+                    }
+                }
+                if !problems.is_empty() {
+                    return Err(PolicyCheckFailed(PolicyError { problems }));
+                }
                 let _ = writeln!(out, "\npolicy OK: {}", dir.display());
                 Ok(())
             }

@@ -459,6 +459,12 @@ impl DataKeyCache {
         Ok(sealing)
     }
 
+    /// The KeyId of the CMK named by `key` (KeyId or alias), when the
+    /// provider knows it.
+    pub fn key_id_of(&self, key: &str) -> Option<[u8; 16]> {
+        self.provider.key_id_of(key)
+    }
+
     /// The cipher to open envelopes whose DEK is `wrapped` under `cmk`.
     /// Cached by those exact bytes until `max_age`; DEKs this cache made
     /// for sealing are already there.

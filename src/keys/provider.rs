@@ -98,4 +98,11 @@ pub trait KeyProvider: Send + Sync {
         let _ = key_id;
         None
     }
+
+    /// The KeyId of the CMK named by `key` (a KeyId or an alias), if this
+    /// holder knows it: a route opens only envelopes of its own keys.
+    fn key_id_of(&self, key: &str) -> Option<[u8; 16]> {
+        let _ = key;
+        None
+    }
 }

@@ -1503,6 +1503,10 @@ impl KeyProvider for KeyStore {
             .and_then(|r| r.metadata.primary_version)
     }
 
+    fn key_id_of(&self, key: &str) -> Option<[u8; 16]> {
+        self.resolve(key).ok().map(|id| *id.as_bytes())
+    }
+
     fn generate_data_key(&self, key: &str) -> Result<(CmkRef, WrappedDek, DataKey), KeyError> {
         let (cmk, material) = self.primary(key)?;
         let dek = DataKey::generate(&mut OsRng);

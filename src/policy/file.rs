@@ -24,6 +24,7 @@ struct FileRoute {
     content_types: Option<Vec<String>>,
     key: String,
     context: Option<String>,
+    records: Option<OneOrMany>,
     request: Option<FileRules>,
     response: Option<FileRules>,
     on_non_json: Option<OnNonJson>,
@@ -38,6 +39,7 @@ struct FileRoute {
     query_params: Option<Vec<String>>,
     path_params: Option<Vec<String>>,
     stale_key_header: Option<bool>,
+    open_keys: Option<Vec<String>>,
     reveal: Option<super::reveal::FileReveal>,
 }
 
@@ -45,12 +47,30 @@ struct FileRoute {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRules {
+    records: Option<OneOrMany>,
     #[serde(default)]
     encrypt: Vec<String>,
     #[serde(default)]
     decrypt: Vec<String>,
     #[serde(default)]
     deterministic: Vec<String>,
+}
+
+/// `records` as written: one selector or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// `rate_limit` as written.
@@ -237,6 +257,22 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
     if raw.key.trim().is_empty() {
         bad("key", "the key (a CMK alias or KeyId) is empty".into());
     }
+    let open_keys: Vec<String> = raw
+        .open_keys
+        .unwrap_or_default()
+        .iter()
+        .map(|k| k.trim().to_owned())
+        .collect();
+    for (i, k) in open_keys.iter().enumerate() {
+        if k.is_empty() {
+            bad(&format!("open_keys[{i}]"), "an empty key name".into());
+        } else if open_keys[..i].contains(k) || *k == raw.key.trim() {
+            bad(
+                &format!("open_keys[{i}]"),
+                format!("'{k}' is listed twice (the route's own key always opens)"),
+            );
+        }
+    }
 
     let context_text = raw.context.unwrap_or_else(|| raw.name.clone());
     let context = match &path {
@@ -250,8 +286,44 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         None => None,
     };
 
+    let route_records = raw.records.clone();
     let mut rules = |side: &str, given: Option<FileRules>| -> Rules {
-        let given = given.unwrap_or_default();
+        let mut given = given.unwrap_or_default();
+        let explicit = given.records.is_some() || route_records.is_some();
+        let (records_field, records_texts) = match given.records.take() {
+            Some(r) => (format!("{side}.records"), r.into_vec()),
+            None => (
+                "records".to_owned(),
+                route_records
+                    .clone()
+                    .map(OneOrMany::into_vec)
+                    .unwrap_or_default(),
+            ),
+        };
+        let mut records = Vec::new();
+        if records_texts.is_empty() && explicit {
+            bad(
+                &records_field,
+                "an empty list selects no record; omit it and the body is the record".into(),
+            );
+        }
+        for (i, t) in records_texts.iter().enumerate() {
+            match super::selector::Selector::compile(t) {
+                Ok(r) => {
+                    if records
+                        .iter()
+                        .any(|o: &super::selector::Selector| o.same_query(&r))
+                    {
+                        bad(
+                            &format!("{records_field}[{i}]"),
+                            format!("'{t}' is listed twice"),
+                        );
+                    }
+                    records.push(r);
+                }
+                Err(e) => bad(&format!("{records_field}[{i}]"), format!("'{t}': {e}")),
+            }
+        }
         let mut compile = |op: &str, texts: &[String]| -> SelectorSet {
             let mut ok = Vec::new();
             for (i, t) in texts.iter().enumerate() {
@@ -319,9 +391,9 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
             }
         }
         Rules {
-            encrypt,
-            decrypt,
-            deterministic,
+            encrypt: encrypt.with_records(records.clone()),
+            decrypt: decrypt.with_records(records.clone()),
+            deterministic: deterministic.with_records(records),
         }
     };
     let response_decrypt: Vec<String> = raw
@@ -405,6 +477,13 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
             &mut bad,
         )
     });
+    // reveal masks what response.decrypt opens: the same records
+    let reveal = reveal.map(|mut r| {
+        let records = response.decrypt.records().to_vec();
+        r.fields = r.fields.with_records(records.clone());
+        r.open_unmasked = r.open_unmasked.with_records(records);
+        r
+    });
 
     if problems.len() != before {
         return None;
@@ -425,6 +504,7 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
         open_labels: raw.open_labels.unwrap_or_default(),
         searchable,
         stale_key_header: raw.stale_key_header.unwrap_or(false),
+        open_keys,
         reveal,
         file: file.to_owned(),
         methods,

@@ -15,6 +15,7 @@
 
 mod error;
 mod file;
+mod labels;
 mod load;
 mod reveal;
 mod rewrite;
@@ -30,18 +31,19 @@ mod tests;
 use std::fmt::Write as _;
 
 pub use error::{PolicyError, Problem};
+pub use labels::{check_labels, LabelFinding, LabelGap, LabelPattern};
 pub use load::load_dir;
 pub use reveal::{
     claim_matches, Cidr, JwtKey, JwtVerifier, Mask, Reveal, RevealTo, DEFAULT_JWT_LEEWAY_SECS,
     MAX_JWT_LEEWAY_SECS, MIN_HS256_SECRET, SUBJECT_ATTRIBUTES,
 };
-pub use rewrite::{rewrite, rewrite_into, FieldSite, RewriteError, SitesSummary};
+pub use rewrite::{path_at, rewrite, rewrite_into, FieldSite, RewriteError, SitesSummary};
 pub use route::{
     OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMatch, RouteMode, Rules,
 };
 pub use searchable::{SearchParam, Searchable};
 pub use selector::{
-    label_of, parse_normalized_path, Selected, Selector, SelectorError, SelectorSet, Step,
+    label_of, parse_normalized_path, InRecord, Selected, Selector, SelectorError, SelectorSet, Step,
 };
 pub use template::{ambiguous_path, ContextTemplate, MediaRange, PathTemplate};
 
@@ -166,6 +168,15 @@ impl PolicySet {
                 r.context.as_str()
             );
             for (side, rules) in [("request", &r.request), ("response", &r.response)] {
+                if !rules.is_empty() && !rules.encrypt.records().is_empty() {
+                    let list: Vec<&str> = rules
+                        .encrypt
+                        .records()
+                        .iter()
+                        .map(Selector::as_str)
+                        .collect();
+                    let _ = writeln!(out, "  {side:<9} records {}", list.join(", "));
+                }
                 for (op, set) in [
                     ("encrypt", &rules.encrypt),
                     ("decrypt", &rules.decrypt),

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::selector::{label_of, SelectorError, SelectorSet, Step};
+use super::selector::{SelectorError, SelectorSet, Step};
 
 /// Deepest nesting the span scanner follows; `serde_json` stops at 128 first.
 const MAX_DEPTH: usize = 256;
@@ -24,6 +24,38 @@ pub struct FieldSite<'a> {
     pub label: &'a str,
     /// The value's JSON text exactly as it appears in the body.
     pub raw: &'a [u8],
+    /// Where the value starts in the body (see [`path_at`]).
+    pub offset: usize,
+}
+
+/// The Normalized Path (`$['items'][0]['ssn']`) of the value that starts at
+/// byte `offset` of `body`, for error messages (the rewrite itself does not
+/// keep paths). `None` if the body is not JSON or no value starts there.
+pub fn path_at(body: &[u8], offset: usize) -> Option<String> {
+    let root = Scanner::index::<()>(body).ok()?;
+    let mut path = String::from("$");
+    let mut node = &root;
+    while node.start != offset {
+        match &node.children {
+            Children::Array(items) => {
+                let i = items
+                    .iter()
+                    .position(|c| c.start <= offset && offset < c.end)?;
+                path.push_str(&format!("[{i}]"));
+                node = &items[i];
+            }
+            Children::Object(members) => {
+                let (name, child) = members
+                    .iter()
+                    .find(|(_, c)| c.start <= offset && offset < c.end)?;
+                let quoted = name.replace('\\', "\\\\").replace('\'', "\\'");
+                path.push_str(&format!("['{quoted}']"));
+                node = child;
+            }
+            Children::Scalar => return None,
+        }
+    }
+    Some(path)
 }
 
 /// Why a body could not be rewritten. Never carries body content.
@@ -108,7 +140,7 @@ pub fn rewrite_into<E, S>(
         return Ok(None);
     }
     let mut sites = match fast::plans(selectors) {
-        Some(plans) => fast::find(body, &plans).map_err(|f| match f {
+        Some(plans) => fast::find(body, plans).map_err(|f| match f {
             fast::Fail::NotJson(msg) => RewriteError::NotJson(msg),
             fast::Fail::TooDeep => RewriteError::TooDeep,
             fast::Fail::Duplicate(offset) => RewriteError::DuplicateKey { offset },
@@ -146,7 +178,12 @@ pub fn rewrite_into<E, S>(
         }
         let mark = out.len();
         out.extend_from_slice(body.get(copied..*start).ok_or(RewriteError::Unlocatable)?);
-        match f(FieldSite { label, raw }, &mut out, &mut state).map_err(RewriteError::Field)? {
+        let site = FieldSite {
+            label,
+            raw,
+            offset: *start,
+        };
+        match f(site, &mut out, &mut state).map_err(RewriteError::Field)? {
             Some(()) => {
                 copied = *end;
                 replaced = true;
@@ -178,15 +215,15 @@ fn general_sites<E>(
 
     let mut sites: Vec<(usize, usize, String)> = Vec::new();
     for selector in selectors {
-        let found = selector
-            .select(&doc)
+        let found = selectors
+            .select_in_records(selector, &doc)
             .map_err(|source| RewriteError::Selector {
                 selector: selector.as_str().to_owned(),
                 source,
             })?;
         for node in found {
             let (start, end) = index.locate(&node.steps).ok_or(RewriteError::Unlocatable)?;
-            sites.push((start, end, label_of(&node.steps)));
+            sites.push((start, end, node.label));
         }
     }
     Ok(sites)

@@ -123,6 +123,9 @@ pub struct Route {
     /// Answer with `Sealgate-Stale-Key` when an opened envelope's CMK
     /// version is not the primary.
     pub stale_key_header: bool,
+    /// Keys besides `key` whose envelopes this route opens (e.g. the key a
+    /// table was sealed under before a move); any other key's do not open.
+    pub open_keys: Vec<String>,
     /// Who sees the opened response fields in clear, and the mask for everyone else.
     pub reveal: Option<super::reveal::Reveal>,
     pub(crate) file: String,

@@ -25,7 +25,7 @@ pub enum SelectorError {
 }
 
 /// One step of a Normalized Path: an object member name or an array index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Step {
     /// `['name']`
     Member(String),
@@ -70,6 +70,11 @@ impl Selector {
         self.plain.as_deref()
     }
 
+    /// The compiled query.
+    pub(super) fn query(&self) -> &JpQuery {
+        &self.query
+    }
+
     /// The query as written in the policy.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -112,16 +117,81 @@ impl fmt::Display for Selector {
     }
 }
 
-/// Compiled selectors of one rule (e.g. `request.encrypt`).
+/// Compiled selectors of one rule (e.g. `request.encrypt`), and where the
+/// records they apply to sit in a body.
+///
+/// Without record roots the whole body is the one record, and selectors are
+/// absolute (`$.items[*].ssn`). With record roots (a route's `records`),
+/// every selector runs on every node a root selects, and a value's label is
+/// its member path from that record: `$.ssn` under `records = "$.items[*]"`
+/// selects `$['items'][0]['ssn']` with the label `ssn`, the same label that
+/// `$.ssn` gives on a bare `{"ssn":…}` record.
 #[derive(Debug, Clone, Default)]
 pub struct SelectorSet {
     selectors: Vec<Selector>,
+    records: Vec<Selector>,
+    /// The fast path's plans (record root + selector), one per pair, when
+    /// every root and every selector is a plain path.
+    plain: Option<Vec<Plan>>,
+}
+
+/// A plain path for the rewrite's fast path: the record root's steps, then
+/// the selector's; labels start after the first `record_len` steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::policy) struct Plan {
+    pub(in crate::policy) steps: Vec<PathStep>,
+    pub(in crate::policy) record_len: usize,
 }
 
 impl SelectorSet {
-    /// A set of already compiled selectors.
+    /// A set of already compiled selectors, applied to the whole body.
     pub fn new(selectors: Vec<Selector>) -> SelectorSet {
-        SelectorSet { selectors }
+        let mut set = SelectorSet {
+            selectors,
+            records: Vec::new(),
+            plain: None,
+        };
+        set.plan();
+        set
+    }
+
+    /// The same selectors, applied to every record `records` selects
+    /// (none: the whole body is the record).
+    pub fn with_records(mut self, records: Vec<Selector>) -> SelectorSet {
+        self.records = records;
+        self.plan();
+        self
+    }
+
+    fn plan(&mut self) {
+        let roots: Vec<Option<&[PathStep]>> = if self.records.is_empty() {
+            vec![Some(&[])]
+        } else {
+            self.records.iter().map(Selector::plain_path).collect()
+        };
+        let mut plans = Vec::with_capacity(roots.len() * self.selectors.len());
+        for root in roots {
+            let Some(root) = root else {
+                self.plain = None;
+                return;
+            };
+            for s in &self.selectors {
+                let Some(steps) = s.plain_path() else {
+                    self.plain = None;
+                    return;
+                };
+                plans.push(Plan {
+                    steps: root.iter().chain(steps).cloned().collect(),
+                    record_len: root.len(),
+                });
+            }
+        }
+        self.plain = Some(plans);
+    }
+
+    /// The fast path's plans, or `None` when some root or selector is not a plain path.
+    pub(in crate::policy) fn plain_plans(&self) -> Option<&[Plan]> {
+        self.plain.as_deref()
     }
 
     /// Compiles every text; the first failure is returned with its index.
@@ -131,7 +201,7 @@ impl SelectorSet {
             .enumerate()
             .map(|(i, t)| Selector::compile(t.as_ref()).map_err(|e| (i, e)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(SelectorSet { selectors })
+        Ok(SelectorSet::new(selectors))
     }
 
     /// True when there is nothing to select.
@@ -148,6 +218,75 @@ impl SelectorSet {
     pub fn iter(&self) -> std::slice::Iter<'_, Selector> {
         self.selectors.iter()
     }
+
+    /// The record roots (empty: the whole body is the record).
+    pub fn records(&self) -> &[Selector] {
+        &self.records
+    }
+
+    /// Runs one selector of this set on every record of `doc`: each node
+    /// with its path from the body's root and its label (its member path
+    /// from the record). A node that several roots reach is listed once,
+    /// labelled from the innermost record.
+    pub fn select_in_records<'a>(
+        &self,
+        selector: &Selector,
+        doc: &'a Value,
+    ) -> Result<Vec<InRecord<'a>>, SelectorError> {
+        let mut out: Vec<(InRecord<'a>, usize)> = Vec::new();
+        let whole = [Selected {
+            value: doc,
+            path: "$".to_owned(),
+            steps: Vec::new(),
+        }];
+        let found_roots;
+        let roots: &[Selected<'a>] = if self.records.is_empty() {
+            &whole
+        } else {
+            let mut all = Vec::new();
+            for r in &self.records {
+                all.extend(r.select(doc)?);
+            }
+            found_roots = all;
+            &found_roots
+        };
+        for root in roots {
+            for node in selector.select(root.value)? {
+                let label = label_of(&node.steps);
+                let mut steps = root.steps.clone();
+                steps.extend(node.steps);
+                let depth = root.steps.len();
+                match out.iter_mut().find(|(n, _)| n.steps == steps) {
+                    Some((seen, seen_depth)) => {
+                        if depth > *seen_depth {
+                            seen.label = label;
+                            *seen_depth = depth;
+                        }
+                    }
+                    None => out.push((
+                        InRecord {
+                            value: node.value,
+                            steps,
+                            label,
+                        },
+                        depth,
+                    )),
+                }
+            }
+        }
+        Ok(out.into_iter().map(|(n, _)| n).collect())
+    }
+}
+
+/// A node a selector picked inside a record (see [`SelectorSet::select_in_records`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InRecord<'a> {
+    /// The selected value.
+    pub value: &'a Value,
+    /// Its path from the body's root.
+    pub steps: Vec<Step>,
+    /// Its label: member names from its record, as [`label_of`] spells them.
+    pub label: String,
 }
 
 impl<'a> IntoIterator for &'a SelectorSet {

@@ -180,10 +180,53 @@ pub fn seal_fields(
     .map_err(|e| rewrite_error(e, upstream_side))
 }
 
+/// Whose envelopes a route opens, and its name for error messages.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenScope<'a> {
+    /// The route's name.
+    pub route: &'a str,
+    /// KeyIds of the CMKs whose envelopes the route opens (its own key and
+    /// those it lists in `open_keys`); empty when the provider cannot say,
+    /// and then any key opens.
+    pub keys: &'a [[u8; 16]],
+}
+
+impl OpenScope<'_> {
+    fn allows(&self, cmk: &CmkRef) -> bool {
+        self.keys.is_empty() || self.keys.contains(&cmk.key_id)
+    }
+}
+
+/// The KeyIds of a route's own key and its `open_keys`, as the provider
+/// knows them; empty if it does not know the route's own key.
+pub fn route_key_ids(cache: &DataKeyCache, route: &policy::Route) -> Vec<[u8; 16]> {
+    let Some(own) = cache.key_id_of(&route.key) else {
+        return Vec::new();
+    };
+    let mut ids = vec![own];
+    ids.extend(route.open_keys.iter().filter_map(|k| cache.key_id_of(k)));
+    ids
+}
+
+/// Why a field did not open, in words (the metric code is the short form).
+fn reason_text(reason: &str) -> &'static str {
+    match reason {
+        "malformed" => "it is not a well-formed envelope (damaged or truncated)",
+        "unknown_key" => "its envelope names a key this store does not hold",
+        "foreign_key" => "it was sealed under a key this route does not open (see open_keys)",
+        "does_not_open" => {
+            "wrong label or context (sealed at another place or route), or tampered with"
+        }
+        "key_unavailable" => "its key version is retired, disabled or pending deletion",
+        _ => "the key store refused",
+    }
+}
+
 /// Opens every envelope `selectors` pick in `body`.
 #[allow(clippy::too_many_arguments)]
 pub fn open_fields(
     cache: &DataKeyCache,
+    scope: OpenScope<'_>,
     context: &str,
     body: &[u8],
     selectors: &SelectorSet,
@@ -198,6 +241,29 @@ pub fn open_fields(
         } else {
             ProxyError::client(StatusCode::BAD_REQUEST, "field_does_not_open", msg)
         }
+    };
+    // names the route, the field's place and the reason class: never the value
+    let described = |mut e: ProxyError, reason: &str, label: &str, offset: usize| {
+        if e.code == "field_does_not_open" || e.code == "key_unavailable" {
+            let path = policy::path_at(body, offset).unwrap_or_else(|| "?".into());
+            e.message = format!(
+                "route '{}': the field at {path} (label '{label}') does not open: {} [{reason}]",
+                scope.route,
+                if reason == "plaintext" {
+                    "it holds plaintext where an envelope is required"
+                } else {
+                    reason_text(reason)
+                }
+            );
+            tracing::warn!(
+                route = scope.route,
+                field = %path,
+                label,
+                reason,
+                "field does not open"
+            );
+        }
+        e
     };
     let mut aad = Vec::new();
     policy::rewrite_into(
@@ -218,18 +284,38 @@ pub fn open_fields(
                     }
                     _ => {
                         counts.failed("plaintext");
-                        Err(bad_place("a field that must be sealed holds plaintext"))
+                        Err(described(
+                            bad_place("a field that must be sealed holds plaintext"),
+                            "plaintext",
+                            site.label,
+                            site.offset,
+                        ))
                     }
                 };
             };
             // the reason is a fixed code for metrics; never the value
+            let foreign = |cmk: &CmkRef| {
+                (!scope.allows(cmk)).then(|| {
+                    (
+                        "foreign_key",
+                        bad_place("a sealed field was sealed under a key this route does not open"),
+                    )
+                })
+            };
             let attempt = if envelope::looks_deterministic(text) {
                 super::params::open_deterministic(cache, context, site.label, text, &bad_place)
+                    .and_then(|(cmk, o)| match foreign(&cmk) {
+                        Some(e) => Err(e),
+                        None => Ok((cmk, o)),
+                    })
             } else {
                 Envelope::parse(text)
                     .map_err(|_| ("malformed", bad_place("a sealed field is malformed")))
                     .and_then(|env| {
                         let cmk = env.cmk();
+                        if let Some(e) = foreign(&cmk) {
+                            return Err(e);
+                        }
                         let cipher =
                             cache
                                 .opening_key(&cmk, env.wrapped())
@@ -270,7 +356,7 @@ pub fn open_fields(
                     }
                     _ => {
                         counts.failed(reason);
-                        Err(e)
+                        Err(described(e, reason, site.label, site.offset))
                     }
                 },
             }

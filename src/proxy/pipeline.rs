@@ -485,8 +485,14 @@ fn rewrite_request(
     }
     let mut cur = bytes;
     if !route.request.decrypt.is_empty() {
+        let keys = fields::route_key_ids(&state.cache, route);
+        let scope = fields::OpenScope {
+            route: &route.name,
+            keys: &keys,
+        };
         if let Some(b) = fields::open_fields(
             &state.cache,
+            scope,
             ctx,
             &cur,
             &route.request.decrypt,
@@ -551,8 +557,14 @@ fn rewrite_response(
         &route.response.decrypt,
     );
     if !decrypt.is_empty() {
+        let keys = fields::route_key_ids(&state.cache, route);
+        let scope = fields::OpenScope {
+            route: &route.name,
+            keys: &keys,
+        };
         match fields::open_fields(
             &state.cache,
+            scope,
             ctx,
             &cur,
             decrypt,

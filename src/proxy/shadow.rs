@@ -182,12 +182,12 @@ pub fn assess(rules: &Rules, doc: &Value, direction: Direction, report: &mut Sha
     let count = |set: &crate::policy::SelectorSet, open: bool, report: &mut ShadowReport| {
         let mut paths = BTreeSet::new();
         for sel in set {
-            let found = sel.select(doc).unwrap_or_default();
+            let found = set.select_in_records(sel, doc).unwrap_or_default();
             if found.is_empty() {
                 report.unmatched.push((dir, sel.as_str().to_string()));
             }
             for node in found {
-                if paths.insert(node.path.clone()) && open {
+                if paths.insert(node.steps.clone()) && open {
                     let sealed = node
                         .value
                         .as_str()

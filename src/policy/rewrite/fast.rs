@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 
-use super::super::selector::SelectorSet;
+use super::super::selector::{Plan, SelectorSet};
 
 /// Containers nested this deep are refused, as `serde_json` refuses them.
 const DEPTH_LIMIT: usize = 128;
@@ -112,19 +112,17 @@ pub(in crate::policy) fn plan(text: &str) -> Option<Vec<PathStep>> {
     Some(steps)
 }
 
-/// Plans for every selector of the set (compiled with the selectors), or
-/// `None` if one is not a plain path.
-pub(super) fn plans(selectors: &SelectorSet) -> Option<Vec<&[PathStep]>> {
-    selectors.iter().map(|s| s.plain_path()).collect()
+/// Plans for every (record root, selector) pair of the set (made when the
+/// set is), or `None` if one is not a plain path.
+pub(super) fn plans(selectors: &SelectorSet) -> Option<&[Plan]> {
+    selectors.plain_plans()
 }
 
 /// Validates `body` and returns `(start, end, label)` of every node the
-/// plans select, in no particular order (a node reached twice is listed once
-/// per path that reaches it).
-pub(super) fn find(
-    body: &[u8],
-    plans: &[&[PathStep]],
-) -> Result<Vec<(usize, usize, String)>, Fail> {
+/// plans select, in document order, each once. A node's label is its member
+/// path from its record; a node several plans reach is labelled from the
+/// innermost record.
+pub(super) fn find(body: &[u8], plans: &[Plan]) -> Result<Vec<(usize, usize, String)>, Fail> {
     let text = std::str::from_utf8(body)
         .map_err(|e| Fail::NotJson(format!("invalid UTF-8 at offset {}", e.valid_up_to())))?;
     let mut w = Walker {
@@ -136,7 +134,13 @@ pub(super) fn find(
         sites: Vec::new(),
         keys: Vec::new(),
     };
-    let all: Vec<(usize, usize)> = (0..plans.len()).map(|s| (s, 0)).collect();
+    let all: Vec<Active> = (0..plans.len())
+        .map(|plan| Active {
+            plan,
+            matched: 0,
+            base: 0,
+        })
+        .collect();
     w.ws();
     w.value(0, &all)?;
     w.ws();
@@ -149,11 +153,41 @@ pub(super) fn find(
 /// A key's raw span inside its quotes, and whether it has escapes.
 type KeySpan = (usize, usize, bool);
 
+/// A plan still matching at the node being walked.
+#[derive(Debug, Clone, Copy)]
+struct Active {
+    /// Index into the plans.
+    plan: usize,
+    /// Steps matched so far.
+    matched: usize,
+    /// Member names on the walker's path before the record: the label
+    /// starts after them (set when `matched` reaches the record root).
+    base: usize,
+}
+
+impl Active {
+    /// The plan one step further; `names` is the walker's path length at
+    /// the child (with the child's own member name, if any).
+    fn step(self, plans: &[Plan], names: usize) -> Active {
+        let matched = self.matched + 1;
+        let base = if plans[self.plan].record_len == matched {
+            names
+        } else {
+            self.base
+        };
+        Active {
+            plan: self.plan,
+            matched,
+            base,
+        }
+    }
+}
+
 struct Walker<'b, 'p> {
     text: &'b str,
     b: &'b [u8],
     pos: usize,
-    plans: &'p [&'p [PathStep]],
+    plans: &'p [Plan],
     /// Member names from the root to the node being walked (while a plan is active).
     path: Vec<Cow<'b, str>>,
     sites: Vec<(usize, usize, String)>,
@@ -189,8 +223,8 @@ impl<'b> Walker<'b, '_> {
         }
     }
 
-    /// Walks one value; `active` holds `(plan, steps matched so far)`.
-    fn value(&mut self, depth: usize, active: &[(usize, usize)]) -> Result<(), Fail> {
+    /// Walks one value with the plans still matching at it.
+    fn value(&mut self, depth: usize, active: &[Active]) -> Result<(), Fail> {
         let start = self.pos;
         match self.peek() {
             Some(b'{') => self.object(depth + 1, active)?,
@@ -204,8 +238,13 @@ impl<'b> Walker<'b, '_> {
             Some(b'-' | b'0'..=b'9') => self.number()?,
             _ => return Err(self.fail()),
         }
-        if active.iter().any(|&(s, p)| self.plans[s].len() == p) {
-            let label = label_of_names(&self.path);
+        let done = active
+            .iter()
+            .filter(|a| self.plans[a.plan].steps.len() == a.matched)
+            .map(|a| a.base)
+            .max();
+        if let Some(base) = done {
+            let label = label_of_names(self.path.get(base..).unwrap_or_default());
             self.sites.push((start, self.pos, label));
         }
         Ok(())
@@ -352,7 +391,7 @@ impl<'b> Walker<'b, '_> {
             .ok_or_else(|| Fail::NotJson(format!("bad member name at offset {start}")))
     }
 
-    fn object(&mut self, depth: usize, active: &[(usize, usize)]) -> Result<(), Fail> {
+    fn object(&mut self, depth: usize, active: &[Active]) -> Result<(), Fail> {
         if depth >= DEPTH_LIMIT {
             return Err(Fail::TooDeep);
         }
@@ -382,8 +421,8 @@ impl<'b> Walker<'b, '_> {
             self.ws();
             child.clear();
             let mut name = None;
-            for &(s, p) in active {
-                let hit = match self.plans[s].get(p) {
+            for &a in active {
+                let hit = match self.plans[a.plan].steps.get(a.matched) {
                     Some(PathStep::Wild) => true,
                     Some(PathStep::Name(n)) => {
                         if name.is_none() {
@@ -394,7 +433,8 @@ impl<'b> Walker<'b, '_> {
                     _ => false,
                 };
                 if hit {
-                    child.push((s, p + 1));
+                    // the child's member name is pushed before it is walked
+                    child.push(a.step(self.plans, self.path.len() + 1));
                 }
             }
             if child.is_empty() {
@@ -452,7 +492,7 @@ impl<'b> Walker<'b, '_> {
         Ok(keys.windows(2).any(|w| raw(&w[0]) == raw(&w[1])))
     }
 
-    fn array(&mut self, depth: usize, active: &[(usize, usize)]) -> Result<(), Fail> {
+    fn array(&mut self, depth: usize, active: &[Active]) -> Result<(), Fail> {
         if depth >= DEPTH_LIMIT {
             return Err(Fail::TooDeep);
         }
@@ -467,14 +507,14 @@ impl<'b> Walker<'b, '_> {
         loop {
             self.ws();
             child.clear();
-            for &(s, p) in active {
-                let hit = match self.plans[s].get(p) {
+            for &a in active {
+                let hit = match self.plans[a.plan].steps.get(a.matched) {
                     Some(PathStep::Wild) => true,
                     Some(PathStep::Index(i)) => *i == index,
                     _ => false,
                 };
                 if hit {
-                    child.push((s, p + 1));
+                    child.push(a.step(self.plans, self.path.len()));
                 }
             }
             self.value(depth, &child)?;

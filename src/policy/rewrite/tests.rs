@@ -250,7 +250,7 @@ type Found = Result<Vec<(usize, usize, String)>, String>;
 fn both_paths(body: &[u8], sel: &[&str]) -> (Found, Found) {
     let s = set(sel);
     let plans = fast::plans(&s).expect("plain paths");
-    let mut f = fast::find(body, &plans).map_err(|e| format!("{e:?}"));
+    let mut f = fast::find(body, plans).map_err(|e| format!("{e:?}"));
     let mut g = general_sites::<()>(body, &s).map_err(|e| format!("{e:?}"));
     for v in [&mut f, &mut g].into_iter().flatten() {
         v.sort();
@@ -430,4 +430,74 @@ fn plain_run_stops_where_a_string_needs_attention() {
     for c in &cases {
         assert_eq!(fast::plain_run(c), slow(c), "{c:?}");
     }
+}
+
+// ---- record roots: labels relative to the record, on both paths ----
+
+fn sites_in_records(body: &str, roots: &[&str], sel: &[&str]) -> (Found, Found) {
+    let roots: Vec<Selector> = roots
+        .iter()
+        .map(|r| Selector::compile(r).unwrap())
+        .collect();
+    let s = set(sel).with_records(roots);
+    let plans = fast::plans(&s).expect("plain paths");
+    let mut f = fast::find(body.as_bytes(), plans).map_err(|e| format!("{e:?}"));
+    let mut g = general_sites::<()>(body.as_bytes(), &s).map_err(|e| format!("{e:?}"));
+    for v in [&mut f, &mut g].into_iter().flatten() {
+        v.sort();
+        v.dedup();
+    }
+    (f, g)
+}
+
+fn labels_of(found: &Found) -> Vec<String> {
+    found
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|(_, _, l)| l.clone())
+        .collect()
+}
+
+#[test]
+fn labels_start_at_the_record_whatever_wraps_it() {
+    for (body, roots) in [
+        (r#"{"ssn":"a","cards":[{"number":"1"}]}"#, vec!["$"]),
+        (r#"[{"ssn":"a","cards":[{"number":"1"}]}]"#, vec!["$[*]"]),
+        (
+            r#"{"items":[{"ssn":"a","cards":[{"number":"1"}]}],"next":"x","ssn":"page"}"#,
+            vec!["$.items[*]"],
+        ),
+        (
+            r#"{"data":{"users":{"edges":[{"node":{"ssn":"a","cards":[{"number":"1"}]}}]}}}"#,
+            vec!["$.data.user", "$.data.users.edges[*].node"],
+        ),
+        (
+            r#"{"data":[{"type":"u","attributes":{"ssn":"a","cards":[{"number":"1"}]}}]}"#,
+            vec!["$.data.attributes", "$.data[*].attributes"],
+        ),
+    ] {
+        let (f, g) = sites_in_records(body, &roots, &["$.ssn", "$.cards[*].number"]);
+        assert_eq!(f, g, "{body}");
+        assert_eq!(labels_of(&f), ["ssn", "cards.number"], "{body}");
+    }
+}
+
+#[test]
+fn the_innermost_record_labels_a_value_two_roots_reach() {
+    // HAL: the page is a record ($) and so is each embedded one
+    let body = r#"{"ssn":"top","_embedded":{"users":[{"ssn":"a"}]}}"#;
+    let (f, g) = sites_in_records(body, &["$", "$._embedded.users[*]"], &["$.ssn"]);
+    assert_eq!(f, g);
+    assert_eq!(labels_of(&f), ["ssn", "ssn"]);
+    // a descendant selector reaches the embedded one from both roots
+    let s = set(&["$..ssn"]).with_records(vec![
+        Selector::compile("$").unwrap(),
+        Selector::compile("$._embedded.users[*]").unwrap(),
+    ]);
+    let mut g = general_sites::<()>(body.as_bytes(), &s).unwrap();
+    g.sort();
+    g.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    let labels: Vec<&str> = g.iter().map(|(_, _, l)| l.as_str()).collect();
+    assert_eq!(labels, ["ssn", "ssn"]);
 }
