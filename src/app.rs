@@ -178,6 +178,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     let policies =
         crate::policy::load_dir(&config.policies).map_err(|e| StartError::Policy(e.to_string()))?;
     crate::reload::ensure_policy_keys(&store, &policies).map_err(StartError::Policy)?;
+    crate::reload::warn_label_gaps(&policies);
     // every data key the cache generates or unwraps is counted and audited
     let provider: Arc<dyn crate::keys::KeyProvider> = Arc::new(AuditedProvider {
         inner: store.clone(),

@@ -176,6 +176,7 @@ impl PolicyReloader {
 
     fn load_and_swap(&self) -> Result<Reloaded, ReloadError> {
         let set = crate::policy::load_dir(&self.dir)?;
+        warn_label_gaps(&set);
         let created = ensure_policy_keys(&self.store, &set).map_err(ReloadError::Keys)?;
         for alias in &created {
             let mut ev = AuditEvent::new("create_key", "ok");
@@ -228,5 +229,14 @@ impl PolicyReloader {
                 () = &mut shutdown => return,
             }
         }
+    }
+}
+
+/// Logs, at WARN, every field a route opens that no route of its context
+/// seals (and the reverse): `sealgate policy check` refuses the first kind;
+/// a running server keeps serving but says so.
+pub fn warn_label_gaps(set: &crate::policy::PolicySet) {
+    for f in crate::policy::check_labels(set) {
+        tracing::warn!(route = %f.route, rule = %f.rule, label = %f.label, "{f}");
     }
 }

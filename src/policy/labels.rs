@@ -194,7 +194,7 @@ pub struct LabelFinding {
     pub label: String,
     /// The context template the routes share.
     pub context: String,
-    /// The labels the other side of the context has (`route: label`).
+    /// The labels the other side of the context has (`'label' (routes)`).
     pub other_side: Vec<String>,
     /// A hint when a record root would make the labels meet.
     pub hint: Option<String>,
@@ -202,9 +202,9 @@ pub struct LabelFinding {
 
 impl fmt::Display for LabelFinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (verb, other) = match self.gap {
-            LabelGap::OpensUnsealed => ("opens", "seals"),
-            LabelGap::SealsUnopened => ("seals", "opens"),
+        let (verb, other, done) = match self.gap {
+            LabelGap::OpensUnsealed => ("opens", "seals", "sealed"),
+            LabelGap::SealsUnopened => ("seals", "opens", "opened"),
         };
         write!(
             f,
@@ -214,7 +214,7 @@ impl fmt::Display for LabelFinding {
         if self.other_side.is_empty() {
             write!(f, " (no route of the context {other} anything)")?;
         } else {
-            write!(f, " (they {other}: {})", self.other_side.join(", "))?;
+            write!(f, " ({done} there: {})", self.other_side.join(", "))?;
         }
         if let Some(h) = &self.hint {
             write!(f, "; {h}")?;
@@ -274,11 +274,20 @@ pub fn check_labels(set: &PolicySet) -> Vec<LabelFinding> {
                 let hint = against
                     .iter()
                     .find_map(|o| record_hint(s.selector, &o.pattern));
-                let mut other_side: Vec<String> = against
-                    .iter()
-                    .map(|o| format!("{}: '{}'", o.route, o.pattern))
+                // each label once, with the routes that have it
+                let mut other_side: Vec<(String, Vec<&str>)> = Vec::new();
+                for o in against.iter() {
+                    let label = o.pattern.to_string();
+                    match other_side.iter_mut().find(|(l, _)| *l == label) {
+                        Some((_, routes)) if !routes.contains(&o.route) => routes.push(o.route),
+                        Some(_) => {}
+                        None => other_side.push((label, vec![o.route])),
+                    }
+                }
+                let other_side: Vec<String> = other_side
+                    .into_iter()
+                    .map(|(l, routes)| format!("'{l}' ({})", routes.join(", ")))
                     .collect();
-                other_side.dedup();
                 findings.push(LabelFinding {
                     gap,
                     file: s.file.to_owned(),
@@ -304,19 +313,26 @@ pub fn check_labels(set: &PolicySet) -> Vec<LabelFinding> {
 /// `other`, the fix is a record root at its head: say which.
 fn record_hint(selector: &Selector, other: &LabelPattern) -> Option<String> {
     use super::rewrite::fast::PathStep;
-    if !other.is_exact() || other.0.is_empty() {
+    if other.0.is_empty() {
         return None;
     }
     let steps = selector.plain_path()?;
     for cut in 1..steps.len() {
-        let tail: Vec<Part> = steps[cut..]
-            .iter()
-            .filter_map(|s| match s {
-                PathStep::Name(n) => Some(Part::Name(n.to_string())),
-                _ => None,
-            })
-            .collect();
-        if steps[cut..].contains(&PathStep::Wild) || tail != other.0 {
+        if !matches!(steps[cut], PathStep::Name(_)) {
+            // a record root takes the list's wildcard or index with it
+            continue;
+        }
+        let tail = LabelPattern(
+            steps[cut..]
+                .iter()
+                .filter_map(|s| match s {
+                    PathStep::Name(n) => Some(Part::Name(n.to_string())),
+                    PathStep::Wild => Some(Part::AnyOrNone),
+                    PathStep::Index(_) => None,
+                })
+                .collect(),
+        );
+        if !tail.overlaps(other) {
             continue;
         }
         let text = |steps: &[PathStep]| {
@@ -432,7 +448,7 @@ response.decrypt = ["$.items[*].ssn"]
         assert_eq!(f[0].gap, LabelGap::OpensUnsealed);
         assert!(text.contains("p.toml") && text.contains("'list'"), "{text}");
         assert!(
-            text.contains("items.*?.ssn") && text.contains("create: 'ssn'"),
+            text.contains("items.*?.ssn") && text.contains("'ssn' (create)"),
             "{text}"
         );
         assert!(text.contains("records = \"$.items[*]\""), "{text}");
