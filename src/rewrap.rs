@@ -4,8 +4,9 @@
 //!
 //! Every string in a JSON document that is an envelope (`sg1.` or `sgd1.`)
 //! is opened with the given context and the label the proxy would use for
-//! its place (its JSON path's member names, [`crate::policy::label_of`]) and
-//! sealed again, the same kind (random or deterministic), under the
+//! its place (the member names of its path from its record,
+//! [`crate::policy::label_of`]; the record is found by trying the whole path,
+//! then each shorter tail) and sealed again under the label that opened, the same kind (random or deterministic), under the
 //! primary version of its own key, or of `--key` when given. Envelopes
 //! already under that primary are left as they are.
 //!
@@ -111,10 +112,23 @@ fn rewrap_one(
     steps: &[Step],
     counts: &mut RewrapCounts,
 ) -> Result<Option<String>, RewrapError> {
-    let label = label_of(steps);
-    let mut aad = context.as_bytes().to_vec();
-    aad.push(0);
-    aad.extend_from_slice(label.as_bytes());
+    // the label starts at the value's record, which a document alone does
+    // not say: try the whole path first, then each shorter tail (a record in
+    // `items`, `data`, `rows[*].doc` …); re-seal under the label that opened
+    let aads: Vec<Vec<u8>> = {
+        let mut labels: Vec<String> = (0..=steps.len()).map(|k| label_of(&steps[k..])).collect();
+        labels.dedup();
+        labels
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .map(|label| {
+                let mut aad = context.as_bytes().to_vec();
+                aad.push(0);
+                aad.extend_from_slice(label.as_bytes());
+                aad
+            })
+            .collect()
+    };
     let path = || path_text(steps);
     let key_err = |source| RewrapError::Key {
         path: path(),
@@ -128,7 +142,10 @@ fn rewrap_one(
         let opener = cache
             .deterministic_opening_key(&cmk, context.as_bytes())
             .map_err(key_err)?;
-        let opened = env.open(&opener, &aad).map_err(|_| dne())?;
+        let (aad, opened) = aads
+            .iter()
+            .find_map(|aad| env.open(&opener, aad).ok().map(|o| (aad, o)))
+            .ok_or_else(dne)?;
         let sealer = cache
             .deterministic_key(&target, context.as_bytes())
             .map_err(key_err)?;
@@ -136,7 +153,7 @@ fn rewrap_one(
             counts.current += 1;
             return Ok(None);
         }
-        let new = envelope::seal_deterministic(&sealer, opened.json(), &aad).map_err(|_| dne())?;
+        let new = envelope::seal_deterministic(&sealer, opened.json(), aad).map_err(|_| dne())?;
         counts.rewrapped += 1;
         return Ok(Some(new));
     }
@@ -144,7 +161,10 @@ fn rewrap_one(
     let cmk = env.cmk();
     let target = key.map_or_else(|| KeyId::from_bytes(cmk.key_id).to_string(), str::to_owned);
     let cipher = cache.opening_key(&cmk, env.wrapped()).map_err(key_err)?;
-    let opened = env.open(&cipher, &aad).map_err(|_| dne())?;
+    let (aad, opened) = aads
+        .iter()
+        .find_map(|aad| env.open(&cipher, aad).ok().map(|o| (aad, o)))
+        .ok_or_else(dne)?;
     let sealer = cache
         .sealing_key(&target, context.as_bytes(), opened.json().len())
         .map_err(key_err)?;
@@ -153,7 +173,7 @@ fn rewrap_one(
         return Ok(None);
     }
     let new =
-        envelope::seal(&sealer, opened.json(), &aad, &mut rand::thread_rng()).map_err(|_| dne())?;
+        envelope::seal(&sealer, opened.json(), aad, &mut rand::thread_rng()).map_err(|_| dne())?;
     counts.rewrapped += 1;
     Ok(Some(new))
 }

@@ -283,8 +283,14 @@ fn rewrap_reseals_every_envelope_under_the_primary_version() {
         let dk = cache.deterministic_key("people", ctx.as_bytes()).unwrap();
         let email = sealgate::envelope::seal_deterministic(&dk, br#""a@x.io""#, &aad("rows.email"))
             .unwrap();
+        // a record in a page: its label starts at the record (`records`)
+        let record_notes =
+            sealgate::envelope::seal(&sk, br#""paged""#, &aad("notes"), &mut rand::thread_rng())
+                .unwrap();
         store.rotate("people").unwrap();
-        format!(r#"{{"rows":[{{"notes":"{notes}","email":"{email}","n":1}}]}}"#)
+        format!(
+            r#"{{"rows":[{{"notes":"{notes}","email":"{email}","n":1}},{{"notes":"{record_notes}"}}]}}"#
+        )
     };
     let args = sealgate::cli::rewrap::RewrapArgs {
         data_dir: data.clone(),
@@ -295,7 +301,7 @@ fn rewrap_reseals_every_envelope_under_the_primary_version() {
     };
     let mut out = Vec::new();
     let counts = sealgate::cli::rewrap::run_io(&args, &mut doc.as_bytes(), &mut out).unwrap();
-    assert_eq!((counts.rewrapped, counts.current), (2, 0));
+    assert_eq!((counts.rewrapped, counts.current), (3, 0));
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["rows"][0]["n"], 1);
     let notes = v["rows"][0]["notes"].as_str().unwrap();
@@ -308,6 +314,15 @@ fn rewrap_reseals_every_envelope_under_the_primary_version() {
     assert_eq!(
         env.open(&c, &aad("rows.notes")).unwrap().json(),
         br#""secret""#
+    );
+    let paged =
+        sealgate::envelope::Envelope::parse(v["rows"][1]["notes"].as_str().unwrap()).unwrap();
+    assert_eq!(paged.cmk().version, 2);
+    let c = cache.opening_key(&paged.cmk(), paged.wrapped()).unwrap();
+    assert_eq!(
+        paged.open(&c, &aad("notes")).unwrap().json(),
+        br#""paged""#,
+        "re-sealed under the record-relative label it opened with"
     );
     let denv = sealgate::envelope::DetEnvelope::parse(email).unwrap();
     assert_eq!(denv.cmk().version, 2);
@@ -324,7 +339,7 @@ fn rewrap_reseals_every_envelope_under_the_primary_version() {
     let text = String::from_utf8(out).unwrap();
     let mut out2 = Vec::new();
     let counts = sealgate::cli::rewrap::run_io(&args, &mut text.as_bytes(), &mut out2).unwrap();
-    assert_eq!((counts.rewrapped, counts.current), (0, 2));
+    assert_eq!((counts.rewrapped, counts.current), (0, 3));
     let bad = sealgate::cli::rewrap::RewrapArgs {
         context: "other".into(),
         ..args
