@@ -344,6 +344,7 @@ async fn path_spellings_a_framework_reads_as_the_sealed_path_are_sealed_or_refus
         ("POST", "/users.xml"),
         ("POST", "/users."),
         ("POST", "/USERS/"),
+        ("POST", "/u%C5%BFers"),
         ("PUT", "/users/1;x=1"),
         ("PATCH", "/users/1.json"),
     ] {

@@ -104,7 +104,9 @@ impl PathTemplate {
         for (seg, got) in self.segments.iter().zip(path) {
             match seg {
                 Segment::Literal(lit) => {
-                    if !lit.eq_ignore_ascii_case(got) {
+                    // ASP.NET Core routes case-insensitively beyond ASCII
+                    // (`/uſers` is `/users` to it): non-ASCII spellings fold
+                    if !lit.eq_ignore_ascii_case(got) && !super::rewrite::folds_to(got, lit) {
                         return None;
                     }
                 }
