@@ -201,7 +201,7 @@ async fn run(
     }
     let resolved = policies
         .resolve(req.method().as_str(), host.as_deref(), req.uri().path())
-        .map_err(|why| refuse_path(why))?;
+        .map_err(refuse_path)?;
     if guard && resolved.covered && super::boundary::overrides_method(&req) {
         // the upstream may run another method than the one routed here
         return Err((
