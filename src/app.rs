@@ -219,6 +219,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         audit: audit.clone(),
         shadow: crate::proxy::shadow::Shadow::open(config.shadow, config.shadow_capture.as_ref())
             .map_err(|e| StartError::Shadow(e.to_string()))?,
+        unmatched_hosts: config.unmatched_hosts,
     });
     let ready = Arc::new(Readiness::default());
     let listener = TcpListener::bind(config.listen)

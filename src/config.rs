@@ -79,6 +79,26 @@ struct FileConfig {
     shadow_capture: Option<PathBuf>,
     shadow_capture_max_lines: Option<u64>,
     shadow_capture_sample: Option<f64>,
+    #[serde(default)]
+    proxy: FileProxy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProxy {
+    unmatched_hosts: Option<UnmatchedHosts>,
+}
+
+/// `[proxy] unmatched_hosts`: what happens to a request for a host no route names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnmatchedHosts {
+    /// Forward it (the default, for compatibility): only host-less routes apply.
+    #[default]
+    Pass,
+    /// Answer 421 `misdirected_request`: every name the upstream answers to
+    /// must be covered by a route, so another spelling of it cannot dodge one.
+    Refuse,
 }
 
 #[derive(Debug, Deserialize)]
@@ -409,6 +429,8 @@ pub struct Config {
     /// `shadow_capture`: observe JSON bodies into a capture file for
     /// `sealgate policy suggest`.
     pub shadow_capture: Option<ShadowCapture>,
+    /// `[proxy] unmatched_hosts` (default pass).
+    pub unmatched_hosts: UnmatchedHosts,
 }
 
 /// Reads, parses and validates `path` (if any) and applies `overrides`.
@@ -711,6 +733,7 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             watch: f.reload.watch.unwrap_or(true),
             poll: ms(f.reload.poll_ms, 1_000, "reload.poll_ms")?,
         },
+        unmatched_hosts: f.proxy.unmatched_hosts.unwrap_or_default(),
     })
 }
 

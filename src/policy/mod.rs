@@ -146,6 +146,101 @@ impl PolicySet {
         best.map(|(m, _)| m)
     }
 
+    /// How the proxy routes a request: the route, and what else the path
+    /// tells about it. Errs with a reason (for a 400) when two readings of
+    /// the path lead to different routes.
+    ///
+    /// Besides [`match_route`](Self::match_route)'s normalisation, a format
+    /// suffix on the last segment (`/users.json`, `/users.`) is read both
+    /// ways, as Rails, Django REST and Spring do: if only one reading
+    /// matches a route, that route applies; if both match the same route,
+    /// the path as written gives the parameters; if they match different
+    /// routes the request is ambiguous.
+    pub fn resolve(
+        &self,
+        method: &str,
+        host: Option<&str>,
+        path: &str,
+    ) -> Result<Resolution<'_>, &'static str> {
+        let written = template::request_segments(path);
+        let stripped = template::strip_format_suffix(&written);
+        let as_written = self.best(method, host, &written);
+        let suffixless = stripped
+            .as_deref()
+            .and_then(|segs| self.best(method, host, segs));
+        let matched = match (as_written, suffixless) {
+            (Some(a), Some(b)) if !std::ptr::eq(a.route, b.route) => {
+                return Err("a format suffix makes the path name another route")
+            }
+            (Some(a), _) => Some(a),
+            (None, b) => b,
+        };
+        // a route that seals request bodies for other methods, and is at
+        // least as specific as the match (more, when the match seals too),
+        // is the one the body was meant for
+        let floor = matched.as_ref().map(|m| {
+            (
+                (m.route.host.is_some(), m.route.path.specificity()),
+                m.route.request.seals(),
+            )
+        });
+        let mut covered = false;
+        let mut sealing_sibling = None;
+        for seg in std::iter::once(&written).chain(stripped.as_ref()) {
+            for route in &self.routes {
+                if !route.matches_host(host) || route.path.matches(seg).is_none() {
+                    continue;
+                }
+                covered = true;
+                let key = (route.host.is_some(), route.path.specificity());
+                let outranks = floor
+                    .as_ref()
+                    .is_none_or(|(f, seals)| key > *f || (!seals && key == *f));
+                if route.request.seals()
+                    && !route.matches_method(method)
+                    && outranks
+                    && sealing_sibling.is_none()
+                {
+                    sealing_sibling = Some(route);
+                }
+            }
+        }
+        Ok(Resolution {
+            matched,
+            covered,
+            sealing_sibling,
+        })
+    }
+
+    /// True when some route is scoped to `host` (compared as routes compare it).
+    pub fn names_host(&self, host: Option<&str>) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.host.is_some() && r.matches_host(host))
+    }
+
+    fn best(
+        &self,
+        method: &str,
+        host: Option<&str>,
+        segments: &[String],
+    ) -> Option<RouteMatch<'_>> {
+        let mut best: Option<(RouteMatch<'_>, route::Precedence)> = None;
+        for route in &self.routes {
+            if !route.matches_method(method) || !route.matches_host(host) {
+                continue;
+            }
+            let Some(params) = route.path.matches(segments) else {
+                continue;
+            };
+            let key = route.precedence();
+            if best.as_ref().is_none_or(|(_, b)| key > *b) {
+                best = Some((RouteMatch { route, params }, key));
+            }
+        }
+        best.map(|(m, _)| m)
+    }
+
     /// Human-readable account of what each route does (`sealgate policy check`).
     pub fn describe(&self) -> String {
         let mut out = String::new();
@@ -275,6 +370,19 @@ impl PolicySet {
         }
         out
     }
+}
+
+/// What [`PolicySet::resolve`] learned about a request.
+#[derive(Debug)]
+pub struct Resolution<'a> {
+    /// The route that applies, if any.
+    pub matched: Option<RouteMatch<'a>>,
+    /// True when some route (for any method) names this host and path.
+    pub covered: bool,
+    /// A route at least as specific as the match that seals request fields
+    /// but does not list this method: a body sent with this method would
+    /// dodge its sealing.
+    pub sealing_sibling: Option<&'a Route>,
 }
 
 #[allow(dead_code)]

@@ -32,7 +32,7 @@ pub struct FieldSite<'a> {
 /// byte `offset` of `body`, for error messages (the rewrite itself does not
 /// keep paths). `None` if the body is not JSON or no value starts there.
 pub fn path_at(body: &[u8], offset: usize) -> Option<String> {
-    let root = Scanner::index::<()>(body).ok()?;
+    let root = Scanner::index::<()>(body, &[]).ok()?;
     let mut path = String::from("$");
     let mut node = &root;
     while node.start != offset {
@@ -72,6 +72,14 @@ pub enum RewriteError<E> {
     #[error("body has a duplicate object member name (object at byte {offset})")]
     DuplicateKey {
         /// Byte offset of the object that holds the duplicate.
+        offset: usize,
+    },
+    /// A member name differs from a sealed member name only by case (or
+    /// Unicode simple case folding): Go's `encoding/json`, case-insensitive
+    /// Jackson and ASP.NET Core would bind it, unsealed, to the sealed field.
+    #[error("body has a member name that differs from a sealed member name only by case (object at byte {offset})")]
+    FoldedKey {
+        /// Byte offset of the object that holds it.
         offset: usize,
     },
     /// A selector failed while running on this body.
@@ -144,6 +152,7 @@ pub fn rewrite_into<E, S>(
             fast::Fail::NotJson(msg) => RewriteError::NotJson(msg),
             fast::Fail::TooDeep => RewriteError::TooDeep,
             fast::Fail::Duplicate(offset) => RewriteError::DuplicateKey { offset },
+            fast::Fail::Folded(offset) => RewriteError::FoldedKey { offset },
         })?,
         None => general_sites(body, selectors)?,
     };
@@ -211,7 +220,8 @@ fn general_sites<E>(
             RewriteError::NotJson(e.to_string())
         }
     })?;
-    let index = Scanner::index(body)?;
+    let names: Vec<String> = selectors.iter().flat_map(|s| s.member_names()).collect();
+    let index = Scanner::index(body, &names)?;
 
     let mut sites: Vec<(usize, usize, String)> = Vec::new();
     for selector in selectors {
@@ -268,6 +278,8 @@ impl SpanNode<'_> {
 struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Member names the selectors step through; see [`folds_to`].
+    sealed: &'a [String],
 }
 
 /// The scanner's own failures; input serde_json accepted never produces them.
@@ -276,8 +288,12 @@ fn malformed<E>(at: usize) -> RewriteError<E> {
 }
 
 impl<'a> Scanner<'a> {
-    fn index<E>(bytes: &'a [u8]) -> Result<SpanNode<'a>, RewriteError<E>> {
-        let mut s = Scanner { bytes, pos: 0 };
+    fn index<E>(bytes: &'a [u8], sealed: &'a [String]) -> Result<SpanNode<'a>, RewriteError<E>> {
+        let mut s = Scanner {
+            bytes,
+            pos: 0,
+            sealed,
+        };
         s.skip_ws();
         let root = s.value(0)?;
         s.skip_ws();
@@ -393,6 +409,14 @@ impl<'a> Scanner<'a> {
         if members.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(RewriteError::DuplicateKey { offset });
         }
+        // the general path does not know which object a name applies to
+        // (descendants, filters): any object is checked against every name
+        if members
+            .iter()
+            .any(|(k, _)| self.sealed.iter().any(|n| folds_to(k, n)))
+        {
+            return Err(RewriteError::FoldedKey { offset });
+        }
         Ok(members)
     }
 
@@ -430,6 +454,40 @@ impl<'a> Scanner<'a> {
                 .map(Cow::Borrowed)
                 .map_err(|_| malformed(start))
         }
+    }
+}
+
+/// True when `key` is not `name` but equals it under Unicode simple case
+/// folding (`SSN`, `Ssn`, `ſſn` for `ssn`; `K` KELVIN SIGN for `k`).
+///
+/// ASCII pairs, the usual case, compare without folding. Otherwise each
+/// char is folded on its own as `to_uppercase` then `to_lowercase` when both
+/// map one char to one char: that is simple folding (what Go's
+/// `strings.EqualFold` and .NET's `OrdinalIgnoreCase` use) without a table
+/// crate, and it is only reached for non-ASCII names.
+pub(super) fn folds_to(key: &str, name: &str) -> bool {
+    if key == name {
+        return false;
+    }
+    if key.is_ascii() && name.is_ascii() {
+        return key.eq_ignore_ascii_case(name);
+    }
+    key.chars().map(fold).eq(name.chars().map(fold))
+}
+
+fn fold(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_lowercase();
+    }
+    let mut up = c.to_uppercase();
+    let upper = match (up.next(), up.next()) {
+        (Some(u), None) => u,
+        _ => c,
+    };
+    let mut low = upper.to_lowercase();
+    match (low.next(), low.next()) {
+        (Some(l), None) => l,
+        _ => upper,
     }
 }
 

@@ -109,6 +109,29 @@ impl Selector {
             })
             .collect()
     }
+
+    /// The member names the query steps through by name, anywhere in it
+    /// (not in filters): a body member that differs from one of them only
+    /// by case is refused (see `rewrite::folds_to`).
+    pub(super) fn member_names(&self) -> Vec<String> {
+        use jsonpath_rust::parser::model::{Segment, Selector as Sel};
+        fn walk(seg: &Segment, out: &mut Vec<String>) {
+            match seg {
+                Segment::Descendant(inner) => walk(inner, out),
+                Segment::Selector(Sel::Name(n)) => out.push(n.clone()),
+                Segment::Selector(_) => {}
+                Segment::Selectors(list) => out.extend(list.iter().filter_map(|s| match s {
+                    Sel::Name(n) => Some(n.clone()),
+                    _ => None,
+                })),
+            }
+        }
+        let mut out = Vec::new();
+        for seg in &self.query.segments {
+            walk(seg, &mut out);
+        }
+        out
+    }
 }
 
 impl fmt::Display for Selector {

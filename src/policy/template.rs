@@ -104,7 +104,9 @@ impl PathTemplate {
         for (seg, got) in self.segments.iter().zip(path) {
             match seg {
                 Segment::Literal(lit) => {
-                    if !lit.eq_ignore_ascii_case(got) {
+                    // ASP.NET Core routes case-insensitively beyond ASCII
+                    // (`/uſers` is `/users` to it): non-ASCII spellings fold
+                    if !lit.eq_ignore_ascii_case(got) && !super::rewrite::folds_to(got, lit) {
                         return None;
                     }
                 }
@@ -155,13 +157,18 @@ fn is_param_name(name: &str) -> bool {
 ///
 /// Matching errs on the side of matching MORE requests (a route that must
 /// seal must not be dodged by spelling): the query is dropped, `%XX` escapes
-/// are decoded, empty and `.` segments are dropped and `..` removes the
-/// previous segment — what a normalising upstream would see.
+/// are decoded, `;` matrix parameters are cut from each segment (after
+/// decoding, so `%3b` counts too: servlet containers drop them), empty and
+/// `.` segments are dropped and `..` removes the previous segment — what a
+/// normalising upstream would see.
 pub(crate) fn request_segments(path: &str) -> Vec<String> {
     let path = path.split(['?', '#']).next().unwrap_or("");
     let mut out: Vec<String> = Vec::new();
     for raw in path.split('/') {
-        let seg = percent_decode(raw);
+        let mut seg = percent_decode(raw);
+        if let Some(at) = seg.find(';') {
+            seg.truncate(at);
+        }
         match seg.as_str() {
             "" | "." => {}
             ".." => {
@@ -193,13 +200,41 @@ pub fn ambiguous_path(path: &str) -> Option<&'static str> {
     if path.contains("//") {
         return Some("empty path segment");
     }
-    if path.split('/').any(|s| s == "." || s == "..") {
+    // `..;x` is a dot segment to a servlet container and a name to others
+    if path
+        .split('/')
+        .map(|s| s.split(';').next().unwrap_or(""))
+        .any(|s| s == "." || s == "..")
+    {
         return Some("dot segment");
     }
     if lower.contains("%00") {
         return Some("encoded NUL");
     }
+    // `%253b` is `;` to an upstream that decodes twice, a literal to us
+    if lower.contains("%25") {
+        return Some("percent-encoded '%' (double encoding)");
+    }
     None
+}
+
+/// The segments with a format suffix cut from the last one (`users.json`
+/// → `users`, `users.` → `users`), or `None` when it has none.
+///
+/// Rails, Django REST's `format_suffix_patterns` and Spring's old suffix
+/// matching route `/users.json` (and any `.ext`) as `/users`, so the proxy
+/// must consider that reading too. A suffix is a final `.` followed by 0–10
+/// ASCII letters or digits, the part before it non-empty.
+pub(crate) fn strip_format_suffix(segments: &[String]) -> Option<Vec<String>> {
+    let last = segments.last()?;
+    let (stem, ext) = last.rsplit_once('.')?;
+    if stem.is_empty() || ext.len() > 10 || !ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let mut out = segments.to_vec();
+    let end = out.len() - 1;
+    out[end] = stem.to_owned();
+    Some(out)
 }
 
 fn percent_decode(seg: &str) -> String {

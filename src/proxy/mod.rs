@@ -9,6 +9,7 @@
 //! `response_body_filter` (read bounded, open/seal selected fields) →
 //! `logging`.
 
+pub mod boundary;
 pub mod discover;
 pub mod error;
 pub mod fields;
@@ -55,6 +56,8 @@ pub struct ProxyState {
     pub audit: Arc<crate::audit::AuditLog>,
     /// Shadow mode and its capture file.
     pub shadow: shadow::Shadow,
+    /// Requests for a host no route names: passed or refused.
+    pub unmatched_hosts: crate::config::UnmatchedHosts,
 }
 
 /// A validated policy set with the rate limiter its routes ask for.

@@ -165,34 +165,55 @@ async fn run(
     upstream_time: &mut Option<Duration>,
 ) -> PhaseResult {
     // request_filter: route match and the route's own rate limit
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().host())
-        .map(|h| {
-            let h = h.split(':').next().unwrap_or(h);
-            if h.bytes().any(|b| b.is_ascii_uppercase()) {
-                std::borrow::Cow::Owned(h.to_ascii_lowercase())
-            } else {
-                std::borrow::Cow::Borrowed(h)
-            }
-        });
     let policies = &active.set;
-    if !policies.is_empty() && !state.shadow.all {
+    let guard = !policies.is_empty() && !state.shadow.all;
+    let host_routes = policies.routes().iter().any(|r| r.host().is_some());
+    let (host, forwarded_host) =
+        super::boundary::request_host(&req, guard && host_routes).map_err(|e| (e, None))?;
+    if !state.shadow.all
+        && state.unmatched_hosts == crate::config::UnmatchedHosts::Refuse
+        && !policies.names_host(host.as_deref())
+    {
+        return Err((
+            ProxyError::client(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                "no route here is for this host",
+            ),
+            None,
+        ));
+    }
+    let refuse_path = |why: &str| {
+        // a spelling the upstream might read differently could dodge a route
+        (
+            ProxyError::client(
+                StatusCode::BAD_REQUEST,
+                "ambiguous_path",
+                format!("request path refused: {why}"),
+            ),
+            None,
+        )
+    };
+    if guard {
         if let Some(why) = crate::policy::ambiguous_path(req.uri().path()) {
-            // a spelling the upstream might read differently could dodge a route
-            return Err((
-                ProxyError::client(
-                    StatusCode::BAD_REQUEST,
-                    "ambiguous_path",
-                    format!("request path refused: {why}"),
-                ),
-                None,
-            ));
+            return Err(refuse_path(why));
         }
     }
-    let matched = policies.match_route(req.method().as_str(), host.as_deref(), req.uri().path());
+    let resolved = policies
+        .resolve(req.method().as_str(), host.as_deref(), req.uri().path())
+        .map_err(refuse_path)?;
+    if guard && resolved.covered && super::boundary::overrides_method(&req) {
+        // the upstream may run another method than the one routed here
+        return Err((
+            ProxyError::client(
+                StatusCode::BAD_REQUEST,
+                "method_override_refused",
+                "a method override is refused on a path a policy covers",
+            ),
+            None,
+        ));
+    }
+    let matched = resolved.matched;
     let route_name = matched.as_ref().map(|m| m.route.name.clone());
     let fail = |e: ProxyError| (e, route_name.clone());
     // shadow: a shadow route is measured, an unmatched request captured; both pass unchanged
@@ -225,7 +246,11 @@ async fn run(
         let conn = parts.extensions.get::<crate::tls::ConnectionInfo>();
         super::reveal::decide(r, &parts.headers, conn, peer)
     });
-    let client_host = parts.headers.get(header::HOST).cloned();
+    let client_host = match forwarded_host {
+        // the absolute-form target's authority is what was routed on
+        Some(a) => HeaderValue::from_str(&a).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
 
     // request_body_filter
     let shadow_route = matched.as_ref().filter(|_| shadow).map(|m| m.route);
@@ -234,34 +259,34 @@ async fn run(
         Some(_) => parts.uri.path().to_string(),
         None => String::new(),
     };
+    // a route that seals request fields for another method than this one
+    // must not be dodged by sending the body with this method
+    let sibling = resolved
+        .sealing_sibling
+        .filter(|_| guard && !matched.as_ref().is_some_and(|_| shadow));
     let out_body: ProxyBody = match enforce {
-        Some(m) if !m.route.request.is_empty() => {
+        Some(m) if !m.route.request.is_empty() || sibling.is_some() => {
             let route = m.route;
-            let media = headers::media_type(&parts.headers);
-            let ctx = context.as_deref().unwrap_or("");
-            if !route.accepts_content_type(media.as_deref()) {
-                let has_body = parts
-                    .headers
-                    .get(header::CONTENT_LENGTH)
-                    .is_some_and(|v| v != "0")
-                    || parts.headers.contains_key(header::TRANSFER_ENCODING);
-                if has_body && route.on_non_json != OnNonJson::Pass {
-                    return Err(fail(ProxyError::client(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "unsupported_media_type",
-                        "this route seals fields and needs a JSON body",
-                    )));
-                }
+            let (non_empty, body) = super::boundary::peek(body).await.map_err(fail)?;
+            if !non_empty {
                 body.map_err(Into::into).boxed()
+            } else if let Some(other) = sibling {
+                return Err(fail(unsealed_method_body(other)));
             } else {
-                let limit = route.max_body_bytes.unwrap_or(state.max_body_bytes);
-                let bytes = read_bounded(body, limit, false).await.map_err(fail)?;
-                let bytes = rewrite_request(state, route, ctx, bytes, counts).map_err(fail)?;
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                parts.headers.remove(header::TRANSFER_ENCODING);
-                Full::new(bytes).map_err(|e| match e {}).boxed()
+                let ctx = context.as_deref().unwrap_or("");
+                let accepts =
+                    route.accepts_content_type(headers::media_type(&parts.headers).as_deref());
+                let kind = super::boundary::body_kind(&parts.headers, accepts).map_err(fail)?;
+                request_body(state, route, ctx, &mut parts.headers, kind, body, counts)
+                    .await
+                    .map_err(fail)?
+            }
+        }
+        None if sibling.is_some() => {
+            let (non_empty, body) = super::boundary::peek(body).await.map_err(fail)?;
+            match sibling.filter(|_| non_empty) {
+                Some(other) => return Err(fail(unsealed_method_body(other))),
+                None => body.map_err(Into::into).boxed(),
             }
         }
         _ => match counts.shadow.as_mut() {
@@ -437,11 +462,85 @@ async fn run(
     ))
 }
 
-async fn read_bounded(
-    body: Incoming,
-    limit: usize,
-    upstream_side: bool,
-) -> Result<Bytes, ProxyError> {
+fn unsealed_method_body(other: &Route) -> ProxyError {
+    ProxyError::client(
+        StatusCode::BAD_REQUEST,
+        "unsealed_method_body",
+        format!(
+            "route '{}' seals request bodies on this path for other methods; this method may not carry one",
+            other.name
+        ),
+    )
+}
+
+/// The request body of a sealing route, known to be non-empty: sealed if
+/// an upstream could read it as JSON, refused if it cannot be sealed, passed
+/// only when it is not JSON and the route says `on_non_json = "pass"`.
+async fn request_body(
+    state: &ProxyState,
+    route: &Route,
+    ctx: &str,
+    headers: &mut http::HeaderMap,
+    kind: super::boundary::BodyKind,
+    body: super::boundary::Peeked,
+    counts: &mut FieldCounts,
+) -> Result<ProxyBody, ProxyError> {
+    use super::boundary::BodyKind;
+    let unsupported = |code: &'static str, msg: &'static str| {
+        ProxyError::client(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, msg)
+    };
+    match kind {
+        BodyKind::Other if route.on_non_json == OnNonJson::Pass => {
+            return Ok(body.map_err(Into::into).boxed())
+        }
+        BodyKind::Other => {
+            return Err(unsupported(
+                "unsupported_media_type",
+                "this route seals fields and needs a JSON body",
+            ))
+        }
+        BodyKind::JsonPatch => {
+            return Err(unsupported(
+                "json_patch_refused",
+                "a JSON Patch names fields by path, which this route cannot seal; send the fields as JSON",
+            ))
+        }
+        BodyKind::Unsealable => {
+            return Err(unsupported(
+                "unsupported_media_type",
+                "JSON here must be one UTF-8 JSON text to be sealed",
+            ))
+        }
+        BodyKind::Json => {}
+    }
+    if super::boundary::is_encoded(headers) {
+        return Err(unsupported(
+            "compressed_body",
+            "a compressed body cannot be sealed; send it with no Content-Encoding",
+        ));
+    }
+    let limit = route.max_body_bytes.unwrap_or(state.max_body_bytes);
+    let bytes = read_bounded(body, limit, false).await?;
+    let bytes = rewrite_request(state, route, ctx, bytes, counts)?;
+    if bytes.len() > limit {
+        // the upstream answers with what it stored: past the limit, that
+        // answer could not be read back through this route
+        return Err(ProxyError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "sealed_body_too_large",
+            format!("the request body sealed exceeds {limit} bytes"),
+        ));
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.remove(header::TRANSFER_ENCODING);
+    Ok(Full::new(bytes).map_err(|e| match e {}).boxed())
+}
+
+async fn read_bounded<B>(body: B, limit: usize, upstream_side: bool) -> Result<Bytes, ProxyError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<super::BoxError>,
+{
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(if upstream_side {
@@ -516,7 +615,8 @@ fn rewrite_request(
         ) {
             Ok(Some(b)) => cur = Bytes::from(b),
             Ok(None) => {}
-            Err(e) if e.code == "invalid_json" && route.on_non_json == OnNonJson::Pass => {}
+            // a body sent as JSON that does not parse is never passed: a
+            // lenient upstream parser (BOM, comments, single quotes) reads it
             Err(e) => return Err(e),
         }
     }
@@ -532,7 +632,6 @@ fn rewrite_request(
         ) {
             Ok(Some(b)) => cur = Bytes::from(b),
             Ok(None) => {}
-            Err(e) if e.code == "invalid_json" && route.on_non_json == OnNonJson::Pass => {}
             Err(e) => return Err(e),
         }
     }

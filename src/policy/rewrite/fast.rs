@@ -41,6 +41,8 @@ pub(super) enum Fail {
     TooDeep,
     /// Duplicate member name in the object at this offset.
     Duplicate(usize),
+    /// A member name in the object at this offset folds to a sealed one.
+    Folded(usize),
 }
 
 /// The plain path of a selector's text, or `None` when it is anything else.
@@ -459,11 +461,40 @@ impl<'b> Walker<'b, '_> {
             }
         }
         let dup = self.has_duplicate(&mut keys)?;
+        let folded = self.folds_to_sealed(&keys, active)?;
         self.keys[depth] = keys;
         if dup {
             return Err(Fail::Duplicate(offset));
         }
+        if folded {
+            return Err(Fail::Folded(offset));
+        }
         Ok(())
+    }
+
+    /// True when a key of this object differs only by case from a name an
+    /// active plan selects next here (`SSN` or `ſſn` beside or instead of
+    /// `ssn`): an upstream that binds names case-insensitively would read
+    /// it as the sealed field. Costs nothing when no plan names a member here.
+    fn folds_to_sealed(&self, keys: &[KeySpan], active: &[Active]) -> Result<bool, Fail> {
+        let names = || {
+            active
+                .iter()
+                .filter_map(|a| match self.plans[a.plan].steps.get(a.matched) {
+                    Some(PathStep::Name(n)) => Some(&**n),
+                    _ => None,
+                })
+        };
+        if names().next().is_none() {
+            return Ok(false);
+        }
+        for &key in keys {
+            let text = self.key_text(key)?;
+            if names().any(|n| super::folds_to(&text, n)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn has_duplicate(&self, keys: &mut [KeySpan]) -> Result<bool, Fail> {

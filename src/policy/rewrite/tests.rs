@@ -501,3 +501,28 @@ fn the_innermost_record_labels_a_value_two_roots_reach() {
     let labels: Vec<&str> = g.iter().map(|(_, _, l)| l.as_str()).collect();
     assert_eq!(labels, ["ssn", "ssn"]);
 }
+
+#[test]
+fn member_names_folding_to_a_sealed_name_are_refused_by_both_paths() {
+    use super::folds_to;
+    assert!(folds_to("SSN", "ssn") && folds_to("Ssn", "ssn"));
+    assert!(folds_to("\u{17f}\u{17f}n", "ssn"), "long s folds to s");
+    assert!(folds_to("\u{212a}ey", "key"), "KELVIN SIGN folds to k");
+    assert!(!folds_to("ssn", "ssn") && !folds_to("ssn_x", "ssn") && !folds_to("ssn", "ss"));
+    for body in [
+        r#"{"ssn":"x","SSN":"1"}"#,
+        r#"{"SSN":"1"}"#,
+        "{\"\u{17f}sn\":\"1\"}",
+        r#"{"\u017fsn":"1"}"#,
+    ] {
+        let (f, g) = both_paths(body.as_bytes(), &["$.ssn"]);
+        assert!(
+            f.as_ref().is_err_and(|e| e.contains("Folded"))
+                && g.as_ref().is_err_and(|e| e.contains("FoldedKey")),
+            "{body}: fast {f:?}, general {g:?}"
+        );
+    }
+    // only where a plan names the member: `SSN` under `other` is not `$.ssn`
+    let (f, _) = both_paths(br#"{"ssn":"1","other":{"SSN":2}}"#, &["$.ssn"]);
+    assert!(f.is_ok(), "{f:?}");
+}
