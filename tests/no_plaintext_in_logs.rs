@@ -237,6 +237,25 @@ async fn debug_logs_hold_no_field_plaintext() {
     for s in must_not_leak.iter().chain(&["31337"]) {
         assert!(!capture.contains(s), "{s} appeared in the shadow capture");
     }
+    // and `policy suggest` drafts one route with a searchable path parameter
+    let mut draft = Vec::new();
+    sealgate::cli::policy::run_to(
+        sealgate::cli::policy::PolicyCommand::Suggest {
+            capture: capture_path.clone(),
+            key: "log-test".into(),
+        },
+        &mut draft,
+        &mut std::io::sink(),
+    )
+    .unwrap();
+    let draft = String::from_utf8(draft).unwrap();
+    assert!(
+        draft.contains("path = \"/accounts/by-email/{email}/orders/{id}\"")
+            && draft.contains("path_params = [")
+            && draft.contains("  \"email\","),
+        "{draft}"
+    );
+    assert!(!draft.contains("capture.secret") && !draft.contains(unmatched_ssn));
 
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("done"), "the log capture works: {logs}");
