@@ -104,10 +104,22 @@ async fn debug_logs_hold_no_field_plaintext() {
     assert_eq!(s, 200, "{b}");
     let query_email = "query.secret@example.com";
     let query_email_enc = "query.secret%40example.com";
-    let (s, _, b) = send("GET", &format!("{base}/people?email={query_email_enc}"), &[], "").await;
+    let (s, _, b) = send(
+        "GET",
+        &format!("{base}/people?email={query_email_enc}"),
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     // a refused sealed parameter (not UTF-8) is an error path too
-    let (s, _, b) = send("GET", &format!("{base}/people?email=%FF{query_email_enc}"), &[], "").await;
+    let (s, _, b) = send(
+        "GET",
+        &format!("{base}/people?email=%FF{query_email_enc}"),
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(s, 400, "bad percent-encoding: {b}");
     let upstream_uris: Vec<String> = up.requests().iter().map(|r| r.uri.clone()).collect();
     let sealed_uris: Vec<&String> = upstream_uris

@@ -147,12 +147,15 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
     server.wait_log("shutting down: draining in-flight requests");
     // new connections are refused once the listener is closed
     let proxy = server.proxy;
-    wait_for("the proxy to refuse connections after SIGTERM", || async move {
-        tokio::net::TcpStream::connect(proxy)
-            .await
-            .is_err()
-            .then_some(())
-    })
+    wait_for(
+        "the proxy to refuse connections after SIGTERM",
+        || async move {
+            tokio::net::TcpStream::connect(proxy)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
     .await;
     assert!(
         server.child.try_wait().unwrap().is_none(),

@@ -476,7 +476,9 @@ fn decode_segment(seg: &str) -> std::borrow::Cow<'_, str> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(x)) => {
                 out.push(x);
@@ -630,10 +632,7 @@ pub fn draft_policy(observations: &[Observation], key: &str) -> String {
             .iter()
             .filter_map(|((_, f), c)| {
                 let name = f.strip_prefix('{')?.strip_suffix('}')?;
-                template
-                    .split('/')
-                    .any(|seg| seg == f)
-                    .then_some((name, c))
+                template.split('/').any(|seg| seg == f).then_some((name, c))
             })
             .collect();
         if !params.is_empty() {
@@ -847,7 +846,10 @@ mod tests {
             obs("/people/by-ssn/234-56-7890"),
         ];
         let text = draft_policy(&observations, "default");
-        assert!(!text.contains("123-45") && !text.contains("234-56"), "{text}");
+        assert!(
+            !text.contains("123-45") && !text.contains("234-56"),
+            "{text}"
+        );
         let set = crate::policy::PolicySet::from_sources(&[("draft.toml".into(), text.clone())])
             .unwrap_or_else(|e| panic!("draft does not load: {e}\n{text}"));
         assert_eq!(set.routes().len(), 1, "{text}");

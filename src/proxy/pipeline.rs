@@ -27,9 +27,8 @@ pub async fn handle(
     // the warning below names the request id itself
     // no path in the span: it is made before routing, and the raw path may
     // hold a value the route seals (`/people/by-ssn/{ssn}`); `done` logs it
-    let span = tracing::enabled!(tracing::Level::INFO).then(|| {
-        tracing::info_span!("request", request_id = %request_id, method = %req.method())
-    });
+    let span = tracing::enabled!(tracing::Level::INFO)
+        .then(|| tracing::info_span!("request", request_id = %request_id, method = %req.method()));
     let raw_path = span.as_ref().map(|_| req.uri().path().to_owned());
     // key operations deep in the data-key cache audit whom they served
     let who = RequestContext {
@@ -105,7 +104,9 @@ pub async fn handle(
 fn log_path(active: &ActivePolicies, route: Option<&str>, raw: Option<&str>) -> String {
     match route.and_then(|n| active.set.routes().iter().find(|r| r.name == n)) {
         Some(r) => r.path().as_str().to_owned(),
-        None => raw.map(crate::policy::suggest::redact_path).unwrap_or_default(),
+        None => raw
+            .map(crate::policy::suggest::redact_path)
+            .unwrap_or_default(),
     }
 }
 
