@@ -20,16 +20,14 @@ fn setup_policy(dir: &std::path::Path) {
 }
 
 async fn db_json(path: &std::path::Path, ready: impl Fn(&Value) -> bool) -> (String, Value) {
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(path).unwrap();
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            if ready(&v) {
-                return (text, v);
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("json-server never wrote the expected state");
+    wait_for("json-server to write the expected state", || {
+        let got = std::fs::read_to_string(path).ok().and_then(|text| {
+            let v = serde_json::from_str::<Value>(&text).ok()?;
+            ready(&v).then_some((text, v))
+        });
+        std::future::ready(got)
+    })
+    .await
 }
 
 #[tokio::test]

@@ -18,19 +18,14 @@ const SECRETS: [&str; 6] = [
 /// json-server writes its file just after answering: wait (bounded) until
 /// the file shows `ready`.
 async fn db_json(path: &std::path::Path, ready: impl Fn(&Value) -> bool) -> (String, Value) {
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(path).unwrap();
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            if ready(&v) {
-                return (text, v);
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!(
-        "json-server never wrote the expected state to {}",
-        path.display()
-    );
+    wait_for("json-server to write the expected state", || {
+        let got = std::fs::read_to_string(path).ok().and_then(|text| {
+            let v = serde_json::from_str::<Value>(&text).ok()?;
+            ready(&v).then_some((text, v))
+        });
+        std::future::ready(got)
+    })
+    .await
 }
 
 fn is_envelope(v: &Value) -> bool {

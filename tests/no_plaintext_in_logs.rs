@@ -1,5 +1,6 @@
-//! With trace logging on, no plaintext of a sealed field, no KMS plaintext
-//! and no credential secret reaches the logs, the audit log or the metrics,
+//! With trace logging on, no plaintext of a sealed field or of a sealed
+//! query or path parameter, no KMS plaintext and no credential secret or
+//! token reaches the logs, the audit log, the metrics or the shadow capture,
 //! whatever happens to the request.
 
 mod common;
@@ -28,6 +29,22 @@ path = "/users"
 key = "log-test"
 request.encrypt = ["$.ssn", "$.card"]
 response.decrypt = ["$.ssn", "$.card"]
+
+[[route]]
+name = "people-by-ssn"
+methods = ["GET"]
+path = "/people/by-ssn/{ssn}"
+key = "log-test"
+context = "people"
+path_params = ["ssn"]
+
+[[route]]
+name = "people-search"
+methods = ["GET"]
+path = "/people"
+key = "log-test"
+context = "people"
+query_params = ["email"]
 "#;
 
 #[tokio::test]
@@ -36,6 +53,7 @@ async fn debug_logs_hold_no_field_plaintext() {
     let writer = buf.clone();
     tracing_subscriber::fmt()
         .with_env_filter("trace")
+        .with_ansi(false)
         .with_writer(move || writer.clone())
         .init();
 
@@ -48,6 +66,13 @@ async fn debug_logs_hold_no_field_plaintext() {
     cfg.audit.sink = Some(sealgate::config::AuditSink::File(audit_path.clone()));
     cfg.admin_listen = Some("127.0.0.1:0".parse().unwrap());
     cfg.kms_listen = Some("127.0.0.1:0".parse().unwrap());
+    // unmatched requests are captured for `policy suggest`
+    let capture_path = dir.path().join("capture.jsonl");
+    cfg.shadow_capture = Some(sealgate::config::ShadowCapture {
+        file: capture_path.clone(),
+        max_lines: 1000,
+        sample: 1.0,
+    });
     let app = sealgate::app::start(cfg).await.unwrap();
     let url = format!("http://{}/users", app.proxy_addr);
     let secret_ssn = "SSN-SECRET-314159";
@@ -60,14 +85,73 @@ async fn debug_logs_hold_no_field_plaintext() {
     .await;
     assert_eq!(s, 200);
     // error paths: broken JSON, duplicate keys, wrong media type
-    send_json("POST", &url, &format!(r#"{{"ssn":"{secret_ssn}""#)).await;
-    send_json(
+    let (s, _, b) = send_json("POST", &url, &format!(r#"{{"ssn":"{secret_ssn}""#)).await;
+    assert_eq!(s, 400, "broken JSON: {b}");
+    let (s, _, b) = send_json(
         "POST",
         &url,
         &format!(r#"{{"ssn":"x","ssn":"{secret_ssn}"}}"#),
     )
     .await;
-    send("POST", &url, &[("content-type", "text/plain")], secret_card).await;
+    assert_eq!(s, 400, "duplicate keys: {b}");
+    let (s, _, b) = send("POST", &url, &[("content-type", "text/plain")], secret_card).await;
+    assert_eq!(s, 415, "wrong media type: {b}");
+    // sealed URL parameters: the upstream sees envelopes, the logs neither
+    // the value nor its percent-encoding
+    let base = format!("http://{}", app.proxy_addr);
+    let path_ssn = "219-09-9999";
+    let (s, _, b) = send("GET", &format!("{base}/people/by-ssn/{path_ssn}"), &[], "").await;
+    assert_eq!(s, 200, "{b}");
+    let query_email = "query.secret@example.com";
+    let query_email_enc = "query.secret%40example.com";
+    let (s, _, b) = send(
+        "GET",
+        &format!("{base}/people?email={query_email_enc}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    // a refused sealed parameter (not UTF-8) is an error path too
+    let (s, _, b) = send(
+        "GET",
+        &format!("{base}/people?email=%FF{query_email_enc}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 400, "bad percent-encoding: {b}");
+    let upstream_uris: Vec<String> = up.requests().iter().map(|r| r.uri.clone()).collect();
+    let sealed_uris: Vec<&String> = upstream_uris
+        .iter()
+        .filter(|u| u.starts_with("/people"))
+        .collect();
+    assert_eq!(sealed_uris.len(), 2, "{upstream_uris:?}");
+    for u in &sealed_uris {
+        assert!(
+            u.contains("sgd1.") && !u.contains(path_ssn) && !u.contains("query.secret"),
+            "the upstream got {u}"
+        );
+    }
+    // unmatched requests go to the shadow capture: sensitive-looking path
+    // segments and body values, none of which may be written
+    let unmatched_email = "capture.secret@example.com";
+    let unmatched_ssn = "078-05-1120";
+    let (s, _, b) = send(
+        "GET",
+        &format!("{base}/accounts/by-email/capture.secret%40example.com/orders/31337"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _, b) = send_json(
+        "POST",
+        &format!("{base}/patients/{unmatched_ssn}"),
+        &format!(r#"{{"contact":"{unmatched_email}"}}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
     // the KMS face: a plaintext through Infisical's encrypt, with a bad token too
     let kms = format!("http://{}", app.kms_addr.unwrap());
     let cred = app.store.create_credential(None).unwrap();
@@ -83,6 +167,15 @@ async fn debug_logs_hold_no_field_plaintext() {
         .unwrap()
         .to_string();
     let auth = format!("Bearer {token}");
+    // a bad token: refused, and neither token logged
+    let (s, _, _) = send(
+        "GET",
+        &format!("{kms}/api/v1/kms/keys?projectId=p1"),
+        &[("authorization", "Bearer BAD-TOKEN-SECRET-112358")],
+        "",
+    )
+    .await;
+    assert_eq!(s, 403, "a bad bearer token is Infisical's TokenError");
     let (_, _, created) = send(
         "POST",
         &format!("{kms}/api/v1/kms/keys"),
@@ -126,27 +219,64 @@ async fn debug_logs_hold_no_field_plaintext() {
         audit.lines().count() > 2,
         "the audit log was written: {audit}"
     );
-    for s in [
+    let must_not_leak = [
         secret_ssn,
         secret_card,
         kms_secret,
         pt.as_str(),
         secret.as_str(),
-    ] {
+        token.as_str(),
+        "BAD-TOKEN-SECRET-112358",
+        path_ssn,
+        query_email,
+        query_email_enc,
+        unmatched_email,
+        "capture.secret%40example.com",
+        unmatched_ssn,
+    ];
+    for s in must_not_leak {
         assert!(!audit.contains(s), "{s} appeared in the audit log");
         assert!(!metrics.contains(s), "{s} appeared in the metrics");
     }
 
+    // the capture has the unmatched requests' findings, as templates only
+    let capture = std::fs::read_to_string(&capture_path).unwrap();
+    assert!(
+        capture.contains("/accounts/by-email/{email}/orders/{id}")
+            && capture.contains("/patients/{national_id}"),
+        "the capture was written: {capture}"
+    );
+    for s in must_not_leak.iter().chain(&["31337"]) {
+        assert!(!capture.contains(s), "{s} appeared in the shadow capture");
+    }
+    // and `policy suggest` drafts one route with a searchable path parameter
+    let mut draft = Vec::new();
+    sealgate::cli::policy::run_to(
+        sealgate::cli::policy::PolicyCommand::Suggest {
+            capture: capture_path.clone(),
+            key: "log-test".into(),
+        },
+        &mut draft,
+        &mut std::io::sink(),
+    )
+    .unwrap();
+    let draft = String::from_utf8(draft).unwrap();
+    assert!(
+        draft.contains("path = \"/accounts/by-email/{email}/orders/{id}\"")
+            && draft.contains("path_params = [")
+            && draft.contains("  \"email\","),
+        "{draft}"
+    );
+    assert!(!draft.contains("capture.secret") && !draft.contains(unmatched_ssn));
+
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("done"), "the log capture works: {logs}");
     assert!(logs.lines().count() > 5);
-    for s in [
-        secret_ssn,
-        secret_card,
-        kms_secret,
-        pt.as_str(),
-        secret.as_str(),
-    ] {
+    for s in must_not_leak {
         assert!(!logs.contains(s), "{s} appeared in the logs");
     }
+    assert!(
+        logs.contains("path=/people/by-ssn/{ssn}"),
+        "the done line names the route's path template: {logs}"
+    );
 }

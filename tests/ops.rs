@@ -222,20 +222,22 @@ async fn healthz_and_readyz_answer_and_readyz_turns_503_while_draining() {
     // one request in flight, then shutdown begins
     let url = format!("http://{}/users", app.proxy_addr);
     let inflight = tokio::spawn(async move { send_json("POST", &url, BODY).await });
-    wait_until(|| arrived.load(Ordering::SeqCst) == 1).await;
+    wait_until("the request to reach the upstream", || {
+        arrived.load(Ordering::SeqCst) == 1
+    })
+    .await;
     let shutdown = tokio::spawn(app.shutdown());
-    let mut draining = false;
-    for _ in 0..400 {
-        let (status, _, body) = send("GET", &format!("http://{admin}/readyz"), &[], "").await;
-        if status == 503 {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(v["checks"]["draining"], true);
-            draining = true;
-            break;
+    let readyz = format!("http://{admin}/readyz");
+    let body = wait_for("/readyz to say 503 once shutdown begins", || {
+        let readyz = readyz.clone();
+        async move {
+            let (status, _, body) = send("GET", &readyz, &[], "").await;
+            (status == 503).then_some(body)
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(draining, "/readyz must say 503 once shutdown begins");
+    })
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["checks"]["draining"], true);
     assert!(!shutdown.is_finished(), "shutdown waits for the request");
     gate.add_permits(1);
     let (status, _, got) = inflight.await.unwrap();
@@ -466,16 +468,11 @@ async fn a_changed_policy_file_is_picked_up_by_the_watcher() {
     assert!(!is_sealed(&v["name"]));
     std::fs::write(dir.join("policies/test.toml"), POLICY_V2).unwrap();
     // the watcher polls; wait (bounded) for the new set to take effect
-    let mut swapped = false;
-    for _ in 0..500 {
-        let v = stored_person(&app, &up).await;
-        if is_sealed(&v["name"]) {
-            swapped = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(swapped, "the watcher did not reload the changed file");
+    let (app_ref, up_ref) = (&app, &up);
+    wait_for("the watcher to reload the changed file", || async move {
+        is_sealed(&stored_person(app_ref, up_ref).await["name"]).then_some(())
+    })
+    .await;
     assert!(app.store.resolve("people-key-2").is_ok());
     app.shutdown().await;
 }
@@ -486,12 +483,25 @@ async fn shutdown_returns_at_the_drain_deadline_with_a_request_stuck() {
     let arrived = Arc::new(AtomicUsize::new(0));
     let up = gated_upstream(gate.clone(), arrived.clone()).await;
     let dir = dir_with_policy(POLICY);
-    let app = start_in(&dir, up, |c| c.drain_timeout = Duration::from_millis(200)).await;
+    const DRAIN: Duration = Duration::from_millis(300);
+    let app = start_in(&dir, up, |c| c.drain_timeout = DRAIN).await;
     let url = format!("http://{}/users", app.proxy_addr);
     let _stuck = tokio::spawn(async move { send_json("POST", &url, BODY).await });
-    wait_until(|| arrived.load(Ordering::SeqCst) == 1).await;
-    // the gate never opens: shutdown must still come back
-    app.shutdown().await;
+    wait_until("the request to reach the upstream", || {
+        arrived.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // the gate never opens: shutdown must still come back, at the deadline
+    // (not before: the request is still in flight) and not long after it
+    let started = std::time::Instant::now();
+    tokio::time::timeout(DRAIN + Duration::from_secs(30), app.shutdown())
+        .await
+        .expect("shutdown did not return within 30 s of its drain deadline");
+    let took = started.elapsed();
+    assert!(
+        took >= DRAIN,
+        "shutdown returned after {took:?}, before the {DRAIN:?} drain deadline"
+    );
 }
 
 /// An upstream that echoes each body once a permit is available.
@@ -534,15 +544,4 @@ async fn gated_upstream(
         }
     });
     addr
-}
-
-/// Waits (bounded) for a condition another task makes true.
-async fn wait_until(cond: impl Fn() -> bool) {
-    for _ in 0..2000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("condition not reached");
 }

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The server of these tests: the audit log on, a long drain window.
 fn start_server(upstream: std::net::SocketAddr, policy: &str) -> ServeProcess {
@@ -72,19 +71,20 @@ async fn sighup_reloads_under_load_and_no_request_fails() {
         }));
     }
     // the load is running before the signal
-    while sent.load(Ordering::SeqCst) < 20 {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until("20 requests of load before the signal", || {
+        sent.load(Ordering::SeqCst) >= 20
+    })
+    .await;
     std::fs::write(server.policy_file(), V2).unwrap();
     server.signal("HUP");
     let line = server.wait_log("policies reloaded");
     assert_eq!(line["fields"]["trigger"], "SIGHUP");
     let after_reload = up.requests().len();
     // keep the load going past the reload, then stop it
-    while sent.load(Ordering::SeqCst) < after_reload + 40 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until("40 more requests after the reload", || {
+        sent.load(Ordering::SeqCst) >= after_reload + 40
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     for c in clients {
         let failures = c.await.unwrap();
@@ -139,21 +139,24 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
             (status, got, body)
         }));
     }
-    while arrived.load(Ordering::SeqCst) < N {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until("every request to reach the upstream", || {
+        arrived.load(Ordering::SeqCst) >= N
+    })
+    .await;
     server.signal("TERM");
     server.wait_log("shutting down: draining in-flight requests");
     // new connections are refused once the listener is closed
-    let mut refused = false;
-    for _ in 0..1000 {
-        if tokio::net::TcpStream::connect(server.proxy).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    assert!(refused, "the proxy still accepts after SIGTERM");
+    let proxy = server.proxy;
+    wait_for(
+        "the proxy to refuse connections after SIGTERM",
+        || async move {
+            tokio::net::TcpStream::connect(proxy)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
     assert!(
         server.child.try_wait().unwrap().is_none(),
         "sealgate waits for in-flight requests"

@@ -163,6 +163,9 @@ pub fn init_tracing(level: &str, format: LogFormat) {
 
 /// Runs the server until a shutdown signal.
 pub fn run(args: ServeArgs) -> Result<(), ServeError> {
+    // out of the environment before any thread exists (the runtime below,
+    // tracing): unsetenv must not race a getenv in another thread
+    crate::keys::root::take_root_key_env();
     let overrides = args.overrides();
     let cfg = config::load(args.config.as_deref(), &overrides)?;
     init_tracing(&cfg.log_level, cfg.log_format);

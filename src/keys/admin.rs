@@ -288,10 +288,44 @@ pub fn bind(socket_path: &Path) -> std::io::Result<UnixListener> {
         }
         Err(_) => {}
     }
-    let listener = UnixListener::bind(socket_path)?;
+    // bind(2) creates the socket file with 0777 & !umask: under the usual
+    // umask 022 it would be connectable by everyone until the chmod below
+    let listener = bind_owner_only(socket_path)?;
+    // still chmod: the umask guard is a no-op off Linux
     std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket_path.display(), "admin socket listening");
     Ok(listener)
+}
+
+/// Binds under umask 077, so the socket file is owner-only from its creation.
+fn bind_owner_only(socket_path: &Path) -> std::io::Result<UnixListener> {
+    let _umask = RestrictiveUmask::set();
+    UnixListener::bind(socket_path)
+}
+
+/// Sets the process umask to 077 and restores the previous one on drop.
+///
+/// The umask is process-wide: a file another thread creates meanwhile is
+/// created owner-only too, which is stricter, never looser.
+struct RestrictiveUmask {
+    #[cfg(target_os = "linux")]
+    previous: rustix::fs::Mode,
+}
+
+impl RestrictiveUmask {
+    fn set() -> RestrictiveUmask {
+        RestrictiveUmask {
+            #[cfg(target_os = "linux")]
+            previous: rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077)),
+        }
+    }
+}
+
+impl Drop for RestrictiveUmask {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        rustix::process::umask(self.previous);
+    }
 }
 
 /// Told of every request the socket applied, with its result (the server
@@ -510,6 +544,26 @@ mod tests {
             };
             assert_eq!(KeyError::from(ae), e);
         }
+    }
+
+    /// The socket file is 0600 when bind(2) creates it, not only after the
+    /// chmod: under the common umask 022 it would be born 0755 otherwise.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_socket_is_born_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let before = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let born = bind_owner_only(&path).map(|_l| std::fs::metadata(&path));
+        let after = rustix::process::umask(before);
+        let mode = born.unwrap().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "socket born with mode {mode:o}");
+        assert_eq!(after.bits(), 0o022, "the guard restored the umask");
+        std::fs::remove_file(&path).unwrap();
+        let _l = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -78,9 +78,12 @@ impl RootKeySource {
     /// Produces the key. `store_is_new` allows creating a missing key file.
     pub fn load(&self, data_dir: &Path, store_is_new: bool) -> Result<RootKey, RootKeyError> {
         match self {
-            RootKeySource::Auto => match std::env::var(ROOT_KEY_ENV) {
-                Ok(v) => decode(&v, ROOT_KEY_ENV),
-                Err(_) => load_file(&data_dir.join(ROOT_KEY_FILE), data_dir, store_is_new),
+            RootKeySource::Auto => match take_root_key_env() {
+                EnvRootKey::Key(k) => Ok(k.clone()),
+                EnvRootKey::Malformed => Err(RootKeyError::Malformed(ROOT_KEY_ENV.to_string())),
+                EnvRootKey::Unset => {
+                    load_file(&data_dir.join(ROOT_KEY_FILE), data_dir, store_is_new)
+                }
             },
             RootKeySource::File(p) => load_file(p, data_dir, store_is_new),
             RootKeySource::Base64(v) => decode(v, "the given base64 text"),
@@ -89,15 +92,53 @@ impl RootKeySource {
     }
 }
 
+/// What `SEALGATE_ROOT_KEY` held when it was taken.
+#[derive(Debug)]
+pub enum EnvRootKey {
+    /// It was not set.
+    Unset,
+    /// It held this key.
+    Key(RootKey),
+    /// It was set but is not base64 of 32 bytes.
+    Malformed,
+}
+
+/// Reads `SEALGATE_ROOT_KEY` once per process, removes it from the
+/// environment and wipes the text read; later calls return the same result.
+///
+/// Removed so that child processes and later `getenv` calls (any library,
+/// a crash reporter) never see the key. `serve` calls this first thing, before
+/// any thread exists, because `setenv`/`unsetenv` race with `getenv` in other
+/// threads at the libc level. What it cannot undo: the environment block the
+/// process was started with (`/proc/<pid>/environ`) keeps the text until exit.
+pub fn take_root_key_env() -> &'static EnvRootKey {
+    static TAKEN: std::sync::OnceLock<EnvRootKey> = std::sync::OnceLock::new();
+    TAKEN.get_or_init(|| {
+        let Some(raw) = std::env::var_os(ROOT_KEY_ENV) else {
+            return EnvRootKey::Unset;
+        };
+        std::env::remove_var(ROOT_KEY_ENV);
+        let text = Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(raw));
+        match decode_bytes(&text, ROOT_KEY_ENV) {
+            Ok(k) => EnvRootKey::Key(k),
+            Err(_) => EnvRootKey::Malformed,
+        }
+    })
+}
+
 /// Encodes a root key the way key files and the env var carry it.
 pub fn encode_root_key(key: &RootKey) -> Zeroizing<String> {
     Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key.expose()))
 }
 
 fn decode(text: &str, origin: &str) -> Result<RootKey, RootKeyError> {
+    decode_bytes(text.as_bytes(), origin)
+}
+
+fn decode_bytes(text: &[u8], origin: &str) -> Result<RootKey, RootKeyError> {
     let bytes = Zeroizing::new(
         base64::engine::general_purpose::STANDARD
-            .decode(text.trim().as_bytes())
+            .decode(text.trim_ascii())
             .map_err(|_| RootKeyError::Malformed(origin.to_string()))?,
     );
     RootKey::from_slice(&bytes).ok_or_else(|| RootKeyError::Malformed(origin.to_string()))

@@ -46,6 +46,18 @@ impl ValueClass {
             ValueClass::Secret => "looks like a secret or token",
         }
     }
+
+    /// The `{param}` name a path segment of this class becomes.
+    pub fn param_name(self) -> &'static str {
+        match self {
+            ValueClass::Email => "email",
+            ValueClass::CardNumber => "card_number",
+            ValueClass::NationalId => "national_id",
+            ValueClass::Phone => "phone",
+            ValueClass::Iban => "iban",
+            ValueClass::Secret => "secret",
+        }
+    }
 }
 
 /// Which way the body travelled.
@@ -63,11 +75,13 @@ pub enum Direction {
 pub struct Observation {
     /// HTTP method.
     pub method: String,
-    /// Request path (raw; ids are templated when drafting).
+    /// Request path as a template ([`template_path`]): ids and
+    /// sensitive-looking segments are `{param}`s, never values.
     pub path: String,
     /// Which body.
     pub direction: Direction,
-    /// JSONPath of the field with `[*]` for array elements, e.g. `$.cards[*].number`.
+    /// JSONPath of the field with `[*]` for array elements, e.g. `$.cards[*].number`;
+    /// or `{name}`, a sensitive-looking parameter of the path (direction `request`).
     pub field: String,
     /// What the value looked like.
     pub class: ValueClass,
@@ -453,26 +467,82 @@ fn walk(
     }
 }
 
-/// Turns a concrete path into a template: numeric, UUID and long hex or
-/// mixed id segments become `{id}` (`{id2}`, … when there are several).
+/// Percent-decodes a path segment for classifying (lossy: it is only looked at).
+fn decode_segment(seg: &str) -> std::borrow::Cow<'_, str> {
+    if !seg.contains('%') {
+        return seg.into();
+    }
+    let b = seg.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned().into()
+}
+
+/// Classifies a URL path segment the way field values are classified
+/// ([`classify_str`], after percent-decoding): `Some` means it looks like
+/// personal data or a secret and must not be written anywhere.
+pub fn classify_segment(seg: &str) -> Option<ValueClass> {
+    if seg.is_empty() || seg.starts_with('{') {
+        return None;
+    }
+    classify_str(&decode_segment(seg))
+}
+
+fn is_id_segment(seg: &str) -> bool {
+    (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()))
+        || (seg.len() == 36 && seg.bytes().filter(|&b| b == b'-').count() == 4)
+        || (seg.len() >= 16 && seg.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `{name}`, or `{name2}`, `{name3}`, … when `name` was taken in this path.
+fn unique_param(name: &'static str, taken: &mut BTreeMap<&'static str, usize>) -> String {
+    let n = taken.entry(name).or_default();
+    *n += 1;
+    if *n == 1 {
+        format!("{{{name}}}")
+    } else {
+        format!("{{{name}{n}}}")
+    }
+}
+
+/// Turns a concrete path into a template that holds no value: segments that
+/// look like personal data or secrets ([`classify_segment`]) become a
+/// parameter named by their class (`{email}`, `{national_id}`, …); numeric,
+/// UUID and long hex id segments become `{id}` (`{id2}`, … when there are
+/// several).
 pub fn template_path(path: &str) -> String {
-    let mut n = 0;
+    template_segments(path, true)
+}
+
+/// The path with only its sensitive-looking segments replaced by `{class}`
+/// parameters, ids kept: what may be logged of a path no route matched.
+pub fn redact_path(path: &str) -> String {
+    template_segments(path, false)
+}
+
+fn template_segments(path: &str, ids: bool) -> String {
+    let mut taken = BTreeMap::new();
     let segs: Vec<String> = path
         .split('/')
-        .map(|seg| {
-            let is_id = (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()))
-                || (seg.len() == 36 && seg.bytes().filter(|&b| b == b'-').count() == 4)
-                || (seg.len() >= 16 && seg.bytes().all(|b| b.is_ascii_hexdigit()));
-            if is_id {
-                n += 1;
-                if n == 1 {
-                    "{id}".to_string()
-                } else {
-                    format!("{{id{n}}}")
-                }
-            } else {
-                seg.to_string()
-            }
+        .map(|seg| match classify_segment(seg) {
+            Some(class) => unique_param(class.param_name(), &mut taken),
+            None if ids && is_id_segment(seg) => unique_param("id", &mut taken),
+            None => seg.to_string(),
         })
         .collect();
     let t = segs.join("/");
@@ -481,6 +551,18 @@ pub fn template_path(path: &str) -> String {
     } else {
         t
     }
+}
+
+/// The sensitive-looking parameters of a path: (field `{name}`, class), the
+/// names as [`template_path`] gives them.
+pub fn observe_path(path: &str) -> Vec<(String, ValueClass)> {
+    let mut taken = BTreeMap::new();
+    path.split('/')
+        .filter_map(|seg| {
+            let c = classify_segment(seg)?;
+            Some((unique_param(c.param_name(), &mut taken), c))
+        })
+        .collect()
 }
 
 fn slug(s: &str) -> String {
@@ -544,10 +626,35 @@ pub fn draft_policy(observations: &[Observation], key: &str) -> String {
             "\n[[route]]\nname = {name:?}\nmethods = [{}]\npath = {template:?}\nkey = {key:?}\ncontext = {context:?}\n",
             methods.join(", ")
         );
+        // a sensitive path segment: sealed deterministically in the URL
+        let params: Vec<(&str, &BTreeMap<ValueClass, usize>)> = d
+            .fields
+            .iter()
+            .filter_map(|((_, f), c)| {
+                let name = f.strip_prefix('{')?.strip_suffix('}')?;
+                template.split('/').any(|seg| seg == f).then_some((name, c))
+            })
+            .collect();
+        if !params.is_empty() {
+            let _ = writeln!(out, "path_params = [");
+            for (p, classes) in &params {
+                let why: Vec<String> = classes
+                    .iter()
+                    .map(|(c, n)| format!("{} ({n}×)", c.reason()))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  # {{{p}}}: {}; sealed in the URL: write \"{p}=<label>\" for the body field it is stored as",
+                    why.join("; ")
+                );
+                let _ = writeln!(out, "  {p:?},");
+            }
+            let _ = writeln!(out, "]");
+        }
         let section = |dir: Direction| -> Vec<(&String, &BTreeMap<ValueClass, usize>)> {
             d.fields
                 .iter()
-                .filter(|((x, _), _)| *x == dir)
+                .filter(|((x, f), _)| *x == dir && f.starts_with('$'))
                 .map(|((_, f), c)| (f, c))
                 .collect()
         };
@@ -694,6 +801,64 @@ mod tests {
         );
         assert_eq!(template_path("/users"), "/users");
         assert_eq!(template_path("/"), "/");
+    }
+
+    #[test]
+    fn sensitive_path_segments_become_parameters() {
+        assert_eq!(
+            template_path("/people/by-ssn/123-45-6789"),
+            "/people/by-ssn/{national_id}"
+        );
+        assert_eq!(
+            template_path("/users/ann%40example.com/cards/4111111111111111/7"),
+            "/users/{email}/cards/{card_number}/{id}"
+        );
+        assert_eq!(
+            template_path("/a/ann@example.com/b/bob@example.com"),
+            "/a/{email}/b/{email2}"
+        );
+        // templating a template changes nothing
+        let t = template_path("/people/by-ssn/123-45-6789/x/42");
+        assert_eq!(template_path(&t), t);
+        // logs keep ids, never the sensitive segment
+        assert_eq!(
+            redact_path("/people/42/by-ssn/123-45-6789"),
+            "/people/42/by-ssn/{national_id}"
+        );
+        assert_eq!(redact_path("/users/42"), "/users/42");
+        assert_eq!(
+            observe_path("/people/by-ssn/123-45-6789"),
+            vec![("{national_id}".to_string(), ValueClass::NationalId)]
+        );
+    }
+
+    #[test]
+    fn a_sensitive_path_segment_drafts_one_route_with_a_path_param() {
+        let obs = |path: &str| Observation {
+            method: "GET".into(),
+            path: template_path(path),
+            direction: Direction::Request,
+            field: "{national_id}".into(),
+            class: ValueClass::NationalId,
+        };
+        let observations = vec![
+            obs("/people/by-ssn/123-45-6789"),
+            obs("/people/by-ssn/234-56-7890"),
+        ];
+        let text = draft_policy(&observations, "default");
+        assert!(
+            !text.contains("123-45") && !text.contains("234-56"),
+            "{text}"
+        );
+        let set = crate::policy::PolicySet::from_sources(&[("draft.toml".into(), text.clone())])
+            .unwrap_or_else(|e| panic!("draft does not load: {e}\n{text}"));
+        assert_eq!(set.routes().len(), 1, "{text}");
+        let m = set
+            .match_route("GET", None, "/people/by-ssn/111-22-3333")
+            .unwrap();
+        assert_eq!(m.route.searchable.path.len(), 1, "{text}");
+        assert_eq!(m.route.searchable.path[0].name, "national_id");
+        assert!(text.contains("(2×)"), "{text}");
     }
 
     #[test]

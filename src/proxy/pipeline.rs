@@ -25,9 +25,11 @@ pub async fn handle(
     let request_id = headers::request_id(req.headers());
     // no span (and no `Instrumented` wrapper) unless info lines are logged;
     // the warning below names the request id itself
-    let span = tracing::enabled!(tracing::Level::INFO).then(|| {
-        tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path())
-    });
+    // no path in the span: it is made before routing, and the raw path may
+    // hold a value the route seals (`/people/by-ssn/{ssn}`); `done` logs it
+    let span = tracing::enabled!(tracing::Level::INFO)
+        .then(|| tracing::info_span!("request", request_id = %request_id, method = %req.method()));
+    let raw_path = span.as_ref().map(|_| req.uri().path().to_owned());
     // key operations deep in the data-key cache audit whom they served
     let who = RequestContext {
         request_id: request_id.clone(),
@@ -67,6 +69,7 @@ pub async fn handle(
         tracing::info!(
             status = resp.status().as_u16(),
             route,
+            path = %log_path(&policies, route_name.as_deref(), raw_path.as_deref()),
             sealed = counts.sealed,
             opened = counts.opened,
             plaintext_passed = counts.passed_plaintext,
@@ -92,6 +95,18 @@ pub async fn handle(
     match span {
         Some(span) => REQUEST.scope(who, work.instrument(span)).await,
         None => REQUEST.scope(who, work).await,
+    }
+}
+
+/// The path a log line may hold: the matched route's template, else the path
+/// with its sensitive-looking segments redacted (`{email}`, …). Never a
+/// value a route seals in the URL.
+fn log_path(active: &ActivePolicies, route: Option<&str>, raw: Option<&str>) -> String {
+    match route.and_then(|n| active.set.routes().iter().find(|r| r.name == n)) {
+        Some(r) => r.path().as_str().to_owned(),
+        None => raw
+            .map(crate::policy::suggest::redact_path)
+            .unwrap_or_default(),
     }
 }
 

@@ -11,7 +11,9 @@
 //! With a capture file configured (`shadow_capture`), the field paths and
 //! value classes ([`crate::policy::suggest::Observation`]) of sensitive-looking
 //! values in every JSON body of a shadow route, and of every request no route
-//! matches, are appended as JSON lines for `sealgate policy suggest`. The
+//! matches, are appended as JSON lines for `sealgate policy suggest`; so are
+//! sensitive-looking path segments, as `{param}`s. Paths are written as
+//! templates: the capture holds no value. The
 //! capture is bounded (`shadow_capture_max_lines`) and may be sampled
 //! (`shadow_capture_sample`).
 //!
@@ -36,7 +38,9 @@ use super::headers;
 use super::{BoxError, ProxyBody, ProxyState};
 use crate::config::ShadowCapture;
 use crate::envelope;
-use crate::policy::suggest::{observe_body, Direction, Observation};
+use crate::policy::suggest::{
+    observe_body, observe_path, template_path, Direction, Observation, ValueClass,
+};
 use crate::policy::{Route, RouteMode, Rules};
 
 /// The proxy's shadow settings and its capture file.
@@ -110,11 +114,35 @@ impl Shadow {
 
     /// Appends the observations of one body; returns the lines written.
     fn write(&self, method: &Method, path: &str, direction: Direction, doc: &Value) -> u64 {
+        if self.capture.is_none() {
+            return 0;
+        }
+        self.write_found(method, path, direction, observe_body(doc))
+    }
+
+    /// Appends the sensitive-looking segments of a request path as
+    /// parameters (`{email}`, …); returns the lines written.
+    fn write_path(&self, method: &Method, path: &str) -> u64 {
+        if self.capture.is_none() {
+            return 0;
+        }
+        self.write_found(method, path, Direction::Request, observe_path(path))
+    }
+
+    /// Appends one line per (field, class); the path is written as a
+    /// template, so the capture holds no value, not even an id.
+    fn write_found(
+        &self,
+        method: &Method,
+        path: &str,
+        direction: Direction,
+        found: Vec<(String, ValueClass)>,
+    ) -> u64 {
         let Some(c) = &self.capture else { return 0 };
-        let found = observe_body(doc);
         if found.is_empty() {
             return 0;
         }
+        let path = template_path(path);
         let mut out = c.out.lock().unwrap_or_else(PoisonError::into_inner);
         let mut written = 0;
         for (field, class) in found {
@@ -123,7 +151,7 @@ impl Shadow {
             }
             let o = Observation {
                 method: method.as_str().to_string(),
-                path: path.to_string(),
+                path: path.clone(),
                 direction,
                 field,
                 class,
@@ -270,6 +298,10 @@ where
     B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
+    if report.captured {
+        // once per request, body or not: `GET /people/by-ssn/…` has none
+        report.capture_lines += shadow.write_path(method, path);
+    }
     let media = headers::media_type(headers);
     let json = match route {
         Some(r) => r.accepts_content_type(media.as_deref()),
@@ -623,6 +655,39 @@ mod tests {
         assert!(!text.contains("ann@example.com") && !text.contains("123-45"));
         let o: Observation = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(o.path, "/users");
+    }
+
+    #[test]
+    fn the_capture_holds_path_templates_and_no_segment_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cap.jsonl");
+        let s = Shadow::open(
+            true,
+            Some(&ShadowCapture {
+                file: file.clone(),
+                max_lines: 100,
+                sample: 1.0,
+            }),
+        )
+        .unwrap();
+        let m = Method::GET;
+        assert_eq!(s.write_path(&m, "/people/by-ssn/123-45-6789"), 1);
+        assert_eq!(s.write_path(&m, "/orders/42"), 0, "an id is no finding");
+        let doc = json!({"email":"ann@example.com"});
+        let path = "/users/ann%40example.com/orders/4242";
+        assert_eq!(s.write(&m, path, Direction::Response, &doc), 1);
+        let text = std::fs::read_to_string(&file).unwrap();
+        for v in ["123-45", "6789", "ann", "example.com", "4242"] {
+            assert!(!text.contains(v), "{v} in the capture: {text}");
+        }
+        let lines: Vec<Observation> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0].path, "/people/by-ssn/{national_id}");
+        assert_eq!(lines[0].field, "{national_id}");
+        assert_eq!(lines[0].class, ValueClass::NationalId);
+        assert_eq!(lines[1].path, "/users/{email}/orders/{id}");
     }
 
     /// A body that yields the given chunks one by one.

@@ -455,3 +455,30 @@ pub fn sdk_python() -> PathBuf {
     })
     .clone()
 }
+
+/// How long [`wait_for`] waits: generous, so a loaded machine is slow, not failing.
+pub const WAIT_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `probe` (every 10 ms) until it yields `Some`, at most [`WAIT_BOUND`];
+/// panics naming `what` instead of hanging. The one "wait until" of the tests.
+pub async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT_BOUND;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {WAIT_BOUND:?} waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// [`wait_for`] a plain condition another task or process makes true.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    wait_for(what, || std::future::ready(cond().then_some(()))).await
+}
