@@ -898,7 +898,12 @@ async fn asymmetric_rsa_keys_encrypt_and_decrypt_with_oaep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asymmetric_key_specs_versions_states_and_quotas() {
-    let k = start_kms(&[("alibaba:asymmetric-crypto", 1)]).await;
+    // CreateKey is called a dozen times below: its 10/s quota must not decide the test
+    let k = start_kms(&[
+        ("alibaba:asymmetric-crypto", 1),
+        ("alibaba:CreateKey", 1000),
+    ])
+    .await;
     // specs sealgate cannot hold keep InvalidParameter.KeySpec; EC_P256 signs only
     for spec in ["EC_SM2", "EC_P256K", "RSA_4096"] {
         assert_error(

@@ -73,9 +73,21 @@ fn toml_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-/// One write route and one read route per shape, all in context "users".
+/// One write route and one read route per shape, all in context "users";
+/// and a read route for NDJSON (each line is a record: no `records`).
 fn matrix_policy(shapes: &[Shape]) -> String {
-    let mut p = String::new();
+    let mut p = format!(
+        r#"
+[[route]]
+name = "r-ndjson"
+methods = ["GET"]
+path = "/r/ndjson"
+key = "users"
+context = "users"
+on_plaintext = "refuse"
+response.decrypt = {FIELDS}
+"#
+    );
     for s in shapes {
         let roots = toml_list(&s.roots);
         p.push_str(&format!(
@@ -144,7 +156,8 @@ fn with_record(template: &Value, roots: &[String], record: &Value) -> Value {
     body
 }
 
-/// An upstream that records writes and answers reads with `serve`.
+/// An upstream that records writes and answers reads with `serve`
+/// (JSON, or NDJSON when the body is set through [`NDJSON`]).
 fn store_reply(serve: Arc<Mutex<Bytes>>) -> common::Reply {
     Arc::new(move |s: &Seen| {
         let body = if s.method == "GET" {
@@ -152,12 +165,25 @@ fn store_reply(serve: Arc<Mutex<Bytes>>) -> common::Reply {
         } else {
             Bytes::from_static(b"{}")
         };
+        let ndjson = body.starts_with(NDJSON);
+        let body = if ndjson {
+            body.slice(NDJSON.len()..)
+        } else {
+            body
+        };
         let mut r = Response::new(Full::new(body));
-        r.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap());
+        let ct = if ndjson {
+            "application/x-ndjson"
+        } else {
+            "application/json"
+        };
+        r.headers_mut().insert("content-type", ct.parse().unwrap());
         r
     })
 }
+
+/// A prefix on the body `serve` holds: answer it as NDJSON, one record per line.
+const NDJSON: &[u8] = b"NDJSON:";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_written_in_any_shape_opens_in_every_shape() {
@@ -218,6 +244,30 @@ async fn a_record_written_in_any_shape_opens_in_every_shape() {
                     reads += 1;
                 }
             }
+            // NDJSON (one record per line, an export's shape): each line is a record
+            let mut lines = NDJSON.to_vec();
+            for _ in 0..2 {
+                lines.extend_from_slice(record.to_string().as_bytes());
+                lines.push(b'\n');
+            }
+            *serve.lock().unwrap() = Bytes::from(lines);
+            let (status, headers, text) = send("GET", &format!("{base}/r/ndjson"), &[], "").await;
+            assert_eq!(
+                status, 200,
+                "written as {} {kind}, read as ndjson: {text}",
+                w.name
+            );
+            assert_eq!(headers["content-type"], "application/x-ndjson");
+            let got: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(got.len(), 2, "{text}");
+            for rec in got {
+                assert_eq!(rec["ssn"], SSN, "ndjson: {text}");
+                assert_eq!(rec["cards"][0]["number"], CARD, "ndjson: {text}");
+            }
+            reads += 1;
         }
     }
     assert!(reads > 300, "the whole matrix ran: {reads} reads");

@@ -111,6 +111,22 @@ pub fn is_json(media: Option<&str>) -> bool {
     media.is_some_and(|m| m == "application/json" || m.ends_with("+json"))
 }
 
+/// True for newline-delimited JSON (one JSON document, a record, per line):
+/// `application/x-ndjson`, `application/ndjson`, `application/jsonl`,
+/// `application/x-jsonlines`, `application/jsonlines`.
+pub fn is_json_lines(media: Option<&str>) -> bool {
+    matches!(
+        media,
+        Some(
+            "application/x-ndjson"
+                | "application/ndjson"
+                | "application/jsonl"
+                | "application/x-jsonlines"
+                | "application/jsonlines"
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -405,7 +405,8 @@ async fn run(
         || rparts.status == StatusCode::NO_CONTENT
         || rparts.status == StatusCode::NOT_MODIFIED
         || rparts.status.is_informational();
-    if no_body || !headers::is_json(media.as_deref()) {
+    let lines = headers::is_json_lines(media.as_deref());
+    if no_body || !(headers::is_json(media.as_deref()) || lines) {
         if m.route.response.seals() && !no_body && m.route.on_non_json != OnNonJson::Pass {
             return Err(fail(ProxyError::upstream(
                 StatusCode::BAD_GATEWAY,
@@ -456,15 +457,28 @@ async fn run(
             ))
         })?
         .map_err(fail)?;
-    let bytes = rewrite_response(
-        state,
-        m.route,
-        context.as_deref().unwrap_or(""),
-        bytes,
-        reveal,
-        counts,
-    )
-    .map_err(fail)?;
+    let ctx = context.as_deref().unwrap_or("");
+    let bytes = if lines {
+        // one record per line: each line is rewritten as a body of its own
+        let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 2);
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            let end = line.len() - usize::from(line.ends_with(b"\n"));
+            let end = end - usize::from(line[..end].ends_with(b"\r"));
+            let (doc, eol) = line.split_at(end);
+            if doc.iter().all(u8::is_ascii_whitespace) {
+                out.extend_from_slice(line);
+                continue;
+            }
+            let doc = Bytes::copy_from_slice(doc);
+            let opened =
+                rewrite_response(state, m.route, ctx, doc, reveal.clone(), counts).map_err(fail)?;
+            out.extend_from_slice(&opened);
+            out.extend_from_slice(eol);
+        }
+        Bytes::from(out)
+    } else {
+        rewrite_response(state, m.route, ctx, bytes, reveal, counts).map_err(fail)?
+    };
     rparts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
