@@ -607,13 +607,31 @@ pub fn draft_policy(observations: &[Observation], key: &str) -> String {
         "# Drafted by `sealgate policy suggest` from observed traffic (field paths and\n\
          # value classes only; no values were recorded). Review every field before use.\n",
     );
+    let context_of = |template: &str| {
+        slug(
+            template
+                .split('/')
+                .find(|s| !s.is_empty() && !s.starts_with('{'))
+                .unwrap_or("root"),
+        )
+    };
+    // per context, the field paths seen in requests: what gets sealed, and
+    // so the labels the context's records have
+    let mut sealed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (template, d) in &routes {
+        for (dir, f) in d.fields.keys() {
+            if *dir == Direction::Request && f.starts_with('$') {
+                sealed
+                    .entry(context_of(template))
+                    .or_default()
+                    .insert(f.clone());
+            }
+        }
+    }
     let mut names = BTreeSet::new();
     for (template, d) in &routes {
-        let first = template
-            .split('/')
-            .find(|s| !s.is_empty() && !s.starts_with('{'))
-            .unwrap_or("root");
-        let context = slug(first);
+        let context = context_of(template);
+        let seals = sealed.get(&context).cloned().unwrap_or_default();
         let mut name = slug(template);
         let mut i = 2;
         while !names.insert(name.clone()) {
@@ -670,28 +688,89 @@ pub fn draft_policy(observations: &[Observation], key: &str) -> String {
                 *e.entry(*c).or_default() += n;
             }
         }
-        let mut list = |label: &str, fields: Vec<(&String, BTreeMap<ValueClass, usize>)>| {
-            if fields.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "{label} = [");
-            for (f, classes) in fields {
-                let why: Vec<String> = classes
-                    .iter()
-                    .map(|(c, n)| format!("{} ({n}×)", c.reason()))
-                    .collect();
-                let _ = writeln!(out, "  # {f}: {}", why.join("; "));
-                let _ = writeln!(out, "  {f:?},");
-            }
-            let _ = writeln!(out, "]");
-        };
+        let mut list =
+            |side: &str, label: &str, fields: Vec<(&String, BTreeMap<ValueClass, usize>)>| {
+                if fields.is_empty() {
+                    return;
+                }
+                // a field inside a list whose bare form the context seals is the
+                // same field of a record: write the list as a record root, so
+                // both get one label
+                let mut roots: BTreeSet<String> = BTreeSet::new();
+                let mut bare = false;
+                let mut written: BTreeMap<String, (String, BTreeMap<ValueClass, usize>)> =
+                    BTreeMap::new();
+                for (f, classes) in fields {
+                    let (root, sel) = match record_split(f, &seals) {
+                        Some((root, tail)) => (Some(root), tail),
+                        None => (None, f.clone()),
+                    };
+                    match root {
+                        Some(r) => {
+                            roots.insert(r);
+                        }
+                        None => bare = true,
+                    }
+                    let e = written
+                        .entry(sel)
+                        .or_insert_with(|| (f.clone(), BTreeMap::new()));
+                    for (c, n) in classes {
+                        *e.1.entry(c).or_default() += n;
+                    }
+                }
+                if !roots.is_empty() {
+                    let mut list: Vec<String> = Vec::new();
+                    if bare {
+                        list.push("\"$\"".into());
+                    }
+                    list.extend(roots.iter().map(|r| format!("{r:?}")));
+                    let _ = writeln!(out, "{side}.records = [{}]", list.join(", "));
+                }
+                let fields: Vec<(String, BTreeMap<ValueClass, usize>)> =
+                    written.into_iter().map(|(sel, (_, c))| (sel, c)).collect();
+                let _ = writeln!(out, "{label} = [");
+                for (f, classes) in fields {
+                    let why: Vec<String> = classes
+                        .iter()
+                        .map(|(c, n)| format!("{} ({n}×)", c.reason()))
+                        .collect();
+                    let _ = writeln!(out, "  # {f}: {}", why.join("; "));
+                    let _ = writeln!(out, "  {f:?},");
+                }
+                let _ = writeln!(out, "]");
+            };
         list(
+            "request",
             "request.encrypt",
             req.iter().map(|(f, c)| (*f, (*c).clone())).collect(),
         );
-        list("response.decrypt", resp.into_iter().collect());
+        list("response", "response.decrypt", resp.into_iter().collect());
     }
     out
+}
+
+/// `$.items[*].ssn` → (`$.items[*]`, `$.ssn`) when the context seals `$.ssn`
+/// and not `$.items[*].ssn` itself: the list's elements are records. The
+/// first `[*]` after a member name is the root (`$[*]` needs none: array
+/// positions never enter a label).
+fn record_split(field: &str, sealed: &BTreeSet<String>) -> Option<(String, String)> {
+    if sealed.contains(field) {
+        return None;
+    }
+    let mut from = 0;
+    while let Some(at) = field.get(from..)?.find("[*]") {
+        let end = from + at + 3;
+        let (root, rest) = field.split_at(end);
+        from = end;
+        if root == "$[*]" || rest.is_empty() {
+            continue;
+        }
+        let tail = format!("${rest}");
+        if sealed.contains(&tail) {
+            return Some((root.to_owned(), tail));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -928,5 +1007,38 @@ mod tests {
         assert_eq!(m.context(), "users");
         let list = set.match_route("GET", None, "/users").unwrap();
         assert!(!list.route.response.decrypt.is_empty());
+    }
+
+    #[test]
+    fn a_wrapped_list_in_a_draft_becomes_a_record_root_and_passes_the_label_check() {
+        let obs = |method: &str, path: &str, direction: Direction, field: &str| Observation {
+            method: method.into(),
+            path: path.into(),
+            direction,
+            field: field.into(),
+            class: ValueClass::NationalId,
+        };
+        let observations = [
+            obs("POST", "/users", Direction::Request, "$.ssn"),
+            obs("POST", "/users", Direction::Response, "$.ssn"),
+            obs("GET", "/users", Direction::Response, "$.items[*].ssn"),
+            obs("GET", "/users/1", Direction::Response, "$.ssn"),
+            obs("GET", "/users/1", Direction::Response, "$.cards[*].number"),
+        ];
+        let draft = draft_policy(&observations, "k");
+        assert!(
+            draft.contains("response.records = [\"$\", \"$.items[*]\"]"),
+            "{draft}"
+        );
+        let set = crate::policy::PolicySet::from_sources(&[("draft.toml".into(), draft.clone())])
+            .unwrap();
+        let gaps: Vec<String> = crate::policy::check_labels(&set)
+            .iter()
+            .filter(|f| f.gap == crate::policy::LabelGap::OpensUnsealed && f.label.contains("ssn"))
+            .map(ToString::to_string)
+            .collect();
+        assert!(gaps.is_empty(), "{gaps:?}\n{draft}");
+        // a list field the context does not seal bare stays as it is
+        assert!(draft.contains("\"$.cards[*].number\""), "{draft}");
     }
 }
