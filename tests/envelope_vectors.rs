@@ -98,7 +98,7 @@ fn valid_vectors_seal_to_the_exact_text_and_open() {
 }
 
 /// Rebuilds each valid vector from the layout as documented (module rustdoc
-/// and the README's field envelope section) with the raw AES-GCM primitive, so the document and
+/// and docs/envelope.md) with the raw AES-GCM primitive, so the document and
 /// the code cannot drift apart.
 #[test]
 fn valid_vectors_follow_the_documented_layout() {

@@ -1241,7 +1241,7 @@ async fn legacy_rpc_sdk_advance_encrypts_in_every_mode() {
     );
 }
 
-/// Makes a dkms-gcs client key with openssl as the README's Alibaba Cloud KMS face section shows;
+/// Makes a dkms-gcs client key with openssl as docs/kms-alibaba.md shows;
 /// returns (client key JSON file, public key PEM file).
 fn make_client_key(dir: &Path, id: &str, password: &str) -> (PathBuf, PathBuf) {
     let run = |args: &[&str]| {

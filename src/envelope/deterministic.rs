@@ -32,7 +32,7 @@
 //! Overhead: 34 bytes (18 header + 16 tag) before encoding; a 16-byte string
 //! becomes a 73-character JSON string (5 prefix + 66 base64url + 2 quotes).
 //!
-//! What it leaks: equality and therefore frequency. See the README's searchable-fields section.
+//! What it leaks: equality and therefore frequency. See docs/searchable.md.
 
 use aes_gcm_siv::aead::AeadInPlace;
 use aes_gcm_siv::{Aes256GcmSiv, KeyInit, Nonce};

@@ -10,7 +10,7 @@ key. Prints one JSON line per step; exits 1 at the first failure.
 
 The client key is the SDK's client key file: JSON {"KeyId": "KAAP.…",
 "PrivateKeyData": "<Base64 PKCS#12>"} plus the PKCS#12 password (see
-the README's Alibaba Cloud KMS face section for making one with openssl and registering its public key).
+docs/kms-alibaba.md for making one with openssl and registering its public key).
 The SDK reaches plain HTTP with Config(protocol="http",
 endpoint="127.0.0.1:PORT").
 

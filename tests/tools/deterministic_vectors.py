@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes tests/data/deterministic_vectors.json: known-answer vectors for the
-deterministic field envelope (`sgd1.`), computed from the layout the README
+deterministic field envelope (`sgd1.`), computed from the layout docs/envelope.md
 documents with Python's `cryptography` (AES-GCM-SIV) and `hmac`, not with
 sealgate's own code. Run from the repository root:
 
@@ -136,7 +136,7 @@ def main():
     doc = {
         "description": (
             "Known-answer vectors for the sealgate deterministic field envelope, sgd1 "
-            "(see the README's 'Deterministic envelope (sgd1.) byte layout'). Computed with "
+            "(see docs/envelope.md, 'Deterministic envelope (sgd1.) byte layout'). Computed with "
             "Python's cryptography AES-GCM-SIV and hmac from the documented layout by "
             "tests/tools/deterministic_vectors.py. Each CMK version's key for a route context is "
             "HMAC-SHA256(material, \"sealgate derive v1\\u0000\" || \"deterministic field\\u0000\" "

@@ -3,7 +3,7 @@
 //! key store → Tencent's response envelope.
 //!
 //! Every answer is HTTP 200 with `Content-Type: application/json` exactly;
-//! errors carry the documented code (see the README's Tencent Cloud KMS face section for the table).
+//! errors carry the documented code (see docs/kms-tencent.md for the table).
 //! The legacy `/v2/index.php` API (GenerateDataKey, Encrypt, Decrypt) shares
 //! the same path with its flat lower-camel body.
 //!

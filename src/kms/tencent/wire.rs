@@ -216,7 +216,7 @@ pub fn legacy_error_body(request_id: &str, err: &TencentError) -> Value {
 }
 
 /// Documented request rates per action (requests per second). See
-/// the README's Tencent Cloud KMS face section for which were found on the API pages and which default.
+/// docs/kms-tencent.md for which were found on the API pages and which default.
 pub fn default_quotas() -> Vec<(&'static str, u32)> {
     vec![
         ("CreateKey", 100),
