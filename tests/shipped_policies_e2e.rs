@@ -3,8 +3,7 @@
 //! comments describe: create, read one, read the list (wrapped and paged),
 //! update, read again. The upstream only ever holds envelopes; every read
 //! opens. (`demo.toml` runs against json-server in `json_server_e2e`,
-//! `searchable.toml` in `beyond_e2e`, `support-reveal.toml` in `reveal`,
-//! `onboarding.toml` in `onboarding_e2e`.)
+//! `searchable.toml` in `beyond_e2e`; the other four here.)
 
 mod common;
 
@@ -69,6 +68,10 @@ fn rest_store(data: Collections) -> common::Reply {
                     json!({"items": docs, "next_cursor": null, "total": total}),
                 )
             }
+            ("GET", ["support", "export"]) => respond(
+                200,
+                json!(data.get("support/customers").cloned().unwrap_or_default()),
+            ),
             ("GET", [coll, id]) => {
                 let id = if *id == "me" { "1" } else { id };
                 match data.get_mut(*coll).and_then(|d| find(d, id)) {
@@ -121,6 +124,26 @@ fn rest_store(data: Collections) -> common::Reply {
                     200,
                     json!({"docs": docs, "bookmark": "g1AAAA", "warning": null}),
                 )
+            }
+            ("POST" | "PUT" | "PATCH", [area @ ("support" | "onboarding"), kind, id]) => {
+                let docs = data.entry(format!("{area}/{kind}")).or_default();
+                let mut rec = body;
+                rec["id"] = json!(id);
+                match find(docs, id) {
+                    Some(old) => merge(old, &rec),
+                    None => docs.push(rec),
+                }
+                let rec = find(docs, id).map(|r| r.clone()).unwrap_or(Value::Null);
+                respond(200, rec)
+            }
+            ("GET", [area @ ("support" | "onboarding"), kind, id]) => {
+                match data
+                    .get_mut(&format!("{area}/{kind}"))
+                    .and_then(|d| find(d, id))
+                {
+                    Some(rec) => respond(200, rec.clone()),
+                    None => respond(404, json!({"error": "not found"})),
+                }
             }
             ("GET", ["db", c, "_export", ..]) => {
                 let docs = data.get(&format!("db/{c}")).cloned().unwrap_or_default();
@@ -338,4 +361,129 @@ async fn documents_open_in_get_find_and_export_bulk_inserts_included() {
             "Ann Lee", "NID-111", "Bob Roe", "NID-222", "Cy Poe", "NID-333", "Di Wu", "NID-444",
         ],
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_reveal_opens_for_support_and_masks_for_everyone_else() {
+    let data: Collections = Default::default();
+    let up = recording_upstream(rest_store(data.clone())).await;
+    // the policy names its JWT key relative to its own file
+    let key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("policies/keys/DEMO-idp-es256.pub.pem");
+    let policy = shipped("support-reveal.toml").replace(
+        "\"keys/DEMO-idp-es256.pub.pem\"",
+        &format!("{:?}", key.display().to_string()),
+    );
+    let sg = ServeProcess::start(up.addr, &policy, "");
+    let base = format!("http://{}", sg.proxy);
+    let customer = json!({"name": "Ann", "ssn": "123-45-6789", "notes": "prefers email",
+                          "cards": [{"number": "4111111111111111"}]});
+    let (status, _, text) = send(
+        "POST",
+        &format!("{base}/support/customers/7"),
+        &[("content-type", "application/json")],
+        &customer.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let (_, _, text) = send(
+        "GET",
+        &format!("{base}/support/customers/7"),
+        &[("x-role", "support")],
+        "",
+    )
+    .await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["ssn"], "123-45-6789", "support sees it: {v}");
+    assert_eq!(v["cards"][0]["number"], "4111111111111111");
+    let (_, _, text) = send("GET", &format!("{base}/support/customers/7"), &[], "").await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["ssn"], "*******6789", "everyone else gets the mask: {v}");
+    assert_eq!(
+        v["notes"], "prefers email",
+        "notes are opened for every caller"
+    );
+    assert!(
+        !text.contains("123-45-6789") && !text.contains("4111111111111111"),
+        "{text}"
+    );
+    // the export (a top-level array) gives envelopes to whoever is not billing
+    let (status, _, text) = send(
+        "GET",
+        &format!("{base}/support/export"),
+        &[("x-role", "support")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert!(v[0]["ssn"].as_str().unwrap().starts_with("sg1."), "{v}");
+    assert_upstream_sealed(
+        &up,
+        &data,
+        &["123-45-6789", "4111111111111111", "prefers email"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_shadow_passes_traffic_and_migrate_seals_on_the_next_write() {
+    let data: Collections = Default::default();
+    // an account stored in clear before sealgate
+    data.lock().unwrap().insert(
+        "onboarding/accounts".into(),
+        vec![json!({"id": "a1", "iban": "DE89370400440532013000", "phone": "+14155552671"})],
+    );
+    let up = recording_upstream(rest_store(data.clone())).await;
+    let sg = ServeProcess::start(up.addr, &shipped("onboarding.toml"), "");
+    let base = format!("http://{}", sg.proxy);
+    let call = |m: &'static str, path: String, body: Value| {
+        let base = base.clone();
+        async move {
+            let text = if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            };
+            let h: &[(&str, &str)] = if text.is_empty() {
+                &[]
+            } else {
+                &[("content-type", "application/json")]
+            };
+            send(m, &format!("{base}{path}"), h, &text).await
+        }
+    };
+    // shadow: the request passes unchanged
+    let (status, _, _) = call(
+        "PUT",
+        "/onboarding/customers/c1".into(),
+        json!({"email": "c@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = up.requests().last().unwrap().body.clone();
+    assert!(
+        String::from_utf8_lossy(&seen).contains("c@example.com"),
+        "shadow passes traffic unchanged"
+    );
+    // migrate: the stored plaintext reads as it is ...
+    let (status, _, text) = call("GET", "/onboarding/accounts/a1".into(), Value::Null).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("DE89370400440532013000"), "{text}");
+    // ... and the next write seals it
+    let (status, _, _) = call(
+        "PUT",
+        "/onboarding/accounts/a1".into(),
+        json!({"iban": "DE89370400440532013000", "phone": "+14155552671"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let stored = serde_json::to_string(&data.lock().unwrap()["onboarding/accounts"]).unwrap();
+    assert!(
+        !stored.contains("DE89370400440532013000") && stored.contains("sg1."),
+        "{stored}"
+    );
+    let (_, _, text) = call("GET", "/onboarding/accounts/a1".into(), Value::Null).await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["iban"], "DE89370400440532013000", "{v}");
+    assert_eq!(v["phone"], "+14155552671", "{v}");
 }
