@@ -396,3 +396,68 @@ response.decrypt = ["$.ssn"]
         "open_keys: {text}"
     );
 }
+
+/// A route that opens every envelope it finds (`open_all`) opens a record
+/// sealed bare when it comes back inside a page, and leaves an envelope of
+/// a key the route does not name as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_all_finds_records_in_pages_and_only_its_own_keys() {
+    let serve = Arc::new(Mutex::new(Bytes::new()));
+    let up = recording_upstream(store_reply(serve.clone())).await;
+    let policy = r#"
+[[route]]
+name = "write"
+methods = ["POST"]
+path = "/users"
+key = "users"
+context = "users"
+request.encrypt = ["$.ssn"]
+
+[[route]]
+name = "write-other"
+methods = ["POST"]
+path = "/other"
+key = "other"
+context = "users"
+request.encrypt = ["$.ssn"]
+
+[[route]]
+name = "read-all"
+methods = ["GET"]
+path = "/users"
+key = "users"
+context = "users"
+open_all = true
+"#;
+    let sg = ServeProcess::start(up.addr, policy, "");
+    let base = format!("http://{}", sg.proxy);
+    let mut sealed = Vec::new();
+    for path in ["/users", "/other"] {
+        let (status, _, _) = send(
+            "POST",
+            &format!("{base}{path}"),
+            &[("content-type", "application/json")],
+            &json!({ "ssn": SSN }).to_string(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_slice(&up.requests().last().unwrap().body).unwrap();
+        sealed.push(v);
+    }
+    *serve.lock().unwrap() = Bytes::from(
+        json!({"data": {"users": {"edges": [{"node": sealed[0]}, {"node": sealed[1]}]}}})
+            .to_string(),
+    );
+    let (status, _, text) = send("GET", &format!("{base}/users"), &[], "").await;
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let edges = &v["data"]["users"]["edges"];
+    assert_eq!(edges[0]["node"]["ssn"], SSN, "{text}");
+    assert!(
+        edges[1]["node"]["ssn"]
+            .as_str()
+            .unwrap()
+            .starts_with("sg1."),
+        "another key's envelope stays sealed: {text}"
+    );
+}

@@ -43,7 +43,8 @@ pub use route::{
 };
 pub use searchable::{SearchParam, Searchable};
 pub use selector::{
-    label_of, parse_normalized_path, InRecord, Selected, Selector, SelectorError, SelectorSet, Step,
+    label_of, label_tails, parse_normalized_path, InRecord, Selected, Selector, SelectorError,
+    SelectorSet, Step,
 };
 pub use template::{ambiguous_path, ContextTemplate, MediaRange, PathTemplate};
 

@@ -394,9 +394,36 @@ pub fn label_of(steps: &[Step]) -> String {
     label
 }
 
+/// A label and each shorter tail of it at a member boundary, longest first:
+/// `items.cards.number` → `items.cards.number`, `cards.number`, `number`.
+/// (The label of a value inside a record wrapped in lists or pages the
+/// reader does not know is one of these.)
+pub fn label_tails(label: &str) -> Vec<&str> {
+    let mut tails = vec![label];
+    let mut escaped = false;
+    for (i, c) in label.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '.' if !escaped => tails.push(&label[i + 1..]),
+            _ => escaped = false,
+        }
+    }
+    tails
+}
+
 #[cfg(test)]
 mod tests {
     use super::Selector;
+
+    #[test]
+    fn label_tails_split_at_unescaped_dots() {
+        assert_eq!(
+            super::label_tails("items.cards.number"),
+            ["items.cards.number", "cards.number", "number"]
+        );
+        assert_eq!(super::label_tails("a\\.b.c"), ["a\\.b.c", "c"]);
+        assert_eq!(super::label_tails("ssn"), ["ssn"]);
+    }
     use crate::policy::PolicySet;
 
     fn same(a: &str, b: &str) -> bool {

@@ -47,17 +47,25 @@ pub struct Candidates {
     pub contexts: Vec<String>,
     /// Labels to try where the position gives none (non-JSON bodies).
     pub labels: Vec<String>,
+    /// KeyIds whose envelopes may open (the route's key and `open_keys`);
+    /// empty: any key the store holds.
+    pub keys: Vec<[u8; 16]>,
 }
 
-/// Opens `text` under the first (context, label) that works.
+/// Opens `text` under the first (context, label) that works, if it was
+/// sealed under one of `keys` (empty: any).
 pub fn try_open(
     cache: &DataKeyCache,
     contexts: &[String],
+    keys: &[[u8; 16]],
     labels: &[&str],
     text: &str,
 ) -> Result<(CmkRef, Opened), &'static str> {
     let env = Envelope::parse(text).map_err(|_| "malformed")?;
     let cmk = env.cmk();
+    if !keys.is_empty() && !keys.contains(&cmk.key_id) {
+        return Err("foreign_key");
+    }
     let cipher = cache
         .opening_key(&cmk, env.wrapped())
         .map_err(|_| "key_unavailable")?;
@@ -143,6 +151,7 @@ fn find_envelopes(v: &Value, path: &mut String, out: &mut Vec<String>, depth: us
 pub fn open_found(
     cache: &DataKeyCache,
     contexts: &[String],
+    keys: &[[u8; 16]],
     body: &[u8],
     counts: &mut FieldCounts,
 ) -> Option<Vec<u8>> {
@@ -165,7 +174,10 @@ pub fn open_found(
         else {
             return Ok(None);
         };
-        match try_open(cache, contexts, &[site.label], text) {
+        // where it sits now, then each shorter tail: the record it belongs
+        // to may be wrapped in a list or page the label does not include
+        let tails = policy::label_tails(site.label);
+        match try_open(cache, contexts, keys, &tails, text) {
             Ok((cmk, opened)) => {
                 note_open(counts, cmk);
                 Ok(Some(opened.json().to_vec()))
@@ -191,7 +203,13 @@ pub fn token_opener(
     Arc::new(move |text: &str| {
         let mut labels: Vec<&str> = candidates.labels.iter().map(String::as_str).collect();
         labels.push("");
-        let r = try_open(&cache, &candidates.contexts, &labels, text);
+        let r = try_open(
+            &cache,
+            &candidates.contexts,
+            &candidates.keys,
+            &labels,
+            text,
+        );
         let mut t = tally
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -425,6 +425,7 @@ async fn run(
             let candidates = super::discover::Candidates {
                 contexts,
                 labels: m.route.open_labels.clone(),
+                keys: fields::route_key_ids(&state.cache, m.route),
             };
             let tally = std::sync::Arc::new(std::sync::Mutex::new(FieldCounts::default()));
             let opener = super::discover::token_opener(state.cache.clone(), candidates, tally);
@@ -750,7 +751,10 @@ fn rewrite_response(
         let mut contexts = Vec::with_capacity(1 + route.open_contexts.len());
         contexts.push(ctx.to_string());
         contexts.extend(route.open_contexts.iter().cloned());
-        if let Some(b) = crate::proxy::discover::open_found(&state.cache, &contexts, &cur, counts) {
+        let keys = fields::route_key_ids(&state.cache, route);
+        if let Some(b) =
+            crate::proxy::discover::open_found(&state.cache, &contexts, &keys, &cur, counts)
+        {
             cur = Bytes::from(b);
         }
     }
