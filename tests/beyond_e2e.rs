@@ -19,17 +19,6 @@ fn setup_policy(dir: &std::path::Path) {
     std::fs::copy(file, dir.join("policies/searchable.toml")).unwrap();
 }
 
-async fn db_json(path: &std::path::Path, ready: impl Fn(&Value) -> bool) -> (String, Value) {
-    wait_for("json-server to write the expected state", || {
-        let got = std::fs::read_to_string(path).ok().and_then(|text| {
-            let v = serde_json::from_str::<Value>(&text).ok()?;
-            ready(&v).then_some((text, v))
-        });
-        std::future::ready(got)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn records_created_with_a_deterministic_email_are_found_by_query() {
     let dir = tempfile::tempdir().unwrap();

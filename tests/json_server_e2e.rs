@@ -15,19 +15,6 @@ const SECRETS: [&str; 6] = [
     "bob@example.com",
 ];
 
-/// json-server writes its file just after answering: wait (bounded) until
-/// the file shows `ready`.
-async fn db_json(path: &std::path::Path, ready: impl Fn(&Value) -> bool) -> (String, Value) {
-    wait_for("json-server to write the expected state", || {
-        let got = std::fs::read_to_string(path).ok().and_then(|text| {
-            let v = serde_json::from_str::<Value>(&text).ok()?;
-            ready(&v).then_some((text, v))
-        });
-        std::future::ready(got)
-    })
-    .await
-}
-
 fn is_envelope(v: &Value) -> bool {
     v.as_str().is_some_and(|s| s.starts_with("sg1."))
 }

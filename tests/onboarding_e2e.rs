@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::io::Write;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Default)]
@@ -51,19 +50,6 @@ const SECRETS: [&str; 7] = [
     "987-65-4321",
     "378282246310005",
 ];
-
-/// json-server writes its file just after answering: wait (bounded) until
-/// the file shows `ready`.
-async fn db_json(path: &Path, ready: impl Fn(&Value) -> bool) -> (String, Value) {
-    wait_for("json-server to write the expected state", || {
-        let got = std::fs::read_to_string(path).ok().and_then(|text| {
-            let v = serde_json::from_str::<Value>(&text).ok()?;
-            ready(&v).then_some((text, v))
-        });
-        std::future::ready(got)
-    })
-    .await
-}
 
 fn is_envelope(v: &Value) -> bool {
     v.as_str().is_some_and(|s| s.starts_with("sg1."))

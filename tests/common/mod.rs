@@ -482,3 +482,19 @@ where
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     wait_for(what, || std::future::ready(cond().then_some(()))).await
 }
+
+/// Waits (bounded, as [`wait_for`]) until json-server's database file at
+/// `path` parses and shows `ready`; returns its text and value.
+pub async fn db_json(
+    path: &std::path::Path,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> (String, serde_json::Value) {
+    wait_for("json-server to write the expected state", || {
+        let got = std::fs::read_to_string(path).ok().and_then(|text| {
+            let v = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+            ready(&v).then_some((text, v))
+        });
+        std::future::ready(got)
+    })
+    .await
+}
