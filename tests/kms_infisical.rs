@@ -149,10 +149,10 @@ async fn login_errors_401_and_422() {
     )
     .await;
     assert_error(s, &v, 422, "ValidationFailure");
+    // the unknown member is stripped, as zod does; the mistyped one is the issue
     let issues = v["message"].as_array().unwrap();
-    assert_eq!(issues.len(), 2, "{v}");
-    assert_eq!(issues[0]["code"], "unrecognized_keys");
-    assert_eq!(issues[1]["path"], json!(["clientSecret"]));
+    assert_eq!(issues.len(), 1, "{v}");
+    assert_eq!(issues[0]["path"], json!(["clientSecret"]));
     k.app.shutdown().await;
 }
 
@@ -328,8 +328,8 @@ async fn validation_failures_are_422_with_a_list_of_issues() {
         (
             "POST",
             format!("/api/v1/kms/keys/{id}/encrypt"),
-            r#"{"plaintext": "aGk=", "context": "x"}"#.into(),
-            "Unrecognized key(s) in object: 'context'",
+            r#"{"plaintext": 7, "context": "x"}"#.into(),
+            "Expected string, received number",
         ),
         (
             "POST",
@@ -805,8 +805,8 @@ async fn sign_verify_routes_validate_404_and_403() {
         ),
         (
             "sign",
-            r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk=", "signature": "aGk="}"#.into(),
-            "Unrecognized key(s) in object: 'signature'",
+            r#"{"signingAlgorithm": "ECDSA_SHA_256", "data": "aGk=", "isDigest": "no", "signature": "aGk="}"#.into(),
+            "Expected boolean, received string",
         ),
         ("sign", r#"{"data": "aGk="}"#.into(), "Required"),
     ];

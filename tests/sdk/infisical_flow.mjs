@@ -41,10 +41,13 @@ export function check(step, cond, extra = {}) {
   emit(step, true, extra);
 }
 
-// The SDK's request errors carry the status only inside their message:
-// "[URL=…] [Method=…] [StatusCode=404] <the server's message>".
+// The SDK's errors carry the status only inside their message: a string
+// `message` from the server becomes "[URL=…] [Method=…] [StatusCode=404]
+// <message>"; a 422, whose `message` is the list of issues (as Infisical
+// sends it), becomes "Request failed with status 422".
 function statusOf(e) {
-  const m = /\[StatusCode=(\d+)\]/.exec(String(e?.message ?? ""));
+  const msg = String(e?.message ?? "");
+  const m = /\[StatusCode=(\d+)\]/.exec(msg) ?? /Request failed with status (\d+)/.exec(msg);
   return m ? Number(m[1]) : null;
 }
 
@@ -129,20 +132,13 @@ async function run(sdkDir, host, clientId, clientSecret) {
     () => kms.keys().getByName({ projectId: project, name: "no-such-key" }),
   );
 
-  // a 422 reaches the SDK as the whole error body, issues included
-  await expectApiError(
-    "encrypt_not_base64_422",
-    422,
-    () => kms.encryption().encrypt({ keyId: key.id, plaintext: "not base64!" }),
-    "plaintext must be base64 encoded",
+  // validation still refuses bad values of the members a route knows (the
+  // SDK reports a 422 by its status only: the issues are a list)
+  await expectApiError("encrypt_not_base64_422", 422, () =>
+    kms.encryption().encrypt({ keyId: key.id, plaintext: "not base64!" }),
   );
-  // members the route knows keep their type checks when unknown ones are dropped
-  await expectApiError(
-    "sign_is_digest_mistyped_422",
-    422,
-    () =>
-      kms.signing().sign({ keyId: key.id, data: "aGk=", signingAlgorithm: "ECDSA_SHA_256", isDigest: "yes" }),
-    "Expected boolean, received string",
+  await expectApiError("sign_is_digest_mistyped_422", 422, () =>
+    kms.signing().sign({ keyId: key.id, data: "aGk=", signingAlgorithm: "ECDSA_SHA_256", isDigest: "yes" }),
   );
 
   const wantAlgs = {
