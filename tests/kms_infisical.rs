@@ -1129,15 +1129,15 @@ async fn run_sdk_script(script: &str, want: &[String]) {
     let (host, id, secret) = (k.base.clone(), k.id.clone(), k.secret.clone());
     let out = tokio::task::spawn_blocking(move || {
         cmd.args([
-                "--host",
-                &host,
-                "--client-id",
-                &id,
-                "--client-secret",
-                &secret,
-            ])
-            .output()
-            .unwrap()
+            "--host",
+            &host,
+            "--client-id",
+            &id,
+            "--client-secret",
+            &secret,
+        ])
+        .output()
+        .unwrap()
     })
     .await
     .unwrap();
