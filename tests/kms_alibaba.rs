@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{sdk_python, send, start_kms_fixture, KmsFixture};
+use common::{sdk_node_dir, sdk_python, send, start_kms_fixture, KmsFixture};
 use sealgate::kms::alibaba::sign;
 use serde_json::Value;
 
@@ -490,6 +490,190 @@ async fn key_limited_credentials_only_reach_their_keys() {
         .map(|k| k["KeyId"].as_str().unwrap())
         .collect();
     assert_eq!(listed, [mine.as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_service_aliases_by_key_and_descriptions_answer_and_fail_in_alibabas_shape() {
+    let k = start_kms(&[]).await;
+    let a = create_key(&k).await;
+    let b = create_key(&k).await;
+
+    let r = ok(&k, "DescribeRegions", &[]).await;
+    assert_eq!(
+        r["Regions"]["Region"],
+        serde_json::json!([{"RegionId": "local"}]),
+        "{r}"
+    );
+    let v = ok(&k, "DescribeService", &[]).await;
+    assert_eq!(
+        v["ProtectionLevels"]["ProtectionLevel"][0]["Type"], "SOFTWARE",
+        "{v}"
+    );
+    let spec = &v["KeySpecs"]["KeySpec"][0];
+    assert_eq!(spec["Name"], "Aliyun_AES_256", "{v}");
+    assert_eq!(
+        spec["SupportedProtectionLevels"]["SupportedProtectionLevel"][0],
+        "SOFTWARE"
+    );
+    assert_eq!(
+        spec["Usages"]["Usage"],
+        serde_json::json!(["ENCRYPT/DECRYPT"])
+    );
+
+    // ListAliasesByKeyId: the key's alias (sealgate keeps one), by id, alias or ARN
+    let l = ok(&k, "ListAliasesByKeyId", &[("KeyId", &a)]).await;
+    assert_eq!(
+        (
+            l["TotalCount"].as_u64(),
+            l["PageNumber"].as_u64(),
+            l["PageSize"].as_u64()
+        ),
+        (Some(0), Some(1), Some(10)),
+        "{l}"
+    );
+    assert_eq!(l["Aliases"]["Alias"], serde_json::json!([]));
+    ok(
+        &k,
+        "CreateAlias",
+        &[("AliasName", "alias/by-key"), ("KeyId", &a)],
+    )
+    .await;
+    let arn = format!("acs:kms:local:sealgate:key/{a}");
+    for key in [a.as_str(), "alias/by-key", arn.as_str()] {
+        let l = ok(&k, "ListAliasesByKeyId", &[("KeyId", key)]).await;
+        assert_eq!(l["TotalCount"], 1, "{key}: {l}");
+        let alias = &l["Aliases"]["Alias"][0];
+        assert_eq!(alias["AliasName"], "alias/by-key");
+        assert_eq!(alias["KeyId"], a.as_str());
+        assert_eq!(alias["AliasArn"], "acs:kms:local:sealgate:alias/by-key");
+    }
+    // page 2 of a one-alias list is empty, and says so
+    let l = ok(
+        &k,
+        "ListAliasesByKeyId",
+        &[("KeyId", &a), ("PageNumber", "2"), ("PageSize", "1")],
+    )
+    .await;
+    assert_eq!(
+        (
+            l["TotalCount"].as_u64(),
+            l["Aliases"]["Alias"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(0)),
+        "{l}"
+    );
+    let unknown = "0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b";
+    for (params, status, code) in [
+        (vec![], 400, "MissingParameter"),
+        (vec![("KeyId", "")], 400, "MissingParameter"),
+        (vec![("KeyId", "not a key!")], 400, "InvalidParameter"),
+        (
+            vec![("KeyId", &a), ("PageSize", "0")],
+            400,
+            "InvalidParameter",
+        ),
+        (
+            vec![("KeyId", &a), ("PageNumber", "x")],
+            400,
+            "InvalidParameter",
+        ),
+        (vec![("KeyId", unknown)], 404, "Forbidden.KeyNotFound"),
+        (
+            vec![("KeyId", "alias/nobody")],
+            404,
+            "Forbidden.AliasNotFound",
+        ),
+    ] {
+        assert_error(&call(&k, "ListAliasesByKeyId", &params).await, status, code);
+    }
+
+    // UpdateKeyDescription replaces, and an empty one removes, the description
+    ok(
+        &k,
+        "UpdateKeyDescription",
+        &[("KeyId", &b), ("Description", "new words")],
+    )
+    .await;
+    let d = ok(&k, "DescribeKey", &[("KeyId", &b)]).await;
+    assert_eq!(d["KeyMetadata"]["Description"], "new words");
+    ok(
+        &k,
+        "UpdateKeyDescription",
+        &[("KeyId", "alias/by-key"), ("Description", "via alias")],
+    )
+    .await;
+    assert_eq!(k.app.store.describe(&a).unwrap().description, "via alias");
+    ok(
+        &k,
+        "UpdateKeyDescription",
+        &[("KeyId", &b), ("Description", "")],
+    )
+    .await;
+    let d = ok(&k, "DescribeKey", &[("KeyId", &b)]).await;
+    assert_eq!(d["KeyMetadata"]["Description"], "");
+    let long = "d".repeat(8193);
+    // within the API's 8,192 characters but over the key store's 1,024 bytes
+    let over_store = "d".repeat(1025);
+    for (params, status, code) in [
+        (vec![("KeyId", b.as_str())], 400, "MissingParameter"),
+        (vec![("Description", "x")], 400, "MissingParameter"),
+        (
+            vec![("KeyId", "not a key!"), ("Description", "x")],
+            400,
+            "InvalidParameter",
+        ),
+        (
+            vec![("KeyId", b.as_str()), ("Description", long.as_str())],
+            400,
+            "InvalidParameter",
+        ),
+        (
+            vec![("KeyId", b.as_str()), ("Description", over_store.as_str())],
+            400,
+            "InvalidParameter",
+        ),
+        (
+            vec![("KeyId", unknown), ("Description", "x")],
+            404,
+            "Forbidden.KeyNotFound",
+        ),
+        (
+            vec![("KeyId", "alias/nobody"), ("Description", "x")],
+            404,
+            "Forbidden.AliasNotFound",
+        ),
+    ] {
+        assert_error(
+            &call(&k, "UpdateKeyDescription", &params).await,
+            status,
+            code,
+        );
+    }
+
+    // a key-limited credential reaches only its keys through the new actions
+    let (id, secret) = k.credential(Some(vec![b.clone()]));
+    assert_error(
+        &call_as(&k, &id, &secret, "ListAliasesByKeyId", &[("KeyId", &a)]).await,
+        403,
+        "Forbidden.RAM",
+    );
+    assert_error(
+        &call_as(
+            &k,
+            &id,
+            &secret,
+            "UpdateKeyDescription",
+            &[("KeyId", &a), ("Description", "x")],
+        )
+        .await,
+        403,
+        "Forbidden.RAM",
+    );
+    assert_eq!(
+        call_as(&k, &id, &secret, "DescribeRegions", &[]).await.0,
+        200
+    );
+    assert_eq!(k.app.store.describe(&a).unwrap().description, "via alias");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1212,6 +1396,102 @@ async fn official_openapi_sdk_walks_a_key_life() {
             "CreateKey(EC_SM2)",
         ],
     );
+}
+
+/// Runs one Node SDK flow (tests/sdk/*.mjs) under node with the pinned
+/// Node SDKs, then checks that each of `steps` went ok and the flow ended.
+async fn run_node_flow(script: &str, args: Vec<String>, steps: &[&str]) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
+    let sdk_dir = sdk_node_dir();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(path)
+            .arg("--sdk-dir")
+            .arg(sdk_dir)
+            .args(&args)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    for step in steps.iter().chain(&["done"]) {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["step"] == *step && r["ok"] == true),
+            "step {step:?} missing or failed in:\n{stdout}"
+        );
+    }
+}
+
+/// Alibaba's official Node SDK (RPC, signature v1): the Python flow's key
+/// life, and DescribeRegions, DescribeService, ListAliasesByKeyId and
+/// UpdateKeyDescription, which its README demo and common clients call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_node_sdk_walks_a_key_life_and_its_readme_demo_calls() {
+    let k = start_kms(&[]).await;
+    run_node_flow(
+        "alibaba_flow.mjs",
+        vec![k.host(), k.id.clone(), k.secret.clone()],
+        &[
+            "DescribeRegions",
+            "DescribeService",
+            "CreateKey",
+            "ListKeys",
+            "DescribeKey",
+            "Encrypt",
+            "Decrypt",
+            "Decrypt with another EncryptionContext",
+            "UpdateKeyDescription",
+            "UpdateKeyDescription(empty clears it)",
+            "Encrypt refused while disabled",
+            "DisableKey and EnableKey",
+            "GenerateDataKey",
+            "GenerateDataKeyWithoutPlaintext",
+            "ListAliasesByKeyId",
+            "ListAliasesByKeyId(by alias)",
+            "UpdateAlias then ListAliasesByKeyId",
+            "ListAliases",
+            "DeleteAlias",
+            "ListAliasesByKeyId(unknown key)",
+            "ListAliasesByKeyId(unknown alias)",
+            "ListAliasesByKeyId(no KeyId)",
+            "UpdateKeyDescription(unknown key)",
+            "UpdateKeyDescription(no Description)",
+            "CreateKeyVersion",
+            "ListKeyVersions",
+            "DescribeKeyVersion",
+            "Encrypt(initial version after rotation)",
+            "UpdateRotationPolicy",
+            "ScheduleKeyDeletion and CancelKeyDeletion",
+            "CreateKey(RSA_2048 SIGN/VERIFY)",
+            "GetPublicKey",
+            "AsymmetricSign",
+            "AsymmetricSign(verified by node:crypto)",
+            "AsymmetricVerify",
+            "AsymmetricVerify(tampered digest)",
+            "CreateKey(RSA_2048 ENCRYPT/DECRYPT)",
+            "AsymmetricEncrypt",
+            "AsymmetricDecrypt",
+            "AsymmetricDecrypt(encrypted by node:crypto)",
+            "CreateKey(EC_SM2)",
+            "wrong AccessKeySecret",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -498,3 +498,25 @@ pub async fn db_json(
     })
     .await
 }
+
+/// Runs tests/sdk/setup-node.sh once per test binary (the pinned official
+/// Node SDKs under target/); returns the directory holding their node_modules.
+pub fn sdk_node_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new("bash")
+            .arg(root.join("tests/sdk/setup-node.sh"))
+            .output()
+            .expect("run tests/sdk/setup-node.sh");
+        assert!(
+            out.status.success(),
+            "tests/sdk/setup-node.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(stdout.trim().lines().last().unwrap_or("").trim())
+    })
+    .clone()
+}

@@ -56,6 +56,9 @@ use crate::secret::SecretBytes;
 
 /// `HostId` of every error body.
 pub const HOST_ID: &str = "kms.sealgate.local";
+/// The one region this face serves, as DescribeRegions lists it and as its
+/// ARNs name it (any region a client is configured with reaches it).
+pub const REGION_ID: &str = "local";
 /// Prefix of the ARNs this face hands out (`<prefix>:key/<KeyId>`).
 pub const ARN_PREFIX: &str = "acs:kms:local:sealgate";
 /// Prefix of the `kms_quotas` config entries this face reads
@@ -305,6 +308,49 @@ fn store_usage(spec: wire::KeySpec, usage: wire::KeyUsage) -> Result<KeyUsage, A
                 "sealgate holds Aliyun_AES_256, Aliyun_AES_128, RSA_2048, RSA_3072 and EC_P256 keys (EC_SM2, EC_P256K, Aliyun_AES_192 and Aliyun_SM4 are not served)",
             ))
         }
+    })
+}
+
+/// Every KeySpec the wire knows, for DescribeService to offer those
+/// [`store_usage`] accepts (so it lists exactly what CreateKey creates).
+const WIRE_KEY_SPECS: [wire::KeySpec; 10] = [
+    wire::KeySpec::AliyunAes256,
+    wire::KeySpec::AliyunAes128,
+    wire::KeySpec::AliyunAes192,
+    wire::KeySpec::AliyunSm4,
+    wire::KeySpec::Rsa2048,
+    wire::KeySpec::Rsa3072,
+    wire::KeySpec::Rsa4096,
+    wire::KeySpec::EcP256,
+    wire::KeySpec::EcP256K,
+    wire::KeySpec::EcSm2,
+];
+
+/// DescribeService's body: the protection levels (SOFTWARE only: CreateKey
+/// refuses HSM) and, per key spec CreateKey accepts, its protection levels
+/// and usages, in the shape of Alibaba's DescribeService response.
+fn describe_service() -> Value {
+    let software = wire::ProtectionLevel::Software.as_str();
+    let specs: Vec<Value> = WIRE_KEY_SPECS
+        .iter()
+        .filter_map(|spec| {
+            let usages: Vec<&str> = [wire::KeyUsage::EncryptDecrypt, wire::KeyUsage::SignVerify]
+                .into_iter()
+                .filter(|u| store_usage(*spec, *u).is_ok())
+                .map(wire::KeyUsage::as_str)
+                .collect();
+            (!usages.is_empty()).then(|| {
+                json!({
+                    "Name": spec.as_str(),
+                    "SupportedProtectionLevels": { "SupportedProtectionLevel": [software] },
+                    "Usages": { "Usage": usages },
+                })
+            })
+        })
+        .collect();
+    json!({
+        "ProtectionLevels": { "ProtectionLevel": [{ "Type": software }] },
+        "KeySpecs": { "KeySpec": specs },
     })
 }
 
@@ -809,6 +855,39 @@ impl AlibabaFace {
                     "PageNumber": p.number,
                     "PageSize": p.size,
                 }))
+            }
+            Request::DescribeRegions => Ok(json!({
+                "Regions": { "Region": [{ "RegionId": REGION_ID }] },
+            })),
+            Request::DescribeService => Ok(describe_service()),
+            Request::ListAliasesByKeyId(l) => {
+                let m = self.resolve(caller, &l.key.key_id)?;
+                // sealgate keeps at most one alias per key
+                let all: Vec<Value> = m
+                    .alias
+                    .iter()
+                    .map(|a| {
+                        json!({
+                            "AliasName": format!("alias/{a}"),
+                            "AliasArn": format!("{ARN_PREFIX}:alias/{a}"),
+                            "KeyId": m.key_id.to_string(),
+                        })
+                    })
+                    .collect();
+                let total = all.len();
+                Ok(json!({
+                    "Aliases": { "Alias": page(all, l.page) },
+                    "TotalCount": total,
+                    "PageNumber": l.page.number,
+                    "PageSize": l.page.size,
+                }))
+            }
+            Request::UpdateKeyDescription(u) => {
+                let m = self.resolve(caller, &u.key.key_id)?;
+                store
+                    .update_description(&m.key_id.to_string(), &u.description)
+                    .map_err(key_error)?;
+                ok()
             }
             Request::CreateKeyVersion(r) => {
                 let m = self.resolve(caller, &r.key_id)?;
@@ -1403,6 +1482,48 @@ impl Face for AlibabaFace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn describe_service_offers_exactly_what_create_key_makes() {
+        let v = describe_service();
+        assert_eq!(
+            v["ProtectionLevels"]["ProtectionLevel"],
+            json!([{ "Type": "SOFTWARE" }])
+        );
+        let specs = v["KeySpecs"]["KeySpec"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let names: Vec<&str> = specs.iter().filter_map(|s| s["Name"].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Aliyun_AES_256",
+                "Aliyun_AES_128",
+                "RSA_2048",
+                "RSA_3072",
+                "EC_P256"
+            ]
+        );
+        for s in &specs {
+            let spec = s["Name"].as_str().and_then(wire::KeySpec::parse).unwrap();
+            assert_eq!(
+                s["SupportedProtectionLevels"]["SupportedProtectionLevel"],
+                json!(["SOFTWARE"])
+            );
+            for u in s["Usages"]["Usage"].as_array().unwrap() {
+                let usage = u.as_str().and_then(wire::KeyUsage::parse).unwrap();
+                assert!(store_usage(spec, usage).is_ok(), "{s}");
+            }
+        }
+        assert_eq!(
+            specs[2]["Usages"]["Usage"],
+            json!(["ENCRYPT/DECRYPT", "SIGN/VERIFY"])
+        );
+        assert_eq!(specs[4]["Usages"]["Usage"], json!(["SIGN/VERIFY"]));
+        // the region DescribeRegions names is the one in every ARN
+        assert_eq!(ARN_PREFIX.split(':').nth(2), Some(REGION_ID));
+    }
 
     #[test]
     fn key_references_map_to_the_store() {

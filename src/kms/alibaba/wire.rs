@@ -233,6 +233,10 @@ actions!(
     AsymmetricVerify => AsymmetricCrypto,
     AsymmetricEncrypt => AsymmetricCrypto,
     AsymmetricDecrypt => AsymmetricCrypto,
+    DescribeRegions => Read,
+    DescribeService => Read,
+    ListAliasesByKeyId => Read,
+    UpdateKeyDescription => Write,
 );
 
 /// The shared-gateway quota classes (per account, PROTOCOLS.md).
@@ -841,6 +845,24 @@ pub struct AsymmetricDecrypt {
     pub ciphertext_blob: Vec<u8>,
 }
 
+/// ListAliasesByKeyId.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListAliasesByKeyId {
+    /// The key whose aliases are listed.
+    pub key: KeyRef,
+    /// Paging.
+    pub page: Page,
+}
+
+/// UpdateKeyDescription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateKeyDescription {
+    /// The key.
+    pub key: KeyRef,
+    /// The new description, up to 8,192 characters; empty removes it.
+    pub description: String,
+}
+
 /// A parsed, validated request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
@@ -873,6 +895,10 @@ pub enum Request {
     AsymmetricVerify(AsymmetricVerify),
     AsymmetricEncrypt(AsymmetricEncrypt),
     AsymmetricDecrypt(AsymmetricDecrypt),
+    DescribeRegions,
+    DescribeService,
+    ListAliasesByKeyId(ListAliasesByKeyId),
+    UpdateKeyDescription(UpdateKeyDescription),
 }
 
 // ------------------------------------------------------------- field access
@@ -1275,6 +1301,34 @@ pub fn parse_request(action: Action, params: &[(String, String)]) -> Result<Requ
             })
         }
         Action::DescribeKey => Request::DescribeKey(p.key("KeyId")?),
+        // Neither takes parameters of its own; others are ignored, as the
+        // service does with parameters an action does not know.
+        Action::DescribeRegions => Request::DescribeRegions,
+        Action::DescribeService => Request::DescribeService,
+        Action::ListAliasesByKeyId => Request::ListAliasesByKeyId(ListAliasesByKeyId {
+            key: p.key("KeyId")?,
+            page: p.page()?,
+        }),
+        Action::UpdateKeyDescription => {
+            let key = p.key("KeyId")?;
+            // Required, but may be empty: an empty Description removes the
+            // old one (the documented way to delete it), so presence is
+            // checked here, not through `opt`, which reads "" as absent.
+            let description =
+                p.0.get("Description")
+                    .copied()
+                    .ok_or_else(|| AlibabaError::missing("Description"))?;
+            if description.chars().count() > MAX_DESCRIPTION_CHARS {
+                return Err(AlibabaError::invalid(
+                    "Description",
+                    "at most 8192 characters",
+                ));
+            }
+            Request::UpdateKeyDescription(UpdateKeyDescription {
+                key,
+                description: description.to_string(),
+            })
+        }
         Action::ListKeys => {
             let filters = match p.opt("Filters") {
                 Some(f) if !f.trim().is_empty() => parse_filters(f)?,
@@ -1566,6 +1620,86 @@ mod tests {
         for a in Action::ALL {
             assert_eq!(Action::from_name(a.name()), Some(*a));
         }
+    }
+
+    #[test]
+    fn sdk_demo_actions_parse_with_their_documented_parameters() {
+        // DescribeRegions and DescribeService take no parameters of their own
+        assert_eq!(
+            parse_request(Action::DescribeRegions, &kv(&[])).unwrap(),
+            Request::DescribeRegions
+        );
+        assert_eq!(
+            parse_request(Action::DescribeService, &kv(&[("RegionId", "x")])).unwrap(),
+            Request::DescribeService
+        );
+        for a in [
+            "DescribeRegions",
+            "DescribeService",
+            "ListAliasesByKeyId",
+            "UpdateKeyDescription",
+        ] {
+            assert_eq!(parse_action(a).unwrap().name(), a);
+        }
+        assert_eq!(class_of(Action::DescribeRegions), QuotaClass::Read);
+        assert_eq!(class_of(Action::ListAliasesByKeyId), QuotaClass::Read);
+        assert_eq!(class_of(Action::UpdateKeyDescription), QuotaClass::Write);
+
+        let r = parse_request(
+            Action::ListAliasesByKeyId,
+            &kv(&[("KeyId", "k1"), ("PageNumber", "2"), ("PageSize", "5")]),
+        )
+        .unwrap();
+        let Request::ListAliasesByKeyId(l) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (l.key.key_id.as_str(), l.page.number, l.page.size),
+            ("k1", 2, 5)
+        );
+        let e = parse_request(Action::ListAliasesByKeyId, &kv(&[])).unwrap_err();
+        assert_eq!((e.code, e.status), ("MissingParameter", 400));
+        let e = parse_request(Action::ListAliasesByKeyId, &kv(&[("KeyId", "a b")])).unwrap_err();
+        assert_eq!(e.code, "InvalidParameter");
+        let e = parse_request(
+            Action::ListAliasesByKeyId,
+            &kv(&[("KeyId", "k1"), ("PageSize", "101")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidParameter");
+
+        let r = parse_request(
+            Action::UpdateKeyDescription,
+            &kv(&[("KeyId", "k1"), ("Description", "new words")]),
+        )
+        .unwrap();
+        let Request::UpdateKeyDescription(u) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(u.description, "new words");
+        // present but empty clears the description; absent is missing
+        let r = parse_request(
+            Action::UpdateKeyDescription,
+            &kv(&[("KeyId", "k1"), ("Description", "")]),
+        )
+        .unwrap();
+        let Request::UpdateKeyDescription(u) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(u.description, "");
+        let e = parse_request(Action::UpdateKeyDescription, &kv(&[("KeyId", "k1")])).unwrap_err();
+        assert_eq!(e.code, "MissingParameter");
+        assert!(e.message.contains("Description"), "{e:?}");
+        let e =
+            parse_request(Action::UpdateKeyDescription, &kv(&[("Description", "d")])).unwrap_err();
+        assert!(e.message.contains("KeyId"), "{e:?}");
+        let long = "d".repeat(MAX_DESCRIPTION_CHARS + 1);
+        let e = parse_request(
+            Action::UpdateKeyDescription,
+            &kv(&[("KeyId", "k1"), ("Description", &long)]),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidParameter");
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //!
 //! Errors are `{reqId, statusCode, message, error}`; a failed validation is
 //! 422 `ValidationFailure` whose `message` is the list of zod-style issues
-//! (`{code, message, path, …}`). Bodies are strict: unknown fields, missing
-//! required fields and wrongly typed fields are all issues.
+//! (`{code, message, path, …}`). Bodies are checked as Infisical's zod
+//! objects check them: members a route does not know are dropped (zod's
+//! default `strip`; official clients send some, e.g. the Node SDK repeats
+//! the path's `keyId` in the body), while missing required fields and
+//! wrongly typed or out-of-range known fields are issues.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -298,7 +301,7 @@ pub fn invalid_uuid(path: &[&str]) -> Value {
 
 // ---- bodies -----------------------------------------------------------------
 
-/// What a field of a strict body must be.
+/// What a field of a body must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A JSON string.
@@ -307,7 +310,7 @@ pub enum Kind {
     Bool,
 }
 
-/// One field of a strict body: name, kind, required.
+/// One field of a body: name, kind, required.
 pub type FieldSpec = (&'static str, Kind, bool);
 
 /// A body checked against its field list: the object, and the issues found so far.
@@ -315,7 +318,7 @@ pub type FieldSpec = (&'static str, Kind, bool);
 pub struct Checked {
     /// The body object.
     pub object: Map<String, Value>,
-    /// Issues found (unknown keys, missing or mistyped fields).
+    /// Issues found (missing or mistyped fields).
     pub issues: Vec<Value>,
 }
 
@@ -338,9 +341,12 @@ impl Checked {
     }
 }
 
-/// Parses a JSON body and checks it against a strict field list
-/// (`additionalProperties: false`). Bad JSON is 400; everything else is
-/// collected as issues for a 422.
+/// Parses a JSON body and checks it against its field list the way a zod
+/// object does: members not in the list are dropped, not refused (the
+/// published OpenAPI says `additionalProperties: false`, but the service
+/// validates with zod's stripping objects, and official SDKs rely on it).
+/// Bad JSON is 400; a body that is not an object, and missing or mistyped
+/// fields, are collected as issues for a 422.
 pub fn check_body(body: &[u8], fields: &[FieldSpec]) -> Result<Checked, ApiError> {
     let value: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -360,22 +366,10 @@ pub fn check_body(body: &[u8], fields: &[FieldSpec]) -> Result<Checked, ApiError
             )]))
         }
     };
+    let mut object = object;
+    // zod's `strip`: unknown members vanish before anything reads the body.
+    object.retain(|k, _| fields.iter().any(|(n, _, _)| n == k));
     let mut issues = Vec::new();
-    let unknown: Vec<&String> = object
-        .keys()
-        .filter(|k| !fields.iter().any(|(n, _, _)| n == k))
-        .collect();
-    if !unknown.is_empty() {
-        let list = unknown
-            .iter()
-            .map(|k| format!("'{k}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        issues.push(
-            json!({"code": "unrecognized_keys", "keys": unknown, "path": [],
-            "message": format!("Unrecognized key(s) in object: {list}")}),
-        );
-    }
     for (name, kind, required) in fields {
         let got = object.get(*name);
         let ok = match (got, kind) {
@@ -392,7 +386,6 @@ pub fn check_body(body: &[u8], fields: &[FieldSpec]) -> Result<Checked, ApiError
         }
     }
     // Mistyped fields are dropped so the typed accessors see only good ones.
-    let mut object = object;
     for (name, kind, _) in fields {
         let keep = matches!(
             (object.get(*name), kind),
@@ -919,15 +912,24 @@ mod tests {
     }
 
     #[test]
-    fn unknown_missing_and_mistyped_fields_are_all_reported() {
+    fn unknown_members_are_stripped_missing_and_mistyped_fields_reported() {
+        // the Node SDK's encrypt body: keyId repeats the path parameter
+        let body = br#"{"keyId":"0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b","plaintext":"aGk="}"#;
+        assert_eq!(parse_encrypt(body).unwrap(), b"hi");
+        let c = check_body(
+            br#"{"a": 1, "plaintext": "x", "b": {"c": 2}}"#,
+            &[("plaintext", Kind::Str, true)],
+        )
+        .unwrap();
+        assert!(c.issues.is_empty(), "{:?}", c.issues);
+        assert_eq!(c.object.keys().collect::<Vec<_>>(), ["plaintext"]);
+        // an unknown member does not excuse a known one's type
         let e = parse_encrypt(br#"{"plaintext": 5, "extra": 1}"#).unwrap_err();
         let list = issues(e);
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0]["code"], "unrecognized_keys");
-        assert_eq!(list[0]["keys"], json!(["extra"]));
-        assert_eq!(list[1]["code"], "invalid_type");
-        assert_eq!(list[1]["path"], json!(["plaintext"]));
-        assert_eq!(list[1]["message"], "Expected string, received number");
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0]["code"], "invalid_type");
+        assert_eq!(list[0]["path"], json!(["plaintext"]));
+        assert_eq!(list[0]["message"], "Expected string, received number");
         let list = issues(parse_encrypt(b"{}").unwrap_err());
         assert_eq!(list[0]["message"], "Required");
         let list = issues(parse_encrypt(b"").unwrap_err());
@@ -1056,7 +1058,14 @@ mod tests {
         .unwrap();
         assert!(v.is_digest);
         assert_eq!(v.signature.as_deref(), Some(&[0u8, 1][..]));
-        // sign takes no signature; isDigest is a boolean; Base64 and size checks
+        // sign takes no signature (stripped, unread); isDigest stays a
+        // boolean; Base64 and size checks
+        let s = parse_sign(
+            br#"{"keyId":"k","signingAlgorithm":"ECDSA_SHA_256","data":"aGk=","signature":"aGk="}"#,
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.signature, None);
         let list = issues(
             parse_sign(
                 br#"{"signingAlgorithm":"ECDSA_SHA_256","data":"aGk=","signature":"aGk=","isDigest":1}"#,
@@ -1064,9 +1073,9 @@ mod tests {
             )
             .unwrap_err(),
         );
-        assert_eq!(list[0]["code"], "unrecognized_keys");
-        assert_eq!(list[0]["keys"], json!(["signature"]));
-        assert_eq!(list[1]["message"], "Expected boolean, received number");
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0]["path"], json!(["isDigest"]));
+        assert_eq!(list[0]["message"], "Expected boolean, received number");
         let list = issues(
             parse_sign(
                 br#"{"signingAlgorithm":"ECDSA_SHA_256","data":"a b","signature":"!"}"#,
