@@ -126,7 +126,7 @@ impl TencentError {
     pub fn replayed() -> Self {
         Self::new(
             codes::AUTH_SIGNATURE_FAILURE,
-            "This signed request was already used: each is accepted once (a byte-identical call in the same second repeats its signature); send it again in a later second.",
+            "This signed request was already used: each is accepted once (a call with the same body in the same second, whatever its action, repeats the signature); send it again in a later second.",
         )
         .with_legacy_code(LEGACY_REPLAY)
     }
