@@ -47,8 +47,9 @@ fn checked(status: u16, headers: &http::HeaderMap, body: &str) -> Value {
 /// collide. A real client waits for the next second (the SDK flow scripts
 /// do); these helpers step back within the ±300 s window instead.
 fn unused_timestamp(id: &str, body: &str, latest: i64) -> i64 {
-    static USED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<(String, String, i64)>>> =
-        std::sync::OnceLock::new();
+    static USED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashSet<(String, String, i64)>>,
+    > = std::sync::OnceLock::new();
     let mut used = USED
         .get_or_init(Default::default)
         .lock()
@@ -1724,12 +1725,21 @@ async fn tc3_host_signed_without_its_port_is_accepted() {
         .unwrap()
     };
     let base = tc3_signed_headers(&k, "ListKeys", ts, &body);
-    let v = send_headers(&k, &with_header(&base, "authorization", &sign_as(&bare)), &body).await;
+    let v = send_headers(
+        &k,
+        &with_header(&base, "authorization", &sign_as(&bare)),
+        &body,
+    )
+    .await;
     assert!(v["Response"]["Keys"].is_array(), "{v}");
     // Another host name, or another port, is still a signature failure.
     for other in ["kms.example".to_string(), format!("{bare}:1")] {
-        let v =
-            send_headers(&k, &with_header(&base, "authorization", &sign_as(&other)), &body).await;
+        let v = send_headers(
+            &k,
+            &with_header(&base, "authorization", &sign_as(&other)),
+            &body,
+        )
+        .await;
         assert_eq!(code(&v), "AuthFailure.SignatureFailure", "{other}: {v}");
     }
 }
@@ -1858,7 +1868,10 @@ async fn legacy_generate_data_key_defaults_and_names_params_as_sent() {
         ("keySpec", "AES_128"),
     ])
     .await;
-    assert_eq!(B64.decode(v["plaintext"].as_str().unwrap()).unwrap().len(), 16);
+    assert_eq!(
+        B64.decode(v["plaintext"].as_str().unwrap()).unwrap().len(),
+        16
+    );
 
     // Errors name the parameters as the legacy client spelled them.
     let v = legacy(&[
@@ -1881,7 +1894,10 @@ async fn legacy_generate_data_key_defaults_and_names_params_as_sent() {
     ])
     .await;
     let m = v["message"].as_str().unwrap();
-    assert!(m.contains("`numberOfBytes`") && !m.contains("NumberOfBytes"), "{m}");
+    assert!(
+        m.contains("`numberOfBytes`") && !m.contains("NumberOfBytes"),
+        "{m}"
+    );
     // API 3.0 still requires KeySpec or NumberOfBytes.
     assert_eq!(
         err(&k, "GenerateDataKey", json!({ "KeyId": key })).await,
@@ -1918,7 +1934,9 @@ async fn credentials_json_output_is_lowercase_and_works_against_the_face() {
         sealgate_cli(args)
     };
     let created: Value = serde_json::from_str(&cli(&["create"]).await).unwrap();
-    let id = created["id"].as_str().unwrap_or_else(|| panic!("{created}"));
+    let id = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
     let secret = created["secret"]
         .as_str()
         .unwrap_or_else(|| panic!("{created}"));

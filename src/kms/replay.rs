@@ -159,13 +159,22 @@ mod tests {
         let c = ReplayCache::with_clock(2, ManualClock::new(0));
         assert!(c.check_and_insert("ak", "n1", 100).is_ok());
         c.clock().set(50);
-        assert_eq!(c.check_and_insert("ak", "n1", 100), Err(ReplayRefused::Used));
+        assert_eq!(
+            c.check_and_insert("ak", "n1", 100),
+            Err(ReplayRefused::Used)
+        );
         // Another credential may use the same token.
         assert!(c.check_and_insert("bk", "n1", 200).is_ok());
         // Full of live tokens: refused, nothing evicted.
         c.clock().set(60);
-        assert_eq!(c.check_and_insert("ak", "n2", 300), Err(ReplayRefused::Full));
-        assert_eq!(c.check_and_insert("ak", "n1", 100), Err(ReplayRefused::Used));
+        assert_eq!(
+            c.check_and_insert("ak", "n2", 300),
+            Err(ReplayRefused::Full)
+        );
+        assert_eq!(
+            c.check_and_insert("ak", "n1", 100),
+            Err(ReplayRefused::Used)
+        );
         // At 100 the first expires and makes room.
         c.clock().set(100);
         assert!(c.check_and_insert("ak", "n2", 300).is_ok());
@@ -192,7 +201,10 @@ mod tests {
         let exp = expiry_after_window(1000, 300);
         assert!(c.check_and_insert("id", "sig", exp).is_ok());
         c.clock().set(1300);
-        assert_eq!(c.check_and_insert("id", "sig", exp), Err(ReplayRefused::Used));
+        assert_eq!(
+            c.check_and_insert("id", "sig", exp),
+            Err(ReplayRefused::Used)
+        );
         c.clock().set(1301);
         assert!(c.check_and_insert("id", "sig", exp).is_ok());
     }

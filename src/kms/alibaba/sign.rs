@@ -11,10 +11,10 @@
 //! are compared in constant time; error messages never carry the secret, the
 //! expected signature or the string that was signed.
 
-pub use crate::kms::signing::RequestParts;
-use crate::kms::signing::{hmac1, hmac256, sha256_hex};
 use crate::keys::{Clock, SystemClock};
 use crate::kms::replay::{expiry_after_window, ReplayCache, ReplayRefused};
+pub use crate::kms::signing::RequestParts;
+use crate::kms::signing::{hmac1, hmac256, sha256_hex};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;

@@ -518,11 +518,10 @@ pub fn verify(
 /// `Nonce` and `Timestamp` — the legacy API's rule that one Nonce +
 /// Timestamp pair is used once, whatever else the request carries.
 pub fn replay_token(v: &Verified, by_nonce: bool) -> String {
-    let nonce = v.v1_params.as_ref().and_then(|p| {
-        p.iter()
-            .find(|(k, _)| k == "Nonce")
-            .map(|(_, n)| n.trim())
-    });
+    let nonce = v
+        .v1_params
+        .as_ref()
+        .and_then(|p| p.iter().find(|(k, _)| k == "Nonce").map(|(_, n)| n.trim()));
     match nonce {
         Some(n) if by_nonce => format!("nonce {} {n}", v.caller.timestamp),
         _ => format!("sig {}", hex::encode(&v.caller.signature)),
@@ -883,8 +882,15 @@ mod tests {
         ];
         let body = br#"{"KeyId":"k1"}"#;
         let req = post(&signed_as, body);
-        let auth = tc3_authorization("id", b"k", "kms", 1795420733, &req, &["content-type", "host"])
-            .unwrap();
+        let auth = tc3_authorization(
+            "id",
+            b"k",
+            "kms",
+            1795420733,
+            &req,
+            &["content-type", "host"],
+        )
+        .unwrap();
         let p = VerifyPolicy::default();
         for (sent, ok) in [
             ("kms.local:8443", true),

@@ -267,13 +267,17 @@ pub fn legacy_spelling(message: &str) -> String {
 
 /// One quoted word in legacy spelling, if it is an API 3.0 parameter name.
 fn legacy_name(word: &str) -> String {
-    let is_name = word.split('.').all(|seg| {
-        !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric())
-    }) && word.starts_with(|c: char| c.is_ascii_uppercase());
+    let is_name = word
+        .split('.')
+        .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && word.starts_with(|c: char| c.is_ascii_uppercase());
     if !is_name || COMMON_PARAMS.contains(&word) {
         return word.to_string();
     }
-    word.split('.').map(lower_camel).collect::<Vec<_>>().join(".")
+    word.split('.')
+        .map(lower_camel)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The data key size the legacy GenerateDataKey uses when a request names
@@ -1953,7 +1957,13 @@ mod tests {
         );
         assert_eq!(legacy_spelling("`Tags.0.TagKey`"), "`tags.0.tagKey`");
         // Common parameters, header names and plain words stay.
-        for same in ["`Action`", "`Nonce`", "`X-TC-Action`", "`body`", "no quotes KeyId"] {
+        for same in [
+            "`Action`",
+            "`Nonce`",
+            "`X-TC-Action`",
+            "`body`",
+            "no quotes KeyId",
+        ] {
             assert_eq!(legacy_spelling(same), same);
         }
         let body = legacy_error_body("r", &TencentError::missing("KeyId"));
