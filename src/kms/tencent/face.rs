@@ -1,4 +1,6 @@
 //! The Tencent Cloud KMS face: one request → signature check ([`sign`]) →
+//! replay check (each signature, legacy: each Nonce + Timestamp, accepted
+//! once while within the skew window; [`crate::kms::replay`]) →
 //! per-credential rate limit → typed request ([`wire::parse_request`]) →
 //! key store → Tencent's response envelope.
 //!
