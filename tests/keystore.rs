@@ -652,17 +652,17 @@ fn exercise_cli(s: &StoreArgs, backup_file: &Path) -> String {
         allow_keys: vec!["cli-key".into()],
     })
     .unwrap();
-    let cid = c["Id"].as_str().unwrap().to_string();
-    assert_eq!(c["Secret"].as_str().unwrap().len(), 40);
+    let cid = c["id"].as_str().unwrap().to_string();
+    assert_eq!(c["secret"].as_str().unwrap().len(), 40);
     let l = creds(CredentialsCommand::List { store: s.clone() }).unwrap();
     assert!(l.to_string().contains(&cid));
-    assert!(!l.to_string().contains(c["Secret"].as_str().unwrap()));
+    assert!(!l.to_string().contains(c["secret"].as_str().unwrap()));
     let r = creds(CredentialsCommand::Revoke {
         store: s.clone(),
         id: cid,
     })
     .unwrap();
-    assert_eq!(r["Revoked"], true);
+    assert_eq!(r["revoked"], true);
 
     let exported = keys(KeysCommand::Export {
         store: s.clone(),

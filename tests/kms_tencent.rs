@@ -40,7 +40,29 @@ fn checked(status: u16, headers: &http::HeaderMap, body: &str) -> Value {
     serde_json::from_str(body).unwrap()
 }
 
-/// A TC3-signed API 3.0 call with full control over the signing inputs.
+/// The latest timestamp at or before `latest` that `id` has not yet signed
+/// `body` with. sealgate accepts a signature once, and TC3 signs only the
+/// body, Host, Content-Type and the second — not the action — so two calls
+/// with one body in one second (DescribeKey then DisableKey of a key) would
+/// collide. A real client waits for the next second (the SDK flow scripts
+/// do); these helpers step back within the ±300 s window instead.
+fn unused_timestamp(id: &str, body: &str, latest: i64) -> i64 {
+    static USED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashSet<(String, String, i64)>>,
+    > = std::sync::OnceLock::new();
+    let mut used = USED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let mut ts = latest;
+    while !used.insert((id.to_string(), body.to_string(), ts)) {
+        ts -= 1;
+    }
+    ts
+}
+
+/// A TC3-signed API 3.0 call with full control over the signing inputs
+/// (`timestamp` is the latest to use: see [`unused_timestamp`]).
 #[allow(clippy::too_many_arguments)]
 async fn tc3_raw(
     host: &str,
@@ -52,6 +74,7 @@ async fn tc3_raw(
     body: &str,
     authorization: Option<&str>,
 ) -> Value {
+    let timestamp = unused_timestamp(id, body, timestamp);
     let ts = timestamp.to_string();
     let headers = [
         ("content-type", "application/json"),
@@ -1063,7 +1086,8 @@ async fn tc3_get_with_query_parameters() {
     assert_eq!(r["Plaintext"], "Z2V0");
 }
 
-/// v1-signed parameters for `action`, Signature included.
+/// v1-signed parameters for `action`, Signature included, with a fresh
+/// random Nonce (as the SDKs send) and the current time.
 fn v1_params(
     k: &Kms,
     path: &str,
@@ -1071,12 +1095,26 @@ fn v1_params(
     scheme: SignatureScheme,
     params: &[(&str, &str)],
 ) -> Vec<(String, String)> {
-    let ts = now().to_string();
+    let nonce = rand::random::<u32>().to_string();
+    v1_params_at(k, path, method, scheme, params, &nonce, now())
+}
+
+/// [`v1_params`] with a chosen Nonce and Timestamp.
+fn v1_params_at(
+    k: &Kms,
+    path: &str,
+    method: &str,
+    scheme: SignatureScheme,
+    params: &[(&str, &str)],
+    nonce: &str,
+    timestamp: i64,
+) -> Vec<(String, String)> {
+    let ts = timestamp.to_string();
     let host = k.host();
     let mut all: Vec<(&str, &str)> = vec![
         ("SecretId", &k.id),
         ("Timestamp", &ts),
-        ("Nonce", "31337"),
+        ("Nonce", nonce),
         (
             "SignatureMethod",
             if scheme == SignatureScheme::V1HmacSha256 {
@@ -1325,8 +1363,10 @@ async fn quota_holds_on_a_real_socket() {
     let key = create_key(&k, "burst").await;
     let params = json!({"KeyId": key, "Plaintext": "AA=="});
     let mut codes = Vec::new();
-    for _ in 0..30 {
-        let v = call(&k, "Encrypt", params.clone()).await;
+    for i in 0..30u8 {
+        // Distinct requests: a byte-identical one in the same second would
+        // be refused as a replay before the quota is consulted.
+        let v = call(&k, "Encrypt", json!({"KeyId": key, "Plaintext": b64(&[i])})).await;
         codes.push(
             v["Response"]["Error"]["Code"]
                 .as_str()
@@ -1427,4 +1467,494 @@ async fn official_python_sdk_with_rotation_through_the_cli() {
         .unwrap();
     let m = k.app.store.describe(&key).unwrap();
     assert_eq!(m.versions.len(), 2, "the CLI rotated the key once");
+}
+
+/// The headers of a TC3-signed POST of `body` as `action` at `timestamp`
+/// (Authorization included), to send as they are or altered.
+fn tc3_signed_headers(k: &Kms, action: &str, timestamp: i64, body: &str) -> Vec<(String, String)> {
+    let host = k.host();
+    let ts = timestamp.to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("host", host.as_str()),
+        ("x-tc-action", action),
+        ("x-tc-version", "2019-01-18"),
+        ("x-tc-region", "ap-guangzhou"),
+        ("x-tc-timestamp", ts.as_str()),
+    ];
+    let parts = RequestParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let auth = sign::tc3_authorization(
+        &k.id,
+        k.secret.as_bytes(),
+        "kms",
+        timestamp,
+        &parts,
+        &["content-type", "host"],
+    )
+    .unwrap();
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    out.push(("authorization".into(), auth));
+    out
+}
+
+async fn send_headers(k: &Kms, headers: &[(String, String)], body: &str) -> Value {
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (s, h, b) = send("POST", &format!("http://{}/", k.host()), &refs, body).await;
+    checked(s, &h, &b)
+}
+
+/// `headers` with `name` set to `value`.
+fn with_header(headers: &[(String, String)], name: &str, value: &str) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            if n.eq_ignore_ascii_case(name) {
+                (n.clone(), value.to_string())
+            } else {
+                (n.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
+fn key_state(k: &Kms, key: &str) -> sealgate::keys::KeyState {
+    k.app.store.describe(key).unwrap().key_state
+}
+
+#[tokio::test]
+async fn tc3_replays_and_action_swaps_are_refused() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "replay-tc3").await;
+    let body = json!({ "KeyId": key }).to_string();
+    let ts = now();
+    let describe = tc3_signed_headers(&k, "DescribeKey", ts, &body);
+    let v = send_headers(&k, &describe, &body).await;
+    assert_eq!(v["Response"]["KeyMetadata"]["KeyId"], key.as_str(), "{v}");
+
+    // TC3 does not sign X-TC-Action: the captured DescribeKey sent again as
+    // DisableKey must not disable the key.
+    let swapped = with_header(&describe, "x-tc-action", "DisableKey");
+    let v = send_headers(&k, &swapped, &body).await;
+    assert_eq!(code(&v), "AuthFailure.SignatureFailure", "{v}");
+    assert_eq!(key_state(&k, &key), sealgate::keys::KeyState::Enabled);
+
+    // The same request twice: the second is refused.
+    let v = send_headers(&k, &describe, &body).await;
+    assert_eq!(code(&v), "AuthFailure.SignatureFailure", "{v}");
+    assert!(
+        v["Response"]["Error"]["Message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{v}"
+    );
+
+    // Distinct requests in the same second still pass.
+    for p in ["AA==", "AQ==", "Ag=="] {
+        let body = json!({ "KeyId": key, "Plaintext": p }).to_string();
+        let v = send_headers(&k, &tc3_signed_headers(&k, "Encrypt", ts, &body), &body).await;
+        assert!(v["Response"]["CiphertextBlob"].is_string(), "{p}: {v}");
+    }
+    // So does the same body from another credential.
+    let (id2, secret2) = k.credential(None);
+    let v = call_as(&k, &id2, &secret2, "DescribeKey", json!({ "KeyId": key })).await;
+    assert!(v["Response"]["KeyMetadata"].is_object(), "{v}");
+}
+
+#[tokio::test]
+async fn v1_replays_are_refused() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "replay-v1").await;
+    let host = k.host();
+    for scheme in [SignatureScheme::V1HmacSha1, SignatureScheme::V1HmacSha256] {
+        let p = v1_params(
+            &k,
+            "/",
+            "GET",
+            scheme,
+            &[
+                ("Action", "DescribeKey"),
+                ("Version", "2019-01-18"),
+                ("KeyId", &key),
+            ],
+        );
+        let url = format!("http://{host}/?{}", encode(&p));
+        let (s, h, b) = send("GET", &url, &[("host", &host)], "").await;
+        let v = checked(s, &h, &b);
+        assert_eq!(v["Response"]["KeyMetadata"]["KeyId"], key.as_str(), "{v}");
+        let (s, h, b) = send("GET", &url, &[("host", &host)], "").await;
+        assert_eq!(
+            code(&checked(s, &h, &b)),
+            "AuthFailure.SignatureFailure",
+            "{scheme:?}"
+        );
+    }
+    // A form POST sent twice.
+    let p = v1_params(
+        &k,
+        "/",
+        "POST",
+        SignatureScheme::V1HmacSha1,
+        &[
+            ("Action", "Encrypt"),
+            ("Version", "2019-01-18"),
+            ("KeyId", &key),
+            ("Plaintext", "AA=="),
+        ],
+    );
+    let form = [
+        ("host", host.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let url = format!("http://{host}/");
+    let (s, h, b) = send("POST", &url, &form, &encode(&p)).await;
+    assert!(checked(s, &h, &b)["Response"]["CiphertextBlob"].is_string());
+    let (s, h, b) = send("POST", &url, &form, &encode(&p)).await;
+    assert_eq!(code(&checked(s, &h, &b)), "AuthFailure.SignatureFailure");
+    // Distinct requests in the same second (fresh nonces) pass.
+    for _ in 0..3 {
+        let p = v1_params(
+            &k,
+            "/",
+            "GET",
+            SignatureScheme::V1HmacSha256,
+            &[("Action", "ListKeys"), ("Version", "2019-01-18")],
+        );
+        let (s, h, b) = send(
+            "GET",
+            &format!("http://{host}/?{}", encode(&p)),
+            &[("host", &host)],
+            "",
+        )
+        .await;
+        let v = checked(s, &h, &b);
+        assert!(v["Response"]["Keys"].is_array(), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn legacy_nonce_and_timestamp_are_used_once() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "replay-legacy").await;
+    let host = k.host();
+    let legacy = |params: Vec<(String, String)>| {
+        let host = host.clone();
+        async move {
+            let (s, h, b) = send(
+                "GET",
+                &format!("http://{host}/v2/index.php?{}", encode(&params)),
+                &[("host", &host)],
+                "",
+            )
+            .await;
+            checked(s, &h, &b)
+        }
+    };
+    let ts = now();
+    let at = |plaintext: &str, nonce: &str| {
+        v1_params_at(
+            &k,
+            "/v2/index.php",
+            "GET",
+            SignatureScheme::V1HmacSha1,
+            &[
+                ("Action", "Encrypt"),
+                ("keyId", &key),
+                ("plaintext", plaintext),
+            ],
+            nonce,
+            ts,
+        )
+    };
+    let v = legacy(at("AA==", "4242")).await;
+    assert_eq!(v["code"], 0, "{v}");
+    // The same request again, and another one reusing Nonce + Timestamp:
+    // both refused with the legacy table's replay code.
+    for p in [at("AA==", "4242"), at("AQ==", "4242")] {
+        let v = legacy(p).await;
+        assert_eq!(v["code"], 4500, "{v}");
+        assert_eq!(v["codeDesc"], "AuthFailure.SignatureFailure", "{v}");
+    }
+    // Another nonce in the same second passes.
+    let v = legacy(at("AQ==", "4243")).await;
+    assert_eq!(v["code"], 0, "{v}");
+}
+
+#[tokio::test]
+async fn tc3_host_signed_without_its_port_is_accepted() {
+    // The Node.js SDK sends `Host: h:port` but signs `host:h`.
+    let k = start_kms(&[]).await;
+    let host = k.host();
+    let bare = host.rsplit_once(':').unwrap().0.to_string();
+    let ts = now();
+    let body = json!({}).to_string();
+    let sign_as = |signed_host: &str| {
+        let tss = ts.to_string();
+        let headers = [
+            ("content-type", "application/json"),
+            ("host", signed_host),
+            ("x-tc-timestamp", tss.as_str()),
+        ];
+        let parts = RequestParts {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        sign::tc3_authorization(
+            &k.id,
+            k.secret.as_bytes(),
+            "kms",
+            ts,
+            &parts,
+            &["content-type", "host"],
+        )
+        .unwrap()
+    };
+    let base = tc3_signed_headers(&k, "ListKeys", ts, &body);
+    let v = send_headers(
+        &k,
+        &with_header(&base, "authorization", &sign_as(&bare)),
+        &body,
+    )
+    .await;
+    assert!(v["Response"]["Keys"].is_array(), "{v}");
+    // Another host name, or another port, is still a signature failure.
+    for other in ["kms.example".to_string(), format!("{bare}:1")] {
+        let v = send_headers(
+            &k,
+            &with_header(&base, "authorization", &sign_as(&other)),
+            &body,
+        )
+        .await;
+        assert_eq!(code(&v), "AuthFailure.SignatureFailure", "{other}: {v}");
+    }
+}
+
+/// Runs tests/sdk/setup-node-tencent.sh once per test binary (the pinned
+/// Node.js SDK under target/); returns its install prefix.
+fn node_sdk_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new("bash")
+            .arg(root.join("tests/sdk/setup-node-tencent.sh"))
+            .output()
+            .expect("run tests/sdk/setup-node-tencent.sh");
+        assert!(
+            out.status.success(),
+            "tests/sdk/setup-node-tencent.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(stdout.trim().lines().last().unwrap_or("").trim())
+    })
+    .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_node_sdk_walks_a_key_life_on_a_non_default_port() {
+    let k = start_kms(&[]).await;
+    let port = k.app.kms_addr.unwrap().port();
+    assert!(port != 80 && port != 443);
+    let sdk = node_sdk_dir();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/tencent_flow.mjs");
+    let args = vec![
+        script.display().to_string(),
+        "--sdk-dir".into(),
+        sdk.display().to_string(),
+        "--endpoint".into(),
+        k.host(),
+        "--secret-id".into(),
+        k.id.clone(),
+        "--secret-key".into(),
+        k.secret.clone(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .args(&args)
+            .output()
+            .expect("run node tencent_flow.mjs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "tencent_flow.mjs failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "CreateKey",
+        "Encrypt",
+        "Decrypt",
+        "GenerateDataKey",
+        "Decrypt data key",
+        "DescribeKey",
+        "ListKeys",
+        "DisableKey",
+        "Encrypt while disabled",
+        "EnableKey",
+        "Wrong SecretKey",
+        "ListKeys v1 HmacSHA256",
+    ] {
+        let line = out_line(&stdout, step);
+        assert_eq!(line["ok"], true, "{line}");
+    }
+}
+
+/// The JSON line a flow script printed for `step`.
+fn out_line(stdout: &str, step: &str) -> Value {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["step"] == step)
+        .unwrap_or_else(|| panic!("no step {step:?} in:\n{stdout}"))
+}
+
+#[tokio::test]
+async fn legacy_generate_data_key_defaults_and_names_params_as_sent() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "legacy-defaults").await;
+    let host = k.host();
+    let legacy = |params: &[(&str, &str)]| {
+        let p = v1_params(
+            &k,
+            "/v2/index.php",
+            "GET",
+            SignatureScheme::V1HmacSha1,
+            params,
+        );
+        let host = host.clone();
+        async move {
+            let (s, h, b) = send(
+                "GET",
+                &format!("http://{host}/v2/index.php?{}", encode(&p)),
+                &[("host", &host)],
+                "",
+            )
+            .await;
+            checked(s, &h, &b)
+        }
+    };
+    // Seed 002: keySpec and numberOfBytes are optional.
+    let v = legacy(&[("Action", "GenerateDataKey"), ("keyId", &key)]).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let dk = B64.decode(v["plaintext"].as_str().unwrap()).unwrap();
+    assert_eq!(dk.len(), 32, "the default is AES_256");
+    let v = legacy(&[
+        ("Action", "Decrypt"),
+        ("ciphertextBlob", v["ciphertextBlob"].as_str().unwrap()),
+    ])
+    .await;
+    assert_eq!(B64.decode(v["plaintext"].as_str().unwrap()).unwrap(), dk);
+    let v = legacy(&[
+        ("Action", "GenerateDataKey"),
+        ("keyId", &key),
+        ("keySpec", "AES_128"),
+    ])
+    .await;
+    assert_eq!(
+        B64.decode(v["plaintext"].as_str().unwrap()).unwrap().len(),
+        16
+    );
+
+    // Errors name the parameters as the legacy client spelled them.
+    let v = legacy(&[
+        ("Action", "GenerateDataKey"),
+        ("keyId", &key),
+        ("keySpec", "AES_512"),
+    ])
+    .await;
+    assert_eq!(v["code"], 4000, "{v}");
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains("`keySpec`") && !m.contains("KeySpec"), "{m}");
+    let v = legacy(&[("Action", "GenerateDataKey")]).await;
+    assert_eq!(v["codeDesc"], "MissingParameter", "{v}");
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains("`keyId`") && !m.contains("KeyId"), "{m}");
+    let v = legacy(&[
+        ("Action", "GenerateDataKey"),
+        ("keyId", &key),
+        ("numberOfBytes", "2000"),
+    ])
+    .await;
+    let m = v["message"].as_str().unwrap();
+    assert!(
+        m.contains("`numberOfBytes`") && !m.contains("NumberOfBytes"),
+        "{m}"
+    );
+    // API 3.0 still requires KeySpec or NumberOfBytes.
+    assert_eq!(
+        err(&k, "GenerateDataKey", json!({ "KeyId": key })).await,
+        "MissingParameter"
+    );
+}
+
+/// Runs the real binary; returns its stdout, asserting it succeeded.
+async fn sealgate_cli(args: Vec<String>) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(&args)
+            .output()
+            .expect("run sealgate")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "sealgate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_json_output_is_lowercase_and_works_against_the_face() {
+    let k = start_kms(&[]).await;
+    let data = k.dir.join("data").display().to_string();
+    let cli = |cmd: &[&str]| {
+        let mut args: Vec<String> = vec!["credentials".into()];
+        args.extend(cmd.iter().map(|s| s.to_string()));
+        args.extend(["--data-dir".into(), data.clone(), "--json".into()]);
+        sealgate_cli(args)
+    };
+    let created: Value = serde_json::from_str(&cli(&["create"]).await).unwrap();
+    let id = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    let secret = created["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    assert!(created.get("Id").is_none() && created.get("Secret").is_none());
+    // The printed pair is a working credential.
+    let v = call_as(&k, id, secret, "ListKeys", json!({})).await;
+    assert!(v["Response"]["Keys"].is_array(), "{v}");
+
+    let listed: Value = serde_json::from_str(&cli(&["list"]).await).unwrap();
+    let mine = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(mine["revoked"], false, "{mine}");
+    assert!(mine["created_at"].is_u64(), "{mine}");
+    let revoked: Value = serde_json::from_str(&cli(&["revoke", id]).await).unwrap();
+    assert_eq!(revoked["id"], id, "{revoked}");
+    assert_eq!(revoked["revoked"], true, "{revoked}");
 }

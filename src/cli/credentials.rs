@@ -6,6 +6,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+use serde_json::Value;
+
 use super::keys::{from_value, print_json, stdout_err, CliError, StoreArgs, Target};
 use crate::keys::admin::AdminRequest;
 use crate::keys::CredentialInfo;
@@ -82,6 +85,53 @@ fn store_dir(store: &StoreArgs) -> Result<&Path, CliError> {
     }
 }
 
+/// A credential as `--json` prints it. Every `credentials` JSON output uses
+/// lower-case snake_case names (`{"id": …, "secret": …}` from `create`), the
+/// shape the documentation shows and scripts read; the admin protocol's
+/// PascalCase (`Id`, `Secret`) stays inside the socket.
+#[derive(Debug, Serialize)]
+struct CredentialJson {
+    id: String,
+    created_at: u64,
+    revoked: bool,
+    allowed_keys: Option<Vec<String>>,
+}
+
+impl From<CredentialInfo> for CredentialJson {
+    fn from(c: CredentialInfo) -> Self {
+        Self {
+            id: c.id,
+            created_at: c.created_at,
+            revoked: c.revoked,
+            allowed_keys: c
+                .allowed_keys
+                .map(|ks| ks.iter().map(|k| k.to_string()).collect()),
+        }
+    }
+}
+
+/// A client key as `--json` prints it (same casing rule as [`CredentialJson`]).
+#[derive(Debug, Serialize)]
+struct ClientKeyJson {
+    id: String,
+    created_at: u64,
+}
+
+impl From<&ClientKeyInfo> for ClientKeyJson {
+    fn from(k: &ClientKeyInfo) -> Self {
+        Self {
+            id: k.id.clone(),
+            created_at: k.created_at,
+        }
+    }
+}
+
+fn print_serialized(out: &mut dyn Write, v: &impl Serialize) -> Result<(), CliError> {
+    let v = serde_json::to_value(v)
+        .map_err(|e| CliError::Usage(format!("cannot render the answer as JSON: {e}")))?;
+    print_json(out, &v)
+}
+
 fn client_key_err(e: client_keys::ClientKeyError) -> CliError {
     CliError::Usage(e.to_string())
 }
@@ -97,10 +147,11 @@ pub fn run_to(cmd: CredentialsCommand, out: &mut dyn Write) -> Result<(), CliErr
         CredentialsCommand::Create { store, allow_keys } => {
             let allowed_keys = (!allow_keys.is_empty()).then_some(allow_keys);
             let v = Target::open(&store)?.call(AdminRequest::CreateCredential { allowed_keys })?;
+            let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
             if store.json {
-                return print_json(out, &v);
+                let pair = serde_json::json!({ "id": field("Id"), "secret": field("Secret") });
+                return print_json(out, &pair);
             }
-            let field = |k: &str| v.get(k).and_then(|s| s.as_str()).unwrap_or_default();
             writeln!(
                 out,
                 "Id:     {}\nSecret: {}\nThe secret is shown only now; store it safely.",
@@ -111,10 +162,11 @@ pub fn run_to(cmd: CredentialsCommand, out: &mut dyn Write) -> Result<(), CliErr
         }
         CredentialsCommand::List { store } => {
             let v = Target::open(&store)?.call(AdminRequest::ListCredentials)?;
-            if store.json {
-                return print_json(out, &v);
-            }
             let list: Vec<CredentialInfo> = from_value(v)?;
+            if store.json {
+                let list: Vec<CredentialJson> = list.into_iter().map(Into::into).collect();
+                return print_serialized(out, &list);
+            }
             let w = |out: &mut dyn Write| -> std::io::Result<()> {
                 writeln!(
                     out,
@@ -146,10 +198,10 @@ pub fn run_to(cmd: CredentialsCommand, out: &mut dyn Write) -> Result<(), CliErr
         }
         CredentialsCommand::Revoke { store, id } => {
             let v = Target::open(&store)?.call(AdminRequest::RevokeCredential { id })?;
-            if store.json {
-                return print_json(out, &v);
-            }
             let c: CredentialInfo = from_value(v)?;
+            if store.json {
+                return print_serialized(out, &CredentialJson::from(c));
+            }
             writeln!(out, "Revoked credential {}", c.id).map_err(stdout_err)
         }
         CredentialsCommand::AddClientKey {
@@ -165,7 +217,7 @@ pub fn run_to(cmd: CredentialsCommand, out: &mut dyn Write) -> Result<(), CliErr
             let info = client_keys::add_client_key(dir, &id, &pem, crate::keys::unix_now())
                 .map_err(client_key_err)?;
             if store.json {
-                return print_json(out, &serde_json::json!(info));
+                return print_serialized(out, &ClientKeyJson::from(&info));
             }
             writeln!(out, "Registered client key {}", info.id).map_err(stdout_err)
         }
@@ -173,7 +225,8 @@ pub fn run_to(cmd: CredentialsCommand, out: &mut dyn Write) -> Result<(), CliErr
             let list: Vec<ClientKeyInfo> =
                 client_keys::list_client_keys(store_dir(&store)?).map_err(client_key_err)?;
             if store.json {
-                return print_json(out, &serde_json::json!(list));
+                let list: Vec<ClientKeyJson> = list.iter().map(Into::into).collect();
+                return print_serialized(out, &list);
             }
             let w = |out: &mut dyn Write| -> std::io::Result<()> {
                 writeln!(out, "{:<40}  CREATED", "ID")?;

@@ -32,6 +32,7 @@ macro_rules! str_enum {
 
 pub mod alibaba;
 pub mod infisical;
+pub mod replay;
 pub mod signing;
 pub mod tencent;
 

@@ -37,6 +37,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 from tencentcloud.common import credential
@@ -62,10 +63,26 @@ def client_for(endpoint, secret_id, secret_key, region):
     return kms_client.KmsClient(credential.Credential(secret_id, secret_key), region, profile)
 
 
+_last_sent = {}
+
+
 def call(client, action, **params):
+    # sealgate accepts a signed request once (replay protection), and TC3
+    # signs only the body, Host, Content-Type and the second, not the action:
+    # a call with the same body as one sent in the same second (DisableKey
+    # then EnableKey of one key, the same blob decrypted twice) carries the
+    # same signature and would be refused, so wait for the next second
+    # first. The SDK stamps the request between the two clock reads around
+    # the call, so the second after the later read is surely a new one.
+    key = (id(client), json.dumps(params, sort_keys=True))
+    while int(time.time()) <= _last_sent.get(key, -1):
+        time.sleep(0.05)
     req = getattr(models, action + "Request")()
     req.from_json_string(json.dumps(params))
-    return getattr(client, action)(req)
+    try:
+        return getattr(client, action)(req)
+    finally:
+        _last_sent[key] = int(time.time())
 
 
 def step(name, fn):

@@ -11,10 +11,10 @@
 //! are compared in constant time; error messages never carry the secret, the
 //! expected signature or the string that was signed.
 
+use crate::keys::{Clock, SystemClock};
+use crate::kms::replay::{expiry_after_window, ReplayCache, ReplayRefused};
 pub use crate::kms::signing::RequestParts;
 use crate::kms::signing::{hmac1, hmac256, sha256_hex};
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -30,7 +30,7 @@ pub const DEFAULT_MAX_SKEW_SECS: i64 = 900;
 /// Longest nonce accepted (bounds the cache's memory).
 pub const MAX_NONCE_LEN: usize = 128;
 /// Default bound on remembered nonces.
-pub const DEFAULT_NONCE_CAPACITY: usize = 100_000;
+pub const DEFAULT_NONCE_CAPACITY: usize = crate::kms::replay::DEFAULT_REPLAY_CAPACITY;
 
 /// How strict verification is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,91 +141,9 @@ impl From<AuthError> for AlibabaError {
 
 // --------------------------------------------------------------- nonce cache
 
-/// Why a nonce was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NonceRefused {
-    /// Seen before and still within its window.
-    Used,
-    /// The cache holds `capacity` live nonces.
-    Full,
-}
-
-#[derive(Debug, Default)]
-struct NonceInner {
-    expiry: HashMap<(String, String), i64>,
-    by_expiry: BTreeSet<(i64, String, String)>,
-}
-
-/// Remembers `(AccessKeyId, nonce)` pairs until their window closes, so a
-/// nonce is not accepted twice. Bounded: expired entries are pruned on every
-/// call (the clock is passed in); when `capacity` live entries remain, new
-/// nonces are refused rather than evicting live ones (evicting would reopen
-/// a replay window).
-#[derive(Debug)]
-pub struct NonceCache {
-    capacity: usize,
-    inner: Mutex<NonceInner>,
-}
-
-impl Default for NonceCache {
-    fn default() -> Self {
-        Self::new(DEFAULT_NONCE_CAPACITY)
-    }
-}
-
-impl NonceCache {
-    /// A cache holding at most `capacity` live nonces (at least 1).
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            inner: Mutex::new(NonceInner::default()),
-        }
-    }
-
-    /// Live entries (after the last prune).
-    pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .expiry
-            .len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Records `nonce` for `access_key_id` until `expires_at` (unix seconds),
-    /// or refuses it. Entries with `expires_at <= now` are forgotten first.
-    pub fn check_and_insert(
-        &self,
-        access_key_id: &str,
-        nonce: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> Result<(), NonceRefused> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(first) = g.by_expiry.first().cloned() {
-            if first.0 > now {
-                break;
-            }
-            g.by_expiry.remove(&first);
-            g.expiry.remove(&(first.1, first.2));
-        }
-        let key = (access_key_id.to_string(), nonce.to_string());
-        if g.expiry.contains_key(&key) {
-            return Err(NonceRefused::Used);
-        }
-        if g.expiry.len() >= self.capacity {
-            return Err(NonceRefused::Full);
-        }
-        g.by_expiry
-            .insert((expires_at, key.0.clone(), key.1.clone()));
-        g.expiry.insert(key, expires_at);
-        Ok(())
-    }
-}
+/// The replay cache this face keeps: the shared one of [`crate::kms::replay`],
+/// keyed by `(AccessKeyId, SignatureNonce)`.
+pub type NonceCache<C = SystemClock> = ReplayCache<C>;
 
 // -------------------------------------------------------------- primitives
 
@@ -322,20 +240,19 @@ fn check_skew(ts: i64, now: i64, policy: &VerifyPolicy) -> Result<(), AuthError>
 }
 
 fn remember_nonce(
-    nonces: &NonceCache,
+    nonces: &NonceCache<impl Clock>,
     id: &str,
     nonce: &str,
     ts: i64,
-    now: i64,
     policy: &VerifyPolicy,
 ) -> Result<(), AuthError> {
     // After ts + skew the timestamp check refuses the request anyway.
-    let expires = ts.saturating_add(policy.max_skew_secs).saturating_add(1);
+    let expires = expiry_after_window(ts, policy.max_skew_secs);
     nonces
-        .check_and_insert(id, nonce, expires, now)
+        .check_and_insert(id, nonce, expires)
         .map_err(|r| match r {
-            NonceRefused::Used => AuthError::NonceUsed,
-            NonceRefused::Full => AuthError::Throttled,
+            ReplayRefused::Used => AuthError::NonceUsed,
+            ReplayRefused::Full => AuthError::Throttled,
         })
 }
 
@@ -494,7 +411,7 @@ pub fn acs3_authorization(
 pub fn verify_acs3(
     req: &RequestParts<'_>,
     secret_lookup: impl Fn(&str) -> Option<SecretBytes>,
-    nonces: &NonceCache,
+    nonces: &NonceCache<impl Clock>,
     now: i64,
     policy: &VerifyPolicy,
 ) -> Result<Verified, AuthError> {
@@ -548,7 +465,7 @@ pub fn verify_acs3(
         return Err(AuthError::SignatureDoesNotMatch("signature does not match"));
     }
     let params = request_params(req)?;
-    remember_nonce(nonces, &auth.access_key_id, &nonce, ts, now, policy)?;
+    remember_nonce(nonces, &auth.access_key_id, &nonce, ts, policy)?;
     Ok(Verified {
         caller: Caller {
             access_key_id: auth.access_key_id,
@@ -592,7 +509,7 @@ fn rpc_mac(secret: &[u8], sts: &str) -> [u8; 20] {
 pub fn verify_rpc(
     req: &RequestParts<'_>,
     secret_lookup: impl Fn(&str) -> Option<SecretBytes>,
-    nonces: &NonceCache,
+    nonces: &NonceCache<impl Clock>,
     now: i64,
     policy: &VerifyPolicy,
 ) -> Result<Verified, AuthError> {
@@ -633,7 +550,7 @@ pub fn verify_rpc(
     if !bool::from(expected.as_slice().ct_eq(given.as_slice())) {
         return Err(AuthError::SignatureDoesNotMatch("signature does not match"));
     }
-    remember_nonce(nonces, access_key_id, nonce, ts, now, policy)?;
+    remember_nonce(nonces, access_key_id, nonce, ts, policy)?;
     let caller = Caller {
         access_key_id: access_key_id.to_string(),
         scheme: SignatureScheme::RpcV1,
@@ -653,7 +570,7 @@ pub fn verify_rpc(
 pub fn verify(
     req: &RequestParts<'_>,
     secret_lookup: impl Fn(&str) -> Option<SecretBytes>,
-    nonces: &NonceCache,
+    nonces: &NonceCache<impl Clock>,
     now: i64,
     policy: &VerifyPolicy,
 ) -> Result<Verified, AuthError> {
@@ -674,6 +591,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::ManualClock;
 
     fn lookup(id: &'static str, key: &'static str) -> impl Fn(&str) -> Option<SecretBytes> + Copy {
         move |asked: &str| (asked == id).then(|| SecretBytes::new(key.as_bytes().to_vec()))
@@ -736,7 +654,8 @@ mod tests {
         let mut h = headers.clone();
         h.push(("Authorization", &auth));
         let req = RequestParts { headers: &h, ..req };
-        let nonces = NonceCache::default();
+        // The cache forgets by its own clock: stand it at the request's time.
+        let nonces = NonceCache::with_clock(8, ManualClock::new(doc_now() as u64));
         let p = VerifyPolicy::default();
         let look = lookup("YourAccessKeyId", "YourAccessKeySecret");
         let v = verify(&req, look, &nonces, doc_now(), &p).unwrap();
@@ -893,7 +812,7 @@ mod tests {
             body: b"",
         };
         let now = parse_acs_date("2016-02-23T12:46:24Z").unwrap();
-        let nonces = NonceCache::default();
+        let nonces = NonceCache::with_clock(8, ManualClock::new(now as u64));
         let p = VerifyPolicy::default();
         let v = verify(&req, lookup("testid", "testsecret"), &nonces, now, &p).unwrap();
         assert_eq!(v.caller.scheme, SignatureScheme::RpcV1);
@@ -942,31 +861,6 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.code().0, want, "{q}");
         }
-    }
-
-    #[test]
-    fn nonce_cache_forgets_after_the_window_and_is_bounded() {
-        let c = NonceCache::new(2);
-        assert!(c.check_and_insert("ak", "n1", 100, 0).is_ok());
-        assert_eq!(
-            c.check_and_insert("ak", "n1", 100, 50),
-            Err(NonceRefused::Used)
-        );
-        // Another key may use the same nonce.
-        assert!(c.check_and_insert("bk", "n1", 200, 50).is_ok());
-        // Full of live nonces: refused, not evicted.
-        assert_eq!(
-            c.check_and_insert("ak", "n2", 300, 60),
-            Err(NonceRefused::Full)
-        );
-        assert_eq!(
-            c.check_and_insert("ak", "n1", 100, 60),
-            Err(NonceRefused::Used)
-        );
-        // At 100 the first expires and makes room.
-        assert!(c.check_and_insert("ak", "n2", 300, 100).is_ok());
-        assert!(c.check_and_insert("ak", "n1", 400, 200).is_ok());
-        assert_eq!(c.len(), 2);
     }
 
     /// Requests captured from the official Python SDKs (see

@@ -1,4 +1,6 @@
 //! The Tencent Cloud KMS face: one request → signature check ([`sign`]) →
+//! replay check (each signature, legacy: each Nonce + Timestamp, accepted
+//! once while within the skew window; [`crate::kms::replay`]) →
 //! per-credential rate limit → typed request ([`wire::parse_request`]) →
 //! key store → Tencent's response envelope.
 //!
@@ -45,6 +47,7 @@ use crate::keys::blob::blob_cmk;
 use crate::keys::{
     CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyState, KeyStore, KeyUsage, Tag,
 };
+use crate::kms::replay::{expiry_after_window, ReplayCache, ReplayRefused};
 use crate::kms::{Face, KmsRequest};
 use crate::ratelimit::{Quota, RateLimiter, SystemClock};
 use crate::secret::SecretBytes;
@@ -70,6 +73,8 @@ pub struct TencentFace {
     store: Arc<KeyStore>,
     limiter: RateLimiter<SystemClock>,
     policy: VerifyPolicy,
+    /// Signatures (legacy: Nonce + Timestamp) already accepted, per SecretId.
+    replays: ReplayCache,
     imports: Mutex<HashMap<KeyId, PendingImport>>,
 }
 
@@ -327,6 +332,7 @@ impl TencentFace {
             store,
             limiter,
             policy: VerifyPolicy::default(),
+            replays: ReplayCache::default(),
             imports: Mutex::new(HashMap::new()),
         }
     }
@@ -357,6 +363,19 @@ impl TencentFace {
             i64::try_from(now_secs()).unwrap_or(i64::MAX),
             &self.policy,
         )?;
+        // TC3 leaves X-TC-Action unsigned, so a captured request could be
+        // sent again with another action: each signature (legacy: each
+        // Nonce + Timestamp) is accepted once while its timestamp is within
+        // the skew window. Remembered only after it verified, so nobody can
+        // spend another caller's tokens.
+        let token = sign::replay_token(&verified, legacy);
+        let expires = expiry_after_window(verified.caller.timestamp, self.policy.max_skew_secs);
+        self.replays
+            .check_and_insert(&verified.caller.secret_id, &token, expires)
+            .map_err(|r| match r {
+                ReplayRefused::Used => TencentError::replayed(),
+                ReplayRefused::Full => TencentError::rate_limited(),
+            })?;
         let caller = verified.caller.secret_id;
         let (action, version, params) = match verified.v1_params {
             Some(flat) => {
@@ -402,6 +421,10 @@ impl TencentFace {
             }
         };
         let action = wire::parse_action(action.trim())?;
+        let mut params = params;
+        if legacy {
+            wire::apply_legacy_defaults(action, &mut params);
+        }
         if legacy
             && !matches!(
                 action,

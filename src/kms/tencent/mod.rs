@@ -6,7 +6,8 @@
 //! - [`wire`]: the response envelope, error codes, per-action quotas and the
 //!   typed, validated requests of every action.
 //!
-//! [`face`] is the HTTP handler (request → [`sign::verify`] → rate limit →
+//! [`face`] is the HTTP handler (request → [`sign::verify`] → replay check
+//! → rate limit →
 //! [`wire::parse_request`] → key store → [`wire::success_body`]) that wires
 //! them to the store.
 

@@ -62,6 +62,10 @@ pub struct Caller {
     pub scheme: SignatureScheme,
     /// The signed request timestamp (unix seconds).
     pub timestamp: i64,
+    /// The signature bytes the request carried (what replay protection
+    /// remembers: TC3 does not sign `X-TC-Action`, so the signature, not the
+    /// action, is what makes a request one of a kind).
+    pub signature: Vec<u8>,
 }
 
 /// Why a request was not authenticated.
@@ -118,20 +122,25 @@ pub fn utc_date(timestamp: i64) -> Option<String> {
 
 /// TC3 step 1: the canonical request. `signed_headers` are lower-case names
 /// in the order they are listed; `lowercase_values` lower-cases header
-/// values as Tencent's prose describes (the SDKs send them as they are).
+/// values as Tencent's prose describes (the SDKs send them as they are);
+/// `host` stands in for the `Host` header's value when given.
 fn tc3_canonical_request(
     req: &RequestParts<'_>,
     signed_headers: &[&str],
     payload_hash: &str,
     lowercase_values: bool,
+    host: Option<&str>,
 ) -> Result<String, AuthError> {
     let method = req.method.to_ascii_uppercase();
     let query = if method == "POST" { "" } else { req.query };
     let mut canon = String::new();
     for name in signed_headers {
-        let value = req
-            .header(name)
-            .ok_or(AuthError::SignatureFailure("a signed header is missing"))?;
+        let value = match (*name, host) {
+            ("host", Some(h)) => h.to_string(),
+            _ => req
+                .header(name)
+                .ok_or(AuthError::SignatureFailure("a signed header is missing"))?,
+        };
         let value = value.trim();
         canon.push_str(name);
         canon.push(':');
@@ -294,33 +303,59 @@ pub fn verify_tc3(
         sha256_hex(req.body)
     };
     let names: Vec<&str> = auth.signed_headers.iter().map(String::as_str).collect();
-    // Values as sent first (what the SDKs sign); then lower-cased, as the
-    // prose of Tencent's documentation tells hand-written clients to do.
-    for lowercase in [false, true] {
-        let canonical = tc3_canonical_request(req, &names, &payload_hash, lowercase)?;
-        let expected = tc3_signature(
-            secret.expose(),
-            &auth.date,
-            &auth.service,
-            timestamp,
-            &canonical,
-        );
-        if bool::from(expected.ct_eq(&auth.signature)) {
-            return Ok(Caller {
-                secret_id: auth.secret_id,
-                scheme: SignatureScheme::Tc3,
-                timestamp,
-            });
+    // The Host value as sent first (what the Python SDK signs); then, if it
+    // carries a port, without it: the Node.js SDK sends `Host: h:8443` but
+    // signs `host:h`. Nothing else in the canonical request varies.
+    let sent_host = req.header("host");
+    let mut hosts: Vec<Option<&str>> = vec![None];
+    if names.contains(&"host") {
+        if let Some(bare) = sent_host.as_deref().and_then(host_without_port) {
+            hosts.push(Some(bare));
         }
-        let any_upper = names.iter().any(|n| {
-            req.header(n)
-                .is_some_and(|v| v.bytes().any(|b| b.is_ascii_uppercase()))
-        });
-        if !any_upper {
-            break;
+    }
+    // Values as sent first (what the SDKs sign); then lower-cased, as the
+    // prose of Tencent's documentation tells hand-written clients to do
+    // (only worth trying when some signed value has an upper-case letter).
+    let any_upper = names.iter().any(|n| {
+        req.header(n)
+            .is_some_and(|v| v.bytes().any(|b| b.is_ascii_uppercase()))
+    });
+    let cases: &[bool] = if any_upper { &[false, true] } else { &[false] };
+    for host in &hosts {
+        for &lowercase in cases {
+            let canonical = tc3_canonical_request(req, &names, &payload_hash, lowercase, *host)?;
+            let expected = tc3_signature(
+                secret.expose(),
+                &auth.date,
+                &auth.service,
+                timestamp,
+                &canonical,
+            );
+            if bool::from(expected.ct_eq(&auth.signature)) {
+                return Ok(Caller {
+                    secret_id: auth.secret_id,
+                    scheme: SignatureScheme::Tc3,
+                    timestamp,
+                    signature: auth.signature.to_vec(),
+                });
+            }
         }
     }
     Err(AuthError::SignatureFailure("signature does not match"))
+}
+
+/// A `Host` value without its `:port`, when it has one (`kms.local:8443` →
+/// `kms.local`, `[::1]:8443` → `[::1]`); `None` when there is no port.
+pub fn host_without_port(host: &str) -> Option<&str> {
+    let (name, port) = host.trim().rsplit_once(':')?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // A bare IPv6 address (no brackets) has colons but no port.
+    if name.is_empty() || (name.contains(':') && !name.ends_with(']')) {
+        return None;
+    }
+    Some(name)
 }
 
 /// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
@@ -440,6 +475,7 @@ pub fn verify_v1(
         secret_id: secret_id.to_string(),
         scheme,
         timestamp,
+        signature: given,
     };
     Ok((caller, params))
 }
@@ -477,6 +513,21 @@ pub fn verify(
     }
 }
 
+/// What replay protection remembers of a verified request (with its
+/// SecretId): the signature; or, with `by_nonce` and a v1 request, its
+/// `Nonce` and `Timestamp` — the legacy API's rule that one Nonce +
+/// Timestamp pair is used once, whatever else the request carries.
+pub fn replay_token(v: &Verified, by_nonce: bool) -> String {
+    let nonce = v
+        .v1_params
+        .as_ref()
+        .and_then(|p| p.iter().find(|(k, _)| k == "Nonce").map(|(_, n)| n.trim()));
+    match nonce {
+        Some(n) if by_nonce => format!("nonce {} {n}", v.caller.timestamp),
+        _ => format!("sig {}", hex::encode(&v.caller.signature)),
+    }
+}
+
 // ---------------------------------------------------------------- signing
 
 /// The hex TC3 signature of a request (client side). `signed_headers` are
@@ -493,7 +544,7 @@ pub fn sign_tc3(
         .map(|h| h.to_ascii_lowercase())
         .collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let canonical = tc3_canonical_request(req, &names, &sha256_hex(req.body), false)?;
+    let canonical = tc3_canonical_request(req, &names, &sha256_hex(req.body), false, None)?;
     let date = utc_date(timestamp).ok_or(AuthError::SignatureFailure("timestamp out of range"))?;
     Ok(hex::encode(tc3_signature(
         secret_key, &date, service, timestamp, &canonical,
@@ -617,6 +668,7 @@ mod tests {
             &["content-type", "host"],
             &sha256_hex(req.body),
             false,
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -677,9 +729,10 @@ mod tests {
         let bad = post(&headers, tampered.as_bytes());
         let e = verify(&bad, lookup(DOC_ID, DOC_KEY), 1551113065, &p).unwrap_err();
         assert_eq!(e.code(), "AuthFailure.SignatureFailure");
-        // A different Host (the signed header) breaks it too.
+        // A different Host (the signed header) breaks it too. (The same host
+        // with a port added is accepted: the Node.js SDK signs it without.)
         let mut moved = headers.clone();
-        moved[2] = ("Host", "cvm.tencentcloudapi.com:443");
+        moved[2] = ("Host", "kms.tencentcloudapi.com:443");
         let e = verify(
             &post(&moved, DOC_BODY.as_bytes()),
             lookup(DOC_ID, DOC_KEY),
@@ -806,6 +859,96 @@ mod tests {
             .code(),
             "AuthFailure.SignatureFailure"
         );
+    }
+
+    #[test]
+    fn host_without_port_strips_only_a_port() {
+        assert_eq!(host_without_port("kms.local:8443"), Some("kms.local"));
+        assert_eq!(host_without_port("127.0.0.1:9"), Some("127.0.0.1"));
+        assert_eq!(host_without_port("[::1]:8443"), Some("[::1]"));
+        for none in ["kms.local", "[::1]", "::1", "h:", "h:x1", ":80"] {
+            assert_eq!(host_without_port(none), None, "{none}");
+        }
+    }
+
+    /// The Node.js SDK sends `Host: h:port` but signs `host:h`; both
+    /// spellings of the signed host verify, nothing else does.
+    #[test]
+    fn tc3_host_may_be_signed_without_its_port() {
+        let signed_as = [
+            ("Content-Type", "application/json"),
+            ("Host", "kms.local"),
+            ("X-TC-Timestamp", "1795420733"),
+        ];
+        let body = br#"{"KeyId":"k1"}"#;
+        let req = post(&signed_as, body);
+        let auth = tc3_authorization(
+            "id",
+            b"k",
+            "kms",
+            1795420733,
+            &req,
+            &["content-type", "host"],
+        )
+        .unwrap();
+        let p = VerifyPolicy::default();
+        for (sent, ok) in [
+            ("kms.local:8443", true),
+            ("kms.local", true),
+            ("kms.other:8443", false),
+            ("kms.local.evil:8443", false),
+        ] {
+            let headers = [
+                ("Content-Type", "application/json"),
+                ("Host", sent),
+                ("X-TC-Timestamp", "1795420733"),
+                ("Authorization", auth.as_str()),
+            ];
+            let r = verify(&post(&headers, body), lookup("id", "k"), 1795420733, &p);
+            assert_eq!(r.is_ok(), ok, "{sent}: {r:?}");
+        }
+        // Signed with the port, sent with it: still fine (the Python SDK).
+        let with_port = [
+            ("Content-Type", "application/json"),
+            ("Host", "kms.local:8443"),
+            ("X-TC-Timestamp", "1795420733"),
+        ];
+        let auth = tc3_authorization(
+            "id",
+            b"k",
+            "kms",
+            1795420733,
+            &post(&with_port, body),
+            &["content-type", "host"],
+        )
+        .unwrap();
+        let mut headers = with_port.to_vec();
+        headers.push(("Authorization", &auth));
+        assert!(verify(&post(&headers, body), lookup("id", "k"), 1795420733, &p).is_ok());
+        // ... but not at the bare host: the port was signed.
+        headers[1] = ("Host", "kms.local");
+        assert!(verify(&post(&headers, body), lookup("id", "k"), 1795420733, &p).is_err());
+    }
+
+    #[test]
+    fn replay_tokens_are_the_signature_or_the_legacy_nonce() {
+        let auth = doc_auth();
+        let headers = doc_headers(&auth);
+        let v = verify(
+            &post(&headers, DOC_BODY.as_bytes()),
+            lookup(DOC_ID, DOC_KEY),
+            1551113065,
+            &VerifyPolicy::default(),
+        )
+        .unwrap();
+        assert_eq!(v.caller.signature, hex::decode(DOC_SIG).unwrap());
+        assert_eq!(replay_token(&v, false), format!("sig {DOC_SIG}"));
+        // TC3 has no nonce: the signature either way.
+        assert_eq!(replay_token(&v, true), format!("sig {DOC_SIG}"));
+        let mut v1 = v.clone();
+        v1.v1_params = Some(vec![("Nonce".into(), " 11886 ".into())]);
+        assert_eq!(replay_token(&v1, true), "nonce 1551113065 11886");
+        assert_eq!(replay_token(&v1, false), format!("sig {DOC_SIG}"));
     }
 
     #[test]
