@@ -166,10 +166,7 @@ fn populate(store: &Arc<KeyStore>) -> Evidence {
             .push((alias.into(), rsa_oaep_encrypt(&public, MESSAGE)));
     }
     // a key without an alias, found by KeyId only
-    ev.unaliased = store
-        .create(CreateKeyRequest::default())
-        .unwrap()
-        .key_id;
+    ev.unaliased = store.create(CreateKeyRequest::default()).unwrap().key_id;
     let blob = store
         .encrypt(&ev.unaliased.to_string(), MESSAGE, b"unaliased")
         .unwrap()
@@ -246,7 +243,9 @@ fn rsa_oaep_encrypt(public_der: &[u8], plaintext: &[u8]) -> Vec<u8> {
 /// Opens one envelope (either kind) through a fresh cache on `store`.
 fn open_envelope(cache: &DataKeyCache, text: &str, context: &[u8], aad: &[u8]) -> Vec<u8> {
     if let Ok(det) = sealgate::envelope::DetEnvelope::parse(text) {
-        let key = cache.deterministic_opening_key(&det.cmk(), context).unwrap();
+        let key = cache
+            .deterministic_opening_key(&det.cmk(), context)
+            .unwrap();
         return det.open(&key, aad).unwrap().json().to_vec();
     }
     let env = sealgate::envelope::Envelope::parse(text).unwrap();
@@ -281,7 +280,9 @@ fn check_restored(original: &[KeyMetadata], restored: &Arc<KeyStore>, ev: &Evide
     // states are kept, so the disabled and pending keys refuse until brought back
     let disabled_blob = ev.blobs.iter().find(|b| b.0 == "disabled").unwrap();
     assert_eq!(
-        restored.decrypt(&disabled_blob.1, &disabled_blob.2).unwrap_err(),
+        restored
+            .decrypt(&disabled_blob.1, &disabled_blob.2)
+            .unwrap_err(),
         KeyError::CmkDisabled
     );
     restored.enable("disabled").unwrap();
@@ -356,13 +357,14 @@ fn a_backup_of_every_key_kind_restores_into_a_fresh_data_dir() {
     drop(original);
 
     let restored = Arc::new(open(&tmp.path().join("fresh")));
-    let report = restored.import(serde_json::from_str(&backup).unwrap()).unwrap();
-    assert_eq!(
-        (report.keys_imported, report.credentials_imported),
-        (14, 3)
-    );
+    let report = restored
+        .import(serde_json::from_str(&backup).unwrap())
+        .unwrap();
+    assert_eq!((report.keys_imported, report.credentials_imported), (14, 3));
     // importing the same backup again changes nothing
-    let again = restored.import(serde_json::from_str(&backup).unwrap()).unwrap();
+    let again = restored
+        .import(serde_json::from_str(&backup).unwrap())
+        .unwrap();
     assert_eq!((again.keys_imported, again.keys_unchanged), (0, 14));
     check_restored(&metadata, &restored, &ev);
     drop(restored);
@@ -388,7 +390,8 @@ fn a_backup_whose_private_key_was_swapped_is_refused() {
     let fresh = open(&tmp.path().join("b"));
     let e = fresh.import(backup).unwrap_err();
     assert!(
-        e.to_string().contains("is not a private key of the key's usage"),
+        e.to_string()
+            .contains("is not a private key of the key's usage"),
         "{e}"
     );
     assert_eq!(fresh.list(0, 10).total_count, 0);
@@ -450,7 +453,20 @@ fn keys_export_and_import_commands_restore_every_key_kind() {
         backup_s,
     ]);
     let said = ok(&out, "keys export");
-    assert!(said.contains("Exported 14 keys and 3 credentials"), "{said}");
+    assert!(
+        said.contains("Exported 14 keys and 3 credentials"),
+        "{said}"
+    );
+    // a restore goes into a store made for it (only `init` creates one)
+    let out = sealgate(&[
+        "keys",
+        "init",
+        "--data-dir",
+        new_s,
+        "--root-key-file",
+        key_s,
+    ]);
+    ok(&out, "keys init");
     let out = sealgate(&[
         "keys",
         "import",
@@ -461,7 +477,10 @@ fn keys_export_and_import_commands_restore_every_key_kind() {
         backup_s,
     ]);
     let said = ok(&out, "keys import");
-    assert!(said.contains("Imported 14 keys (0 already present), 3 credentials"), "{said}");
+    assert!(
+        said.contains("Imported 14 keys (0 already present), 3 credentials"),
+        "{said}"
+    );
     let restored = Arc::new(
         KeyStore::open(&new, RootKeySource::File(keyfile), StoreOptions::default()).unwrap(),
     );

@@ -33,8 +33,7 @@ use super::keywrap::{unwrap_dek, wrap_dek};
 use super::model::{
     Backup, Change, CreateKeyRequest, CredentialInfo, CredentialRecord, ImportReport, KeyCommand,
     KeyId, KeyMetadata, KeyRecord, KeyState, KeyUsage, Limits, MaterialSource, Mutation, Outcome,
-    SealedVersion,
-    State,
+    SealedVersion, State,
 };
 use super::provider::{KeyError, KeyProvider};
 use super::root::{RootKeyError, RootKeySource, RootSealer};
