@@ -37,12 +37,16 @@ fn create(store: &KeyStore, alias: &str, usage: KeyUsage, origin: KeyOrigin) -> 
         .key_id
 }
 
+/// Four values recorded together: (key alias or envelope text, then three
+/// byte strings a check needs).
+type Sealed = (String, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// What was made before the export and must still open or verify after it.
 struct Evidence {
     /// (key alias, KMS ciphertext blob, context, plaintext)
-    blobs: Vec<(String, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    blobs: Vec<Sealed>,
     /// (`sg1.` or `sgd1.` envelope text, context, label AAD, JSON value)
-    envelopes: Vec<(String, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    envelopes: Vec<Sealed>,
     /// (key alias, algorithm, public key DER, signature over `MESSAGE`)
     signatures: Vec<(String, SigningAlgorithm, Vec<u8>, Vec<u8>)>,
     /// (key alias, RSA-OAEP-SHA256 ciphertext of `MESSAGE` under its public key)

@@ -728,3 +728,81 @@ fn the_readme_demo_command_still_starts_on_a_new_data_dir() {
     .unwrap();
     assert!(store.resolve("demo").is_ok(), "the CMK the README names");
 }
+
+// ---- `sealgate config check`: what `serve` would load, without starting ----
+
+/// Runs `sealgate config check --config` on `dir` (policy `policy`, config
+/// lines `extra`); returns success, stdout and stderr.
+fn config_check(dir: &std::path::Path, policy: &str, extra: &str) -> (bool, String, String) {
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/p.toml"), policy).unwrap();
+    let config = dir.join("sealgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstream = \"http://127.0.0.1:3000\"\npolicies = {:?}\ndata_dir = {:?}\n{extra}\n",
+            dir.join("policies").display().to_string(),
+            dir.join("data").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .env_remove("SEALGATE_DATA_DIR")
+        .env_remove("SEALGATE_ROOT_KEY")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_validates_config_policies_and_keys_without_starting() {
+    // everything in place
+    let dir = dir_with_store_in_use();
+    let good = TYPO_POLICY.replace("ordres", "orders");
+    let (ok, out, err) = config_check(&dir, &good, "");
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("config OK") && out.contains("keys OK"),
+        "{out}"
+    );
+
+    // a typo'd key on a store in use: the start-up error, before starting
+    let (ok, _, err) = config_check(&dir, TYPO_POLICY, "");
+    assert!(!ok);
+    assert!(
+        err.contains("route 'orders': field 'key'") && err.contains("key 'ordres' is not in"),
+        "{err}"
+    );
+    // … unless serve is told to create it
+    let (ok, out, _) = config_check(&dir, TYPO_POLICY, "[keys]\ncreate_policy_keys = true");
+    assert!(ok && out.contains("will create key 'ordres'"), "{out}");
+    assert!(
+        open_store(&dir).resolve("ordres").is_err(),
+        "the check creates nothing"
+    );
+
+    // a key name serve would refuse
+    let (ok, _, err) = config_check(&dir, &TYPO_POLICY.replace("ordres", "Demo key!"), "");
+    assert!(
+        !ok && err.contains("neither a KeyId nor a valid alias"),
+        "{err}"
+    );
+
+    // a config mistake names the field
+    let (ok, _, err) = config_check(&dir, &good, "listn = \"x\"");
+    assert!(!ok && err.contains("listn"), "{err}");
+
+    // no store yet: serve would create it; the check does not
+    let fresh = tempfile::tempdir().unwrap();
+    let (ok, out, err) = config_check(fresh.path(), TYPO_POLICY, "");
+    assert!(ok, "{err}");
+    assert!(out.contains("no key store in"), "{out}");
+    assert!(!fresh.path().join("data").exists());
+}

@@ -45,10 +45,23 @@ pub enum PolicyCommand {
 /// one problem each; a store that does not open is one problem.
 fn missing_keys(set: &PolicySet, store: &StoreArgs) -> Vec<Problem> {
     let shown = store.data_dir.display().to_string();
-    let target = match Target::open(store) {
-        Ok(t) => t,
-        Err(e) => return vec![Problem::file(&shown, format!("cannot check keys: {e}"))],
-    };
+    match Target::open(store) {
+        Ok(target) => missing_keys_in(set, &target, &shown)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect(),
+        Err(e) => vec![Problem::file(&shown, format!("cannot check keys: {e}"))],
+    }
+}
+
+/// [`missing_keys`] in a store already open (`shown` names it); each
+/// problem with the missing key's name, `None` when the key could not be
+/// looked up at all.
+pub(crate) fn missing_keys_in(
+    set: &PolicySet,
+    target: &Target,
+    shown: &str,
+) -> Vec<(Problem, Option<String>)> {
     let mut problems = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for route in set.routes() {
@@ -58,25 +71,30 @@ fn missing_keys(set: &PolicySet, store: &StoreArgs) -> Vec<Problem> {
             if !seen.insert(key.clone()) {
                 continue;
             }
-            match target.call(AdminRequest::Describe { key: key.clone() }) {
-                Ok(_) => {}
-                Err(CliError::Key(KeyError::CmkNotFound)) => problems.push(Problem {
-                    file: route.file().to_owned(),
-                    route: Some(route.name.clone()),
-                    field: Some(field.to_owned()),
-                    message: format!(
-                        "key '{key}' is not in the key store in {shown}; `serve` refuses to \
-                         start unless it is created (`sealgate keys create --alias {key}`) or \
-                         [keys] create_policy_keys = true"
-                    ),
-                }),
-                Err(e) => problems.push(Problem {
-                    file: route.file().to_owned(),
-                    route: Some(route.name.clone()),
-                    field: Some(field.to_owned()),
-                    message: format!("cannot check key '{key}' in {shown}: {e}"),
-                }),
-            }
+            let missing = match target.call(AdminRequest::Describe { key: key.clone() }) {
+                Ok(_) => continue,
+                Err(CliError::Key(KeyError::CmkNotFound)) => true,
+                Err(_) => false,
+            };
+            let message = match (missing, field) {
+                (true, "key") => format!(
+                    "key '{key}' is not in the key store in {shown}; `serve` refuses to start \
+                     unless it is created (`sealgate keys create --alias {key}`) or [keys] \
+                     create_policy_keys = true"
+                ),
+                (true, _) => format!(
+                    "key '{key}' is not in the key store in {shown}; nothing sealed under it \
+                     can be opened"
+                ),
+                (false, _) => format!("cannot look up key '{key}' in {shown}"),
+            };
+            let problem = Problem {
+                file: route.file().to_owned(),
+                route: Some(route.name.clone()),
+                field: Some(field.to_owned()),
+                message,
+            };
+            problems.push((problem, missing.then(|| key.clone())));
         }
     }
     problems
