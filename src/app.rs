@@ -177,7 +177,8 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     );
     let policies =
         crate::policy::load_dir(&config.policies).map_err(|e| StartError::Policy(e.to_string()))?;
-    crate::reload::ensure_policy_keys(&store, &policies).map_err(StartError::Policy)?;
+    crate::reload::ensure_policy_keys(&store, &policies, config.create_policy_keys)
+        .map_err(StartError::Policy)?;
     crate::reload::warn_label_gaps(&policies);
     // every data key the cache generates or unwraps is counted and audited
     let provider: Arc<dyn crate::keys::KeyProvider> = Arc::new(AuditedProvider {
@@ -326,6 +327,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         store.clone(),
         metrics.clone(),
         audit.clone(),
+        config.create_policy_keys,
     ));
     if config.reload.watch {
         let mut rx5 = rx.clone();

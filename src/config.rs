@@ -13,6 +13,10 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default maximum body size the proxy buffers to rewrite (4 MiB).
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+/// Default data directory of the key store, relative to the working
+/// directory: `serve` and every admin command (`keys`, `credentials`,
+/// `rewrap`) use it, so they find the same store.
+pub const DEFAULT_DATA_DIR: &str = "sealgate-data";
 
 /// A configuration error, naming the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,30 @@ struct FileConfig {
     shadow_capture_sample: Option<f64>,
     #[serde(default)]
     proxy: FileProxy,
+    #[serde(default)]
+    keys: FileKeys,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKeys {
+    create_policy_keys: Option<bool>,
+}
+
+/// `[keys] create_policy_keys`: whether a key a policy names and the store
+/// lacks is created at start and on reload. A typo in a policy's `key` must
+/// not silently become a new CMK that data is then sealed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicyKeyCreation {
+    /// Unset (the default): created only while the store holds no key at
+    /// all — the first start on a new data directory, as in the demo;
+    /// otherwise a missing key is an error.
+    #[default]
+    EmptyStoreOnly,
+    /// `true` / `--create-policy-keys`: always created (each logged at WARN).
+    Always,
+    /// `false` / `--create-policy-keys=false`: never; a missing key is an error.
+    Never,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +229,8 @@ pub struct Overrides {
     pub upstream_ca: Option<PathBuf>,
     /// `--upstream-server-name NAME`: `[upstream_tls] server_name`
     pub upstream_server_name: Option<String>,
+    /// `--create-policy-keys[=BOOL]`: `[keys] create_policy_keys`
+    pub create_policy_keys: Option<bool>,
 }
 
 /// The flags that stand for one listener's TLS table.
@@ -431,10 +461,50 @@ pub struct Config {
     pub shadow_capture: Option<ShadowCapture>,
     /// `[proxy] unmatched_hosts` (default pass).
     pub unmatched_hosts: UnmatchedHosts,
+    /// `[keys] create_policy_keys` (default: only on an empty store).
+    pub create_policy_keys: PolicyKeyCreation,
 }
 
 /// Reads, parses and validates `path` (if any) and applies `overrides`.
 pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    validate(read_and_parse(path)?, overrides)
+}
+
+/// Where the key store lives: the data directory and the root key file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreLocation {
+    /// Data directory of the key store.
+    pub data_dir: PathBuf,
+    /// Root key file, if not the default (`SEALGATE_ROOT_KEY`, else
+    /// `<data-dir>/root.key`).
+    pub root_key_file: Option<PathBuf>,
+}
+
+/// The key store's location from the config file `path` (if any) and
+/// `overrides`, resolved exactly as [`load`] resolves it for `serve`, without
+/// validating the rest: the admin commands (`keys`, `credentials`, `rewrap`)
+/// need no upstream, but must open the store `serve` opens.
+pub fn store_location(
+    path: Option<&Path>,
+    overrides: &Overrides,
+) -> Result<StoreLocation, ConfigError> {
+    let file = read_and_parse(path)?;
+    Ok(store_location_of(&file, overrides))
+}
+
+/// Flags win over the file; the file wins over the default.
+fn store_location_of(f: &FileConfig, o: &Overrides) -> StoreLocation {
+    StoreLocation {
+        data_dir: o
+            .data_dir
+            .clone()
+            .or_else(|| f.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        root_key_file: o.root_key_file.clone().or_else(|| f.root_key_file.clone()),
+    }
+}
+
+fn read_and_parse(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
     let (name, text) = match path {
         Some(p) => (
             p.display().to_string(),
@@ -445,8 +515,7 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
         ),
         None => ("<defaults>".to_string(), String::new()),
     };
-    let file = parse(&name, &text)?;
-    validate(file, overrides)
+    parse(&name, &text)
 }
 
 fn parse(name: &str, text: &str) -> Result<FileConfig, ConfigError> {
@@ -464,6 +533,7 @@ fn addr(field: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
+    let store = store_location_of(&f, o);
     let listen = addr(
         "listen",
         o.listen
@@ -698,12 +768,8 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             .clone()
             .or(f.policies)
             .unwrap_or_else(|| PathBuf::from("policies")),
-        data_dir: o
-            .data_dir
-            .clone()
-            .or(f.data_dir)
-            .unwrap_or_else(|| PathBuf::from("sealgate-data")),
-        root_key_file: o.root_key_file.clone().or(f.root_key_file),
+        data_dir: store.data_dir,
+        root_key_file: store.root_key_file,
         kms_listen,
         admin_listen,
         max_body_bytes,
@@ -734,6 +800,11 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             poll: ms(f.reload.poll_ms, 1_000, "reload.poll_ms")?,
         },
         unmatched_hosts: f.proxy.unmatched_hosts.unwrap_or_default(),
+        create_policy_keys: match o.create_policy_keys.or(f.keys.create_policy_keys) {
+            None => PolicyKeyCreation::EmptyStoreOnly,
+            Some(true) => PolicyKeyCreation::Always,
+            Some(false) => PolicyKeyCreation::Never,
+        },
     })
 }
 
@@ -755,6 +826,50 @@ mod tests {
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY);
         assert!(c.kms_listen.is_none());
         assert!(c.cache.enabled);
+    }
+
+    #[test]
+    fn the_store_location_is_resolved_as_for_serve_without_an_upstream() {
+        let f = parse("t", "data_dir = \"/a\"\nroot_key_file = \"/k\"").unwrap();
+        let l = store_location_of(&f, &Overrides::default());
+        assert_eq!(
+            (l.data_dir, l.root_key_file),
+            (PathBuf::from("/a"), Some(PathBuf::from("/k")))
+        );
+        let o = Overrides {
+            data_dir: Some("/b".into()),
+            ..Default::default()
+        };
+        assert_eq!(store_location_of(&f, &o).data_dir, PathBuf::from("/b"));
+        let l = store_location_of(&parse("t", "").unwrap(), &Overrides::default());
+        assert_eq!(l.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        // serve's config agrees
+        let c = validate(parse("t", "").unwrap(), &ov("http://x:1")).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        let e = store_location(Some(Path::new("/nonexistent/sg.toml")), &o).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/sg.toml"), "{e}");
+    }
+
+    #[test]
+    fn create_policy_keys_defaults_to_an_empty_store_only_and_the_flag_wins() {
+        let c = |text: &str, flag: Option<bool>| {
+            let o = Overrides {
+                create_policy_keys: flag,
+                ..ov("http://x:1")
+            };
+            validate(parse("t", text).unwrap(), &o)
+                .unwrap()
+                .create_policy_keys
+        };
+        assert_eq!(c("", None), PolicyKeyCreation::EmptyStoreOnly);
+        let on = "[keys]\ncreate_policy_keys = true";
+        let off = "[keys]\ncreate_policy_keys = false";
+        assert_eq!(c(on, None), PolicyKeyCreation::Always);
+        assert_eq!(c(off, None), PolicyKeyCreation::Never);
+        assert_eq!(c(off, Some(true)), PolicyKeyCreation::Always);
+        assert_eq!(c(on, Some(false)), PolicyKeyCreation::Never);
+        let e = parse("t", "[keys]\ncreate_keys = true").unwrap_err();
+        assert!(e.to_string().contains("create_keys"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,9 @@ enum Command {
     /// Check policy files.
     #[command(subcommand)]
     Policy(sealgate::cli::policy::PolicyCommand),
+    /// Check the configuration, policies and keys without starting (like `nginx -t`).
+    #[command(subcommand)]
+    Config(sealgate::cli::config::ConfigCommand),
     /// Re-seal every envelope of a JSON document (stdin → stdout) under the primary key version.
     Rewrap(sealgate::cli::rewrap::RewrapArgs),
     /// Write a throwaway CA, server and client certificates (PEM) for trying TLS and mTLS.
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
             sealgate::cli::credentials::run(cmd).map_err(|e| e.to_string())
         }
         Command::Policy(cmd) => sealgate::cli::policy::run(cmd).map_err(|e| e.to_string()),
+        Command::Config(cmd) => sealgate::cli::config::run(cmd).map_err(|e| e.to_string()),
         Command::Rewrap(args) => sealgate::cli::rewrap::run(args),
         Command::DevCert(args) => sealgate::cli::devcert::run(args).map_err(|e| e.to_string()),
         Command::Audit(cmd) => sealgate::cli::audit::run(cmd).map_err(|e| e.to_string()),

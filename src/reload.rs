@@ -2,8 +2,9 @@
 //! policy directory changes.
 //!
 //! A reload reads and validates the whole directory first
-//! ([`policy::load_dir`](crate::policy::load_dir)), creates any alias key
-//! the new set names that the store lacks, and only then swaps the set in
+//! ([`policy::load_dir`](crate::policy::load_dir)), checks that the store
+//! has every key the new set names (creating them only as `[keys]
+//! create_policy_keys` allows), and only then swaps the set in
 //! ([`ProxyState::replace_policies`]). A bad file leaves the running set in
 //! place and logs each problem with its file, route and field. A request
 //! keeps the set it started with: the pipeline holds an `Arc` snapshot.
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::audit::{AuditEvent, AuditLog};
+use crate::config::PolicyKeyCreation;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::policy::{PolicyError, PolicySet};
@@ -49,36 +51,70 @@ pub struct Reloaded {
     pub created_keys: Vec<String>,
 }
 
-/// Creates, as an alias, every key the policies name that does not exist
-/// yet, so a first start on an empty data directory just works. Returns the
-/// aliases created.
-pub fn ensure_policy_keys(store: &KeyStore, set: &PolicySet) -> Result<Vec<String>, String> {
-    let mut created = Vec::new();
+/// Makes sure every key the policies name is in the store. A missing one
+/// is created, as an alias, only when `mode` allows it (see
+/// [`PolicyKeyCreation`]: by default only while the store holds no key at
+/// all, so a first start on an empty data directory just works but a typo
+/// in a policy's `key` on a store in use is an error, not a new CMK). Each
+/// key created is logged at WARN. Returns the aliases created; the error
+/// names every missing key with its route and file.
+pub fn ensure_policy_keys(
+    store: &KeyStore,
+    set: &PolicySet,
+    mode: PolicyKeyCreation,
+) -> Result<Vec<String>, String> {
+    let create = match mode {
+        PolicyKeyCreation::Always => true,
+        PolicyKeyCreation::Never => false,
+        PolicyKeyCreation::EmptyStoreOnly => store.list(0, 0).total_count == 0,
+    };
+    let mut created: Vec<String> = Vec::new();
+    let mut missing = Vec::new();
     for route in set.routes() {
-        if store.resolve(&route.key).is_ok() {
+        if created.contains(&route.key) || store.resolve(&route.key).is_ok() {
             continue;
         }
+        let where_ = format!(
+            "route {:?} in {} names key {:?}",
+            route.name, route.file, route.key
+        );
         if uuid::Uuid::parse_str(&route.key).is_ok() {
-            return Err(format!(
-                "route {:?} names key {} which is not in the store",
-                route.name, route.key
+            missing.push(format!(
+                "{where_}, a KeyId the key store does not have (a KeyId is never created)"
             ));
+            continue;
+        }
+        if !create {
+            missing.push(format!(
+                "{where_}, which the key store does not have; create it \
+                 (`sealgate keys create --alias {}`), correct the name, or set \
+                 [keys] create_policy_keys = true (--create-policy-keys) to create \
+                 the keys policies name",
+                route.key
+            ));
+            continue;
         }
         let id = store
             .create_alias_key(
                 &route.key,
                 &format!("created for policy route {}", route.name),
             )
-            .map_err(|e| {
-                format!(
-                    "creating key {:?} for route {:?}: {e}",
-                    route.key, route.name
-                )
-            })?;
-        tracing::info!(alias = %route.key, key_id = %id, route = %route.name, "created CMK named by policy");
+            .map_err(|e| format!("creating key {:?} for {where_}: {e}", route.key))?;
+        tracing::warn!(
+            alias = %route.key,
+            key_id = %id,
+            route = %route.name,
+            file = %route.file,
+            "created a CMK named by a policy that the key store did not have; \
+             if the name is a typo, fix the policy before data is sealed under it"
+        );
         created.push(route.key.clone());
     }
-    Ok(created)
+    if missing.is_empty() {
+        Ok(created)
+    } else {
+        Err(missing.join("; "))
+    }
 }
 
 /// Each `*.toml` file's name with the SHA-256 of its bytes, sorted.
@@ -112,6 +148,8 @@ pub struct PolicyReloader {
     audit: Arc<AuditLog>,
     /// Serialises reloads; holds the fingerprint last loaded (or refused).
     last: Mutex<Option<Fingerprint>>,
+    /// Whether keys the new set names and the store lacks are created.
+    create_keys: PolicyKeyCreation,
 }
 
 impl PolicyReloader {
@@ -122,6 +160,7 @@ impl PolicyReloader {
         store: Arc<KeyStore>,
         metrics: Arc<Metrics>,
         audit: Arc<AuditLog>,
+        create_keys: PolicyKeyCreation,
     ) -> Self {
         let last = fingerprint(&dir);
         PolicyReloader {
@@ -131,6 +170,7 @@ impl PolicyReloader {
             metrics,
             audit,
             last: Mutex::new(last),
+            create_keys,
         }
     }
 
@@ -177,7 +217,8 @@ impl PolicyReloader {
     fn load_and_swap(&self) -> Result<Reloaded, ReloadError> {
         let set = crate::policy::load_dir(&self.dir)?;
         warn_label_gaps(&set);
-        let created = ensure_policy_keys(&self.store, &set).map_err(ReloadError::Keys)?;
+        let created =
+            ensure_policy_keys(&self.store, &set, self.create_keys).map_err(ReloadError::Keys)?;
         for alias in &created {
             let mut ev = AuditEvent::new("create_key", "ok");
             ev.caller = Some("policy-reload".into());

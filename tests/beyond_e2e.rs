@@ -280,8 +280,10 @@ fn rewrap_reseals_every_envelope_under_the_primary_version() {
         )
     };
     let args = sealgate::cli::rewrap::RewrapArgs {
-        data_dir: data.clone(),
-        root_key_file: None,
+        store: sealgate::cli::keys::StoreLocationArgs {
+            data_dir: Some(data.clone()),
+            ..Default::default()
+        },
         context: ctx.into(),
         key: None,
         lines: false,

@@ -693,6 +693,14 @@ fn cli_works_on_the_data_directory() {
     let dir = tmp.path().join("data");
     let keyfile = tmp.path().join("root.key");
     let s = args(&dir, &keyfile);
+    // the commands do not create a store: `keys init` does
+    let e = keys(create_cmd(s.clone(), "cli-key")).unwrap_err();
+    assert!(matches!(e, CliError::NoStore(_)), "{e}");
+    assert!(!dir.exists() && !keyfile.exists(), "nothing created");
+    let made = keys(KeysCommand::Init { store: s.clone() }).unwrap();
+    assert_eq!(made["DataDir"], dir.display().to_string());
+    let again = keys(KeysCommand::Init { store: s.clone() }).unwrap_err();
+    assert!(matches!(again, CliError::StoreExists(_)), "{again}");
     let id = exercise_cli(&s, &tmp.path().join("backup.json"));
     // durable: a fresh open sees it
     let store =
@@ -842,9 +850,10 @@ fn cli_arguments_parse_as_documented() {
     let KeysCommand::ScheduleDeletion { store, days, .. } = k.cmd else {
         panic!("not schedule-deletion")
     };
+    // the default data directory is `serve`'s
     assert_eq!(
         (store.data_dir, days, store.json),
-        ("./sealgate-data".into(), 30, false)
+        (sealgate::config::DEFAULT_DATA_DIR.into(), 30, false)
     );
     let c = Creds::try_parse_from(["c", "create", "--allow-key", "a", "--allow-key", "b"]).unwrap();
     assert!(
@@ -1014,4 +1023,174 @@ fn aes_128_keys_encrypt_and_decrypt() {
         store.decrypt(&ct.blob, b"ctx").unwrap().plaintext.expose(),
         b"short"
     );
+}
+
+// ---- the CLI never creates a store by mistake (the real binary) ----
+
+/// Runs the real binary in `cwd` with a clean environment plus `env`.
+fn sealgate_bin(cwd: &Path, args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("SEALGATE_CONFIG")
+        .env_remove("SEALGATE_DATA_DIR")
+        .env_remove("SEALGATE_ROOT_KEY")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn commands_on_a_mistyped_data_dir_fail_naming_it_and_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let typo = tmp.path().join("x/typo");
+    let t = typo.to_str().unwrap();
+    let runs: [&[&str]; 6] = [
+        &["keys", "list", "--data-dir", t],
+        &["keys", "describe", "--data-dir", t, "orders"],
+        &["keys", "create", "--data-dir", t, "--alias", "orders"],
+        &["keys", "import", "--data-dir", t, "backup.json"],
+        &["credentials", "list", "--data-dir", t],
+        &["credentials", "create", "--data-dir", t],
+    ];
+    for args in runs {
+        let out = sealgate_bin(tmp.path(), args, &[]);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!("no key store in {t}")) && err.contains("sealgate keys init"),
+            "{args:?}: {err}"
+        );
+        assert!(!tmp.path().join("x").exists(), "{args:?} created {t}");
+    }
+    // rewrap too (it reads stdin only once the store is open)
+    let out = sealgate_bin(
+        tmp.path(),
+        &["rewrap", "--data-dir", t, "--context", "c"],
+        &[],
+    );
+    assert!(
+        stderr_of(&out).contains(&format!("no key store in {t}")),
+        "{out:?}"
+    );
+    // and the default data directory is not created either
+    let out = sealgate_bin(tmp.path(), &["keys", "list"], &[]);
+    assert!(
+        stderr_of(&out).contains("no key store in sealgate-data"),
+        "{out:?}"
+    );
+    assert!(!tmp.path().join("sealgate-data").exists());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn keys_init_creates_the_store_the_other_commands_then_find() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let out = sealgate_bin(tmp.path(), &["keys", "init", "--data-dir", d], &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Created key store in {d}")));
+    assert!(data.join("keys.redb").exists() && data.join("root.key").exists());
+    // a second init refuses, leaving the store alone
+    let out = sealgate_bin(tmp.path(), &["keys", "init", "--data-dir", d], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("already holds a key store"),
+        "{out:?}"
+    );
+    let out = sealgate_bin(
+        tmp.path(),
+        &["keys", "create", "--data-dir", d, "--alias", "orders"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = sealgate_bin(tmp.path(), &["keys", "list", "--data-dir", d], &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("orders"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn the_store_is_found_through_sealgate_data_dir_and_the_config_like_serve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("store");
+    let keyfile = tmp.path().join("root.key");
+    let out = sealgate_bin(
+        tmp.path(),
+        &["keys", "init", "--root-key-file", keyfile.to_str().unwrap()],
+        &[("SEALGATE_DATA_DIR", &data)],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        data.join("keys.redb").exists(),
+        "SEALGATE_DATA_DIR is honoured"
+    );
+    let out = sealgate_bin(
+        tmp.path(),
+        &[
+            "keys",
+            "create",
+            "--alias",
+            "via-env",
+            "--root-key-file",
+            keyfile.to_str().unwrap(),
+        ],
+        &[("SEALGATE_DATA_DIR", &data)],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+
+    // a config file names the store and its root key, as for `serve`
+    let config = tmp.path().join("sealgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstream = \"http://127.0.0.1:3000\"\ndata_dir = {:?}\nroot_key_file = {:?}\n",
+            data.display().to_string(),
+            keyfile.display().to_string()
+        ),
+    )
+    .unwrap();
+    let list = |args: &[&str], env: &[(&str, &Path)]| {
+        let out = sealgate_bin(tmp.path(), args, env);
+        assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let c = config.to_str().unwrap();
+    assert!(list(&["keys", "list", "--config", c], &[]).contains("via-env"));
+    assert!(list(&["keys", "list"], &[("SEALGATE_CONFIG", &config)]).contains("via-env"));
+    assert!(list(&["credentials", "list", "--config", c], &[]).contains("ID"));
+    // a flag wins over the file
+    let other = tmp.path().join("other");
+    let out = sealgate_bin(
+        tmp.path(),
+        &[
+            "keys",
+            "list",
+            "--config",
+            c,
+            "--data-dir",
+            other.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        stderr_of(&out).contains(&format!("no key store in {}", other.display())),
+        "{out:?}"
+    );
+    // a config file that does not read is an error naming it
+    let out = sealgate_bin(
+        tmp.path(),
+        &["keys", "list", "--config", "/nonexistent/sg.toml"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("/nonexistent/sg.toml"), "{out:?}");
 }

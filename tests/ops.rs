@@ -408,7 +408,11 @@ fn is_sealed(v: &serde_json::Value) -> bool {
 async fn reload_on_demand_swaps_valid_sets_and_keeps_the_old_one_on_a_bad_file() {
     let up = recording_upstream(echo()).await;
     let dir = dir_with_policy(POLICY_V1);
-    let app = start_in(&dir, up.addr, |_| {}).await;
+    // V2 names a new key: creating it on reload is asked for explicitly
+    let app = start_in(&dir, up.addr, |c| {
+        c.create_policy_keys = sealgate::config::PolicyKeyCreation::Always
+    })
+    .await;
     let v = stored_person(&app, &up).await;
     assert!(is_sealed(&v["ssn"]) && v["name"] == "Bo");
 
@@ -456,12 +460,46 @@ async fn reload_on_demand_swaps_valid_sets_and_keeps_the_old_one_on_a_bad_file()
 }
 
 #[tokio::test]
+async fn a_reload_naming_a_key_the_store_lacks_is_refused_by_default() {
+    let up = recording_upstream(echo()).await;
+    let dir = dir_with_policy(POLICY_V1);
+    let app = start_in(&dir, up.addr, |_| {}).await;
+    assert!(
+        app.store.resolve("people-key").is_ok(),
+        "first start creates"
+    );
+    // a typo'd key on a store in use: refused, nothing created, V1 stays
+    std::fs::write(dir.join("policies/test.toml"), POLICY_V2).unwrap();
+    let e = app.reload_policies("test").await.unwrap_err().to_string();
+    assert!(
+        e.contains("route \"people\"")
+            && e.contains("test.toml")
+            && e.contains("names key \"people-key-2\"")
+            && e.contains("create_policy_keys"),
+        "{e}"
+    );
+    assert!(app.store.resolve("people-key-2").is_err());
+    assert_eq!(app.store.list(0, 10).total_count, 1);
+    let v = stored_person(&app, &up).await;
+    assert!(
+        is_sealed(&v["ssn"]) && v["name"] == "Bo",
+        "V1 stays in force"
+    );
+    // once the key exists, the same file reloads
+    app.store.create_alias_key("people-key-2", "").unwrap();
+    let r = app.reload_policies("test").await.unwrap();
+    assert!(r.created_keys.is_empty());
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_changed_policy_file_is_picked_up_by_the_watcher() {
     let up = recording_upstream(echo()).await;
     let dir = dir_with_policy(POLICY_V1);
     let app = start_in(&dir, up.addr, |c| {
         c.reload.watch = true;
         c.reload.poll = Duration::from_millis(20);
+        c.create_policy_keys = sealgate::config::PolicyKeyCreation::Always;
     })
     .await;
     let v = stored_person(&app, &up).await;
@@ -544,4 +582,227 @@ async fn gated_upstream(
         }
     });
     addr
+}
+
+// ---- keys named by policies, at start-up (the real binary) ----
+
+/// A policy whose key is a typo of the store's `orders`.
+const TYPO_POLICY: &str = r#"
+[[route]]
+name = "orders"
+methods = ["POST"]
+path = "/orders"
+key = "ordres"
+request.encrypt = ["$.card"]
+"#;
+
+fn open_store(dir: &std::path::Path) -> sealgate::keys::KeyStore {
+    use sealgate::keys::{KeyStore, RootKeySource, StoreOptions};
+    // where `serve` finds the root key with no root_key_file and no env
+    let data = dir.join("data");
+    KeyStore::open(
+        &data,
+        RootKeySource::File(data.join("root.key")),
+        StoreOptions::default(),
+    )
+    .unwrap()
+}
+
+/// A working directory whose key store is in use: it holds the key `orders`.
+fn dir_with_store_in_use() -> std::path::PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    open_store(&dir).create_alias_key("orders", "").unwrap();
+    dir
+}
+
+const NO_UPSTREAM: &str = "127.0.0.1:9";
+
+#[test]
+fn a_policy_key_the_store_in_use_lacks_is_a_start_error_naming_route_file_and_key() {
+    let dir = dir_with_store_in_use();
+    let (status, err) =
+        ServeProcess::start_fails(&dir, NO_UPSTREAM.parse().unwrap(), TYPO_POLICY, "");
+    assert!(!status.success());
+    let file = dir.join("policies/p.toml");
+    let said = format!(
+        "route \"orders\" in {} names key \"ordres\", which the key store does not have",
+        file.display()
+    );
+    assert!(err.contains(&said), "{err}");
+    assert!(err.contains("create_policy_keys = true"), "{err}");
+    // and no CMK was made for the typo
+    let store = open_store(&dir);
+    assert!(store.resolve("ordres").is_err());
+    assert_eq!(store.list(0, 10).total_count, 1);
+}
+
+#[test]
+fn create_policy_keys_false_refuses_even_on_a_new_store() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let (status, err) = ServeProcess::start_fails(
+        &dir,
+        NO_UPSTREAM.parse().unwrap(),
+        TYPO_POLICY,
+        "[keys]\ncreate_policy_keys = false",
+    );
+    assert!(!status.success());
+    assert!(err.contains("names key \"ordres\""), "{err}");
+}
+
+#[test]
+fn create_policy_keys_true_creates_a_missing_key_and_warns() {
+    let dir = dir_with_store_in_use();
+    let server = ServeProcess::start_in(
+        dir.clone(),
+        NO_UPSTREAM.parse().unwrap(),
+        TYPO_POLICY,
+        "[keys]\ncreate_policy_keys = true",
+    );
+    let line = server.wait_log(
+        "created a CMK named by a policy that the key store did not have; \
+         if the name is a typo, fix the policy before data is sealed under it",
+    );
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["fields"]["alias"], "ordres", "{line}");
+    assert_eq!(line["fields"]["route"], "orders", "{line}");
+    drop(server);
+    assert_eq!(open_store(&dir).list(0, 10).total_count, 2);
+}
+
+#[test]
+fn the_first_start_on_a_new_data_dir_creates_the_policy_keys_at_warn() {
+    // the demo path: nothing configured, an empty data directory
+    let server = ServeProcess::start(NO_UPSTREAM.parse().unwrap(), TYPO_POLICY, "");
+    let line = server.wait_log(
+        "created a CMK named by a policy that the key store did not have; \
+         if the name is a typo, fix the policy before data is sealed under it",
+    );
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["fields"]["alias"], "ordres", "{line}");
+    let dir = server.dir.clone();
+    drop(server);
+    assert!(open_store(&dir).resolve("ordres").is_ok());
+}
+
+#[test]
+fn the_readme_demo_command_still_starts_on_a_new_data_dir() {
+    // README "The two commands": `serve --upstream … --policies policies`,
+    // run from a fresh directory (only --listen added: 8080 may be taken)
+    let cwd = tempfile::tempdir().unwrap();
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["serve", "--upstream", "http://127.0.0.1:3000", "--policies"])
+        .arg(&policies)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(cwd.path())
+        .env_remove("RUST_LOG")
+        .env_remove("SEALGATE_CONFIG")
+        .env_remove("SEALGATE_DATA_DIR")
+        .env_remove("SEALGATE_ROOT_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut listening = false;
+    for line in std::io::BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        if line.contains("sealgate proxy listening") {
+            listening = true;
+            break;
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "the demo did not start:\n{}", seen.join("\n"));
+    let data = cwd.path().join("sealgate-data");
+    let store = sealgate::keys::KeyStore::open(
+        &data,
+        sealgate::keys::RootKeySource::File(data.join("root.key")),
+        sealgate::keys::StoreOptions::default(),
+    )
+    .unwrap();
+    assert!(store.resolve("demo").is_ok(), "the CMK the README names");
+}
+
+// ---- `sealgate config check`: what `serve` would load, without starting ----
+
+/// Runs `sealgate config check --config` on `dir` (policy `policy`, config
+/// lines `extra`); returns success, stdout and stderr.
+fn config_check(dir: &std::path::Path, policy: &str, extra: &str) -> (bool, String, String) {
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/p.toml"), policy).unwrap();
+    let config = dir.join("sealgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstream = \"http://127.0.0.1:3000\"\npolicies = {:?}\ndata_dir = {:?}\n{extra}\n",
+            dir.join("policies").display().to_string(),
+            dir.join("data").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .env_remove("SEALGATE_DATA_DIR")
+        .env_remove("SEALGATE_ROOT_KEY")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_validates_config_policies_and_keys_without_starting() {
+    // everything in place
+    let dir = dir_with_store_in_use();
+    let good = TYPO_POLICY.replace("ordres", "orders");
+    let (ok, out, err) = config_check(&dir, &good, "");
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("config OK") && out.contains("keys OK"),
+        "{out}"
+    );
+
+    // a typo'd key on a store in use: the start-up error, before starting
+    let (ok, _, err) = config_check(&dir, TYPO_POLICY, "");
+    assert!(!ok);
+    assert!(
+        err.contains("route 'orders': field 'key'") && err.contains("key 'ordres' is not in"),
+        "{err}"
+    );
+    // … unless serve is told to create it
+    let (ok, out, _) = config_check(&dir, TYPO_POLICY, "[keys]\ncreate_policy_keys = true");
+    assert!(ok && out.contains("will create key 'ordres'"), "{out}");
+    assert!(
+        open_store(&dir).resolve("ordres").is_err(),
+        "the check creates nothing"
+    );
+
+    // a key name serve would refuse
+    let (ok, _, err) = config_check(&dir, &TYPO_POLICY.replace("ordres", "Demo key!"), "");
+    assert!(
+        !ok && err.contains("neither a KeyId nor a valid alias"),
+        "{err}"
+    );
+
+    // a config mistake names the field
+    let (ok, _, err) = config_check(&dir, &good, "listn = \"x\"");
+    assert!(!ok && err.contains("listn"), "{err}");
+
+    // no store yet: serve would create it; the check does not
+    let fresh = tempfile::tempdir().unwrap();
+    let (ok, out, err) = config_check(fresh.path(), TYPO_POLICY, "");
+    assert!(ok, "{err}");
+    assert!(out.contains("no key store in"), "{out}");
+    assert!(!fresh.path().join("data").exists());
 }

@@ -181,6 +181,8 @@ fn policy_check_describes_the_shipped_set() {
         PolicyCommand::Check {
             dir: policies_dir(),
             allow_label_gaps: false,
+            data_dir: None,
+            root_key_file: None,
         },
         &mut out,
         &mut err,
@@ -215,6 +217,8 @@ fn policy_check_reports_every_problem_with_its_file() {
         PolicyCommand::Check {
             dir: dir.path().to_owned(),
             allow_label_gaps: false,
+            data_dir: None,
+            root_key_file: None,
         },
         &mut out,
         &mut err,
@@ -293,4 +297,111 @@ fn support_reveal_example_reveals_to_four_callers_and_masks_the_rest() {
     assert!(route(&set, "POST", None, "/support/customers/7")
         .reveal
         .is_none());
+}
+
+#[test]
+fn policy_check_refuses_key_names_serve_would_refuse() {
+    // `policy check` passed these, then `serve` failed at start creating them
+    for (key, ok) in [
+        ("Demo key!", false),
+        ("kms-reserved", false),
+        ("-leading-dash", false),
+        ("alias/demo", false),
+        (&*"k".repeat(61), false),
+        ("demo", true),
+        ("Orders_2024-v2", true),
+        ("0b6e3c42-5b1f-4a7e-9a51-3d0c2f1e8a77", true),
+    ] {
+        let text = format!(
+            "[[route]]\nname = \"r\"\npath = \"/a\"\nkey = {key:?}\n\
+             [[route]]\nname = \"s\"\npath = \"/b\"\nkey = \"other\"\nopen_keys = [{key:?}]\n"
+        );
+        let mut problems = Vec::new();
+        let set = PolicySet::from_sources(&[("p.toml".to_string(), text)]);
+        match set {
+            Ok(_) => assert!(ok, "{key:?} passed the check"),
+            Err(e) => {
+                assert!(!ok, "{key:?} was refused: {e}");
+                problems.extend(e.problems);
+            }
+        }
+        if !ok {
+            // the route's key is refused naming the field and the rule
+            for field in ["key", "open_keys[0]"] {
+                let p = problems
+                    .iter()
+                    .find(|p| p.field.as_deref() == Some(field))
+                    .unwrap_or_else(|| panic!("{key:?} {field}: {problems:?}"));
+                assert!(
+                    p.message.contains("neither a KeyId nor a valid alias")
+                        && p.message.contains(key),
+                    "{p}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn policy_check_with_a_data_dir_reports_keys_the_store_lacks() {
+    use sealgate::keys::{KeyStore, RootKeySource, StoreOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, keyfile) = (tmp.path().join("data"), tmp.path().join("root.key"));
+    KeyStore::open(
+        &data,
+        RootKeySource::File(keyfile.clone()),
+        StoreOptions::default(),
+    )
+    .unwrap()
+    .create_alias_key("present", "")
+    .unwrap();
+    let policies = tmp.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("p.toml"),
+        "[[route]]\nname = \"a\"\npath = \"/a\"\nkey = \"present\"\n\
+         [[route]]\nname = \"b\"\npath = \"/b\"\nkey = \"absent\"\n\
+         [[route]]\nname = \"c\"\npath = \"/c\"\nkey = \"present\"\nopen_keys = [\"gone\"]\n",
+    )
+    .unwrap();
+    let check = |data_dir: Option<PathBuf>| {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let r = run_to(
+            PolicyCommand::Check {
+                dir: policies.clone(),
+                allow_label_gaps: true,
+                data_dir,
+                root_key_file: Some(keyfile.clone()),
+            },
+            &mut out,
+            &mut err,
+        );
+        (r, String::from_utf8(err).unwrap())
+    };
+    // without a store, only the files are checked
+    assert!(check(None).0.is_ok());
+    let (r, err) = check(Some(data.clone()));
+    let problems = r.unwrap_err().0.problems;
+    assert_eq!(problems.len(), 2, "{err}");
+    let file = policies.join("p.toml").display().to_string();
+    assert!(
+        err.contains(&format!("{file}: route 'b': field 'key'"))
+            && err.contains("key 'absent' is not in the key store"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}: route 'c': field 'open_keys'"))
+            && err.contains("key 'gone'"),
+        "{err}"
+    );
+    assert!(!err.contains("'present'"), "{err}");
+    // a data dir without a store is a problem naming it, and stays uncreated
+    let typo = tmp.path().join("typo");
+    let (r, err) = check(Some(typo.clone()));
+    assert!(r.is_err());
+    assert!(
+        err.contains(&format!("no key store in {}", typo.display())),
+        "{err}"
+    );
+    assert!(!typo.exists());
 }

@@ -33,8 +33,8 @@ pub struct DevCertArgs {
     /// default: localhost, 127.0.0.1, ::1).
     #[arg(long = "host")]
     pub hosts: Vec<String>,
-    /// Days the certificates are valid.
-    #[arg(long, default_value_t = 30)]
+    /// Days the certificates are valid (at least 1).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub days: u32,
 }
 
@@ -45,6 +45,9 @@ pub enum DevCertError {
     /// A host name is not a DNS name or IP address, or signing failed.
     #[error("cannot make the certificate: {0}")]
     Generate(String),
+    /// `--days 0`: certificates that expire as they are made.
+    #[error("--days must be at least 1 (certificates valid for 0 days expire at once)")]
+    NoDays,
     /// A file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -79,12 +82,15 @@ fn validity(p: &mut CertificateParams, days: u32) {
     let now = time::OffsetDateTime::now_utc();
     // an hour of slack for clocks a little behind
     p.not_before = now - time::Duration::hours(1);
-    p.not_after = now + time::Duration::days(i64::from(days.max(1)));
+    p.not_after = now + time::Duration::days(i64::from(days));
 }
 
 /// Makes a fresh CA, a server certificate for `hosts` (the defaults when
 /// empty) and a client certificate, valid for `days`.
 pub fn generate(hosts: &[String], days: u32) -> Result<DevCerts, DevCertError> {
+    if days == 0 {
+        return Err(DevCertError::NoDays);
+    }
     let hosts: Vec<String> = if hosts.is_empty() {
         DEFAULT_HOSTS.iter().map(|h| h.to_string()).collect()
     } else {
@@ -258,6 +264,23 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "{name} is readable by others");
         }
+    }
+
+    #[test]
+    fn zero_days_is_refused_not_rounded_up() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: DevCertArgs,
+        }
+        let e = Cmd::try_parse_from(["dev-cert", "--out", "d", "--days", "0"])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("--days"), "{e}");
+        assert!(Cmd::try_parse_from(["dev-cert", "--out", "d", "--days", "1"]).is_ok());
+        let e = generate(&[], 0).err().unwrap();
+        assert!(e.to_string().contains("--days must be at least 1"), "{e}");
     }
 
     #[test]

@@ -15,8 +15,8 @@ use crate::keys::{
     ImportReport, KeyError, KeyMetadata, KeyStore, RootKeySource, StoreError, StoreOptions,
 };
 
-/// Default data directory.
-pub const DEFAULT_DATA_DIR: &str = "./sealgate-data";
+/// Default data directory (the one `serve` uses).
+pub use crate::config::DEFAULT_DATA_DIR;
 
 /// Errors of the key and credential commands.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,21 @@ pub enum CliError {
     /// A bad argument.
     #[error("{0}")]
     Usage(String),
+    /// The data directory holds no key store, and this command does not
+    /// create one (a mistyped path must not become a new store and root key).
+    #[error(
+        "no key store in {}: this command does not create one; check --data-dir, \
+         SEALGATE_DATA_DIR or data_dir in the config, or create a store with \
+         `sealgate keys init --data-dir {}`",
+        .0.display(), .0.display()
+    )]
+    NoStore(PathBuf),
+    /// `keys init` on a data directory that already holds a store.
+    #[error("{} already holds a key store; `keys init` creates only new ones", .0.display())]
+    StoreExists(PathBuf),
+    /// The config file named by `--config` / `SEALGATE_CONFIG` is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Reading or writing a file.
     #[error("{path}: {source}")]
     Io {
@@ -41,23 +56,107 @@ pub enum CliError {
     },
 }
 
-/// Where the store is, and how to print.
-#[derive(Debug, Clone, clap::Args)]
+/// Where the store is, and how to print: the flags of [`StoreLocationArgs`]
+/// already resolved against the config file, as `serve` resolves them.
+#[derive(Debug, Clone)]
 pub struct StoreArgs {
     /// Data directory of the key store.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Root key file (default: $SEALGATE_ROOT_KEY, else <data-dir>/root.key).
-    #[arg(long, value_name = "FILE")]
     pub root_key_file: Option<PathBuf>,
     /// Print JSON.
-    #[arg(long)]
     pub json: bool,
+}
+
+/// The flags that say where the key store is, as given; every admin command
+/// takes them and [`resolve`](Self::resolve)s them the way `serve` does.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreLocationArgs {
+    /// Config file (TOML); its `data_dir` and `root_key_file` are used.
+    #[arg(long, env = "SEALGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the key store (default: `data_dir` of the config,
+    /// else ./sealgate-data).
+    #[arg(long, env = "SEALGATE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Root key file (default: `root_key_file` of the config, else
+    /// $SEALGATE_ROOT_KEY, else <data-dir>/root.key).
+    #[arg(long, value_name = "FILE")]
+    pub root_key_file: Option<PathBuf>,
+}
+
+impl StoreLocationArgs {
+    /// The store these flags name: each flag wins over the config file,
+    /// the file over the default, exactly as for `serve`.
+    pub fn resolve(&self) -> Result<crate::config::StoreLocation, crate::config::ConfigError> {
+        crate::config::store_location(
+            self.config.as_deref(),
+            &crate::config::Overrides {
+                data_dir: self.data_dir.clone(),
+                root_key_file: self.root_key_file.clone(),
+                ..Default::default()
+            },
+        )
+    }
+}
+
+/// [`StoreArgs`] as parsed, before the config file is read.
+#[derive(clap::Args)]
+struct StoreFlags {
+    #[command(flatten)]
+    location: StoreLocationArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+// `StoreArgs` parses through `StoreFlags` and resolves the location while
+// parsing, so every command (and `credentials`, which reads `data_dir`
+// directly) sees the directory `serve` would use.
+impl clap::FromArgMatches for StoreArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let flags = StoreFlags::from_arg_matches(m)?;
+        let location = flags.location.resolve().map_err(|e| {
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n"))
+        })?;
+        Ok(StoreArgs {
+            data_dir: location.data_dir,
+            root_key_file: location.root_key_file,
+            json: flags.json,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for StoreArgs {
+    fn group_id() -> Option<clap::Id> {
+        StoreFlags::group_id()
+    }
+
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        StoreFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        StoreFlags::augment_args_for_update(cmd)
+    }
 }
 
 /// `sealgate keys` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum KeysCommand {
+    /// Create a new, empty key store (and its root key, unless one is given).
+    /// The only admin command that creates a store; `serve` also does on
+    /// first start.
+    Init {
+        /// Store and output options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Create a key; returns once it is durable.
     Create {
         /// Store and output options.
@@ -182,13 +281,13 @@ pub(crate) enum Target {
 
 impl Target {
     /// Opens the store in `args.data_dir`, or, if another process holds
-    /// it, connects to that process's admin socket.
+    /// it, connects to that process's admin socket. A directory without a
+    /// store is an error: only `keys init` and `serve` create one.
     pub(crate) fn open(args: &StoreArgs) -> Result<Target, CliError> {
-        let source = match &args.root_key_file {
-            Some(p) => RootKeySource::File(p.clone()),
-            None => RootKeySource::Auto,
-        };
-        match KeyStore::open(&args.data_dir, source, StoreOptions::default()) {
+        if !store_exists(&args.data_dir)? {
+            return Err(CliError::NoStore(args.data_dir.clone()));
+        }
+        match KeyStore::open(&args.data_dir, root_source(args), StoreOptions::default()) {
             Ok(store) => Ok(Target::Local(Box::new(store))),
             Err(StoreError::Locked(dir)) => {
                 let sock = dir.join(ADMIN_SOCKET);
@@ -209,6 +308,40 @@ impl Target {
             Target::Remote(client) => client.request(&req)?,
         })
     }
+}
+
+fn root_source(args: &StoreArgs) -> RootKeySource {
+    match &args.root_key_file {
+        Some(p) => RootKeySource::File(p.clone()),
+        None => RootKeySource::Auto,
+    }
+}
+
+/// Whether `dir` holds a key store (its database file); an unreadable
+/// directory is an error naming it, not "no store".
+fn store_exists(dir: &Path) -> Result<bool, CliError> {
+    let db = dir.join(crate::keys::store::DB_FILE);
+    db.try_exists()
+        .map_err(|source| CliError::Io { path: db, source })
+}
+
+/// `keys init`: creates the store (and a root key file when none is given
+/// and `SEALGATE_ROOT_KEY` is unset); refuses a directory that has one.
+fn init(out: &mut dyn Write, args: &StoreArgs) -> Result<(), CliError> {
+    if store_exists(&args.data_dir)? {
+        return Err(CliError::StoreExists(args.data_dir.clone()));
+    }
+    let store = KeyStore::open(&args.data_dir, root_source(args), StoreOptions::default())?;
+    drop(store);
+    let dir = args.data_dir.display().to_string();
+    if args.json {
+        return print_json(out, &serde_json::json!({ "DataDir": dir }));
+    }
+    writeln!(
+        out,
+        "Created key store in {dir} (back up the root key and keep it off the data disk)"
+    )
+    .map_err(stdout_err)
 }
 
 pub(crate) fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CliError> {
@@ -300,6 +433,7 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
 /// Runs one `keys` subcommand, printing to `out`.
 pub fn run_to(cmd: KeysCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match cmd {
+        KeysCommand::Init { store } => init(out, &store),
         KeysCommand::Create {
             store,
             alias,
@@ -415,6 +549,8 @@ pub fn run_to(cmd: KeysCommand, out: &mut dyn Write) -> Result<(), CliError> {
             .map_err(stdout_err)
         }
         KeysCommand::Import { store, file } => {
+            // the store first: restoring into a new directory needs `keys init`
+            let target = Target::open(&store)?;
             let text = std::fs::read(&file).map_err(|source| CliError::Io {
                 path: file.clone(),
                 source,
@@ -422,7 +558,7 @@ pub fn run_to(cmd: KeysCommand, out: &mut dyn Write) -> Result<(), CliError> {
             let backup: Backup = serde_json::from_slice(&text).map_err(|e| {
                 CliError::Usage(format!("{} is not a key backup: {e}", file.display()))
             })?;
-            let v = Target::open(&store)?.call(AdminRequest::Import {
+            let v = target.call(AdminRequest::Import {
                 backup: Box::new(backup),
             })?;
             if store.json {

@@ -2,6 +2,7 @@
 //! binary in `main.rs` only parses and dispatches to these.
 
 pub mod audit;
+pub mod config;
 pub mod credentials;
 pub mod devcert;
 pub mod keys;

@@ -3,8 +3,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::keys::{CliError, StoreArgs, Target};
+use crate::keys::admin::AdminRequest;
+use crate::keys::KeyError;
 use crate::policy::suggest::{draft_policy, Observation};
-use crate::policy::{check_labels, load_dir, LabelGap, PolicyError, Problem};
+use crate::policy::{check_labels, load_dir, LabelGap, PolicyError, PolicySet, Problem};
 
 /// Policy subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -17,6 +20,14 @@ pub enum PolicyCommand {
         /// warning instead of failing the check.
         #[arg(long)]
         allow_label_gaps: bool,
+        /// Also check that the key store in DIR has every key the routes
+        /// name (through the admin socket while `serve` holds it).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Root key file of that store (default: $SEALGATE_ROOT_KEY, else
+        /// <data-dir>/root.key).
+        #[arg(long, value_name = "FILE", requires = "data_dir")]
+        root_key_file: Option<PathBuf>,
     },
     /// Draft a policy file from a shadow-mode capture (JSON lines of field
     /// paths and value classes, never values); prints TOML to stdout.
@@ -28,6 +39,65 @@ pub enum PolicyCommand {
         #[arg(long, default_value = "default")]
         key: String,
     },
+}
+
+/// The keys the routes name (`key` and `open_keys`) that the store lacks,
+/// one problem each; a store that does not open is one problem.
+fn missing_keys(set: &PolicySet, store: &StoreArgs) -> Vec<Problem> {
+    let shown = store.data_dir.display().to_string();
+    match Target::open(store) {
+        Ok(target) => missing_keys_in(set, &target, &shown)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect(),
+        Err(e) => vec![Problem::file(&shown, format!("cannot check keys: {e}"))],
+    }
+}
+
+/// [`missing_keys`] in a store already open (`shown` names it); each
+/// problem with the missing key's name, `None` when the key could not be
+/// looked up at all.
+pub(crate) fn missing_keys_in(
+    set: &PolicySet,
+    target: &Target,
+    shown: &str,
+) -> Vec<(Problem, Option<String>)> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for route in set.routes() {
+        let names = std::iter::once(("key", &route.key))
+            .chain(route.open_keys.iter().map(|k| ("open_keys", k)));
+        for (field, key) in names {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let missing = match target.call(AdminRequest::Describe { key: key.clone() }) {
+                Ok(_) => continue,
+                Err(CliError::Key(KeyError::CmkNotFound)) => true,
+                Err(_) => false,
+            };
+            let message = match (missing, field) {
+                (true, "key") => format!(
+                    "key '{key}' is not in the key store in {shown}; `serve` refuses to start \
+                     unless it is created (`sealgate keys create --alias {key}`) or [keys] \
+                     create_policy_keys = true"
+                ),
+                (true, _) => format!(
+                    "key '{key}' is not in the key store in {shown}; nothing sealed under it \
+                     can be opened"
+                ),
+                (false, _) => format!("cannot look up key '{key}' in {shown}"),
+            };
+            let problem = Problem {
+                file: route.file().to_owned(),
+                route: Some(route.name.clone()),
+                field: Some(field.to_owned()),
+                message,
+            };
+            problems.push((problem, missing.then(|| key.clone())));
+        }
+    }
+    problems
 }
 
 /// `policy check` found problems (they have been printed to stderr).
@@ -79,11 +149,26 @@ pub fn run_to(
         PolicyCommand::Check {
             dir,
             allow_label_gaps,
+            data_dir,
+            root_key_file,
         } => match load_dir(&dir) {
             Ok(set) => {
                 let _ = write!(out, "{}", set.describe());
                 let findings = check_labels(&set);
-                let mut problems = Vec::new();
+                let mut problems = match data_dir {
+                    Some(data_dir) => {
+                        let store = StoreArgs {
+                            data_dir,
+                            root_key_file,
+                            json: false,
+                        };
+                        missing_keys(&set, &store)
+                    }
+                    None => Vec::new(),
+                };
+                for p in &problems {
+                    let _ = writeln!(err, "error: {p}");
+                }
                 for f in &findings {
                     let fatal = f.gap == LabelGap::OpensUnsealed && !allow_label_gaps;
                     let _ = writeln!(err, "{}: {f}", if fatal { "error" } else { "warning" });

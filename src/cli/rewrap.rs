@@ -13,12 +13,11 @@
 //! before it is incomplete.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::cli::keys::{StoreArgs, Target};
+use crate::cli::keys::{StoreArgs, StoreLocationArgs, Target};
 use crate::keys::admin::MAX_REQUEST_BYTES;
 use crate::keys::admin::{AdminClient, AdminConnection, AdminRequest, AdminResponse};
 use crate::keys::{CacheConfig, DataKeyCache, KeyStore};
@@ -36,12 +35,10 @@ const REQUEST_OVERHEAD: usize = 256;
 /// `sealgate rewrap` arguments.
 #[derive(Debug, clap::Args)]
 pub struct RewrapArgs {
-    /// The data directory of the key store (through the admin socket if a server holds it).
-    #[arg(long)]
-    pub data_dir: PathBuf,
-    /// The root key file, if not the default.
-    #[arg(long)]
-    pub root_key_file: Option<PathBuf>,
+    /// Where the key store is (`--config`, `--data-dir`, `--root-key-file`,
+    /// resolved as for `serve`); through the admin socket if a server holds it.
+    #[command(flatten)]
+    pub store: StoreLocationArgs,
     /// The route context the values were sealed under (e.g. `users`).
     #[arg(long)]
     pub context: String,
@@ -69,9 +66,10 @@ enum Rewrapper<'a> {
 
 impl<'a> Rewrapper<'a> {
     fn open(args: &'a RewrapArgs) -> Result<Self, String> {
+        let location = args.store.resolve().map_err(|e| e.to_string())?;
         let store_args = StoreArgs {
-            data_dir: args.data_dir.clone(),
-            root_key_file: args.root_key_file.clone(),
+            data_dir: location.data_dir,
+            root_key_file: location.root_key_file,
             json: false,
         };
         match Target::open(&store_args).map_err(|e| e.to_string())? {

@@ -25,7 +25,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub policies: Option<PathBuf>,
     /// Data directory of the key store (default ./sealgate-data).
-    #[arg(long)]
+    #[arg(long, env = "SEALGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// KMS listener address (Tencent, Alibaba and Infisical faces).
     #[arg(long)]
@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// bodies to FILE, for `sealgate policy suggest --capture FILE`.
     #[arg(long)]
     pub shadow_capture: Option<PathBuf>,
+    /// Create the keys policies name that the store lacks (`[keys]
+    /// create_policy_keys`; `=false` never creates them). Unset: only while
+    /// the store holds no key at all (first start).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub create_policy_keys: Option<bool>,
     /// TLS flags (boxed: they would make every `Command` this large).
     #[command(flatten)]
     pub tls: Box<TlsArgs>,
@@ -117,6 +122,7 @@ impl ServeArgs {
             kms_tls_client_ca: self.tls.kms_tls_client_ca.clone(),
             upstream_ca: self.tls.upstream_ca.clone(),
             upstream_server_name: self.tls.upstream_server_name.clone(),
+            create_policy_keys: self.create_policy_keys,
         }
     }
 }
@@ -292,6 +298,28 @@ mod tests {
         let plain = config_of(&["--upstream=http://127.0.0.1:3000"]).unwrap();
         assert!(plain.tls.is_none() && plain.kms_tls.is_none());
         assert_eq!(plain.upstream_tls, config::UpstreamTls::default());
+    }
+
+    #[test]
+    fn create_policy_keys_flag_takes_an_optional_value() {
+        use config::PolicyKeyCreation::*;
+        for (args, want) in [
+            (&["--upstream=http://x:1"][..], EmptyStoreOnly),
+            (
+                &["--upstream=http://x:1", "--create-policy-keys"][..],
+                Always,
+            ),
+            (
+                &["--upstream=http://x:1", "--create-policy-keys=false"][..],
+                Never,
+            ),
+        ] {
+            assert_eq!(
+                config_of(args).unwrap().create_policy_keys,
+                want,
+                "{args:?}"
+            );
+        }
     }
 
     #[test]

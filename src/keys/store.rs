@@ -33,7 +33,7 @@ use super::keywrap::{unwrap_dek, wrap_dek};
 use super::model::{
     Backup, Change, CreateKeyRequest, CredentialInfo, CredentialRecord, ImportReport, KeyCommand,
     KeyId, KeyMetadata, KeyRecord, KeyState, KeyUsage, Limits, MaterialSource, Mutation, Outcome,
-    State,
+    SealedVersion, State,
 };
 use super::provider::{KeyError, KeyProvider};
 use super::root::{RootKeyError, RootKeySource, RootSealer};
@@ -1374,14 +1374,12 @@ impl KeyStore {
         }
         for rec in &backup.keys {
             for v in &rec.material {
-                self.sealer
-                    .open_material(rec.metadata.key_id.as_bytes(), v.version, &v.sealed)
-                    .map_err(|_| {
-                        KeyError::InvalidParameter(format!(
-                            "backup material of key {} version {} does not open",
-                            rec.metadata.key_id, v.version
-                        ))
-                    })?;
+                self.check_material(rec, v).map_err(|why| {
+                    KeyError::InvalidParameter(format!(
+                        "backup material of key {} version {} {why}",
+                        rec.metadata.key_id, v.version
+                    ))
+                })?;
             }
         }
         for c in &backup.credentials {
@@ -1403,6 +1401,32 @@ impl KeyStore {
         }
     }
 
+    /// Checks that one version's sealed material opens under the root key
+    /// as what the key's usage says it holds: 32 bytes for a symmetric key,
+    /// a PKCS#8 private key of the usage's spec for an asymmetric one (so a
+    /// backup holding RSA or ECDSA keys restores, and a swapped or truncated
+    /// record is still caught). The error says why, for the caller's message;
+    /// it never holds key bytes.
+    fn check_material(&self, rec: &KeyRecord, v: &SealedVersion) -> Result<(), &'static str> {
+        let m = &rec.metadata;
+        if m.key_usage.is_symmetric() {
+            self.sealer
+                .open_material(m.key_id.as_bytes(), v.version, &v.sealed)
+                .map(drop)
+                .map_err(|_| "does not open under the root key as a 32-byte symmetric key")
+        } else if let Some(spec) = m.key_usage.asymmetric_spec() {
+            let pkcs8 = self
+                .sealer
+                .open_private_key(m.key_id.as_bytes(), v.version, &v.sealed)
+                .map_err(|_| "does not open under the root key")?;
+            PrivateKey::from_pkcs8(spec, pkcs8)
+                .map(drop)
+                .map_err(|_| "is not a private key of the key's usage")
+        } else {
+            Err("belongs to a key usage this store holds no material for")
+        }
+    }
+
     /// Checks the whole store: every record consistent, every version's
     /// material and every credential secret opens under the root key, and the
     /// database agrees with memory.
@@ -1420,14 +1444,12 @@ impl KeyStore {
         for rec in st.keys() {
             super::model::check_record(rec).map_err(KeyError::Store)?;
             for v in &rec.material {
-                self.sealer
-                    .open_material(rec.metadata.key_id.as_bytes(), v.version, &v.sealed)
-                    .map_err(|_| {
-                        KeyError::Store(format!(
-                            "key {} version {} does not open",
-                            rec.metadata.key_id, v.version
-                        ))
-                    })?;
+                self.check_material(rec, v).map_err(|why| {
+                    KeyError::Store(format!(
+                        "key {} version {} {why}",
+                        rec.metadata.key_id, v.version
+                    ))
+                })?;
                 report.versions += 1;
             }
             report.keys += 1;

@@ -152,6 +152,19 @@ fn serde_problem(file: &str, route: &str, message: &str) -> Problem {
     }
 }
 
+/// A key name `serve` can resolve or create: a KeyId, or an alias by the
+/// key store's own rule, so `policy check` refuses what start-up would.
+fn check_key_name(key: &str) -> Result<(), String> {
+    use crate::keys::model::{validate_alias, KeyId, ALIAS_MAX_LEN};
+    if KeyId::parse(key).is_some() || validate_alias(key).is_ok() {
+        return Ok(());
+    }
+    Err(format!(
+        "'{key}' is neither a KeyId nor a valid alias (1-{ALIAS_MAX_LEN} letters, digits, \
+         '-', '_', starting with a letter or digit, not starting with 'kms-')"
+    ))
+}
+
 fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<Route> {
     let before = problems.len();
     let name = raw.name.clone();
@@ -256,6 +269,8 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
 
     if raw.key.trim().is_empty() {
         bad("key", "the key (a CMK alias or KeyId) is empty".into());
+    } else if let Err(e) = check_key_name(raw.key.trim()) {
+        bad("key", e);
     }
     let open_keys: Vec<String> = raw
         .open_keys
@@ -266,6 +281,8 @@ fn validate(file: &str, raw: FileRoute, problems: &mut Vec<Problem>) -> Option<R
     for (i, k) in open_keys.iter().enumerate() {
         if k.is_empty() {
             bad(&format!("open_keys[{i}]"), "an empty key name".into());
+        } else if let Err(e) = check_key_name(k) {
+            bad(&format!("open_keys[{i}]"), e);
         } else if open_keys[..i].contains(k) || *k == raw.key.trim() {
             bad(
                 &format!("open_keys[{i}]"),

@@ -331,19 +331,18 @@ impl Drop for ServeProcess {
     }
 }
 
-impl ServeProcess {
-    /// Writes `policy` as `policies/p.toml` and a config (listen on
-    /// 127.0.0.1:0, `upstream`, no file watching, JSON logs at info) with
-    /// `extra` TOML tables appended (`{dir}` in it stands for the working
-    /// directory), starts `sealgate serve --config`, and
-    /// waits (bounded) until the proxy listens.
-    pub fn start(upstream: SocketAddr, policy: &str, extra: &str) -> ServeProcess {
-        use std::io::BufRead;
-        let dir = tempfile::tempdir().unwrap().keep();
-        std::fs::create_dir_all(dir.join("policies")).unwrap();
-        std::fs::write(dir.join("policies/p.toml"), policy).unwrap();
-        let config = format!(
-            r#"
+/// `sealgate serve --config` in `dir`: writes `policy` as
+/// `policies/p.toml` and the config [`ServeProcess::start`] describes.
+fn serve_command(
+    dir: &std::path::Path,
+    upstream: SocketAddr,
+    policy: &str,
+    extra: &str,
+) -> std::process::Command {
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/p.toml"), policy).unwrap();
+    let config = format!(
+        r#"
 listen = "127.0.0.1:0"
 upstream = "http://{upstream}"
 policies = "{policies}"
@@ -355,18 +354,38 @@ level = "info"
 format = "json"
 {extra}
 "#,
-            policies = dir.join("policies").display(),
-            data = dir.join("data").display(),
-            extra = extra.replace("{dir}", &dir.display().to_string()),
-        );
-        std::fs::write(dir.join("sealgate.toml"), config).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.join("sealgate.toml"))
-            .env_remove("RUST_LOG")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+        policies = dir.join("policies").display(),
+        data = dir.join("data").display(),
+        extra = extra.replace("{dir}", &dir.display().to_string()),
+    );
+    std::fs::write(dir.join("sealgate.toml"), config).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(dir.join("sealgate.toml"))
+        .env_remove("RUST_LOG")
+        .env_remove("SEALGATE_DATA_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    cmd
+}
+
+impl ServeProcess {
+    /// Writes `policy` as `policies/p.toml` and a config (listen on
+    /// 127.0.0.1:0, `upstream`, no file watching, JSON logs at info) with
+    /// `extra` TOML tables appended (`{dir}` in it stands for the working
+    /// directory), starts `sealgate serve --config`, and
+    /// waits (bounded) until the proxy listens.
+    pub fn start(upstream: SocketAddr, policy: &str, extra: &str) -> ServeProcess {
+        let dir = tempfile::tempdir().unwrap().keep();
+        Self::start_in(dir, upstream, policy, extra)
+    }
+
+    /// [`start`](Self::start) in a working directory the caller prepared
+    /// (e.g. a key store already in `data/`).
+    pub fn start_in(dir: PathBuf, upstream: SocketAddr, policy: &str, extra: &str) -> ServeProcess {
+        use std::io::BufRead;
+        let mut child = serve_command(&dir, upstream, policy, extra)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -391,6 +410,42 @@ format = "json"
         let ready = s.wait_log("sealgate proxy listening");
         s.proxy = ready["fields"]["listen"].as_str().unwrap().parse().unwrap();
         s
+    }
+
+    /// Runs `sealgate serve` as [`start_in`](Self::start_in) would, expecting
+    /// it to refuse to start: waits (bounded) for it to exit and returns its
+    /// exit status and standard error. Panics if it is still running.
+    pub fn start_fails(
+        dir: &std::path::Path,
+        upstream: SocketAddr,
+        policy: &str,
+        extra: &str,
+    ) -> (std::process::ExitStatus, String) {
+        let mut child = serve_command(dir, upstream, policy, extra)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + WAIT_BOUND;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sealgate serve did not exit: it started");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status, err)
     }
 
     /// Waits (bounded, 60 s) for a log line whose message is `message`;
