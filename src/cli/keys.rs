@@ -287,17 +287,26 @@ impl Target {
         if !store_exists(&args.data_dir)? {
             return Err(CliError::NoStore(args.data_dir.clone()));
         }
-        match KeyStore::open(&args.data_dir, root_source(args), StoreOptions::default()) {
-            Ok(store) => Ok(Target::Local(Box::new(store))),
-            Err(StoreError::Locked(dir)) => {
-                let sock = dir.join(ADMIN_SOCKET);
-                if sock.exists() {
-                    Ok(Target::Remote(AdminClient::new(sock)))
-                } else {
-                    Err(StoreError::Locked(dir).into())
+        // a lock without an admin socket is another short-lived command (or
+        // a child process between fork and exec still sharing the lock's file
+        // description): wait a moment for it rather than fail at once
+        let mut waited = 0;
+        loop {
+            match KeyStore::open(&args.data_dir, root_source(args), StoreOptions::default()) {
+                Ok(store) => return Ok(Target::Local(Box::new(store))),
+                Err(StoreError::Locked(dir)) => {
+                    let sock = dir.join(ADMIN_SOCKET);
+                    if sock.exists() {
+                        return Ok(Target::Remote(AdminClient::new(sock)));
+                    }
+                    if waited >= 40 {
+                        return Err(StoreError::Locked(dir).into());
+                    }
+                    waited += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
                 }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
         }
     }
 
