@@ -16,12 +16,12 @@
 //! | [`config`] | `sealgate.toml` → [`config::Config`]: read, parse, validate; flags win |
 //! | [`hardening`] | start-up process hardening: no core dumps, memory locked where allowed |
 //! | [`secret`] | key newtypes: zeroized on drop, redacted `Debug`, never `Serialize` |
-//! | [`policy`] | PURE: policy files → compiled routes and JSONPath selectors; the byte-splicing JSON rewrite |
+//! | [`policy`] | PURE: policy files → compiled routes, record roots and JSONPath selectors; labels and the label check; the byte-splicing JSON rewrite |
 //! | [`envelope`] | PURE: the `sg1.` field envelope, AES-256-GCM with AAD, type-preserving |
 //! | [`keys`] | the CMK store (redb, root key, state machine, versions), DEK wrap (RFC 3394), the data-key cache, the admin socket |
 //! | [`ratelimit`] | token buckets per caller and action, clock passed in |
-//! | [`kms`] | the KMS listener and its faces: `tencent` (and the others as they land) |
-//! | [`proxy`] | the reverse proxy: server, the phases of a request, upstream client, errors → responses |
+//! | [`kms`] | the KMS listener and its faces: `tencent`, `alibaba`, `infisical`; the shared replay cache |
+//! | [`proxy`] | the reverse proxy: server, the protocol boundary (host, method, body, media type), the phases of a request, upstream client, errors → responses |
 //! | [`tls`] | rustls for every listener (reloading certificate, mTLS, ALPN h2) and the upstream client |
 //! | [`metrics`] | Prometheus counters and histograms; the admin listener (`/metrics`, `/healthz`, `/readyz`) |
 //! | [`audit`] | the hash-chained JSON-lines audit log of key operations and field batches; its verifier |
@@ -32,15 +32,19 @@
 //!
 //! 1. [`proxy::server`] accepts (TLS via [`tls::Acceptor`] when configured;
 //!    HTTP/1.1 or HTTP/2) and calls [`proxy::pipeline::handle`].
-//! 2. *request filter*: a request id is kept or made; the route is matched
-//!    ([`policy::PolicySet::match_route`]: method, host, path template); the
-//!    route's rate limit is checked. No route: the request streams through
-//!    untouched.
-//! 3. *request body filter*: the body is read up to the limit (413 over it);
+//! 2. *request filter*: a request id is kept or made; the host the request
+//!    is really for (RFC 9112: one `Host`, an absolute-form authority wins)
+//!    and the method it will run (override headers refused) are settled; the
+//!    route is matched ([`policy::PolicySet::match_route`]: method, host, path
+//!    read as upstream frameworks read it); the route's rate limit is
+//!    checked. No route: the request streams through untouched.
+//! 3. *request body filter*: whether there is a body is learnt from the body
+//!    (HTTP/2 needs no length); the body is read up to the limit (413 over it);
 //!    [`policy::rewrite`] finds the selected values and splices in, for each,
 //!    [`envelope::seal`] under a data key from [`keys::DataKeyCache`] (one
 //!    key-store call per data key, not per request). The AAD binds each value
-//!    to the route's context and the field's label.
+//!    to the route's context and the field's label (its member path from
+//!    its record: `records` says where records sit).
 //! 4. *upstream request filter*: hop-by-hop headers out, `X-Forwarded-*` in,
 //!    `Accept-Encoding: identity` when the response must be rewritten; the
 //!    pooled client forwards it ([`proxy::upstream`]; refused → 502, slow → 504).
