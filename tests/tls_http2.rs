@@ -1184,3 +1184,139 @@ async fn serve_logs_why_upstream_tls_failed_and_plain_http_on_a_tls_port_once() 
     assert!(m.contains("api.internal.test"), "names what it got: {failed}");
     assert_eq!(up.requests().len(), 0, "nothing reached an untrusted upstream");
 }
+
+// ---- dev-cert: every CA its own name, issued certificates name theirs by key ----
+
+/// One DER element at the start of `b`: tag, content, the rest.
+fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&first, b) = b.split_first()?;
+    let (len, b) = if first < 0x80 {
+        (usize::from(first), b)
+    } else {
+        let n = usize::from(first & 0x7f);
+        let len = b.get(..n)?.iter().fold(0, |a, &x| (a << 8) | usize::from(x));
+        (len, &b[n..])
+    };
+    Some((tag, b.get(..len)?, &b[len..]))
+}
+
+/// The elements right after each occurrence of the encoded OID `oid`.
+fn after_oid<'a>(der: &'a [u8], oid: &[u8]) -> Vec<&'a [u8]> {
+    let mut needle = vec![0x06, oid.len() as u8];
+    needle.extend_from_slice(oid);
+    der.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle.as_slice())
+        .map(|(i, _)| &der[i + needle.len()..])
+        .collect()
+}
+
+/// The common names in a certificate, issuer's first, then subject's.
+fn common_names(der: &[u8]) -> Vec<String> {
+    after_oid(der, &[0x55, 0x04, 0x03])
+        .into_iter()
+        .filter_map(|b| der_tlv(b).map(|(_, v, _)| String::from_utf8_lossy(v).into_owned()))
+        .collect()
+}
+
+/// An extension's value (the OCTET STRING's content), skipping `critical`.
+fn extension<'a>(der: &'a [u8], oid: &[u8]) -> Option<&'a [u8]> {
+    let mut rest = *after_oid(der, oid).first()?;
+    loop {
+        let (tag, value, next) = der_tlv(rest)?;
+        match tag {
+            0x01 => rest = next,
+            0x04 => return Some(value),
+            _ => return None,
+        }
+    }
+}
+
+/// The subject key identifier.
+fn ski(der: &[u8]) -> Option<Vec<u8>> {
+    let (tag, id, _) = der_tlv(extension(der, &[0x55, 0x1d, 0x0e])?)?;
+    (tag == 0x04).then(|| id.to_vec())
+}
+
+/// The authority key identifier's keyIdentifier.
+fn aki(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, seq, _) = der_tlv(extension(der, &[0x55, 0x1d, 0x23])?)?;
+    let (tag, id, _) = der_tlv(seq)?;
+    (tag == 0x80).then(|| id.to_vec())
+}
+
+#[test]
+fn dev_cert_runs_make_distinct_cas_and_clients_trusting_both_verify_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
+    for out in [&old, &new] {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .arg("dev-cert")
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{run:?}");
+    }
+    let cert = |dir: &Path, file: &str| {
+        pem_certs(&std::fs::read_to_string(dir.join(file)).unwrap()).remove(0)
+    };
+    let (ca_old, ca_new) = (cert(&old, "ca.pem"), cert(&new, "ca.pem"));
+    let (name_old, name_new) = (&common_names(&ca_old)[1], &common_names(&ca_new)[1]);
+    assert!(name_old.starts_with("sealgate dev CA "), "{name_old}");
+    assert_ne!(name_old, name_new, "two runs, one CA name");
+    for (dir, ca) in [(&old, &ca_old), (&new, &ca_new)] {
+        let ca_ski = ski(ca).expect("the CA has a subject key identifier");
+        for file in ["server.pem", "client.pem"] {
+            let leaf = cert(dir, file);
+            assert_eq!(aki(&leaf), Some(ca_ski.clone()), "{file}: AKI is its CA's SKI");
+            assert_eq!(common_names(&leaf)[0], common_names(ca)[1], "{file}: issuer");
+            assert!(ski(&leaf).is_some(), "{file} has its own SKI");
+        }
+    }
+    assert_ne!(ski(&ca_old), ski(&ca_new));
+
+    // a rustls client that trusts both CAs verifies the leaves of both
+    use rustls::client::danger::ServerCertVerifier;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_old.clone()).unwrap();
+    roots.add(ca_new.clone()).unwrap();
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )
+    .build()
+    .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let now = rustls::pki_types::UnixTime::now();
+    for dir in [&old, &new] {
+        verifier
+            .verify_server_cert(&cert(dir, "server.pem"), &[], &name, &[], now)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    }
+
+    // and so does OpenSSL (where it is installed), which looks the issuer
+    // up by name: with one shared name it took the first CA and failed
+    let both = tmp.path().join("both.pem");
+    let ca_text = |dir: &Path| std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+    std::fs::write(&both, ca_text(&old) + &ca_text(&new)).unwrap();
+    for dir in [&old, &new] {
+        match std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&both)
+            .arg(dir.join("server.pem"))
+            .output()
+        {
+            Ok(out) => assert!(
+                out.status.success(),
+                "openssl verify {}: {}{}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => eprintln!("openssl not run ({e}); rustls checked above"),
+        }
+    }
+}
