@@ -1260,7 +1260,8 @@ fn cli_errors_name_the_thing_and_the_rule() {
     let err = fails(&["keys", "rotate", "--data-dir", d, "signer"]);
     assert!(
         err.contains("\"signer\" is ASYMMETRIC_SIGN_VERIFY_ECC")
-            && err.contains("only symmetric keys (ENCRYPT_DECRYPT, ENCRYPT_DECRYPT_AES_128) rotate"),
+            && err
+                .contains("only symmetric keys (ENCRYPT_DECRYPT, ENCRYPT_DECRYPT_AES_128) rotate"),
         "{err}"
     );
     // a missing audit log is missing, not a broken chain at "line 0"
@@ -1354,7 +1355,11 @@ fn keys_and_credentials_list_as_aligned_columns_with_rfc3339_times() {
     let table = ok(&["keys", "list", "--data-dir", d]);
     let headers = ["KEY ID", "ALIAS", "STATE", "USAGE", "VERSION", "CREATED"];
     let cols = header_columns(&table, &headers);
-    let rows: Vec<&str> = table.lines().skip(1).filter(|l| !l.contains(" of ")).collect();
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter(|l| !l.contains(" of "))
+        .collect();
     assert_eq!(rows.len(), 2, "{table}");
     for row in &rows {
         assert!(starts_cells_at(row, &cols), "misaligned:\n{table}");

@@ -1116,7 +1116,13 @@ async fn serve_logs_why_upstream_tls_failed_and_plain_http_on_a_tls_port_once() 
     let f = &listening["fields"];
     assert_eq!(f["routes"], 1, "{listening}");
     assert_eq!(f["policy_files"], 1, "{listening}");
-    for mode in ["shadow", "audit", "capture", "kms_listener", "admin_listener"] {
+    for mode in [
+        "shadow",
+        "audit",
+        "capture",
+        "kms_listener",
+        "admin_listener",
+    ] {
         assert_eq!(f[mode], "off", "{mode}: {listening}");
     }
     let proxy: SocketAddr = f["listen"].as_str().unwrap().parse().unwrap();
@@ -1180,9 +1186,19 @@ async fn serve_logs_why_upstream_tls_failed_and_plain_http_on_a_tls_port_once() 
         m.starts_with("upstream TLS handshake failed")
     });
     let m = message(&failed);
-    assert!(m.contains("wrong name") && m.contains("server_name"), "{failed}");
-    assert!(m.contains("api.internal.test"), "names what it got: {failed}");
-    assert_eq!(up.requests().len(), 0, "nothing reached an untrusted upstream");
+    assert!(
+        m.contains("wrong name") && m.contains("server_name"),
+        "{failed}"
+    );
+    assert!(
+        m.contains("api.internal.test"),
+        "names what it got: {failed}"
+    );
+    assert_eq!(
+        up.requests().len(),
+        0,
+        "nothing reached an untrusted upstream"
+    );
 }
 
 // ---- dev-cert: every CA its own name, issued certificates name theirs by key ----
@@ -1195,7 +1211,10 @@ fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         (usize::from(first), b)
     } else {
         let n = usize::from(first & 0x7f);
-        let len = b.get(..n)?.iter().fold(0, |a, &x| (a << 8) | usize::from(x));
+        let len = b
+            .get(..n)?
+            .iter()
+            .fold(0, |a, &x| (a << 8) | usize::from(x));
         (len, &b[n..])
     };
     Some((tag, b.get(..len)?, &b[len..]))
@@ -1270,8 +1289,16 @@ fn dev_cert_runs_make_distinct_cas_and_clients_trusting_both_verify_both() {
         let ca_ski = ski(ca).expect("the CA has a subject key identifier");
         for file in ["server.pem", "client.pem"] {
             let leaf = cert(dir, file);
-            assert_eq!(aki(&leaf), Some(ca_ski.clone()), "{file}: AKI is its CA's SKI");
-            assert_eq!(common_names(&leaf)[0], common_names(ca)[1], "{file}: issuer");
+            assert_eq!(
+                aki(&leaf),
+                Some(ca_ski.clone()),
+                "{file}: AKI is its CA's SKI"
+            );
+            assert_eq!(
+                common_names(&leaf)[0],
+                common_names(ca)[1],
+                "{file}: issuer"
+            );
             assert!(ski(&leaf).is_some(), "{file} has its own SKI");
         }
     }

@@ -20,8 +20,8 @@
 //! OpenSSL and SDKs built on it picked the first CA of that name and failed.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};

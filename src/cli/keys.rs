@@ -417,9 +417,7 @@ fn usage_help(u: KeyUsage) -> &'static str {
         KeyUsage::AsymmetricSignVerifyRsa4096 => "RSA-4096 key pair: sign/verify",
         KeyUsage::AsymmetricSignVerifyEcc => "ECDSA P-256 key pair: sign/verify",
         KeyUsage::AsymmetricSignVerifyEcdsa384 => "ECDSA P-384 key pair: sign/verify",
-        KeyUsage::AsymmetricDecryptSm2 | KeyUsage::AsymmetricSignVerifySm2 => {
-            "SM2 (not supported)"
-        }
+        KeyUsage::AsymmetricDecryptSm2 | KeyUsage::AsymmetricSignVerifySm2 => "SM2 (not supported)",
     }
 }
 
@@ -427,7 +425,8 @@ fn usage_help(u: KeyUsage) -> &'static str {
 /// error for any other value.
 fn usage_parser() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(
-        creatable_usages().map(|u| clap::builder::PossibleValue::new(u.as_str()).help(usage_help(u))),
+        creatable_usages()
+            .map(|u| clap::builder::PossibleValue::new(u.as_str()).help(usage_help(u))),
     )
 }
 

@@ -238,7 +238,9 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The rustls error somewhere in the chain, if the failure was TLS.
-pub(crate) fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+pub(crate) fn rustls_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
     chain_of(e)
         .into_iter()
         .find_map(|err| err.downcast_ref::<rustls::Error>())
