@@ -158,6 +158,34 @@ fn observe_faces(
     }
 }
 
+/// What the start log reports of the policies loaded.
+struct Loaded {
+    /// Policy files that hold at least one route.
+    files: usize,
+    /// Routes.
+    routes: usize,
+    /// Routes in shadow mode.
+    shadow_routes: usize,
+}
+
+impl Loaded {
+    fn of(policies: &crate::policy::PolicySet) -> Self {
+        let routes = policies.routes();
+        Loaded {
+            files: routes
+                .iter()
+                .map(|r| r.file.as_str())
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            routes: routes.len(),
+            shadow_routes: routes
+                .iter()
+                .filter(|r| r.mode == crate::policy::RouteMode::Shadow)
+                .count(),
+        }
+    }
+}
+
 /// Opens everything and starts the listeners.
 pub async fn start(config: Config) -> Result<App, StartError> {
     let metrics = Arc::new(Metrics::new());
@@ -180,6 +208,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     crate::reload::ensure_policy_keys(&store, &policies, config.create_policy_keys)
         .map_err(StartError::Policy)?;
     crate::reload::warn_label_gaps(&policies);
+    let loaded = Loaded::of(&policies);
     // every data key the cache generates or unwraps is counted and audited
     let provider: Arc<dyn crate::keys::KeyProvider> = Arc::new(AuditedProvider {
         inner: store.clone(),
@@ -370,7 +399,39 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     }
     ready.set_listening();
 
-    tracing::info!(listen = %proxy_addr, tls = config.tls.is_some(), upstream = %config.upstream, policies = %config.policies.display(), "sealgate proxy listening");
+    // one line that says what this process does: an operator reading the
+    // log should not have to reconstruct it from the config and flags
+    let off = || "off".to_string();
+    let shadow = if config.shadow {
+        "on (every route)".to_string()
+    } else if loaded.shadow_routes > 0 {
+        format!("{} of {} routes", loaded.shadow_routes, loaded.routes)
+    } else {
+        off()
+    };
+    let audit_sink = config
+        .audit
+        .sink
+        .as_ref()
+        .map_or_else(off, crate::audit::sink_name);
+    let capture = config
+        .shadow_capture
+        .as_ref()
+        .map_or_else(off, |c| c.file.display().to_string());
+    tracing::info!(
+        listen = %proxy_addr,
+        tls = config.tls.is_some(),
+        upstream = %config.upstream,
+        policies = %config.policies.display(),
+        policy_files = loaded.files,
+        routes = loaded.routes,
+        shadow = %shadow,
+        audit = %audit_sink,
+        capture = %capture,
+        kms_listener = %kms_addr.map_or_else(off, |a| a.to_string()),
+        admin_listener = %admin_addr.map_or_else(off, |a| a.to_string()),
+        "sealgate proxy listening"
+    );
     Ok(App {
         proxy_addr,
         kms_addr,

@@ -357,6 +357,42 @@ pub struct Acceptor {
     tls: Option<Arc<ReloadingServerConfig>>,
     http2: bool,
     handshake_timeout: Duration,
+    /// Shared by the clones of one listener's acceptor: one warning per
+    /// listener per [`PLAIN_HTTP_LOG_EVERY`].
+    plain_http: Arc<PlainHttpNotice>,
+}
+
+/// How often, at most, plain HTTP on a TLS listener is logged.
+pub const PLAIN_HTTP_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Rate limit of the "plain HTTP on a TLS port" warning: a misconfigured
+/// client retries in a loop, and each attempt must not be a log line.
+#[derive(Debug, Default)]
+pub struct PlainHttpNotice {
+    /// When the last warning was logged, and attempts since.
+    state: Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl PlainHttpNotice {
+    /// Counts one attempt at `now`; `Some(attempts not logged before it)`
+    /// when this one is to be logged.
+    pub fn note(&self, now: std::time::Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, skipped) = &mut *state;
+        if last.is_some_and(|t| now.saturating_duration_since(t) < PLAIN_HTTP_LOG_EVERY) {
+            *skipped += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(skipped))
+    }
+}
+
+/// Whether the first byte a client sent starts plaintext HTTP rather than
+/// a TLS record (handshake records begin with 0x16; every HTTP/1 method
+/// and the HTTP/2 preface `PRI` begin with an upper-case letter).
+fn starts_plain_http(first: u8) -> bool {
+    first.is_ascii_uppercase()
 }
 
 impl Acceptor {
@@ -366,6 +402,7 @@ impl Acceptor {
             tls: None,
             http2: h2c,
             handshake_timeout: Duration::from_secs(10),
+            plain_http: Arc::default(),
         }
     }
 
@@ -385,6 +422,7 @@ impl Acceptor {
                 tls: Some(Arc::new(ReloadingServerConfig::load(t)?)),
                 http2: t.http2,
                 handshake_timeout,
+                plain_http: Arc::default(),
             },
         })
     }
@@ -405,7 +443,19 @@ impl Acceptor {
             return Ok(ServerStream::Plain(tcp));
         };
         let tls = tokio_rustls::TlsAcceptor::from(tls.current());
-        match tokio::time::timeout(self.handshake_timeout, tls.accept(tcp)).await {
+        let handshake = async {
+            // peeked, not read: the bytes stay for rustls
+            let mut first = [0u8; 1];
+            if tcp.peek(&mut first).await? == 1 && starts_plain_http(first[0]) {
+                self.plain_http_seen(&tcp);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "plain HTTP on a TLS port",
+                ));
+            }
+            tls.accept(tcp).await
+        };
+        match tokio::time::timeout(self.handshake_timeout, handshake).await {
             Ok(Ok(s)) => Ok(ServerStream::Tls(Box::new(s))),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(io::Error::new(
@@ -413,6 +463,25 @@ impl Acceptor {
                 "TLS handshake timed out",
             )),
         }
+    }
+
+    /// Logs (rate-limited) a client that spoke plain HTTP to this TLS
+    /// listener: otherwise the client sees a closed connection and the
+    /// operator sees nothing, a common and puzzling misconfiguration.
+    fn plain_http_seen(&self, tcp: &TcpStream) {
+        let Some(skipped) = self.plain_http.note(std::time::Instant::now()) else {
+            return;
+        };
+        let addr = |a: io::Result<std::net::SocketAddr>| {
+            a.map_or_else(|_| "?".to_string(), |a| a.to_string())
+        };
+        tracing::warn!(
+            listener = %addr(tcp.local_addr()),
+            peer = %addr(tcp.peer_addr()),
+            not_logged_since_last = skipped,
+            "plain HTTP received on a TLS port; the client must use https:// (connection \
+             closed; logged at most once a minute per listener)"
+        );
     }
 }
 
@@ -863,6 +932,22 @@ mod tests {
             Arc::ptr_eq(&v2, &v3) && Arc::ptr_eq(&s2, &s3),
             "broken: kept"
         );
+    }
+
+    #[test]
+    fn plain_http_is_told_from_tls_and_its_warning_is_rate_limited() {
+        for b in b"GET POST PUT DELETE HEAD OPTIONS PATCH PRI" {
+            assert!(*b == b' ' || starts_plain_http(*b), "{}", *b as char);
+        }
+        // a TLS handshake record, and an SSLv2-style hello
+        assert!(!starts_plain_http(0x16) && !starts_plain_http(0x80));
+        let n = PlainHttpNotice::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(n.note(t0), Some(0));
+        assert_eq!(n.note(t0 + Duration::from_secs(1)), None);
+        assert_eq!(n.note(t0 + Duration::from_secs(59)), None);
+        assert_eq!(n.note(t0 + PLAIN_HTTP_LOG_EVERY), Some(2));
+        assert_eq!(n.note(t0 + PLAIN_HTTP_LOG_EVERY), None);
     }
 
     #[test]

@@ -645,7 +645,10 @@ fn exercise_cli(s: &StoreArgs, backup_file: &Path) -> String {
         key: "nope".into(),
     })
     .unwrap_err();
-    assert!(matches!(missing, CliError::Key(KeyError::CmkNotFound)));
+    assert!(
+        matches!(&missing, CliError::KeyNotFound(k) if k == "nope"),
+        "{missing}"
+    );
 
     let c = creds(CredentialsCommand::Create {
         store: s.clone(),
@@ -1193,4 +1196,196 @@ fn the_store_is_found_through_sealgate_data_dir_and_the_config_like_serve() {
     );
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("/nonexistent/sg.toml"), "{out:?}");
+}
+
+// ---- errors name the thing and the rule (the real binary) ----
+
+#[test]
+fn cli_errors_name_the_thing_and_the_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let ok = |args: &[&str]| {
+        let out = sealgate_bin(tmp.path(), args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let fails = |args: &[&str]| {
+        let out = sealgate_bin(tmp.path(), args, &[]);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        stderr_of(&out)
+    };
+    ok(&["keys", "init", "--data-dir", d]);
+    let every_usage = [
+        "ENCRYPT_DECRYPT",
+        "ENCRYPT_DECRYPT_AES_128",
+        "ASYMMETRIC_DECRYPT_RSA_2048",
+        "ASYMMETRIC_DECRYPT_RSA_3072",
+        "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
+        "ASYMMETRIC_SIGN_VERIFY_RSA_3072",
+        "ASYMMETRIC_SIGN_VERIFY_RSA_4096",
+        "ASYMMETRIC_SIGN_VERIFY_ECC",
+        "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
+    ];
+    // a bad usage lists every valid one, asymmetric ones included; so does --help
+    let err = fails(&["keys", "create", "--data-dir", d, "--usage", "FOO"]);
+    let help = ok(&["keys", "create", "--help"]);
+    for u in every_usage {
+        assert!(err.contains(u), "{u} missing from: {err}");
+        assert!(help.contains(u), "{u} missing from --help: {help}");
+    }
+    assert!(err.contains("FOO"), "{err}");
+    // a bad alias quotes the rule
+    let err = fails(&["keys", "create", "--data-dir", d, "--alias", "kms-x"]);
+    assert!(
+        err.contains("invalid alias \"kms-x\"") && err.contains("1-60 characters"),
+        "{err}"
+    );
+    // a missing key is named
+    let err = fails(&["keys", "describe", "--data-dir", d, "nosuch"]);
+    assert!(err.contains("\"nosuch\""), "{err}");
+    let err = fails(&["keys", "enable", "--data-dir", d, "nosuch2"]);
+    assert!(err.contains("\"nosuch2\""), "{err}");
+    // rotating an asymmetric key says only symmetric keys rotate
+    ok(&[
+        "keys",
+        "create",
+        "--data-dir",
+        d,
+        "--alias",
+        "signer",
+        "--usage",
+        "ASYMMETRIC_SIGN_VERIFY_ECC",
+    ]);
+    let err = fails(&["keys", "rotate", "--data-dir", d, "signer"]);
+    assert!(
+        err.contains("\"signer\" is ASYMMETRIC_SIGN_VERIFY_ECC")
+            && err
+                .contains("only symmetric keys (ENCRYPT_DECRYPT, ENCRYPT_DECRYPT_AES_128) rotate"),
+        "{err}"
+    );
+    // a missing audit log is missing, not a broken chain at "line 0"
+    let err = fails(&["audit", "verify", "missing.jsonl"]);
+    assert!(
+        err.contains("audit log missing.jsonl does not exist") && !err.contains("line 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn admin_commands_log_without_colour_and_warn_about_the_root_key_only_at_creation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    // stderr is a pipe here, as under systemd or in a script
+    let out = sealgate_bin(tmp.path(), &["keys", "init", "--data-dir", d], &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(err.contains("created a new root key"), "{err}");
+    assert!(!err.contains('\u{1b}'), "ANSI escapes in a pipe: {err:?}");
+    // later calls on the same store stay quiet about it
+    for args in [
+        &["keys", "list", "--data-dir", d][..],
+        &["keys", "create", "--data-dir", d, "--alias", "quiet"][..],
+        &["credentials", "list", "--data-dir", d][..],
+    ] {
+        let out = sealgate_bin(tmp.path(), args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+        assert_eq!(stderr_of(&out), "", "{args:?} logged");
+    }
+    // a store created around a key file already in the data directory
+    // warns that it lives there, once
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(data.join("root.key"), other.join("root.key")).unwrap();
+    let o = other.to_str().unwrap();
+    let out = sealgate_bin(tmp.path(), &["keys", "init", "--data-dir", o], &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("the root key lives inside the data directory"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = sealgate_bin(tmp.path(), &["keys", "list", "--data-dir", o], &[]);
+    assert_eq!(stderr_of(&out), "");
+}
+
+/// The column each header of `table`'s first line starts at.
+fn header_columns(table: &str, headers: &[&str]) -> Vec<usize> {
+    let head = table.lines().next().unwrap();
+    headers.iter().map(|h| head.find(h).unwrap()).collect()
+}
+
+/// A cell starts at each column: the character before it is a blank and the
+/// cell's first character is not.
+fn starts_cells_at(line: &str, cols: &[usize]) -> bool {
+    let b = line.as_bytes();
+    cols.iter()
+        .all(|&c| c < b.len() && b[c] != b' ' && (c == 0 || b[c - 1] == b' '))
+}
+
+fn is_rfc3339_utc(s: &str) -> bool {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
+        && s.ends_with('Z')
+}
+
+#[test]
+fn keys_and_credentials_list_as_aligned_columns_with_rfc3339_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let ok = |args: &[&str]| {
+        let out = sealgate_bin(tmp.path(), args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&["keys", "init", "--data-dir", d]);
+    let long = "a-rather-long-alias-for-the-orders-table-key-v2";
+    ok(&["keys", "create", "--data-dir", d, "--alias", "k"]);
+    ok(&[
+        "keys",
+        "create",
+        "--data-dir",
+        d,
+        "--alias",
+        long,
+        "--usage",
+        "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
+    ]);
+    let table = ok(&["keys", "list", "--data-dir", d]);
+    let headers = ["KEY ID", "ALIAS", "STATE", "USAGE", "VERSION", "CREATED"];
+    let cols = header_columns(&table, &headers);
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter(|l| !l.contains(" of "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    for row in &rows {
+        assert!(starts_cells_at(row, &cols), "misaligned:\n{table}");
+        let created = &row[cols[5]..];
+        assert!(is_rfc3339_utc(created), "{created:?} in:\n{table}");
+    }
+    assert!(table.contains(long) && table.contains("ASYMMETRIC_SIGN_VERIFY_ECDSA384"));
+    assert!(table.lines().all(|l| l == l.trim_end()), "trailing blanks");
+    // --json keeps its shape: numbers, PascalCase
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["keys", "list", "--data-dir", d, "--json"])).unwrap();
+    assert_eq!(json["TotalCount"], 2);
+    assert!(json["Keys"][0]["CreateTime"].is_u64(), "{json}");
+
+    ok(&["credentials", "create", "--data-dir", d, "--allow-key", "k"]);
+    ok(&["credentials", "create", "--data-dir", d]);
+    let table = ok(&["credentials", "list", "--data-dir", d]);
+    let cols = header_columns(&table, &["ID", "CREATED", "REVOKED", "KEYS"]);
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    for row in &rows {
+        assert!(starts_cells_at(row, &cols), "misaligned:\n{table}");
+        let created = row[cols[1]..].split(' ').next().unwrap();
+        assert!(is_rfc3339_utc(created), "{created:?} in:\n{table}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["credentials", "list", "--data-dir", d, "--json"])).unwrap();
+    assert!(json[0]["created_at"].is_u64(), "{json}");
 }

@@ -1014,3 +1014,336 @@ fn serve_refuses_a_certificate_flag_without_its_key_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--tls-key"), "{err}");
 }
+
+// ---- what `sealgate serve` logs about TLS (the real binary) ----
+
+/// `sealgate serve` with `args` (JSON logs at info, data in `dir`): the
+/// process, its log lines as they come, and the "listening" line.
+fn serve_binary(
+    dir: &Path,
+    args: &[&std::ffi::OsStr],
+) -> (Binary, std::sync::mpsc::Receiver<Value>, Value) {
+    use std::io::BufRead;
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/test.toml"), POLICY).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--policies")
+        .arg(dir.join("policies"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--log-format", "json", "--log-level", "info"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("SEALGATE_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let bin = Binary(child);
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let listening = next_log(&rx, &mut seen, |m| m == "sealgate proxy listening");
+    (bin, rx, listening)
+}
+
+/// The next log line whose message satisfies `want`; every line read on
+/// the way is kept in `seen`.
+fn next_log(
+    rx: &std::sync::mpsc::Receiver<Value>,
+    seen: &mut Vec<Value>,
+    want: impl Fn(&str) -> bool,
+) -> Value {
+    loop {
+        let v = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("no such log line ({e}); seen: {seen:#?}"));
+        seen.push(v.clone());
+        if want(v["fields"]["message"].as_str().unwrap_or_default()) {
+            return v;
+        }
+    }
+}
+
+fn message(v: &Value) -> &str {
+    v["fields"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_logs_why_upstream_tls_failed_and_plain_http_on_a_tls_port_once() {
+    let (certs_dir, certs) = dev_certs(&[]);
+    let (up_dir, _) = dev_certs(&["api.internal.test"]);
+    let (other_dir, _) = dev_certs(&[]);
+    let up = upstream(Some(upstream_tls(up_dir.path(), &[]))).await;
+    let url = format!("--upstream=https://{}", up.addr);
+
+    // 1. an upstream certificate from a CA sealgate does not trust, a TLS listener
+    let dir = tempfile::tempdir().unwrap();
+    let (c, o) = (certs_dir.path(), other_dir.path());
+    let (tls_cert, tls_key, other_ca) = (
+        c.join("server.pem"),
+        c.join("server-key.pem"),
+        o.join("ca.pem"),
+    );
+    let (_bin, logs, listening) = serve_binary(
+        dir.path(),
+        &[
+            url.as_ref(),
+            "--tls-cert".as_ref(),
+            tls_cert.as_os_str(),
+            "--tls-key".as_ref(),
+            tls_key.as_os_str(),
+            "--upstream-ca".as_ref(),
+            other_ca.as_os_str(),
+            "--upstream-server-name".as_ref(),
+            "api.internal.test".as_ref(),
+        ],
+    );
+    // the start line says what was loaded and which modes are on
+    let f = &listening["fields"];
+    assert_eq!(f["routes"], 1, "{listening}");
+    assert_eq!(f["policy_files"], 1, "{listening}");
+    for mode in [
+        "shadow",
+        "audit",
+        "capture",
+        "kms_listener",
+        "admin_listener",
+    ] {
+        assert_eq!(f[mode], "off", "{mode}: {listening}");
+    }
+    let proxy: SocketAddr = f["listen"].as_str().unwrap().parse().unwrap();
+
+    // plain HTTP to the TLS port, twice: no answer, one log line
+    for _ in 0..2 {
+        let tcp = bounded(TcpStream::connect(proxy)).await.unwrap();
+        let mut plain = h1(tcp).await;
+        assert!(bounded(send_h1(&mut plain, "/users")).await.is_err());
+    }
+    let tls = bounded(connect_tls(
+        proxy,
+        client_config(&[&certs.ca_cert_pem], None, &[]),
+    ))
+    .await
+    .unwrap();
+    let (status, _, body) = bounded(send_h1(&mut h1(tls).await, "/users"))
+        .await
+        .unwrap();
+    assert_eq!(status, 502, "{body}");
+    let mut seen = Vec::new();
+    let failed = next_log(&logs, &mut seen, |m| {
+        m.starts_with("upstream TLS handshake failed")
+    });
+    assert!(message(&failed).contains("unknown CA"), "{failed}");
+    assert!(message(&failed).contains("--upstream-ca"), "{failed}");
+    assert!(
+        failed["fields"]["tls_error"]
+            .as_str()
+            .unwrap()
+            .contains("UnknownIssuer"),
+        "{failed}"
+    );
+    let plain: Vec<&Value> = seen
+        .iter()
+        .filter(|v| message(v).contains("plain HTTP"))
+        .collect();
+    assert_eq!(plain.len(), 1, "{seen:#?}");
+    assert!(
+        message(plain[0]).contains("https://"),
+        "says what to do: {:?}",
+        plain[0]
+    );
+    assert_eq!(plain[0]["level"], "WARN");
+
+    // 2. the right CA, but the certificate does not name the URL's host
+    let dir = tempfile::tempdir().unwrap();
+    let up_ca = up_dir.path().join("ca.pem");
+    let (_bin, logs, listening) = serve_binary(
+        dir.path(),
+        &[url.as_ref(), "--upstream-ca".as_ref(), up_ca.as_os_str()],
+    );
+    let proxy: SocketAddr = listening["fields"]["listen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, body) = plain_post(proxy).await;
+    assert_eq!(status, 502, "{body}");
+    let failed = next_log(&logs, &mut Vec::new(), |m| {
+        m.starts_with("upstream TLS handshake failed")
+    });
+    let m = message(&failed);
+    assert!(
+        m.contains("wrong name") && m.contains("server_name"),
+        "{failed}"
+    );
+    assert!(
+        m.contains("api.internal.test"),
+        "names what it got: {failed}"
+    );
+    assert_eq!(
+        up.requests().len(),
+        0,
+        "nothing reached an untrusted upstream"
+    );
+}
+
+// ---- dev-cert: every CA its own name, issued certificates name theirs by key ----
+
+/// One DER element at the start of `b`: tag, content, the rest.
+fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&first, b) = b.split_first()?;
+    let (len, b) = if first < 0x80 {
+        (usize::from(first), b)
+    } else {
+        let n = usize::from(first & 0x7f);
+        let len = b
+            .get(..n)?
+            .iter()
+            .fold(0, |a, &x| (a << 8) | usize::from(x));
+        (len, &b[n..])
+    };
+    Some((tag, b.get(..len)?, &b[len..]))
+}
+
+/// The elements right after each occurrence of the encoded OID `oid`.
+fn after_oid<'a>(der: &'a [u8], oid: &[u8]) -> Vec<&'a [u8]> {
+    let mut needle = vec![0x06, oid.len() as u8];
+    needle.extend_from_slice(oid);
+    der.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle.as_slice())
+        .map(|(i, _)| &der[i + needle.len()..])
+        .collect()
+}
+
+/// The common names in a certificate, issuer's first, then subject's.
+fn common_names(der: &[u8]) -> Vec<String> {
+    after_oid(der, &[0x55, 0x04, 0x03])
+        .into_iter()
+        .filter_map(|b| der_tlv(b).map(|(_, v, _)| String::from_utf8_lossy(v).into_owned()))
+        .collect()
+}
+
+/// An extension's value (the OCTET STRING's content), skipping `critical`.
+fn extension<'a>(der: &'a [u8], oid: &[u8]) -> Option<&'a [u8]> {
+    let mut rest = *after_oid(der, oid).first()?;
+    loop {
+        let (tag, value, next) = der_tlv(rest)?;
+        match tag {
+            0x01 => rest = next,
+            0x04 => return Some(value),
+            _ => return None,
+        }
+    }
+}
+
+/// The subject key identifier.
+fn ski(der: &[u8]) -> Option<Vec<u8>> {
+    let (tag, id, _) = der_tlv(extension(der, &[0x55, 0x1d, 0x0e])?)?;
+    (tag == 0x04).then(|| id.to_vec())
+}
+
+/// The authority key identifier's keyIdentifier.
+fn aki(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, seq, _) = der_tlv(extension(der, &[0x55, 0x1d, 0x23])?)?;
+    let (tag, id, _) = der_tlv(seq)?;
+    (tag == 0x80).then(|| id.to_vec())
+}
+
+#[test]
+fn dev_cert_runs_make_distinct_cas_and_clients_trusting_both_verify_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
+    for out in [&old, &new] {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .arg("dev-cert")
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{run:?}");
+    }
+    let cert = |dir: &Path, file: &str| {
+        pem_certs(&std::fs::read_to_string(dir.join(file)).unwrap()).remove(0)
+    };
+    let (ca_old, ca_new) = (cert(&old, "ca.pem"), cert(&new, "ca.pem"));
+    let (name_old, name_new) = (&common_names(&ca_old)[1], &common_names(&ca_new)[1]);
+    assert!(name_old.starts_with("sealgate dev CA "), "{name_old}");
+    assert_ne!(name_old, name_new, "two runs, one CA name");
+    for (dir, ca) in [(&old, &ca_old), (&new, &ca_new)] {
+        let ca_ski = ski(ca).expect("the CA has a subject key identifier");
+        for file in ["server.pem", "client.pem"] {
+            let leaf = cert(dir, file);
+            assert_eq!(
+                aki(&leaf),
+                Some(ca_ski.clone()),
+                "{file}: AKI is its CA's SKI"
+            );
+            assert_eq!(
+                common_names(&leaf)[0],
+                common_names(ca)[1],
+                "{file}: issuer"
+            );
+            assert!(ski(&leaf).is_some(), "{file} has its own SKI");
+        }
+    }
+    assert_ne!(ski(&ca_old), ski(&ca_new));
+
+    // a rustls client that trusts both CAs verifies the leaves of both
+    use rustls::client::danger::ServerCertVerifier;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_old.clone()).unwrap();
+    roots.add(ca_new.clone()).unwrap();
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )
+    .build()
+    .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let now = rustls::pki_types::UnixTime::now();
+    for dir in [&old, &new] {
+        verifier
+            .verify_server_cert(&cert(dir, "server.pem"), &[], &name, &[], now)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    }
+
+    // and so does OpenSSL (where it is installed), which looks the issuer
+    // up by name: with one shared name it took the first CA and failed
+    let both = tmp.path().join("both.pem");
+    let ca_text = |dir: &Path| std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+    std::fs::write(&both, ca_text(&old) + &ca_text(&new)).unwrap();
+    for dir in [&old, &new] {
+        match std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&both)
+            .arg(dir.join("server.pem"))
+            .output()
+        {
+            Ok(out) => assert!(
+                out.status.success(),
+                "openssl verify {}: {}{}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => eprintln!("openssl not run ({e}); rustls checked above"),
+        }
+    }
+}

@@ -13,11 +13,53 @@ pub enum AuditCommand {
     },
 }
 
-/// Runs an audit subcommand; the error names the first bad line.
-pub fn run(cmd: AuditCommand) -> Result<(), crate::audit::VerifyError> {
+/// Why `audit verify` failed: the file, or the first line that breaks the chain.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditCliError {
+    /// The file does not exist (a wrong path, not a broken chain).
+    #[error("audit log {} does not exist", .0.display())]
+    Missing(PathBuf),
+    /// The file exists but does not open.
+    #[error("cannot open audit log {}: {source}", .path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The chain breaks at a line.
+    #[error("{}: {source}", .path.display())]
+    Chain {
+        /// The file.
+        path: PathBuf,
+        /// The first bad line.
+        source: crate::audit::VerifyError,
+    },
+}
+
+/// Runs an audit subcommand; the error names the file and the first bad line.
+pub fn run(cmd: AuditCommand) -> Result<(), AuditCliError> {
     match cmd {
         AuditCommand::Verify { file } => {
-            let report = crate::audit::verify_file(&file)?;
+            // opened here rather than by `verify_file`, whose error is a
+            // chain error at "line 0": a missing file is a different mistake
+            let f = std::fs::File::open(&file).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    AuditCliError::Missing(file.clone())
+                } else {
+                    AuditCliError::Open {
+                        path: file.clone(),
+                        source,
+                    }
+                }
+            })?;
+            let report = crate::audit::verify(std::io::BufReader::new(f)).map_err(|source| {
+                AuditCliError::Chain {
+                    path: file.clone(),
+                    source,
+                }
+            })?;
             println!("{}: {} lines, chain intact", file.display(), report.lines);
             if report.closed {
                 println!("last record is audit_close: the writer stopped cleanly there");

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::keys::{from_value, print_json, stdout_err, CliError, StoreArgs, Target};
+use super::keys::{
+    from_value, print_json, rfc3339, stdout_err, write_table, CliError, StoreArgs, Target,
+};
 use crate::keys::admin::AdminRequest;
 use crate::keys::CredentialInfo;
 use crate::kms::alibaba::client_keys::{self, ClientKeyInfo};
@@ -167,13 +169,9 @@ pub fn run_to(cmd: CredentialsCommand, out: &mut dyn Write) -> Result<(), CliErr
                 let list: Vec<CredentialJson> = list.into_iter().map(Into::into).collect();
                 return print_serialized(out, &list);
             }
-            let w = |out: &mut dyn Write| -> std::io::Result<()> {
-                writeln!(
-                    out,
-                    "{:<36}  {:<10}  {:<8}  KEYS",
-                    "ID", "CREATED", "REVOKED"
-                )?;
-                for c in &list {
+            let rows = list
+                .iter()
+                .map(|c| {
                     let keys = c.allowed_keys.as_ref().map_or_else(
                         || "all".to_string(),
                         |ks| {
@@ -183,18 +181,15 @@ pub fn run_to(cmd: CredentialsCommand, out: &mut dyn Write) -> Result<(), CliErr
                                 .join(",")
                         },
                     );
-                    writeln!(
-                        out,
-                        "{:<36}  {:<10}  {:<8}  {}",
-                        c.id,
-                        c.created_at,
-                        if c.revoked { "yes" } else { "no" },
-                        keys
-                    )?;
-                }
-                Ok(())
-            };
-            w(out).map_err(stdout_err)
+                    vec![
+                        c.id.clone(),
+                        rfc3339(c.created_at),
+                        if c.revoked { "yes" } else { "no" }.into(),
+                        keys,
+                    ]
+                })
+                .collect::<Vec<_>>();
+            write_table(out, &["ID", "CREATED", "REVOKED", "KEYS"], &rows).map_err(stdout_err)
         }
         CredentialsCommand::Revoke { store, id } => {
             let v = Target::open(&store)?.call(AdminRequest::RevokeCredential { id })?;
@@ -228,14 +223,11 @@ pub fn run_to(cmd: CredentialsCommand, out: &mut dyn Write) -> Result<(), CliErr
                 let list: Vec<ClientKeyJson> = list.iter().map(Into::into).collect();
                 return print_serialized(out, &list);
             }
-            let w = |out: &mut dyn Write| -> std::io::Result<()> {
-                writeln!(out, "{:<40}  CREATED", "ID")?;
-                for k in &list {
-                    writeln!(out, "{:<40}  {}", k.id, k.created_at)?;
-                }
-                Ok(())
-            };
-            w(out).map_err(stdout_err)
+            let rows = list
+                .iter()
+                .map(|k| vec![k.id.clone(), rfc3339(k.created_at)])
+                .collect::<Vec<_>>();
+            write_table(out, &["ID", "CREATED"], &rows).map_err(stdout_err)
         }
         CredentialsCommand::RemoveClientKey { store, id } => {
             client_keys::remove_client_key(store_dir(&store)?, &id).map_err(client_key_err)?;

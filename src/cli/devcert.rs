@@ -11,10 +11,17 @@
 //! | `ca-key.pem` | the dev CA's private key (0600) |
 //! | `server.pem`, `server-key.pem` | the server pair for `[tls]` / `[kms_tls]` |
 //! | `client.pem`, `client-key.pem` | a client pair issued by the CA (mTLS) |
+//!
+//! Every run makes a new CA with its own name (`CN=sealgate dev CA <time>
+//! <random>`) and a subject key identifier; the certificates it issues carry
+//! a matching authority key identifier. A client that trusts the CA of an
+//! earlier run as well (the documented rotation is: run `dev-cert` again)
+//! then finds the right issuer: with one shared name and no identifiers,
+//! OpenSSL and SDKs built on it picked the first CA of that name and failed.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -85,6 +92,33 @@ fn validity(p: &mut CertificateParams, days: u32) {
     p.not_after = now + time::Duration::days(i64::from(days));
 }
 
+/// Common name prefix of every dev CA; each run appends its own suffix.
+pub const CA_NAME_PREFIX: &str = "sealgate dev CA";
+
+/// A CA name no other run repeats: the creation time to tell runs apart
+/// at a glance, and 32 random bits for runs within the same second.
+fn unique_ca_name() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .format(&time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    format!(
+        "{CA_NAME_PREFIX} {stamp} {:08x}",
+        rand::Rng::gen::<u32>(&mut rand::thread_rng())
+    )
+}
+
+/// Issued certificates: name their CA by key identifier (AKI = the CA's
+/// SKI) and carry their own SKI, so chain building never guesses by name.
+fn issued_by_key_id(p: &mut CertificateParams) {
+    p.use_authority_key_identifier_extension = true;
+    // ExplicitNoCa writes basicConstraints CA:FALSE and, with it, the SKI
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_identifier_method = KeyIdMethod::Sha256;
+}
+
 /// Makes a fresh CA, a server certificate for `hosts` (the defaults when
 /// empty) and a client certificate, valid for `days`.
 pub fn generate(hosts: &[String], days: u32) -> Result<DevCerts, DevCertError> {
@@ -108,7 +142,9 @@ pub fn generate(hosts: &[String], days: u32) -> Result<DevCerts, DevCertError> {
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.distinguished_name
-        .push(DnType::CommonName, "sealgate dev CA");
+        .push(DnType::CommonName, unique_ca_name());
+    // the SKI that issued certificates' AKI points at (RFC 7093 method 1)
+    ca.key_identifier_method = KeyIdMethod::Sha256;
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -125,6 +161,7 @@ pub fn generate(hosts: &[String], days: u32) -> Result<DevCerts, DevCertError> {
         .push(DnType::CommonName, hosts[0].as_str());
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    issued_by_key_id(&mut server);
     validity(&mut server, days);
     let server_cert = server.signed_by(&server_key, &issuer).map_err(gen_err)?;
 
@@ -136,6 +173,7 @@ pub fn generate(hosts: &[String], days: u32) -> Result<DevCerts, DevCertError> {
         .push(DnType::CommonName, "sealgate-dev-client");
     client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    issued_by_key_id(&mut client);
     validity(&mut client, days);
     let client_cert = client.signed_by(&client_key, &issuer).map_err(gen_err)?;
 

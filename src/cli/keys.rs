@@ -31,6 +31,26 @@ pub enum CliError {
     /// A bad argument.
     #[error("{0}")]
     Usage(String),
+    /// `--usage` names no usage this store can create.
+    #[error(
+        "key usage {0:?} is not one this store can create; valid usages: {names}",
+        names = usage_names()
+    )]
+    UnknownUsage(String),
+    /// `--alias` breaks the alias rule.
+    #[error("invalid alias {0:?}: {rule}", rule = crate::keys::model::ALIAS_RULE)]
+    InvalidAlias(String),
+    /// No key has this KeyId or alias.
+    #[error("no key with KeyId or alias {0:?} in this store (`sealgate keys list` shows them)")]
+    KeyNotFound(String),
+    /// `keys rotate` on an asymmetric key.
+    #[error("{}", not_rotatable(.key, .usage))]
+    NotRotatable {
+        /// The key as named on the command line.
+        key: String,
+        /// Its usage, when it could be looked up.
+        usage: Option<KeyUsage>,
+    },
     /// The data directory holds no key store, and this command does not
     /// create one (a mistyped path must not become a new store and root key).
     #[error(
@@ -162,14 +182,16 @@ pub enum KeysCommand {
         /// Store and output options.
         #[command(flatten)]
         store: StoreArgs,
-        /// Unique alias (1-60 of letters, digits, '-', '_').
+        /// Unique alias: 1-60 of letters, digits, '-', '_', starting with a
+        /// letter or digit, not "kms-…", not a UUID.
         #[arg(long)]
         alias: Option<String>,
         /// Description (at most 1024 bytes).
         #[arg(long, default_value = "")]
         description: String,
-        /// Key usage (ENCRYPT_DECRYPT).
-        #[arg(long, default_value = "ENCRYPT_DECRYPT")]
+        /// Key usage: symmetric keys encrypt and rotate; asymmetric key pairs
+        /// sign or decrypt and never rotate.
+        #[arg(long, default_value = "ENCRYPT_DECRYPT", value_parser = usage_parser())]
         usage: String,
         /// 1 = material made here, 2 = EXTERNAL (import material later).
         #[arg(long = "type", default_value_t = 1)]
@@ -369,6 +391,78 @@ pub(crate) fn stdout_err(source: std::io::Error) -> CliError {
     }
 }
 
+/// The usages `keys create` accepts: every usage but SM2, which has no
+/// material here (see [`KeyUsage::is_supported`]).
+fn creatable_usages() -> impl Iterator<Item = KeyUsage> {
+    KeyUsage::ALL.into_iter().filter(KeyUsage::is_supported)
+}
+
+/// The creatable usages, comma-separated, for error messages.
+fn usage_names() -> String {
+    creatable_usages()
+        .map(|u| u.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line on what a usage's key is, for `keys create --help`.
+fn usage_help(u: KeyUsage) -> &'static str {
+    match u {
+        KeyUsage::EncryptDecrypt => "AES-256 symmetric key: encrypt/decrypt, data keys (rotates)",
+        KeyUsage::EncryptDecryptAes128 => "AES-128 symmetric key: encrypt/decrypt (rotates)",
+        KeyUsage::AsymmetricDecryptRsa2048 => "RSA-2048 key pair: decrypt",
+        KeyUsage::AsymmetricDecryptRsa3072 => "RSA-3072 key pair: decrypt",
+        KeyUsage::AsymmetricSignVerifyRsa2048 => "RSA-2048 key pair: sign/verify",
+        KeyUsage::AsymmetricSignVerifyRsa3072 => "RSA-3072 key pair: sign/verify",
+        KeyUsage::AsymmetricSignVerifyRsa4096 => "RSA-4096 key pair: sign/verify",
+        KeyUsage::AsymmetricSignVerifyEcc => "ECDSA P-256 key pair: sign/verify",
+        KeyUsage::AsymmetricSignVerifyEcdsa384 => "ECDSA P-384 key pair: sign/verify",
+        KeyUsage::AsymmetricDecryptSm2 | KeyUsage::AsymmetricSignVerifySm2 => "SM2 (not supported)",
+    }
+}
+
+/// `--usage`'s parser: clap lists these values in `--help` and in the
+/// error for any other value.
+fn usage_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        creatable_usages()
+            .map(|u| clap::builder::PossibleValue::new(u.as_str()).help(usage_help(u))),
+    )
+}
+
+/// The `keys create --usage` value, or an error listing the valid ones
+/// (for callers of [`run_to`] that bypass clap's parser).
+fn parse_usage(usage: &str) -> Result<KeyUsage, CliError> {
+    usage
+        .parse::<KeyUsage>()
+        .ok()
+        .filter(KeyUsage::is_supported)
+        .ok_or_else(|| CliError::UnknownUsage(usage.to_string()))
+}
+
+fn not_rotatable(key: &str, usage: &Option<KeyUsage>) -> String {
+    let symmetric = KeyUsage::ALL
+        .into_iter()
+        .filter(KeyUsage::is_symmetric)
+        .map(|u| u.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = usage.map_or_else(|| "an asymmetric key".to_string(), |u| format!("{u}"));
+    format!(
+        "key {key:?} is {what}: only symmetric keys ({symmetric}) rotate; an asymmetric key \
+         keeps its one key pair, so create a new key to replace it"
+    )
+}
+
+/// Names the key in the errors that are about it: the store's own errors
+/// (shared with the KMS faces) do not say which key.
+fn about_key(key: &str, e: CliError) -> CliError {
+    match e {
+        CliError::Key(KeyError::CmkNotFound) => CliError::KeyNotFound(key.to_string()),
+        e => e,
+    }
+}
+
 fn parse_tags(tags: &[String]) -> Result<Vec<Tag>, CliError> {
     tags.iter()
         .map(|t| {
@@ -383,15 +477,65 @@ fn parse_tags(tags: &[String]) -> Result<Vec<Tag>, CliError> {
         .collect()
 }
 
+/// Unix seconds as RFC 3339 UTC (`2025-01-31T12:00:00Z`), what a person
+/// reads; the raw number if it is out of range (it never is for real keys).
+pub(crate) fn rfc3339(t: u64) -> String {
+    i64::try_from(t)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// Writes `rows` under `headers` as columns two spaces apart, each as
+/// wide as its widest cell (aliases and usages vary from 1 to 60 and 15
+/// to 31 characters: fixed widths broke the alignment). The last column
+/// is not padded, so lines carry no trailing blanks.
+pub(crate) fn write_table(
+    out: &mut dyn Write,
+    headers: &[&str],
+    rows: &[Vec<String>],
+) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    write_row(out, &widths, headers)?;
+    for row in rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        write_row(out, &widths, &cells)?;
+    }
+    Ok(())
+}
+
+/// One line of [`write_table`].
+fn write_row(out: &mut dyn Write, widths: &[usize], cells: &[&str]) -> std::io::Result<()> {
+    let mut text = String::new();
+    for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        if i > 0 {
+            text.push_str("  ");
+        }
+        text.push_str(cell);
+        let pad = w.saturating_sub(cell.chars().count());
+        text.extend(std::iter::repeat_n(' ', pad));
+    }
+    writeln!(out, "{}", text.trim_end())
+}
+
 fn describe_text(out: &mut dyn Write, m: &KeyMetadata) -> std::io::Result<()> {
-    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |t| t.to_string());
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), rfc3339);
     writeln!(out, "KeyId:          {}", m.key_id)?;
     writeln!(out, "Alias:          {}", m.alias.as_deref().unwrap_or("-"))?;
     writeln!(out, "Description:    {}", m.description)?;
     writeln!(out, "KeyUsage:       {}", m.key_usage)?;
     writeln!(out, "Type:           {}", m.origin.type_number())?;
     writeln!(out, "KeyState:       {}", m.key_state)?;
-    writeln!(out, "CreateTime:     {}", m.create_time)?;
+    writeln!(out, "CreateTime:     {}", rfc3339(m.create_time))?;
     writeln!(out, "Owner:          {}", m.owner)?;
     for t in &m.tags {
         writeln!(out, "Tag:            {}={}", t.tag_key, t.tag_value)?;
@@ -452,10 +596,16 @@ pub fn run_to(cmd: KeysCommand, out: &mut dyn Write) -> Result<(), CliError> {
             tags,
             owner,
         } => {
+            let key_usage = parse_usage(&usage)?;
+            if let Some(a) = &alias {
+                // checked here, before the store opens, to quote the rule
+                crate::keys::model::validate_alias(a)
+                    .map_err(|_| CliError::InvalidAlias(a.clone()))?;
+            }
             let req = CreateKeyRequest {
                 alias,
                 description,
-                key_usage: usage.parse::<KeyUsage>()?,
+                key_usage,
                 origin: KeyOrigin::from_type(key_type)?,
                 tags: parse_tags(&tags)?,
                 owner,
@@ -475,30 +625,35 @@ pub fn run_to(cmd: KeysCommand, out: &mut dyn Write) -> Result<(), CliError> {
                 return print_json(out, &v);
             }
             let list: KeyList = from_value(v)?;
-            let w = |out: &mut dyn Write| -> std::io::Result<()> {
-                writeln!(
-                    out,
-                    "{:<36}  {:<24}  {:<13}  {:<15}  VERSION",
-                    "KEY ID", "ALIAS", "STATE", "USAGE"
-                )?;
-                for m in &list.keys {
-                    writeln!(
-                        out,
-                        "{:<36}  {:<24}  {:<13}  {:<15}  {}",
-                        m.key_id,
-                        m.alias.as_deref().unwrap_or("-"),
-                        m.key_state,
-                        m.key_usage,
+            let rows = list
+                .keys
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.key_id.to_string(),
+                        m.alias.clone().unwrap_or_else(|| "-".into()),
+                        m.key_state.to_string(),
+                        m.key_usage.to_string(),
                         m.primary_version
-                            .map_or_else(|| "-".into(), |v| v.to_string())
-                    )?;
-                }
+                            .map_or_else(|| "-".into(), |v| v.to_string()),
+                        rfc3339(m.create_time),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            let w = |out: &mut dyn Write| -> std::io::Result<()> {
+                write_table(
+                    out,
+                    &["KEY ID", "ALIAS", "STATE", "USAGE", "VERSION", "CREATED"],
+                    &rows,
+                )?;
                 writeln!(out, "{} of {} keys", list.keys.len(), list.total_count)
             };
             w(out).map_err(stdout_err)
         }
         KeysCommand::Describe { store, key } => {
-            let v = Target::open(&store)?.call(AdminRequest::Describe { key })?;
+            let v = Target::open(&store)?
+                .call(AdminRequest::Describe { key: key.clone() })
+                .map_err(|e| about_key(&key, e))?;
             key_result(out, store.json, v, "")
         }
         KeysCommand::SetMinDecryptionVersion {
@@ -511,9 +666,7 @@ pub fn run_to(cmd: KeysCommand, out: &mut dyn Write) -> Result<(), CliError> {
             KeyCommand::SetMinDecryptionVersion { key, version },
             "Minimum decryption version set",
         ),
-        KeysCommand::Rotate { store, key } => {
-            execute(out, &store, KeyCommand::Rotate { key }, "Rotated")
-        }
+        KeysCommand::Rotate { store, key } => rotate(out, &store, key),
         KeysCommand::Enable { store, key } => {
             execute(out, &store, KeyCommand::Enable { key }, "Enabled")
         }
@@ -590,8 +743,46 @@ fn execute(
     command: KeyCommand,
     verb: &str,
 ) -> Result<(), CliError> {
-    let v = Target::open(store)?.call(AdminRequest::Execute { command })?;
+    let key = command_key(&command).to_string();
+    let v = Target::open(store)?
+        .call(AdminRequest::Execute { command })
+        .map_err(|e| about_key(&key, e))?;
     key_result(out, store.json, v, verb)
+}
+
+/// The key a single-key command names.
+fn command_key(command: &KeyCommand) -> &str {
+    match command {
+        KeyCommand::SetMinDecryptionVersion { key, .. }
+        | KeyCommand::Rotate { key }
+        | KeyCommand::Enable { key }
+        | KeyCommand::Disable { key }
+        | KeyCommand::ScheduleDeletion { key, .. }
+        | KeyCommand::CancelDeletion { key } => key.as_str(),
+        _ => "",
+    }
+}
+
+/// `keys rotate`: an asymmetric key is refused with a message that says
+/// why (the store's `UsageMismatch` alone does not).
+fn rotate(out: &mut dyn Write, store: &StoreArgs, key: String) -> Result<(), CliError> {
+    let target = Target::open(store)?;
+    let v = match target.call(AdminRequest::Execute {
+        command: KeyCommand::Rotate { key: key.clone() },
+    }) {
+        Ok(v) => v,
+        Err(CliError::Key(KeyError::UsageMismatch)) => {
+            // only to name the usage; the refusal stands without it
+            let usage = target
+                .call(AdminRequest::Describe { key: key.clone() })
+                .ok()
+                .and_then(|v| from_value::<KeyMetadata>(v).ok())
+                .map(|m| m.key_usage);
+            return Err(CliError::NotRotatable { key, usage });
+        }
+        Err(e) => return Err(about_key(&key, e)),
+    };
+    key_result(out, store.json, v, "Rotated")
 }
 
 /// Writes a backup file with mode 0600; never replaces an existing file.

@@ -155,8 +155,11 @@ pub fn init_tracing(level: &str, format: LogFormat) {
         },
         _ => (tracing_subscriber::EnvFilter::new(level), None),
     };
+    // colour codes only for a person at a terminal: in journald, a file or
+    // a pipe they are noise that breaks grep
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => b.json().try_init(),

@@ -34,17 +34,28 @@ pub use store::{
     ManualClock, NewCredential, ReEncrypted, StoreError, StoreOptions, SystemClock, VerifyReport,
 };
 
-/// Opens the store a validated config names.
+/// Opens the store a validated config names (for `serve`: warns at every
+/// start while the root key file lies inside the data directory; the store
+/// itself warns only when it is created).
 pub fn open_for_config(c: &crate::config::Config) -> Result<KeyStore, StoreError> {
-    KeyStore::open(
+    let root = c
+        .root_key_file
+        .clone()
+        .map(RootKeySource::File)
+        .unwrap_or(RootKeySource::Auto);
+    let existed = c.data_dir.join(store::DB_FILE).exists();
+    let store = KeyStore::open(
         &c.data_dir,
-        c.root_key_file
-            .clone()
-            .map(RootKeySource::File)
-            .unwrap_or(RootKeySource::Auto),
+        root.clone(),
         StoreOptions {
             max_keys: c.max_keys,
             ..Default::default()
         },
-    )
+    )?;
+    if existed {
+        if let Some(path) = root.file_in_data_dir(&c.data_dir) {
+            root::warn_in_data_dir(&path);
+        }
+    }
+    Ok(store)
 }

@@ -540,7 +540,12 @@ pub struct ImportReport {
     pub credentials_unchanged: usize,
 }
 
-/// Checks an alias against the CreateKey rules.
+/// The alias rule [`validate_alias`] checks, in words (for error messages).
+pub const ALIAS_RULE: &str = "an alias is 1-60 characters of letters, digits, '-' and '_', \
+     starts with a letter or digit, does not start with \"kms-\" (reserved) and is not \
+     shaped like a KeyId (a UUID)";
+
+/// Checks an alias against the CreateKey rules ([`ALIAS_RULE`]).
 pub fn validate_alias(alias: &str) -> Result<(), KeyError> {
     let len = alias.chars().count();
     let first_ok = alias

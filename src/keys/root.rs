@@ -90,6 +90,30 @@ impl RootKeySource {
             RootKeySource::Key(k) => Ok(k.clone()),
         }
     }
+
+    /// The key file this source reads when that file lies inside
+    /// `data_dir` (a disk that holds the store must not hold its key too);
+    /// `None` for a key from elsewhere or from `SEALGATE_ROOT_KEY`.
+    pub fn file_in_data_dir(&self, data_dir: &Path) -> Option<PathBuf> {
+        let path = match self {
+            RootKeySource::Auto => match take_root_key_env() {
+                EnvRootKey::Unset => data_dir.join(ROOT_KEY_FILE),
+                EnvRootKey::Key(_) | EnvRootKey::Malformed => return None,
+            },
+            RootKeySource::File(p) => p.clone(),
+            RootKeySource::Base64(_) | RootKeySource::Key(_) => return None,
+        };
+        path.starts_with(data_dir).then_some(path)
+    }
+}
+
+/// Warns that the root key file `path` lies inside the data directory.
+pub fn warn_in_data_dir(path: &Path) {
+    tracing::warn!(
+        path = %path.display(),
+        "the root key lives inside the data directory; move it off the data disk \
+         (pass its path or set SEALGATE_ROOT_KEY) and keep a backup"
+    );
 }
 
 /// What `SEALGATE_ROOT_KEY` held when it was taken.
@@ -163,12 +187,11 @@ fn load_file(path: &Path, data_dir: &Path, store_is_new: bool) -> Result<RootKey
             }
             let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io_err(path))?);
             let key = decode(&text, &path.display().to_string())?;
-            if path.starts_with(data_dir) {
-                tracing::warn!(
-                    path = %path.display(),
-                    "the root key lives inside the data directory; move it off the data disk \
-                     (pass its path or set SEALGATE_ROOT_KEY) and keep a backup"
-                );
+            // once per store, at its creation; `serve` repeats it at each
+            // start (see `RootKeySource::file_in_data_dir`), but the admin
+            // commands do not, so scripts calling them are not flooded
+            if store_is_new && path.starts_with(data_dir) {
+                warn_in_data_dir(path);
             }
             Ok(key)
         }

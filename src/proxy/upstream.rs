@@ -157,14 +157,25 @@ impl Upstream {
                 ),
             )),
             Ok(Err(e)) => {
-                let msg = if is_tls_failure(&e) {
+                // hyper-util's own Display is only "client error (Connect)":
+                // the reason is further down the source chain
+                let chain = error_chain(&e);
+                let msg = if let Some(tls) = rustls_error(&e) {
+                    tracing::warn!(
+                        error = %chain,
+                        tls_error = %tls,
+                        "upstream TLS handshake failed: {}",
+                        tls_reason(tls)
+                    );
                     "TLS to the upstream failed (certificate not trusted, wrong name, or no common protocol)"
-                } else if e.is_connect() {
-                    "upstream refused or unreachable"
                 } else {
-                    "upstream connection failed"
+                    tracing::warn!(error = %chain, "upstream request failed");
+                    if e.is_connect() {
+                        "upstream refused or unreachable"
+                    } else {
+                        "upstream connection failed"
+                    }
                 };
-                tracing::warn!(error = %e, "upstream request failed");
                 Err(ProxyError::upstream(
                     StatusCode::BAD_GATEWAY,
                     "upstream_unavailable",
@@ -190,25 +201,80 @@ fn empty_client_config() -> Result<rustls::ClientConfig, String> {
     )
 }
 
-/// Whether a rustls error is somewhere in the chain (io errors hide their
-/// payload from `source()`, so look inside them too).
-fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+/// The errors of a chain, outermost first. An `io::Error` wrapping
+/// another error does not always return it from `source()`, so look inside.
+fn chain_of<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut cur = Some(e);
     while let Some(err) = cur {
-        if err.is::<rustls::Error>() {
-            return true;
-        }
-        if let Some(inner) = err
+        out.push(err);
+        let inner = err
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-        {
-            if is_tls_failure(inner) {
-                return true;
-            }
-        }
-        cur = err.source();
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        // an io::Error's `source()` skips its payload: take the payload
+        cur = inner.or_else(|| err.source());
     }
-    false
+    out
+}
+
+/// The whole chain as one line, `outer: inner: …`, without repeating a
+/// message an outer error already includes.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    for err in chain_of(e) {
+        let text = err.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// The rustls error somewhere in the chain, if the failure was TLS.
+pub(crate) fn rustls_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    chain_of(e)
+        .into_iter()
+        .find_map(|err| err.downcast_ref::<rustls::Error>())
+}
+
+/// What an operator should read from a TLS failure: the cause in words and
+/// the setting that fixes it, then rustls's own text (names, times).
+pub(crate) fn tls_reason(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let why = match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => {
+                "the upstream's certificate is not signed by a CA sealgate trusts (unknown CA); \
+                 set [upstream_tls] ca_file (--upstream-ca) to the CA that issued it"
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "the upstream's certificate is not valid for the name sealgate checks (wrong \
+                 name); fix the upstream URL's host or set [upstream_tls] server_name \
+                 (--upstream-server-name)"
+            }
+            C::Expired | C::ExpiredContext { .. } => "the upstream's certificate has expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "the upstream's certificate is not valid yet (check both clocks)"
+            }
+            C::BadSignature => "the upstream's certificate chain has a bad signature",
+            _ => "the upstream's certificate was refused",
+        },
+        rustls::Error::AlertReceived(_) => "the upstream refused the handshake",
+        rustls::Error::PeerIncompatible(_) => {
+            "the upstream shares no TLS version, cipher suite or ALPN protocol with sealgate"
+        }
+        _ => "TLS error",
+    };
+    format!("{why} ({e})")
 }
 
 /// A request target that does not make a valid upstream URI.
