@@ -1826,3 +1826,98 @@ async fn aes_128_keys_encrypt_and_decrypt() {
         "InvalidParameter.KeySpec",
     );
 }
+
+/// The KeyVersionId an AdvanceEncrypt blob's header names
+/// ("SGA1" | alg | padding | len + KeyId | len + KeyVersionId | …).
+fn advance_blob_version(blob_b64: &str) -> String {
+    let b = B64.decode(blob_b64).unwrap();
+    assert_eq!(&b[..4], b"SGA1");
+    let kl = b[6] as usize;
+    let at = 7 + kl;
+    let vl = b[at] as usize;
+    String::from_utf8(b[at + 1..at + 1 + vl].to_vec()).unwrap()
+}
+
+/// The CMK version a store blob (Encrypt's CiphertextBlob) names.
+fn store_blob_version(blob_b64: &str) -> u32 {
+    let blob = B64.decode(blob_b64).unwrap();
+    sealgate::keys::blob::blob_cmk(&blob).unwrap().version
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_key_version_makes_a_new_primary_that_new_ciphertexts_name() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k).await;
+    let pt = B64.encode(b"before");
+    let primary = |d: &Value| {
+        d["KeyMetadata"]["PrimaryKeyVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let v1 = primary(&ok(&k, "DescribeKey", &[("KeyId", &key)]).await);
+    let a1 = ok(&k, "AdvanceEncrypt", &[("KeyId", &key), ("Plaintext", &pt)]).await;
+    let e1 = ok(&k, "Encrypt", &[("KeyId", &key), ("Plaintext", "old")]).await;
+    let a1_blob = a1["CiphertextBlob"].as_str().unwrap().to_string();
+    let e1_blob = e1["CiphertextBlob"].as_str().unwrap().to_string();
+    assert_eq!(advance_blob_version(&a1_blob), v1);
+    assert_eq!(store_blob_version(&e1_blob), 1);
+
+    let rotated = ok(&k, "CreateKeyVersion", &[("KeyId", &key)]).await;
+    let v2 = rotated["KeyVersion"]["KeyVersionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(v1, v2);
+
+    // DescribeKey, ListKeyVersions and DescribeKeyVersion all see it.
+    assert_eq!(
+        primary(&ok(&k, "DescribeKey", &[("KeyId", &key)]).await),
+        v2
+    );
+    let l = ok(&k, "ListKeyVersions", &[("KeyId", &key)]).await;
+    assert_eq!(l["TotalCount"], 2, "{l}");
+    let ids: Vec<&str> = l["KeyVersions"]["KeyVersion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["KeyVersionId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&v1.as_str()) && ids.contains(&v2.as_str()),
+        "{l}"
+    );
+    let d = ok(
+        &k,
+        "DescribeKeyVersion",
+        &[("KeyId", &key), ("KeyVersionId", &v2)],
+    )
+    .await;
+    assert_eq!(d["KeyVersion"]["KeyVersionId"], v2.as_str());
+
+    // AdvanceEncrypt seals under the new primary (read from the blob itself);
+    // Encrypt keeps the initial version, as documented (docs/kms-alibaba.md).
+    let a2 = ok(&k, "AdvanceEncrypt", &[("KeyId", &key), ("Plaintext", &pt)]).await;
+    let a2_blob = a2["CiphertextBlob"].as_str().unwrap().to_string();
+    assert_eq!(
+        advance_blob_version(&a2_blob),
+        v2,
+        "new primary in the blob"
+    );
+    let e2 = ok(&k, "Encrypt", &[("KeyId", &key), ("Plaintext", "old")]).await;
+    assert_eq!(
+        store_blob_version(e2["CiphertextBlob"].as_str().unwrap()),
+        1
+    );
+
+    // What was sealed before the rotation still opens.
+    let d = ok(&k, "AdvanceDecrypt", &[("CiphertextBlob", &a1_blob)]).await;
+    assert_eq!(
+        (d["Plaintext"].as_str(), d["KeyVersionId"].as_str()),
+        (Some(pt.as_str()), Some(v1.as_str()))
+    );
+    let d = ok(&k, "Decrypt", &[("CiphertextBlob", &e1_blob)]).await;
+    assert_eq!(d["Plaintext"], "old");
+    let d = ok(&k, "AdvanceDecrypt", &[("CiphertextBlob", &a2_blob)]).await;
+    assert_eq!(d["KeyVersionId"], v2.as_str());
+}

@@ -2039,3 +2039,50 @@ async fn credentials_json_output_is_lowercase_and_works_against_the_face() {
     assert_eq!(revoked["id"], id, "{revoked}");
     assert_eq!(revoked["revoked"], true, "{revoked}");
 }
+
+/// The CMK version a Base64 `CiphertextBlob` names (the store blob's header).
+fn blob_version(blob_b64: &str) -> u32 {
+    let blob = B64.decode(blob_b64).unwrap();
+    sealgate::keys::blob::blob_cmk(&blob).unwrap().version
+}
+
+#[tokio::test]
+async fn rotate_key_makes_a_new_primary_version_that_new_ciphertexts_name() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "rotate-me").await;
+    let before = ok(&k, "DescribeKey", json!({"KeyId": key})).await;
+    assert_eq!(before["KeyMetadata"]["LastRotateTime"], 0, "{before}");
+    let old = ok(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "b2xk"})).await;
+    let old_blob = old["CiphertextBlob"].as_str().unwrap().to_string();
+    assert_eq!(blob_version(&old_blob), 1);
+
+    let r = ok(&k, "RotateKey", json!({"KeyId": key})).await;
+    assert!(r["TaskId"].is_string(), "{r}");
+
+    // The face reports the rotation; the store holds a second, primary version.
+    let after = ok(&k, "DescribeKey", json!({"KeyId": key})).await;
+    let rotated_at = after["KeyMetadata"]["LastRotateTime"].as_i64().unwrap();
+    assert!(rotated_at >= now() - 60, "LastRotateTime set: {after}");
+    let m = k.app.store.describe(&key).unwrap();
+    assert_eq!((m.versions.len(), m.primary_version), (2, Some(2)));
+
+    // What is sealed from now on names version 2; version 1 still opens.
+    let new = ok(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "bmV3"})).await;
+    let new_blob = new["CiphertextBlob"].as_str().unwrap().to_string();
+    assert_eq!(blob_version(&new_blob), 2, "sealed under the new primary");
+    let dk = ok(
+        &k,
+        "GenerateDataKey",
+        json!({"KeyId": key, "NumberOfBytes": 32}),
+    )
+    .await;
+    assert_eq!(blob_version(dk["CiphertextBlob"].as_str().unwrap()), 2);
+    for (blob, plain) in [(&old_blob, "b2xk"), (&new_blob, "bmV3")] {
+        let r = ok(&k, "Decrypt", json!({"CiphertextBlob": blob})).await;
+        assert_eq!(r["Plaintext"], plain);
+    }
+    // A second rotation moves on again.
+    ok(&k, "RotateKey", json!({"KeyId": key})).await;
+    let third = ok(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "bmV3"})).await;
+    assert_eq!(blob_version(third["CiphertextBlob"].as_str().unwrap()), 3);
+}
