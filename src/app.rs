@@ -122,7 +122,7 @@ fn kms_faces(store: &Arc<KeyStore>, config: &Config) -> crate::kms::Faces {
     crate::kms::Faces {
         alibaba: Some(Arc::new(crate::kms::alibaba::AlibabaFace::new(
             store.clone(),
-            &config.kms_quotas,
+            &config.kms_quotas.alibaba,
         ))),
         infisical: Some(Arc::new(crate::kms::infisical::InfisicalFace::from_config(
             store.clone(),
@@ -130,7 +130,7 @@ fn kms_faces(store: &Arc<KeyStore>, config: &Config) -> crate::kms::Faces {
         ))),
         tencent: Some(Arc::new(crate::kms::tencent::TencentFace::new(
             store.clone(),
-            &config.kms_quotas,
+            &config.kms_quotas.tencent,
         ))),
     }
 }

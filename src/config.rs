@@ -4,7 +4,9 @@
 //! is the validated runtime value. Command-line flags arrive as
 //! [`Overrides`] and win over the file.
 
+use crate::ratelimit::{Period, Quota};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -69,7 +71,9 @@ struct FileConfig {
     max_keys: Option<usize>,
     max_connections: Option<usize>,
     #[serde(default)]
-    kms_quotas: std::collections::BTreeMap<String, u32>,
+    kms_quotas: BTreeMap<String, u32>,
+    #[serde(default)]
+    kms: FileKms,
     tls: Option<FileListenerTls>,
     kms_tls: Option<FileListenerTls>,
     h2c: Option<bool>,
@@ -87,6 +91,154 @@ struct FileConfig {
     proxy: FileProxy,
     #[serde(default)]
     keys: FileKeys,
+}
+
+/// `[kms.<dialect>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKms {
+    #[serde(default)]
+    tencent: FileKmsFace,
+    #[serde(default)]
+    alibaba: FileKmsFace,
+    #[serde(default)]
+    infisical: FileKmsFace,
+}
+
+/// `[kms.<dialect>.quotas]`: name → rate in that dialect's period.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKmsFace {
+    #[serde(default)]
+    quotas: BTreeMap<String, u32>,
+}
+
+/// The KMS dialect a quota table belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaDialect {
+    /// `[kms.tencent.quotas]`: Tencent action names, per second.
+    Tencent,
+    /// `[kms.alibaba.quotas]`: Alibaba quota classes, per second.
+    Alibaba,
+    /// `[kms.infisical.quotas]`: Infisical rate-limit classes, per minute.
+    Infisical,
+}
+
+impl QuotaDialect {
+    /// The table's name in the file.
+    pub fn table(self) -> &'static str {
+        match self {
+            QuotaDialect::Tencent => "kms.tencent.quotas",
+            QuotaDialect::Alibaba => "kms.alibaba.quotas",
+            QuotaDialect::Infisical => "kms.infisical.quotas",
+        }
+    }
+
+    /// The period this dialect documents its quotas in.
+    pub fn period(self) -> Period {
+        match self {
+            QuotaDialect::Tencent | QuotaDialect::Alibaba => Period::Second,
+            QuotaDialect::Infisical => Period::Minute,
+        }
+    }
+
+    /// Every name this dialect's table accepts.
+    pub fn names(self) -> Vec<&'static str> {
+        match self {
+            QuotaDialect::Tencent => crate::kms::tencent::wire::Action::ALL
+                .iter()
+                .map(|a| a.name())
+                .collect(),
+            QuotaDialect::Alibaba => crate::kms::alibaba::wire::QuotaClass::ALL
+                .iter()
+                .map(|c| c.config_name())
+                .collect(),
+            QuotaDialect::Infisical => crate::kms::infisical::QUOTA_CLASSES.to_vec(),
+        }
+    }
+
+    /// Why `name` is not in this dialect's table (a hint for a near miss).
+    fn unknown(self, name: &str) -> String {
+        let hint = match self {
+            QuotaDialect::Alibaba => crate::kms::alibaba::wire::Action::from_name(name)
+                .map(|a| {
+                    format!(
+                        "; Alibaba quotas are per class, and {name} counts under {:?}",
+                        a.class().config_name()
+                    )
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let dialect = match self {
+            QuotaDialect::Tencent => "Tencent action",
+            QuotaDialect::Alibaba => "Alibaba quota class",
+            QuotaDialect::Infisical => "Infisical rate-limit class",
+        };
+        format!(
+            "{name:?} is not a {dialect} (one of: {}){hint}",
+            self.names().join(", ")
+        )
+    }
+}
+
+/// The KMS faces' quota overrides, validated per dialect: each table maps a
+/// name that dialect knows (Tencent: action; Alibaba: quota class;
+/// Infisical: class) to a [`Quota`] in that dialect's period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KmsQuotas {
+    /// Tencent action → quota (per second).
+    pub tencent: BTreeMap<String, Quota>,
+    /// Alibaba quota class (`CreateKey`, `read`, `write`,
+    /// `symmetric-crypto`, `asymmetric-crypto`) → quota (per second).
+    pub alibaba: BTreeMap<String, Quota>,
+    /// Infisical class (`read`, `write`, `global`, `login`) → quota (per minute).
+    pub infisical: BTreeMap<String, Quota>,
+}
+
+impl KmsQuotas {
+    /// Sets `name` in `dialect`'s table to `rate` per that dialect's period;
+    /// a name the dialect does not know is an error naming it and the dialect.
+    pub fn set(&mut self, dialect: QuotaDialect, name: &str, rate: u32) -> Result<(), ConfigError> {
+        if !dialect.names().contains(&name) {
+            return Err(ConfigError::Invalid {
+                field: dialect.table(),
+                message: dialect.unknown(name),
+            });
+        }
+        let table = match dialect {
+            QuotaDialect::Tencent => &mut self.tencent,
+            QuotaDialect::Alibaba => &mut self.alibaba,
+            QuotaDialect::Infisical => &mut self.infisical,
+        };
+        table.insert(name.to_string(), Quota::per(rate, dialect.period()));
+        Ok(())
+    }
+
+    /// Sets one entry of the older flat `[kms_quotas]` table: a Tencent
+    /// action (`Encrypt`), `alibaba:<class>` or `infisical_<class>_per_minute`.
+    /// A name no dialect knows is an error naming it.
+    pub fn set_legacy(&mut self, name: &str, rate: u32) -> Result<(), ConfigError> {
+        let (dialect, short) = if let Some(class) = name.strip_prefix("alibaba:") {
+            (QuotaDialect::Alibaba, class)
+        } else if let Some(class) = name
+            .strip_prefix("infisical_")
+            .and_then(|r| r.strip_suffix("_per_minute"))
+        {
+            (QuotaDialect::Infisical, class)
+        } else {
+            (QuotaDialect::Tencent, name)
+        };
+        self.set(dialect, short, rate)
+            .map_err(|_| ConfigError::Invalid {
+                field: "kms_quotas",
+                message: format!(
+                    "{name:?} is not a quota any KMS dialect knows: {} (prefer [{}])",
+                    dialect.unknown(short),
+                    dialect.table()
+                ),
+            })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -435,8 +587,9 @@ pub struct Config {
     /// Most client connections the proxy holds open at once; past it a new
     /// connection is closed at once (default 10,000).
     pub max_connections: usize,
-    /// Per-action KMS quota overrides (requests per second).
-    pub kms_quotas: std::collections::BTreeMap<String, u32>,
+    /// KMS quota overrides per dialect (`[kms.<dialect>.quotas]`, and the
+    /// older flat `[kms_quotas]`), validated against each dialect's names.
+    pub kms_quotas: KmsQuotas,
     /// `[tls]`: TLS on the proxy listener (plaintext when absent).
     pub tls: Option<ListenerTls>,
     /// `[kms_tls]`: TLS on the KMS listener (plaintext when absent).
@@ -532,7 +685,26 @@ fn addr(field: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
+/// `[kms_quotas]` first, then the typed tables (which win on a name both set).
+fn kms_quotas(f: &FileConfig) -> Result<KmsQuotas, ConfigError> {
+    let mut q = KmsQuotas::default();
+    for (name, rate) in &f.kms_quotas {
+        q.set_legacy(name, *rate)?;
+    }
+    for (dialect, table) in [
+        (QuotaDialect::Tencent, &f.kms.tencent.quotas),
+        (QuotaDialect::Alibaba, &f.kms.alibaba.quotas),
+        (QuotaDialect::Infisical, &f.kms.infisical.quotas),
+    ] {
+        for (name, rate) in table {
+            q.set(dialect, name, *rate)?;
+        }
+    }
+    Ok(q)
+}
+
 fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
+    let kms_quotas = kms_quotas(&f)?;
     let store = store_location_of(&f, o);
     let listen = addr(
         "listen",
@@ -790,7 +962,7 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             }
             n => n,
         },
-        kms_quotas: f.kms_quotas,
+        kms_quotas,
         audit: AuditSettings {
             sink: audit_sink,
             queue: audit_queue,
@@ -1256,5 +1428,76 @@ server_name = "file.example"
             let e = validate(parse("t", &text).unwrap(), &ov("http://x:1")).unwrap_err();
             assert!(e.to_string().contains("shadow_capture_"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn kms_quota_tables_are_typed_per_dialect() {
+        let text = "[kms.tencent.quotas]\nEncrypt = 500\n\
+                    [kms.alibaba.quotas]\nsymmetric-crypto = 2000\n\
+                    [kms.infisical.quotas]\nwrite = 120\n";
+        let c = validate(parse("t", text).unwrap(), &ov("http://x:1")).unwrap();
+        assert_eq!(c.kms_quotas.tencent["Encrypt"], Quota::per_second(500));
+        assert_eq!(
+            c.kms_quotas.alibaba["symmetric-crypto"],
+            Quota::per_second(2000)
+        );
+        assert_eq!(c.kms_quotas.infisical["write"], Quota::per_minute(120));
+    }
+
+    #[test]
+    fn an_unknown_kms_quota_name_is_an_error_naming_it_and_the_dialect() {
+        let err = |text: &str| {
+            validate(parse("t", text).unwrap(), &ov("http://x:1"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("[kms.tencent.quotas]\nEncrpyt = 5\n");
+        assert!(
+            e.contains("kms.tencent.quotas") && e.contains("\"Encrpyt\""),
+            "{e}"
+        );
+        assert!(e.contains("Tencent action"), "{e}");
+        let e = err("[kms.alibaba.quotas]\nEncrypt = 5\n");
+        assert!(
+            e.contains("kms.alibaba.quotas") && e.contains("\"Encrypt\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("Alibaba quota class") && e.contains("symmetric-crypto"),
+            "{e}"
+        );
+        let e = err("[kms.infisical.quotas]\nread_per_minute = 5\n");
+        assert!(
+            e.contains("kms.infisical.quotas") && e.contains("read_per_minute"),
+            "{e}"
+        );
+        // a dialect sealgate does not have is refused by the parser
+        let e = err_parse("[kms.aws.quotas]\nEncrypt = 5\n");
+        assert!(e.contains("aws"), "{e}");
+    }
+
+    fn err_parse(text: &str) -> String {
+        match parse("t", text) {
+            Err(e) => e.to_string(),
+            Ok(f) => validate(f, &ov("http://x:1")).unwrap_err().to_string(),
+        }
+    }
+
+    #[test]
+    fn the_flat_kms_quotas_table_still_loads_and_is_validated() {
+        let text = "[kms_quotas]\nEncrypt = 500\n\"alibaba:read\" = 7\n\
+                    infisical_login_per_minute = 9\n";
+        let c = validate(parse("t", text).unwrap(), &ov("http://x:1")).unwrap();
+        assert_eq!(c.kms_quotas.tencent["Encrypt"], Quota::per_second(500));
+        assert_eq!(c.kms_quotas.alibaba["read"], Quota::per_second(7));
+        assert_eq!(c.kms_quotas.infisical["login"], Quota::per_minute(9));
+        for bad in ["Encrpyt", "alibaba:reads", "infisical_lgoin_per_minute"] {
+            let e = err_parse(&format!("[kms_quotas]\n\"{bad}\" = 1\n"));
+            assert!(e.contains("kms_quotas") && e.contains(bad), "{e}");
+        }
+        // the typed table wins over the flat one
+        let text = "[kms_quotas]\nEncrypt = 1\n[kms.tencent.quotas]\nEncrypt = 2\n";
+        let c = validate(parse("t", text).unwrap(), &ov("http://x:1")).unwrap();
+        assert_eq!(c.kms_quotas.tencent["Encrypt"], Quota::per_second(2));
     }
 }

@@ -7,9 +7,10 @@
 //! class has a [`Quota`]; actions missing from the table get the default one.
 //!
 //! The clock comes in through the [`Clock`] trait, so tests drive time by hand
-//! ([`ManualClock`]) and never sleep. Token arithmetic is done in integer
-//! nano-tokens: `per_second` requests in one second are allowed exactly, with
-//! no floating-point drift.
+//! ([`ManualClock`]) and never sleep. A quota carries its [`Period`] (per
+//! second, per minute) and its bucket refills over that real period. Token
+//! arithmetic is done in integer units: `rate` requests in one period are
+//! allowed exactly, with no floating-point drift.
 //!
 //! The bucket map is bounded ([`RateLimiter::with_max_buckets`]): when it is
 //! full, buckets that have refilled completely are dropped (they carry no
@@ -80,23 +81,73 @@ impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
     }
 }
 
-/// A rate: `per_second` sustained, up to `burst` at once.
+/// The period a [`Quota`]'s rate is counted over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Period {
+    /// Requests per second (Tencent, Alibaba, proxy routes).
+    #[default]
+    Second,
+    /// Requests per minute (Infisical): the bucket refills `rate` tokens
+    /// spread over a real minute, not a second of a slowed clock.
+    Minute,
+}
+
+impl Period {
+    /// Its length in whole seconds.
+    pub const fn secs(self) -> u32 {
+        match self {
+            Period::Second => 1,
+            Period::Minute => 60,
+        }
+    }
+
+    /// `per second` / `per minute`, for messages and docs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Period::Second => "per second",
+            Period::Minute => "per minute",
+        }
+    }
+}
+
+/// A rate: `rate` requests per `period` sustained, up to `burst` at once.
 ///
-/// `per_second == 0` refuses every request (an action switched off). A
-/// `burst` of 0 is treated as 1.
+/// `rate == 0` refuses every request (an action switched off). A `burst`
+/// of 0 is treated as 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
-    /// Sustained requests per second.
-    pub per_second: u32,
+    /// Sustained requests per `period`.
+    pub rate: u32,
+    /// What `rate` is counted over.
+    pub period: Period,
     /// Bucket capacity: how many requests may arrive at once.
     pub burst: u32,
 }
 
 impl Quota {
-    /// `per_second` sustained with a burst of the same size (one second's worth).
+    /// `n` per second with a burst of the same size (one second's worth).
     pub const fn per_second(n: u32) -> Self {
         Self {
-            per_second: n,
+            rate: n,
+            period: Period::Second,
+            burst: n,
+        }
+    }
+
+    /// `n` per minute with a burst of the same size (one minute's worth).
+    pub const fn per_minute(n: u32) -> Self {
+        Self {
+            rate: n,
+            period: Period::Minute,
+            burst: n,
+        }
+    }
+
+    /// `n` per `period`, burst one period's worth.
+    pub const fn per(n: u32, period: Period) -> Self {
+        Self {
+            rate: n,
+            period,
             burst: n,
         }
     }
@@ -118,8 +169,9 @@ impl std::fmt::Display for RetryAfter {
 
 impl std::error::Error for RetryAfter {}
 
-/// One token is this many nano-tokens; refill adds `per_second` nano-tokens
-/// per elapsed nanosecond.
+/// One second in nanoseconds. A token of a quota is `NANO * period.secs()`
+/// units and refill adds `rate` units per elapsed nanosecond, so `rate`
+/// tokens come back per period exactly, in integers.
 const NANO: u128 = 1_000_000_000;
 
 /// Default bound on the number of live buckets.
@@ -127,19 +179,24 @@ pub const DEFAULT_MAX_BUCKETS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
-    /// Nano-tokens available at `at`.
+    /// Units available at `at` (see [`unit`]).
     tokens: u128,
     at: Instant,
 }
 
-fn capacity(q: Quota) -> u128 {
-    u128::from(q.burst.max(1)) * NANO
+/// One token of `q`, in units.
+fn unit(q: Quota) -> u128 {
+    NANO * u128::from(q.period.secs())
 }
 
-/// Tokens in `b` at `now`, capped at the quota's capacity.
+fn capacity(q: Quota) -> u128 {
+    u128::from(q.burst.max(1)) * unit(q)
+}
+
+/// Units in `b` at `now`, capped at the quota's capacity.
 fn refilled(b: &Bucket, q: Quota, now: Instant) -> u128 {
     let elapsed = now.saturating_duration_since(b.at).as_nanos();
-    let added = elapsed.saturating_mul(u128::from(q.per_second));
+    let added = elapsed.saturating_mul(u128::from(q.rate));
     b.tokens.saturating_add(added).min(capacity(q))
 }
 
@@ -224,8 +281,10 @@ impl<C: Clock> RateLimiter<C> {
     /// Takes one token for `caller` doing `action`, or says how long to wait.
     pub fn check(&self, caller: &str, action: &str) -> Result<(), RetryAfter> {
         let quota = self.quota_for(action);
-        if quota.per_second == 0 {
-            return Err(RetryAfter(Duration::from_secs(1)));
+        if quota.rate == 0 {
+            return Err(RetryAfter(Duration::from_secs(u64::from(
+                quota.period.secs(),
+            ))));
         }
         let class = self.class_of(action);
         let now = self.clock.now();
@@ -242,16 +301,17 @@ impl<C: Clock> RateLimiter<C> {
             at: now,
         });
         let tokens = refilled(bucket, quota, now);
-        if tokens >= NANO {
+        let one = unit(quota);
+        if tokens >= one {
             *bucket = Bucket {
-                tokens: tokens - NANO,
+                tokens: tokens - one,
                 at: now,
             };
             Ok(())
         } else {
             *bucket = Bucket { tokens, at: now };
-            let missing = NANO - tokens;
-            let rate = u128::from(quota.per_second);
+            let missing = one - tokens;
+            let rate = u128::from(quota.rate);
             let nanos = missing.div_ceil(rate);
             Err(RetryAfter(Duration::from_nanos(
                 u64::try_from(nanos).unwrap_or(u64::MAX),
@@ -354,12 +414,45 @@ mod tests {
         let l = l.with_overrides(HashMap::from([(
             "Encrypt".to_string(),
             Quota {
-                per_second: 1,
+                rate: 1,
+                period: Period::Second,
                 burst: 2,
             },
         )]));
         assert_eq!(l.quota_for("Decrypt"), Quota::per_second(300));
         assert_eq!(allowed(&l, "a", "Encrypt", 5), 2, "burst from the override");
+    }
+
+    #[test]
+    fn a_per_minute_quota_allows_n_per_real_minute() {
+        let clock = Arc::new(ManualClock::new());
+        let l = RateLimiter::new(
+            clock.clone(),
+            Quota::per_second(100),
+            HashMap::from([("write".to_string(), Quota::per_minute(90))]),
+        );
+        assert_eq!(
+            allowed(&l, "a", "write", 200),
+            90,
+            "a minute's worth at once"
+        );
+        let RetryAfter(wait) = l.check("a", "write").unwrap_err();
+        // One token comes back after 60/90 s of real time, not 1/90 s.
+        assert_eq!(wait, Duration::from_nanos(60_000_000_000u64.div_ceil(90)));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(allowed(&l, "a", "write", 10), 1, "1.5 tokens per second");
+        clock.advance(Duration::from_secs(59));
+        assert_eq!(
+            allowed(&l, "a", "write", 200),
+            89,
+            "90 in that minute, no more"
+        );
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(
+            allowed(&l, "a", "write", 200),
+            90,
+            "capped at one minute's worth"
+        );
     }
 
     #[test]

@@ -106,6 +106,7 @@ async fn signatures_nonces_and_unknown_things_fail_in_alibabas_shape() {
         400,
         "SignatureDoesNotMatch",
     );
+    // (not InvalidAccessKeyId.NotFound: that would tell which ids exist)
     assert_error(
         &call_as(
             &k,
@@ -115,8 +116,8 @@ async fn signatures_nonces_and_unknown_things_fail_in_alibabas_shape() {
             &[("KeyId", &key)],
         )
         .await,
-        404,
-        "InvalidAccessKeyId.NotFound",
+        400,
+        "SignatureDoesNotMatch",
     );
 
     // the same signed request twice: the nonce is not accepted again
@@ -166,6 +167,72 @@ async fn signatures_nonces_and_unknown_things_fail_in_alibabas_shape() {
         400,
         "MissingParameter",
     );
+}
+
+/// Status, Code and Message of an error (RequestId and HostId differ per call).
+fn error_of((s, v): &(u16, Value)) -> (u16, Value, Value) {
+    assert!(v["RequestId"].is_string(), "{v}");
+    (*s, v["Code"].clone(), v["Message"].clone())
+}
+
+/// An ACS3-signed DescribeKey.
+async fn acs3_describe(k: &Kms, id: &str, secret: &str, key: &str) -> (u16, Value) {
+    let query = sign::form_encode(&[("KeyId", key)]);
+    let date = sign::format_acs_date(now()).unwrap();
+    let n = nonce();
+    let host = k.host();
+    let empty_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let mut headers = vec![
+        ("host", host.as_str()),
+        ("x-acs-action", "DescribeKey"),
+        ("x-acs-version", "2016-01-20"),
+        ("x-acs-date", date.as_str()),
+        ("x-acs-signature-nonce", n.as_str()),
+        ("x-acs-content-sha256", empty_hash),
+    ];
+    let signed: Vec<&str> = headers.iter().map(|(n, _)| *n).collect();
+    let parts = sign::RequestParts {
+        method: "POST",
+        path: "/",
+        query: &query,
+        headers: &headers,
+        body: b"",
+    };
+    let auth = sign::acs3_authorization(id, secret.as_bytes(), &parts, &signed).unwrap();
+    headers.push(("authorization", auth.as_str()));
+    let (s, _, body) = send("POST", &format!("http://{host}/?{query}"), &headers, "").await;
+    (s, serde_json::from_str(&body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_revoked_and_wrong_secret_look_the_same() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k).await;
+    let (rid, rsecret) = k.credential(None);
+    let describe = [("KeyId", key.as_str())];
+    let (s, v) = call_as(&k, &rid, &rsecret, "DescribeKey", &describe).await;
+    assert_eq!(s, 200, "worked before it was revoked: {v}");
+    k.app.store.revoke_credential(&rid).unwrap();
+    let bad = format!("{}x", k.secret);
+    let unknown = "AKIDnobodyhasthisid0000000000000000";
+
+    // RPC v1
+    let wrong = call_as(&k, &k.id, &bad, "DescribeKey", &describe).await;
+    assert_error(&wrong, 400, "SignatureDoesNotMatch");
+    let wrong = error_of(&wrong);
+    let got = call_as(&k, unknown, &k.secret, "DescribeKey", &describe).await;
+    assert_eq!(error_of(&got), wrong, "unknown AccessKeyId vs wrong secret");
+    let got = call_as(&k, &rid, &rsecret, "DescribeKey", &describe).await;
+    assert_eq!(error_of(&got), wrong, "revoked AccessKeyId vs wrong secret");
+
+    // ACS3
+    let wrong = acs3_describe(&k, &k.id, &bad, &key).await;
+    assert_error(&wrong, 400, "SignatureDoesNotMatch");
+    let wrong = error_of(&wrong);
+    let got = acs3_describe(&k, unknown, &k.secret, &key).await;
+    assert_eq!(error_of(&got), wrong, "ACS3: unknown vs wrong secret");
+    let got = acs3_describe(&k, &rid, &rsecret, &key).await;
+    assert_eq!(error_of(&got), wrong, "ACS3: revoked vs wrong secret");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1758,4 +1825,99 @@ async fn aes_128_keys_encrypt_and_decrypt() {
         400,
         "InvalidParameter.KeySpec",
     );
+}
+
+/// The KeyVersionId an AdvanceEncrypt blob's header names
+/// ("SGA1" | alg | padding | len + KeyId | len + KeyVersionId | …).
+fn advance_blob_version(blob_b64: &str) -> String {
+    let b = B64.decode(blob_b64).unwrap();
+    assert_eq!(&b[..4], b"SGA1");
+    let kl = b[6] as usize;
+    let at = 7 + kl;
+    let vl = b[at] as usize;
+    String::from_utf8(b[at + 1..at + 1 + vl].to_vec()).unwrap()
+}
+
+/// The CMK version a store blob (Encrypt's CiphertextBlob) names.
+fn store_blob_version(blob_b64: &str) -> u32 {
+    let blob = B64.decode(blob_b64).unwrap();
+    sealgate::keys::blob::blob_cmk(&blob).unwrap().version
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_key_version_makes_a_new_primary_that_new_ciphertexts_name() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k).await;
+    let pt = B64.encode(b"before");
+    let primary = |d: &Value| {
+        d["KeyMetadata"]["PrimaryKeyVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let v1 = primary(&ok(&k, "DescribeKey", &[("KeyId", &key)]).await);
+    let a1 = ok(&k, "AdvanceEncrypt", &[("KeyId", &key), ("Plaintext", &pt)]).await;
+    let e1 = ok(&k, "Encrypt", &[("KeyId", &key), ("Plaintext", "old")]).await;
+    let a1_blob = a1["CiphertextBlob"].as_str().unwrap().to_string();
+    let e1_blob = e1["CiphertextBlob"].as_str().unwrap().to_string();
+    assert_eq!(advance_blob_version(&a1_blob), v1);
+    assert_eq!(store_blob_version(&e1_blob), 1);
+
+    let rotated = ok(&k, "CreateKeyVersion", &[("KeyId", &key)]).await;
+    let v2 = rotated["KeyVersion"]["KeyVersionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(v1, v2);
+
+    // DescribeKey, ListKeyVersions and DescribeKeyVersion all see it.
+    assert_eq!(
+        primary(&ok(&k, "DescribeKey", &[("KeyId", &key)]).await),
+        v2
+    );
+    let l = ok(&k, "ListKeyVersions", &[("KeyId", &key)]).await;
+    assert_eq!(l["TotalCount"], 2, "{l}");
+    let ids: Vec<&str> = l["KeyVersions"]["KeyVersion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["KeyVersionId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&v1.as_str()) && ids.contains(&v2.as_str()),
+        "{l}"
+    );
+    let d = ok(
+        &k,
+        "DescribeKeyVersion",
+        &[("KeyId", &key), ("KeyVersionId", &v2)],
+    )
+    .await;
+    assert_eq!(d["KeyVersion"]["KeyVersionId"], v2.as_str());
+
+    // AdvanceEncrypt seals under the new primary (read from the blob itself);
+    // Encrypt keeps the initial version, as documented (docs/kms-alibaba.md).
+    let a2 = ok(&k, "AdvanceEncrypt", &[("KeyId", &key), ("Plaintext", &pt)]).await;
+    let a2_blob = a2["CiphertextBlob"].as_str().unwrap().to_string();
+    assert_eq!(
+        advance_blob_version(&a2_blob),
+        v2,
+        "new primary in the blob"
+    );
+    let e2 = ok(&k, "Encrypt", &[("KeyId", &key), ("Plaintext", "old")]).await;
+    assert_eq!(
+        store_blob_version(e2["CiphertextBlob"].as_str().unwrap()),
+        1
+    );
+
+    // What was sealed before the rotation still opens.
+    let d = ok(&k, "AdvanceDecrypt", &[("CiphertextBlob", &a1_blob)]).await;
+    assert_eq!(
+        (d["Plaintext"].as_str(), d["KeyVersionId"].as_str()),
+        (Some(pt.as_str()), Some(v1.as_str()))
+    );
+    let d = ok(&k, "Decrypt", &[("CiphertextBlob", &e1_blob)]).await;
+    assert_eq!(d["Plaintext"], "old");
+    let d = ok(&k, "AdvanceDecrypt", &[("CiphertextBlob", &a2_blob)]).await;
+    assert_eq!(d["KeyVersionId"], v2.as_str());
 }

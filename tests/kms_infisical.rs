@@ -157,6 +157,28 @@ async fn login_errors_401_and_422() {
 }
 
 #[tokio::test]
+async fn unknown_revoked_and_wrong_secret_look_the_same() {
+    let k = start().await;
+    let other = k.app.store.create_credential(None).unwrap();
+    let other_secret = String::from_utf8(other.secret.expose().to_vec()).unwrap();
+    assert_eq!(login(&k, &other.id, &other_secret).await.0, 200);
+    k.app.store.revoke_credential(&other.id).unwrap();
+    // everything but the per-request reqId
+    let shape = |(s, mut v): (u16, Value)| {
+        assert!(v["reqId"].is_string(), "{v}");
+        v.as_object_mut().unwrap().remove("reqId");
+        (s, v)
+    };
+    let wrong = shape(login(&k, &k.id, &format!("{}x", k.secret)).await);
+    assert_eq!(wrong.0, 401, "{wrong:?}");
+    let unknown = shape(login(&k, "AKIDnobodyhasthisid0000000000000000", &k.secret).await);
+    assert_eq!(unknown, wrong, "unknown clientId vs wrong secret");
+    let revoked = shape(login(&k, &other.id, &other_secret).await);
+    assert_eq!(revoked, wrong, "revoked clientId vs wrong secret");
+    k.app.shutdown().await;
+}
+
+#[tokio::test]
 async fn missing_token_is_401_bad_token_is_403_revoked_identity_is_403() {
     let k = start().await;
     let url = format!("{}/api/v1/kms/keys?projectId=p", k.base);
@@ -1106,6 +1128,73 @@ async fn tokens_expire_after_their_ttl() {
         v["message"],
         "Your token has expired. Please re-authenticate."
     );
+}
+
+#[tokio::test]
+async fn write_quota_is_per_real_minute_on_a_manual_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        KeyStore::open(
+            dir.path(),
+            RootKeySource::Key(sealgate::secret::RootKey::from_bytes([7; 32])),
+            StoreOptions::default(),
+        )
+        .unwrap(),
+    );
+    let cred = store.create_credential(None).unwrap();
+    let settings = InfisicalSettings {
+        write_per_minute: 3,
+        ..InfisicalSettings::default()
+    };
+    let rate_clock = Arc::new(sealgate::ratelimit::ManualClock::new());
+    let face = InfisicalFace::with_clocks(
+        store.clone(),
+        settings,
+        rate_clock.clone(),
+        Arc::new(sealgate::keys::SystemClock),
+    );
+    let login = json!({"clientId": cred.id, "clientSecret": String::from_utf8(cred.secret.expose().to_vec()).unwrap()});
+    let (s, v) = response_json(face.handle(direct_request(
+        "POST",
+        "/api/v1/auth/universal-auth/login",
+        None,
+        &login.to_string(),
+    )))
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let tok = v["accessToken"].as_str().unwrap().to_string();
+    let mut n = 0;
+    let mut create = || {
+        n += 1;
+        let body = json!({"name": format!("k{n}"), "projectId": "p"}).to_string();
+        face.handle(direct_request(
+            "POST",
+            "/api/v1/kms/keys",
+            Some(&tok),
+            &body,
+        ))
+    };
+    for _ in 0..3 {
+        let (s, v) = response_json(create()).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let r = create();
+    let wait = r.headers()["retry-after"].to_str().unwrap().to_string();
+    let (s, v) = response_json(r).await;
+    assert_error(s, &v, 429, "RateLimitExceeded");
+    assert_eq!(wait, "20", "one token per 20 s at 3 per minute");
+    // 19 s later still refused; at 20 s one more passes, and only one.
+    rate_clock.advance(std::time::Duration::from_secs(19));
+    assert_eq!(response_json(create()).await.0, 429);
+    rate_clock.advance(std::time::Duration::from_secs(1));
+    assert_eq!(response_json(create()).await.0, 200);
+    assert_eq!(response_json(create()).await.0, 429);
+    // a full minute later, a full minute's worth
+    rate_clock.advance(std::time::Duration::from_secs(3600));
+    for _ in 0..3 {
+        assert_eq!(response_json(create()).await.0, 200);
+    }
+    assert_eq!(response_json(create()).await.0, 429);
 }
 
 /// Runs `tests/sdk/<script>` against a fresh sealgate and asserts that each

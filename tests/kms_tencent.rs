@@ -202,9 +202,11 @@ async fn authentication_errors_are_tencents() {
         code(&v(&k.id, &k.secret, now() + 600).await),
         "AuthFailure.SignatureExpire"
     );
+    // An unknown SecretId is not told apart from a wrong secret (no id
+    // enumeration): see unknown_revoked_and_wrong_secret_look_the_same.
     assert_eq!(
         code(&v("AKIDnobodyhasthisid", &k.secret, now()).await),
-        "AuthFailure.SecretIdNotFound"
+        "AuthFailure.SignatureFailure"
     );
     let garbage = tc3_raw(
         &host,
@@ -299,10 +301,89 @@ async fn authentication_errors_are_tencents() {
     assert_eq!(v["Response"]["TotalCount"], 1, "{v}");
     assert_eq!(v["Response"]["Keys"][0]["KeyId"], key.as_str());
 
-    // A revoked credential is unknown.
+    // A revoked credential authenticates nothing.
     k.app.store.revoke_credential(&lid).unwrap();
     let v = call_as(&k, &lid, &lsecret, "ListKeys", json!({})).await;
-    assert_eq!(code(&v), "AuthFailure.SecretIdNotFound");
+    assert_eq!(code(&v), "AuthFailure.SignatureFailure");
+}
+
+/// The `Response.Error` of a call, without its RequestId.
+fn error_of(v: &Value) -> Value {
+    code(v);
+    v["Response"]["Error"].clone()
+}
+
+#[tokio::test]
+async fn unknown_revoked_and_wrong_secret_look_the_same() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "enum-a").await;
+    let (rid, rsecret) = k.credential(None);
+    let params = || json!({"KeyId": key, "Plaintext": "aGVsbG8="});
+    // The revoked credential worked before it was revoked.
+    let before = call_as(&k, &rid, &rsecret, "Encrypt", params()).await;
+    assert!(before["Response"]["CiphertextBlob"].is_string(), "{before}");
+    k.app.store.revoke_credential(&rid).unwrap();
+
+    let wrong = call_as(&k, &k.id, &format!("{}x", k.secret), "Encrypt", params()).await;
+    let unknown = call_as(
+        &k,
+        "AKIDnobodyhasthisid0000000000000000",
+        &k.secret,
+        "Encrypt",
+        params(),
+    )
+    .await;
+    let revoked = call_as(&k, &rid, &rsecret, "Encrypt", params()).await;
+    let wrong = error_of(&wrong);
+    assert_eq!(wrong["Code"], "AuthFailure.SignatureFailure", "{wrong}");
+    assert_eq!(
+        error_of(&unknown),
+        wrong,
+        "unknown SecretId vs wrong secret"
+    );
+    assert_eq!(
+        error_of(&revoked),
+        wrong,
+        "revoked SecretId vs wrong secret"
+    );
+
+    // The same through signature v1 (the other way in).
+    let v1 = |id: &str, secret: &str| {
+        let (id, secret) = (id.to_string(), secret.to_string());
+        let host = k.host();
+        async move {
+            let ts = now().to_string();
+            let nonce = rand::random::<u32>().to_string();
+            let mut all: Vec<(&str, &str)> = vec![
+                ("SecretId", &id),
+                ("Timestamp", &ts),
+                ("Nonce", &nonce),
+                ("SignatureMethod", "HmacSHA256"),
+                ("Action", "ListKeys"),
+                ("Version", "2019-01-18"),
+            ];
+            let sig = sign::sign_v1(
+                secret.as_bytes(),
+                SignatureScheme::V1HmacSha256,
+                "GET",
+                &host,
+                "/",
+                &all,
+            );
+            all.push(("Signature", &sig));
+            let query = sign::form_encode(&all);
+            let url = format!("http://{host}/?{query}");
+            let (s, h, b) = send("GET", &url, &[("host", host.as_str())], "").await;
+            error_of(&checked(s, &h, &b))
+        }
+    };
+    let wrong = v1(&k.id, "not-the-secret").await;
+    assert_eq!(wrong["Code"], "AuthFailure.SignatureFailure", "{wrong}");
+    assert_eq!(
+        v1("AKIDnobodyhasthisid0000000000000000", &k.secret).await,
+        wrong
+    );
+    assert_eq!(v1(&rid, &rsecret).await, wrong);
 }
 
 #[tokio::test]
@@ -1957,4 +2038,51 @@ async fn credentials_json_output_is_lowercase_and_works_against_the_face() {
     let revoked: Value = serde_json::from_str(&cli(&["revoke", id]).await).unwrap();
     assert_eq!(revoked["id"], id, "{revoked}");
     assert_eq!(revoked["revoked"], true, "{revoked}");
+}
+
+/// The CMK version a Base64 `CiphertextBlob` names (the store blob's header).
+fn blob_version(blob_b64: &str) -> u32 {
+    let blob = B64.decode(blob_b64).unwrap();
+    sealgate::keys::blob::blob_cmk(&blob).unwrap().version
+}
+
+#[tokio::test]
+async fn rotate_key_makes_a_new_primary_version_that_new_ciphertexts_name() {
+    let k = start_kms(&[]).await;
+    let key = create_key(&k, "rotate-me").await;
+    let before = ok(&k, "DescribeKey", json!({"KeyId": key})).await;
+    assert_eq!(before["KeyMetadata"]["LastRotateTime"], 0, "{before}");
+    let old = ok(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "b2xk"})).await;
+    let old_blob = old["CiphertextBlob"].as_str().unwrap().to_string();
+    assert_eq!(blob_version(&old_blob), 1);
+
+    let r = ok(&k, "RotateKey", json!({"KeyId": key})).await;
+    assert!(r["TaskId"].is_string(), "{r}");
+
+    // The face reports the rotation; the store holds a second, primary version.
+    let after = ok(&k, "DescribeKey", json!({"KeyId": key})).await;
+    let rotated_at = after["KeyMetadata"]["LastRotateTime"].as_i64().unwrap();
+    assert!(rotated_at >= now() - 60, "LastRotateTime set: {after}");
+    let m = k.app.store.describe(&key).unwrap();
+    assert_eq!((m.versions.len(), m.primary_version), (2, Some(2)));
+
+    // What is sealed from now on names version 2; version 1 still opens.
+    let new = ok(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "bmV3"})).await;
+    let new_blob = new["CiphertextBlob"].as_str().unwrap().to_string();
+    assert_eq!(blob_version(&new_blob), 2, "sealed under the new primary");
+    let dk = ok(
+        &k,
+        "GenerateDataKey",
+        json!({"KeyId": key, "NumberOfBytes": 32}),
+    )
+    .await;
+    assert_eq!(blob_version(dk["CiphertextBlob"].as_str().unwrap()), 2);
+    for (blob, plain) in [(&old_blob, "b2xk"), (&new_blob, "bmV3")] {
+        let r = ok(&k, "Decrypt", json!({"CiphertextBlob": blob})).await;
+        assert_eq!(r["Plaintext"], plain);
+    }
+    // A second rotation moves on again.
+    ok(&k, "RotateKey", json!({"KeyId": key})).await;
+    let third = ok(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "bmV3"})).await;
+    assert_eq!(blob_version(third["CiphertextBlob"].as_str().unwrap()), 3);
 }

@@ -109,7 +109,9 @@ async fn mixed_load_fails_nothing_and_stays_flat() {
     cfg.kms_listen = Some("127.0.0.1:0".parse().unwrap());
     // the soak measures stability, not the documented quotas (tested elsewhere)
     for action in ["Encrypt", "Decrypt"] {
-        cfg.kms_quotas.insert(action.to_string(), 1_000_000);
+        cfg.kms_quotas
+            .set(sealgate::config::QuotaDialect::Tencent, action, 1_000_000)
+            .unwrap();
     }
     let app = Arc::new(sealgate::app::start(cfg).await.unwrap());
     let cred = app.store.create_credential(None).unwrap();

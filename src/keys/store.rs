@@ -44,6 +44,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("keys");
 const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credentials");
 const META_KEY_CHECK: &str = "key_check";
+/// The AAD id the decoy credential secret is sealed under (no real id has a
+/// NUL byte: they are `AKID` + letters and digits).
+const DECOY_CREDENTIAL_ID: &str = "\0decoy";
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "keys.redb";
@@ -326,6 +329,10 @@ pub struct KeyStore {
     reopen_needed: AtomicBool,
     sealer: RootSealer,
     key_check: Vec<u8>,
+    /// A random secret sealed as a credential's is, opened in place of an
+    /// unknown or revoked credential's ([`KeyStore::credential_for_check`]),
+    /// so such an id costs the work a real one does.
+    decoy_credential: Vec<u8>,
     state: RwLock<State>,
     writer: Mutex<()>,
     options: StoreOptions,
@@ -505,12 +512,20 @@ impl KeyStore {
             keys = state.key_count(),
             "key store open"
         );
+        let decoy_secret = Alphanumeric.sample_string(&mut OsRng, 40);
+        let decoy_credential = sealer
+            .seal_credential(DECOY_CREDENTIAL_ID, decoy_secret.as_bytes())
+            .map_err(|_| StoreError::Corrupt {
+                path: data_dir.clone(),
+                message: "cannot seal under the root key".into(),
+            })?;
         Ok(KeyStore {
             data_dir,
             db: RwLock::new(Some(db)),
             reopen_needed: AtomicBool::new(false),
             sealer,
             key_check,
+            decoy_credential,
             state: RwLock::new(state),
             writer: Mutex::new(()),
             options,
@@ -1326,6 +1341,37 @@ impl KeyStore {
             Err(_) => {
                 tracing::error!(credential = %id, "credential secret does not open under the root key");
                 None
+            }
+        }
+    }
+
+    /// The secret to check a presented credential `id` against, and whether
+    /// that credential is live (exists, not revoked). An unknown or revoked
+    /// id gets a random decoy secret that nobody knows, opened the same way
+    /// a real one is: the caller's check then runs and fails exactly as for
+    /// a wrong secret, so the answer (and the work) does not tell which ids
+    /// exist.
+    pub fn credential_for_check(&self, id: &str) -> (SecretBytes, bool) {
+        let live = {
+            let st = self.read();
+            st.credential(id)
+                .filter(|c| !c.revoked)
+                .map(|c| (c.id.clone(), c.sealed_secret.clone()))
+        };
+        let (open_id, sealed, is_live) = match &live {
+            Some((cid, sealed)) => (cid.as_str(), sealed.as_slice(), true),
+            None => (DECOY_CREDENTIAL_ID, self.decoy_credential.as_slice(), false),
+        };
+        match self.sealer.open_credential(open_id, sealed) {
+            Ok(s) => (SecretBytes::new(s.to_vec()), is_live),
+            Err(_) => {
+                if is_live {
+                    tracing::error!(credential = %id, "credential secret does not open under the root key");
+                }
+                // 32 fresh random bytes: no presented secret matches them.
+                let mut r = [0u8; 32];
+                OsRng.fill_bytes(&mut r);
+                (SecretBytes::new(r.to_vec()), false)
             }
         }
     }

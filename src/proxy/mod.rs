@@ -79,21 +79,14 @@ impl ActivePolicies {
                     (
                         r.name.clone(),
                         Quota {
-                            per_second: q.per_second,
                             burst: q.burst,
+                            ..Quota::per_second(q.per_second)
                         },
                     )
                 })
             })
             .collect();
-        let limits = RateLimiter::new(
-            SystemClock,
-            Quota {
-                per_second: u32::MAX,
-                burst: u32::MAX,
-            },
-            quotas,
-        );
+        let limits = RateLimiter::new(SystemClock, Quota::per_second(u32::MAX), quotas);
         Self { set, limits }
     }
 }

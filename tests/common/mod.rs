@@ -289,14 +289,15 @@ impl KmsFixture {
 }
 
 /// Starts sealgate with a KMS listener, the given quota overrides
-/// (`class or action`, per second) and one unrestricted credential.
+/// (the older `[kms_quotas]` names: Tencent action, `alibaba:<class>`,
+/// `infisical_<class>_per_minute`) and one unrestricted credential.
 pub async fn start_kms_fixture(quotas: &[(&str, u32)]) -> KmsFixture {
     let dir = tempfile::tempdir().unwrap().keep();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     let mut cfg = test_config(&dir, "http://127.0.0.1:9");
     cfg.kms_listen = Some("127.0.0.1:0".parse().unwrap());
     for (k, v) in quotas {
-        cfg.kms_quotas.insert((*k).to_string(), *v);
+        cfg.kms_quotas.set_legacy(k, *v).unwrap();
     }
     let app = sealgate::app::start(cfg).await.unwrap();
     let c = app.store.create_credential(None).unwrap();

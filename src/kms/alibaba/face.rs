@@ -41,7 +41,7 @@ use super::client_keys::ClientKeys;
 use super::instance::{
     self, AdvanceDecryptResponse, AdvanceEncryptResponse, AdvanceGenerateDataKeyResponse,
 };
-use super::sign::{self, NonceCache, RequestParts, VerifyPolicy};
+use super::sign::{self, AuthError, NonceCache, RequestParts, VerifyPolicy};
 use super::wire::{self, codes, AlibabaError, EncryptionContext, Request};
 use crate::keys::asymmetric::{self, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm};
 use crate::keys::blob::{blob_cmk, seal_blob};
@@ -50,6 +50,7 @@ use crate::keys::store::VersionChoice;
 use crate::keys::{
     CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyState, KeyStore, KeyUsage, Tag,
 };
+use crate::kms::access::{Access, Principal};
 use crate::kms::{Face, KmsRequest};
 use crate::ratelimit::{Quota, RateLimiter, SystemClock};
 use crate::secret::SecretBytes;
@@ -61,9 +62,9 @@ pub const HOST_ID: &str = "kms.sealgate.local";
 pub const REGION_ID: &str = "local";
 /// Prefix of the ARNs this face hands out (`<prefix>:key/<KeyId>`).
 pub const ARN_PREFIX: &str = "acs:kms:local:sealgate";
-/// Prefix of the `kms_quotas` config entries this face reads
-/// (`alibaba:CreateKey`, `alibaba:read`, `alibaba:write`,
-/// `alibaba:symmetric-crypto`, `alibaba:asymmetric-crypto`).
+/// Prefix of the limiter's class names (`alibaba:CreateKey`, `alibaba:read`,
+/// `alibaba:write`, `alibaba:symmetric-crypto`, `alibaba:asymmetric-crypto`;
+/// also the older `[kms_quotas]` spelling).
 pub const QUOTA_PREFIX: &str = "alibaba:";
 /// A key-limited credential used on another key (or for CreateKey).
 pub const FORBIDDEN_RAM: (&str, u16) = ("Forbidden.RAM", 403);
@@ -71,8 +72,8 @@ pub const FORBIDDEN_RAM: (&str, u16) = ("Forbidden.RAM", 403);
 /// Who is calling.
 #[derive(Debug, Clone, Copy)]
 enum Caller<'a> {
-    /// A `sealgate credentials` AccessKeyId (OpenAPI).
-    Credential(&'a str),
+    /// A `sealgate credentials` AccessKeyId (OpenAPI), authenticated.
+    Credential(&'a Principal),
     /// A registered client key (instance API): every key.
     ClientKey,
 }
@@ -86,6 +87,7 @@ struct AdvanceSealed {
 /// The Alibaba Cloud KMS face over a [`KeyStore`].
 pub struct AlibabaFace {
     store: Arc<KeyStore>,
+    access: Access,
     limiter: RateLimiter<SystemClock>,
     nonces: NonceCache,
     policy: VerifyPolicy,
@@ -563,18 +565,18 @@ fn respond(
 
 impl AlibabaFace {
     /// A face over `store` with Alibaba's documented per-class quotas, each
-    /// overridable by a `kms_quotas` entry named `alibaba:<class>`
-    /// (requests per second); instance-API client keys are read from the
-    /// store's data directory.
-    pub fn new(store: Arc<KeyStore>, quota_overrides: &BTreeMap<String, u32>) -> Self {
+    /// overridable by a `[kms.alibaba.quotas]` entry keyed by class
+    /// (`symmetric-crypto`, …; validated at config load); instance-API
+    /// client keys are read from the store's data directory.
+    pub fn new(store: Arc<KeyStore>, quota_overrides: &BTreeMap<String, Quota>) -> Self {
         let overrides: HashMap<String, Quota> = quota_overrides
             .iter()
-            .filter(|(k, _)| k.starts_with(QUOTA_PREFIX))
-            .map(|(k, v)| (k.clone(), Quota::per_second(*v)))
+            .map(|(class, q)| (format!("{QUOTA_PREFIX}{class}"), *q))
             .collect();
         let limiter = wire::rate_limiter(SystemClock).with_overrides(overrides);
         let client_keys = ClientKeys::new(store.data_dir());
         Self {
+            access: Access::new(store.clone()),
             store,
             limiter,
             nonces: NonceCache::default(),
@@ -585,21 +587,17 @@ impl AlibabaFace {
 
     // ------------------------------------------------------------ access
 
-    /// Whether an AccessKeyId is limited to some keys.
+    /// Whether an AccessKeyId is limited to some keys (or no longer live).
     fn limited(&self, caller: Caller<'_>) -> bool {
         match caller {
             Caller::ClientKey => false,
-            Caller::Credential(id) => self
-                .store
-                .list_credentials()
-                .iter()
-                .any(|c| c.id == id && c.allowed_keys.is_some()),
+            Caller::Credential(who) => !self.access.unrestricted(who),
         }
     }
 
     fn check_access(&self, caller: Caller<'_>, store_ref: &str) -> Result<(), AlibabaError> {
         match caller {
-            Caller::Credential(id) if !self.store.allowed(id, store_ref) => Err(forbidden_ram()),
+            Caller::Credential(who) if !self.access.may_use(who, store_ref) => Err(forbidden_ram()),
             _ => Ok(()),
         }
     }
@@ -709,7 +707,7 @@ impl AlibabaFace {
                                 tag_value: t.value,
                             })
                             .collect(),
-                        owner: owner.to_string(),
+                        owner: owner.id().to_string(),
                     })
                     .map_err(key_error)?;
                 let meta = match (
@@ -1358,21 +1356,21 @@ impl AlibabaFace {
             headers: &headers,
             body: &req.body,
         };
-        let verified = sign::verify(
-            &parts,
-            |id| self.store.lookup_secret(id),
-            &self.nonces,
-            now_secs(),
-            &self.policy,
+        // An unknown or revoked AccessKeyId fails as a wrong secret does
+        // (SignatureDoesNotMatch), not with InvalidAccessKeyId.NotFound: that
+        // code would tell anyone which ids exist (see docs/kms-alibaba.md).
+        let (principal, verified) = self.access.authenticate(
+            |lookup| sign::verify(&parts, lookup, &self.nonces, now_secs(), &self.policy),
+            |v| v.caller.access_key_id.as_str(),
+            || AuthError::SignatureDoesNotMatch("signature does not match"),
         )?;
         wire::check_version(verified.version.trim())?;
         let action = wire::parse_action(verified.action.trim())?;
-        let caller = verified.caller.access_key_id.as_str();
         self.limiter
-            .check(caller, action.name())
+            .check(principal.id(), action.name())
             .map_err(|_| AlibabaError::throttled())?;
         let request = wire::parse_request(action, &verified.params)?;
-        self.dispatch(Caller::Credential(caller), request)
+        self.dispatch(Caller::Credential(&principal), request)
     }
 
     fn instance_api(&self, req: &KmsRequest, request_id: &str) -> Result<Vec<u8>, AlibabaError> {

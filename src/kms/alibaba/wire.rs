@@ -276,6 +276,13 @@ impl QuotaClass {
         }
     }
 
+    /// The class's name in `[kms.alibaba.quotas]` (its bucket name without
+    /// the `alibaba:` prefix).
+    pub fn config_name(self) -> &'static str {
+        let n = self.name();
+        n.strip_prefix("alibaba:").unwrap_or(n)
+    }
+
     /// Documented requests per second.
     pub fn per_second(self) -> u32 {
         match self {

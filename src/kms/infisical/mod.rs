@@ -36,7 +36,7 @@ pub mod wire;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
@@ -45,6 +45,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use super::access::{Access, Principal};
 use super::{Face, KmsRequest};
 use crate::keys::asymmetric::{SignInput, SigningAlgorithm};
 use crate::keys::blob::blob_cmk;
@@ -99,48 +100,26 @@ impl Default for InfisicalSettings {
 }
 
 impl InfisicalSettings {
-    /// Defaults with the `[kms_quotas]` overrides this face reads:
-    /// `infisical_read_per_minute`, `infisical_write_per_minute`,
-    /// `infisical_global_per_minute`, `infisical_login_per_minute`.
-    pub fn from_quotas(quotas: &BTreeMap<String, u32>) -> Self {
+    /// Defaults with the `[kms.infisical.quotas]` overrides (`read`,
+    /// `write`, `global`, `login`; per minute; validated at config load).
+    pub fn from_quotas(quotas: &BTreeMap<String, Quota>) -> Self {
         let mut s = Self::default();
-        let get = |k: &str, d: u32| quotas.get(k).copied().unwrap_or(d);
-        s.read_per_minute = get("infisical_read_per_minute", s.read_per_minute);
-        s.write_per_minute = get("infisical_write_per_minute", s.write_per_minute);
-        s.global_per_minute = get("infisical_global_per_minute", s.global_per_minute);
-        s.login_per_minute = get("infisical_login_per_minute", s.login_per_minute);
+        let get = |k: &str, d: u32| quotas.get(k).map(|q| q.rate).unwrap_or(d);
+        s.read_per_minute = get(READ, s.read_per_minute);
+        s.write_per_minute = get(WRITE, s.write_per_minute);
+        s.global_per_minute = get(GLOBAL, s.global_per_minute);
+        s.login_per_minute = get(LOGIN, s.login_per_minute);
         s
-    }
-}
-
-/// A clock running 60 times slower than `C`: a limiter's "per second"
-/// quota read through it is a per-minute quota.
-#[derive(Debug)]
-pub struct PerMinute<C> {
-    inner: C,
-    origin: Instant,
-}
-
-impl<C: RateClock> PerMinute<C> {
-    /// Slows `inner` down from now on.
-    pub fn new(inner: C) -> Self {
-        let origin = inner.now();
-        Self { inner, origin }
-    }
-}
-
-impl<C: RateClock> RateClock for PerMinute<C> {
-    fn now(&self) -> Instant {
-        self.origin + self.inner.now().saturating_duration_since(self.origin) / 60
     }
 }
 
 /// The face. `C` is the rate limiter's clock (tests pass a manual one).
 pub struct InfisicalFace<C: RateClock = SystemClock> {
     store: Arc<KeyStore>,
+    access: Access,
     settings: InfisicalSettings,
     tokens: TokenTable,
-    limiter: RateLimiter<PerMinute<C>>,
+    limiter: RateLimiter<C>,
     now: Arc<dyn crate::keys::Clock>,
 }
 
@@ -157,7 +136,10 @@ impl InfisicalFace<SystemClock> {
 
     /// The face with the config's quota overrides.
     pub fn from_config(store: Arc<KeyStore>, config: &crate::config::Config) -> Self {
-        Self::new(store, InfisicalSettings::from_quotas(&config.kms_quotas))
+        Self::new(
+            store,
+            InfisicalSettings::from_quotas(&config.kms_quotas.infisical),
+        )
     }
 }
 
@@ -166,6 +148,8 @@ const READ: &str = "read";
 const WRITE: &str = "write";
 const GLOBAL: &str = "global";
 const LOGIN: &str = "login";
+/// The rate-limit classes, as `[kms.infisical.quotas]` names them.
+pub const QUOTA_CLASSES: [&str; 4] = [READ, WRITE, GLOBAL, LOGIN];
 
 /// One route of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,17 +278,22 @@ impl<C: RateClock> InfisicalFace<C> {
         rate_clock: C,
         now: Arc<dyn crate::keys::Clock>,
     ) -> Self {
-        let limiter = RateLimiter::from_table(
-            PerMinute::new(rate_clock),
-            Quota::per_second(settings.write_per_minute),
+        // Infisical documents per-minute quotas: real per-minute buckets.
+        let limiter = RateLimiter::new(
+            rate_clock,
+            Quota::per_minute(settings.write_per_minute),
             [
                 (READ, settings.read_per_minute),
                 (WRITE, settings.write_per_minute),
                 (GLOBAL, settings.global_per_minute),
                 (LOGIN, settings.login_per_minute),
-            ],
+            ]
+            .into_iter()
+            .map(|(class, n)| (class.to_string(), Quota::per_minute(n)))
+            .collect(),
         );
         Self {
+            access: Access::new(store.clone()),
             store,
             settings,
             tokens: TokenTable::default(),
@@ -321,11 +310,11 @@ impl<C: RateClock> InfisicalFace<C> {
     fn limit(&self, caller: &str, class: &str) -> Result<(), ApiError> {
         self.limiter
             .check(caller, class)
-            .map_err(|r| ApiError::rate_limited(secs_ceil(r.0.saturating_mul(60))))
+            .map_err(|r| ApiError::rate_limited(secs_ceil(r.0)))
     }
 
     /// The identity behind the request's bearer token.
-    fn authenticate(&self, req: &KmsRequest) -> Result<String, ApiError> {
+    fn authenticate(&self, req: &KmsRequest) -> Result<Principal, ApiError> {
         let header = req.header("authorization").unwrap_or("").trim();
         let token = match header.split_once(' ') {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
@@ -335,15 +324,12 @@ impl<C: RateClock> InfisicalFace<C> {
             return Err(ApiError::unauthorized("Authentication token is missing"));
         }
         match self.tokens.check(token, self.now.now()) {
-            TokenCheck::Valid(identity) => {
-                // A revoked credential's tokens die with it.
-                if self.store.lookup_secret(&identity).is_none() {
-                    return Err(ApiError::token(
-                        "The identity of this access token was revoked. Please re-authenticate.",
-                    ));
-                }
-                Ok(identity)
-            }
+            // A revoked credential's tokens die with it.
+            TokenCheck::Valid(identity) => self.access.principal(&identity).ok_or_else(|| {
+                ApiError::token(
+                    "The identity of this access token was revoked. Please re-authenticate.",
+                )
+            }),
             TokenCheck::Expired => Err(ApiError::token(
                 "Your token has expired. Please re-authenticate.",
             )),
@@ -357,22 +343,29 @@ impl<C: RateClock> InfisicalFace<C> {
         let ip: IpAddr = req.peer.ip();
         self.limit(&format!("ip:{ip}"), LOGIN)?;
         let body = wire::parse_login(&req.body)?;
-        let secret = self.store.lookup_secret(&body.client_id);
-        let ok = match &secret {
-            Some(s) => bool::from(s.expose().ct_eq(body.client_secret.as_bytes())),
-            None => false,
-        };
-        if !ok {
-            tracing::info!(client_id = %body.client_id, "Infisical universal-auth login refused");
-            return Err(ApiError::unauthorized("Invalid credentials"));
-        }
+        let refused = || ApiError::unauthorized("Invalid credentials");
+        // Unknown, revoked and wrong-secret logins all end at the same
+        // constant-time comparison and the same 401.
+        let (who, _) = self
+            .access
+            .authenticate(
+                |lookup| {
+                    let secret = lookup(&body.client_id).ok_or_else(refused)?;
+                    if bool::from(secret.expose().ct_eq(body.client_secret.as_bytes())) {
+                        Ok(body.client_id.as_str())
+                    } else {
+                        Err(refused())
+                    }
+                },
+                |id| *id,
+                refused,
+            )
+            .inspect_err(|_| {
+                tracing::info!(client_id = %body.client_id, "Infisical universal-auth login refused");
+            })?;
         let token = self
             .tokens
-            .issue(
-                &body.client_id,
-                self.now.now(),
-                self.settings.token_ttl_secs,
-            )
+            .issue(who.id(), self.now.now(), self.settings.token_ttl_secs)
             .map_err(|_| ApiError::rate_limited(60))?;
         Ok(json!({
             "accessToken": token,
@@ -412,7 +405,7 @@ impl<C: RateClock> InfisicalFace<C> {
     }
 
     /// A live key this identity may use, by its id path parameter.
-    fn load(&self, identity: &str, key_id: &str) -> Result<KeyMetadata, ApiError> {
+    fn load(&self, identity: &Principal, key_id: &str) -> Result<KeyMetadata, ApiError> {
         let id = wire::check_key_id(key_id)?;
         let not_found = || ApiError::not_found(format!("Key with ID {id} not found"));
         let meta = self.store.describe(&id.to_string()).map_err(|e| match e {
@@ -422,7 +415,7 @@ impl<C: RateClock> InfisicalFace<C> {
         if meta.key_state == KeyState::PendingDelete {
             return Err(not_found());
         }
-        if !self.store.allowed(identity, &id.to_string()) {
+        if !self.access.may_use(identity, &id.to_string()) {
             return Err(ApiError::permission_denied(
                 "You are not allowed to use this key",
             ));
@@ -430,14 +423,7 @@ impl<C: RateClock> InfisicalFace<C> {
         Ok(meta)
     }
 
-    fn unrestricted(&self, identity: &str) -> bool {
-        self.store
-            .list_credentials()
-            .iter()
-            .any(|c| c.id == identity && !c.revoked && c.allowed_keys.is_none())
-    }
-
-    fn create(&self, identity: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+    fn create(&self, identity: &Principal, req: &KmsRequest) -> Result<Value, ApiError> {
         let body = wire::parse_create(&req.body)?;
         // parse_create refused every other pair (422)
         let key_usage =
@@ -447,7 +433,7 @@ impl<C: RateClock> InfisicalFace<C> {
                     body.encryption_algorithm, body.key_usage
                 ))
             })?;
-        if !self.unrestricted(identity) {
+        if !self.access.unrestricted(identity) {
             return Err(ApiError::permission_denied(
                 "You are not allowed to create keys: this identity is limited to some keys",
             ));
@@ -461,7 +447,7 @@ impl<C: RateClock> InfisicalFace<C> {
                     tag_key: PROJECT_TAG.into(),
                     tag_value: body.project_id.clone(),
                 }],
-                owner: identity.to_string(),
+                owner: identity.id().to_string(),
                 key_usage,
                 ..CreateKeyRequest::default()
             })
@@ -475,7 +461,7 @@ impl<C: RateClock> InfisicalFace<C> {
         Ok(json!({"key": wire::key_json(&self.view(&meta))}))
     }
 
-    fn list(&self, identity: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+    fn list(&self, identity: &Principal, req: &KmsRequest) -> Result<Value, ApiError> {
         let q = wire::parse_list_query(&wire::query_params(req.uri.query().unwrap_or("")));
         let q = q?;
         let search = q.search.as_ref().map(|s| s.to_lowercase());
@@ -486,7 +472,7 @@ impl<C: RateClock> InfisicalFace<C> {
             .iter()
             .filter(|m| m.key_state != KeyState::PendingDelete)
             .filter(|m| infisical_name(m).is_some_and(|(p, _)| p == q.project_id))
-            .filter(|m| self.store.allowed(identity, &m.key_id.to_string()))
+            .filter(|m| self.access.may_use(identity, &m.key_id.to_string()))
             .map(|m| self.view(m))
             .filter(|v| {
                 search
@@ -508,7 +494,12 @@ impl<C: RateClock> InfisicalFace<C> {
         Ok(json!({"keys": page, "totalCount": total}))
     }
 
-    fn by_name(&self, identity: &str, name: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+    fn by_name(
+        &self,
+        identity: &Principal,
+        name: &str,
+        req: &KmsRequest,
+    ) -> Result<Value, ApiError> {
         let params = wire::query_params(req.uri.query().unwrap_or(""));
         let mut issues = Vec::new();
         wire::check_name(&["keyName"], name, &mut issues);
@@ -538,7 +529,7 @@ impl<C: RateClock> InfisicalFace<C> {
         {
             return Err(not_found());
         }
-        if !self.store.allowed(identity, &meta.key_id.to_string()) {
+        if !self.access.may_use(identity, &meta.key_id.to_string()) {
             return Err(ApiError::permission_denied(
                 "You are not allowed to use this key",
             ));
@@ -546,7 +537,12 @@ impl<C: RateClock> InfisicalFace<C> {
         Ok(json!({"key": wire::key_json(&self.view(&meta))}))
     }
 
-    fn update(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+    fn update(
+        &self,
+        identity: &Principal,
+        key_id: &str,
+        req: &KmsRequest,
+    ) -> Result<Value, ApiError> {
         wire::check_key_id(key_id)?;
         let body = wire::parse_update(&req.body)?;
         let meta = self.load(identity, key_id)?;
@@ -590,7 +586,7 @@ impl<C: RateClock> InfisicalFace<C> {
         Ok(json!({"key": wire::key_json(&self.view(&meta))}))
     }
 
-    fn delete(&self, identity: &str, key_id: &str) -> Result<Value, ApiError> {
+    fn delete(&self, identity: &Principal, key_id: &str) -> Result<Value, ApiError> {
         let meta = self.load(identity, key_id)?;
         let id = meta.key_id.to_string();
         let shown = self.view(&meta);
@@ -607,7 +603,12 @@ impl<C: RateClock> InfisicalFace<C> {
         Ok(json!({"key": wire::key_json(&shown)}))
     }
 
-    fn encrypt(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+    fn encrypt(
+        &self,
+        identity: &Principal,
+        key_id: &str,
+        req: &KmsRequest,
+    ) -> Result<Value, ApiError> {
         wire::check_key_id(key_id)?;
         let plaintext = zeroize::Zeroizing::new(wire::parse_encrypt(&req.body)?);
         let meta = self.load(identity, key_id)?;
@@ -619,7 +620,12 @@ impl<C: RateClock> InfisicalFace<C> {
         Ok(json!({"ciphertext": wire::b64(&ct.blob)}))
     }
 
-    fn decrypt(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+    fn decrypt(
+        &self,
+        identity: &Principal,
+        key_id: &str,
+        req: &KmsRequest,
+    ) -> Result<Value, ApiError> {
         wire::check_key_id(key_id)?;
         let blob = wire::parse_decrypt(&req.body)?;
         let meta = self.load(identity, key_id)?;
@@ -639,7 +645,7 @@ impl<C: RateClock> InfisicalFace<C> {
     /// use (after Infisical's checks: found, permitted, enabled, sign-verify).
     fn with_signing_key<R>(
         &self,
-        identity: &str,
+        identity: &Principal,
         key_id: &str,
         f: impl FnOnce(&KeyMetadata, &crate::keys::asymmetric::PrivateKey) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
@@ -650,14 +656,14 @@ impl<C: RateClock> InfisicalFace<C> {
             .map_err(store_error)?
     }
 
-    fn public_key(&self, identity: &str, key_id: &str) -> Result<Value, ApiError> {
+    fn public_key(&self, identity: &Principal, key_id: &str) -> Result<Value, ApiError> {
         let der = self.with_signing_key(identity, key_id, |_, pk| {
             pk.public_key_der().map_err(store_error)
         })?;
         Ok(json!({"publicKey": wire::b64(&der)}))
     }
 
-    fn signing_algorithms(&self, identity: &str, key_id: &str) -> Result<Value, ApiError> {
+    fn signing_algorithms(&self, identity: &Principal, key_id: &str) -> Result<Value, ApiError> {
         let meta = self.load(identity, key_id)?;
         usable(&meta)?;
         let spec = meta
@@ -673,7 +679,12 @@ impl<C: RateClock> InfisicalFace<C> {
         Ok(json!({"signingAlgorithms": wire::signing_algorithm_names(spec.signing_algorithms())}))
     }
 
-    fn sign(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+    fn sign(
+        &self,
+        identity: &Principal,
+        key_id: &str,
+        req: &KmsRequest,
+    ) -> Result<Value, ApiError> {
         wire::check_key_id(key_id)?;
         let body = wire::parse_sign(&req.body, false)?;
         let data = zeroize::Zeroizing::new(body.data);
@@ -690,7 +701,12 @@ impl<C: RateClock> InfisicalFace<C> {
         }))
     }
 
-    fn verify(&self, identity: &str, key_id: &str, req: &KmsRequest) -> Result<Value, ApiError> {
+    fn verify(
+        &self,
+        identity: &Principal,
+        key_id: &str,
+        req: &KmsRequest,
+    ) -> Result<Value, ApiError> {
         wire::check_key_id(key_id)?;
         let body = wire::parse_sign(&req.body, true)?;
         let signature = body.signature.unwrap_or_default();
@@ -716,8 +732,8 @@ impl<C: RateClock> InfisicalFace<C> {
             return self.login(req);
         }
         let identity = self.authenticate(req)?;
-        self.limit(&identity, GLOBAL)?;
-        self.limit(&identity, r.class())?;
+        self.limit(identity.id(), GLOBAL)?;
+        self.limit(identity.id(), r.class())?;
         match r {
             Route::Login => self.login(req),
             Route::List => self.list(&identity, req),
@@ -921,20 +937,8 @@ mod tests {
     }
 
     #[test]
-    fn per_minute_clock_runs_sixty_times_slower() {
-        let inner = Arc::new(crate::ratelimit::ManualClock::new());
-        let c = PerMinute::new(inner.clone());
-        let t0 = c.now();
-        inner.advance(Duration::from_secs(60));
-        assert_eq!(c.now() - t0, Duration::from_secs(1));
-    }
-
-    #[test]
-    fn quota_overrides_by_name() {
-        let q = BTreeMap::from([
-            ("infisical_write_per_minute".to_string(), 5),
-            ("Encrypt".to_string(), 1),
-        ]);
+    fn quota_overrides_by_class() {
+        let q = BTreeMap::from([("write".to_string(), Quota::per_minute(5))]);
         let s = InfisicalSettings::from_quotas(&q);
         assert_eq!(s.write_per_minute, 5);
         assert_eq!(s.read_per_minute, 200);

@@ -47,6 +47,7 @@ use crate::keys::blob::blob_cmk;
 use crate::keys::{
     CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyState, KeyStore, KeyUsage, Tag,
 };
+use crate::kms::access::{Access, Principal};
 use crate::kms::replay::{expiry_after_window, ReplayCache, ReplayRefused};
 use crate::kms::{Face, KmsRequest};
 use crate::ratelimit::{Quota, RateLimiter, SystemClock};
@@ -71,6 +72,7 @@ struct PendingImport {
 /// The Tencent Cloud KMS face over a [`KeyStore`].
 pub struct TencentFace {
     store: Arc<KeyStore>,
+    access: Access,
     limiter: RateLimiter<SystemClock>,
     policy: VerifyPolicy,
     /// Signatures (legacy: Nonce + Timestamp) already accepted, per SecretId.
@@ -86,7 +88,7 @@ impl std::fmt::Debug for TencentFace {
 
 /// The request after authentication: who, which action, its parameters.
 struct Authenticated {
-    caller: String,
+    caller: Principal,
     action: Action,
     params: Value,
 }
@@ -316,11 +318,11 @@ fn unwrap_material(p: &PendingImport, wrapped: &[u8]) -> Option<SecretBytes> {
 
 impl TencentFace {
     /// A face over `store` with the documented quotas, overridden per action
-    /// by `quota_overrides` (requests per second).
-    pub fn new(store: Arc<KeyStore>, quota_overrides: &BTreeMap<String, u32>) -> Self {
+    /// by `quota_overrides` (`[kms.tencent.quotas]`, validated at load).
+    pub fn new(store: Arc<KeyStore>, quota_overrides: &BTreeMap<String, Quota>) -> Self {
         let overrides: HashMap<String, Quota> = quota_overrides
             .iter()
-            .map(|(k, v)| (k.clone(), Quota::per_second(*v)))
+            .map(|(k, q)| (k.clone(), *q))
             .collect();
         let limiter = RateLimiter::from_table(
             SystemClock,
@@ -329,6 +331,7 @@ impl TencentFace {
         )
         .with_overrides(overrides);
         Self {
+            access: Access::new(store.clone()),
             store,
             limiter,
             policy: VerifyPolicy::default(),
@@ -357,11 +360,21 @@ impl TencentFace {
             headers: &headers,
             body: &req.body,
         };
-        let verified = sign::verify(
-            &parts,
-            |id| self.store.lookup_secret(id),
-            i64::try_from(now_secs()).unwrap_or(i64::MAX),
-            &self.policy,
+        // An unknown or revoked SecretId fails as a wrong secret does
+        // (AuthFailure.SignatureFailure), not with Tencent's
+        // AuthFailure.SecretIdNotFound: that code would tell anyone which
+        // SecretIds exist (see docs/kms-tencent.md).
+        let (principal, verified) = self.access.authenticate(
+            |lookup| {
+                sign::verify(
+                    &parts,
+                    lookup,
+                    i64::try_from(now_secs()).unwrap_or(i64::MAX),
+                    &self.policy,
+                )
+            },
+            |v| v.caller.secret_id.as_str(),
+            || sign::AuthError::SignatureFailure("signature does not match"),
         )?;
         // TC3 leaves X-TC-Action unsigned, so a captured request could be
         // sent again with another action: each signature (legacy: each
@@ -376,7 +389,7 @@ impl TencentFace {
                 ReplayRefused::Used => TencentError::replayed(),
                 ReplayRefused::Full => TencentError::rate_limited(),
             })?;
-        let caller = verified.caller.secret_id;
+        let caller = principal;
         let (action, version, params) = match verified.v1_params {
             Some(flat) => {
                 let get = |n: &str| flat.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
@@ -456,24 +469,21 @@ impl TencentFace {
         let auth = self.authenticate(req, legacy).map_err(|e| (None, e))?;
         let action = auth.action;
         self.limiter
-            .check(&auth.caller, action.name())
+            .check(auth.caller.id(), action.name())
             .map_err(|_| (Some(action), TencentError::rate_limited()))?;
         let request = wire::parse_request(action, &auth.params).map_err(|e| (Some(action), e))?;
         self.dispatch(&auth.caller, request)
             .map_err(|e| (Some(action), e))
     }
 
-    /// Whether `caller` is limited to some keys.
-    fn limited(&self, caller: &str) -> bool {
-        self.store
-            .list_credentials()
-            .iter()
-            .any(|c| c.id == caller && c.allowed_keys.is_some())
+    /// Whether `caller` is limited to some keys (or no longer live).
+    fn limited(&self, caller: &Principal) -> bool {
+        !self.access.unrestricted(caller)
     }
 
     /// Checks that `caller` may use `key`, then describes it.
-    fn key(&self, caller: &str, key: &str) -> Result<KeyMetadata, TencentError> {
-        if !self.store.allowed(caller, key) {
+    fn key(&self, caller: &Principal, key: &str) -> Result<KeyMetadata, TencentError> {
+        if !self.access.may_use(caller, key) {
             return Err(unauthorized());
         }
         self.store.describe(key).map_err(key_error)
@@ -481,7 +491,7 @@ impl TencentFace {
 
     /// The CMK that sealed a Base64 `CiphertextBlob`, after checking the
     /// caller may use it; returns the decoded blob.
-    fn blob(&self, caller: &str, blob: &str) -> Result<Vec<u8>, TencentError> {
+    fn blob(&self, caller: &Principal, blob: &str) -> Result<Vec<u8>, TencentError> {
         let invalid = || {
             TencentError::new(
                 codes::INVALID_CIPHERTEXT,
@@ -491,24 +501,24 @@ impl TencentFace {
         let bytes = B64.decode(blob.trim()).map_err(|_| invalid())?;
         let cmk = blob_cmk(&bytes).map_err(|_| invalid())?;
         let id = KeyId::from_bytes(cmk.key_id).to_string();
-        if !self.store.allowed(caller, &id) {
+        if !self.access.may_use(caller, &id) {
             return Err(unauthorized());
         }
         Ok(bytes)
     }
 
-    fn visible_keys(&self, caller: &str) -> Vec<KeyMetadata> {
+    fn visible_keys(&self, caller: &Principal) -> Vec<KeyMetadata> {
         let all = self.store.list(0, usize::MAX).keys;
         if self.limited(caller) {
             all.into_iter()
-                .filter(|m| self.store.allowed(caller, &m.key_id.to_string()))
+                .filter(|m| self.access.may_use(caller, &m.key_id.to_string()))
                 .collect()
         } else {
             all
         }
     }
 
-    fn dispatch(&self, caller: &str, request: Request) -> Result<Value, TencentError> {
+    fn dispatch(&self, caller: &Principal, request: Request) -> Result<Value, TencentError> {
         let store = &self.store;
         match request {
             Request::CreateKey(c) => {
@@ -539,7 +549,7 @@ impl TencentFace {
                                 tag_value: t.tag_value,
                             })
                             .collect(),
-                        owner: caller.to_string(),
+                        owner: caller.id().to_string(),
                     })
                     .map_err(key_error)?;
                 Ok(json!({
@@ -932,7 +942,12 @@ impl TencentFace {
     }
 
     /// Enables or disables every listed key, after checking all of them.
-    fn batch(&self, caller: &str, ids: &[String], enable: bool) -> Result<Value, TencentError> {
+    fn batch(
+        &self,
+        caller: &Principal,
+        ids: &[String],
+        enable: bool,
+    ) -> Result<Value, TencentError> {
         for id in ids {
             let m = self.key(caller, id)?;
             if !matches!(m.key_state, KeyState::Enabled | KeyState::Disabled) {
@@ -954,7 +969,7 @@ impl TencentFace {
     }
 
     /// An EXTERNAL key the caller may use.
-    fn external_key(&self, caller: &str, key: &str) -> Result<KeyMetadata, TencentError> {
+    fn external_key(&self, caller: &Principal, key: &str) -> Result<KeyMetadata, TencentError> {
         let m = self.key(caller, key)?;
         if m.origin != KeyOrigin::External {
             return Err(TencentError::new(
@@ -969,7 +984,7 @@ impl TencentFace {
     /// caller may use; a symmetric key is `InvalidKeyUsage`.
     fn private_key<R>(
         &self,
-        caller: &str,
+        caller: &Principal,
         key: &str,
         f: impl FnOnce(&KeyMetadata, &PrivateKey) -> Result<R, KeyError>,
     ) -> Result<R, TencentError> {
