@@ -6,6 +6,9 @@ pub mod config;
 pub mod credentials;
 pub mod devcert;
 pub mod keys;
+mod parser;
 pub mod policy;
 pub mod rewrap;
 pub mod serve;
+
+pub use parser::{Cli, Command};
