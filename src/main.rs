@@ -21,6 +21,10 @@ fn main() -> ExitCode {
         Command::Rewrap(args) => sealgate::cli::rewrap::run(args),
         Command::DevCert(args) => sealgate::cli::devcert::run(args).map_err(|e| e.to_string()),
         Command::Audit(cmd) => sealgate::cli::audit::run(cmd).map_err(|e| e.to_string()),
+        Command::Completions(args) => {
+            sealgate::cli::generate::completions(args).map_err(|e| e.to_string())
+        }
+        Command::Man(args) => sealgate::cli::generate::man(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -239,22 +239,21 @@ fn shell_lines(text: &str) -> Vec<(usize, String)> {
                 }
             }
             out.push((start, joined));
-        } else if let Some(rest) = ["```", "~~~"].iter().find_map(|m| {
-            trimmed.strip_prefix(m).map(|r| {
-                let n = m.len()
-                    + r.chars()
-                        .take_while(|&c| Some(c) == m.chars().next())
-                        .count();
-                (trimmed[..n].to_string(), trimmed[n..].trim())
-            })
-        }) {
-            let (marker, info) = rest;
+        } else if let Some((marker, info)) = fence_open(trimmed) {
             let lang = info.split_whitespace().next().unwrap_or("");
             let is_shell = matches!(lang, "" | "sh" | "bash" | "shell" | "console");
             fence = Some((marker, is_shell, lang == "console"));
         }
     }
     out
+}
+
+/// An opening code fence: its marker (three or more backticks or tildes,
+/// which the closing fence repeats) and its info string.
+fn fence_open(line: &str) -> Option<(String, &str)> {
+    let ch = line.chars().next().filter(|c| *c == '`' || *c == '~')?;
+    let n = line.chars().take_while(|&c| c == ch).count();
+    (n >= 3).then(|| (line[..n].to_string(), line[n..].trim()))
 }
 
 /// README.md and docs/*.md, in a stable order.

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod config;
 pub mod credentials;
 pub mod devcert;
+pub mod generate;
 pub mod keys;
 mod parser;
 pub mod policy;

@@ -40,4 +40,8 @@ pub enum Command {
     /// Check an audit log.
     #[command(subcommand)]
     Audit(super::audit::AuditCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(super::generate::CompletionsArgs),
+    /// Print the roff man page of sealgate or of a subcommand, or write them all.
+    Man(super::generate::ManArgs),
 }
