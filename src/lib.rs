@@ -10,8 +10,8 @@
 //!
 //! | module | what it is |
 //! |---|---|
-//! | `main.rs` | the binary: parses the command line, calls [`cli`] |
-//! | [`cli`] | subcommands: `serve`, `keys`, `credentials`, `policy check|suggest`, `dev-cert`, `audit verify` |
+//! | `main.rs` | the binary: parses the command line with [`cli::Cli`], calls [`cli`] |
+//! | [`cli`] | the parser ([`cli::Cli`]) and subcommands: `serve`, `keys`, `credentials`, `policy check|suggest`, `dev-cert`, `audit verify`, `completions`, `man` |
 //! | [`app`] | wiring: config → key store → data-key cache → policies → listeners |
 //! | [`config`] | `sealgate.toml` → [`config::Config`]: read, parse, validate; flags win |
 //! | [`hardening`] | start-up process hardening: no core dumps, memory locked where allowed |

@@ -1,43 +1,8 @@
 //! The `sealgate` binary: parse the command line and call into the library.
 
 use clap::Parser;
+use sealgate::cli::{Cli, Command};
 use std::process::ExitCode;
-
-#[derive(Parser)]
-#[command(
-    name = "sealgate",
-    version,
-    about = "Transparent envelope-encryption proxy and KMS"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(clap::Subcommand)]
-enum Command {
-    /// Run the proxy (and, with --kms-listen, the KMS faces).
-    Serve(sealgate::cli::serve::ServeArgs),
-    /// Manage CMKs in the key store.
-    #[command(subcommand)]
-    Keys(sealgate::cli::keys::KeysCommand),
-    /// Manage API credentials for the KMS faces.
-    #[command(subcommand)]
-    Credentials(sealgate::cli::credentials::CredentialsCommand),
-    /// Check policy files.
-    #[command(subcommand)]
-    Policy(sealgate::cli::policy::PolicyCommand),
-    /// Check the configuration, policies and keys without starting (like `nginx -t`).
-    #[command(subcommand)]
-    Config(sealgate::cli::config::ConfigCommand),
-    /// Re-seal every envelope of a JSON document (stdin → stdout) under the primary key version.
-    Rewrap(sealgate::cli::rewrap::RewrapArgs),
-    /// Write a throwaway CA, server and client certificates (PEM) for trying TLS and mTLS.
-    DevCert(sealgate::cli::devcert::DevCertArgs),
-    /// Check an audit log.
-    #[command(subcommand)]
-    Audit(sealgate::cli::audit::AuditCommand),
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,6 +21,10 @@ fn main() -> ExitCode {
         Command::Rewrap(args) => sealgate::cli::rewrap::run(args),
         Command::DevCert(args) => sealgate::cli::devcert::run(args).map_err(|e| e.to_string()),
         Command::Audit(cmd) => sealgate::cli::audit::run(cmd).map_err(|e| e.to_string()),
+        Command::Completions(args) => {
+            sealgate::cli::generate::completions(args).map_err(|e| e.to_string())
+        }
+        Command::Man(args) => sealgate::cli::generate::man(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

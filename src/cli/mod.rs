@@ -5,7 +5,11 @@ pub mod audit;
 pub mod config;
 pub mod credentials;
 pub mod devcert;
+pub mod generate;
 pub mod keys;
+mod parser;
 pub mod policy;
 pub mod rewrap;
 pub mod serve;
+
+pub use parser::{Cli, Command};
