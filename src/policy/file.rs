@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::error::Problem;
+use super::reveal::OneOrMany;
 use super::route::{OnNonJson, OnOpenFailure, OnPlaintext, RateLimitSpec, Route, RouteMode, Rules};
 use super::selector::SelectorSet;
 use super::template::{ContextTemplate, MediaRange, PathTemplate};
@@ -54,23 +55,6 @@ struct FileRules {
     decrypt: Vec<String>,
     #[serde(default)]
     deterministic: Vec<String>,
-}
-
-/// `records` as written: one selector or a list.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
-    }
 }
 
 /// `rate_limit` as written.

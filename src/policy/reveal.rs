@@ -335,16 +335,16 @@ pub(super) struct FileJwt {
     leeway_secs: Option<u64>,
 }
 
-/// A string or a list of strings.
-#[derive(Debug, Deserialize)]
+/// A string or a list of strings (also a route's `records`).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum OneOrMany {
+pub(super) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
 impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
+    pub(super) fn into_vec(self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s],
             OneOrMany::Many(v) => v,
