@@ -222,36 +222,12 @@ async fn authentication_errors_are_tencents() {
     assert_eq!(code(&garbage), "AuthFailure.InvalidAuthorization");
 
     // A body changed after signing does not verify.
-    let ts = now();
-    let tss = ts.to_string();
-    let headers = [
-        ("content-type", "application/json"),
-        ("host", host.as_str()),
-        ("x-tc-action", "Encrypt"),
-        ("x-tc-version", "2019-01-18"),
-        ("x-tc-timestamp", tss.as_str()),
-    ];
-    let parts = RequestParts {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &headers,
-        body: body.as_bytes(),
-    };
-    let auth = sign::tc3_authorization(
-        &k.id,
-        k.secret.as_bytes(),
-        "kms",
-        ts,
-        &parts,
-        &["content-type", "host"],
-    )
-    .unwrap();
-    let mut all = headers.to_vec();
-    all.push(("authorization", &auth));
+    let signed = tc3_signed_headers(&k, "Encrypt", now(), &body);
     let tampered = body.replace("aGVsbG8=", "aGVsbG9=");
-    let (s, h, b) = send("POST", &format!("http://{host}/"), &all, &tampered).await;
-    assert_eq!(code(&checked(s, &h, &b)), "AuthFailure.SignatureFailure");
+    assert_eq!(
+        code(&send_headers(&k, &signed, &tampered).await),
+        "AuthFailure.SignatureFailure"
+    );
 
     // A credential limited to one key: that key works, others do not.
     let (lid, lsecret) = k.credential(Some(vec![key.clone()]));
