@@ -15,7 +15,8 @@ fn is_det(v: &Value) -> bool {
 
 fn setup_policy(dir: &std::path::Path) {
     std::fs::create_dir_all(dir.join("policies")).unwrap();
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/searchable.toml");
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/examples/searchable.toml");
     std::fs::copy(file, dir.join("policies/searchable.toml")).unwrap();
 }
 

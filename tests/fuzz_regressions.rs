@@ -256,7 +256,10 @@ fn write_seed_corpus() {
 
     // policy_load: the example policies and a route with every knob
     let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    for (p, bytes) in files(&policies) {
+    let shipped = files(&policies)
+        .into_iter()
+        .chain(files(&policies.join("examples")));
+    for (p, bytes) in shipped {
         write(
             "policy_load",
             p.file_name().unwrap().to_str().unwrap(),

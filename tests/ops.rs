@@ -727,6 +727,9 @@ fn the_readme_demo_command_still_starts_on_a_new_data_dir() {
     )
     .unwrap();
     assert!(store.resolve("demo").is_ok(), "the CMK the README names");
+    // and only it: the walkthrough says one CMK is created
+    let keys = store.list(0, 100);
+    assert_eq!(keys.total_count, 1, "{:?}", keys.keys);
 }
 
 // ---- `sealgate config check`: what `serve` would load, without starting ----

@@ -5,12 +5,39 @@ use std::path::{Path, PathBuf};
 use sealgate::cli::policy::{run_to, PolicyCommand};
 use sealgate::policy::{load_dir, rewrite, PolicySet, Route};
 
+/// The demo's directory: what the README's first command loads.
 fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
+/// The example policies, a directory of their own.
+fn examples_dir() -> PathBuf {
+    policies_dir().join("examples")
+}
+
+/// Every `*.toml` file the repository ships: the demo and the examples.
+fn shipped_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in [policies_dir(), examples_dir()] {
+        files.extend(
+            std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml")),
+        );
+    }
+    files.sort();
+    files
+}
+
+/// The demo and every example loaded together, as one set: they must not
+/// overlap, so a user can copy any of them beside the demo.
 fn shipped() -> PolicySet {
-    load_dir(&policies_dir()).unwrap_or_else(|e| panic!("{e}"))
+    let sources: Vec<(String, String)> = shipped_files()
+        .iter()
+        .map(|f| (f.display().to_string(), std::fs::read_to_string(f).unwrap()))
+        .collect();
+    PolicySet::from_sources(&sources).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn route<'a>(set: &'a PolicySet, method: &str, host: Option<&str>, path: &str) -> &'a Route {
@@ -33,12 +60,7 @@ fn labels(body: &str, selectors: &sealgate::policy::SelectorSet) -> Vec<String> 
 
 #[test]
 fn every_shipped_policy_file_loads_alone_and_together() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(policies_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let files = shipped_files();
     let names: Vec<String> = files
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -174,12 +196,12 @@ fn documents_bind_fields_to_their_collection() {
     assert_eq!(export.route.name, "docs-export");
 }
 
-#[test]
-fn policy_check_describes_the_shipped_set() {
+/// `sealgate policy check DIR` on one shipped directory: its stdout.
+fn check(dir: PathBuf) -> String {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     run_to(
         PolicyCommand::Check {
-            dir: policies_dir(),
+            dir,
             allow_label_gaps: false,
             data_dir: None,
             root_key_file: None,
@@ -188,18 +210,37 @@ fn policy_check_describes_the_shipped_set() {
         &mut err,
     )
     .unwrap();
-    let out = String::from_utf8(out).unwrap();
-    assert!(out.contains("route demo-users-create"), "{out}");
+    assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn policy_check_describes_the_shipped_sets() {
+    let demo = check(policies_dir());
+    assert!(demo.contains("route demo-users-create"), "{demo}");
     assert!(
-        out.contains("request   encrypt $.ssn, $.email, $.cards[*].number"),
-        "{out}"
+        demo.contains("request   encrypt $.ssn, $.email, $.cards[*].number"),
+        "{demo}"
     );
+    assert!(demo.contains("policy OK"), "{demo}");
+    let examples = check(examples_dir());
     assert!(
-        out.contains("query     seal deterministically: email (as email)"),
-        "searchable URL parameters are described: {out}"
+        examples.contains("query     seal deterministically: email (as email)"),
+        "searchable URL parameters are described: {examples}"
     );
-    assert!(out.contains("policy OK"), "{out}");
-    assert!(err.is_empty());
+    assert!(examples.contains("policy OK"), "{examples}");
+}
+
+#[test]
+fn the_demo_directory_holds_the_demo_alone() {
+    // The README's first command loads `policies/`: one CMK, `demo`, and no
+    // example's key created beside it.
+    let set = load_dir(&policies_dir()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!set.routes().is_empty());
+    for r in set.routes() {
+        assert_eq!(r.key, "demo", "route {} of the demo directory", r.name);
+        assert!(r.file().ends_with("demo.toml"), "{}", r.file());
+    }
 }
 
 #[test]

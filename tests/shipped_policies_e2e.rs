@@ -164,7 +164,7 @@ fn rest_store(data: Collections) -> common::Reply {
 fn shipped(name: &str) -> String {
     std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("policies")
+            .join("policies/examples")
             .join(name),
     )
     .unwrap()
@@ -369,7 +369,7 @@ async fn support_reveal_opens_for_support_and_masks_for_everyone_else() {
     let up = recording_upstream(rest_store(data.clone())).await;
     // the policy names its JWT key relative to its own file
     let key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("policies/keys/DEMO-idp-es256.pub.pem");
+        .join("policies/examples/keys/DEMO-idp-es256.pub.pem");
     let policy = shipped("support-reveal.toml").replace(
         "\"keys/DEMO-idp-es256.pub.pem\"",
         &format!("{:?}", key.display().to_string()),
