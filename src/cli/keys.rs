@@ -82,7 +82,7 @@ pub enum CliError {
 pub struct StoreArgs {
     /// Data directory of the key store.
     pub data_dir: PathBuf,
-    /// Root key file (default: $SEALGATE_ROOT_KEY, else <data-dir>/root.key).
+    /// Root key file (default: $SEALGATE_ROOT_KEY, else DATA_DIR/root.key).
     pub root_key_file: Option<PathBuf>,
     /// Print JSON.
     pub json: bool,
@@ -100,7 +100,7 @@ pub struct StoreLocationArgs {
     #[arg(long, env = "SEALGATE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Root key file (default: `root_key_file` of the config, else
-    /// $SEALGATE_ROOT_KEY, else <data-dir>/root.key).
+    /// $SEALGATE_ROOT_KEY, else DATA_DIR/root.key).
     #[arg(long, value_name = "FILE")]
     pub root_key_file: Option<PathBuf>,
 }

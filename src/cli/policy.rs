@@ -25,7 +25,7 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// Root key file of that store (default: $SEALGATE_ROOT_KEY, else
-        /// <data-dir>/root.key).
+        /// DATA_DIR/root.key).
         #[arg(long, value_name = "FILE", requires = "data_dir")]
         root_key_file: Option<PathBuf>,
     },

@@ -30,7 +30,7 @@ pub struct ServeArgs {
     /// KMS listener address (Tencent, Alibaba and Infisical faces).
     #[arg(long)]
     pub kms_listen: Option<String>,
-    /// Root key file (default <data-dir>/root.key).
+    /// Root key file (default DATA_DIR/root.key).
     #[arg(long)]
     pub root_key_file: Option<PathBuf>,
     /// Log format: pretty or json.

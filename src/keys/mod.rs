@@ -3,7 +3,7 @@
 //!
 //! - [`model`]: key metadata and the state machine (PURE);
 //! - [`root`]: the root key and sealing under it;
-//! - [`derive`]: keys derived from CMK material (deterministic fields);
+//! - [`mod@derive`]: keys derived from CMK material (deterministic fields);
 //! - [`asymmetric`]: RSA / ECDSA private keys of asymmetric CMKs (aws-lc-rs);
 //! - [`keywrap`]: DEK wrap/unwrap (AES-KW, RFC 3394);
 //! - [`blob`]: the ciphertext blob of KMS Encrypt/Decrypt (PURE);
