@@ -43,6 +43,9 @@ pub enum StartError {
     /// The shadow capture file could not be opened.
     #[error("shadow capture: {0}")]
     Shadow(String),
+    /// `[limits]` names a backend that cannot be used.
+    #[error("limits: {0}")]
+    Limits(String),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -238,9 +241,21 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         config.header_read_timeout,
     )
     .map_err(|e| tls_error("[kms_tls]", e))?;
+    let shared_limits = match &config.limits {
+        Some(l) => Some(Arc::new(
+            crate::limits::SharedLimits::new(l.clone()).map_err(StartError::Limits)?,
+        )),
+        None => None,
+    };
+    if let Some(l) = &shared_limits {
+        metrics.watch_limits(l.clone());
+    }
     let state = Arc::new(ProxyState {
         max_connections: config.max_connections,
-        policies: RwLock::new(Arc::new(ActivePolicies::new(policies))),
+        policies: RwLock::new(Arc::new(ActivePolicies::new(
+            policies,
+            shared_limits.clone(),
+        ))),
         cache: cache.clone(),
         upstream,
         max_body_bytes: config.max_body_bytes,
@@ -250,6 +265,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         shadow: crate::proxy::shadow::Shadow::open(config.shadow, config.shadow_capture.as_ref())
             .map_err(|e| StartError::Shadow(e.to_string()))?,
         unmatched_hosts: config.unmatched_hosts,
+        shared_limits: shared_limits.clone(),
     });
     let ready = Arc::new(Readiness::default());
     let listener = TcpListener::bind(config.listen)
@@ -430,6 +446,10 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         capture = %capture,
         kms_listener = %kms_addr.map_or_else(off, |a| a.to_string()),
         admin_listener = %admin_addr.map_or_else(off, |a| a.to_string()),
+        limits = %config.limits.as_ref().map_or_else(
+            || "node".to_string(),
+            |l| crate::limits::redact(&l.url)
+        ),
         "sealgate proxy listening"
     );
     Ok(App {

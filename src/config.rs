@@ -91,6 +91,17 @@ struct FileConfig {
     proxy: FileProxy,
     #[serde(default)]
     keys: FileKeys,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+/// `[limits]`: where quotas are counted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    url: Option<String>,
+    nodes: Option<u32>,
+    prefix: Option<String>,
 }
 
 /// `[kms.<dialect>]`.
@@ -383,6 +394,8 @@ pub struct Overrides {
     pub upstream_server_name: Option<String>,
     /// `--create-policy-keys[=BOOL]`: `[keys] create_policy_keys`
     pub create_policy_keys: Option<bool>,
+    /// `--limits URL` / `SEALGATE_LIMITS_URL`: `[limits] url`
+    pub limits: Option<String>,
 }
 
 /// The flags that stand for one listener's TLS table.
@@ -616,6 +629,9 @@ pub struct Config {
     pub unmatched_hosts: UnmatchedHosts,
     /// `[keys] create_policy_keys` (default: only on an empty store).
     pub create_policy_keys: PolicyKeyCreation,
+    /// `[limits]`: quotas counted in Redis, shared by the nodes (`None`:
+    /// counted in this process).
+    pub limits: Option<crate::limits::LimitsConfig>,
 }
 
 /// Reads, parses and validates `path` (if any) and applies `overrides`.
@@ -977,7 +993,37 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             Some(true) => PolicyKeyCreation::Always,
             Some(false) => PolicyKeyCreation::Never,
         },
+        limits: limits_config(o.limits.clone(), f.limits)?,
     })
+}
+
+/// `[limits]` with the `--limits` URL over the file's; `None` without a URL
+/// (then `nodes` and `prefix` must not be set either: they would do nothing).
+fn limits_config(
+    flag: Option<String>,
+    f: FileLimits,
+) -> Result<Option<crate::limits::LimitsConfig>, ConfigError> {
+    let Some(url) = flag.or(f.url) else {
+        if f.nodes.is_some() || f.prefix.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                message: "limits.nodes and limits.prefix need limits.url (or --limits)".into(),
+            });
+        }
+        return Ok(None);
+    };
+    let limits = crate::limits::LimitsConfig {
+        url,
+        nodes: f.nodes.unwrap_or(1),
+        prefix: f
+            .prefix
+            .unwrap_or_else(|| crate::limits::DEFAULT_PREFIX.to_string()),
+    };
+    limits.validate().map_err(|message| ConfigError::Invalid {
+        field: "limits",
+        message,
+    })?;
+    Ok(Some(limits))
 }
 
 #[cfg(test)]

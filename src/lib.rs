@@ -20,6 +20,7 @@
 //! | [`envelope`] | PURE: the `sg1.` field envelope, AES-256-GCM with AAD, type-preserving |
 //! | [`keys`] | the CMK store (redb, root key, state machine, versions), DEK wrap (RFC 3394), the data-key cache, the admin socket |
 //! | [`ratelimit`] | token buckets per caller and action, clock passed in |
+//! | [`limits`] | where quotas are counted: in this process, or fleet-wide in Redis (GCRA in one Lua script) with a per-node fallback |
 //! | [`kms`] | the KMS listener and its faces: `tencent`, `alibaba`, `infisical`; the shared replay cache |
 //! | [`proxy`] | the reverse proxy: server, the protocol boundary (host, method, body, media type), the phases of a request, upstream client, errors → responses |
 //! | [`tls`] | rustls for every listener (reloading certificate, mTLS, ALPN h2) and the upstream client |
@@ -65,6 +66,7 @@ pub mod envelope;
 pub mod hardening;
 pub mod keys;
 pub mod kms;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -103,6 +103,8 @@ pub struct Metrics {
     audit_dropped: AtomicU64,
     /// Audit records written.
     audit_written: AtomicU64,
+    /// The shared limits backend (`--limits`), read at scrape time.
+    limits: std::sync::OnceLock<std::sync::Arc<crate::limits::SharedLimits>>,
 }
 
 /// Canonical method label: one of the standard methods, else `OTHER`
@@ -141,6 +143,11 @@ impl Metrics {
     /// A fresh set of zeroed metrics.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Reports the shared limits backend's state and counters at each scrape.
+    pub fn watch_limits(&self, limits: std::sync::Arc<crate::limits::SharedLimits>) {
+        let _ = self.limits.set(limits);
     }
 
     /// Counts one proxied request and its latencies. `route` is the policy
@@ -456,6 +463,39 @@ impl Metrics {
                 header_line(&mut out, name, "counter", help);
                 let _ = writeln!(out, "{name} {v}");
             }
+        }
+        if let Some(l) = self.limits.get() {
+            let s = l.stats();
+            header_line(
+                &mut out,
+                "sealgate_limits_backend_up",
+                "gauge",
+                "1 while the shared limits backend (Redis) answers; 0 while quotas are counted per node.",
+            );
+            let _ = writeln!(out, "sealgate_limits_backend_up {}", u8::from(s.up));
+            header_line(
+                &mut out,
+                "sealgate_limits_decisions_total",
+                "counter",
+                "Rate-limit decisions by where they were made: redis (fleet-wide) or node (fallback share).",
+            );
+            let _ = writeln!(
+                out,
+                "sealgate_limits_decisions_total{{backend=\"redis\"}} {}",
+                s.shared_decisions
+            );
+            let _ = writeln!(
+                out,
+                "sealgate_limits_decisions_total{{backend=\"node\"}} {}",
+                s.fallback_decisions
+            );
+            header_line(
+                &mut out,
+                "sealgate_limits_outages_total",
+                "counter",
+                "Times the shared limits backend became unreachable.",
+            );
+            let _ = writeln!(out, "sealgate_limits_outages_total {}", s.outages);
         }
         out
     }

@@ -262,6 +262,23 @@ impl<C: Clock> RateLimiter<C> {
         self
     }
 
+    /// The same table (default, quotas, classes, bucket bound) with every
+    /// quota mapped by `f`, counting on `clock` in fresh buckets.
+    pub fn scaled<C2: Clock>(&self, clock: C2, f: impl Fn(Quota) -> Quota) -> RateLimiter<C2> {
+        RateLimiter {
+            clock,
+            default: f(self.default),
+            quotas: self
+                .quotas
+                .iter()
+                .map(|(k, q)| (k.clone(), f(*q)))
+                .collect(),
+            classes: self.classes.clone(),
+            max_buckets: self.max_buckets,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The class an action is counted under.
     pub fn class_of<'a>(&'a self, action: &'a str) -> &'a str {
         self.classes

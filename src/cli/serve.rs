@@ -58,6 +58,11 @@ pub struct ServeArgs {
     /// the store holds no key at all (first start).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub create_policy_keys: Option<bool>,
+    /// Count KMS quotas and route rate limits in Redis, shared by every node
+    /// given the same URL (`[limits] url`), e.g. redis://127.0.0.1:6379.
+    /// Unset: each node counts its own.
+    #[arg(long, env = "SEALGATE_LIMITS_URL", value_name = "URL")]
+    pub limits: Option<String>,
     /// TLS flags (boxed: they would make every `Command` this large).
     #[command(flatten)]
     pub tls: Box<TlsArgs>,
@@ -123,6 +128,7 @@ impl ServeArgs {
             upstream_ca: self.tls.upstream_ca.clone(),
             upstream_server_name: self.tls.upstream_server_name.clone(),
             create_policy_keys: self.create_policy_keys,
+            limits: self.limits.clone(),
         }
     }
 }

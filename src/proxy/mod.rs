@@ -27,6 +27,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::keys::DataKeyCache;
+use crate::limits::Limiter;
 use crate::policy::PolicySet;
 use crate::ratelimit::{Quota, RateLimiter, SystemClock};
 
@@ -58,6 +59,9 @@ pub struct ProxyState {
     pub shadow: shadow::Shadow,
     /// Requests for a host no route names: passed or refused.
     pub unmatched_hosts: crate::config::UnmatchedHosts,
+    /// Where route rate limits are counted when shared by the fleet
+    /// (`--limits`); `None`: in this process.
+    pub shared_limits: Option<Arc<crate::limits::SharedLimits>>,
 }
 
 /// A validated policy set with the rate limiter its routes ask for.
@@ -65,12 +69,12 @@ pub struct ActivePolicies {
     /// The routes.
     pub set: PolicySet,
     /// One bucket per route that has a `rate_limit`.
-    pub limits: RateLimiter,
+    pub limits: Limiter,
 }
 
 impl ActivePolicies {
-    /// Builds the route limiter for `set`.
-    pub fn new(set: PolicySet) -> Self {
+    /// Builds the route limiter for `set`, counted in `shared` when given.
+    pub fn new(set: PolicySet, shared: Option<Arc<crate::limits::SharedLimits>>) -> Self {
         let quotas = set
             .routes()
             .iter()
@@ -86,8 +90,11 @@ impl ActivePolicies {
                 })
             })
             .collect();
-        let limits = RateLimiter::new(SystemClock, Quota::per_second(u32::MAX), quotas);
-        Self { set, limits }
+        let table = RateLimiter::new(SystemClock, Quota::per_second(u32::MAX), quotas);
+        Self {
+            set,
+            limits: Limiter::new("proxy", table, shared),
+        }
     }
 }
 
@@ -102,7 +109,7 @@ impl ProxyState {
 
     /// Swaps in a new, already validated policy set.
     pub fn replace_policies(&self, set: PolicySet) {
-        let set = Arc::new(ActivePolicies::new(set));
+        let set = Arc::new(ActivePolicies::new(set, self.shared_limits.clone()));
         match self.policies.write() {
             Ok(mut g) => *g = set,
             Err(p) => *p.into_inner() = set,

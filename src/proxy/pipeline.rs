@@ -242,7 +242,7 @@ async fn run(
     }
     if let Some(m) = enforce {
         if m.route.rate_limit.is_some() {
-            if let Err(retry) = active.limits.check("route", &m.route.name) {
+            if let Err(retry) = active.limits.check("route", &m.route.name).await {
                 state.metrics.rate_limited("proxy", &m.route.name);
                 let mut e = ProxyError::client(
                     StatusCode::TOO_MANY_REQUESTS,
