@@ -234,7 +234,7 @@ pub fn translate(name: &str, params: Value) -> Result<Call, TencentError> {
                 return Err(TencentError::missing("Alias"));
             }
             let mut steps = Vec::new();
-            let mut with_key = |fields: Vec<(&str, Value)>| {
+            let with_key = |fields: Vec<(&str, Value)>| {
                 let mut p = Map::new();
                 if let Some(k) = &key_id {
                     p.insert("KeyId".into(), k.clone());
@@ -439,14 +439,25 @@ pub fn success_body(request_id: &str, fields: Value) -> Value {
     Value::Object(out)
 }
 
+/// What a legacy client is told when its `Nonce` + `Timestamp` come again.
+const REPLAY_MESSAGE: &str = "This Nonce and Timestamp were already used by this SecretId: each pair is accepted once; sign the request again with a new Nonce.";
+
 /// The legacy error body: `{code: <int>, codeDesc: <API 3.0 code>, message, requestId}`.
 /// The message names parameters as a legacy client sent them
-/// ([`legacy_spelling`]).
+/// ([`legacy_spelling`]); a replay is explained in the legacy API's terms
+/// (its Nonce, not API 3.0's same-second rule).
 pub fn error_body(request_id: &str, err: &TencentError) -> Value {
+    let replayed =
+        err.code == codes::AUTH_SIGNATURE_FAILURE && err.legacy_code == Some(REPLAY_CODE);
+    let message = if replayed {
+        REPLAY_MESSAGE.to_string()
+    } else {
+        legacy_spelling(&err.message)
+    };
     serde_json::json!({
         "code": err.legacy_code.unwrap_or_else(|| legacy_code(err.code)),
         "codeDesc": err.code,
-        "message": legacy_spelling(&err.message),
+        "message": message,
         "requestId": request_id,
     })
 }

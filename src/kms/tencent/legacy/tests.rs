@@ -47,6 +47,10 @@ fn envelope_shapes() {
     let replay = error_body("r-5", &TencentError::replayed());
     assert_eq!(replay["code"], REPLAY_CODE);
     assert_eq!(replay["codeDesc"], "AuthFailure.SignatureFailure");
+    assert!(
+        replay["message"].as_str().unwrap().contains("Nonce"),
+        "{replay}"
+    );
     assert_eq!(
         api3_error_body("r-5", &TencentError::replayed())["Response"]["Error"]["Code"],
         "AuthFailure.SignatureFailure"
