@@ -676,7 +676,8 @@ fn kms_action(req: &crate::kms::KmsRequest) -> String {
     crate::metrics::clean_label(&named)
 }
 
-/// The `KeyId` a KMS request names, if any (JSON body or parameters).
+/// The `KeyId` a KMS request names, if any (JSON body or parameters;
+/// Tencent's legacy API spells it `keyId`).
 fn kms_key_id(req: &crate::kms::KmsRequest) -> Option<String> {
     let from_json = || {
         serde_json::from_slice::<Value>(&req.body)
@@ -689,14 +690,15 @@ fn kms_key_id(req: &crate::kms::KmsRequest) -> Option<String> {
         .or_else(|| {
             req.flat_params()
                 .into_iter()
-                .find(|(k, _)| k == "KeyId")
+                .find(|(k, _)| k == "KeyId" || k == "keyId")
                 .map(|(_, v)| v)
         })
         .filter(|k| k.len() <= 256)
 }
 
 /// The error code of a KMS answer, if it is one (Tencent answers 200 with
-/// `Response.Error.Code`; Alibaba a 4xx/5xx with `Code`).
+/// `Response.Error.Code`, its legacy API 200 with a non-zero numeric `code`
+/// and the API 3.0 code in `codeDesc`; Alibaba a 4xx/5xx with `Code`).
 fn kms_error_code(status: u16, body: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
     struct TcErr {
@@ -714,9 +716,27 @@ fn kms_error_code(status: u16, body: &[u8]) -> Option<String> {
         response: Option<TcResp>,
         #[serde(rename = "Code")]
         code: Option<String>,
+        // Tencent legacy (/v2/index.php): {"code": 4000, "codeDesc": "MissingParameter"}
+        #[serde(rename = "code")]
+        legacy_code: Option<Value>,
+        #[serde(rename = "codeDesc")]
+        legacy_code_desc: Option<String>,
     }
     let parsed: Option<Shape> = serde_json::from_slice(body).ok();
-    let code = parsed.and_then(|s| s.response.and_then(|r| r.error).map(|e| e.code).or(s.code));
+    let code = parsed.and_then(|s| {
+        let legacy = match (
+            s.legacy_code.as_ref().and_then(Value::as_i64),
+            s.legacy_code_desc,
+        ) {
+            (Some(c), desc) if c != 0 => Some(desc.unwrap_or_else(|| c.to_string())),
+            _ => None,
+        };
+        s.response
+            .and_then(|r| r.error)
+            .map(|e| e.code)
+            .or(s.code)
+            .or(legacy)
+    });
     match code {
         Some(c) => Some(crate::metrics::clean_label(&c)),
         None if status >= 400 => Some(format!("http_{status}")),
@@ -891,6 +911,28 @@ mod tests {
             *r.status_mut() = http::StatusCode::from_u16(self.0).unwrap();
             r
         }
+    }
+
+    #[test]
+    fn tencent_legacy_answers_are_audited_with_their_code_desc() {
+        let refused = br#"{"code":5000,"codeDesc":"ResourceUnavailable.CmkDisabled","message":"m","requestId":"r"}"#;
+        assert_eq!(
+            kms_error_code(200, refused).as_deref(),
+            Some("ResourceUnavailable.CmkDisabled")
+        );
+        let ok = br#"{"code":0,"codeDesc":"Success","message":"","requestId":"r","keyId":"k"}"#;
+        assert_eq!(kms_error_code(200, ok), None);
+        let req = crate::kms::KmsRequest {
+            method: http::Method::GET,
+            uri: "/v2/index.php?Action=EnableKey&keyId=k-2&Nonce=1"
+                .parse()
+                .unwrap(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+            peer: "127.0.0.1:5555".parse().unwrap(),
+        };
+        assert_eq!(kms_key_id(&req).as_deref(), Some("k-2"));
+        assert_eq!(kms_action(&req), "EnableKey");
     }
 
     fn kms_request(action: &str, body: &str) -> crate::kms::KmsRequest {

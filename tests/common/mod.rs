@@ -385,8 +385,22 @@ impl ServeProcess {
     /// [`start`](Self::start) in a working directory the caller prepared
     /// (e.g. a key store already in `data/`).
     pub fn start_in(dir: PathBuf, upstream: SocketAddr, policy: &str, extra: &str) -> ServeProcess {
+        Self::start_with_flags(dir, upstream, policy, extra, &[])
+    }
+
+    /// [`start_in`](Self::start_in) with command-line `flags` after the
+    /// config (for settings only a flag or a top-level key sets, e.g.
+    /// `--kms-listen 127.0.0.1:0`).
+    pub fn start_with_flags(
+        dir: PathBuf,
+        upstream: SocketAddr,
+        policy: &str,
+        extra: &str,
+        flags: &[&str],
+    ) -> ServeProcess {
         use std::io::BufRead;
         let mut child = serve_command(&dir, upstream, policy, extra)
+            .args(flags)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();

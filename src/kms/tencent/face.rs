@@ -6,8 +6,8 @@
 //!
 //! Every answer is HTTP 200 with `Content-Type: application/json` exactly;
 //! errors carry the documented code (see docs/kms-tencent.md for the table).
-//! The legacy `/v2/index.php` API (GenerateDataKey, Encrypt, Decrypt) shares
-//! the same path with its flat lower-camel body.
+//! The legacy `/v2/index.php` API ([`legacy`]: its actions, parameter
+//! mapping and flat lower-camel body) runs through the same path.
 //!
 //! Asymmetric keys are served through [`crate::keys::asymmetric`]
 //! (aws-lc-rs): RSA-2048 decryption (PKCS#1 v1.5, OAEP SHA-1/SHA-256) and
@@ -37,6 +37,7 @@ use rand::rngs::OsRng;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use super::legacy;
 use super::sign::{self, RequestParts, VerifyPolicy};
 use super::wire::{
     self, codes, Action, EncryptionContext, EnvelopeAlgorithm, MessageType, ParamStyle, Request,
@@ -86,11 +87,13 @@ impl std::fmt::Debug for TencentFace {
     }
 }
 
-/// The request after authentication: who, which action, its parameters.
+/// The request after authentication: who, which action, its parameters
+/// (a legacy request: the API 3.0 action it counts against, and its steps).
 struct Authenticated {
     caller: Principal,
     action: Action,
     params: Value,
+    legacy: Option<legacy::Call>,
 }
 
 fn now_secs() -> u64 {
@@ -433,31 +436,24 @@ impl TencentFace {
                 (action, version, params)
             }
         };
-        let action = wire::parse_action(action.trim())?;
-        let mut params = params;
         if legacy {
-            wire::apply_legacy_defaults(action, &mut params);
+            let call = legacy::translate(action.trim(), params)?;
+            return Ok(Authenticated {
+                caller,
+                action: call.quota_action(),
+                params: Value::Null,
+                legacy: Some(call),
+            });
         }
-        if legacy
-            && !matches!(
-                action,
-                Action::GenerateDataKey | Action::Encrypt | Action::Decrypt
-            )
-        {
-            return Err(TencentError::new(
-                codes::INVALID_ACTION,
-                "The legacy /v2/index.php API serves GenerateDataKey, Encrypt and Decrypt only.",
-            ));
-        }
-        if !legacy {
-            if let Some(v) = version.as_deref() {
-                wire::check_version(v.trim())?;
-            }
+        let action = wire::parse_action(action.trim())?;
+        if let Some(v) = version.as_deref() {
+            wire::check_version(v.trim())?;
         }
         Ok(Authenticated {
             caller,
             action,
             params,
+            legacy: None,
         })
     }
 
@@ -471,6 +467,10 @@ impl TencentFace {
         self.limiter
             .check(auth.caller.id(), action.name())
             .map_err(|_| (Some(action), TencentError::rate_limited()))?;
+        if let Some(call) = auth.legacy {
+            return legacy::run(call, |request| self.dispatch(&auth.caller, request))
+                .map_err(|e| (Some(action), e));
+        }
         let request = wire::parse_request(action, &auth.params).map_err(|e| (Some(action), e))?;
         self.dispatch(&auth.caller, request)
             .map_err(|e| (Some(action), e))
@@ -1140,7 +1140,7 @@ impl Face for TencentFace {
         let body = match self.process(&req, legacy) {
             Ok(fields) => {
                 if legacy {
-                    wire::legacy_success_body(&request_id, fields)
+                    legacy::success_body(&request_id, fields)
                 } else {
                     wire::success_body(&request_id, fields)
                 }
@@ -1154,7 +1154,7 @@ impl Face for TencentFace {
                     "Tencent KMS request refused"
                 );
                 if legacy {
-                    wire::legacy_error_body(&request_id, &e)
+                    legacy::error_body(&request_id, &e)
                 } else {
                     wire::error_body(&request_id, &e)
                 }

@@ -4,7 +4,9 @@
 //! - [`sign`]: TC3-HMAC-SHA256 and signature-v1 verification (and signing,
 //!   for tests and clients);
 //! - [`wire`]: the response envelope, error codes, per-action quotas and the
-//!   typed, validated requests of every action.
+//!   typed, validated requests of every action;
+//! - [`legacy`]: the legacy API 2.0 (`/v2/index.php`): its actions, their
+//!   lower-camel parameters mapped onto [`wire`]'s requests, its flat body.
 //!
 //! [`face`] is the HTTP handler (request → [`sign::verify`] → replay check
 //! → rate limit →
@@ -12,6 +14,7 @@
 //! them to the store.
 
 pub mod face;
+pub mod legacy;
 pub mod sign;
 pub mod wire;
 

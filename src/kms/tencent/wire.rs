@@ -98,8 +98,8 @@ pub struct TencentError {
     pub code: &'static str,
     /// Human-readable detail (never plaintext or key bytes).
     pub message: String,
-    /// The legacy API's numeric code when it is not the one [`legacy_code`]
-    /// derives from `code` (a replay is `AuthFailure.SignatureFailure` in
+    /// The legacy API's numeric code when it is not the one
+    /// [`super::legacy::legacy_code`] derives from `code` (a replay is `AuthFailure.SignatureFailure` in
     /// API 3.0 but 4500 in the legacy table).
     pub legacy_code: Option<i64>,
 }
@@ -187,128 +187,6 @@ pub fn error_body(request_id: &str, err: &TencentError) -> Value {
 
 /// The legacy table's code for a replayed request (Nonce + Timestamp reused).
 pub const LEGACY_REPLAY: i64 = 4500;
-
-/// The legacy (`/v2/index.php`) numeric code for an API 3.0 code, from the
-/// legacy common error code table (4000 bad parameter, 4100 authentication,
-/// 4104 key not found, 4300 denied, 4400 over quota, 4500 replay/expired,
-/// 5000 resource missing, 5100 operation failed, 6000 internal).
-pub fn legacy_code(code: &str) -> i64 {
-    match code {
-        codes::AUTH_SECRET_ID_NOT_FOUND => 4104,
-        codes::AUTH_SIGNATURE_EXPIRE => 4500,
-        c if c.starts_with("AuthFailure") => 4100,
-        c if c.starts_with("UnauthorizedOperation") => 4300,
-        c if c.starts_with("RequestLimitExceeded") || c.starts_with("LimitExceeded") => 4400,
-        c if c.starts_with("ResourceUnavailable") || c.starts_with("ResourceNotFound") => 5000,
-        c if c.starts_with("FailedOperation") || c.starts_with("UnsupportedOperation") => 5100,
-        codes::INTERNAL_ERROR => 6000,
-        _ => 4000,
-    }
-}
-
-/// Lower-camel form of an API 3.0 field name (`CiphertextBlob` → `ciphertextBlob`).
-pub fn lower_camel(name: &str) -> String {
-    let mut c = name.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
-
-/// The legacy success body: flat, lower-camel fields plus `code: 0`,
-/// `message: ""` and `requestId` (seed 002's output shape).
-pub fn legacy_success_body(request_id: &str, fields: Value) -> Value {
-    let mut out = Map::new();
-    out.insert("code".into(), Value::from(0));
-    out.insert("message".into(), Value::String(String::new()));
-    out.insert("requestId".into(), Value::String(request_id.into()));
-    if let Value::Object(m) = fields {
-        for (k, v) in m {
-            out.insert(lower_camel(&k), v);
-        }
-    }
-    Value::Object(out)
-}
-
-/// The legacy error body: `{code: <int>, codeDesc: <API 3.0 code>, message, requestId}`.
-/// The message names parameters as a legacy client sent them
-/// ([`legacy_spelling`]).
-pub fn legacy_error_body(request_id: &str, err: &TencentError) -> Value {
-    serde_json::json!({
-        "code": err.legacy_code.unwrap_or_else(|| legacy_code(err.code)),
-        "codeDesc": err.code,
-        "message": legacy_spelling(&err.message),
-        "requestId": request_id,
-    })
-}
-
-/// A message with the parameter names it quotes (`` `KeySpec` ``,
-/// `` `Tags.0.TagKey` ``) in the legacy API's lower-camel spelling
-/// (`` `keySpec` ``), the one a legacy client sent: the parsers name
-/// parameters in API 3.0 spelling, because [`params_from_flat`] maps legacy
-/// names to it. Common parameters (`Action`, `Nonce`, …) are spelled alike
-/// in both and stay; so does anything quoted that is not a name.
-pub fn legacy_spelling(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for (i, part) in message.split('`').enumerate() {
-        if i > 0 {
-            out.push('`');
-        }
-        // Odd parts are the quoted ones (between a pair of backquotes).
-        if i % 2 == 1 {
-            let words: Vec<String> = part.split(' ').map(legacy_name).collect();
-            out.push_str(&words.join(" "));
-        } else {
-            out.push_str(part);
-        }
-    }
-    out
-}
-
-/// One quoted word in legacy spelling, if it is an API 3.0 parameter name.
-fn legacy_name(word: &str) -> String {
-    let is_name = word
-        .split('.')
-        .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric()))
-        && word.starts_with(|c: char| c.is_ascii_uppercase());
-    if !is_name || COMMON_PARAMS.contains(&word) {
-        return word.to_string();
-    }
-    word.split('.')
-        .map(lower_camel)
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// The data key size the legacy GenerateDataKey uses when a request names
-/// neither `keySpec` nor `numberOfBytes`: seed 002 marks both optional,
-/// with "a default value used for those not specified"; AES_256, the spec
-/// of its example (API 3.0, by contrast, requires one of the two).
-pub const LEGACY_DEFAULT_KEY_SPEC: &str = "AES_256";
-
-/// Fills in the legacy API's defaults before [`parse_request`] applies the
-/// API 3.0 rules: a GenerateDataKey with neither a (non-empty) `keySpec` nor
-/// `numberOfBytes` gets [`LEGACY_DEFAULT_KEY_SPEC`].
-pub fn apply_legacy_defaults(action: Action, params: &mut Value) {
-    if action != Action::GenerateDataKey {
-        return;
-    }
-    let Value::Object(m) = params else {
-        return;
-    };
-    let given = |v: Option<&Value>| match v {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) => !s.trim().is_empty(),
-        Some(_) => true,
-    };
-    if !given(m.get("KeySpec")) && !given(m.get("NumberOfBytes")) {
-        m.remove("NumberOfBytes");
-        m.insert(
-            "KeySpec".into(),
-            Value::String(LEGACY_DEFAULT_KEY_SPEC.into()),
-        );
-    }
-}
 
 /// Documented request rates per action (requests per second). See
 /// docs/kms-tencent.md for which were found on the API pages and which default.
@@ -1581,28 +1459,6 @@ mod tests {
             err,
             json!({"Response": {"Error": {"Code": "ResourceUnavailable.CmkDisabled", "Message": "disabled"}, "RequestId": "r-2"}})
         );
-        let legacy = legacy_success_body(
-            "r-3",
-            json!({"KeyId": "k", "CiphertextBlob": "c", "Plaintext": "p"}),
-        );
-        assert_eq!(
-            legacy,
-            json!({"code": 0, "message": "", "requestId": "r-3", "keyId": "k", "ciphertextBlob": "c", "plaintext": "p"})
-        );
-        let lerr = legacy_error_body("r-4", &TencentError::missing("keyId"));
-        assert_eq!(lerr["code"], 4000);
-        assert_eq!(lerr["codeDesc"], "MissingParameter");
-        // A replay: a signature failure in API 3.0, 4500 in the legacy table.
-        let replay = legacy_error_body("r-5", &TencentError::replayed());
-        assert_eq!(replay["code"], 4500);
-        assert_eq!(replay["codeDesc"], "AuthFailure.SignatureFailure");
-        assert_eq!(
-            error_body("r-5", &TencentError::replayed())["Response"]["Error"]["Code"],
-            "AuthFailure.SignatureFailure"
-        );
-        assert_eq!(legacy_code("AuthFailure.SignatureFailure"), 4100);
-        assert_eq!(legacy_code("AuthFailure.SignatureExpire"), 4500);
-        assert_eq!(legacy_code("ResourceUnavailable.CmkNotFound"), 5000);
     }
 
     #[test]
@@ -1943,59 +1799,5 @@ mod tests {
         assert_eq!(v["Type"], 1);
         assert_eq!(v["KeyRotationEnabled"], false);
         assert_eq!(v["KeyState"], "Enabled");
-    }
-
-    #[test]
-    fn legacy_messages_name_parameters_as_sent() {
-        assert_eq!(
-            legacy_spelling("Invalid parameter `KeySpec`: AES_128 or AES_256."),
-            "Invalid parameter `keySpec`: AES_128 or AES_256."
-        );
-        assert_eq!(
-            legacy_spelling("missing `KeySpec or NumberOfBytes`"),
-            "missing `keySpec or numberOfBytes`"
-        );
-        assert_eq!(legacy_spelling("`Tags.0.TagKey`"), "`tags.0.tagKey`");
-        // Common parameters, header names and plain words stay.
-        for same in [
-            "`Action`",
-            "`Nonce`",
-            "`X-TC-Action`",
-            "`body`",
-            "no quotes KeyId",
-        ] {
-            assert_eq!(legacy_spelling(same), same);
-        }
-        let body = legacy_error_body("r", &TencentError::missing("KeyId"));
-        assert_eq!(
-            body["message"],
-            "The request is missing a required parameter `keyId`."
-        );
-    }
-
-    #[test]
-    fn legacy_generate_data_key_defaults_to_aes_256() {
-        let with = |v: Value| {
-            let mut v = v;
-            apply_legacy_defaults(Action::GenerateDataKey, &mut v);
-            match parse_request(Action::GenerateDataKey, &v) {
-                Ok(Request::GenerateDataKey(g)) => Ok(g.number_of_bytes),
-                Ok(_) => Err("another request"),
-                Err(e) => Err(e.code),
-            }
-        };
-        assert_eq!(with(json!({"KeyId": "k"})), Ok(32));
-        assert_eq!(with(json!({"KeyId": "k", "KeySpec": ""})), Ok(32));
-        assert_eq!(with(json!({"KeyId": "k", "KeySpec": "AES_128"})), Ok(16));
-        assert_eq!(with(json!({"KeyId": "k", "NumberOfBytes": "24"})), Ok(24));
-        assert_eq!(
-            with(json!({"KeyId": "k", "KeySpec": "AES_9"})),
-            Err("InvalidParameter")
-        );
-        // Other actions are left alone; API 3.0 keeps its rule.
-        let mut v = json!({"KeyId": "k"});
-        apply_legacy_defaults(Action::Encrypt, &mut v);
-        assert_eq!(v, json!({"KeyId": "k"}));
-        assert!(parse_request(Action::GenerateDataKey, &json!({"KeyId": "k"})).is_err());
     }
 }
