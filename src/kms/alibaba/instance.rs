@@ -1,7 +1,10 @@
 //! The KMS instance API (`alibabacloud-dkms-gcs`, API version
-//! `dkms-gcs-0.2`): protobuf messages of AdvanceEncrypt, AdvanceDecrypt and
-//! AdvanceGenerateDataKey, header parsing, and the RSA_PKCS1_SHA_256 request
-//! signature checked against a registered client public key.
+//! `dkms-gcs-0.2`): the actions served ([`InstanceAction`]), header parsing,
+//! the RSA_PKCS1_SHA_256 request signature checked against a registered
+//! client public key, the protobuf codec, and the messages of AdvanceEncrypt,
+//! AdvanceDecrypt and AdvanceGenerateDataKey (which share their typed
+//! requests with the OpenAPI). The other actions' messages live in
+//! `instance_actions`.
 //!
 //! What the SDK sends (captured, tests/sdk/vectors/alibaba_python_sdks.jsonl):
 //! `POST /`, protobuf body, `content-type`/`accept: application/x-protobuf`,
@@ -14,7 +17,7 @@
 //! POST\n<content-sha256>\n<content-type>\n<date>\n<x-kms-* headers sorted, "name:value\n">/
 //! ```
 //!
-//! The protobuf codec is hand-written for these few messages: varints and
+//! The protobuf codec is hand-written for these messages: varints and
 //! length-delimited fields, unknown fields skipped, a repeated field's last
 //! value wins (proto3 rules), strings must be UTF-8.
 //!
