@@ -127,6 +127,8 @@ async fn dkms_gcs_sdk_drives_every_instance_action_over_verified_tls() {
     let rsa_decrypt = create_key(&data, "ASYMMETRIC_DECRYPT_RSA_2048");
     let disabled = create_key(&data, "ENCRYPT_DECRYPT");
     sealgate(&["keys", "disable", "--data-dir", &data, &disabled]);
+    // a second version: Encrypt must keep sealing under the first
+    sealgate(&["keys", "rotate", "--data-dir", &data, &aes]);
 
     std::fs::create_dir_all(d.join("client")).unwrap();
     let id = "KAAP.sealgate-instance-0001";
@@ -163,6 +165,7 @@ async fn dkms_gcs_sdk_drives_every_instance_action_over_verified_tls() {
         rsa_decrypt,
         "--disabled-key".into(),
         disabled,
+        "--rotated".into(),
     ];
     let python = sdk_python();
     let out = tokio::task::spawn_blocking(move || {
@@ -200,6 +203,7 @@ async fn dkms_gcs_sdk_drives_every_instance_action_over_verified_tls() {
         "Encrypt AES_GCM no Aad",
         "Decrypt AES_GCM no Aad",
         "AdvanceDecrypt(Encrypt ciphertext)",
+        "Encrypt uses the initial version",
         "Encrypt AES_CBC PKCS7_PADDING",
         "Decrypt AES_ECB NO_PADDING",
         "GenerateDataKey",

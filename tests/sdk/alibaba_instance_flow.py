@@ -15,6 +15,8 @@ refused; with --rsa-sign-key / --ec-sign-key: GetPublicKey parses as the
 key's type, Sign (RAW and DIGEST, checked by `cryptography`), Verify true
 and tampered false; with --rsa-encrypt-key: RSAES-OAEP Encrypt / Decrypt;
 wrong key usages refused; with --disabled-key: a disabled key refused; with
+--rotated (KEY_ID has a second version): Encrypt keeps the initial version
+while AdvanceEncrypt takes the primary one; with
 --ca: HTTPS, the server certificate verified against that CA (and, with
 --wrong-ca, refused against another). Prints one JSON line per step; exits
 1 at the first failure.
@@ -29,7 +31,7 @@ certificate against the CA file (RuntimeOptions(verify=CA)).
 Usage:
   alibaba_instance_flow.py ENDPOINT CLIENT_KEY_FILE PASSWORD KEY_ID
       [--ca CA_PEM [--wrong-ca OTHER_CA_PEM]] [--rsa-sign-key K]
-      [--ec-sign-key K] [--rsa-encrypt-key K] [--disabled-key K]
+      [--ec-sign-key K] [--rsa-encrypt-key K] [--disabled-key K] [--rotated]
 """
 
 import argparse
@@ -176,7 +178,16 @@ def instance_api(c, args, client_key, protocol):
                 ciphertext_blob=enc.ciphertext_blob, key_id=key, algorithm="AES_GCM",
                 iv=enc.iv, aad=aad), RT)
             expect(adv.plaintext == pt, "AdvanceDecrypt(Encrypt ciphertext)")
-            emit("AdvanceDecrypt(Encrypt ciphertext)", True)
+            emit("AdvanceDecrypt(Encrypt ciphertext)", True, key_version_id=adv.key_version_id)
+            if args.rotated:
+                # Encrypt keeps the initial version; AdvanceEncrypt takes the primary
+                primary = c.advance_encrypt_with_options(models.AdvanceEncryptRequest(
+                    key_id=key, plaintext=pt), RT).key_version_id
+                expect(adv.key_version_id.endswith("-v1") and not primary.endswith("-v1"),
+                       "Encrypt uses the initial version", encrypt=adv.key_version_id,
+                       advance_encrypt=primary)
+                emit("Encrypt uses the initial version", True, encrypt=adv.key_version_id,
+                     advance_encrypt=primary)
 
     for algorithm, pad, iv in (("AES_CBC", "PKCS7_PADDING", bytes(range(16))),
                                ("AES_ECB", "NO_PADDING", None)):
@@ -407,6 +418,8 @@ def main():
     p.add_argument("--ec-sign-key", help="an EC_P256 SIGN/VERIFY key")
     p.add_argument("--rsa-encrypt-key", help="an RSA_2048 ENCRYPT/DECRYPT key")
     p.add_argument("--disabled-key", help="a disabled symmetric key")
+    p.add_argument("--rotated", action="store_true",
+                   help="KEY_ID has been rotated: check Encrypt keeps its initial version")
     args = p.parse_args()
     try:
         run(args)
