@@ -590,3 +590,60 @@ pub fn sdk_node_dir() -> PathBuf {
     })
     .clone()
 }
+
+/// Makes a dkms-gcs client key with openssl as docs/kms-alibaba.md shows;
+/// returns (client key JSON file, public key PEM file).
+pub fn make_client_key(dir: &std::path::Path, id: &str, password: &str) -> (PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["genrsa", "-out", "client.key", "2048"]);
+    run(&[
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        "client.key",
+        "-subj",
+        "/CN=sealgate-test-client",
+        "-days",
+        "3650",
+        "-out",
+        "client.crt",
+    ]);
+    let pass = format!("pass:{password}");
+    run(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        "client.key",
+        "-in",
+        "client.crt",
+        "-passout",
+        &pass,
+        "-out",
+        "client.p12",
+    ]);
+    run(&[
+        "pkey",
+        "-in",
+        "client.key",
+        "-pubout",
+        "-out",
+        "client_pub.pem",
+    ]);
+    let p12 = std::fs::read(dir.join("client.p12")).unwrap();
+    let json = serde_json::json!({"KeyId": id, "PrivateKeyData": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, p12)});
+    let key_file = dir.join("clientKey.json");
+    std::fs::write(&key_file, json.to_string()).unwrap();
+    (key_file, dir.join("client_pub.pem"))
+}

@@ -38,9 +38,7 @@ use serde_json::{json, Value};
 
 use super::advance::{self, AdvanceError, Algorithm, BlobKind, SealParams};
 use super::client_keys::ClientKeys;
-use super::instance::{
-    self, AdvanceDecryptResponse, AdvanceEncryptResponse, AdvanceGenerateDataKeyResponse,
-};
+use super::instance;
 use super::sign::{self, AuthError, NonceCache, RequestParts, VerifyPolicy};
 use super::wire::{self, codes, AlibabaError, EncryptionContext, Request};
 use crate::keys::asymmetric::{self, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm};
@@ -71,7 +69,7 @@ pub const FORBIDDEN_RAM: (&str, u16) = ("Forbidden.RAM", 403);
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy)]
-enum Caller<'a> {
+pub(super) enum Caller<'a> {
     /// A `sealgate credentials` AccessKeyId (OpenAPI), authenticated.
     Credential(&'a Principal),
     /// A registered client key (instance API): every key.
@@ -79,14 +77,14 @@ enum Caller<'a> {
 }
 
 /// AdvanceEncrypt / AdvanceGenerateDataKey result.
-struct AdvanceSealed {
-    key_id: String,
-    sealed: advance::Sealed,
+pub(super) struct AdvanceSealed {
+    pub(super) key_id: String,
+    pub(super) sealed: advance::Sealed,
 }
 
 /// The Alibaba Cloud KMS face over a [`KeyStore`].
 pub struct AlibabaFace {
-    store: Arc<KeyStore>,
+    pub(super) store: Arc<KeyStore>,
     access: Access,
     limiter: RateLimiter<SystemClock>,
     nonces: NonceCache,
@@ -148,14 +146,14 @@ fn alias_not_found() -> AlibabaError {
     AlibabaError::new(codes::ALIAS_NOT_FOUND, "The specified alias is not found.")
 }
 
-fn invalid_ciphertext(why: &str) -> AlibabaError {
+pub(super) fn invalid_ciphertext(why: &str) -> AlibabaError {
     AlibabaError::new(
         codes::INVALID_CIPHERTEXT,
         format!("The CiphertextBlob {why}."),
     )
 }
 
-fn internal(what: &str) -> AlibabaError {
+pub(super) fn internal(what: &str) -> AlibabaError {
     tracing::error!(what, "Alibaba face: internal failure");
     AlibabaError::new(
         codes::INTERNAL_FAILURE,
@@ -165,7 +163,7 @@ fn internal(what: &str) -> AlibabaError {
 
 /// The generic mapping of store errors to Alibaba codes; handlers that
 /// know better (an alias that is not found) check first.
-fn key_error(e: KeyError) -> AlibabaError {
+pub(super) fn key_error(e: KeyError) -> AlibabaError {
     match e {
         KeyError::CmkNotFound => AlibabaError::key_not_found(),
         KeyError::CmkDisabled => {
@@ -217,7 +215,7 @@ fn key_error(e: KeyError) -> AlibabaError {
     }
 }
 
-fn advance_error(e: AdvanceError) -> AlibabaError {
+pub(super) fn advance_error(e: AdvanceError) -> AlibabaError {
     match e {
         AdvanceError::PlaintextTooLarge => AlibabaError::invalid(
             "Plaintext",
@@ -263,7 +261,7 @@ fn state_str(s: KeyState) -> &'static str {
     }
 }
 
-fn spec_and_usage(u: KeyUsage) -> (&'static str, &'static str) {
+pub(super) fn spec_and_usage(u: KeyUsage) -> (&'static str, &'static str) {
     let enc = wire::KeyUsage::EncryptDecrypt.as_str();
     let sign = wire::KeyUsage::SignVerify.as_str();
     match u {
@@ -370,7 +368,7 @@ enum Purpose {
 /// The store's signing scheme for an Alibaba `Algorithm` on this key's
 /// spec: RSA_PSS_SHA_256 / RSA_PKCS1_SHA_256 on RSA keys, ECDSA_SHA_256 on
 /// EC_P256 keys; SM2DSA never (no SM2 keys).
-fn signing_algorithm(
+pub(super) fn signing_algorithm(
     m: &KeyMetadata,
     alg: wire::SignAlgorithm,
 ) -> Result<SigningAlgorithm, AlibabaError> {
@@ -395,7 +393,7 @@ fn signing_algorithm(
 
 /// The RSA padding of an AsymmetricEncrypt / AsymmetricDecrypt `Algorithm`
 /// (SM2PKE: no SM2 keys here).
-fn oaep_algorithm(alg: wire::EncryptAlgorithm) -> Result<RsaPadding, AlibabaError> {
+pub(super) fn oaep_algorithm(alg: wire::EncryptAlgorithm) -> Result<RsaPadding, AlibabaError> {
     match alg {
         wire::EncryptAlgorithm::RsaesOaepSha256 => Ok(RsaPadding::OaepSha256),
         wire::EncryptAlgorithm::RsaesOaepSha1 => Ok(RsaPadding::OaepSha1),
@@ -409,7 +407,7 @@ fn oaep_algorithm(alg: wire::EncryptAlgorithm) -> Result<RsaPadding, AlibabaErro
 /// RSAES-OAEP encryption under a DER SubjectPublicKeyInfo; a plaintext
 /// longer than the key and padding allow (190 / 214 bytes for RSA_2048,
 /// 318 / 342 for RSA_3072) is `InvalidParameter`.
-fn oaep_encrypt(
+pub(super) fn oaep_encrypt(
     public_key_der: &[u8],
     padding: RsaPadding,
     plaintext: &[u8],
@@ -603,7 +601,11 @@ impl AlibabaFace {
     }
 
     /// Resolves a KeyId / alias / ARN parameter the caller may use.
-    fn resolve(&self, caller: Caller<'_>, key: &str) -> Result<KeyMetadata, AlibabaError> {
+    pub(super) fn resolve(
+        &self,
+        caller: Caller<'_>,
+        key: &str,
+    ) -> Result<KeyMetadata, AlibabaError> {
         let Some((r, alias)) = store_ref(key) else {
             if self.limited(caller) {
                 return Err(forbidden_ram());
@@ -1232,7 +1234,7 @@ impl AlibabaFace {
     }
 
     /// AdvanceEncrypt under the key's primary version.
-    fn advance_encrypt(
+    pub(super) fn advance_encrypt(
         &self,
         caller: Caller<'_>,
         a: wire::AdvanceEncrypt,
@@ -1266,7 +1268,7 @@ impl AlibabaFace {
     }
 
     /// A random data key, AdvanceEncrypted (AES_GCM, the caller's Aad).
-    fn advance_generate_data_key(
+    pub(super) fn advance_generate_data_key(
         &self,
         caller: Caller<'_>,
         g: wire::AdvanceGenerateDataKey,
@@ -1288,7 +1290,7 @@ impl AlibabaFace {
         Ok((s, dk))
     }
 
-    fn advance_decrypt(
+    pub(super) fn advance_decrypt(
         &self,
         caller: Caller<'_>,
         d: wire::AdvanceDecrypt,
@@ -1384,52 +1386,9 @@ impl AlibabaFace {
         };
         let who = instance::verify(&parts, |id| self.client_keys.lookup(id), now_secs())?;
         self.limiter
-            .check(&who.access_key_id, who.action.name())
+            .check(&who.access_key_id, who.action.quota_action())
             .map_err(|_| AlibabaError::throttled())?;
-        let caller = Caller::ClientKey;
-        Ok(match instance::parse_request(who.action, &req.body)? {
-            Request::AdvanceEncrypt(a) => {
-                let s = self.advance_encrypt(caller, a)?;
-                let h = s.sealed.header;
-                AdvanceEncryptResponse {
-                    key_id: s.key_id,
-                    ciphertext_blob: s.sealed.blob,
-                    iv: h.iv,
-                    request_id: request_id.to_string(),
-                    algorithm: h.algorithm.as_str().to_string(),
-                    padding_mode: h.padding.map(|p| p.as_str()).unwrap_or("").to_string(),
-                    key_version_id: h.key_version_id,
-                }
-                .encode()
-            }
-            Request::AdvanceDecrypt(d) => {
-                let o = self.advance_decrypt(caller, d)?;
-                AdvanceDecryptResponse {
-                    key_id: o.key_id,
-                    plaintext: o.plaintext,
-                    request_id: request_id.to_string(),
-                    algorithm: o.algorithm.map(|a| a.as_str()).unwrap_or("").to_string(),
-                    padding_mode: o.padding.map(|p| p.as_str()).unwrap_or("").to_string(),
-                    key_version_id: o.key_version_id,
-                }
-                .encode()
-            }
-            Request::AdvanceGenerateDataKey(g) => {
-                let (s, dk) = self.advance_generate_data_key(caller, g)?;
-                let h = s.sealed.header;
-                AdvanceGenerateDataKeyResponse {
-                    key_id: s.key_id,
-                    iv: h.iv,
-                    plaintext: dk,
-                    ciphertext_blob: s.sealed.blob,
-                    request_id: request_id.to_string(),
-                    algorithm: h.algorithm.as_str().to_string(),
-                    key_version_id: h.key_version_id,
-                }
-                .encode()
-            }
-            _ => return Err(internal("instance API parsed a non-Advance request")),
-        })
+        self.instance_action(who.action, &req.body, request_id)
     }
 }
 

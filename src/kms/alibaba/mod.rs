@@ -10,7 +10,9 @@
 //! - [`advance`]: AdvanceEncrypt / AdvanceDecrypt crypto and the
 //!   self-describing Advance CiphertextBlob;
 //! - [`instance`]: the KMS instance API — protobuf messages, headers and the
-//!   RSA_PKCS1_SHA_256 request signature.
+//!   RSA_PKCS1_SHA_256 request signature;
+//! - [`instance_actions`]: every key operation of the instance API — typed
+//!   requests, their application to the key store, protobuf responses.
 //!
 //! Wired to the key store:
 //! - [`face`]: [`AlibabaFace`], the handler (request → [`sign::verify`] or
@@ -23,6 +25,7 @@ pub mod advance;
 pub mod client_keys;
 pub mod face;
 pub mod instance;
+pub mod instance_actions;
 pub mod sign;
 pub mod wire;
 
