@@ -141,20 +141,19 @@ fn observe_faces(
     metrics: &Arc<Metrics>,
     audit: &Arc<AuditLog>,
 ) -> crate::kms::Faces {
-    let wrap = |face: Option<Arc<dyn crate::kms::Face>>, dialect: &'static str| {
+    let wrap = |face: Option<Arc<dyn crate::kms::Face>>| {
         face.map(|inner| {
             Arc::new(ObservedFace {
                 inner,
-                dialect,
                 audit: audit.clone(),
                 metrics: metrics.clone(),
             }) as Arc<dyn crate::kms::Face>
         })
     };
     crate::kms::Faces {
-        tencent: wrap(faces.tencent, "tencent"),
-        alibaba: wrap(faces.alibaba, "alibaba"),
-        infisical: wrap(faces.infisical, "infisical"),
+        tencent: wrap(faces.tencent),
+        alibaba: wrap(faces.alibaba),
+        infisical: wrap(faces.infisical),
     }
 }
 

@@ -32,6 +32,8 @@ macro_rules! str_enum {
 
 pub mod access;
 pub mod alibaba;
+pub mod context;
+pub mod form;
 pub mod infisical;
 pub mod replay;
 pub mod signing;
@@ -42,11 +44,14 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+use crate::keys::KeyId;
 
 /// Largest KMS request body read (Alibaba's instance API allows 3 MB).
 pub const MAX_KMS_BODY: usize = 4 * 1024 * 1024;
@@ -73,16 +78,12 @@ impl KmsRequest {
     }
     /// Parameters of the query string and, for a form body, the form, in order.
     pub fn flat_params(&self) -> Vec<(String, String)> {
-        let mut out =
-            tencent::sign::form_decode(self.uri.query().unwrap_or("")).unwrap_or_default();
+        let mut out = form::decode(self.uri.query().unwrap_or("")).unwrap_or_default();
         let is_form = self
             .header("content-type")
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
         if is_form {
-            out.extend(
-                tencent::sign::form_decode(&String::from_utf8_lossy(&self.body))
-                    .unwrap_or_default(),
-            );
+            out.extend(form::decode(&String::from_utf8_lossy(&self.body)).unwrap_or_default());
         }
         out
     }
@@ -91,12 +92,85 @@ impl KmsRequest {
 /// A dialect of the KMS API. Handlers are synchronous (the store does
 /// blocking, synced writes); the dispatcher runs them off the async threads.
 pub trait Face: Send + Sync {
-    /// Answers one request in this dialect's shape.
-    fn handle(&self, req: KmsRequest) -> Response<Full<Bytes>>;
+    /// Answers one request in this dialect's shape, with what it came to.
+    fn handle(&self, req: KmsRequest) -> KmsReply;
+}
+
+/// A face's answer: the HTTP response, and the typed outcome that audit and
+/// metrics record (they never read the request or the response again).
+#[derive(Debug)]
+pub struct KmsReply {
+    /// What goes back to the client.
+    pub response: Response<Full<Bytes>>,
+    /// What the request came to.
+    pub outcome: KmsOutcome,
+}
+
+/// What one KMS request came to, as the face itself knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsOutcome {
+    /// The dialect that answered.
+    pub dialect: Dialect,
+    /// The dialect's action name (`Encrypt`, `AdvanceDecrypt`, Infisical's
+    /// route names such as `EncryptData`); [`UNKNOWN_ACTION`] when the
+    /// request was refused before its action was known.
+    pub action: &'static str,
+    /// The credential id that proved itself (an AccessKeyId, SecretId,
+    /// client key id or universal-auth clientId); `None` when none did.
+    pub credential: Option<String>,
+    /// The key the request touched (resolved from an alias or a blob), once
+    /// the face got that far.
+    pub key: Option<KeyId>,
+    /// The dialect's error code; `None` for a success.
+    pub code: Option<&'static str>,
+    /// Refused by a rate limit (or a full replay cache).
+    pub limited: bool,
+}
+
+/// [`KmsOutcome::action`] of a request refused before its action was known.
+pub const UNKNOWN_ACTION: &str = "unknown";
+
+impl KmsOutcome {
+    /// An outcome of `dialect` with nothing known yet.
+    pub fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            action: UNKNOWN_ACTION,
+            credential: None,
+            key: None,
+            code: None,
+            limited: false,
+        }
+    }
+
+    /// `ok`, or the error code.
+    pub fn result(&self) -> &'static str {
+        self.code.unwrap_or("ok")
+    }
+}
+
+/// The key one request touched, noted where the face resolves it (the
+/// access check, an alias, a blob's header). The first key noted stays:
+/// for ReEncrypt that is the source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyNote(Cell<Option<KeyId>>);
+
+impl KeyNote {
+    /// Notes `id` unless a key is noted already.
+    pub fn note(&self, id: KeyId) {
+        if self.0.get().is_none() {
+            self.0.set(Some(id));
+        }
+    }
+
+    /// The key noted, if any.
+    pub fn get(&self) -> Option<KeyId> {
+        self.0.get()
+    }
 }
 
 /// Which dialect a request speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
     /// Tencent Cloud KMS (API 3.0, v1 signature, legacy /v2/index.php).
     Tencent,
@@ -106,6 +180,18 @@ pub enum Dialect {
     AlibabaInstance,
     /// Infisical KMS.
     Infisical,
+}
+
+impl Dialect {
+    /// The name audit lines and metrics use (`kms.<name>.<Action>`, the
+    /// `source` label): the instance API counts as `alibaba`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Tencent => "tencent",
+            Dialect::Alibaba | Dialect::AlibabaInstance => "alibaba",
+            Dialect::Infisical => "infisical",
+        }
+    }
 }
 
 /// Tells the dialect from the request itself.
@@ -195,7 +281,7 @@ async fn dispatch(
         );
     };
     match tokio::task::spawn_blocking(move || face.handle(req)).await {
-        Ok(r) => r,
+        Ok(r) => r.response,
         Err(_) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
     }
 }

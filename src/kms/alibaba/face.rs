@@ -21,7 +21,7 @@
 //! AsymmetricEncrypt / AsymmetricDecrypt (RSAES-OAEP) name it and no other.
 //! EC_SM2 and EC_P256K keys are refused (aws-lc-rs has neither curve).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_lc_rs::rsa::{
@@ -36,13 +36,14 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use serde_json::{json, Value};
 
-use super::advance::{self, AdvanceError, Algorithm, BlobKind, SealParams};
+use super::advance::{self, Algorithm, BlobKind, SealParams};
 use super::client_keys::ClientKeys;
+use super::errors::{advance_error, internal, invalid_ciphertext, key_error};
 use super::instance::{
     self, AdvanceDecryptResponse, AdvanceEncryptResponse, AdvanceGenerateDataKeyResponse,
 };
 use super::sign::{self, AuthError, NonceCache, RequestParts, VerifyPolicy};
-use super::wire::{self, codes, AlibabaError, EncryptionContext, Request};
+use super::wire::{self, codes, AlibabaError, Request};
 use crate::keys::asymmetric::{self, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm};
 use crate::keys::blob::{blob_cmk, seal_blob};
 use crate::keys::model::validate_alias;
@@ -51,7 +52,8 @@ use crate::keys::{
     CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyState, KeyStore, KeyUsage, Tag,
 };
 use crate::kms::access::{Access, Principal};
-use crate::kms::{Face, KmsRequest};
+use crate::kms::context;
+use crate::kms::{Dialect, Face, KeyNote, KmsOutcome, KmsReply, KmsRequest};
 use crate::ratelimit::{Quota, RateLimiter, SystemClock};
 use crate::secret::SecretBytes;
 
@@ -74,8 +76,9 @@ pub const FORBIDDEN_RAM: (&str, u16) = ("Forbidden.RAM", 403);
 enum Caller<'a> {
     /// A `sealgate credentials` AccessKeyId (OpenAPI), authenticated.
     Credential(&'a Principal),
-    /// A registered client key (instance API): every key.
-    ClientKey,
+    /// A registered client key (instance API): every key. The request's
+    /// key is noted here (a [`Principal`] notes its own).
+    ClientKey(&'a KeyNote),
 }
 
 /// AdvanceEncrypt / AdvanceGenerateDataKey result.
@@ -115,10 +118,6 @@ fn date(ts: u64) -> String {
         .unwrap_or_default()
 }
 
-fn ctx_bytes(ctx: &Option<EncryptionContext>) -> &[u8] {
-    ctx.as_ref().map(|c| c.canonical.as_bytes()).unwrap_or(b"")
-}
-
 /// `<KeyId>-v<N>`.
 pub fn version_id(key: &KeyId, version: u32) -> String {
     format!("{key}-v{version}")
@@ -146,92 +145,6 @@ fn forbidden_ram() -> AlibabaError {
 
 fn alias_not_found() -> AlibabaError {
     AlibabaError::new(codes::ALIAS_NOT_FOUND, "The specified alias is not found.")
-}
-
-fn invalid_ciphertext(why: &str) -> AlibabaError {
-    AlibabaError::new(
-        codes::INVALID_CIPHERTEXT,
-        format!("The CiphertextBlob {why}."),
-    )
-}
-
-fn internal(what: &str) -> AlibabaError {
-    tracing::error!(what, "Alibaba face: internal failure");
-    AlibabaError::new(
-        codes::INTERNAL_FAILURE,
-        "Internal error; retry, and report the RequestId if it persists.",
-    )
-}
-
-/// The generic mapping of store errors to Alibaba codes; handlers that
-/// know better (an alias that is not found) check first.
-fn key_error(e: KeyError) -> AlibabaError {
-    match e {
-        KeyError::CmkNotFound => AlibabaError::key_not_found(),
-        KeyError::CmkDisabled => {
-            AlibabaError::new(codes::KEY_DISABLED, "The specified key is disabled.")
-        }
-        KeyError::CmkPendingDelete => AlibabaError::new(
-            codes::UNEXPECTED_STATE,
-            "The specified key is pending deletion.",
-        ),
-        KeyError::CmkPendingImport => AlibabaError::new(
-            codes::UNEXPECTED_STATE,
-            "The specified key is waiting for its key material to be imported.",
-        ),
-        KeyError::InvalidState(m) => AlibabaError::new(codes::UNEXPECTED_STATE, m),
-        KeyError::UsageMismatch | KeyError::UnsupportedKeyUsage => AlibabaError::new(
-            codes::ONLY_SYMMETRIC_KEY,
-            "The specified key is not a symmetric key. The API only supports symmetric keys.",
-        ),
-        KeyError::VersionRetired => AlibabaError::new(
-            codes::UNEXPECTED_STATE,
-            "The key version of this ciphertext is below the key's minimum decryption version.",
-        ),
-        KeyError::DoesNotOpen => invalid_ciphertext(
-            "does not decrypt (wrong EncryptionContext or Aad, damaged, or not made by this KMS)",
-        ),
-        KeyError::VersionNotFound => AlibabaError::new(
-            codes::KEY_VERSION_NOT_FOUND,
-            "The specified key version is not found.",
-        ),
-        KeyError::InvalidAlias => AlibabaError::value(
-            codes::INVALID_ALIAS_NAME,
-            "AliasName",
-            "alias/ followed by 1-60 letters, digits, - or _ (starting with a letter or digit) in sealgate",
-        ),
-        KeyError::AliasAlreadyExists | KeyError::ImportConflict(_) => AlibabaError::new(
-            codes::RESOURCE_EXISTS,
-            "The specified alias already exists.",
-        ),
-        KeyError::InvalidParameter(m) => AlibabaError::new(
-            codes::INVALID_PARAMETER,
-            format!("A specified parameter is not valid: {m}."),
-        ),
-        KeyError::LimitExceeded => AlibabaError::new(
-            codes::LIMIT_EXCEEDED,
-            "The number of keys has reached the limit.",
-        ),
-        KeyError::DuplicateTagKey => AlibabaError::invalid("Tags", "a TagKey is listed twice"),
-        KeyError::Store(m) => internal(&m),
-    }
-}
-
-fn advance_error(e: AdvanceError) -> AlibabaError {
-    match e {
-        AdvanceError::PlaintextTooLarge => AlibabaError::invalid(
-            "Plaintext",
-            "at most 6 KB per call; encrypt a data key instead (envelope encryption)",
-        ),
-        AdvanceError::EmptyPlaintext => AlibabaError::missing("Plaintext"),
-        AdvanceError::AadTooLarge => AlibabaError::invalid("Aad", "at most 8192 bytes"),
-        e @ AdvanceError::BadIvLength { .. } => AlibabaError::invalid("Iv", &e.to_string()),
-        e @ AdvanceError::NotBlockAligned => AlibabaError::invalid("Plaintext", &e.to_string()),
-        AdvanceError::BadKeyName => internal("KeyId or KeyVersionId too long for a blob"),
-        AdvanceError::DoesNotOpen => {
-            invalid_ciphertext("does not decrypt (wrong Aad, damaged, or not made by this KMS)")
-        }
-    }
 }
 
 /// A KeyId parameter in the store's terms: the store reference and
@@ -569,11 +482,12 @@ impl AlibabaFace {
     /// (`symmetric-crypto`, …; validated at config load); instance-API
     /// client keys are read from the store's data directory.
     pub fn new(store: Arc<KeyStore>, quota_overrides: &BTreeMap<String, Quota>) -> Self {
-        let overrides: HashMap<String, Quota> = quota_overrides
-            .iter()
-            .map(|(class, q)| (format!("{QUOTA_PREFIX}{class}"), *q))
-            .collect();
-        let limiter = wire::rate_limiter(SystemClock).with_overrides(overrides);
+        let quotas = wire::quota_table().with_overrides(
+            quota_overrides
+                .iter()
+                .map(|(class, q)| (format!("{QUOTA_PREFIX}{class}"), *q)),
+        );
+        let limiter = RateLimiter::from_quotas(SystemClock, quotas);
         let client_keys = ClientKeys::new(store.data_dir());
         Self {
             access: Access::new(store.clone()),
@@ -590,15 +504,28 @@ impl AlibabaFace {
     /// Whether an AccessKeyId is limited to some keys (or no longer live).
     fn limited(&self, caller: Caller<'_>) -> bool {
         match caller {
-            Caller::ClientKey => false,
+            Caller::ClientKey(_) => false,
             Caller::Credential(who) => !self.access.unrestricted(who),
         }
     }
 
+    /// May the caller use the key `store_ref` names (noted either way).
     fn check_access(&self, caller: Caller<'_>, store_ref: &str) -> Result<(), AlibabaError> {
         match caller {
             Caller::Credential(who) if !self.access.may_use(who, store_ref) => Err(forbidden_ram()),
-            _ => Ok(()),
+            Caller::Credential(_) => Ok(()),
+            Caller::ClientKey(note) => {
+                self.access.note(note, store_ref);
+                Ok(())
+            }
+        }
+    }
+
+    /// May the caller see the key in a listing (nothing noted).
+    fn may_list(&self, caller: Caller<'_>, key: &KeyId) -> bool {
+        match caller {
+            Caller::Credential(who) => self.access.may_list(who, &key.to_string()),
+            Caller::ClientKey(_) => true,
         }
     }
 
@@ -710,6 +637,7 @@ impl AlibabaFace {
                         owner: owner.id().to_string(),
                     })
                     .map_err(key_error)?;
+                owner.note_key(meta.key_id);
                 let meta = match (
                     c.enable_automatic_rotation,
                     interval_days(c.rotation_interval),
@@ -730,9 +658,7 @@ impl AlibabaFace {
                 let limited = self.limited(caller);
                 let visible: Vec<KeyMetadata> = all
                     .into_iter()
-                    .filter(|m| {
-                        !limited || self.check_access(caller, &m.key_id.to_string()).is_ok()
-                    })
+                    .filter(|m| !limited || self.may_list(caller, &m.key_id))
                     .filter(|m| l.filters.iter().all(|f| filter_matches(m, f)))
                     .collect();
                 let total = visible.len();
@@ -832,7 +758,7 @@ impl AlibabaFace {
                     .list(0, usize::MAX)
                     .keys
                     .into_iter()
-                    .filter(|m| self.check_access(caller, &m.key_id.to_string()).is_ok())
+                    .filter(|m| self.may_list(caller, &m.key_id))
                     .filter_map(|m| m.alias.map(|a| (a, m.key_id)))
                     .collect();
                 with_alias.sort();
@@ -931,7 +857,7 @@ impl AlibabaFace {
             }
             Request::Encrypt(e) => {
                 let m = self.resolve(caller, &e.key.key_id)?;
-                let ctx = ctx_bytes(&e.encryption_context);
+                let ctx = context::aad(&e.encryption_context);
                 if e.dry_run {
                     let v = self.dry_run(&m.key_id)?;
                     return Ok(json!({
@@ -951,7 +877,7 @@ impl AlibabaFace {
                 let blob = Self::decode_blob(&d.ciphertext_blob)?;
                 let (id, v) = self.blob_key(caller, &blob)?;
                 let opened = store
-                    .decrypt(&blob, ctx_bytes(&d.encryption_context))
+                    .decrypt(&blob, context::aad(&d.encryption_context))
                     .map_err(key_error)?;
                 Ok(json!({
                     "KeyId": id.to_string(),
@@ -973,7 +899,7 @@ impl AlibabaFace {
                 let (src, src_v) = self.blob_key(caller, &blob)?;
                 let dest = self.resolve(caller, &r.destination_key.key_id)?;
                 let opened = store
-                    .decrypt(&blob, ctx_bytes(&r.source_encryption_context))
+                    .decrypt(&blob, context::aad(&r.source_encryption_context))
                     .map_err(key_error)?;
                 if r.dry_run {
                     let v = self.dry_run(&dest.key_id)?;
@@ -988,7 +914,7 @@ impl AlibabaFace {
                 let (v, new_blob) = self.seal_initial(
                     &dest.key_id,
                     opened.plaintext.expose(),
-                    ctx_bytes(&r.destination_encryption_context),
+                    context::aad(&r.destination_encryption_context),
                 )?;
                 Ok(json!({
                     "KeyId": dest.key_id.to_string(),
@@ -1218,8 +1144,11 @@ impl AlibabaFace {
             .map_err(key_error)?;
         // Alibaba seals the Base64 text: Decrypt of the blob returns it.
         let text = SecretBytes::new(b64(dk.expose()).into_bytes());
-        let (v, blob) =
-            self.seal_initial(&m.key_id, text.expose(), ctx_bytes(&g.encryption_context))?;
+        let (v, blob) = self.seal_initial(
+            &m.key_id,
+            text.expose(),
+            context::aad(&g.encryption_context),
+        )?;
         let mut out = json!({
             "KeyId": m.key_id.to_string(),
             "KeyVersionId": version_id(&m.key_id, v),
@@ -1347,7 +1276,7 @@ impl AlibabaFace {
 
     // ---------------------------------------------------------- the APIs
 
-    fn openapi(&self, req: &KmsRequest) -> Result<Value, AlibabaError> {
+    fn openapi(&self, req: &KmsRequest, outcome: &mut KmsOutcome) -> Result<Value, AlibabaError> {
         let headers = header_pairs(req);
         let parts = RequestParts {
             method: req.method.as_str(),
@@ -1364,16 +1293,28 @@ impl AlibabaFace {
             |v| v.caller.access_key_id.as_str(),
             || AuthError::SignatureDoesNotMatch("signature does not match"),
         )?;
+        outcome.credential = Some(principal.id().to_string());
         wire::check_version(verified.version.trim())?;
         let action = wire::parse_action(verified.action.trim())?;
-        self.limiter
-            .check(principal.id(), action.name())
-            .map_err(|_| AlibabaError::throttled())?;
-        let request = wire::parse_request(action, &verified.params)?;
-        self.dispatch(Caller::Credential(&principal), request)
+        outcome.action = action.name();
+        if self.limiter.check(principal.id(), action.name()).is_err() {
+            outcome.limited = true;
+            return Err(AlibabaError::throttled());
+        }
+        let served = wire::parse_request(action, &verified.params)
+            .and_then(|request| self.dispatch(Caller::Credential(&principal), request));
+        outcome.key = principal.key();
+        served
     }
 
-    fn instance_api(&self, req: &KmsRequest, request_id: &str) -> Result<Vec<u8>, AlibabaError> {
+    /// The instance API; the key the request touches is noted on `note`.
+    fn instance_api(
+        &self,
+        req: &KmsRequest,
+        request_id: &str,
+        outcome: &mut KmsOutcome,
+        note: &KeyNote,
+    ) -> Result<Vec<u8>, AlibabaError> {
         let headers = header_pairs(req);
         let parts = RequestParts {
             method: req.method.as_str(),
@@ -1383,10 +1324,17 @@ impl AlibabaFace {
             body: &req.body,
         };
         let who = instance::verify(&parts, |id| self.client_keys.lookup(id), now_secs())?;
-        self.limiter
+        outcome.credential = Some(who.access_key_id.clone());
+        outcome.action = who.action.name();
+        if self
+            .limiter
             .check(&who.access_key_id, who.action.name())
-            .map_err(|_| AlibabaError::throttled())?;
-        let caller = Caller::ClientKey;
+            .is_err()
+        {
+            outcome.limited = true;
+            return Err(AlibabaError::throttled());
+        }
+        let caller = Caller::ClientKey(note);
         Ok(match instance::parse_request(who.action, &req.body)? {
             Request::AdvanceEncrypt(a) => {
                 let s = self.advance_encrypt(caller, a)?;
@@ -1441,10 +1389,14 @@ fn alias_name(alias: &str) -> Result<&str, AlibabaError> {
 }
 
 impl Face for AlibabaFace {
-    fn handle(&self, req: KmsRequest) -> Response<Full<Bytes>> {
+    fn handle(&self, req: KmsRequest) -> KmsReply {
         let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
         if req.headers.contains_key("x-kms-apiname") {
-            return match self.instance_api(&req, &request_id) {
+            let mut outcome = KmsOutcome::new(Dialect::AlibabaInstance);
+            let note = KeyNote::default();
+            let served = self.instance_api(&req, &request_id, &mut outcome, &note);
+            outcome.key = note.get();
+            let response = match served {
                 Ok(body) => respond(200, instance::CONTENT_TYPE, &request_id, body),
                 Err(e) => {
                     tracing::debug!(
@@ -1452,6 +1404,8 @@ impl Face for AlibabaFace {
                         status = e.status,
                         "Alibaba instance API error"
                     );
+                    outcome.code = Some(e.code);
+                    outcome.limited |= e.code == codes::THROTTLING.0;
                     respond(
                         e.status,
                         instance::CONTENT_TYPE,
@@ -1460,20 +1414,26 @@ impl Face for AlibabaFace {
                     )
                 }
             };
+            return KmsReply { response, outcome };
         }
-        let (status, body) = match self.openapi(&req) {
+        let mut outcome = KmsOutcome::new(Dialect::Alibaba);
+        let (status, body) = match self.openapi(&req, &mut outcome) {
             Ok(fields) => (200, wire::success_body(&request_id, fields)),
             Err(e) => {
                 tracing::debug!(code = e.code, status = e.status, "Alibaba OpenAPI error");
+                outcome.code = Some(e.code);
+                // a full nonce cache answers with the throttling code too
+                outcome.limited |= e.code == codes::THROTTLING.0;
                 (e.status, wire::error_body(&request_id, HOST_ID, &e))
             }
         };
-        respond(
+        let response = respond(
             status,
             wire::CONTENT_TYPE,
             &request_id,
             body.to_string().into_bytes(),
-        )
+        );
+        KmsReply { response, outcome }
     }
 }
 
@@ -1553,31 +1513,6 @@ mod tests {
         assert_eq!(parse_version_id(&b, &v), None);
         assert_eq!(parse_version_id(&a, &format!("{a}-v0")), None);
         assert_eq!(parse_version_id(&a, &format!("{a}-vx")), None);
-    }
-
-    #[test]
-    fn store_errors_get_alibabas_codes_and_statuses() {
-        let c = |e| {
-            let a = key_error(e);
-            (a.code, a.status)
-        };
-        assert_eq!(
-            c(KeyError::UsageMismatch),
-            ("Forbidden.OnlySymmetricKeySupported", 404)
-        );
-        assert_eq!(c(KeyError::CmkNotFound), ("Forbidden.KeyNotFound", 404));
-        assert_eq!(c(KeyError::DoesNotOpen), ("InvalidCiphertext", 400));
-        assert_eq!(c(KeyError::CmkDisabled), ("Rejected.Disabled", 409));
-        assert_eq!(
-            c(KeyError::VersionNotFound),
-            ("Forbidden.KeyVersionNotFound", 404)
-        );
-        let internal = key_error(KeyError::Store("disk /x failed".into()));
-        assert_eq!(internal.code, "InternalFailure");
-        assert!(
-            !internal.message.contains("/x"),
-            "store detail stays in the log"
-        );
     }
 
     #[test]

@@ -161,37 +161,11 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Decodes a query string or form body: `+` is a space (decoded first), then
-/// `%XX`. Malformed escapes and non-UTF-8 results are refused.
+/// Decodes a query string or form body ([`crate::kms::form::decode`]); a
+/// malformed one is refused in this dialect's terms.
 pub fn form_decode(s: &str) -> Result<Vec<(String, String)>, AuthError> {
-    fn dec(s: &str) -> Option<String> {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                    out.push(u8::from_str_radix(h, 16).ok()?);
-                    i += 2;
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).ok()
-    }
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match (dec(k), dec(v)) {
-                (Some(k), Some(v)) => Ok((k, v)),
-                _ => Err(AuthError::InvalidParameter("malformed percent-encoding")),
-            }
-        })
-        .collect()
+    crate::kms::form::decode(s)
+        .map_err(|_| AuthError::InvalidParameter("malformed percent-encoding"))
 }
 
 /// Encodes parameters as a query string / form body (Alibaba encoding).

@@ -46,11 +46,11 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::access::{Access, Principal};
-use super::{Face, KmsRequest};
+use super::{Dialect, Face, KmsOutcome, KmsReply, KmsRequest};
 use crate::keys::asymmetric::{SignInput, SigningAlgorithm};
 use crate::keys::blob::blob_cmk;
 use crate::keys::{CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyState, KeyStore, Tag};
-use crate::ratelimit::{Clock as RateClock, Quota, RateLimiter, SystemClock};
+use crate::ratelimit::{Clock as RateClock, Quota, QuotaTable, RateLimiter, SystemClock};
 use names::{alias_for, deleted_alias, infisical_name, PROJECT_TAG};
 use tokens::{TokenCheck, TokenTable};
 use wire::{ApiError, KeyView};
@@ -113,6 +113,24 @@ impl InfisicalSettings {
     }
 }
 
+impl InfisicalSettings {
+    /// The limiter's table: the four classes, per minute (a route names
+    /// its class; nothing falls to the default).
+    fn quota_table(&self) -> QuotaTable {
+        [
+            (READ, self.read_per_minute),
+            (WRITE, self.write_per_minute),
+            (GLOBAL, self.global_per_minute),
+            (LOGIN, self.login_per_minute),
+        ]
+        .into_iter()
+        .fold(
+            QuotaTable::new(Quota::per_minute(self.write_per_minute)),
+            |t, (class, n)| t.quota(class, Quota::per_minute(n)),
+        )
+    }
+}
+
 /// The face. `C` is the rate limiter's clock (tests pass a manual one).
 pub struct InfisicalFace<C: RateClock = SystemClock> {
     store: Arc<KeyStore>,
@@ -170,6 +188,26 @@ enum Route<'a> {
 }
 
 impl Route<'_> {
+    /// The action name audit lines and metrics use (after the official
+    /// SDKs' method names).
+    fn name(self) -> &'static str {
+        match self {
+            Route::Login => "Login",
+            Route::List => "ListKeys",
+            Route::Create => "CreateKey",
+            Route::Get(_) => "GetKey",
+            Route::Update(_) => "UpdateKey",
+            Route::Delete(_) => "DeleteKey",
+            Route::ByName(_) => "GetKeyByName",
+            Route::Encrypt(_) => "EncryptData",
+            Route::Decrypt(_) => "DecryptData",
+            Route::PublicKey(_) => "GetPublicKey",
+            Route::SigningAlgorithms(_) => "ListSigningAlgorithms",
+            Route::Sign(_) => "Sign",
+            Route::Verify(_) => "Verify",
+        }
+    }
+
     /// The limiter class besides the global one: Infisical's `readLimit`
     /// for its GET routes, `writeLimit` for the others (encrypt, decrypt,
     /// sign and verify included); login has its own.
@@ -279,19 +317,7 @@ impl<C: RateClock> InfisicalFace<C> {
         now: Arc<dyn crate::keys::Clock>,
     ) -> Self {
         // Infisical documents per-minute quotas: real per-minute buckets.
-        let limiter = RateLimiter::new(
-            rate_clock,
-            Quota::per_minute(settings.write_per_minute),
-            [
-                (READ, settings.read_per_minute),
-                (WRITE, settings.write_per_minute),
-                (GLOBAL, settings.global_per_minute),
-                (LOGIN, settings.login_per_minute),
-            ]
-            .into_iter()
-            .map(|(class, n)| (class.to_string(), Quota::per_minute(n)))
-            .collect(),
-        );
+        let limiter = RateLimiter::from_quotas(rate_clock, settings.quota_table());
         Self {
             access: Access::new(store.clone()),
             store,
@@ -339,7 +365,7 @@ impl<C: RateClock> InfisicalFace<C> {
         }
     }
 
-    fn login(&self, req: &KmsRequest) -> Result<Value, ApiError> {
+    fn login(&self, req: &KmsRequest, outcome: &mut KmsOutcome) -> Result<Value, ApiError> {
         let ip: IpAddr = req.peer.ip();
         self.limit(&format!("ip:{ip}"), LOGIN)?;
         let body = wire::parse_login(&req.body)?;
@@ -363,6 +389,7 @@ impl<C: RateClock> InfisicalFace<C> {
             .inspect_err(|_| {
                 tracing::info!(client_id = %body.client_id, "Infisical universal-auth login refused");
             })?;
+        outcome.credential = Some(who.id().to_string());
         let token = self
             .tokens
             .issue(who.id(), self.now.now(), self.settings.token_ttl_secs)
@@ -458,6 +485,7 @@ impl<C: RateClock> InfisicalFace<C> {
                 )),
                 other => store_error(other),
             })?;
+        identity.note_key(meta.key_id);
         Ok(json!({"key": wire::key_json(&self.view(&meta))}))
     }
 
@@ -472,7 +500,7 @@ impl<C: RateClock> InfisicalFace<C> {
             .iter()
             .filter(|m| m.key_state != KeyState::PendingDelete)
             .filter(|m| infisical_name(m).is_some_and(|(p, _)| p == q.project_id))
-            .filter(|m| self.access.may_use(identity, &m.key_id.to_string()))
+            .filter(|m| self.access.may_list(identity, &m.key_id.to_string()))
             .map(|m| self.view(m))
             .filter(|v| {
                 search
@@ -723,34 +751,51 @@ impl<C: RateClock> InfisicalFace<C> {
         }))
     }
 
-    fn dispatch(&self, req: &KmsRequest) -> Result<Value, ApiError> {
+    /// Routes one request, noting on `outcome` what it came to.
+    fn dispatch(&self, req: &KmsRequest, outcome: &mut KmsOutcome) -> Result<Value, ApiError> {
         let path = req.uri.path();
         let Some(r) = route(&req.method, path) else {
             return Err(ApiError::route_not_found(req.method.as_str(), path));
         };
+        outcome.action = r.name();
         if r == Route::Login {
-            return self.login(req);
+            return self.login(req, outcome);
         }
         let identity = self.authenticate(req)?;
+        outcome.credential = Some(identity.id().to_string());
+        let served = self.serve(&identity, r, req);
+        outcome.key = identity.key();
+        served
+    }
+
+    fn serve(
+        &self,
+        identity: &Principal,
+        r: Route<'_>,
+        req: &KmsRequest,
+    ) -> Result<Value, ApiError> {
         self.limit(identity.id(), GLOBAL)?;
         self.limit(identity.id(), r.class())?;
         match r {
-            Route::Login => self.login(req),
-            Route::List => self.list(&identity, req),
-            Route::Create => self.create(&identity, req),
+            Route::Login => Err(ApiError::route_not_found(
+                req.method.as_str(),
+                req.uri.path(),
+            )),
+            Route::List => self.list(identity, req),
+            Route::Create => self.create(identity, req),
             Route::Get(id) => {
-                let meta = self.load(&identity, id)?;
+                let meta = self.load(identity, id)?;
                 Ok(json!({"key": wire::key_json(&self.view(&meta))}))
             }
-            Route::ByName(name) => self.by_name(&identity, name, req),
-            Route::Update(id) => self.update(&identity, id, req),
-            Route::Delete(id) => self.delete(&identity, id),
-            Route::Encrypt(id) => self.encrypt(&identity, id, req),
-            Route::Decrypt(id) => self.decrypt(&identity, id, req),
-            Route::PublicKey(id) => self.public_key(&identity, id),
-            Route::SigningAlgorithms(id) => self.signing_algorithms(&identity, id),
-            Route::Sign(id) => self.sign(&identity, id, req),
-            Route::Verify(id) => self.verify(&identity, id, req),
+            Route::ByName(name) => self.by_name(identity, name, req),
+            Route::Update(id) => self.update(identity, id, req),
+            Route::Delete(id) => self.delete(identity, id),
+            Route::Encrypt(id) => self.encrypt(identity, id, req),
+            Route::Decrypt(id) => self.decrypt(identity, id, req),
+            Route::PublicKey(id) => self.public_key(identity, id),
+            Route::SigningAlgorithms(id) => self.signing_algorithms(identity, id),
+            Route::Sign(id) => self.sign(identity, id, req),
+            Route::Verify(id) => self.verify(identity, id, req),
         }
     }
 }
@@ -842,15 +887,21 @@ fn sign_input<'a>(
 }
 
 impl<C: RateClock> Face for InfisicalFace<C> {
-    fn handle(&self, req: KmsRequest) -> Response<Full<Bytes>> {
+    fn handle(&self, req: KmsRequest) -> KmsReply {
         let req_id = format!(
             "req-{}",
             Alphanumeric.sample_string(&mut rand::thread_rng(), 14)
         );
-        match self.dispatch(&req) {
+        let mut outcome = KmsOutcome::new(Dialect::Infisical);
+        let response = match self.dispatch(&req, &mut outcome) {
             Ok(body) => json_response(200, &body, None),
-            Err(e) => json_response(e.status, &wire::error_body(&req_id, &e), e.retry_after),
-        }
+            Err(e) => {
+                outcome.code = Some(e.error);
+                outcome.limited = e.status == 429;
+                json_response(e.status, &wire::error_body(&req_id, &e), e.retry_after)
+            }
+        };
+        KmsReply { response, outcome }
     }
 }
 

@@ -37,10 +37,11 @@ use rand::rngs::OsRng;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use super::errors::{asymmetric_error, key_error};
 use super::sign::{self, RequestParts, VerifyPolicy};
 use super::wire::{
-    self, codes, Action, EncryptionContext, EnvelopeAlgorithm, MessageType, ParamStyle, Request,
-    ReturnWrapping, RsaAlgorithm, TencentError,
+    self, codes, Action, EnvelopeAlgorithm, MessageType, ParamStyle, Request, ReturnWrapping,
+    RsaAlgorithm, TencentError,
 };
 use crate::keys::asymmetric::{self, PrivateKey, RsaPadding, SignInput, SigningAlgorithm};
 use crate::keys::blob::blob_cmk;
@@ -48,8 +49,9 @@ use crate::keys::{
     CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyState, KeyStore, KeyUsage, Tag,
 };
 use crate::kms::access::{Access, Principal};
+use crate::kms::context;
 use crate::kms::replay::{expiry_after_window, ReplayCache, ReplayRefused};
-use crate::kms::{Face, KmsRequest};
+use crate::kms::{Dialect, Face, KmsOutcome, KmsReply, KmsRequest};
 use crate::ratelimit::{Quota, RateLimiter, SystemClock};
 use crate::secret::SecretBytes;
 
@@ -57,8 +59,6 @@ use crate::secret::SecretBytes;
 pub const LEGACY_PATH: &str = "/v2/index.php";
 /// How long GetParametersForImport parameters stay valid (seconds).
 pub const IMPORT_PARAMETERS_TTL: u64 = 24 * 3600;
-/// Default quota for an action missing from the table (requests/s).
-const DEFAULT_QUOTA: u32 = 100;
 
 /// Wrapping parameters handed out by GetParametersForImport, kept in memory
 /// until used or replaced (a restart drops them; ask again).
@@ -99,66 +99,6 @@ fn now_secs() -> u64 {
 
 fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
-}
-
-fn ctx_bytes(ctx: &Option<EncryptionContext>) -> &[u8] {
-    ctx.as_ref().map(|c| c.canonical.as_bytes()).unwrap_or(b"")
-}
-
-/// The generic mapping of store errors to Tencent codes; actions with a more
-/// precise documented code check for it before calling the store.
-fn key_error(e: KeyError) -> TencentError {
-    match e {
-        KeyError::CmkNotFound => TencentError::new(codes::CMK_NOT_FOUND, "The CMK does not exist."),
-        KeyError::CmkDisabled => TencentError::new(codes::CMK_DISABLED, "The CMK is disabled."),
-        KeyError::CmkPendingDelete => TencentError::new(
-            codes::CMK_STATE_NOT_SUPPORT,
-            "The CMK is pending deletion.",
-        ),
-        KeyError::CmkPendingImport => TencentError::new(
-            codes::CMK_STATE_NOT_SUPPORT,
-            "The CMK is waiting for its key material to be imported.",
-        ),
-        KeyError::InvalidState(m) => TencentError::new(codes::CMK_STATE_NOT_SUPPORT, m),
-        KeyError::UsageMismatch => TencentError::new(
-            codes::INVALID_KEY_USAGE,
-            "The CMK's KeyUsage does not allow this operation.",
-        ),
-        KeyError::VersionRetired => TencentError::new(
-            codes::CMK_STATE_NOT_SUPPORT,
-            "The CMK version of this ciphertext is below the key's minimum decryption version.",
-        ),
-        KeyError::DoesNotOpen | KeyError::VersionNotFound => TencentError::new(
-            codes::INVALID_CIPHERTEXT,
-            "The ciphertext does not decrypt (wrong EncryptionContext, damaged or not made by this KMS).",
-        ),
-        KeyError::InvalidAlias => TencentError::value(
-            codes::INVALID_ALIAS,
-            "Alias",
-            "1-60 letters, digits, - and _, starting with a letter or digit",
-        ),
-        KeyError::AliasAlreadyExists => TencentError::new(
-            codes::ALIAS_ALREADY_EXISTS,
-            "Another CMK already has this alias.",
-        ),
-        KeyError::InvalidParameter(m) => TencentError::new(codes::INVALID_PARAMETER, m),
-        KeyError::LimitExceeded => TencentError::new(
-            codes::CMK_LIMIT_EXCEEDED,
-            "The number of CMKs has reached its limit.",
-        ),
-        KeyError::UnsupportedKeyUsage => TencentError::new(
-            codes::UNSUPPORTED_KEY_USAGE_IN_CURRENT_REGION,
-            "This KeyUsage is not supported by this KMS (no SM2; imported material is symmetric only).",
-        ),
-        KeyError::DuplicateTagKey => TencentError::new(
-            codes::TAG_KEYS_DUPLICATED,
-            "A tag key is listed twice.",
-        ),
-        KeyError::Store(m) | KeyError::ImportConflict(m) => {
-            tracing::error!(error = %m, "Tencent face: key store failure");
-            TencentError::new(codes::INTERNAL_ERROR, "Internal error.")
-        }
-    }
 }
 
 fn unauthorized() -> TencentError {
@@ -320,16 +260,9 @@ impl TencentFace {
     /// A face over `store` with the documented quotas, overridden per action
     /// by `quota_overrides` (`[kms.tencent.quotas]`, validated at load).
     pub fn new(store: Arc<KeyStore>, quota_overrides: &BTreeMap<String, Quota>) -> Self {
-        let overrides: HashMap<String, Quota> = quota_overrides
-            .iter()
-            .map(|(k, q)| (k.clone(), *q))
-            .collect();
-        let limiter = RateLimiter::from_table(
-            SystemClock,
-            Quota::per_second(DEFAULT_QUOTA),
-            wire::default_quotas(),
-        )
-        .with_overrides(overrides);
+        let quotas = wire::quota_table()
+            .with_overrides(quota_overrides.iter().map(|(k, q)| (k.clone(), *q)));
+        let limiter = RateLimiter::from_quotas(SystemClock, quotas);
         Self {
             access: Access::new(store.clone()),
             store,
@@ -461,19 +394,34 @@ impl TencentFace {
         })
     }
 
+    /// Serves one request, noting on `outcome` what it came to.
     fn process(
         &self,
         req: &KmsRequest,
         legacy: bool,
-    ) -> Result<Value, (Option<Action>, TencentError)> {
-        let auth = self.authenticate(req, legacy).map_err(|e| (None, e))?;
-        let action = auth.action;
-        self.limiter
-            .check(auth.caller.id(), action.name())
-            .map_err(|_| (Some(action), TencentError::rate_limited()))?;
-        let request = wire::parse_request(action, &auth.params).map_err(|e| (Some(action), e))?;
+        outcome: &mut KmsOutcome,
+    ) -> Result<Value, TencentError> {
+        let auth = self.authenticate(req, legacy).inspect_err(|e| {
+            outcome.limited = e.code == codes::REQUEST_LIMIT_EXCEEDED;
+        })?;
+        outcome.credential = Some(auth.caller.id().to_string());
+        outcome.action = auth.action.name();
+        let served = self.serve(&auth, outcome);
+        outcome.key = auth.caller.key();
+        served
+    }
+
+    fn serve(&self, auth: &Authenticated, outcome: &mut KmsOutcome) -> Result<Value, TencentError> {
+        if self
+            .limiter
+            .check(auth.caller.id(), auth.action.name())
+            .is_err()
+        {
+            outcome.limited = true;
+            return Err(TencentError::rate_limited());
+        }
+        let request = wire::parse_request(auth.action, &auth.params)?;
         self.dispatch(&auth.caller, request)
-            .map_err(|e| (Some(action), e))
     }
 
     /// Whether `caller` is limited to some keys (or no longer live).
@@ -511,7 +459,7 @@ impl TencentFace {
         let all = self.store.list(0, usize::MAX).keys;
         if self.limited(caller) {
             all.into_iter()
-                .filter(|m| self.access.may_use(caller, &m.key_id.to_string()))
+                .filter(|m| self.access.may_list(caller, &m.key_id.to_string()))
                 .collect()
         } else {
             all
@@ -552,6 +500,7 @@ impl TencentFace {
                         owner: caller.id().to_string(),
                     })
                     .map_err(key_error)?;
+                caller.note_key(m.key_id);
                 Ok(json!({
                     "KeyId": m.key_id.to_string(),
                     "Alias": m.alias.clone().unwrap_or_default(),
@@ -715,7 +664,7 @@ impl TencentFace {
                     .encrypt(
                         &e.key_id,
                         e.plaintext.expose(),
-                        ctx_bytes(&e.encryption_context),
+                        context::aad(&e.encryption_context),
                     )
                     .map_err(key_error)?;
                 Ok(json!({
@@ -726,7 +675,7 @@ impl TencentFace {
             Request::Decrypt(d) => {
                 let blob = self.blob(caller, &d.ciphertext_blob)?;
                 let out = store
-                    .decrypt(&blob, ctx_bytes(&d.encryption_context))
+                    .decrypt(&blob, context::aad(&d.encryption_context))
                     .map_err(key_error)?;
                 Ok(json!({
                     "KeyId": out.key_id.to_string(),
@@ -744,9 +693,9 @@ impl TencentFace {
                 let out = store
                     .re_encrypt(
                         &blob,
-                        ctx_bytes(&r.source_encryption_context),
+                        context::aad(&r.source_encryption_context),
                         &dest,
-                        ctx_bytes(&r.destination_encryption_context),
+                        context::aad(&r.destination_encryption_context),
                     )
                     .map_err(key_error)?;
                 Ok(json!({
@@ -769,7 +718,7 @@ impl TencentFace {
                     .generate_data_key_blob(
                         &g.key_id,
                         crate::keys::DataKeySpec::Bytes(n),
-                        ctx_bytes(&g.encryption_context),
+                        context::aad(&g.encryption_context),
                     )
                     .map_err(key_error)?;
                 Ok(json!({
@@ -996,19 +945,6 @@ impl TencentFace {
     }
 }
 
-/// Errors of the asymmetric actions: as [`key_error`], except that a
-/// ciphertext that does not decrypt is `FailedOperation.DecryptError` (RSA
-/// padding failures say nothing more) and a bad algorithm is named.
-fn asymmetric_error(e: KeyError) -> TencentError {
-    match e {
-        KeyError::DoesNotOpen => TencentError::new(
-            codes::FAILED_OPERATION_DECRYPT_ERROR,
-            "The ciphertext does not decrypt with this key and Algorithm.",
-        ),
-        e => key_error(e),
-    }
-}
-
 /// Tencent's signing algorithm names, per key usage. `ECC_P256_R1` is the
 /// documented name for ASYMMETRIC_SIGN_VERIFY_ECC keys (`ECC` is accepted as
 /// well); ASYMMETRIC_SIGN_VERIFY_ECDSA384 keys sign with `ECC_P384_R1`
@@ -1134,10 +1070,11 @@ fn check_rotatable(m: &KeyMetadata) -> Result<(), TencentError> {
 }
 
 impl Face for TencentFace {
-    fn handle(&self, req: KmsRequest) -> Response<Full<Bytes>> {
+    fn handle(&self, req: KmsRequest) -> KmsReply {
         let request_id = uuid::Uuid::new_v4().to_string();
         let legacy = req.uri.path() == LEGACY_PATH;
-        let body = match self.process(&req, legacy) {
+        let mut outcome = KmsOutcome::new(Dialect::Tencent);
+        let body = match self.process(&req, legacy, &mut outcome) {
             Ok(fields) => {
                 if legacy {
                     wire::legacy_success_body(&request_id, fields)
@@ -1145,10 +1082,11 @@ impl Face for TencentFace {
                     wire::success_body(&request_id, fields)
                 }
             }
-            Err((action, e)) => {
+            Err(e) => {
+                outcome.code = Some(e.code);
                 tracing::info!(
                     request_id = %request_id,
-                    action = action.map(Action::name).unwrap_or("-"),
+                    action = outcome.action,
                     code = e.code,
                     peer = %req.peer,
                     "Tencent KMS request refused"
@@ -1160,59 +1098,16 @@ impl Face for TencentFace {
                 }
             }
         };
-        json_response(&body)
+        KmsReply {
+            response: json_response(&body),
+            outcome,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn store_errors_map_to_documented_codes() {
-        let cases = [
-            (KeyError::CmkNotFound, "ResourceUnavailable.CmkNotFound"),
-            (KeyError::CmkDisabled, "ResourceUnavailable.CmkDisabled"),
-            (
-                KeyError::CmkPendingDelete,
-                "ResourceUnavailable.CmkStateNotSupport",
-            ),
-            (
-                KeyError::CmkPendingImport,
-                "ResourceUnavailable.CmkStateNotSupport",
-            ),
-            (
-                KeyError::DoesNotOpen,
-                "InvalidParameterValue.InvalidCiphertext",
-            ),
-            (
-                KeyError::VersionNotFound,
-                "InvalidParameterValue.InvalidCiphertext",
-            ),
-            (
-                KeyError::AliasAlreadyExists,
-                "InvalidParameterValue.AliasAlreadyExists",
-            ),
-            (KeyError::InvalidAlias, "InvalidParameterValue.InvalidAlias"),
-            (KeyError::LimitExceeded, "LimitExceeded.CmkLimitExceeded"),
-            (
-                KeyError::UnsupportedKeyUsage,
-                "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
-            ),
-            (
-                KeyError::DuplicateTagKey,
-                "InvalidParameterValue.TagKeysDuplicated",
-            ),
-            (KeyError::Store("disk on fire".into()), "InternalError"),
-        ];
-        for (e, code) in cases {
-            assert_eq!(key_error(e.clone()).code, code, "{e:?}");
-        }
-        // Store failures do not leak their detail to the client.
-        assert!(!key_error(KeyError::Store("disk on fire".into()))
-            .message
-            .contains("fire"));
-    }
 
     #[test]
     fn pem_public_keys_decode() {

@@ -358,38 +358,10 @@ pub fn host_without_port(host: &str) -> Option<&str> {
     Some(name)
 }
 
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
-/// Malformed percent escapes or non-UTF-8 results are refused.
+/// Decodes a query string or form body ([`crate::kms::form::decode`]); a
+/// malformed one is refused in this dialect's terms.
 pub fn form_decode(s: &str) -> Result<Vec<(String, String)>, AuthError> {
-    fn dec(s: &str) -> Option<String> {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let h = b.get(i + 1..i + 3)?;
-                    let h = std::str::from_utf8(h).ok()?;
-                    out.push(u8::from_str_radix(h, 16).ok()?);
-                    i += 2;
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).ok()
-    }
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match (dec(k), dec(v)) {
-                (Some(k), Some(v)) => Ok((k, v)),
-                _ => Err(AuthError::SignatureFailure("malformed form encoding")),
-            }
-        })
-        .collect()
+    crate::kms::form::decode(s).map_err(|_| AuthError::SignatureFailure("malformed form encoding"))
 }
 
 /// The flat parameters of a v1 request: the query for GET, the form body for
