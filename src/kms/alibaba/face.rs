@@ -20,6 +20,12 @@
 //! AsymmetricSign / AsymmetricVerify (a SHA-256 `Digest`) and
 //! AsymmetricEncrypt / AsymmetricDecrypt (RSAES-OAEP) name it and no other.
 //! EC_SM2 and EC_P256K keys are refused (aws-lc-rs has neither curve).
+//!
+//! The OpenAPI actions are served by family, one method each, in the
+//! modules `keys`, `aliases`, `symmetric`, `asymmetric` and `service` below
+//! this one; `dispatch` is the table that maps a typed request to its
+//! method. The sealing both APIs share (`advance_*`, `generate_data_key`)
+//! stays here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,7 +50,9 @@ use super::instance::{
 };
 use super::sign::{self, AuthError, NonceCache, RequestParts, VerifyPolicy};
 use super::wire::{self, codes, AlibabaError, Request};
-use crate::keys::asymmetric::{self, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm};
+use crate::keys::asymmetric::{
+    public_key_pem, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm,
+};
 use crate::keys::blob::{blob_cmk, seal_blob};
 use crate::keys::model::validate_alias;
 use crate::keys::store::VersionChoice;
@@ -56,6 +64,12 @@ use crate::kms::context;
 use crate::kms::{Dialect, Face, KeyNote, KmsOutcome, KmsReply, KmsRequest};
 use crate::ratelimit::{Quota, RateLimiter, SystemClock};
 use crate::secret::SecretBytes;
+
+mod aliases;
+mod asymmetric;
+mod keys;
+mod service;
+mod symmetric;
 
 /// `HostId` of every error body.
 pub const HOST_ID: &str = "kms.sealgate.local";
@@ -585,477 +599,47 @@ impl AlibabaFace {
 
     // --------------------------------------------------------- handlers
 
+    /// The action table, by family (each in its own module).
     fn dispatch(&self, caller: Caller<'_>, request: Request) -> Result<Value, AlibabaError> {
-        let store = &self.store;
-        let ok = || Ok(json!({}));
+        use Request as R;
         match request {
-            Request::CreateKey(c) => {
-                let Caller::Credential(owner) = caller else {
-                    return Err(forbidden_ram());
-                };
-                if self.limited(caller) {
-                    return Err(forbidden_ram());
-                }
-                let key_usage = store_usage(c.key_spec, c.key_usage)?;
-                if !key_usage.is_symmetric() {
-                    if c.origin == wire::Origin::External {
-                        return Err(AlibabaError::new(
-                            codes::UNSUPPORTED_OPERATION,
-                            "sealgate imports key material (Origin EXTERNAL) for Aliyun_AES_256 keys only.",
-                        ));
-                    }
-                    if c.enable_automatic_rotation {
-                        return Err(AlibabaError::invalid(
-                            "EnableAutomaticRotation",
-                            "automatic rotation is for symmetric keys only",
-                        ));
-                    }
-                }
-                if c.protection_level != wire::ProtectionLevel::Software {
-                    return Err(AlibabaError::new(
-                        codes::UNSUPPORTED_OPERATION,
-                        "sealgate keys are software-protected (ProtectionLevel SOFTWARE).",
-                    ));
-                }
-                let meta = store
-                    .create(CreateKeyRequest {
-                        alias: None,
-                        description: c.description.unwrap_or_default(),
-                        key_usage,
-                        origin: match c.origin {
-                            wire::Origin::AliyunKms => KeyOrigin::Kms,
-                            wire::Origin::External => KeyOrigin::External,
-                        },
-                        tags: c
-                            .tags
-                            .into_iter()
-                            .map(|t| Tag {
-                                tag_key: t.key,
-                                tag_value: t.value,
-                            })
-                            .collect(),
-                        owner: owner.id().to_string(),
-                    })
-                    .map_err(key_error)?;
-                owner.note_key(meta.key_id);
-                let meta = match (
-                    c.enable_automatic_rotation,
-                    interval_days(c.rotation_interval),
-                ) {
-                    (true, Some(days)) => store
-                        .enable_rotation(&meta.key_id.to_string(), Some(days))
-                        .map_err(key_error)?,
-                    _ => meta,
-                };
-                Ok(json!({ "KeyMetadata": key_metadata(&meta) }))
-            }
-            Request::DescribeKey(r) => {
-                let m = self.resolve(caller, &r.key_id)?;
-                Ok(json!({ "KeyMetadata": key_metadata(&m) }))
-            }
-            Request::ListKeys(l) => {
-                let all = store.list(0, usize::MAX).keys;
-                let limited = self.limited(caller);
-                let visible: Vec<KeyMetadata> = all
-                    .into_iter()
-                    .filter(|m| !limited || self.may_list(caller, &m.key_id))
-                    .filter(|m| l.filters.iter().all(|f| filter_matches(m, f)))
-                    .collect();
-                let total = visible.len();
-                let keys: Vec<Value> = page(visible, l.page)
-                    .iter()
-                    .map(|m| json!({ "KeyId": m.key_id.to_string(), "KeyArn": arn(&m.key_id) }))
-                    .collect();
-                Ok(json!({
-                    "Keys": { "Key": keys },
-                    "TotalCount": total,
-                    "PageNumber": l.page.number,
-                    "PageSize": l.page.size,
-                }))
-            }
-            Request::EnableKey(r) => {
-                let m = self.resolve(caller, &r.key_id)?;
-                store.enable(&m.key_id.to_string()).map_err(key_error)?;
-                ok()
-            }
-            Request::DisableKey(r) => {
-                let m = self.resolve(caller, &r.key_id)?;
-                store.disable(&m.key_id.to_string()).map_err(key_error)?;
-                ok()
-            }
-            Request::ScheduleKeyDeletion(s) => {
-                let m = self.resolve(caller, &s.key.key_id)?;
-                if s.pending_window_in_days > 30 {
-                    return Err(AlibabaError::invalid(
-                        "PendingWindowInDays",
-                        "sealgate keeps a pending window of 7 to 30 days",
-                    ));
-                }
-                store
-                    .schedule_deletion(&m.key_id.to_string(), s.pending_window_in_days)
-                    .map_err(key_error)?;
-                ok()
-            }
-            Request::CancelKeyDeletion(r) => {
-                let m = self.resolve(caller, &r.key_id)?;
-                let id = m.key_id.to_string();
-                let after = store.cancel_deletion(&id).map_err(key_error)?;
-                // Alibaba: a key whose deletion is cancelled is Enabled again.
-                if after.key_state == KeyState::Disabled {
-                    store.enable(&id).map_err(key_error)?;
-                }
-                ok()
-            }
-            Request::CreateAlias(b) => {
-                let m = self.resolve(caller, &b.key.key_id)?;
-                let name = alias_name(&b.alias_name)?;
-                if store.resolve(name).is_ok() {
-                    return Err(AlibabaError::new(
-                        codes::RESOURCE_EXISTS,
-                        "The specified alias already exists.",
-                    ));
-                }
-                if m.alias.is_some() {
-                    return Err(AlibabaError::new(
-                        codes::LIMIT_EXCEEDED,
-                        "The key already has an alias; sealgate keeps one alias per key (UpdateAlias or DeleteAlias it first).",
-                    ));
-                }
-                store
-                    .update_alias(&m.key_id.to_string(), name)
-                    .map_err(key_error)?;
-                ok()
-            }
-            Request::UpdateAlias(b) => {
-                let name = alias_name(&b.alias_name)?;
-                let current = self.resolve(caller, &b.alias_name)?;
-                let target = self.resolve(caller, &b.key.key_id)?;
-                if target.key_id != current.key_id && target.alias.is_some() {
-                    return Err(AlibabaError::new(
-                        codes::LIMIT_EXCEEDED,
-                        "The target key already has an alias; sealgate keeps one alias per key.",
-                    ));
-                }
-                store
-                    .move_alias(name, &target.key_id.to_string())
-                    .map_err(|e| match e {
-                        KeyError::CmkNotFound => alias_not_found(),
-                        e => key_error(e),
-                    })?;
-                ok()
-            }
-            Request::DeleteAlias(d) => {
-                let name = alias_name(&d.alias_name)?;
-                self.resolve(caller, &d.alias_name)?;
-                store.delete_alias(name).map_err(|e| match e {
-                    KeyError::CmkNotFound => alias_not_found(),
-                    e => key_error(e),
-                })?;
-                ok()
-            }
-            Request::ListAliases(p) => {
-                let mut with_alias: Vec<(String, KeyId)> = store
-                    .list(0, usize::MAX)
-                    .keys
-                    .into_iter()
-                    .filter(|m| self.may_list(caller, &m.key_id))
-                    .filter_map(|m| m.alias.map(|a| (a, m.key_id)))
-                    .collect();
-                with_alias.sort();
-                let total = with_alias.len();
-                let aliases: Vec<Value> = page(with_alias, p)
-                    .into_iter()
-                    .map(|(a, id)| {
-                        json!({
-                            "AliasName": format!("alias/{a}"),
-                            "AliasArn": format!("{ARN_PREFIX}:alias/{a}"),
-                            "KeyId": id.to_string(),
-                        })
-                    })
-                    .collect();
-                Ok(json!({
-                    "Aliases": { "Alias": aliases },
-                    "TotalCount": total,
-                    "PageNumber": p.number,
-                    "PageSize": p.size,
-                }))
-            }
-            Request::DescribeRegions => Ok(json!({
-                "Regions": { "Region": [{ "RegionId": REGION_ID }] },
-            })),
-            Request::DescribeService => Ok(describe_service()),
-            Request::ListAliasesByKeyId(l) => {
-                let m = self.resolve(caller, &l.key.key_id)?;
-                // sealgate keeps at most one alias per key
-                let all: Vec<Value> = m
-                    .alias
-                    .iter()
-                    .map(|a| {
-                        json!({
-                            "AliasName": format!("alias/{a}"),
-                            "AliasArn": format!("{ARN_PREFIX}:alias/{a}"),
-                            "KeyId": m.key_id.to_string(),
-                        })
-                    })
-                    .collect();
-                let total = all.len();
-                Ok(json!({
-                    "Aliases": { "Alias": page(all, l.page) },
-                    "TotalCount": total,
-                    "PageNumber": l.page.number,
-                    "PageSize": l.page.size,
-                }))
-            }
-            Request::UpdateKeyDescription(u) => {
-                let m = self.resolve(caller, &u.key.key_id)?;
-                store
-                    .update_description(&m.key_id.to_string(), &u.description)
-                    .map_err(key_error)?;
-                ok()
-            }
-            Request::CreateKeyVersion(r) => {
-                let m = self.resolve(caller, &r.key_id)?;
-                let after = store.rotate(&m.key_id.to_string()).map_err(key_error)?;
-                let v = after
-                    .primary_version
-                    .and_then(|v| key_version(&after, v))
-                    .ok_or_else(|| internal("rotation left no primary version"))?;
-                Ok(json!({ "KeyVersion": v }))
-            }
-            Request::ListKeyVersions(l) => {
-                let m = self.resolve(caller, &l.key.key_id)?;
-                let all: Vec<Value> = m
-                    .versions
-                    .iter()
-                    .filter_map(|v| key_version(&m, v.version))
-                    .collect();
-                let total = all.len();
-                Ok(json!({
-                    "KeyVersions": { "KeyVersion": page(all, l.page) },
-                    "TotalCount": total,
-                    "PageNumber": l.page.number,
-                    "PageSize": l.page.size,
-                }))
-            }
-            Request::DescribeKeyVersion(d) => {
-                let m = self.resolve(caller, &d.key.key_id)?;
-                let v = parse_version_id(&m.key_id, &d.key_version_id)
-                    .and_then(|n| key_version(&m, n))
-                    .ok_or_else(|| key_error(KeyError::VersionNotFound))?;
-                Ok(json!({ "KeyVersion": v }))
-            }
-            Request::UpdateRotationPolicy(u) => {
-                let m = self.resolve(caller, &u.key.key_id)?;
-                let id = m.key_id.to_string();
-                if u.enable_automatic_rotation {
-                    store.enable_rotation(&id, interval_days(u.rotation_interval))
-                } else {
-                    store.disable_rotation(&id)
-                }
-                .map_err(key_error)?;
-                ok()
-            }
-            Request::Encrypt(e) => {
-                let m = self.resolve(caller, &e.key.key_id)?;
-                let ctx = context::aad(&e.encryption_context);
-                if e.dry_run {
-                    let v = self.dry_run(&m.key_id)?;
-                    return Ok(json!({
-                        "KeyId": m.key_id.to_string(),
-                        "KeyVersionId": version_id(&m.key_id, v),
-                        "CiphertextBlob": "",
-                    }));
-                }
-                let (v, blob) = self.seal_initial(&m.key_id, e.plaintext.expose(), ctx)?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": version_id(&m.key_id, v),
-                    "CiphertextBlob": b64(&blob),
-                }))
-            }
-            Request::Decrypt(d) => {
-                let blob = Self::decode_blob(&d.ciphertext_blob)?;
-                let (id, v) = self.blob_key(caller, &blob)?;
-                let opened = store
-                    .decrypt(&blob, context::aad(&d.encryption_context))
-                    .map_err(key_error)?;
-                Ok(json!({
-                    "KeyId": id.to_string(),
-                    "KeyVersionId": version_id(&id, v),
-                    "Plaintext": if d.dry_run { String::new() } else { plaintext_text(&opened.plaintext) },
-                }))
-            }
-            Request::ReEncrypt(r) => {
-                if r.source_key_id.is_some()
-                    || r.source_key_version_id.is_some()
-                    || r.source_encryption_algorithm.is_some()
-                {
-                    return Err(AlibabaError::new(
-                        codes::UNSUPPORTED_OPERATION,
-                        "Asymmetric source keys (SourceKeyId, SourceKeyVersionId, SourceEncryptionAlgorithm) are not served; sealgate holds symmetric keys only.",
-                    ));
-                }
-                let blob = Self::decode_blob(&r.ciphertext_blob)?;
-                let (src, src_v) = self.blob_key(caller, &blob)?;
-                let dest = self.resolve(caller, &r.destination_key.key_id)?;
-                let opened = store
-                    .decrypt(&blob, context::aad(&r.source_encryption_context))
-                    .map_err(key_error)?;
-                if r.dry_run {
-                    let v = self.dry_run(&dest.key_id)?;
-                    return Ok(json!({
-                        "KeyId": dest.key_id.to_string(),
-                        "KeyVersionId": version_id(&dest.key_id, v),
-                        "CiphertextBlob": "",
-                        "SourceKeyId": src.to_string(),
-                        "SourceKeyVersionId": version_id(&src, src_v),
-                    }));
-                }
-                let (v, new_blob) = self.seal_initial(
-                    &dest.key_id,
-                    opened.plaintext.expose(),
-                    context::aad(&r.destination_encryption_context),
-                )?;
-                Ok(json!({
-                    "KeyId": dest.key_id.to_string(),
-                    "KeyVersionId": version_id(&dest.key_id, v),
-                    "CiphertextBlob": b64(&new_blob),
-                    "SourceKeyId": src.to_string(),
-                    "SourceKeyVersionId": version_id(&src, src_v),
-                }))
-            }
-            Request::GenerateDataKey(g) => self.generate_data_key(caller, g, true),
-            Request::GenerateDataKeyWithoutPlaintext(g) => self.generate_data_key(caller, g, false),
-            Request::AdvanceEncrypt(a) => {
-                let s = self.advance_encrypt(caller, a)?;
-                let h = &s.sealed.header;
-                Ok(json!({
-                    "KeyId": s.key_id,
-                    "KeyVersionId": h.key_version_id,
-                    "CiphertextBlob": b64(&s.sealed.blob),
-                    "Algorithm": h.algorithm.as_str(),
-                    "Iv": b64(&h.iv),
-                    "PaddingMode": h.padding.map(|p| p.as_str()).unwrap_or(""),
-                }))
-            }
-            Request::AdvanceDecrypt(d) => {
-                let o = self.advance_decrypt(caller, d)?;
-                Ok(json!({
-                    "KeyId": o.key_id,
-                    "KeyVersionId": o.key_version_id,
-                    "Plaintext": b64(o.plaintext.expose()),
-                    "Algorithm": o.algorithm.map(|a| a.as_str()).unwrap_or(""),
-                    "PaddingMode": o.padding.map(|p| p.as_str()).unwrap_or(""),
-                }))
-            }
-            Request::GetPublicKey(v) => {
-                let (m, kv) = self.asymmetric_key(caller, &v, Purpose::Any)?;
-                if v.dry_run {
-                    return self.dry_run_asymmetric(&m, kv, "PublicKey", json!(""));
-                }
-                let der = self
-                    .store
-                    .with_private_key(&m.key_id.to_string(), |_, k| k.public_key_der())
-                    .and_then(|r| r)
-                    .map_err(key_error)?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": kv,
-                    "PublicKey": asymmetric::public_key_pem(&der),
-                }))
-            }
-            Request::AsymmetricSign(a) => {
-                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Sign)?;
-                let alg = signing_algorithm(&m, a.algorithm)?;
-                if a.version.dry_run {
-                    return self.dry_run_asymmetric(&m, kv, "Value", json!(""));
-                }
-                let sig = self
-                    .store
-                    .with_private_key(&m.key_id.to_string(), |_, k| {
-                        k.sign(alg, SignInput::Digest(&a.digest))
-                    })
-                    .and_then(|r| r)
-                    .map_err(key_error)?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": kv,
-                    "Value": b64(&sig),
-                }))
-            }
-            Request::AsymmetricVerify(a) => {
-                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Sign)?;
-                let alg = signing_algorithm(&m, a.algorithm)?;
-                if a.version.dry_run {
-                    return self.dry_run_asymmetric(&m, kv, "Value", json!(false));
-                }
-                let valid = self
-                    .store
-                    .with_private_key(&m.key_id.to_string(), |_, k| {
-                        k.verify(alg, SignInput::Digest(&a.digest), &a.value)
-                    })
-                    .and_then(|r| r)
-                    .map_err(key_error)?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": kv,
-                    "Value": valid,
-                }))
-            }
-            Request::AsymmetricEncrypt(a) => {
-                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Decrypt)?;
-                let oaep = oaep_algorithm(a.algorithm)?;
-                if a.version.dry_run {
-                    return self.dry_run_asymmetric(&m, kv, "CiphertextBlob", json!(""));
-                }
-                let der = self
-                    .store
-                    .with_private_key(&m.key_id.to_string(), |_, k| k.public_key_der())
-                    .and_then(|r| r)
-                    .map_err(key_error)?;
-                let blob = oaep_encrypt(&der, oaep, a.plaintext.expose())?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": kv,
-                    "CiphertextBlob": b64(&blob),
-                }))
-            }
-            Request::AsymmetricDecrypt(a) => {
-                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Decrypt)?;
-                let padding = oaep_algorithm(a.algorithm)?;
-                if a.version.dry_run {
-                    return self.dry_run_asymmetric(&m, kv, "Plaintext", json!(""));
-                }
-                let plaintext = self
-                    .store
-                    .with_private_key(&m.key_id.to_string(), |_, k| {
-                        k.decrypt(padding, &a.ciphertext_blob)
-                    })
-                    .and_then(|r| r)
-                    .map_err(|e| match e {
-                        KeyError::DoesNotOpen => invalid_ciphertext(
-                            "does not decrypt with this key version and Algorithm",
-                        ),
-                        e => key_error(e),
-                    })?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": kv,
-                    "Plaintext": b64(plaintext.expose()),
-                }))
-            }
-            Request::AdvanceGenerateDataKey(g) => {
-                let (s, dk) = self.advance_generate_data_key(caller, g)?;
-                let h = &s.sealed.header;
-                Ok(json!({
-                    "KeyId": s.key_id,
-                    "KeyVersionId": h.key_version_id,
-                    "Iv": b64(&h.iv),
-                    "Plaintext": b64(dk.expose()),
-                    "CiphertextBlob": b64(&s.sealed.blob),
-                    "Algorithm": h.algorithm.as_str(),
-                }))
-            }
+            // keys
+            R::CreateKey(r) => self.create_key(caller, r),
+            R::DescribeKey(r) => self.describe_key(caller, r),
+            R::ListKeys(r) => self.list_keys(caller, r),
+            R::EnableKey(r) => self.enable_key(caller, r),
+            R::DisableKey(r) => self.disable_key(caller, r),
+            R::ScheduleKeyDeletion(r) => self.schedule_key_deletion(caller, r),
+            R::CancelKeyDeletion(r) => self.cancel_key_deletion(caller, r),
+            R::UpdateKeyDescription(r) => self.update_key_description(caller, r),
+            R::CreateKeyVersion(r) => self.create_key_version(caller, r),
+            R::ListKeyVersions(r) => self.list_key_versions(caller, r),
+            R::DescribeKeyVersion(r) => self.describe_key_version(caller, r),
+            R::UpdateRotationPolicy(r) => self.update_rotation_policy(caller, r),
+            // aliases
+            R::CreateAlias(r) => self.create_alias(caller, r),
+            R::UpdateAlias(r) => self.update_alias(caller, r),
+            R::DeleteAlias(r) => self.delete_alias(caller, r),
+            R::ListAliases(r) => self.list_aliases(caller, r),
+            R::ListAliasesByKeyId(r) => self.list_aliases_by_key_id(caller, r),
+            // symmetric
+            R::Encrypt(r) => self.encrypt(caller, r),
+            R::Decrypt(r) => self.decrypt(caller, r),
+            R::ReEncrypt(r) => self.re_encrypt(caller, r),
+            R::GenerateDataKey(g) => self.generate_data_key(caller, g, true),
+            R::GenerateDataKeyWithoutPlaintext(g) => self.generate_data_key(caller, g, false),
+            R::AdvanceEncrypt(r) => self.advance_encrypt_openapi(caller, r),
+            R::AdvanceDecrypt(r) => self.advance_decrypt_openapi(caller, r),
+            R::AdvanceGenerateDataKey(r) => self.advance_generate_data_key_openapi(caller, r),
+            // asymmetric
+            R::GetPublicKey(r) => self.get_public_key(caller, r),
+            R::AsymmetricSign(r) => self.asymmetric_sign(caller, r),
+            R::AsymmetricVerify(r) => self.asymmetric_verify(caller, r),
+            R::AsymmetricEncrypt(r) => self.asymmetric_encrypt(caller, r),
+            R::AsymmetricDecrypt(r) => self.asymmetric_decrypt(caller, r),
+            // service
+            R::DescribeRegions => self.describe_regions(caller),
+            R::DescribeService => self.describe_service(caller),
         }
     }
 
@@ -1582,8 +1166,11 @@ mod tests {
             (AsymmetricSpec::Rsa2048, 190, 214),
             (AsymmetricSpec::Rsa3072, 318, 342),
         ] {
-            let key =
-                asymmetric::PrivateKey::from_pkcs8(spec, spec.generate_pkcs8().unwrap()).unwrap();
+            let key = crate::keys::asymmetric::PrivateKey::from_pkcs8(
+                spec,
+                spec.generate_pkcs8().unwrap(),
+            )
+            .unwrap();
             let der = key.public_key_der().unwrap();
             for (padding, max) in [
                 (RsaPadding::OaepSha256, sha256),
