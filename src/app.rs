@@ -342,7 +342,11 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             async move {
                 let _ = rx4.changed().await;
             },
-            config.header_read_timeout,
+            crate::listen::ListenLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: config.header_read_timeout,
+                drain: config.drain_timeout,
+            },
         )));
         tracing::info!(listen = %bound, tls = config.kms_tls.is_some(), "KMS listening (Tencent, Alibaba, Infisical dialects)");
         kms_addr = Some(bound);

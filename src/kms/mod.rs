@@ -42,13 +42,10 @@ pub mod tencent;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::keys::KeyId;
@@ -287,55 +284,22 @@ async fn dispatch(
 }
 
 /// Serves the KMS faces on `listener` (through `acceptor`: plaintext or
-/// TLS) until `shutdown` resolves.
+/// TLS) until `shutdown` resolves, with the same connection cap, header
+/// timeout and drain as every listener ([`crate::listen`]).
 pub async fn serve(
     listener: TcpListener,
     acceptor: crate::tls::Acceptor,
     faces: Faces,
     shutdown: impl Future<Output = ()>,
-    header_read_timeout: Duration,
+    limits: crate::listen::ListenLimits,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(if acceptor.http2() {
-        builder
-    } else {
-        builder.http1_only()
-    });
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let faces = faces.clone();
-                let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let Ok(io) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let svc = service_fn(move |req| {
-                        let faces = faces.clone();
-                        async move { Ok::<_, std::convert::Infallible>(dispatch(faces, peer, req).await) }
-                    });
-                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(io), svc)).await;
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(10)) => {}
-    }
+    crate::listen::serve(
+        "kms",
+        listener,
+        acceptor,
+        limits,
+        shutdown,
+        move |peer, req| dispatch(faces.clone(), peer, req),
+    )
+    .await;
 }
