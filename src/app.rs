@@ -396,6 +396,12 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             async move {
                 let _ = rx6.wait_for(|v| *v).await;
             },
+            crate::listen::ListenLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: config.header_read_timeout,
+                // scrapes and probes are short; it stops after the others
+                drain: std::time::Duration::from_secs(2),
+            },
         )));
         tracing::info!(listen = %bound, "admin listening (/metrics, /healthz, /readyz)");
         admin_addr = Some(bound);
