@@ -73,6 +73,23 @@ impl KmsRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+    /// The headers as a signature verifier reads them (name, text value;
+    /// values that are not text are left out), with the target's authority
+    /// as `host` when no Host header was sent (HTTP/2 sends `:authority`).
+    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
+        let mut headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
+            .collect();
+        if !self.headers.contains_key(http::header::HOST) {
+            if let Some(a) = self.uri.authority() {
+                headers.push(("host", a.as_str()));
+            }
+        }
+        headers
+    }
+
     /// Parameters of the query string and, for a form body, the form, in order.
     pub fn flat_params(&self) -> Vec<(String, String)> {
         let mut out = form::decode(self.uri.query().unwrap_or("")).unwrap_or_default();

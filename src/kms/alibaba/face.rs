@@ -457,20 +457,6 @@ fn plaintext_text(p: &SecretBytes) -> String {
     }
 }
 
-fn header_pairs(req: &KmsRequest) -> Vec<(&str, &str)> {
-    let mut headers: Vec<(&str, &str)> = req
-        .headers
-        .iter()
-        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
-        .collect();
-    if !req.headers.contains_key(http::header::HOST) {
-        if let Some(a) = req.uri.authority() {
-            headers.push(("host", a.as_str()));
-        }
-    }
-    headers
-}
-
 fn respond(
     status: u16,
     content_type: &'static str,
@@ -861,7 +847,7 @@ impl AlibabaFace {
     // ---------------------------------------------------------- the APIs
 
     fn openapi(&self, req: &KmsRequest, outcome: &mut KmsOutcome) -> Result<Value, AlibabaError> {
-        let headers = header_pairs(req);
+        let headers = req.header_pairs();
         let parts = RequestParts {
             method: req.method.as_str(),
             path: req.uri.path(),
@@ -899,7 +885,7 @@ impl AlibabaFace {
         outcome: &mut KmsOutcome,
         note: &KeyNote,
     ) -> Result<Vec<u8>, AlibabaError> {
-        let headers = header_pairs(req);
+        let headers = req.header_pairs();
         let parts = RequestParts {
             method: req.method.as_str(),
             path: req.uri.path(),

@@ -195,17 +195,7 @@ impl TencentFace {
 
     /// Checks the signature and reads the action and its parameters.
     fn authenticate(&self, req: &KmsRequest, legacy: bool) -> Result<Authenticated, TencentError> {
-        let mut headers: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
-            .collect();
-        let authority = req.uri.authority().map(|a| a.as_str().to_string());
-        if !req.headers.contains_key(http::header::HOST) {
-            if let Some(a) = authority.as_deref() {
-                headers.push(("host", a));
-            }
-        }
+        let headers = req.header_pairs();
         let parts = RequestParts {
             method: req.method.as_str(),
             path: req.uri.path(),

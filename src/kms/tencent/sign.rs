@@ -196,33 +196,9 @@ pub struct Tc3Authorization {
 
 /// Parses `TC3-HMAC-SHA256 Credential=ID/DATE/SERVICE/tc3_request, SignedHeaders=a;b, Signature=HEX`.
 pub fn parse_tc3_authorization(value: &str) -> Result<Tc3Authorization, AuthError> {
-    let rest = value
-        .trim()
-        .strip_prefix(TC3_ALGORITHM)
-        .ok_or(AuthError::InvalidAuthorization("unknown algorithm"))?;
-    if !rest.starts_with(' ') {
-        return Err(AuthError::InvalidAuthorization("unknown algorithm"));
-    }
-    let (mut cred, mut signed, mut sig) = (None, None, None);
-    for part in rest.split(',') {
-        let (k, v) = part
-            .trim()
-            .split_once('=')
-            .ok_or(AuthError::InvalidAuthorization("expected key=value"))?;
-        let slot = match k.trim() {
-            "Credential" => &mut cred,
-            "SignedHeaders" => &mut signed,
-            "Signature" => &mut sig,
-            _ => return Err(AuthError::InvalidAuthorization("unknown field")),
-        };
-        if slot.replace(v.trim()).is_some() {
-            return Err(AuthError::InvalidAuthorization("repeated field"));
-        }
-    }
-    let cred = cred.ok_or(AuthError::InvalidAuthorization("no Credential"))?;
-    let signed = signed.ok_or(AuthError::InvalidAuthorization("no SignedHeaders"))?;
-    let sig = sig.ok_or(AuthError::InvalidAuthorization("no Signature"))?;
-    let scope: Vec<&str> = cred.split('/').collect();
+    let fields = crate::kms::signing::parse_authorization(value, TC3_ALGORITHM)
+        .map_err(|e| AuthError::InvalidAuthorization(e.as_str()))?;
+    let scope: Vec<&str> = fields.credential.split('/').collect();
     let [secret_id, date, service, terminator] = scope.as_slice() else {
         return Err(AuthError::InvalidAuthorization(
             "Credential is not ID/date/service/tc3_request",
@@ -233,24 +209,12 @@ pub fn parse_tc3_authorization(value: &str) -> Result<Tc3Authorization, AuthErro
             "Credential is not ID/date/service/tc3_request",
         ));
     }
-    let signed_headers: Vec<String> = signed.split(';').map(|h| h.to_ascii_lowercase()).collect();
-    if signed_headers.iter().any(|h| h.is_empty()) {
-        return Err(AuthError::InvalidAuthorization(
-            "empty name in SignedHeaders",
-        ));
-    }
-    let mut signature = [0u8; 32];
-    if sig.len() != 64 || hex::decode_to_slice(sig, &mut signature).is_err() {
-        return Err(AuthError::InvalidAuthorization(
-            "Signature is not 64 hex digits",
-        ));
-    }
     Ok(Tc3Authorization {
         secret_id: secret_id.to_string(),
         date: date.to_string(),
         service: service.to_string(),
-        signed_headers,
-        signature,
+        signed_headers: fields.signed_headers,
+        signature: fields.signature,
     })
 }
 
