@@ -90,6 +90,21 @@ impl KmsRequest {
         headers
     }
 
+    /// The request as a signature verifier sees it, over `headers` (from
+    /// [`Self::header_pairs`]).
+    pub fn signing_parts<'a>(
+        &'a self,
+        headers: &'a [(&'a str, &'a str)],
+    ) -> signing::RequestParts<'a> {
+        signing::RequestParts {
+            method: self.method.as_str(),
+            path: self.uri.path(),
+            query: self.uri.query().unwrap_or(""),
+            headers,
+            body: &self.body,
+        }
+    }
+
     /// Parameters of the query string and, for a form body, the form, in order.
     pub fn flat_params(&self) -> Vec<(String, String)> {
         let mut out = form::decode(self.uri.query().unwrap_or("")).unwrap_or_default();

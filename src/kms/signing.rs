@@ -171,53 +171,6 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authorization_fields_parse_in_any_order_and_refuse_what_is_off() {
-        let sig = "ab".repeat(32);
-        let v = format!("ALG Signature={sig}, Credential=id/x ,SignedHeaders=Content-Type;host");
-        let f = parse_authorization(&v, "ALG").unwrap();
-        assert_eq!(f.credential, "id/x");
-        assert_eq!(f.signed_headers, ["content-type", "host"]);
-        assert_eq!(f.signature, [0xab; 32]);
-        let bad = |v: &str| parse_authorization(v, "ALG").unwrap_err();
-        let rest = format!("Credential=a,SignedHeaders=h,Signature={sig}");
-        assert_eq!(
-            bad(&format!("ALGX {rest}")),
-            AuthorizationError::UnknownAlgorithm
-        );
-        assert_eq!(
-            bad(&format!("ALG {rest},x")),
-            AuthorizationError::ExpectedKeyValue
-        );
-        assert_eq!(
-            bad(&format!("ALG {rest},x=1")),
-            AuthorizationError::UnknownField
-        );
-        assert_eq!(
-            bad(&format!("ALG {rest},Credential=b")),
-            AuthorizationError::RepeatedField
-        );
-        assert_eq!(
-            bad(&format!(
-                "ALG Credential=a,SignedHeaders=h;,Signature={sig}"
-            )),
-            AuthorizationError::EmptySignedHeader
-        );
-        assert_eq!(
-            bad("ALG Credential=a,SignedHeaders=h,Signature=abc"),
-            AuthorizationError::BadSignature
-        );
-        assert_eq!(
-            bad(&format!("ALG SignedHeaders=h,Signature={sig}")),
-            AuthorizationError::NoCredential
-        );
-    }
-}
-
 /// A request captured from a real SDK (tests/sdk/vectors/*.jsonl), owned, so
 /// the faces' vector tests can rebuild [`RequestParts`] from it.
 #[cfg(test)]
@@ -271,5 +224,52 @@ impl CapturedRequest {
             headers,
             body: self.body.as_bytes(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_fields_parse_in_any_order_and_refuse_what_is_off() {
+        let sig = "ab".repeat(32);
+        let v = format!("ALG Signature={sig}, Credential=id/x ,SignedHeaders=Content-Type;host");
+        let f = parse_authorization(&v, "ALG").unwrap();
+        assert_eq!(f.credential, "id/x");
+        assert_eq!(f.signed_headers, ["content-type", "host"]);
+        assert_eq!(f.signature, [0xab; 32]);
+        let bad = |v: &str| parse_authorization(v, "ALG").unwrap_err();
+        let rest = format!("Credential=a,SignedHeaders=h,Signature={sig}");
+        assert_eq!(
+            bad(&format!("ALGX {rest}")),
+            AuthorizationError::UnknownAlgorithm
+        );
+        assert_eq!(
+            bad(&format!("ALG {rest},x")),
+            AuthorizationError::ExpectedKeyValue
+        );
+        assert_eq!(
+            bad(&format!("ALG {rest},x=1")),
+            AuthorizationError::UnknownField
+        );
+        assert_eq!(
+            bad(&format!("ALG {rest},Credential=b")),
+            AuthorizationError::RepeatedField
+        );
+        assert_eq!(
+            bad(&format!(
+                "ALG Credential=a,SignedHeaders=h;,Signature={sig}"
+            )),
+            AuthorizationError::EmptySignedHeader
+        );
+        assert_eq!(
+            bad("ALG Credential=a,SignedHeaders=h,Signature=abc"),
+            AuthorizationError::BadSignature
+        );
+        assert_eq!(
+            bad(&format!("ALG SignedHeaders=h,Signature={sig}")),
+            AuthorizationError::NoCredential
+        );
     }
 }

@@ -42,7 +42,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::errors::{asymmetric_error, key_error};
-use super::sign::{self, RequestParts, VerifyPolicy};
+use super::sign::{self, VerifyPolicy};
 use super::wire::{
     self, codes, Action, EnvelopeAlgorithm, MessageType, ParamStyle, Request, ReturnWrapping,
     RsaAlgorithm, TencentError,
@@ -196,13 +196,7 @@ impl TencentFace {
     /// Checks the signature and reads the action and its parameters.
     fn authenticate(&self, req: &KmsRequest, legacy: bool) -> Result<Authenticated, TencentError> {
         let headers = req.header_pairs();
-        let parts = RequestParts {
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            query: req.uri.query().unwrap_or(""),
-            headers: &headers,
-            body: &req.body,
-        };
+        let parts = req.signing_parts(&headers);
         // An unknown or revoked SecretId fails as a wrong secret does
         // (AuthFailure.SignatureFailure), not with Tencent's
         // AuthFailure.SecretIdNotFound: that code would tell anyone which
