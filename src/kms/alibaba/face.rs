@@ -48,7 +48,7 @@ use super::errors::{advance_error, internal, invalid_ciphertext, key_error};
 use super::instance::{
     self, AdvanceDecryptResponse, AdvanceEncryptResponse, AdvanceGenerateDataKeyResponse,
 };
-use super::sign::{self, AuthError, NonceCache, RequestParts, VerifyPolicy};
+use super::sign::{self, AuthError, NonceCache, VerifyPolicy};
 use super::wire::{self, codes, AlibabaError, Request};
 use crate::keys::asymmetric::{
     public_key_pem, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm,
@@ -57,7 +57,8 @@ use crate::keys::blob::{blob_cmk, seal_blob};
 use crate::keys::model::validate_alias;
 use crate::keys::store::VersionChoice;
 use crate::keys::{
-    CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyState, KeyStore, KeyUsage, Tag,
+    CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyPurpose, KeySpec, KeyState,
+    KeyStore, KeyUsage, Tag,
 };
 use crate::kms::access::{Access, Principal};
 use crate::kms::context;
@@ -190,54 +191,60 @@ fn state_str(s: KeyState) -> &'static str {
     }
 }
 
+/// Alibaba's `KeySpec` and `KeyUsage` names of a store usage.
 fn spec_and_usage(u: KeyUsage) -> (&'static str, &'static str) {
-    let enc = wire::KeyUsage::EncryptDecrypt.as_str();
-    let sign = wire::KeyUsage::SignVerify.as_str();
-    match u {
-        KeyUsage::EncryptDecrypt => (wire::KeySpec::AliyunAes256.as_str(), enc),
-        KeyUsage::AsymmetricDecryptRsa2048 => (wire::KeySpec::Rsa2048.as_str(), enc),
-        KeyUsage::AsymmetricDecryptSm2 => (wire::KeySpec::EcSm2.as_str(), enc),
-        KeyUsage::AsymmetricSignVerifySm2 => (wire::KeySpec::EcSm2.as_str(), sign),
-        KeyUsage::AsymmetricSignVerifyRsa2048 => (wire::KeySpec::Rsa2048.as_str(), sign),
-        KeyUsage::AsymmetricSignVerifyEcc => (wire::KeySpec::EcP256.as_str(), sign),
-        KeyUsage::AsymmetricSignVerifyEcdsa384 => ("EC_P384", sign),
-        KeyUsage::EncryptDecryptAes128 => (wire::KeySpec::AliyunAes128.as_str(), enc),
-        KeyUsage::AsymmetricSignVerifyRsa4096 => (wire::KeySpec::Rsa4096.as_str(), sign),
-        KeyUsage::AsymmetricDecryptRsa3072 => (wire::KeySpec::Rsa3072.as_str(), enc),
-        KeyUsage::AsymmetricSignVerifyRsa3072 => (wire::KeySpec::Rsa3072.as_str(), sign),
-    }
+    let (spec, purpose) = u.parts();
+    let spec = match spec {
+        KeySpec::Aes256 => wire::KeySpec::AliyunAes256.as_str(),
+        KeySpec::Aes128 => wire::KeySpec::AliyunAes128.as_str(),
+        KeySpec::Rsa2048 => wire::KeySpec::Rsa2048.as_str(),
+        KeySpec::Rsa3072 => wire::KeySpec::Rsa3072.as_str(),
+        KeySpec::Rsa4096 => wire::KeySpec::Rsa4096.as_str(),
+        KeySpec::EcP256 => wire::KeySpec::EcP256.as_str(),
+        // made by the Tencent face only; Alibaba's spelling of the curve
+        KeySpec::EcP384 => "EC_P384",
+        KeySpec::Sm2 => wire::KeySpec::EcSm2.as_str(),
+    };
+    let usage = match purpose {
+        KeyPurpose::EncryptDecrypt => wire::KeyUsage::EncryptDecrypt.as_str(),
+        KeyPurpose::SignVerify => wire::KeyUsage::SignVerify.as_str(),
+    };
+    (spec, usage)
 }
 
-/// The store usage of a CreateKey KeySpec + KeyUsage: AES-256, RSA-2048 /
-/// RSA-3072 (either usage) and EC_P256 (SIGN/VERIFY). EC_SM2 and EC_P256K
-/// have no implementation here (aws-lc-rs has neither curve); the other
-/// specs are not offered.
+/// The store usage of a CreateKey KeySpec + KeyUsage: AES-256, AES-128,
+/// RSA-2048 / RSA-3072 (either usage) and EC_P256 (SIGN/VERIFY). EC_SM2 and
+/// EC_P256K have no implementation here (aws-lc-rs has neither curve); the
+/// other specs are not offered.
 fn store_usage(spec: wire::KeySpec, usage: wire::KeyUsage) -> Result<KeyUsage, AlibabaError> {
     use wire::KeySpec as S;
-    use wire::KeyUsage::{EncryptDecrypt as Enc, SignVerify as Sign};
-    Ok(match (spec, usage) {
-        (S::AliyunAes256, Enc) => KeyUsage::EncryptDecrypt,
-        (S::AliyunAes128, Enc) => KeyUsage::EncryptDecryptAes128,
-        (S::Rsa2048, Enc) => KeyUsage::AsymmetricDecryptRsa2048,
-        (S::Rsa2048, Sign) => KeyUsage::AsymmetricSignVerifyRsa2048,
-        (S::Rsa3072, Enc) => KeyUsage::AsymmetricDecryptRsa3072,
-        (S::Rsa3072, Sign) => KeyUsage::AsymmetricSignVerifyRsa3072,
-        (S::EcP256, Sign) => KeyUsage::AsymmetricSignVerifyEcc,
-        (S::EcP256, Enc) => {
-            return Err(AlibabaError::value(
-                codes::INVALID_KEY_USAGE,
-                "KeyUsage",
-                "an EC_P256 key is SIGN/VERIFY",
-            ))
-        }
-        _ => {
-            return Err(AlibabaError::value(
-                codes::INVALID_KEY_SPEC,
-                "KeySpec",
-                "sealgate holds Aliyun_AES_256, Aliyun_AES_128, RSA_2048, RSA_3072 and EC_P256 keys (EC_SM2, EC_P256K, Aliyun_AES_192 and Aliyun_SM4 are not served)",
-            ))
-        }
-    })
+    let not_offered = || {
+        AlibabaError::value(
+            codes::INVALID_KEY_SPEC,
+            "KeySpec",
+            "sealgate holds Aliyun_AES_256, Aliyun_AES_128, RSA_2048, RSA_3072 and EC_P256 keys (EC_SM2, EC_P256K, Aliyun_AES_192 and Aliyun_SM4 are not served)",
+        )
+    };
+    let spec = match spec {
+        S::AliyunAes256 => KeySpec::Aes256,
+        S::AliyunAes128 => KeySpec::Aes128,
+        S::Rsa2048 => KeySpec::Rsa2048,
+        S::Rsa3072 => KeySpec::Rsa3072,
+        S::EcP256 => KeySpec::EcP256,
+        _ => return Err(not_offered()),
+    };
+    let purpose = match usage {
+        wire::KeyUsage::EncryptDecrypt => KeyPurpose::EncryptDecrypt,
+        wire::KeyUsage::SignVerify => KeyPurpose::SignVerify,
+    };
+    if (spec, purpose) == (KeySpec::EcP256, KeyPurpose::EncryptDecrypt) {
+        return Err(AlibabaError::value(
+            codes::INVALID_KEY_USAGE,
+            "KeyUsage",
+            "an EC_P256 key is SIGN/VERIFY",
+        ));
+    }
+    KeyUsage::from_parts(spec, purpose).ok_or_else(not_offered)
 }
 
 /// Every KeySpec the wire knows, for DescribeService to offer those
@@ -848,13 +855,7 @@ impl AlibabaFace {
 
     fn openapi(&self, req: &KmsRequest, outcome: &mut KmsOutcome) -> Result<Value, AlibabaError> {
         let headers = req.header_pairs();
-        let parts = RequestParts {
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            query: req.uri.query().unwrap_or(""),
-            headers: &headers,
-            body: &req.body,
-        };
+        let parts = req.signing_parts(&headers);
         // An unknown or revoked AccessKeyId fails as a wrong secret does
         // (SignatureDoesNotMatch), not with InvalidAccessKeyId.NotFound: that
         // code would tell anyone which ids exist (see docs/kms-alibaba.md).
@@ -886,13 +887,7 @@ impl AlibabaFace {
         note: &KeyNote,
     ) -> Result<Vec<u8>, AlibabaError> {
         let headers = req.header_pairs();
-        let parts = RequestParts {
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            query: req.uri.query().unwrap_or(""),
-            headers: &headers,
-            body: &req.body,
-        };
+        let parts = req.signing_parts(&headers);
         let who = instance::verify(&parts, |id| self.client_keys.lookup(id), now_secs())?;
         outcome.credential = Some(who.access_key_id.clone());
         outcome.action = who.action.name();
