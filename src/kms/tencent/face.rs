@@ -120,11 +120,38 @@ fn unauthorized() -> TencentError {
     )
 }
 
-/// Tencent's name of a usage. The two usages only the other faces create
-/// (`ENCRYPT_DECRYPT_AES_128`, `ASYMMETRIC_SIGN_VERIFY_RSA_4096`) show under
-/// their own names, in Tencent's naming pattern.
+/// Tencent's `KeyUsage` name of a store usage. The usages only the other
+/// faces create (AES-128, RSA-3072, RSA-4096) show in Tencent's naming
+/// pattern.
 fn usage_str(u: KeyUsage) -> &'static str {
-    u.as_str()
+    use wire::KeyUsage as W;
+    match u {
+        KeyUsage::EncryptDecrypt => W::EncryptDecrypt.as_str(),
+        KeyUsage::AsymmetricDecryptRsa2048 => W::AsymmetricDecryptRsa2048.as_str(),
+        KeyUsage::AsymmetricDecryptSm2 => W::AsymmetricDecryptSm2.as_str(),
+        KeyUsage::AsymmetricSignVerifySm2 => W::AsymmetricSignVerifySm2.as_str(),
+        KeyUsage::AsymmetricSignVerifyRsa2048 => W::AsymmetricSignVerifyRsa2048.as_str(),
+        KeyUsage::AsymmetricSignVerifyEcc => W::AsymmetricSignVerifyEcc.as_str(),
+        KeyUsage::AsymmetricSignVerifyEcdsa384 => W::AsymmetricSignVerifyEcdsa384.as_str(),
+        KeyUsage::EncryptDecryptAes128 => "ENCRYPT_DECRYPT_AES_128",
+        KeyUsage::AsymmetricDecryptRsa3072 => "ASYMMETRIC_DECRYPT_RSA_3072",
+        KeyUsage::AsymmetricSignVerifyRsa3072 => "ASYMMETRIC_SIGN_VERIFY_RSA_3072",
+        KeyUsage::AsymmetricSignVerifyRsa4096 => "ASYMMETRIC_SIGN_VERIFY_RSA_4096",
+    }
+}
+
+/// The store usage of a CreateKey `KeyUsage`.
+fn store_usage(u: wire::KeyUsage) -> KeyUsage {
+    use wire::KeyUsage as W;
+    match u {
+        W::EncryptDecrypt => KeyUsage::EncryptDecrypt,
+        W::AsymmetricDecryptRsa2048 => KeyUsage::AsymmetricDecryptRsa2048,
+        W::AsymmetricDecryptSm2 => KeyUsage::AsymmetricDecryptSm2,
+        W::AsymmetricSignVerifySm2 => KeyUsage::AsymmetricSignVerifySm2,
+        W::AsymmetricSignVerifyEcc => KeyUsage::AsymmetricSignVerifyEcc,
+        W::AsymmetricSignVerifyRsa2048 => KeyUsage::AsymmetricSignVerifyRsa2048,
+        W::AsymmetricSignVerifyEcdsa384 => KeyUsage::AsymmetricSignVerifyEcdsa384,
+    }
 }
 
 fn origin_str(o: KeyOrigin) -> &'static str {
@@ -436,6 +463,31 @@ impl Face for TencentFace {
         KmsReply {
             response: json_response(&body),
             outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usages_keep_the_names_stores_and_clients_know() {
+        // Tencent's names are the stored spelling (existing stores load)
+        for u in KeyUsage::ALL {
+            assert_eq!(usage_str(u), u.as_str(), "{u:?}");
+        }
+        use wire::KeyUsage as W;
+        for w in [
+            W::EncryptDecrypt,
+            W::AsymmetricDecryptRsa2048,
+            W::AsymmetricDecryptSm2,
+            W::AsymmetricSignVerifySm2,
+            W::AsymmetricSignVerifyEcc,
+            W::AsymmetricSignVerifyRsa2048,
+            W::AsymmetricSignVerifyEcdsa384,
+        ] {
+            assert_eq!(usage_str(store_usage(w)), w.as_str());
         }
     }
 }

@@ -73,7 +73,7 @@ fn signing_algorithm(usage: KeyUsage, name: &str) -> Result<SigningAlgorithm, Ke
                 .collect();
             KeyError::InvalidParameter(format!(
                 "Algorithm {name} is not one of this {} key's: {}",
-                usage.as_str(),
+                usage_str(usage),
                 names.join(", ")
             ))
         })
@@ -88,7 +88,7 @@ fn sign_input(message: &[u8], message_type: MessageType) -> SignInput<'_> {
 
 /// ListAlgorithms: what this KMS serves (SM2 is not listed).
 fn list_algorithms() -> Value {
-    let info = |usage: KeyUsage, algorithm: &str| json!({ "KeyUsage": usage.as_str(), "Algorithm": algorithm });
+    let info = |usage: KeyUsage, algorithm: &str| json!({ "KeyUsage": usage_str(usage), "Algorithm": algorithm });
     let signing: Vec<Value> = SIGNING_ALGORITHMS
         .iter()
         .filter(|(u, n, _)| {

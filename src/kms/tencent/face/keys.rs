@@ -72,9 +72,7 @@ impl TencentFace {
             .create(CreateKeyRequest {
                 alias: Some(c.alias),
                 description: c.description.unwrap_or_default(),
-                key_usage: c.key_usage.as_str().parse().map_err(|_| {
-                    TencentError::value(codes::INVALID_KEY_USAGE, "KeyUsage", "unknown key usage")
-                })?,
+                key_usage: store_usage(c.key_usage),
                 origin: if c.external {
                     KeyOrigin::External
                 } else {
@@ -164,7 +162,7 @@ impl TencentFace {
                 .is_none_or(|s| s.as_str() == m.key_state.as_str());
             let usage_ok = l
                 .key_usage
-                .is_none_or(|u| u.as_str() == m.key_usage.as_str());
+                .is_none_or(|u| u.as_str() == usage_str(m.key_usage));
             let origin_ok = match l.origin {
                 wire::OriginFilter::All => true,
                 wire::OriginFilter::TencentKms => m.origin == KeyOrigin::Kms,
