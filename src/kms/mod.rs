@@ -7,6 +7,17 @@
 //! Alibaba instance API, `/api/` paths for Infisical) and hands it to that
 //! face. Each face checks the caller, rate-limits, calls the shared
 //! [`KeyStore`](crate::keys::KeyStore), and answers in its own shape.
+//!
+//! Every face has one shape: a dialect is its signature check (`sign`), its
+//! wire parse (`wire`), a table of actions grouped by family, and its error
+//! encoding (`errors`). What they share exists once, here: who the caller
+//! is and which keys it may use ([`access`]), the replay cache ([`replay`]),
+//! query and form decoding ([`form`]), the canonical EncryptionContext
+//! ([`context`]), the signing primitives ([`signing`]), the limiter's quota
+//! table ([`crate::ratelimit::QuotaTable`]) and the accept loop
+//! ([`crate::listen`]). A face answers with a [`KmsReply`]: its response and
+//! a typed [`KmsOutcome`] that the audit log and the metrics record without
+//! reading the request or the response again.
 
 /// A closed set of wire strings as an enum with `as_str` and `parse`; the
 /// faces' parameter types (key specs, usages, states, algorithms) use it.

@@ -5,7 +5,7 @@
 //! One request: signature check ([`sign::verify`] with the store's
 //! credentials and a replay cache, or [`instance::verify`] with the
 //! registered client keys) → per-caller quota of the action's class
-//! ([`wire::rate_limiter`]) → typed request ([`wire::parse_request`] /
+//! ([`wire::quota_table`]) → typed request ([`wire::parse_request`] /
 //! [`instance::parse_request`]) → key store → JSON or protobuf answer.
 //!
 //! Key versions: `Encrypt`, `GenerateDataKey*` and `ReEncrypt` seal under

@@ -309,7 +309,7 @@ pub fn quota_classes() -> Vec<(&'static str, u32)> {
         .collect()
 }
 
-/// `(action, class name)` for every action, for [`RateLimiter::with_class`].
+/// `(action, class name)` for every action, for [`quota_table`].
 pub fn action_classes() -> Vec<(&'static str, &'static str)> {
     Action::ALL
         .iter()
