@@ -10,36 +10,61 @@ pub struct MalformedForm;
 
 /// Decodes a query string or form body into its pairs, in order: `+` is a
 /// space (decoded first), then `%XX`. A pair without `=` has an empty value;
-/// empty pairs (`a=1&&b=2`) are skipped.
+/// empty pairs (`a=1&&b=2`) are skipped. A malformed escape or a result
+/// that is not UTF-8 refuses the whole input (what a signature covers must
+/// mean one thing).
 pub fn decode(s: &str) -> Result<Vec<(String, String)>, MalformedForm> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((decode_component(k)?, decode_component(v)?))
+    pairs(s)
+        .map(|(k, v)| Ok((component(k, false)?, component(v, false)?)))
+        .collect()
+}
+
+/// [`decode`] as Node's `querystring` reads a query (Infisical's server):
+/// a malformed escape stays as it was sent and bytes that are not UTF-8
+/// become U+FFFD, so nothing is refused.
+pub fn decode_lenient(s: &str) -> Vec<(String, String)> {
+    pairs(s)
+        .map(|(k, v)| {
+            let text = |c| component(c, true).unwrap_or_default();
+            (text(k), text(v))
         })
         .collect()
 }
 
-/// One name or value: `+` → space, `%XX` → its byte, the result UTF-8.
-fn decode_component(s: &str) -> Result<String, MalformedForm> {
+fn pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+/// One name or value: `+` → space, `%XX` → its byte. Strict: a bad escape
+/// or non-UTF-8 result is an error; lenient: kept, or replaced.
+fn component(s: &str, lenient: bool) -> Result<String, MalformedForm> {
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' => {
-                let hex = b.get(i + 1..i + 3).ok_or(MalformedForm)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| MalformedForm)?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| MalformedForm)?);
-                i += 2;
-            }
+            b'%' => match (hex(b.get(i + 1)), hex(b.get(i + 2))) {
+                (Some(h), Some(l)) => {
+                    // two hex digits: at most 0xff
+                    out.push(u8::try_from(h * 16 + l).map_err(|_| MalformedForm)?);
+                    i += 2;
+                }
+                _ if lenient => out.push(b'%'),
+                _ => return Err(MalformedForm),
+            },
             c => out.push(c),
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| MalformedForm)
+    if lenient {
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    } else {
+        String::from_utf8(out).map_err(|_| MalformedForm)
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +89,22 @@ mod tests {
         }
         // `+` is decoded before `%XX`: an escaped plus stays a plus
         assert_eq!(decode("a=%2B+").unwrap()[0].1, "+ ");
+        assert_eq!(decode("a=%+1"), Err(MalformedForm), "a sign is not a digit");
+    }
+
+    #[test]
+    fn lenient_decoding_keeps_what_it_cannot_read() {
+        let got = decode_lenient("p=a%201&s=+ab+&bad=%zz%4&x=%C3&&k");
+        let want = [
+            ("p", "a 1"),
+            ("s", " ab "),
+            ("bad", "%zz%4"),
+            ("x", "\u{fffd}"),
+            ("k", ""),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(k, v)| (k.to_string(), v.to_string())).to_vec()
+        );
     }
 }
