@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{make_client_key, sdk_node_dir, sdk_python, send, start_kms_fixture, KmsFixture};
+use common::{
+    make_client_key, sdk_node_dir, sdk_python, send, start_audited_kms_fixture, start_kms_fixture,
+    KmsFixture,
+};
 use sealgate::kms::alibaba::sign;
 use serde_json::Value;
 
@@ -1864,4 +1867,73 @@ async fn create_key_version_makes_a_new_primary_that_new_ciphertexts_name() {
     assert_eq!(d["Plaintext"], "old");
     let d = ok(&k, "AdvanceDecrypt", &[("CiphertextBlob", &a2_blob)]).await;
     assert_eq!(d["KeyVersionId"], v2.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_lines_name_the_credential_action_key_and_code() {
+    let k = start_audited_kms_fixture().await;
+    let key = create_key(&k).await;
+    let other = create_key(&k).await;
+    ok(
+        &k,
+        "CreateAlias",
+        &[("KeyId", &key), ("AliasName", "alias/audited")],
+    )
+    .await;
+    let blob = ok(
+        &k,
+        "Encrypt",
+        &[("KeyId", "alias/audited"), ("Plaintext", "audit me")],
+    )
+    .await["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&k, "Decrypt", &[("CiphertextBlob", &blob)]).await;
+    let (lim, lim_secret) = k.credential(Some(vec![key.clone()]));
+    let refused = call_as(&k, &lim, &lim_secret, "DisableKey", &[("KeyId", &other)]).await;
+    assert_error(&refused, 403, "Forbidden.RAM");
+    let forged = call_as(
+        &k,
+        &k.id,
+        "not-the-secret",
+        "DisableKey",
+        &[("KeyId", &key)],
+    )
+    .await;
+    assert_error(&forged, 400, "SignatureDoesNotMatch");
+    let id = k.id.clone();
+    let records = k.kms_audit_records().await;
+    let find = |action: &str, caller: Option<&str>| {
+        records
+            .iter()
+            .find(|r| r["action"] == action && r["caller"].as_str() == caller)
+            .unwrap_or_else(|| panic!("no {action} by {caller:?} in {records:#?}"))
+    };
+    // the alias resolved to its KeyId; Decrypt's key comes from the blob
+    for action in ["kms.alibaba.Encrypt", "kms.alibaba.Decrypt"] {
+        let r = find(action, Some(&id));
+        assert_eq!(
+            (&r["key_id"], &r["result"]),
+            (&Value::from(key.clone()), &Value::from("ok"))
+        );
+        assert!(r["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    assert!(
+        records
+            .iter()
+            .any(|r| r["action"] == "kms.alibaba.CreateKey" && r["key_id"] == other.as_str()),
+        "CreateKey names the key it made: {records:#?}"
+    );
+    let r = find("kms.alibaba.DisableKey", Some(&lim));
+    assert_eq!(
+        r["key_id"],
+        other.as_str(),
+        "the key asked for, though refused"
+    );
+    assert_eq!(r["result"], "Forbidden.RAM");
+    let r = find("kms.alibaba.unknown", None);
+    assert_eq!(r["result"], "SignatureDoesNotMatch");
+    let text = serde_json::to_string(&records).unwrap();
+    assert!(!text.contains("audit me") && !text.contains(&blob));
 }

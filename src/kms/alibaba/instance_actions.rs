@@ -22,9 +22,10 @@ use base64::Engine as _;
 use rand::rngs::OsRng;
 
 use super::advance::{self, Algorithm, BlobHeader, PaddingMode, SealParams};
+use super::errors::{advance_error, internal, invalid_ciphertext, key_error};
 use super::face::{
-    advance_error, internal, invalid_ciphertext, key_error, oaep_algorithm, oaep_encrypt,
-    signing_algorithm, spec_and_usage, version_id, AlibabaFace, Caller,
+    oaep_algorithm, oaep_encrypt, signing_algorithm, spec_and_usage, version_id, AlibabaFace,
+    Caller,
 };
 use super::instance::{
     self, as_bytes, as_i32, as_string, AdvanceDecryptResponse, AdvanceEncryptResponse,
@@ -35,6 +36,7 @@ use crate::keys::asymmetric::{self, AsymmetricSpec, PrivateKey, RsaPadding, Sign
 use crate::keys::blob::blob_cmk;
 use crate::keys::store::VersionChoice;
 use crate::keys::{KeyError, KeyMetadata};
+use crate::kms::KeyNote;
 use crate::secret::SecretBytes;
 
 /// Largest GenerateRandom `Length` and GenerateDataKey `NumberOfBytes`.
@@ -560,8 +562,9 @@ impl AlibabaFace {
         action: InstanceAction,
         body: &[u8],
         request_id: &str,
+        note: &KeyNote,
     ) -> Result<Vec<u8>, AlibabaError> {
-        let caller = Caller::ClientKey;
+        let caller = Caller::ClientKey(note);
         let rid = request_id;
         match parse(action, body)? {
             InstanceRequest::Advance(r) => self.instance_advance(caller, r, rid),

@@ -19,10 +19,12 @@
 //!   [`instance::verify`] → rate limit by [`wire::class_of`] →
 //!   [`wire::parse_request`] → key store → [`wire::success_body`] /
 //!   [`instance`] encoders);
+//! - [`errors`]: store errors as Alibaba codes and statuses, in one place;
 //! - [`client_keys`]: the instance API's registered client public keys.
 
 pub mod advance;
 pub mod client_keys;
+pub mod errors;
 pub mod face;
 pub mod instance;
 pub mod instance_actions;
