@@ -91,6 +91,15 @@ struct FileConfig {
     proxy: FileProxy,
     #[serde(default)]
     keys: FileKeys,
+    #[serde(default)]
+    store: FileStore,
+}
+
+/// `[store]`: where the key store lives when it is not the embedded one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    url: Option<String>,
 }
 
 /// `[kms.<dialect>]`.
@@ -383,6 +392,8 @@ pub struct Overrides {
     pub upstream_server_name: Option<String>,
     /// `--create-policy-keys[=BOOL]`: `[keys] create_policy_keys`
     pub create_policy_keys: Option<bool>,
+    /// `--store URL` (or `SEALGATE_STORE_URL`): `[store] url`
+    pub store_url: Option<String>,
 }
 
 /// The flags that stand for one listener's TLS table.
@@ -562,6 +573,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Root key file, if not the default `<data-dir>/root.key`.
     pub root_key_file: Option<PathBuf>,
+    /// `[store] url`: the PostgreSQL key store (`postgres://…`) the nodes of
+    /// a fleet share; `None` = the embedded store in `data_dir`.
+    pub store_url: Option<String>,
     /// KMS listener address, if the KMS faces are served.
     pub kms_listen: Option<SocketAddr>,
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`), if served.
@@ -631,6 +645,8 @@ pub struct StoreLocation {
     /// Root key file, if not the default (`SEALGATE_ROOT_KEY`, else
     /// `<data-dir>/root.key`).
     pub root_key_file: Option<PathBuf>,
+    /// The PostgreSQL store's URL, if the store is not the embedded one.
+    pub url: Option<String>,
 }
 
 /// The key store's location from the config file `path` (if any) and
@@ -642,12 +658,33 @@ pub fn store_location(
     overrides: &Overrides,
 ) -> Result<StoreLocation, ConfigError> {
     let file = read_and_parse(path)?;
-    Ok(store_location_of(&file, overrides))
+    let location = store_location_of(&file, overrides);
+    check_store_url(location.url.as_deref())?;
+    Ok(location)
+}
+
+/// A `store.url` must be a PostgreSQL URL; the error never repeats it (it
+/// may hold a password).
+fn check_store_url(url: Option<&str>) -> Result<(), ConfigError> {
+    match url {
+        None => Ok(()),
+        Some(u) => crate::keys::StoreUrl::parse(u)
+            .map(drop)
+            .map_err(|message| ConfigError::Invalid {
+                field: "store.url",
+                message,
+            }),
+    }
 }
 
 /// Flags win over the file; the file wins over the default.
 fn store_location_of(f: &FileConfig, o: &Overrides) -> StoreLocation {
     StoreLocation {
+        url: o
+            .store_url
+            .clone()
+            .or_else(|| f.store.url.clone())
+            .filter(|u| !u.is_empty()),
         data_dir: o
             .data_dir
             .clone()
@@ -706,6 +743,7 @@ fn kms_quotas(f: &FileConfig) -> Result<KmsQuotas, ConfigError> {
 fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
     let kms_quotas = kms_quotas(&f)?;
     let store = store_location_of(&f, o);
+    check_store_url(store.url.as_deref())?;
     let listen = addr(
         "listen",
         o.listen
@@ -941,6 +979,7 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             .or(f.policies)
             .unwrap_or_else(|| PathBuf::from("policies")),
         data_dir: store.data_dir,
+        store_url: store.url,
         root_key_file: store.root_key_file,
         kms_listen,
         admin_listen,

@@ -1,0 +1,712 @@
+//! The PostgreSQL backend of [`KeyStore`](super::KeyStore): what lets
+//! several sealgate nodes share one key store.
+//!
+//! Every node keeps the whole store in memory (the same [`State`] the
+//! embedded backend reads), so a warm request makes no database round trip.
+//! PostgreSQL holds the records — material sealed under the root key, never
+//! in clear — each row stamped with a `revision` from one sequence:
+//!
+//! - a **write** runs in one transaction that takes a store-wide
+//!   transaction-scoped advisory lock, pulls the rows changed since this
+//!   node's last revision, lets the caller re-plan against that fresh state,
+//!   writes the planned rows with new revisions, `NOTIFY`s and commits. The
+//!   lock makes writes (and so revisions) commit in order across the fleet:
+//!   two nodes creating one alias end with one key and an "alias exists"
+//!   error, two rotations with two versions;
+//! - a **listener** connection `LISTEN`s and pulls what changed since the
+//!   last revision into memory (bumping the epoch, so cached data keys drop),
+//!   and polls every [`POLL_INTERVAL`] in case a notification is lost;
+//! - a miss (a key or version this node has not seen) pulls once before it
+//!   answers "not found", coalesced across concurrent misses.
+//!
+//! The client is the synchronous `postgres` crate, run on threads of its own
+//! (one for requests, one for the listener): the store's API is synchronous
+//! and is called from inside the tokio runtime, where that crate's internal
+//! `block_on` must not run. Callers talk to the request thread over a
+//! channel and wait at most [`OP_TIMEOUT`]. Deleted keys stay as tombstone
+//! rows (no record, no material) so other nodes learn of the deletion.
+//!
+//! The schema is versioned (`sealgate_schema_version`) and migrated under an
+//! advisory lock by whichever node or command connects first. Not PURE:
+//! network I/O.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls, Transaction};
+
+use super::model::{CredentialRecord, KeyId, KeyRecord, Mutation};
+use super::store::Synced;
+
+/// How often the listener pulls even without a notification: the bound on
+/// propagation when a notification is lost.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest a caller waits for the database before the operation fails.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connect timeout when the URL sets none.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A miss pulls at most this often (concurrent misses share one pull).
+const CATCH_UP_EVERY: Duration = Duration::from_millis(100);
+/// The `NOTIFY` channel.
+const CHANNEL: &str = "sealgate";
+/// First half of every advisory lock key ("sg" in ASCII); the second half
+/// is `hashtext(current_schema())`, so stores in different schemas of one
+/// database do not wait for each other.
+const LOCK_CLASS: i32 = 0x7367;
+
+/// The schema, one migration per version, applied in order.
+const MIGRATIONS: &[&str] = &[
+    // 1: metadata (key-check value), keys, credentials, the revision sequence.
+    "CREATE SEQUENCE sealgate_revision;
+     CREATE TABLE sealgate_meta (
+         name  text PRIMARY KEY,
+         value bytea NOT NULL
+     );
+     CREATE TABLE sealgate_keys (
+         key_id   text PRIMARY KEY,
+         revision bigint NOT NULL,
+         alias    text UNIQUE,
+         record   jsonb
+     );
+     CREATE INDEX sealgate_keys_revision ON sealgate_keys (revision);
+     CREATE TABLE sealgate_credentials (
+         id       text PRIMARY KEY,
+         revision bigint NOT NULL,
+         record   jsonb NOT NULL
+     );
+     CREATE INDEX sealgate_credentials_revision ON sealgate_credentials (revision);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+const PULL: &str = "SELECT true, key_id, revision, record FROM sealgate_keys WHERE revision > $1
+     UNION ALL
+     SELECT false, id, revision, record FROM sealgate_credentials WHERE revision > $1
+     ORDER BY 3";
+
+/// One changed row as pulled.
+#[derive(Debug)]
+pub(crate) struct Row {
+    /// A key row (else a credential row).
+    is_key: bool,
+    /// KeyId or credential id.
+    id: String,
+    /// Its revision.
+    pub(crate) revision: i64,
+    /// The record; `None` for a deleted key.
+    record: Option<serde_json::Value>,
+}
+
+impl Row {
+    /// The write this row stands for.
+    pub(crate) fn mutation(self) -> Result<Mutation, String> {
+        if !self.is_key {
+            let rec = self
+                .record
+                .ok_or_else(|| format!("credential {} has no record", self.id))?;
+            let c: CredentialRecord = serde_json::from_value(rec)
+                .map_err(|e| format!("unreadable credential record {}: {e}", self.id))?;
+            return Ok(Mutation::PutCredential(c));
+        }
+        let id = KeyId::parse(&self.id).ok_or_else(|| format!("bad key id {:?}", self.id))?;
+        match self.record {
+            None => Ok(Mutation::DeleteKey(id)),
+            Some(v) => {
+                let rec: KeyRecord = serde_json::from_value(v)
+                    .map_err(|e| format!("unreadable key record {id}: {e}"))?;
+                super::model::check_record(&rec)?;
+                if rec.metadata.key_id != id {
+                    return Err(format!("key row {id} holds key {}", rec.metadata.key_id));
+                }
+                Ok(Mutation::PutKey(Box::new(rec)))
+            }
+        }
+    }
+}
+
+/// Rows changed since a revision, oldest first.
+pub(crate) type Pulled = Vec<Row>;
+
+/// What went wrong talking to PostgreSQL (messages never hold key bytes:
+/// records travel as statement parameters, never in SQL text).
+#[derive(Debug, Clone)]
+pub(crate) struct PgError(pub(crate) String);
+
+impl From<postgres::Error> for PgError {
+    fn from(e: postgres::Error) -> Self {
+        PgError(match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        })
+    }
+}
+
+/// A store URL parsed, with a form that is safe to print.
+#[derive(Clone)]
+pub struct StoreUrl {
+    config: postgres::Config,
+    shown: String,
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl StoreUrl {
+    /// Parses `postgres://USER@HOST:PORT/DB` (or `postgresql://`, with the
+    /// `postgres` crate's query parameters). The error never repeats the
+    /// URL, which may hold a password.
+    pub fn parse(url: &str) -> Result<StoreUrl, String> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err("must be a postgres://USER@HOST:PORT/DB URL".into());
+        }
+        let mut config =
+            postgres::Config::from_str(url).map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // a dead server or network fails a request instead of hanging it
+        config.tcp_user_timeout(OP_TIMEOUT);
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        config.application_name("sealgate");
+        let host = config
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                postgres::config::Host::Tcp(s) => s.clone(),
+                postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .unwrap_or_else(|| "localhost".into());
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let shown = format!(
+            "postgres://{}@{host}:{port}/{}",
+            config.get_user().unwrap_or(""),
+            config.get_dbname().unwrap_or("")
+        );
+        Ok(StoreUrl { config, shown })
+    }
+}
+
+/// A job for the request thread.
+type Job = Box<dyn FnOnce(&mut Link) + Send>;
+
+/// The request thread's connection, made (again) on demand.
+pub(crate) struct Link {
+    url: StoreUrl,
+    client: Option<Client>,
+    round_trips: Arc<AtomicU64>,
+}
+
+impl Link {
+    fn client(&mut self) -> Result<&mut Client, PgError> {
+        let c = match self.client.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => {
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                self.url.config.connect(NoTls)?
+            }
+        };
+        Ok(self.client.insert(c))
+    }
+
+    fn count(&self, n: u64) {
+        self.round_trips.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Counters of the PostgreSQL backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Statements (and connects) made for callers: writes, loads, catch-up
+    /// pulls after a miss. Warm reads add nothing.
+    pub round_trips: u64,
+    /// Pulls made by the listener (notifications and polls).
+    pub sync_pulls: u64,
+    /// Rows the listener and catch-ups applied from other writers.
+    pub rows_applied: u64,
+}
+
+/// The PostgreSQL side of a key store.
+pub(crate) struct PgBackend {
+    url: StoreUrl,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    stop: Arc<AtomicBool>,
+    round_trips: Arc<AtomicU64>,
+    sync_pulls: Arc<AtomicU64>,
+    rows_applied: Arc<AtomicU64>,
+    /// When the last catch-up pull finished; held while one runs.
+    catch_up: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for PgBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgBackend").field("url", &self.url).finish()
+    }
+}
+
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        // the listener sees it within one poll; the request thread ends
+        // when the job channel closes with this struct
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What `open` found in the database.
+pub(crate) struct Opened {
+    /// The key-check value, if the store was initialised.
+    pub(crate) key_check: Option<Vec<u8>>,
+}
+
+impl PgBackend {
+    /// Starts the request thread and migrates the schema. With `create`
+    /// false, a database holding no sealgate tables is refused untouched
+    /// (`Ok(None)`).
+    pub(crate) fn start(url: StoreUrl, create: bool) -> Result<Option<(Self, Opened)>, PgError> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let round_trips = Arc::new(AtomicU64::new(0));
+        let mut link = Link {
+            url: url.clone(),
+            client: None,
+            round_trips: round_trips.clone(),
+        };
+        std::thread::Builder::new()
+            .name("sealgate-pg".into())
+            .spawn(move || {
+                for job in rx {
+                    job(&mut link);
+                }
+            })
+            .map_err(|e| PgError(format!("cannot start the database thread: {e}")))?;
+        let backend = PgBackend {
+            url,
+            jobs: Mutex::new(tx),
+            stop: Arc::new(AtomicBool::new(false)),
+            round_trips,
+            sync_pulls: Arc::new(AtomicU64::new(0)),
+            rows_applied: Arc::new(AtomicU64::new(0)),
+            catch_up: Mutex::new(None),
+        };
+        let migrated = backend.run(move |link| {
+            let client = link.client()?;
+            link_migrate(client, create)
+        })?;
+        if !migrated {
+            return Ok(None);
+        }
+        let key_check = backend.run(|link| {
+            link.count(1);
+            let row = link.client()?.query_opt(
+                "SELECT value FROM sealgate_meta WHERE name = 'key_check'",
+                &[],
+            )?;
+            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        })?;
+        Ok(Some((backend, Opened { key_check })))
+    }
+
+    /// The URL, safe to print.
+    pub(crate) fn url(&self) -> &StoreUrl {
+        &self.url
+    }
+
+    /// Counters.
+    pub(crate) fn stats(&self) -> BackendStats {
+        BackendStats {
+            round_trips: self.round_trips.load(Ordering::Relaxed),
+            sync_pulls: self.sync_pulls.load(Ordering::Relaxed),
+            rows_applied: self.rows_applied.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `f` on the request thread and waits for its answer (at most
+    /// [`OP_TIMEOUT`]). A failed job drops a broken connection; the next
+    /// job connects again.
+    pub(crate) fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Link) -> Result<R, PgError> + Send + 'static,
+    ) -> Result<R, PgError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |link| {
+            let out = f(link);
+            if out.is_err() && link.client.as_ref().is_some_and(Client::is_closed) {
+                link.client = None;
+            }
+            let _ = reply.send(out);
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job)
+            .map_err(|_| PgError("the database thread has stopped".into()))?;
+        match answer.recv_timeout(OP_TIMEOUT) {
+            Ok(out) => out,
+            Err(_) => Err(PgError(format!(
+                "no answer from the database within {} s",
+                OP_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Stores the key-check value unless one is there; answers the one
+    /// that is there afterwards (another node may have won).
+    pub(crate) fn init_key_check(&self, check: Vec<u8>) -> Result<Vec<u8>, PgError> {
+        self.run(move |link| {
+            link.count(2);
+            let client = link.client()?;
+            client.execute(
+                "INSERT INTO sealgate_meta (name, value) VALUES ('key_check', $1)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&check],
+            )?;
+            let row = client.query_one(
+                "SELECT value FROM sealgate_meta WHERE name = 'key_check'",
+                &[],
+            )?;
+            Ok(row.get::<_, Vec<u8>>(0))
+        })
+    }
+
+    /// Every row changed since `since` (0: everything, tombstones included).
+    pub(crate) fn pull(&self, since: i64) -> Result<Pulled, PgError> {
+        self.run(move |link| {
+            link.count(1);
+            pull(link.client()?, since)
+        })
+    }
+
+    /// Pulls what changed since the last revision into `synced`, at most
+    /// once per [`CATCH_UP_EVERY`]; concurrent callers wait for one pull.
+    /// Answers whether anything new arrived.
+    pub(crate) fn catch_up(&self, synced: &Synced) -> bool {
+        let mut last = self.catch_up.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < CATCH_UP_EVERY) {
+            return false;
+        }
+        let since = synced.revision();
+        let out = match self.pull(since) {
+            Ok(rows) => {
+                let n = synced.apply_pulled(rows);
+                self.rows_applied.fetch_add(n as u64, Ordering::Relaxed);
+                n > 0
+            }
+            Err(e) => {
+                tracing::warn!(store = %self.url, error = %e.0, "key store catch-up pull failed");
+                false
+            }
+        };
+        *last = Some(Instant::now());
+        out
+    }
+
+    /// Opens a write: on the request thread, begins a transaction, takes the
+    /// store-wide lock and pulls what changed since `since`. The returned
+    /// session holds the transaction open until it commits or drops.
+    pub(crate) fn begin_write(&self, since: i64) -> Result<(WriteSession, Pulled), PgError> {
+        let (pulled_tx, pulled_rx) = mpsc::sync_channel::<Result<Pulled, PgError>>(1);
+        let (step_tx, step_rx) = mpsc::sync_channel::<Vec<Mutation>>(1);
+        let (done_tx, done_rx) = mpsc::sync_channel::<Result<i64, PgError>>(1);
+        let job: Job = Box::new(move |link| {
+            let out = write_job(link, since, &pulled_tx, &step_rx);
+            if out.is_err() && link.client.as_ref().is_some_and(Client::is_closed) {
+                link.client = None;
+            }
+            match out {
+                Ok(Some(rev)) => {
+                    let _ = done_tx.send(Ok(rev));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // whichever side is still waiting hears it
+                    let _ = pulled_tx.try_send(Err(e.clone()));
+                    let _ = done_tx.send(Err(e));
+                }
+            }
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job)
+            .map_err(|_| PgError("the database thread has stopped".into()))?;
+        let pulled = match pulled_rx.recv_timeout(OP_TIMEOUT) {
+            Ok(p) => p?,
+            Err(_) => {
+                return Err(PgError(format!(
+                    "no answer from the database within {} s",
+                    OP_TIMEOUT.as_secs()
+                )))
+            }
+        };
+        Ok((
+            WriteSession {
+                step: step_tx,
+                done: done_rx,
+            },
+            pulled,
+        ))
+    }
+
+    /// Starts the listener thread, which applies other nodes' changes to
+    /// `synced` until the backend drops.
+    pub(crate) fn start_listener(&self, synced: Weak<Synced>) -> Result<(), PgError> {
+        let url = self.url.clone();
+        let stop = self.stop.clone();
+        let pulls = self.sync_pulls.clone();
+        let applied = self.rows_applied.clone();
+        std::thread::Builder::new()
+            .name("sealgate-pg-listen".into())
+            .spawn(move || listen(url, synced, stop, pulls, applied))
+            .map(drop)
+            .map_err(|e| PgError(format!("cannot start the listener thread: {e}")))
+    }
+}
+
+/// An open write transaction holding the store-wide lock.
+pub(crate) struct WriteSession {
+    step: mpsc::SyncSender<Vec<Mutation>>,
+    done: mpsc::Receiver<Result<i64, PgError>>,
+}
+
+impl WriteSession {
+    /// Writes `mutations` (in order, each with a new revision), notifies the
+    /// other nodes and commits; answers the last revision written. Dropping
+    /// the session instead rolls back.
+    pub(crate) fn commit(self, mutations: Vec<Mutation>) -> Result<i64, PgError> {
+        self.step
+            .send(mutations)
+            .map_err(|_| PgError("the write transaction ended early".into()))?;
+        match self.done.recv_timeout(OP_TIMEOUT) {
+            Ok(out) => out,
+            Err(_) => Err(PgError(format!(
+                "the database did not confirm the commit within {} s; \
+                 whether it committed is learnt from the next pull",
+                OP_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
+/// The request thread's half of a write. `Ok(None)`: the caller abandoned
+/// it (rolled back).
+fn write_job(
+    link: &mut Link,
+    since: i64,
+    pulled_tx: &mpsc::SyncSender<Result<Pulled, PgError>>,
+    step_rx: &mpsc::Receiver<Vec<Mutation>>,
+) -> Result<Option<i64>, PgError> {
+    link.count(3);
+    let client = link.client()?;
+    let mut tx = client.transaction()?;
+    lock_store(&mut tx)?;
+    let rows = pull_tx(&mut tx, since)?;
+    if pulled_tx.send(Ok(rows)).is_err() {
+        return Ok(None);
+    }
+    // the caller plans against what it pulled; a dropped session rolls back
+    let Ok(mutations) = step_rx.recv() else {
+        return Ok(None);
+    };
+    let mut last = since;
+    for m in &mutations {
+        last = write_one(&mut tx, m)?;
+    }
+    tx.execute("SELECT pg_notify($1, current_schema())", &[&CHANNEL])?;
+    tx.commit()?;
+    link.count(mutations.len() as u64 + 2);
+    Ok(Some(last))
+}
+
+/// Writes one mutation with a fresh revision; answers the revision.
+fn write_one(tx: &mut Transaction<'_>, m: &Mutation) -> Result<i64, PgError> {
+    let json = |v: Result<serde_json::Value, serde_json::Error>| {
+        v.map_err(|e| PgError(format!("record does not encode: {e}")))
+    };
+    let row = match m {
+        Mutation::PutKey(rec) => {
+            let record = json(serde_json::to_value(rec.as_ref()))?;
+            tx.query_one(
+                "INSERT INTO sealgate_keys (key_id, revision, alias, record)
+                 VALUES ($1, nextval('sealgate_revision'), $2, $3)
+                 ON CONFLICT (key_id) DO UPDATE
+                 SET revision = EXCLUDED.revision, alias = EXCLUDED.alias, record = EXCLUDED.record
+                 RETURNING revision",
+                &[
+                    &rec.metadata.key_id.to_string(),
+                    &rec.metadata.alias,
+                    &record,
+                ],
+            )?
+        }
+        Mutation::DeleteKey(id) => tx.query_one(
+            "UPDATE sealgate_keys
+             SET revision = nextval('sealgate_revision'), alias = NULL, record = NULL
+             WHERE key_id = $1 RETURNING revision",
+            &[&id.to_string()],
+        )?,
+        Mutation::PutCredential(c) => {
+            let record = json(serde_json::to_value(c))?;
+            tx.query_one(
+                "INSERT INTO sealgate_credentials (id, revision, record)
+                 VALUES ($1, nextval('sealgate_revision'), $2)
+                 ON CONFLICT (id) DO UPDATE
+                 SET revision = EXCLUDED.revision, record = EXCLUDED.record
+                 RETURNING revision",
+                &[&c.id, &record],
+            )?
+        }
+    };
+    Ok(row.get(0))
+}
+
+/// Takes the store-wide transaction-scoped advisory lock.
+fn lock_store(tx: &mut Transaction<'_>) -> Result<(), PgError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+        &[&LOCK_CLASS],
+    )?;
+    Ok(())
+}
+
+fn pull(client: &mut Client, since: i64) -> Result<Pulled, PgError> {
+    let rows = client.query(PULL, &[&since])?;
+    Ok(rows.into_iter().map(row_of).collect())
+}
+
+fn pull_tx(tx: &mut Transaction<'_>, since: i64) -> Result<Pulled, PgError> {
+    let rows = tx.query(PULL, &[&since])?;
+    Ok(rows.into_iter().map(row_of).collect())
+}
+
+fn row_of(r: postgres::Row) -> Row {
+    Row {
+        is_key: r.get(0),
+        id: r.get(1),
+        revision: r.get(2),
+        record: r.get(3),
+    }
+}
+
+/// Creates or upgrades the schema under the advisory lock; idempotent and
+/// safe when several nodes start at once. With `create` false, a database
+/// without the tables is left untouched (`Ok(false)`).
+fn link_migrate(client: &mut Client, create: bool) -> Result<bool, PgError> {
+    let schema: Option<String> = client.query_one("SELECT current_schema()", &[])?.get(0);
+    if schema.is_none() {
+        return Err(PgError(
+            "the search_path names no existing schema to hold the key store's tables".into(),
+        ));
+    }
+    let mut tx = client.transaction()?;
+    lock_store(&mut tx)?;
+    let exists: bool = tx
+        .query_one(
+            "SELECT to_regclass('sealgate_schema_version') IS NOT NULL",
+            &[],
+        )?
+        .get(0);
+    if !exists && !create {
+        return Ok(false);
+    }
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS sealgate_schema_version (
+             version    integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM sealgate_schema_version",
+            &[],
+        )?
+        .get(0);
+    if current > SCHEMA_VERSION {
+        return Err(PgError(format!(
+            "the database's key store schema is version {current}, newer than this build \
+             knows ({SCHEMA_VERSION}); upgrade sealgate"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i32 + 1;
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO sealgate_schema_version (version) VALUES ($1)",
+            &[&version],
+        )?;
+        tracing::info!(version, "key store schema migrated");
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+/// The listener: connect, `LISTEN`, then pull after each notification and
+/// at least every [`POLL_INTERVAL`]; reconnect after a failure.
+fn listen(
+    url: StoreUrl,
+    synced: Weak<Synced>,
+    stop: Arc<AtomicBool>,
+    pulls: Arc<AtomicU64>,
+    applied: Arc<AtomicU64>,
+) {
+    let mut client: Option<Client> = None;
+    let mut down_logged = false;
+    while !stop.load(Ordering::SeqCst) {
+        let Some(shared) = synced.upgrade() else {
+            return;
+        };
+        let c = match client.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => match url.config.connect(NoTls).and_then(|mut c| {
+                c.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+                Ok(c)
+            }) {
+                Ok(c) => {
+                    if down_logged {
+                        tracing::info!(store = %url, "key store listener reconnected");
+                        down_logged = false;
+                    }
+                    c
+                }
+                Err(e) => {
+                    if !down_logged {
+                        tracing::warn!(store = %url, error = %PgError::from(e).0,
+                            "key store listener cannot reach the database; retrying");
+                        down_logged = true;
+                    }
+                    drop(shared);
+                    std::thread::sleep(POLL_INTERVAL);
+                    continue;
+                }
+            },
+        };
+        let client = client.insert(c);
+        pulls.fetch_add(1, Ordering::Relaxed);
+        match pull(client, shared.revision()) {
+            Ok(rows) => {
+                let n = shared.apply_pulled(rows);
+                applied.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(store = %url, error = %e.0, "key store listener pull failed");
+            }
+        }
+        drop(shared);
+        // wait for a notification (or the poll interval), then drain the rest
+        let mut notes = client.notifications();
+        let _ = notes.timeout_iter(POLL_INTERVAL).next();
+        while let Ok(Some(_)) = notes.iter().next() {}
+    }
+}
