@@ -49,8 +49,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connect timeout when the URL sets none.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// A miss pulls at most this often (concurrent misses share one pull).
-const CATCH_UP_EVERY: Duration = Duration::from_millis(100);
 /// The `NOTIFY` channel.
 const CHANNEL: &str = "sealgate";
 /// First half of every advisory lock key ("sg" in ASCII); the second half
@@ -248,7 +246,7 @@ pub(crate) struct PgBackend {
     round_trips: Arc<AtomicU64>,
     sync_pulls: Arc<AtomicU64>,
     rows_applied: Arc<AtomicU64>,
-    /// When the last catch-up pull finished; held while one runs.
+    /// When the last catch-up pull started; held while one runs.
     catch_up: Mutex<Option<Instant>>,
 }
 
@@ -389,28 +387,26 @@ impl PgBackend {
         })
     }
 
-    /// Pulls what changed since the last revision into `synced`, at most
-    /// once per [`CATCH_UP_EVERY`]; concurrent callers wait for one pull.
-    /// Answers whether anything new arrived.
-    pub(crate) fn catch_up(&self, synced: &Synced) -> bool {
+    /// Pulls what changed since the last revision into `synced`, after a
+    /// read that missed at `missed_at`. Concurrent misses coalesce: a pull
+    /// that started after the miss already answers it, so each miss costs
+    /// at most one round trip and one pull runs at a time.
+    pub(crate) fn catch_up(&self, synced: &Synced, missed_at: Instant) {
         let mut last = self.catch_up.lock().unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|t| t.elapsed() < CATCH_UP_EVERY) {
-            return false;
+        if last.is_some_and(|started| started >= missed_at) {
+            return;
         }
-        let since = synced.revision();
-        let out = match self.pull(since) {
+        let started = Instant::now();
+        match self.pull(synced.revision()) {
             Ok(rows) => {
                 let n = synced.apply_pulled(rows);
                 self.rows_applied.fetch_add(n as u64, Ordering::Relaxed);
-                n > 0
             }
             Err(e) => {
                 tracing::warn!(store = %self.url, error = %e.0, "key store catch-up pull failed");
-                false
             }
-        };
-        *last = Some(Instant::now());
-        out
+        }
+        *last = Some(started);
     }
 
     /// Opens a write: on the request thread, begins a transaction, takes the

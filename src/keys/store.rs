@@ -905,10 +905,11 @@ impl KeyStore {
     /// misses) and reads again: a key created or rotated on another node a
     /// moment ago is found without waiting for the listener.
     fn fresh<R>(&self, read: impl Fn() -> Result<R, KeyError>) -> Result<R, KeyError> {
+        let missed_at = std::time::Instant::now();
         let out = read();
         match (&out, &self.pg) {
             (Err(KeyError::CmkNotFound | KeyError::VersionNotFound), Some(pg)) => {
-                pg.catch_up(&self.synced);
+                pg.catch_up(&self.synced, missed_at);
                 read()
             }
             _ => out,
@@ -1082,23 +1083,45 @@ impl KeyStore {
         }
     }
 
-    fn metadata_of(&self, outcome: Outcome) -> Result<KeyMetadata, KeyError> {
-        match outcome {
-            Outcome::Key(id) => self
-                .read()
-                .key(&id)
-                .map(|r| r.metadata.clone())
-                .ok_or(KeyError::CmkNotFound),
-            _ => Err(KeyError::Store("unexpected outcome".into())),
-        }
+    /// Plans and commits one change about a key; answers the key's
+    /// metadata as this change wrote it (not a later change another node
+    /// made meanwhile, which memory may already show).
+    fn apply_key(&self, change: Change, now: u64) -> Result<KeyMetadata, KeyError> {
+        let limits = Limits {
+            max_keys: self.options.max_keys,
+        };
+        self.write(|st| {
+            let plan = st.plan(
+                change,
+                now,
+                limits,
+                &mut StoreSource {
+                    sealer: &self.sealer,
+                },
+            )?;
+            let Outcome::Key(id) = plan.outcome else {
+                return Err(KeyError::Store("unexpected outcome".into()));
+            };
+            let written = plan.mutations.iter().rev().find_map(|m| match m {
+                Mutation::PutKey(r) if r.metadata.key_id == id => Some(r.metadata.clone()),
+                _ => None,
+            });
+            let meta = match written {
+                Some(m) => m,
+                None => st
+                    .key(&id)
+                    .map(|r| r.metadata.clone())
+                    .ok_or(KeyError::CmkNotFound)?,
+            };
+            Ok((plan.mutations, meta))
+        })
     }
 
     /// Applies one command; returns the key's metadata after the change,
     /// once it is durable.
     pub fn execute(&self, cmd: KeyCommand) -> Result<KeyMetadata, KeyError> {
         let label = command_name(&cmd);
-        let outcome = self.apply(Change::Command(cmd), self.now())?;
-        let meta = self.metadata_of(outcome)?;
+        let meta = self.apply_key(Change::Command(cmd), self.now())?;
         tracing::info!(key_id = %meta.key_id, command = label, state = %meta.key_state, "key changed");
         Ok(meta)
     }
@@ -1235,12 +1258,12 @@ impl KeyStore {
     ) -> Result<KeyMetadata, KeyError> {
         let material = CmkMaterial::from_slice(material.expose())
             .ok_or_else(|| KeyError::InvalidParameter("key material must be 32 bytes".into()))?;
-        let key_id = self.read().resolve(key)?.metadata.key_id;
+        let key_id = self.resolve(key)?;
         let sealed = self
             .sealer
             .seal_material(key_id.as_bytes(), 1, material.expose())
             .map_err(|_| KeyError::Store("sealing failed".into()))?;
-        let outcome = self.apply(
+        let meta = self.apply_key(
             Change::ImportMaterial {
                 key: key_id,
                 sealed,
@@ -1248,7 +1271,7 @@ impl KeyStore {
             self.now(),
         )?;
         tracing::info!(key_id = %key_id, "key material imported");
-        self.metadata_of(outcome)
+        Ok(meta)
     }
 
     /// Rotates every enabled key whose automatic rotation is due at `now`;
