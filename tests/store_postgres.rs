@@ -476,6 +476,22 @@ fn a_change_on_one_node_reaches_the_other_node_and_its_cache() {
 }
 
 #[test]
+fn a_change_without_a_notification_arrives_by_the_poll() {
+    let Some(db) = Scratch::new() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let b = db.open(tmp.path());
+    b.create(aliased("quiet")).unwrap();
+    // a write that sends no NOTIFY, as if the notification were lost
+    let sql = "UPDATE sealgate_keys SET revision = nextval('sealgate_revision'), \
+               record = jsonb_set(record, '{Metadata,Description}', '\"set by hand\"')";
+    with_client(&db.url(), move |c| c.execute(sql, &[]).unwrap()).unwrap();
+    let lag = wait_until("the poll to bring the change", || {
+        b.list(0, 1).keys[0].description == "set by hand"
+    });
+    println!("un-notified change applied by the poll after {lag:?}");
+}
+
+#[test]
 fn a_miss_pulls_once_so_a_fresh_version_opens_on_the_other_node_at_once() {
     let Some(db) = Scratch::new() else { return };
     let tmp = tempfile::tempdir().unwrap();

@@ -51,6 +51,19 @@ pub fn open_for_config(c: &crate::config::Config) -> Result<KeyStore, StoreError
         ..Default::default()
     };
     if let Some(url) = &c.store_url {
+        // per-node files only (the admin socket, the default root key file)
+        if !c.data_dir.exists() {
+            let io = |source| StoreError::Io {
+                path: c.data_dir.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&c.data_dir).map_err(io)?;
+            std::fs::set_permissions(
+                &c.data_dir,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .map_err(io)?;
+        }
         let store = KeyStore::open_postgres(url, &c.data_dir, root.clone(), options)?;
         if let Some(path) = root.file_in_data_dir(&c.data_dir) {
             root::warn_in_data_dir(&path);

@@ -660,7 +660,8 @@ impl KeyStore {
             message,
         };
         let data_dir = data_dir.to_path_buf();
-        if create && !data_dir.exists() {
+        // the data directory is made only to hold a new root key file
+        if create && !data_dir.exists() && root.file_in_data_dir(&data_dir).is_some() {
             let io = |source| StoreError::Io {
                 path: data_dir.clone(),
                 source,
