@@ -139,7 +139,11 @@ impl From<postgres::Error> for PgError {
     fn from(e: postgres::Error) -> Self {
         PgError(match e.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
+            // the cause (connection refused, timed out) is in the source
+            None => match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            },
         })
     }
 }
