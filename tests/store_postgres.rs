@@ -463,6 +463,18 @@ fn a_change_on_one_node_reaches_the_other_node_and_its_cache() {
     changed("purge");
     assert!(b.list(0, 10).keys.iter().all(|m| m.key_id != other.key_id));
 
+    // B counted what it applied, and measured the lag itself
+    let stats = b.backend_stats().unwrap();
+    assert!(stats.rows_applied >= 9, "{stats:?}");
+    assert!(stats.sync_pulls > 0, "{stats:?}");
+    assert!(
+        stats.max_lag > Duration::ZERO && stats.max_lag >= stats.last_lag,
+        "{stats:?}"
+    );
+    println!(
+        "propagation lag measured by node B (database clock): last {:?}, max {:?}",
+        stats.last_lag, stats.max_lag
+    );
     let worst = lags.iter().map(|(_, d)| *d).max().unwrap();
     let shown: Vec<String> = lags
         .iter()

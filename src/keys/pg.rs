@@ -68,13 +68,15 @@ const MIGRATIONS: &[&str] = &[
          key_id   text PRIMARY KEY,
          revision bigint NOT NULL,
          alias    text UNIQUE,
-         record   jsonb
+         record   jsonb,
+         changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
      );
      CREATE INDEX sealgate_keys_revision ON sealgate_keys (revision);
      CREATE TABLE sealgate_credentials (
          id       text PRIMARY KEY,
          revision bigint NOT NULL,
-         record   jsonb NOT NULL
+         record   jsonb NOT NULL,
+         changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
      );
      CREATE INDEX sealgate_credentials_revision ON sealgate_credentials (revision);",
 ];
@@ -82,9 +84,15 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
-const PULL: &str = "SELECT true, key_id, revision, record FROM sealgate_keys WHERE revision > $1
+/// Rows changed since a revision, with how long ago each changed by the
+/// database's own clock (so the lag needs no clock agreement between nodes).
+const PULL: &str = "SELECT true, key_id, revision, record,
+            extract(epoch FROM clock_timestamp() - changed_at)::float8
+     FROM sealgate_keys WHERE revision > $1
      UNION ALL
-     SELECT false, id, revision, record FROM sealgate_credentials WHERE revision > $1
+     SELECT false, id, revision, record,
+            extract(epoch FROM clock_timestamp() - changed_at)::float8
+     FROM sealgate_credentials WHERE revision > $1
      ORDER BY 3";
 
 /// One changed row as pulled.
@@ -98,6 +106,8 @@ pub(crate) struct Row {
     pub(crate) revision: i64,
     /// The record; `None` for a deleted key.
     record: Option<serde_json::Value>,
+    /// Seconds since it changed, at the pull (database clock).
+    age: f64,
 }
 
 impl Row {
@@ -210,7 +220,7 @@ type Job = Box<dyn FnOnce(&mut Link) + Send>;
 pub(crate) struct Link {
     url: StoreUrl,
     client: Option<Client>,
-    round_trips: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 impl Link {
@@ -218,7 +228,7 @@ impl Link {
         let c = match self.client.take() {
             Some(c) if !c.is_closed() => c,
             _ => {
-                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                self.count(1);
                 self.url.config.connect(NoTls)?
             }
         };
@@ -226,7 +236,7 @@ impl Link {
     }
 
     fn count(&self, n: u64) {
-        self.round_trips.fetch_add(n, Ordering::Relaxed);
+        self.counters.round_trips.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -240,6 +250,47 @@ pub struct BackendStats {
     pub sync_pulls: u64,
     /// Rows the listener and catch-ups applied from other writers.
     pub rows_applied: u64,
+    /// Time callers spent waiting for the database.
+    pub wait: Duration,
+    /// From commit (elsewhere) to applied here, for the oldest change the
+    /// last pull that brought any brought (the database's clock).
+    pub last_lag: Duration,
+    /// The largest such lag since the store opened.
+    pub max_lag: Duration,
+}
+
+/// The counters, shared with the threads.
+#[derive(Debug, Default)]
+struct Counters {
+    round_trips: AtomicU64,
+    sync_pulls: AtomicU64,
+    rows_applied: AtomicU64,
+    wait_micros: AtomicU64,
+    last_lag_micros: AtomicU64,
+    max_lag_micros: AtomicU64,
+}
+
+impl Counters {
+    fn waited(&self, since: Instant) {
+        let us = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.wait_micros.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Applies pulled rows that are new since `since`, recording their lag.
+    fn apply(&self, synced: &Synced, rows: Pulled, since: i64) {
+        let lag = rows
+            .iter()
+            .filter(|r| r.revision > since)
+            .map(|r| r.age)
+            .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
+        let n = synced.apply_pulled(rows);
+        self.rows_applied.fetch_add(n as u64, Ordering::Relaxed);
+        if let (Some(age), true) = (lag, n > 0) {
+            let us = (age.max(0.0) * 1e6) as u64;
+            self.last_lag_micros.store(us, Ordering::Relaxed);
+            self.max_lag_micros.fetch_max(us, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The PostgreSQL side of a key store.
@@ -247,9 +298,7 @@ pub(crate) struct PgBackend {
     url: StoreUrl,
     jobs: Mutex<mpsc::Sender<Job>>,
     stop: Arc<AtomicBool>,
-    round_trips: Arc<AtomicU64>,
-    sync_pulls: Arc<AtomicU64>,
-    rows_applied: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     /// When the last catch-up pull started; held while one runs.
     catch_up: Mutex<Option<Instant>>,
 }
@@ -280,11 +329,11 @@ impl PgBackend {
     /// (`Ok(None)`).
     pub(crate) fn start(url: StoreUrl, create: bool) -> Result<Option<(Self, Opened)>, PgError> {
         let (tx, rx) = mpsc::channel::<Job>();
-        let round_trips = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(Counters::default());
         let mut link = Link {
             url: url.clone(),
             client: None,
-            round_trips: round_trips.clone(),
+            counters: counters.clone(),
         };
         std::thread::Builder::new()
             .name("sealgate-pg".into())
@@ -298,9 +347,7 @@ impl PgBackend {
             url,
             jobs: Mutex::new(tx),
             stop: Arc::new(AtomicBool::new(false)),
-            round_trips,
-            sync_pulls: Arc::new(AtomicU64::new(0)),
-            rows_applied: Arc::new(AtomicU64::new(0)),
+            counters,
             catch_up: Mutex::new(None),
         };
         let migrated = backend.run(move |link| {
@@ -328,10 +375,15 @@ impl PgBackend {
 
     /// Counters.
     pub(crate) fn stats(&self) -> BackendStats {
+        let c = &self.counters;
+        let micros = |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
         BackendStats {
-            round_trips: self.round_trips.load(Ordering::Relaxed),
-            sync_pulls: self.sync_pulls.load(Ordering::Relaxed),
-            rows_applied: self.rows_applied.load(Ordering::Relaxed),
+            round_trips: c.round_trips.load(Ordering::Relaxed),
+            sync_pulls: c.sync_pulls.load(Ordering::Relaxed),
+            rows_applied: c.rows_applied.load(Ordering::Relaxed),
+            wait: micros(&c.wait_micros),
+            last_lag: micros(&c.last_lag_micros),
+            max_lag: micros(&c.max_lag_micros),
         }
     }
 
@@ -355,7 +407,10 @@ impl PgBackend {
             .unwrap_or_else(PoisonError::into_inner)
             .send(job)
             .map_err(|_| PgError("the database thread has stopped".into()))?;
-        match answer.recv_timeout(OP_TIMEOUT) {
+        let start = Instant::now();
+        let answer = answer.recv_timeout(OP_TIMEOUT);
+        self.counters.waited(start);
+        match answer {
             Ok(out) => out,
             Err(_) => Err(PgError(format!(
                 "no answer from the database within {} s",
@@ -401,11 +456,9 @@ impl PgBackend {
             return;
         }
         let started = Instant::now();
-        match self.pull(synced.revision()) {
-            Ok(rows) => {
-                let n = synced.apply_pulled(rows);
-                self.rows_applied.fetch_add(n as u64, Ordering::Relaxed);
-            }
+        let since = synced.revision();
+        match self.pull(since) {
+            Ok(rows) => self.counters.apply(synced, rows, since),
             Err(e) => {
                 tracing::warn!(store = %self.url, error = %e.0, "key store catch-up pull failed");
             }
@@ -442,7 +495,10 @@ impl PgBackend {
             .unwrap_or_else(PoisonError::into_inner)
             .send(job)
             .map_err(|_| PgError("the database thread has stopped".into()))?;
-        let pulled = match pulled_rx.recv_timeout(OP_TIMEOUT) {
+        let start = Instant::now();
+        let pulled = pulled_rx.recv_timeout(OP_TIMEOUT);
+        self.counters.waited(start);
+        let pulled = match pulled {
             Ok(p) => p?,
             Err(_) => {
                 return Err(PgError(format!(
@@ -455,6 +511,7 @@ impl PgBackend {
             WriteSession {
                 step: step_tx,
                 done: done_rx,
+                counters: self.counters.clone(),
             },
             pulled,
         ))
@@ -465,11 +522,10 @@ impl PgBackend {
     pub(crate) fn start_listener(&self, synced: Weak<Synced>) -> Result<(), PgError> {
         let url = self.url.clone();
         let stop = self.stop.clone();
-        let pulls = self.sync_pulls.clone();
-        let applied = self.rows_applied.clone();
+        let counters = self.counters.clone();
         std::thread::Builder::new()
             .name("sealgate-pg-listen".into())
-            .spawn(move || listen(url, synced, stop, pulls, applied))
+            .spawn(move || listen(url, synced, stop, counters))
             .map(drop)
             .map_err(|e| PgError(format!("cannot start the listener thread: {e}")))
     }
@@ -479,6 +535,7 @@ impl PgBackend {
 pub(crate) struct WriteSession {
     step: mpsc::SyncSender<Vec<Mutation>>,
     done: mpsc::Receiver<Result<i64, PgError>>,
+    counters: Arc<Counters>,
 }
 
 impl WriteSession {
@@ -489,7 +546,10 @@ impl WriteSession {
         self.step
             .send(mutations)
             .map_err(|_| PgError("the write transaction ended early".into()))?;
-        match self.done.recv_timeout(OP_TIMEOUT) {
+        let start = Instant::now();
+        let done = self.done.recv_timeout(OP_TIMEOUT);
+        self.counters.waited(start);
+        match done {
             Ok(out) => out,
             Err(_) => Err(PgError(format!(
                 "the database did not confirm the commit within {} s; \
@@ -542,7 +602,8 @@ fn write_one(tx: &mut Transaction<'_>, m: &Mutation) -> Result<i64, PgError> {
                 "INSERT INTO sealgate_keys (key_id, revision, alias, record)
                  VALUES ($1, nextval('sealgate_revision'), $2, $3)
                  ON CONFLICT (key_id) DO UPDATE
-                 SET revision = EXCLUDED.revision, alias = EXCLUDED.alias, record = EXCLUDED.record
+                 SET revision = EXCLUDED.revision, alias = EXCLUDED.alias,
+                     record = EXCLUDED.record, changed_at = clock_timestamp()
                  RETURNING revision",
                 &[
                     &rec.metadata.key_id.to_string(),
@@ -553,7 +614,8 @@ fn write_one(tx: &mut Transaction<'_>, m: &Mutation) -> Result<i64, PgError> {
         }
         Mutation::DeleteKey(id) => tx.query_one(
             "UPDATE sealgate_keys
-             SET revision = nextval('sealgate_revision'), alias = NULL, record = NULL
+             SET revision = nextval('sealgate_revision'), alias = NULL, record = NULL,
+                 changed_at = clock_timestamp()
              WHERE key_id = $1 RETURNING revision",
             &[&id.to_string()],
         )?,
@@ -563,7 +625,8 @@ fn write_one(tx: &mut Transaction<'_>, m: &Mutation) -> Result<i64, PgError> {
                 "INSERT INTO sealgate_credentials (id, revision, record)
                  VALUES ($1, nextval('sealgate_revision'), $2)
                  ON CONFLICT (id) DO UPDATE
-                 SET revision = EXCLUDED.revision, record = EXCLUDED.record
+                 SET revision = EXCLUDED.revision, record = EXCLUDED.record,
+                     changed_at = clock_timestamp()
                  RETURNING revision",
                 &[&c.id, &record],
             )?
@@ -597,6 +660,7 @@ fn row_of(r: postgres::Row) -> Row {
         id: r.get(1),
         revision: r.get(2),
         record: r.get(3),
+        age: r.get(4),
     }
 }
 
@@ -654,14 +718,11 @@ fn link_migrate(client: &mut Client, create: bool) -> Result<bool, PgError> {
 
 /// The listener: connect, `LISTEN`, then pull after each notification and
 /// at least every [`POLL_INTERVAL`]; reconnect after a failure.
-fn listen(
-    url: StoreUrl,
-    synced: Weak<Synced>,
-    stop: Arc<AtomicBool>,
-    pulls: Arc<AtomicU64>,
-    applied: Arc<AtomicU64>,
-) {
+fn listen(url: StoreUrl, synced: Weak<Synced>, stop: Arc<AtomicBool>, counters: Arc<Counters>) {
     let mut client: Option<Client> = None;
+    // notifications carry the writer's schema: another store sharing the
+    // database does not wake this one
+    let mut schema = String::new();
     let mut down_logged = false;
     while !stop.load(Ordering::SeqCst) {
         let Some(shared) = synced.upgrade() else {
@@ -671,9 +732,11 @@ fn listen(
             Some(c) if !c.is_closed() => c,
             _ => match url.config.connect(NoTls).and_then(|mut c| {
                 c.batch_execute(&format!("LISTEN {CHANNEL}"))?;
-                Ok(c)
+                let s: Option<String> = c.query_one("SELECT current_schema()", &[])?.get(0);
+                Ok((c, s.unwrap_or_default()))
             }) {
-                Ok(c) => {
+                Ok((c, s)) => {
+                    schema = s;
                     if down_logged {
                         tracing::info!(store = %url, "key store listener reconnected");
                         down_logged = false;
@@ -693,20 +756,26 @@ fn listen(
             },
         };
         let client = client.insert(c);
-        pulls.fetch_add(1, Ordering::Relaxed);
-        match pull(client, shared.revision()) {
-            Ok(rows) => {
-                let n = shared.apply_pulled(rows);
-                applied.fetch_add(n as u64, Ordering::Relaxed);
-            }
+        counters.sync_pulls.fetch_add(1, Ordering::Relaxed);
+        let since = shared.revision();
+        match pull(client, since) {
+            Ok(rows) => counters.apply(&shared, rows, since),
             Err(e) => {
                 tracing::warn!(store = %url, error = %e.0, "key store listener pull failed");
             }
         }
         drop(shared);
-        // wait for a notification (or the poll interval), then drain the rest
+        // wait for a notification of this store (or the poll interval),
+        // then drain the rest
+        let deadline = Instant::now() + POLL_INTERVAL;
         let mut notes = client.notifications();
-        let _ = notes.timeout_iter(POLL_INTERVAL).next();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match notes.timeout_iter(left).next() {
+                Ok(Some(n)) if n.payload() != schema => continue,
+                _ => break,
+            }
+        }
         while let Ok(Some(_)) = notes.iter().next() {}
     }
 }
