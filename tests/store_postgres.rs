@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use sealgate::cli::credentials::{self as creds_cli, CredentialsCommand};
 use sealgate::cli::keys::{self as keys_cli, KeysCommand, StoreArgs};
 use sealgate::keys::*;
-use sealgate::secret::RootKey;
+use sealgate::secret::{RootKey, SecretBytes};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// How long a correctness check waits for propagation: generous, so a
@@ -270,13 +270,47 @@ fn exercise_semantics(store: KeyStore, clock: &ManualClock, reopen: &dyn Fn() ->
     assert!(store.rotate_due(t0 + 18 * DAY).unwrap().is_empty());
     assert_eq!(store.describe("orders").unwrap().primary_version, Some(3));
 
+    // EXTERNAL material, and an asymmetric key pair (which never rotates)
+    let ext = store
+        .create(CreateKeyRequest {
+            alias: Some("ext".into()),
+            origin: KeyOrigin::External,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(ext.key_state, KeyState::PendingImport);
+    assert_eq!(
+        store.encrypt("ext", b"x", b"").unwrap_err(),
+        KeyError::CmkPendingImport
+    );
+    let m = store
+        .import_key_material("ext", &SecretBytes::new(vec![9; 32]))
+        .unwrap();
+    assert_eq!(
+        (m.key_state, m.primary_version),
+        (KeyState::Enabled, Some(1))
+    );
+    let c_ext = store.encrypt("ext", b"external", b"").unwrap();
+    store
+        .create(CreateKeyRequest {
+            alias: Some("ec".into()),
+            key_usage: KeyUsage::AsymmetricSignVerifyEcc,
+            ..Default::default()
+        })
+        .unwrap();
+    let ec_pub = store
+        .with_private_key("ec", |_, k| k.public_key_der())
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.rotate("ec").unwrap_err(), KeyError::UsageMismatch);
+
     // everything is durable
     let keys = store.list(0, 100);
     let credentials = store.list_credentials();
     let report = store.verify().unwrap();
     assert_eq!(
         (report.keys, report.versions, report.credentials),
-        (2, 4, 2)
+        (4, 6, 2)
     );
     drop(store);
     let again = reopen();
@@ -290,6 +324,17 @@ fn exercise_semantics(store: KeyStore, clock: &ManualClock, reopen: &dyn Fn() ->
     assert_eq!(
         again.lookup_secret(&kept.id).unwrap().expose(),
         kept.secret.expose()
+    );
+    assert_eq!(
+        again.decrypt(&c_ext.blob, b"").unwrap().plaintext.expose(),
+        b"external"
+    );
+    assert_eq!(
+        again
+            .with_private_key("ec", |_, k| k.public_key_der())
+            .unwrap()
+            .unwrap(),
+        ec_pub
     );
     assert_eq!(again.verify().unwrap(), report);
 }
