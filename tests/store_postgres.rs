@@ -594,6 +594,49 @@ fn warm_requests_make_no_database_round_trip_and_a_miss_makes_one() {
     assert_eq!(store.backend_stats().unwrap().round_trips, before + 1);
 }
 
+#[test]
+fn connections_the_server_closes_are_replaced_without_a_failed_request() {
+    let Some(db) = Scratch::new() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // store A's connections carry a name of their own, to be found and closed
+    let name = format!("sgt_{}", &db.schema[8..24]);
+    let url = format!("{}&application_name={name}", db.url());
+    let a = KeyStore::open_postgres(
+        &url,
+        tmp.path(),
+        RootKeySource::Key(root()),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    let b = db.open(tmp.path());
+    a.create(aliased("before")).unwrap();
+    let count = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'");
+    wait_until("A's request and listener connections", || {
+        db.number(&count) == 2
+    });
+
+    // the server closes both (a restart, a failover, an idle timeout)
+    let killed = db.number(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{name}'"
+    ));
+    assert_eq!(killed, 2);
+    // reads go on from memory; the next writes connect again, none fails
+    assert!(a.describe("before").is_ok());
+    a.create(aliased("after")).unwrap();
+    assert_eq!(a.rotate("before").unwrap().primary_version, Some(2));
+    // and the listener reconnects: B's change reaches A's memory
+    b.create(aliased("from-b")).unwrap();
+    let target = b.revision();
+    wait_until("A's listener to reconnect and pull", || {
+        a.revision() >= target
+    });
+    assert!(a
+        .list(0, 10)
+        .keys
+        .iter()
+        .any(|m| m.alias.as_deref() == Some("from-b")));
+}
+
 // ---- root key, schema ----
 
 #[test]

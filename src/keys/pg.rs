@@ -194,7 +194,9 @@ impl StoreUrl {
         config.tcp_user_timeout(OP_TIMEOUT);
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
-        config.application_name("sealgate");
+        if config.get_application_name().is_none() {
+            config.application_name("sealgate");
+        }
         let host = config
             .get_hosts()
             .first()
@@ -233,6 +235,15 @@ impl Link {
             }
         };
         Ok(self.client.insert(c))
+    }
+
+    /// Forgets a connection the server closed; answers whether it did.
+    fn drop_if_closed(&mut self) -> bool {
+        let closed = self.client.as_ref().is_some_and(Client::is_closed);
+        if closed {
+            self.client = None;
+        }
+        closed
     }
 
     fn count(&self, n: u64) {
@@ -392,13 +403,17 @@ impl PgBackend {
     /// job connects again.
     pub(crate) fn run<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Link) -> Result<R, PgError> + Send + 'static,
+        f: impl Fn(&mut Link) -> Result<R, PgError> + Send + 'static,
     ) -> Result<R, PgError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |link| {
-            let out = f(link);
-            if out.is_err() && link.client.as_ref().is_some_and(Client::is_closed) {
-                link.client = None;
+            let mut out = f(link);
+            // a connection the server closed (restart, failover, idle
+            // timeout) shows at its first use: the jobs are reads or
+            // idempotent, so one retry on a new connection is safe
+            if out.is_err() && link.drop_if_closed() {
+                out = f(link);
+                link.drop_if_closed();
             }
             let _ = reply.send(out);
         });
@@ -474,9 +489,13 @@ impl PgBackend {
         let (step_tx, step_rx) = mpsc::sync_channel::<Vec<Mutation>>(1);
         let (done_tx, done_rx) = mpsc::sync_channel::<Result<i64, PgError>>(1);
         let job: Job = Box::new(move |link| {
-            let out = write_job(link, since, &pulled_tx, &step_rx);
-            if out.is_err() && link.client.as_ref().is_some_and(Client::is_closed) {
-                link.client = None;
+            let mut began = false;
+            let mut out = write_job(link, since, &pulled_tx, &step_rx, &mut began);
+            // as in `run`: a closed connection found before the caller saw
+            // anything (nothing was written) is retried once on a new one
+            if out.is_err() && link.drop_if_closed() && !began {
+                out = write_job(link, since, &pulled_tx, &step_rx, &mut began);
+                link.drop_if_closed();
             }
             match out {
                 Ok(Some(rev)) => {
@@ -567,12 +586,14 @@ fn write_job(
     since: i64,
     pulled_tx: &mpsc::SyncSender<Result<Pulled, PgError>>,
     step_rx: &mpsc::Receiver<Vec<Mutation>>,
+    began: &mut bool,
 ) -> Result<Option<i64>, PgError> {
     link.count(3);
     let client = link.client()?;
     let mut tx = client.transaction()?;
     lock_store(&mut tx)?;
     let rows = pull_tx(&mut tx, since)?;
+    *began = true;
     if pulled_tx.send(Ok(rows)).is_err() {
         return Ok(None);
     }
