@@ -486,8 +486,14 @@ fn a_change_on_one_node_reaches_the_other_node_and_its_cache() {
     changed("alias");
     assert_eq!(b.resolve("renamed").unwrap(), other.key_id);
 
+    let epoch = b.epoch();
     let cred = a.create_credential(None).unwrap();
     changed("credential");
+    assert_eq!(
+        b.epoch(),
+        epoch,
+        "a credential change keeps cached data keys"
+    );
     assert_eq!(
         b.lookup_secret(&cred.id).unwrap().expose(),
         cred.secret.expose()

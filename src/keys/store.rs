@@ -383,7 +383,7 @@ impl Synced {
 
     /// Applies rows pulled from PostgreSQL that are newer than what memory
     /// holds (a write or another pull may have got there first); bumps the
-    /// epoch if anything changed. Answers the number of rows applied. A
+    /// epoch if a key changed. Answers the number of rows applied. A
     /// row that does not decode is logged and skipped.
     pub(crate) fn apply_pulled(&self, rows: Pulled) -> usize {
         if rows.is_empty() {
@@ -406,11 +406,18 @@ impl Synced {
         }
         *rev = top;
         let n = mutations.len();
+        // credentials do not touch cached data keys: only key changes
+        // move the epoch
+        let keys_changed = mutations
+            .iter()
+            .any(|m| !matches!(m, Mutation::PutCredential(_)));
         if n > 0 {
             self.state
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .commit(mutations);
+        }
+        if keys_changed {
             self.epoch.fetch_add(1, Ordering::SeqCst);
         }
         n
