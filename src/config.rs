@@ -1062,6 +1062,44 @@ mod tests {
     }
 
     #[test]
+    fn the_store_url_comes_from_the_flag_then_the_file_and_is_checked() {
+        let f = parse("t", "[store]\nurl = \"postgres://a@h:5432/file\"").unwrap();
+        let l = store_location_of(&f, &Overrides::default());
+        assert_eq!(l.url.as_deref(), Some("postgres://a@h:5432/file"));
+        let o = Overrides {
+            store_url: Some("postgres://a@h:5432/flag".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store_location_of(&f, &o).url.as_deref(),
+            Some("postgres://a@h:5432/flag")
+        );
+        assert_eq!(
+            store_location_of(&parse("t", "").unwrap(), &o).url,
+            o.store_url
+        );
+        assert!(
+            store_location_of(&parse("t", "").unwrap(), &Overrides::default())
+                .url
+                .is_none()
+        );
+        let bad = parse(
+            "t",
+            "upstream = \"http://127.0.0.1:1\"\n[store]\nurl = \"mysql://u:pw1234@h/db\"",
+        )
+        .unwrap();
+        let e = validate(bad, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.url") && !e.contains("pw1234"), "{e}");
+        let o = Overrides {
+            store_url: Some("nonsense".into()),
+            ..Default::default()
+        };
+        assert!(store_location(None, &o).is_err());
+    }
+
+    #[test]
     fn create_policy_keys_defaults_to_an_empty_store_only_and_the_flag_wins() {
         let c = |text: &str, flag: Option<bool>| {
             let o = Overrides {

@@ -1,7 +1,8 @@
 //! The PostgreSQL backend of [`KeyStore`](super::KeyStore): what lets
 //! several sealgate nodes share one key store.
 //!
-//! Every node keeps the whole store in memory (the same [`State`] the
+//! Every node keeps the whole store in memory (the same
+//! [`State`](super::model::State) the
 //! embedded backend reads), so a warm request makes no database round trip.
 //! PostgreSQL holds the records — material sealed under the root key, never
 //! in clear — each row stamped with a `revision` from one sequence:
@@ -798,5 +799,34 @@ fn listen(url: StoreUrl, synced: Weak<Synced>, stop: Arc<AtomicBool>, counters: 
             }
         }
         while let Ok(Some(_)) = notes.iter().next() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_url_is_shown_without_its_password() {
+        let u = StoreUrl::parse("postgres://app:hunter2@db.internal:6432/keys?sslmode=disable")
+            .unwrap();
+        assert_eq!(u.to_string(), "postgres://app@db.internal:6432/keys");
+        assert!(!format!("{u:?}").contains("hunter2"));
+        let u = StoreUrl::parse("postgresql://app@db/keys").unwrap();
+        assert_eq!(u.to_string(), "postgres://app@db:5432/keys");
+        for bad in [
+            "mysql://app:hunter2@db/keys",
+            "postgres://app:hunter2@db:notaport/keys",
+            "db.internal:5432",
+        ] {
+            let e = StoreUrl::parse(bad).unwrap_err();
+            assert!(!e.contains("hunter2"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_schema_migrations_are_numbered_from_one() {
+        assert_eq!(SCHEMA_VERSION as usize, MIGRATIONS.len());
+        assert!(MIGRATIONS[0].contains("CREATE TABLE sealgate_keys"));
     }
 }

@@ -1,5 +1,8 @@
-//! The embedded key store: a redb database in a data directory, holding
-//! every CMK's metadata and its material sealed under the root key.
+//! The key store: every CMK's metadata and its material sealed under the
+//! root key, in an embedded redb database in a data directory (the
+//! default), or in PostgreSQL shared by several nodes ([`super::pg`], see
+//! [`KeyStore::open_postgres`]). Either way the whole store is also held in
+//! memory and every read is served from there.
 //!
 //! Every change is a [`Change`] planned against the in-memory [`State`],
 //! committed to redb with `Durability::Immediate`, and only then applied to
