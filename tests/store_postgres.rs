@@ -429,6 +429,25 @@ fn two_stores_racing_on_one_database_lose_no_alias_and_no_version() {
         node.verify().unwrap();
     }
     assert_eq!(db.number("SELECT count(*) FROM sealgate_keys"), 17);
+
+    // every node runs the scheduled rotation; a due key rotates once
+    nodes[0].enable_rotation("race", Some(7)).unwrap();
+    let due = unix_now() + 8 * DAY;
+    let rotated: Vec<Vec<KeyId>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let node = nodes[i % 2].clone();
+                s.spawn(move || node.rotate_due(due).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(rotated.concat(), vec![key], "{rotated:?}");
+    assert_eq!(
+        nodes[1].describe("race").unwrap().versions.len(),
+        26,
+        "one rotation, not one per node"
+    );
 }
 
 // ---- propagation ----
