@@ -444,7 +444,10 @@ fn two_stores_racing_on_one_database_lose_no_alias_and_no_version() {
     });
     assert_eq!(rotated.concat(), vec![key], "{rotated:?}");
     assert_eq!(
-        nodes[1].describe("race").unwrap().versions.len(),
+        db.number(
+            "SELECT jsonb_array_length(record->'Metadata'->'Versions')::bigint \
+             FROM sealgate_keys WHERE alias = 'race'"
+        ),
         26,
         "one rotation, not one per node"
     );
@@ -660,6 +663,62 @@ fn connections_the_server_closes_are_replaced_without_a_failed_request() {
         .keys
         .iter()
         .any(|m| m.alias.as_deref() == Some("from-b")));
+}
+
+#[test]
+fn a_write_waiting_for_the_database_does_not_hold_up_warm_requests() {
+    let Some(db) = Scratch::new() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(db.open(tmp.path()));
+    store.create(aliased("hot")).unwrap();
+    // another session holds the store-wide lock, as a slow writer would
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let url = db.url();
+    let holder = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(29543, hashtext(current_schema()))",
+            &[],
+        )
+        .unwrap();
+        held_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        tx.commit().unwrap();
+    });
+    held_rx.recv().unwrap();
+    // one worker thread: a write blocking it would stall every other task
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = store.clone();
+    let stuck = rt.spawn(async move { s.create(aliased("late")) });
+    wait_until("the write to wait for the store lock", || {
+        db.number(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND classid = 29543 \
+             AND objid = (hashtext(current_schema())::bigint & 4294967295)::oid",
+        ) == 1
+    });
+    let s = store.clone();
+    let warm = rt.spawn(async move {
+        for _ in 0..100 {
+            s.describe("hot").unwrap();
+            tokio::task::yield_now().await;
+        }
+    });
+    rt.block_on(warm).unwrap();
+    assert!(
+        !stuck.is_finished(),
+        "warm requests ran while the write still waited"
+    );
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    let created = rt.block_on(stuck).unwrap().unwrap();
+    assert_eq!(created.alias.as_deref(), Some("late"));
 }
 
 // ---- root key, schema ----

@@ -216,6 +216,20 @@ impl StoreUrl {
     }
 }
 
+/// Runs `f`, which waits for the database, so that the wait does not hold
+/// up the other tasks of the multi-threaded tokio runtime it may be called
+/// from (`block_in_place` hands the worker's tasks to another thread: a
+/// slow or unreachable database delays this call, not warm requests). On
+/// a plain thread or a current-thread runtime `f` just runs.
+pub(crate) fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// A job for the request thread.
 type Job = Box<dyn FnOnce(&mut Link) + Send>;
 

@@ -853,10 +853,13 @@ impl KeyStore {
         &self,
         plan: impl FnOnce(&State) -> Result<(Vec<Mutation>, R), KeyError>,
     ) -> Result<R, KeyError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(pg) = &self.pg {
-            return self.write_pg(pg, plan);
+            return super::pg::off_the_runtime(|| {
+                let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                self.write_pg(pg, plan)
+            });
         }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         self.ensure_writable()?;
         let (mutations, out) = plan(&self.read())?;
         if !mutations.is_empty() {
@@ -920,7 +923,7 @@ impl KeyStore {
         let out = read();
         match (&out, &self.pg) {
             (Err(KeyError::CmkNotFound | KeyError::VersionNotFound), Some(pg)) => {
-                pg.catch_up(&self.synced, missed_at);
+                super::pg::off_the_runtime(|| pg.catch_up(&self.synced, missed_at));
                 read()
             }
             _ => out,
