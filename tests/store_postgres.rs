@@ -367,6 +367,91 @@ fn the_postgres_store_keeps_the_shared_semantics() {
 
 // ---- concurrency ----
 
+/// Writers and readers on one store at once (tests/keystore.rs's case, on
+/// either backend).
+fn writers_and_readers_at_once(store: Arc<KeyStore>) {
+    store.create(aliased("shared")).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut blobs = Vec::new();
+                for i in 0..10 {
+                    store.create(aliased(&format!("t{t}-{i}"))).unwrap();
+                    if i % 3 == 0 {
+                        store.rotate("shared").unwrap();
+                    }
+                    blobs.push(store.encrypt("shared", &[t as u8, i], b"").unwrap());
+                }
+                blobs
+            })
+        })
+        .collect();
+    let blobs: Vec<Ciphertext> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(store.list(0, 100).total_count, 41);
+    assert_eq!(store.describe("shared").unwrap().primary_version, Some(17));
+    for ct in &blobs {
+        assert_eq!(store.decrypt(&ct.blob, b"").unwrap().plaintext.len(), 2);
+    }
+    assert_eq!(store.verify().unwrap().keys, 41);
+}
+
+#[test]
+fn writers_and_readers_at_once_on_the_embedded_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    writers_and_readers_at_once(Arc::new(
+        KeyStore::open(
+            tmp.path(),
+            RootKeySource::Key(root()),
+            StoreOptions::default(),
+        )
+        .unwrap(),
+    ));
+}
+
+#[test]
+fn writers_and_readers_at_once_on_the_postgres_store() {
+    let Some(db) = Scratch::new() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    writers_and_readers_at_once(Arc::new(db.open(tmp.path())));
+}
+
+#[test]
+fn the_key_limit_holds_across_nodes() {
+    let Some(db) = Scratch::new() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let limited = || StoreOptions {
+        max_keys: 5,
+        ..StoreOptions::default()
+    };
+    let nodes = [
+        Arc::new(db.open_with(tmp.path(), root(), limited()).unwrap()),
+        Arc::new(db.open_with(tmp.path(), root(), limited()).unwrap()),
+    ];
+    let results: Vec<Result<KeyMetadata, KeyError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let node = nodes[i % 2].clone();
+                s.spawn(move || node.create(aliased(&format!("n{i}"))))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        5,
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| *e == KeyError::LimitExceeded));
+    assert_eq!(db.number("SELECT count(*) FROM sealgate_keys"), 5);
+}
+
 #[test]
 fn two_stores_racing_on_one_database_lose_no_alias_and_no_version() {
     let Some(db) = Scratch::new() else { return };

@@ -144,18 +144,38 @@ pub(crate) type Pulled = Vec<Row>;
 /// What went wrong talking to PostgreSQL (messages never hold key bytes:
 /// records travel as statement parameters, never in SQL text).
 #[derive(Debug, Clone)]
-pub(crate) struct PgError(pub(crate) String);
+pub(crate) struct PgError(pub(crate) String, bool);
+
+impl PgError {
+    fn new(message: impl Into<String>) -> Self {
+        PgError(message.into(), false)
+    }
+
+    /// Whether the connection is gone (the server closed it or is shutting
+    /// down): the next attempt needs a new one.
+    fn connection_lost(&self) -> bool {
+        self.1
+    }
+}
 
 impl From<postgres::Error> for PgError {
     fn from(e: postgres::Error) -> Self {
-        PgError(match e.as_db_error() {
+        // closed, a connection exception (class 08) or the server ending
+        // the session (57P01-57P03)
+        let lost = e.is_closed()
+            || e.code().is_some_and(|c| {
+                let c = c.code();
+                c.starts_with("08") || c.starts_with("57P0")
+            });
+        let message = match e.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
             // the cause (connection refused, timed out) is in the source
             None => match std::error::Error::source(&e) {
                 Some(cause) => format!("{e}: {cause}"),
                 None => e.to_string(),
             },
-        })
+        };
+        PgError(message, lost)
     }
 }
 
@@ -252,13 +272,15 @@ impl Link {
         Ok(self.client.insert(c))
     }
 
-    /// Forgets a connection the server closed; answers whether it did.
-    fn drop_if_closed(&mut self) -> bool {
-        let closed = self.client.as_ref().is_some_and(Client::is_closed);
-        if closed {
+    /// After a job: forgets the connection if it is gone (the error says
+    /// so, or the client noticed); answers whether it did.
+    fn drop_if_lost<T>(&mut self, out: &Result<T, PgError>) -> bool {
+        let lost = matches!(out, Err(e) if e.connection_lost())
+            || self.client.as_ref().is_some_and(Client::is_closed);
+        if lost {
             self.client = None;
         }
-        closed
+        lost
     }
 
     fn count(&self, n: u64) {
@@ -368,7 +390,7 @@ impl PgBackend {
                     job(&mut link);
                 }
             })
-            .map_err(|e| PgError(format!("cannot start the database thread: {e}")))?;
+            .map_err(|e| PgError::new(format!("cannot start the database thread: {e}")))?;
         let backend = PgBackend {
             url,
             jobs: Mutex::new(tx),
@@ -426,9 +448,9 @@ impl PgBackend {
             // a connection the server closed (restart, failover, idle
             // timeout) shows at its first use: the jobs are reads or
             // idempotent, so one retry on a new connection is safe
-            if out.is_err() && link.drop_if_closed() {
+            if out.is_err() && link.drop_if_lost(&out) {
                 out = f(link);
-                link.drop_if_closed();
+                link.drop_if_lost(&out);
             }
             let _ = reply.send(out);
         });
@@ -436,13 +458,13 @@ impl PgBackend {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .send(job)
-            .map_err(|_| PgError("the database thread has stopped".into()))?;
+            .map_err(|_| PgError::new("the database thread has stopped"))?;
         let start = Instant::now();
         let answer = answer.recv_timeout(OP_TIMEOUT);
         self.counters.waited(start);
         match answer {
             Ok(out) => out,
-            Err(_) => Err(PgError(format!(
+            Err(_) => Err(PgError::new(format!(
                 "no answer from the database within {} s",
                 OP_TIMEOUT.as_secs()
             ))),
@@ -508,9 +530,9 @@ impl PgBackend {
             let mut out = write_job(link, since, &pulled_tx, &step_rx, &mut began);
             // as in `run`: a closed connection found before the caller saw
             // anything (nothing was written) is retried once on a new one
-            if out.is_err() && link.drop_if_closed() && !began {
+            if out.is_err() && link.drop_if_lost(&out) && !began {
                 out = write_job(link, since, &pulled_tx, &step_rx, &mut began);
-                link.drop_if_closed();
+                link.drop_if_lost(&out);
             }
             match out {
                 Ok(Some(rev)) => {
@@ -528,14 +550,14 @@ impl PgBackend {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .send(job)
-            .map_err(|_| PgError("the database thread has stopped".into()))?;
+            .map_err(|_| PgError::new("the database thread has stopped"))?;
         let start = Instant::now();
         let pulled = pulled_rx.recv_timeout(OP_TIMEOUT);
         self.counters.waited(start);
         let pulled = match pulled {
             Ok(p) => p?,
             Err(_) => {
-                return Err(PgError(format!(
+                return Err(PgError::new(format!(
                     "no answer from the database within {} s",
                     OP_TIMEOUT.as_secs()
                 )))
@@ -561,7 +583,7 @@ impl PgBackend {
             .name("sealgate-pg-listen".into())
             .spawn(move || listen(url, synced, stop, counters))
             .map(drop)
-            .map_err(|e| PgError(format!("cannot start the listener thread: {e}")))
+            .map_err(|e| PgError::new(format!("cannot start the listener thread: {e}")))
     }
 }
 
@@ -579,13 +601,13 @@ impl WriteSession {
     pub(crate) fn commit(self, mutations: Vec<Mutation>) -> Result<i64, PgError> {
         self.step
             .send(mutations)
-            .map_err(|_| PgError("the write transaction ended early".into()))?;
+            .map_err(|_| PgError::new("the write transaction ended early"))?;
         let start = Instant::now();
         let done = self.done.recv_timeout(OP_TIMEOUT);
         self.counters.waited(start);
         match done {
             Ok(out) => out,
-            Err(_) => Err(PgError(format!(
+            Err(_) => Err(PgError::new(format!(
                 "the database did not confirm the commit within {} s; \
                  whether it committed is learnt from the next pull",
                 OP_TIMEOUT.as_secs()
@@ -629,7 +651,7 @@ fn write_job(
 /// Writes one mutation with a fresh revision; answers the revision.
 fn write_one(tx: &mut Transaction<'_>, m: &Mutation) -> Result<i64, PgError> {
     let json = |v: Result<serde_json::Value, serde_json::Error>| {
-        v.map_err(|e| PgError(format!("record does not encode: {e}")))
+        v.map_err(|e| PgError::new(format!("record does not encode: {e}")))
     };
     let row = match m {
         Mutation::PutKey(rec) => {
@@ -706,8 +728,8 @@ fn row_of(r: postgres::Row) -> Row {
 fn link_migrate(client: &mut Client, create: bool) -> Result<bool, PgError> {
     let schema: Option<String> = client.query_one("SELECT current_schema()", &[])?.get(0);
     if schema.is_none() {
-        return Err(PgError(
-            "the search_path names no existing schema to hold the key store's tables".into(),
+        return Err(PgError::new(
+            "the search_path names no existing schema to hold the key store's tables",
         ));
     }
     let mut tx = client.transaction()?;
@@ -734,7 +756,7 @@ fn link_migrate(client: &mut Client, create: bool) -> Result<bool, PgError> {
         )?
         .get(0);
     if current > SCHEMA_VERSION {
-        return Err(PgError(format!(
+        return Err(PgError::new(format!(
             "the database's key store schema is version {current}, newer than this build \
              knows ({SCHEMA_VERSION}); upgrade sealgate"
         )));
