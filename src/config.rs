@@ -93,6 +93,8 @@ struct FileConfig {
     keys: FileKeys,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    store: FileStore,
 }
 
 /// `[limits]`: where quotas are counted.
@@ -102,6 +104,13 @@ struct FileLimits {
     url: Option<String>,
     nodes: Option<u32>,
     prefix: Option<String>,
+}
+
+/// `[store]`: where the key store lives when it is not the embedded one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    url: Option<String>,
 }
 
 /// `[kms.<dialect>]`.
@@ -396,6 +405,8 @@ pub struct Overrides {
     pub create_policy_keys: Option<bool>,
     /// `--limits URL` / `SEALGATE_LIMITS_URL`: `[limits] url`
     pub limits: Option<String>,
+    /// `--store URL` (or `SEALGATE_STORE_URL`): `[store] url`
+    pub store_url: Option<String>,
 }
 
 /// The flags that stand for one listener's TLS table.
@@ -575,6 +586,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Root key file, if not the default `<data-dir>/root.key`.
     pub root_key_file: Option<PathBuf>,
+    /// `[store] url`: the PostgreSQL key store (`postgres://…`) the nodes of
+    /// a fleet share; `None` = the embedded store in `data_dir`.
+    pub store_url: Option<String>,
     /// KMS listener address, if the KMS faces are served.
     pub kms_listen: Option<SocketAddr>,
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`), if served.
@@ -647,6 +661,8 @@ pub struct StoreLocation {
     /// Root key file, if not the default (`SEALGATE_ROOT_KEY`, else
     /// `<data-dir>/root.key`).
     pub root_key_file: Option<PathBuf>,
+    /// The PostgreSQL store's URL, if the store is not the embedded one.
+    pub url: Option<String>,
 }
 
 /// The key store's location from the config file `path` (if any) and
@@ -658,12 +674,33 @@ pub fn store_location(
     overrides: &Overrides,
 ) -> Result<StoreLocation, ConfigError> {
     let file = read_and_parse(path)?;
-    Ok(store_location_of(&file, overrides))
+    let location = store_location_of(&file, overrides);
+    check_store_url(location.url.as_deref())?;
+    Ok(location)
+}
+
+/// A `store.url` must be a PostgreSQL URL; the error never repeats it (it
+/// may hold a password).
+fn check_store_url(url: Option<&str>) -> Result<(), ConfigError> {
+    match url {
+        None => Ok(()),
+        Some(u) => crate::keys::StoreUrl::parse(u)
+            .map(drop)
+            .map_err(|message| ConfigError::Invalid {
+                field: "store.url",
+                message,
+            }),
+    }
 }
 
 /// Flags win over the file; the file wins over the default.
 fn store_location_of(f: &FileConfig, o: &Overrides) -> StoreLocation {
     StoreLocation {
+        url: o
+            .store_url
+            .clone()
+            .or_else(|| f.store.url.clone())
+            .filter(|u| !u.is_empty()),
         data_dir: o
             .data_dir
             .clone()
@@ -722,6 +759,7 @@ fn kms_quotas(f: &FileConfig) -> Result<KmsQuotas, ConfigError> {
 fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
     let kms_quotas = kms_quotas(&f)?;
     let store = store_location_of(&f, o);
+    check_store_url(store.url.as_deref())?;
     let listen = addr(
         "listen",
         o.listen
@@ -957,6 +995,7 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             .or(f.policies)
             .unwrap_or_else(|| PathBuf::from("policies")),
         data_dir: store.data_dir,
+        store_url: store.url,
         root_key_file: store.root_key_file,
         kms_listen,
         admin_listen,
@@ -1066,6 +1105,44 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         let e = store_location(Some(Path::new("/nonexistent/sg.toml")), &o).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/sg.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_store_url_comes_from_the_flag_then_the_file_and_is_checked() {
+        let f = parse("t", "[store]\nurl = \"postgres://a@h:5432/file\"").unwrap();
+        let l = store_location_of(&f, &Overrides::default());
+        assert_eq!(l.url.as_deref(), Some("postgres://a@h:5432/file"));
+        let o = Overrides {
+            store_url: Some("postgres://a@h:5432/flag".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store_location_of(&f, &o).url.as_deref(),
+            Some("postgres://a@h:5432/flag")
+        );
+        assert_eq!(
+            store_location_of(&parse("t", "").unwrap(), &o).url,
+            o.store_url
+        );
+        assert!(
+            store_location_of(&parse("t", "").unwrap(), &Overrides::default())
+                .url
+                .is_none()
+        );
+        let bad = parse(
+            "t",
+            "upstream = \"http://127.0.0.1:1\"\n[store]\nurl = \"mysql://u:pw1234@h/db\"",
+        )
+        .unwrap();
+        let e = validate(bad, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.url") && !e.contains("pw1234"), "{e}");
+        let o = Overrides {
+            store_url: Some("nonsense".into()),
+            ..Default::default()
+        };
+        assert!(store_location(None, &o).is_err());
     }
 
     #[test]

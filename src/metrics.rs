@@ -499,6 +499,62 @@ impl Metrics {
     }
 }
 
+/// The PostgreSQL key store's counters; nothing for the embedded store.
+fn store_metrics(store: &KeyStore) -> String {
+    let Some(s) = store.backend_stats() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for (name, kind, help, v) in [
+        (
+            "sealgate_store_round_trips_total",
+            "counter",
+            "PostgreSQL statements and connects made for callers (writes, loads, catch-up pulls); warm reads make none.",
+            s.round_trips as f64,
+        ),
+        (
+            "sealgate_store_wait_seconds_total",
+            "counter",
+            "Time callers waited for PostgreSQL.",
+            s.wait.as_secs_f64(),
+        ),
+        (
+            "sealgate_store_sync_pulls_total",
+            "counter",
+            "Pulls of other nodes' changes by the listener (notifications and polls).",
+            s.sync_pulls as f64,
+        ),
+        (
+            "sealgate_store_rows_applied_total",
+            "counter",
+            "Key store rows written elsewhere and applied here.",
+            s.rows_applied as f64,
+        ),
+        (
+            "sealgate_store_revision",
+            "gauge",
+            "Revision of the last key store change applied here.",
+            store.revision() as f64,
+        ),
+        (
+            "sealgate_store_propagation_lag_seconds",
+            "gauge",
+            "Commit elsewhere to applied here, for the last changes pulled (database clock).",
+            s.last_lag.as_secs_f64(),
+        ),
+        (
+            "sealgate_store_propagation_lag_max_seconds",
+            "gauge",
+            "Largest propagation lag since the store opened.",
+            s.max_lag.as_secs_f64(),
+        ),
+    ] {
+        header_line(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    out
+}
+
 fn header_line(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -588,7 +644,7 @@ pub fn admin_response<B>(view: &AdminView, req: &Request<B>) -> Response<Full<By
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            view.metrics.render(Some(view.cache.stats())),
+            view.metrics.render(Some(view.cache.stats())) + &store_metrics(&view.store),
         ),
         "/healthz" => text(
             StatusCode::OK,

@@ -94,12 +94,18 @@ pub fn ensure_policy_keys(
             ));
             continue;
         }
-        let id = store
-            .create_alias_key(
-                &route.key,
-                &format!("created for policy route {}", route.name),
-            )
-            .map_err(|e| format!("creating key {:?} for {where_}: {e}", route.key))?;
+        let id = match store.create_alias_key(
+            &route.key,
+            &format!("created for policy route {}", route.name),
+        ) {
+            Ok(id) => id,
+            // another node sharing the store created it a moment ago
+            Err(crate::keys::KeyError::AliasAlreadyExists) if store.resolve(&route.key).is_ok() => {
+                created.push(route.key.clone());
+                continue;
+            }
+            Err(e) => return Err(format!("creating key {:?} for {where_}: {e}", route.key)),
+        };
         tracing::warn!(
             alias = %route.key,
             key_id = %id,

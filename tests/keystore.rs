@@ -549,6 +549,7 @@ fn args(dir: &Path, keyfile: &Path) -> StoreArgs {
     StoreArgs {
         data_dir: dir.to_path_buf(),
         root_key_file: Some(keyfile.to_path_buf()),
+        store_url: None,
         json: true,
     }
 }

@@ -1618,6 +1618,7 @@ async fn dkms_gcs_sdk_uses_the_instance_api_with_a_cli_registered_client_key() {
             store: StoreArgs {
                 data_dir: k.dir.join("data"),
                 root_key_file: None,
+                store_url: None,
                 json: false,
             },
             id: id.into(),

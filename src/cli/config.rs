@@ -70,14 +70,35 @@ pub fn run_to(
     let store = StoreArgs {
         data_dir: cfg.data_dir.clone(),
         root_key_file: cfg.root_key_file.clone(),
+        store_url: cfg.store_url.clone(),
         json: false,
     };
-    let shown = cfg.data_dir.display().to_string();
-    let exists = cfg
-        .data_dir
-        .join(crate::keys::store::DB_FILE)
-        .try_exists()
-        .unwrap_or(false);
+    // a PostgreSQL store is opened to learn whether it exists (opening one
+    // that does not creates nothing)
+    let mut opened = None;
+    let (shown, exists) = match &cfg.store_url {
+        Some(url) => {
+            let shown = crate::keys::StoreUrl::parse(url)
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            match Target::open(&store) {
+                Err(super::keys::CliError::Store(crate::keys::StoreError::Uninitialized(_))) => {
+                    (shown, false)
+                }
+                other => {
+                    opened = Some(other);
+                    (shown, true)
+                }
+            }
+        }
+        None => (
+            cfg.data_dir.display().to_string(),
+            cfg.data_dir
+                .join(crate::keys::store::DB_FILE)
+                .try_exists()
+                .unwrap_or(false),
+        ),
+    };
     if !exists {
         if cfg.create_policy_keys == PolicyKeyCreation::Never && !set.routes().is_empty() {
             let _ = writeln!(
@@ -94,7 +115,7 @@ pub fn run_to(
         );
         return Ok(());
     }
-    let target = match Target::open(&store) {
+    let target = match opened.unwrap_or_else(|| Target::open(&store)) {
         Ok(t) => t,
         Err(e) => {
             let _ = writeln!(err, "error: key store {shown}: {e}");

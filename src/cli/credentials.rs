@@ -77,7 +77,10 @@ pub enum CredentialsCommand {
 /// The data directory, which must already hold a key store (a typo should
 /// not register keys nobody reads).
 fn store_dir(store: &StoreArgs) -> Result<&Path, CliError> {
-    if store.data_dir.join(crate::keys::store::DB_FILE).exists() {
+    // with a PostgreSQL store the registry stays a per-node file in the
+    // data directory, which must exist
+    let per_node = store.store_url.is_some() && store.data_dir.is_dir();
+    if per_node || store.data_dir.join(crate::keys::store::DB_FILE).exists() {
         Ok(&store.data_dir)
     } else {
         Err(CliError::Usage(format!(

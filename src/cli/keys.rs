@@ -84,6 +84,8 @@ pub struct StoreArgs {
     pub data_dir: PathBuf,
     /// Root key file (default: $SEALGATE_ROOT_KEY, else DATA_DIR/root.key).
     pub root_key_file: Option<PathBuf>,
+    /// The PostgreSQL store, if not the embedded one in `data_dir`.
+    pub store_url: Option<String>,
     /// Print JSON.
     pub json: bool,
 }
@@ -103,6 +105,11 @@ pub struct StoreLocationArgs {
     /// $SEALGATE_ROOT_KEY, else DATA_DIR/root.key).
     #[arg(long, value_name = "FILE")]
     pub root_key_file: Option<PathBuf>,
+    /// Key store on PostgreSQL: postgres://USER@HOST:PORT/DB (default:
+    /// `[store] url` of the config; without one, the embedded store in the
+    /// data directory).
+    #[arg(long = "store", env = "SEALGATE_STORE_URL", value_name = "URL")]
+    pub store_url: Option<String>,
 }
 
 impl StoreLocationArgs {
@@ -114,6 +121,7 @@ impl StoreLocationArgs {
             &crate::config::Overrides {
                 data_dir: self.data_dir.clone(),
                 root_key_file: self.root_key_file.clone(),
+                store_url: self.store_url.clone(),
                 ..Default::default()
             },
         )
@@ -142,6 +150,7 @@ impl clap::FromArgMatches for StoreArgs {
         Ok(StoreArgs {
             data_dir: location.data_dir,
             root_key_file: location.root_key_file,
+            store_url: location.url,
             json: flags.json,
         })
     }
@@ -306,6 +315,18 @@ impl Target {
     /// it, connects to that process's admin socket. A directory without a
     /// store is an error: only `keys init` and `serve` create one.
     pub(crate) fn open(args: &StoreArgs) -> Result<Target, CliError> {
+        if let Some(url) = &args.store_url {
+            // PostgreSQL serves every node and command at once: no lock, no
+            // admin socket; a change made here reaches the servers by the
+            // store's own propagation
+            let store = KeyStore::open_postgres_existing(
+                url,
+                &args.data_dir,
+                root_source(args),
+                StoreOptions::default(),
+            )?;
+            return Ok(Target::Local(Box::new(store)));
+        }
         if !store_exists(&args.data_dir)? {
             return Err(CliError::NoStore(args.data_dir.clone()));
         }
@@ -359,6 +380,35 @@ fn store_exists(dir: &Path) -> Result<bool, CliError> {
 /// `keys init`: creates the store (and a root key file when none is given
 /// and `SEALGATE_ROOT_KEY` is unset); refuses a directory that has one.
 fn init(out: &mut dyn Write, args: &StoreArgs) -> Result<(), CliError> {
+    if let Some(url) = &args.store_url {
+        let shown = crate::keys::StoreUrl::parse(url)
+            .map_err(|m| CliError::Usage(format!("--store: {m}")))?
+            .to_string();
+        match KeyStore::open_postgres_existing(
+            url,
+            &args.data_dir,
+            root_source(args),
+            StoreOptions::default(),
+        ) {
+            Ok(_) => return Err(CliError::StoreExists(PathBuf::from(shown))),
+            Err(StoreError::Uninitialized(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        drop(KeyStore::open_postgres(
+            url,
+            &args.data_dir,
+            root_source(args),
+            StoreOptions::default(),
+        )?);
+        if args.json {
+            return print_json(out, &serde_json::json!({ "Store": shown }));
+        }
+        return writeln!(
+            out,
+            "Created key store in {shown} (back up the root key and keep it off the data disk)"
+        )
+        .map_err(stdout_err);
+    }
     if store_exists(&args.data_dir)? {
         return Err(CliError::StoreExists(args.data_dir.clone()));
     }

@@ -160,6 +160,7 @@ pub fn run_to(
                         let store = StoreArgs {
                             data_dir,
                             root_key_file,
+                            store_url: None,
                             json: false,
                         };
                         missing_keys(&set, &store)

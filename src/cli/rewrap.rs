@@ -70,6 +70,7 @@ impl<'a> Rewrapper<'a> {
         let store_args = StoreArgs {
             data_dir: location.data_dir,
             root_key_file: location.root_key_file,
+            store_url: location.url,
             json: false,
         };
         match Target::open(&store_args).map_err(|e| e.to_string())? {

@@ -27,6 +27,11 @@ pub struct ServeArgs {
     /// Data directory of the key store (default ./sealgate-data).
     #[arg(long, env = "SEALGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Key store on PostgreSQL, shared by the nodes of a fleet:
+    /// postgres://USER@HOST:PORT/DB (`[store] url`). Without it, the
+    /// embedded store in the data directory.
+    #[arg(long = "store", env = "SEALGATE_STORE_URL", value_name = "URL")]
+    pub store_url: Option<String>,
     /// KMS listener address (Tencent, Alibaba and Infisical faces).
     #[arg(long)]
     pub kms_listen: Option<String>,
@@ -129,6 +134,7 @@ impl ServeArgs {
             upstream_server_name: self.tls.upstream_server_name.clone(),
             create_policy_keys: self.create_policy_keys,
             limits: self.limits.clone(),
+            store_url: self.store_url.clone(),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - [`asymmetric`]: RSA / ECDSA private keys of asymmetric CMKs (aws-lc-rs);
 //! - [`keywrap`]: DEK wrap/unwrap (AES-KW, RFC 3394);
 //! - [`blob`]: the ciphertext blob of KMS Encrypt/Decrypt (PURE);
-//! - [`store`]: [`KeyStore`], the redb-backed store;
+//! - [`store`]: [`KeyStore`], over the embedded redb backend or
+//!   [`pg`], the PostgreSQL backend several nodes share;
 //! - [`cache`]: the data-key cache the proxy seals and opens through;
 //! - [`admin`]: the admin unix socket the CLI uses while the server runs.
 
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod derive;
 pub mod keywrap;
 pub mod model;
+pub mod pg;
 pub mod provider;
 pub mod root;
 pub mod store;
@@ -27,6 +29,7 @@ pub use model::{
     Backup, CreateKeyRequest, CredentialInfo, ImportReport, KeyCommand, KeyId, KeyMetadata,
     KeyOrigin, KeyPurpose, KeySpec, KeyState, KeyUsage, KeyVersionInfo, Tag,
 };
+pub use pg::{BackendStats, StoreUrl};
 pub use provider::{KeyError, KeyProvider};
 pub use root::RootKeySource;
 pub use store::{
@@ -43,15 +46,32 @@ pub fn open_for_config(c: &crate::config::Config) -> Result<KeyStore, StoreError
         .clone()
         .map(RootKeySource::File)
         .unwrap_or(RootKeySource::Auto);
+    let options = StoreOptions {
+        max_keys: c.max_keys,
+        ..Default::default()
+    };
+    if let Some(url) = &c.store_url {
+        // per-node files only (the admin socket, the default root key file)
+        if !c.data_dir.exists() {
+            let io = |source| StoreError::Io {
+                path: c.data_dir.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&c.data_dir).map_err(io)?;
+            std::fs::set_permissions(
+                &c.data_dir,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .map_err(io)?;
+        }
+        let store = KeyStore::open_postgres(url, &c.data_dir, root.clone(), options)?;
+        if let Some(path) = root.file_in_data_dir(&c.data_dir) {
+            root::warn_in_data_dir(&path);
+        }
+        return Ok(store);
+    }
     let existed = c.data_dir.join(store::DB_FILE).exists();
-    let store = KeyStore::open(
-        &c.data_dir,
-        root.clone(),
-        StoreOptions {
-            max_keys: c.max_keys,
-            ..Default::default()
-        },
-    )?;
+    let store = KeyStore::open(&c.data_dir, root.clone(), options)?;
     if existed {
         if let Some(path) = root.file_in_data_dir(&c.data_dir) {
             root::warn_in_data_dir(&path);

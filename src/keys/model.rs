@@ -819,7 +819,12 @@ impl State {
                     let id = rec.metadata.key_id;
                     if let Some(old) = self.keys.get(&id) {
                         if let Some(a) = &old.metadata.alias {
-                            self.aliases.remove(a);
+                            // only if still ours: changes pulled from a
+                            // shared store may give the alias to another
+                            // key before this one lets go of it
+                            if self.aliases.get(a) == Some(&id) {
+                                self.aliases.remove(a);
+                            }
                         }
                     }
                     if let Some(a) = &rec.metadata.alias {
@@ -830,7 +835,9 @@ impl State {
                 Mutation::DeleteKey(id) => {
                     if let Some(old) = self.keys.remove(&id) {
                         if let Some(a) = &old.metadata.alias {
-                            self.aliases.remove(a);
+                            if self.aliases.get(a) == Some(&id) {
+                                self.aliases.remove(a);
+                            }
                         }
                     }
                 }
@@ -870,6 +877,12 @@ impl State {
             }
             Change::AutoRotate { key } => {
                 let rec = self.keys.get(&key).ok_or(KeyError::CmkNotFound)?;
+                // checked here, not only by the caller: nodes sharing a store
+                // may both find the key due; the second must not rotate again
+                let m = &rec.metadata;
+                if !(m.key_rotation_enabled && m.next_rotate_time.is_some_and(|t| t <= now)) {
+                    return Err(KeyError::InvalidState("rotation is not due".into()));
+                }
                 rotate(rec, now, source)
             }
             Change::Purge { key } => {

@@ -50,7 +50,7 @@ pub enum RootKeyError {
     Malformed(String),
     /// The key file is missing but the data directory already holds a store.
     #[error(
-        "root key file {0} not found, but the data directory already holds a key store; \
+        "root key file {0} not found, but its key store already exists; \
          restore the root key from its backup"
     )]
     Missing(PathBuf),

@@ -1,5 +1,8 @@
-//! The embedded key store: a redb database in a data directory, holding
-//! every CMK's metadata and its material sealed under the root key.
+//! The key store: every CMK's metadata and its material sealed under the
+//! root key, in an embedded redb database in a data directory (the
+//! default), or in PostgreSQL shared by several nodes ([`super::pg`], see
+//! [`KeyStore::open_postgres`]). Either way the whole store is also held in
+//! memory and every read is served from there.
 //!
 //! Every change is a [`Change`] planned against the in-memory [`State`],
 //! committed to redb with `Durability::Immediate`, and only then applied to
@@ -35,6 +38,7 @@ use super::model::{
     KeyId, KeyMetadata, KeyRecord, KeyState, KeyUsage, Limits, MaterialSource, Mutation, Outcome,
     SealedVersion, State,
 };
+use super::pg::{BackendStats, PgBackend, Pulled, StoreUrl};
 use super::provider::{KeyError, KeyProvider};
 use super::root::{RootKeyError, RootKeySource, RootSealer};
 use crate::envelope::{CmkRef, WrappedDek};
@@ -138,11 +142,28 @@ pub enum StoreError {
          key commands go through its admin socket instead"
     )]
     Locked(PathBuf),
-    /// The root key does not open this store.
+    /// The root key does not open this store (the data directory or the
+    /// PostgreSQL store named).
     #[error(
-        "wrong root key for the key store in {0}: it does not open the store's key-check value"
+        "wrong root key for the key store in {0}: it does not open the store's key-check value \
+         (every node sharing a store needs the same root key)"
     )]
-    WrongRootKey(PathBuf),
+    WrongRootKey(String),
+    /// The PostgreSQL database holds no sealgate key store, and this
+    /// command does not create one.
+    #[error(
+        "no key store in {0}: the database has no sealgate tables; this command does not \
+         create them (`sealgate keys init --store URL` or `sealgate serve --store URL` does)"
+    )]
+    Uninitialized(String),
+    /// The PostgreSQL store failed (unreachable, refused, schema too new).
+    #[error("key store database {store}: {message}")]
+    Postgres {
+        /// The store's URL, without any password.
+        store: String,
+        /// What failed.
+        message: String,
+    },
     /// The root key could not be loaded or created.
     #[error(transparent)]
     RootKey(#[from] RootKeyError),
@@ -333,12 +354,77 @@ pub struct KeyStore {
     /// unknown or revoked credential's ([`KeyStore::credential_for_check`]),
     /// so such an id costs the work a real one does.
     decoy_credential: Vec<u8>,
-    state: RwLock<State>,
+    /// The in-memory state, its revision and the epoch; shared with the
+    /// PostgreSQL listener thread.
+    synced: Arc<Synced>,
     writer: Mutex<()>,
     options: StoreOptions,
-    /// Bumped after every committed change; see [`KeyProvider::epoch`].
+    /// The data directory's lock (embedded backend only: PostgreSQL
+    /// serves many processes at once).
+    _lock: Option<File>,
+    /// The PostgreSQL backend, when the store lives there.
+    pg: Option<PgBackend>,
+}
+
+/// The read side every backend keeps in memory: the state, the revision
+/// of the last change applied (PostgreSQL; always 0 for redb) and the
+/// epoch, bumped after every applied change (see [`KeyProvider::epoch`]).
+///
+/// Lock order: `revision`, then `state`.
+#[derive(Debug, Default)]
+pub(crate) struct Synced {
+    state: RwLock<State>,
+    revision: Mutex<i64>,
     epoch: AtomicU64,
-    _lock: File,
+}
+
+impl Synced {
+    /// The revision of the last change applied.
+    pub(crate) fn revision(&self) -> i64 {
+        *self.revision.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies rows pulled from PostgreSQL that are newer than what memory
+    /// holds (a write or another pull may have got there first); bumps the
+    /// epoch if a key changed. Answers the number of rows applied. A
+    /// row that does not decode is logged and skipped.
+    pub(crate) fn apply_pulled(&self, rows: Pulled) -> usize {
+        if rows.is_empty() {
+            return 0;
+        }
+        let mut rev = self.revision.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut top = *rev;
+        let mut mutations = Vec::new();
+        for row in rows {
+            if row.revision <= *rev {
+                continue;
+            }
+            top = top.max(row.revision);
+            match row.mutation() {
+                Ok(m) => mutations.push(m),
+                Err(e) => {
+                    tracing::error!(error = %e, "skipped a key store row that does not decode")
+                }
+            }
+        }
+        *rev = top;
+        let n = mutations.len();
+        // credentials do not touch cached data keys: only key changes
+        // move the epoch
+        let keys_changed = mutations
+            .iter()
+            .any(|m| !matches!(m, Mutation::PutCredential(_)));
+        if n > 0 {
+            self.state
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .commit(mutations);
+        }
+        if keys_changed {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        n
+    }
 }
 
 struct StoreSource<'a> {
@@ -480,7 +566,7 @@ impl KeyStore {
         let key_check = match key_check {
             Some(check) => {
                 if !sealer.verify_key_check(&check) {
-                    return Err(StoreError::WrongRootKey(data_dir));
+                    return Err(StoreError::WrongRootKey(data_dir.display().to_string()));
                 }
                 check
             }
@@ -526,11 +612,133 @@ impl KeyStore {
             sealer,
             key_check,
             decoy_credential,
-            state: RwLock::new(state),
+            synced: Arc::new(Synced {
+                state: RwLock::new(state),
+                ..Synced::default()
+            }),
             writer: Mutex::new(()),
             options,
+            _lock: Some(lock),
+            pg: None,
+        })
+    }
+
+    /// Opens the store in the PostgreSQL database `url`
+    /// (`postgres://USER@HOST:PORT/DB`), creating its schema and key-check
+    /// value when the database holds none (with the root key, created in
+    /// `data_dir` per `root` if it does not exist yet). `data_dir` holds
+    /// only per-node files: the root key file by default, the admin socket.
+    pub fn open_postgres(
+        url: &str,
+        data_dir: impl AsRef<Path>,
+        root: RootKeySource,
+        options: StoreOptions,
+    ) -> Result<KeyStore, StoreError> {
+        Self::open_pg(url, data_dir.as_ref(), root, options, true)
+    }
+
+    /// Like [`open_postgres`](Self::open_postgres), but a database without
+    /// a sealgate store is refused untouched ([`StoreError::Uninitialized`]):
+    /// the admin commands do not create stores.
+    pub fn open_postgres_existing(
+        url: &str,
+        data_dir: impl AsRef<Path>,
+        root: RootKeySource,
+        options: StoreOptions,
+    ) -> Result<KeyStore, StoreError> {
+        Self::open_pg(url, data_dir.as_ref(), root, options, false)
+    }
+
+    fn open_pg(
+        url: &str,
+        data_dir: &Path,
+        root: RootKeySource,
+        options: StoreOptions,
+        create: bool,
+    ) -> Result<KeyStore, StoreError> {
+        let url = StoreUrl::parse(url).map_err(|message| StoreError::Postgres {
+            store: "(store URL)".into(),
+            message,
+        })?;
+        let shown = url.to_string();
+        let pg_err = |e: super::pg::PgError| StoreError::Postgres {
+            store: shown.clone(),
+            message: e.0,
+        };
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: PathBuf::from(&shown),
+            message,
+        };
+        let data_dir = data_dir.to_path_buf();
+        // the data directory is made only to hold a new root key file
+        if create && !data_dir.exists() && root.file_in_data_dir(&data_dir).is_some() {
+            let io = |source| StoreError::Io {
+                path: data_dir.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&data_dir).map_err(io)?;
+            std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io)?;
+        }
+        let Some((pg, opened)) = PgBackend::start(url, create).map_err(pg_err)? else {
+            return Err(StoreError::Uninitialized(shown));
+        };
+        let is_new = opened.key_check.is_none();
+        if is_new && !create {
+            return Err(StoreError::Uninitialized(shown));
+        }
+        let root_key = root.load(&data_dir, is_new)?;
+        let sealer = RootSealer::new(&root_key);
+        drop(root_key);
+        let key_check = match opened.key_check {
+            Some(check) => check,
+            None => {
+                let check = sealer
+                    .make_key_check()
+                    .map_err(|_| corrupt("could not seal the key-check value".into()))?;
+                // another node may have initialised the store meanwhile:
+                // the value there afterwards is the one that counts
+                pg.init_key_check(check).map_err(pg_err)?
+            }
+        };
+        if !sealer.verify_key_check(&key_check) {
+            return Err(StoreError::WrongRootKey(shown));
+        }
+        let mut revision = 0;
+        let mut keys = Vec::new();
+        let mut credentials = Vec::new();
+        for row in pg.pull(0).map_err(pg_err)? {
+            revision = revision.max(row.revision);
+            match row.mutation().map_err(corrupt)? {
+                Mutation::PutKey(rec) => keys.push(*rec),
+                Mutation::PutCredential(c) => credentials.push(c),
+                Mutation::DeleteKey(_) => {}
+            }
+        }
+        let state = State::from_records(keys, credentials).map_err(corrupt)?;
+        tracing::info!(store = %shown, keys = state.key_count(), revision, "key store open");
+        let decoy_secret = Alphanumeric.sample_string(&mut OsRng, 40);
+        let decoy_credential = sealer
+            .seal_credential(DECOY_CREDENTIAL_ID, decoy_secret.as_bytes())
+            .map_err(|_| corrupt("cannot seal under the root key".into()))?;
+        let synced = Arc::new(Synced {
+            state: RwLock::new(state),
+            revision: Mutex::new(revision),
             epoch: AtomicU64::new(0),
-            _lock: lock,
+        });
+        pg.start_listener(Arc::downgrade(&synced)).map_err(pg_err)?;
+        Ok(KeyStore {
+            data_dir,
+            db: RwLock::new(None),
+            reopen_needed: AtomicBool::new(false),
+            sealer,
+            key_check,
+            decoy_credential,
+            synced,
+            writer: Mutex::new(()),
+            options,
+            _lock: None,
+            pg: Some(pg),
         })
     }
 
@@ -612,26 +820,131 @@ impl KeyStore {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
+        self.synced
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Plans, persists (durably) and then applies one change.
     fn apply(&self, change: Change, now: u64) -> Result<Outcome, KeyError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        self.ensure_writable()?;
         let limits = Limits {
             max_keys: self.options.max_keys,
         };
-        let plan = self.read().plan(
-            change,
-            now,
-            limits,
-            &mut StoreSource {
-                sealer: &self.sealer,
-            },
-        )?;
-        self.commit(plan.mutations)?;
-        Ok(plan.outcome)
+        self.write(|st| {
+            let plan = st.plan(
+                change,
+                now,
+                limits,
+                &mut StoreSource {
+                    sealer: &self.sealer,
+                },
+            )?;
+            Ok((plan.mutations, plan.outcome))
+        })
+    }
+
+    /// Runs `plan` against the freshest state under the writer lock and
+    /// commits the writes it returns (none: nothing is written). On
+    /// PostgreSQL this happens inside the store-wide transaction, after
+    /// pulling what other nodes changed, so the plan sees every committed
+    /// change of the fleet.
+    fn write<R>(
+        &self,
+        plan: impl FnOnce(&State) -> Result<(Vec<Mutation>, R), KeyError>,
+    ) -> Result<R, KeyError> {
+        if let Some(pg) = &self.pg {
+            return super::pg::off_the_runtime(|| {
+                let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                self.write_pg(pg, plan)
+            });
+        }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.ensure_writable()?;
+        let (mutations, out) = plan(&self.read())?;
+        if !mutations.is_empty() {
+            self.commit(mutations)?;
+        }
+        Ok(out)
+    }
+
+    /// [`write`](Self::write) on PostgreSQL. A plan that fails, or writes
+    /// nothing, rolls the transaction back.
+    fn write_pg<R>(
+        &self,
+        pg: &PgBackend,
+        plan: impl FnOnce(&State) -> Result<(Vec<Mutation>, R), KeyError>,
+    ) -> Result<R, KeyError> {
+        let (session, pulled) = pg
+            .begin_write(self.synced.revision())
+            .map_err(|e| self.pg_error(e))?;
+        self.synced.apply_pulled(pulled);
+        let (mutations, out) = plan(&self.read())?;
+        if mutations.is_empty() {
+            return Ok(out);
+        }
+        let revision = session
+            .commit(mutations.clone())
+            .map_err(|e| self.pg_error(e))?;
+        let mut rev = self
+            .synced
+            .revision
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // the listener may have pulled this commit (and newer ones) already
+        if *rev < revision {
+            self.synced
+                .state
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .commit(mutations);
+            *rev = revision;
+            self.synced.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(out)
+    }
+
+    fn pg_error(&self, e: super::pg::PgError) -> KeyError {
+        let store = self.pg.as_ref().map(|p| p.url().to_string());
+        tracing::error!(store = store.as_deref().unwrap_or(""), error = %e.0, "key store database failed");
+        KeyError::Store(format!(
+            "key store database {}: {}",
+            store.as_deref().unwrap_or(""),
+            e.0
+        ))
+    }
+
+    /// Runs a read; when it misses (no such key or version) on PostgreSQL,
+    /// pulls what other nodes changed once (coalesced with concurrent
+    /// misses) and reads again: a key created or rotated on another node a
+    /// moment ago is found without waiting for the listener.
+    fn fresh<R>(&self, read: impl Fn() -> Result<R, KeyError>) -> Result<R, KeyError> {
+        let missed_at = std::time::Instant::now();
+        let out = read();
+        match (&out, &self.pg) {
+            (Err(KeyError::CmkNotFound | KeyError::VersionNotFound), Some(pg)) => {
+                super::pg::off_the_runtime(|| pg.catch_up(&self.synced, missed_at));
+                read()
+            }
+            _ => out,
+        }
+    }
+
+    /// The PostgreSQL backend's counters (`None` for the embedded store).
+    pub fn backend_stats(&self) -> Option<BackendStats> {
+        self.pg.as_ref().map(PgBackend::stats)
+    }
+
+    /// The PostgreSQL store's URL without any password (`None` for the
+    /// embedded store).
+    pub fn store_url(&self) -> Option<String> {
+        self.pg.as_ref().map(|p| p.url().to_string())
+    }
+
+    /// The revision of the last change this node has applied (PostgreSQL;
+    /// 0 for the embedded store).
+    pub fn revision(&self) -> i64 {
+        self.synced.revision()
     }
 
     /// Persists `mutations` durably, then applies them to memory. The writer
@@ -641,11 +954,12 @@ impl KeyStore {
     fn commit(&self, mutations: Vec<Mutation>) -> Result<(), KeyError> {
         match self.persist(&mutations) {
             Ok(()) => {
-                self.state
+                self.synced
+                    .state
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .commit(mutations);
-                self.epoch.fetch_add(1, Ordering::SeqCst);
+                self.synced.epoch.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             }
             Err(e) if e.needs_reopen() => {
@@ -708,8 +1022,12 @@ impl KeyStore {
         let state = State::from_records(keys, credentials).map_err(corrupt)?;
         *slot = Some(db);
         let count = state.key_count();
-        *self.state.write().unwrap_or_else(PoisonError::into_inner) = state;
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        *self
+            .synced
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = state;
+        self.synced.epoch.fetch_add(1, Ordering::SeqCst);
         self.reopen_needed.store(false, Ordering::SeqCst);
         tracing::warn!(
             keys = count,
@@ -765,8 +1083,12 @@ impl KeyStore {
         };
         match loaded {
             Ok(state) => {
-                *self.state.write().unwrap_or_else(PoisonError::into_inner) = state;
-                self.epoch.fetch_add(1, Ordering::SeqCst);
+                *self
+                    .synced
+                    .state
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = state;
+                self.synced.epoch.fetch_add(1, Ordering::SeqCst);
             }
             Err(e) => {
                 tracing::error!(error = %e, "reloading key store state failed; the next write reopens the database");
@@ -775,23 +1097,45 @@ impl KeyStore {
         }
     }
 
-    fn metadata_of(&self, outcome: Outcome) -> Result<KeyMetadata, KeyError> {
-        match outcome {
-            Outcome::Key(id) => self
-                .read()
-                .key(&id)
-                .map(|r| r.metadata.clone())
-                .ok_or(KeyError::CmkNotFound),
-            _ => Err(KeyError::Store("unexpected outcome".into())),
-        }
+    /// Plans and commits one change about a key; answers the key's
+    /// metadata as this change wrote it (not a later change another node
+    /// made meanwhile, which memory may already show).
+    fn apply_key(&self, change: Change, now: u64) -> Result<KeyMetadata, KeyError> {
+        let limits = Limits {
+            max_keys: self.options.max_keys,
+        };
+        self.write(|st| {
+            let plan = st.plan(
+                change,
+                now,
+                limits,
+                &mut StoreSource {
+                    sealer: &self.sealer,
+                },
+            )?;
+            let Outcome::Key(id) = plan.outcome else {
+                return Err(KeyError::Store("unexpected outcome".into()));
+            };
+            let written = plan.mutations.iter().rev().find_map(|m| match m {
+                Mutation::PutKey(r) if r.metadata.key_id == id => Some(r.metadata.clone()),
+                _ => None,
+            });
+            let meta = match written {
+                Some(m) => m,
+                None => st
+                    .key(&id)
+                    .map(|r| r.metadata.clone())
+                    .ok_or(KeyError::CmkNotFound)?,
+            };
+            Ok((plan.mutations, meta))
+        })
     }
 
     /// Applies one command; returns the key's metadata after the change,
     /// once it is durable.
     pub fn execute(&self, cmd: KeyCommand) -> Result<KeyMetadata, KeyError> {
         let label = command_name(&cmd);
-        let outcome = self.apply(Change::Command(cmd), self.now())?;
-        let meta = self.metadata_of(outcome)?;
+        let meta = self.apply_key(Change::Command(cmd), self.now())?;
         tracing::info!(key_id = %meta.key_id, command = label, state = %meta.key_state, "key changed");
         Ok(meta)
     }
@@ -814,12 +1158,12 @@ impl KeyStore {
 
     /// Finds a key's id by KeyId or alias.
     pub fn resolve(&self, key: &str) -> Result<KeyId, KeyError> {
-        self.read().resolve(key).map(|r| r.metadata.key_id)
+        self.fresh(|| self.read().resolve(key).map(|r| r.metadata.key_id))
     }
 
     /// Describes a key by KeyId or alias.
     pub fn describe(&self, key: &str) -> Result<KeyMetadata, KeyError> {
-        self.read().resolve(key).map(|r| r.metadata.clone())
+        self.fresh(|| self.read().resolve(key).map(|r| r.metadata.clone()))
     }
 
     /// One page of keys, ordered by creation time then KeyId.
@@ -928,12 +1272,12 @@ impl KeyStore {
     ) -> Result<KeyMetadata, KeyError> {
         let material = CmkMaterial::from_slice(material.expose())
             .ok_or_else(|| KeyError::InvalidParameter("key material must be 32 bytes".into()))?;
-        let key_id = self.read().resolve(key)?.metadata.key_id;
+        let key_id = self.resolve(key)?;
         let sealed = self
             .sealer
             .seal_material(key_id.as_bytes(), 1, material.expose())
             .map_err(|_| KeyError::Store("sealing failed".into()))?;
-        let outcome = self.apply(
+        let meta = self.apply_key(
             Change::ImportMaterial {
                 key: key_id,
                 sealed,
@@ -941,7 +1285,7 @@ impl KeyStore {
             self.now(),
         )?;
         tracing::info!(key_id = %key_id, "key material imported");
-        self.metadata_of(outcome)
+        Ok(meta)
     }
 
     /// Rotates every enabled key whose automatic rotation is due at `now`;
@@ -1043,7 +1387,7 @@ impl KeyStore {
     ) -> Result<R, KeyError> {
         // the state lock is held only to copy out what is needed: opening
         // and parsing an RSA key is the slow part
-        let (meta, spec, version, sealed) = {
+        let (meta, spec, version, sealed) = self.fresh(|| {
             let st = self.read();
             let rec = st.resolve(key)?;
             let m = &rec.metadata;
@@ -1056,8 +1400,8 @@ impl KeyStore {
                 .ok_or(KeyError::UsageMismatch)?;
             let version = m.primary_version.ok_or(KeyError::CmkPendingImport)?;
             let sealed = rec.sealed(version).ok_or(KeyError::VersionNotFound)?;
-            (m.clone(), spec, version, sealed.to_vec())
-        };
+            Ok((m.clone(), spec, version, sealed.to_vec()))
+        })?;
         let pkcs8 = self
             .sealer
             .open_private_key(meta.key_id.as_bytes(), version, &sealed)
@@ -1080,17 +1424,21 @@ impl KeyStore {
     }
 
     fn primary(&self, key: &str) -> Result<(CmkRef, CmkMaterial), KeyError> {
-        let st = self.read();
-        let rec = st.resolve(key)?;
-        self.usable_material(rec, None)
+        self.fresh(|| {
+            let st = self.read();
+            let rec = st.resolve(key)?;
+            self.usable_material(rec, None)
+        })
     }
 
     fn version(&self, cmk: &CmkRef) -> Result<CmkMaterial, KeyError> {
-        let st = self.read();
-        let rec = st
-            .key(&KeyId::from_bytes(cmk.key_id))
-            .ok_or(KeyError::CmkNotFound)?;
-        self.usable_material(rec, Some(cmk.version)).map(|(_, m)| m)
+        self.fresh(|| {
+            let st = self.read();
+            let rec = st
+                .key(&KeyId::from_bytes(cmk.key_id))
+                .ok_or(KeyError::CmkNotFound)?;
+            self.usable_material(rec, Some(cmk.version)).map(|(_, m)| m)
+        })
     }
 
     /// Runs `f` with the material of one version of an enabled symmetric
@@ -1102,7 +1450,7 @@ impl KeyStore {
         version: VersionChoice,
         f: impl FnOnce(CmkRef, &CmkMaterial) -> R,
     ) -> Result<R, KeyError> {
-        let (cmk, material) = {
+        let (cmk, material) = self.fresh(|| {
             let st = self.read();
             let rec = st.resolve(key)?;
             let number = match version {
@@ -1117,8 +1465,8 @@ impl KeyStore {
                 ),
                 VersionChoice::Number(n) => Some(n),
             };
-            self.usable_material(rec, number)?
-        };
+            self.usable_material(rec, number)
+        })?;
         Ok(f(cmk, &material))
     }
 
@@ -1175,19 +1523,15 @@ impl KeyStore {
         &self,
         build: impl FnOnce(&State) -> Result<Vec<KeyRecord>, KeyError>,
     ) -> Result<Vec<KeyId>, KeyError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        self.ensure_writable()?;
-        let records = build(&self.read())?;
-        let ids = records.iter().map(|r| r.metadata.key_id).collect();
-        let mutations: Vec<Mutation> = records
-            .into_iter()
-            .map(|r| Mutation::PutKey(Box::new(r)))
-            .collect();
-        if mutations.is_empty() {
-            return Ok(ids);
-        }
-        self.commit(mutations)?;
-        Ok(ids)
+        self.write(|st| {
+            let records = build(st)?;
+            let ids = records.iter().map(|r| r.metadata.key_id).collect();
+            let mutations = records
+                .into_iter()
+                .map(|r| Mutation::PutKey(Box::new(r)))
+                .collect();
+            Ok((mutations, ids))
+        })
     }
 
     /// Seals up to 4096 bytes under the key's primary version, binding
@@ -1473,15 +1817,8 @@ impl KeyStore {
         }
     }
 
-    /// Checks the whole store: every record consistent, every version's
-    /// material and every credential secret opens under the root key, and the
-    /// database agrees with memory.
-    pub fn verify(&self) -> Result<VerifyReport, KeyError> {
-        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        let db = guard
-            .as_ref()
-            .ok_or_else(|| KeyError::Store(CLOSED.into()))?;
-        let st = self.read();
+    /// The part of [`verify`](Self::verify) that reads memory only.
+    fn check_memory(&self, st: &State) -> Result<VerifyReport, KeyError> {
         let mut report = VerifyReport {
             keys: 0,
             versions: 0,
@@ -1506,6 +1843,71 @@ impl KeyStore {
                 .map_err(|_| KeyError::Store(format!("credential {} does not open", c.id)))?;
             report.credentials += 1;
         }
+        Ok(report)
+    }
+
+    /// [`verify`](Self::verify) on PostgreSQL: memory, caught up to one
+    /// snapshot of the database, must equal it (retried if other nodes
+    /// write meanwhile).
+    fn verify_pg(&self, pg: &PgBackend) -> Result<VerifyReport, KeyError> {
+        for _ in 0..5 {
+            let rows = pg.pull(0).map_err(|e| self.pg_error(e))?;
+            let top = rows.iter().map(|r| r.revision).max().unwrap_or(0);
+            let mut keys = std::collections::BTreeMap::new();
+            let mut credentials = std::collections::BTreeMap::new();
+            for row in rows {
+                match row.mutation().map_err(KeyError::Store)? {
+                    Mutation::PutKey(rec) => {
+                        keys.insert(rec.metadata.key_id, *rec);
+                    }
+                    Mutation::PutCredential(c) => {
+                        credentials.insert(c.id.clone(), c);
+                    }
+                    Mutation::DeleteKey(_) => {}
+                }
+            }
+            let since = self.synced.revision();
+            if since < top {
+                let newer = pg.pull(since).map_err(|e| self.pg_error(e))?;
+                self.synced.apply_pulled(newer);
+            }
+            let rev = self
+                .synced
+                .revision
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *rev != top {
+                continue;
+            }
+            let st = self.read();
+            let report = self.check_memory(&st)?;
+            let same_keys = report.keys == keys.len()
+                && st.keys().all(|r| keys.get(&r.metadata.key_id) == Some(r));
+            let same_credentials = report.credentials == credentials.len()
+                && st.credentials().all(|c| credentials.get(&c.id) == Some(c));
+            if !(same_keys && same_credentials) {
+                return Err(KeyError::Store("database and memory disagree".into()));
+            }
+            return Ok(report);
+        }
+        Err(KeyError::Store(
+            "the store kept changing while it was verified; try again".into(),
+        ))
+    }
+
+    /// Checks the whole store: every record consistent, every version's
+    /// material and every credential secret opens under the root key, and the
+    /// database agrees with memory.
+    pub fn verify(&self) -> Result<VerifyReport, KeyError> {
+        if let Some(pg) = &self.pg {
+            return self.verify_pg(pg);
+        }
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = guard
+            .as_ref()
+            .ok_or_else(|| KeyError::Store(CLOSED.into()))?;
+        let st = self.read();
+        let report = self.check_memory(&st)?;
         let read_err = |e: redb::Error| {
             if is_io(&e) {
                 self.reopen_needed.store(true, Ordering::SeqCst);
@@ -1562,7 +1964,7 @@ impl KeyProvider for KeyStore {
     }
 
     fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
+        self.synced.epoch.load(Ordering::SeqCst)
     }
 
     fn primary_version(&self, key_id: &[u8; 16]) -> Option<u32> {
