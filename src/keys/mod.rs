@@ -19,6 +19,7 @@ pub mod derive;
 pub mod keywrap;
 pub mod model;
 pub mod provider;
+pub mod remote;
 pub mod root;
 pub mod store;
 
@@ -27,7 +28,7 @@ pub use model::{
     Backup, CreateKeyRequest, CredentialInfo, ImportReport, KeyCommand, KeyId, KeyMetadata,
     KeyOrigin, KeyState, KeyUsage, KeyVersionInfo, Tag,
 };
-pub use provider::{KeyError, KeyProvider};
+pub use provider::{KeyError, KeyProvider, RemoteDataKey};
 pub use root::RootKeySource;
 pub use store::{
     unix_now, Ciphertext, Clock, DataKeySpec, Decrypted, GeneratedDataKey, KeyList, KeyStore,

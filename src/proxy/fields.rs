@@ -99,6 +99,10 @@ pub(super) fn key_error(e: KeyError) -> ProxyError {
             "key_unavailable",
             format!("the key cannot be used: {e}"),
         ),
+        // names the provider and what failed; never a credential
+        KeyError::Unavailable(why) => {
+            ProxyError::key_store(StatusCode::SERVICE_UNAVAILABLE, "key_unavailable", why)
+        }
         KeyError::DoesNotOpen | KeyError::VersionNotFound => ProxyError::upstream(
             StatusCode::BAD_GATEWAY,
             "field_does_not_open",
@@ -316,26 +320,21 @@ pub fn open_fields(
                         if let Some(e) = foreign(&cmk) {
                             return Err(e);
                         }
-                        let cipher =
-                            cache
-                                .opening_key(&cmk, env.wrapped())
-                                .map_err(|e| match e {
-                                    // the envelope names a CMK this store does not hold: it was
-                                    // tampered or comes from elsewhere — the field's fault, not
-                                    // the route's key
-                                    KeyError::CmkNotFound
-                                    | KeyError::VersionNotFound
-                                    | KeyError::DoesNotOpen => (
-                                        "unknown_key",
-                                        bad_place(
-                                            "a sealed field names a key this store does not hold",
-                                        ),
-                                    ),
-                                    other => {
-                                        let e = key_error(other);
-                                        (e.code, e)
-                                    }
-                                })?;
+                        let cipher = cache.envelope_key(&env).map_err(|e| match e {
+                            // the envelope names a CMK this store does not hold: it was
+                            // tampered or comes from elsewhere — the field's fault, not
+                            // the route's key
+                            KeyError::CmkNotFound
+                            | KeyError::VersionNotFound
+                            | KeyError::DoesNotOpen => (
+                                "unknown_key",
+                                bad_place("a sealed field names a key this store does not hold"),
+                            ),
+                            other => {
+                                let e = key_error(other);
+                                (e.code, e)
+                            }
+                        })?;
                         aad.clear();
                         push_field_context(&mut aad, context, site.label);
                         env.open(&cipher, &aad).map(|o| (cmk, o)).map_err(|_| {
