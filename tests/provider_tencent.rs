@@ -175,10 +175,12 @@ async fn answer(
     Response::from_parts(p, Full::new(b.collect().await.unwrap().to_bytes()))
 }
 
-/// A policy sealing `$.ssn` on POST /t/{tenant} (context per tenant: a new
-/// tenant needs a new data key) and opening it on GET.
+/// A policy sealing `$.ssn` on POST /t/{tenant} (the context names the
+/// tenant: per record, yet one data key for the route) and opening it on
+/// GET; and routes POST /c{i} with contexts of their own (each needs a data
+/// key of its own: a cold cache entry).
 fn policy(key: &str) -> String {
-    format!(
+    let mut p = format!(
         r#"
 [[route]]
 name = "create"
@@ -196,7 +198,21 @@ key = "{key}"
 context = "t:{{tenant}}"
 response.decrypt = ["$.ssn"]
 "#
-    )
+    );
+    for i in 0..12 {
+        p.push_str(&format!(
+            r#"
+[[route]]
+name = "cold{i}"
+methods = ["POST"]
+path = "/c{i}"
+key = "{key}"
+context = "c{i}"
+request.encrypt = ["$.ssn"]
+"#
+        ));
+    }
+    p
 }
 
 /// The `[provider]` table; the
@@ -289,6 +305,19 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
     let sealed = ssn_of(&stored);
     assert!(sealed.starts_with("sg2."), "{sealed}");
     assert!(!String::from_utf8_lossy(&stored).contains("123-45-6789"));
+    assert_eq!(front.count("GenerateDataKey"), 1);
+
+    // another tenant (another rendered context, bound in the AAD) shares
+    // the route's data key: no remote call per record
+    let other = format!("http://{}/t/globex", a.proxy);
+    let (status, _, _) = send_json("POST", &other, r#"{"ssn":"555-55-5555"}"#).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = send("GET", &other, &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["ssn"],
+        "555-55-5555"
+    );
     assert_eq!(front.count("GenerateDataKey"), 1);
 
     // warm: more requests, no remote call at all
@@ -393,17 +422,20 @@ async fn faults_are_retried_then_answered_503_and_cached_keys_keep_serving() {
     let (status, _, _) = send_json("POST", &url("warm"), r#"{"ssn":"1"}"#).await;
     assert_eq!(status, 200);
 
-    for (mode, outcome) in [
+    for (i, (mode, outcome)) in [
         (Mode::Status500, "server_error"),
         (Mode::Status429, "throttled"),
         (Mode::Throttled, "throttled"),
         (Mode::Hang, "timeout"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         front.set(mode);
         let before = front.actions.lock().unwrap().len();
-        // a tenant with no data key yet: needs the remote
-        let (status, _, body) =
-            send_json("POST", &url(&format!("cold-{outcome}")), r#"{"ssn":"2"}"#).await;
+        // a route with no data key yet: needs the remote
+        let cold = format!("http://{}/c{i}", a.proxy);
+        let (status, _, body) = send_json("POST", &cold, r#"{"ssn":"2"}"#).await;
         assert_eq!(status, 503, "{mode:?}: {body}");
         let e: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(e["error"]["code"], "key_unavailable", "{body}");
@@ -435,7 +467,8 @@ async fn faults_are_retried_then_answered_503_and_cached_keys_keep_serving() {
 
     // recovery without a restart
     front.set(Mode::Pass);
-    let (status, _, body) = send_json("POST", &url("cold-later"), r#"{"ssn":"4"}"#).await;
+    let (status, _, body) =
+        send_json("POST", &format!("http://{}/c0", a.proxy), r#"{"ssn":"4"}"#).await;
     assert_eq!(status, 200, "{body}");
     drop_and_check_logs(a, &cloud.kms.secret, &cloud.kms.id);
 }
@@ -454,14 +487,14 @@ async fn concurrent_misses_coalesce_and_a_storm_is_bounded() {
     let (a, admin) = node(upstream.addr, &policy(&cloud.key_id), &config);
     let proxy = a.proxy;
 
-    // 8 requests for one new tenant while the remote holds the first call
+    // 8 requests needing one new data key while the remote holds the first call
     front.set(Mode::Gate);
     let same: Vec<_> = (0..8)
         .map(|i| {
             tokio::spawn(async move {
                 send_json(
                     "POST",
-                    &format!("http://{proxy}/t/one"),
+                    &format!("http://{proxy}/c0"),
                     &format!(r#"{{"ssn":"{i}"}}"#),
                 )
                 .await
@@ -493,13 +526,13 @@ async fn concurrent_misses_coalesce_and_a_storm_is_bounded() {
         7
     );
 
-    // 8 new tenants at once: at most 2 calls in flight at the remote
+    // 8 new data keys at once: at most 2 calls in flight at the remote
     let storm: Vec<_> = (0..8)
         .map(|i| {
             tokio::spawn(async move {
                 send_json(
                     "POST",
-                    &format!("http://{proxy}/t/storm{i}"),
+                    &format!("http://{proxy}/c{}", i + 1),
                     r#"{"ssn":"x"}"#,
                 )
                 .await

@@ -421,6 +421,24 @@ impl DataKeyCache {
         Self::new(provider, config, Arc::new(Instant::now))
     }
 
+    /// The partition a route's seals share a data key in: the rendered
+    /// context with the local store; with a remote provider the route's
+    /// context template, so a per-record context (`{id}` in the path) does
+    /// not cost one remote call per record — each field's AAD still binds
+    /// the rendered context.
+    pub fn partition<'a>(&self, rendered: &'a str, template: &'a str) -> &'a str {
+        if self.remote {
+            template
+        } else {
+            rendered
+        }
+    }
+
+    /// True when a remote KMS holds the CMKs.
+    pub fn is_remote(&self) -> bool {
+        self.remote
+    }
+
     /// The limits in force.
     pub fn config(&self) -> &CacheConfig {
         &self.config

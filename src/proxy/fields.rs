@@ -136,9 +136,14 @@ pub(super) fn rewrite_error(e: RewriteError<ProxyError>, upstream_side: bool) ->
 /// One data-key lookup serves the whole body (the cache counts all its
 /// values and bytes at once), each envelope is written straight into the
 /// rewritten body, and one buffer holds every field's AAD in turn.
+///
+/// `partition` picks the cached data key (see [`DataKeyCache::partition`]);
+/// `context` goes into every field's AAD.
+#[allow(clippy::too_many_arguments)]
 pub fn seal_fields(
     cache: &DataKeyCache,
     key: &str,
+    partition: &str,
     context: &str,
     body: &[u8],
     selectors: &SelectorSet,
@@ -152,7 +157,7 @@ pub fn seal_fields(
         selectors,
         |sites| {
             cache
-                .sealing_key_for_batch(key, context.as_bytes(), sites.count, sites.raw_bytes)
+                .sealing_key_for_batch(key, partition.as_bytes(), sites.count, sites.raw_bytes)
                 .map_err(key_error)
         },
         |site, out, batch_key| {
@@ -161,7 +166,7 @@ pub fn seal_fields(
                 Some(k) => k,
                 None => {
                     single = cache
-                        .sealing_key(key, context.as_bytes(), site.raw.len())
+                        .sealing_key(key, partition.as_bytes(), site.raw.len())
                         .map_err(key_error)?;
                     &single
                 }
