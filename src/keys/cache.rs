@@ -873,6 +873,7 @@ impl DataKeyCache {
 mod tests {
     use super::*;
     use crate::envelope::{seal, Envelope};
+    use crate::keys::RemoteDataKey;
     use crate::secret::DataKey;
     use std::collections::HashMap;
     use std::sync::atomic::AtomicBool;
@@ -890,6 +891,9 @@ mod tests {
         gated: AtomicBool,
         gate: Mutex<(bool, usize)>,
         cv: Condvar,
+        /// Acts as a remote KMS (blobs instead of wrapped keys).
+        remote: bool,
+        coalesced: AtomicU64,
     }
 
     impl FakeProvider {
@@ -966,6 +970,128 @@ mod tests {
                 .map(|d| DataKey::from_bytes(*d))
                 .ok_or(KeyError::DoesNotOpen)
         }
+    }
+
+    impl FakeProvider {
+        fn remote() -> Self {
+            FakeProvider {
+                remote: true,
+                ..FakeProvider::default()
+            }
+        }
+    }
+
+    /// The remote side of the fake: a blob is the 40-byte "wrapped" value.
+    fn remote_side(p: &FakeProvider) -> Result<RemoteDataKey, KeyError> {
+        let (cmk, wrapped, key) = p.generate_data_key("k")?;
+        Ok(RemoteDataKey {
+            cmk,
+            blob: wrapped.0.to_vec(),
+            key,
+        })
+    }
+
+    /// A remote-acting wrapper (is_remote is read when the cache is made).
+    struct Remote(Arc<FakeProvider>);
+
+    impl KeyProvider for Remote {
+        fn generate_data_key(&self, _: &str) -> Result<(CmkRef, WrappedDek, DataKey), KeyError> {
+            Err(KeyError::UnsupportedKeyUsage)
+        }
+        fn unwrap_data_key(&self, _: &CmkRef, _: &WrappedDek) -> Result<DataKey, KeyError> {
+            Err(KeyError::CmkNotFound)
+        }
+        fn is_remote(&self) -> bool {
+            self.0.remote
+        }
+        fn generate_remote_data_key(&self, _key: &str) -> Result<RemoteDataKey, KeyError> {
+            remote_side(&self.0)
+        }
+        fn decrypt_remote_data_key(&self, blob: &[u8]) -> Result<DataKey, KeyError> {
+            let w: [u8; 40] = blob.try_into().map_err(|_| KeyError::DoesNotOpen)?;
+            self.0.unwrap_data_key(&CMK, &WrappedDek(w))
+        }
+        fn note_coalesced(&self) {
+            self.0.coalesced.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn remote_cache(p: &Arc<FakeProvider>) -> DataKeyCache {
+        DataKeyCache::with_system_clock(Arc::new(Remote(Arc::clone(p))), CacheConfig::default())
+    }
+
+    #[test]
+    fn a_remote_provider_is_called_once_per_data_key_and_never_when_warm() {
+        let p = Arc::new(FakeProvider::remote());
+        let cache = remote_cache(&p);
+        assert!(cache.is_remote());
+        let first = cache.sealing_key("k", b"route", 8).unwrap();
+        assert!(first.remote.is_some());
+        let mut texts = Vec::new();
+        for i in 0..100 {
+            let k = cache.sealing_key("k", b"route", 8).unwrap();
+            assert!(Arc::ptr_eq(&k, &first));
+            texts.push(
+                seal(
+                    &k,
+                    format!("{i}").as_bytes(),
+                    b"ctx",
+                    &mut rand::thread_rng(),
+                )
+                .unwrap(),
+            );
+        }
+        // opening what this node sealed needs no call either
+        for t in &texts {
+            let env = Envelope::parse(t).unwrap();
+            assert!(t.starts_with("sg2."));
+            let c = cache.envelope_key(&env).unwrap();
+            env.open(&c, b"ctx").unwrap();
+        }
+        assert_eq!((p.generated(), p.unwrapped()), (1, 0));
+        // another node: one remote Decrypt for the blob, then cached
+        let other = remote_cache(&p);
+        for t in &texts {
+            let env = Envelope::parse(t).unwrap();
+            let c = other.envelope_key(&env).unwrap();
+            env.open(&c, b"ctx").unwrap();
+        }
+        assert_eq!(p.unwrapped(), 1);
+        // per-record contexts share the route template's data key
+        assert_eq!(cache.partition("t:acme", "t:{tenant}"), "t:{tenant}");
+    }
+
+    #[test]
+    fn callers_queued_behind_a_failed_remote_call_get_its_error_without_calling_again() {
+        let p = Arc::new(FakeProvider {
+            gated: AtomicBool::new(true),
+            fail: AtomicBool::new(true),
+            ..FakeProvider::remote()
+        });
+        let cache = Arc::new(remote_cache(&p));
+        let c1 = Arc::clone(&cache);
+        let first = thread::spawn(move || c1.sealing_key("k", b"p", 1));
+        p.wait_entered(1);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let c = Arc::clone(&cache);
+                thread::spawn(move || c.sealing_key("k", b"p", 1))
+            })
+            .collect();
+        while cache.sealing_waiters("k", b"p") < 3 {
+            thread::yield_now();
+        }
+        p.open_gate();
+        assert_eq!(first.join().unwrap().unwrap_err(), KeyError::CmkDisabled);
+        for w in waiters {
+            assert_eq!(w.join().unwrap().unwrap_err(), KeyError::CmkDisabled);
+        }
+        assert_eq!(p.generated(), 1, "one remote call for four callers");
+        assert_eq!(p.coalesced.load(Ordering::SeqCst), 3);
+        // the failure is not cached: the next caller tries again
+        p.fail.store(false, Ordering::SeqCst);
+        assert!(cache.sealing_key("k", b"p", 1).is_ok());
+        assert_eq!(p.generated(), 2);
     }
 
     /// A clock the test moves by hand.
