@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use base64::Engine as _;
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
@@ -304,6 +305,12 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
     let stored = upstream.requests().last().unwrap().body.clone();
     let sealed = ssn_of(&stored);
     assert!(sealed.starts_with("sg2."), "{sealed}");
+    // the size docs/envelope.md states: flags, 1-byte length, the face's
+    // 81-byte CiphertextBlob of a 32-byte key, nonce, 11 bytes, tag
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&sealed[4..])
+        .unwrap();
+    assert_eq!(raw.len(), 1 + 1 + 81 + 12 + 11 + 16);
     assert!(!String::from_utf8_lossy(&stored).contains("123-45-6789"));
     assert_eq!(front.count("GenerateDataKey"), 1);
 

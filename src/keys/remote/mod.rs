@@ -388,7 +388,12 @@ impl Attempts {
                 Err(Failure::Final(e)) => {
                     self.metrics
                         .provider_call(action.name(), "refused", started.elapsed());
-                    return Err(e);
+                    return Err(match e {
+                        KeyError::Unavailable(why) => {
+                            KeyError::Unavailable(format!("{}: {why}", self.describe))
+                        }
+                        other => other,
+                    });
                 }
                 Err(Failure::Throttled(why)) => ("throttled", why),
                 Err(Failure::Retry(label, why)) => (label, why),
