@@ -253,6 +253,7 @@ fn main() {
                             &cache,
                             "bench",
                             "bench",
+                            "bench",
                             &doc,
                             &sel,
                             &mut counts,
@@ -262,10 +263,18 @@ fn main() {
                     );
                 },
             );
-            let sealed =
-                fields::seal_fields(&cache, "bench", "bench", &doc, &sel, &mut counts, false)
-                    .expect("seals")
-                    .expect("something sealed");
+            let sealed = fields::seal_fields(
+                &cache,
+                "bench",
+                "bench",
+                "bench",
+                &doc,
+                &sel,
+                &mut counts,
+                false,
+            )
+            .expect("seals")
+            .expect("something sealed");
             b.run(
                 &format!("open_fields {}B body, {n} fields", sealed.len()),
                 || {
@@ -299,8 +308,17 @@ fn main() {
     let doc = body(1024);
     let sel5 = selectors(5);
     for _ in 0..requests {
-        fields::seal_fields(&cache, "bench", "bench", &doc, &sel5, &mut counts, false)
-            .expect("seals");
+        fields::seal_fields(
+            &cache,
+            "bench",
+            "bench",
+            "bench",
+            &doc,
+            &sel5,
+            &mut counts,
+            false,
+        )
+        .expect("seals");
         let (sealed, sel) = &sealed_bodies[1];
         fields::open_fields(
             &cache,
