@@ -583,6 +583,8 @@ pub struct UpstreamTls {
 pub enum ProviderKind {
     /// Tencent Cloud KMS, API 3.0 (TC3-HMAC-SHA256).
     Tencent,
+    /// Alibaba Cloud KMS, OpenAPI 2016-01-20 (ACS3-HMAC-SHA256).
+    Alibaba,
 }
 
 impl ProviderKind {
@@ -590,6 +592,7 @@ impl ProviderKind {
     pub fn name(self) -> &'static str {
         match self {
             ProviderKind::Tencent => "tencent",
+            ProviderKind::Alibaba => "alibaba",
         }
     }
 }
@@ -622,10 +625,11 @@ fn provider_settings(f: Option<FileProvider>) -> Result<Option<ProviderSettings>
     let kind = match f.kind.as_deref().unwrap_or("local") {
         "local" => return Ok(None),
         "tencent" => ProviderKind::Tencent,
-        "alibaba" | "infisical" => {
+        "alibaba" => ProviderKind::Alibaba,
+        "infisical" => {
             return Err(invalid(
                 "provider.kind",
-                "this build speaks \"tencent\" as a client; \"alibaba\" and \"infisical\" are not supported yet".into(),
+                "this build speaks \"tencent\" and \"alibaba\" as a client; \"infisical\" is not supported yet".into(),
             ))
         }
         other => {
@@ -635,9 +639,16 @@ fn provider_settings(f: Option<FileProvider>) -> Result<Option<ProviderSettings>
             ))
         }
     };
-    let endpoint_s = f
-        .endpoint
-        .unwrap_or_else(|| "https://kms.tencentcloudapi.com".into());
+    let region = f.region.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
+        invalid(
+            "provider.region",
+            format!("required for kind = \"{}\"", kind.name()),
+        )
+    })?;
+    let endpoint_s = f.endpoint.unwrap_or_else(|| match kind {
+        ProviderKind::Tencent => "https://kms.tencentcloudapi.com".into(),
+        ProviderKind::Alibaba => format!("https://kms.{region}.aliyuncs.com"),
+    });
     let endpoint: http::Uri = endpoint_s
         .parse()
         .map_err(|_| invalid("provider.endpoint", format!("{endpoint_s:?} is not a URL")))?;
@@ -649,12 +660,6 @@ fn provider_settings(f: Option<FileProvider>) -> Result<Option<ProviderSettings>
             format!("{endpoint_s:?} must be http://host[:port] or https://host[:port]"),
         ));
     }
-    let region = f.region.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
-        invalid(
-            "provider.region",
-            format!("required for kind = \"{}\"", kind.name()),
-        )
-    })?;
     let env_name =
         |v: Option<String>, d: &str, field: &'static str| -> Result<String, ConfigError> {
             let v = v.unwrap_or_else(|| d.into());

@@ -21,6 +21,7 @@
 //! and goes nowhere but the HMAC: messages name the provider, the action
 //! and the remote error code only.
 
+pub mod alibaba;
 pub mod tencent;
 
 use std::sync::Arc;
@@ -183,6 +184,31 @@ impl Call<'_> {
 /// does not decrypt through a plain Decrypt without it.
 pub const CONTEXT_MARKER: (&str, &str) = ("sealgate", "field-dek");
 
+/// The EncryptionContext sealgate sends: its marker, as a JSON object string.
+pub(crate) fn encryption_context() -> String {
+    serde_json::json!({ CONTEXT_MARKER.0: CONTEXT_MARKER.1 }).to_string()
+}
+
+/// Decodes canonical standard Base64 (what re-encodes to the same text).
+pub(crate) fn b64_exact(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let v = b64.decode(s).ok()?;
+    (b64.encode(&v) == s).then_some(v)
+}
+
+/// The 32-byte DEK in a result's `Plaintext` (Base64), zeroizing the copy.
+pub(crate) fn plaintext_of(r: &serde_json::Value) -> Option<DataKey> {
+    use base64::Engine as _;
+    let text = r.get("Plaintext").and_then(serde_json::Value::as_str)?;
+    let bytes = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()?,
+    );
+    DataKey::from_slice(&bytes)
+}
+
 /// A KeyProvider backed by a remote KMS.
 pub struct RemoteProvider {
     /// The dialect's name (`tencent`).
@@ -229,6 +255,7 @@ impl RemoteProvider {
         let creds = Credentials::from_env(settings)?;
         let dialect: Arc<dyn Dialect> = match settings.kind {
             ProviderKind::Tencent => Arc::new(tencent::Tencent::new(settings, creds)?),
+            ProviderKind::Alibaba => Arc::new(alibaba::Alibaba::new(settings, creds)?),
         };
         Self::with_dialect(settings, dialect, metrics)
     }

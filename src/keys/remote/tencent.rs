@@ -15,7 +15,10 @@ use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::{json, Value};
 
-use super::{cmk_of, Action, Call, Credentials, Dialect, Failure, CONTEXT_MARKER};
+use super::{
+    b64_exact, cmk_of, encryption_context, plaintext_of, Action, Call, Credentials, Dialect,
+    Failure,
+};
 use crate::config::ProviderSettings;
 use crate::keys::provider::{KeyError, RemoteDataKey};
 use crate::kms::tencent::sign::{self, RequestParts};
@@ -106,11 +109,6 @@ pub fn signed_headers(
     Ok(out)
 }
 
-/// The EncryptionContext sealgate sends: its marker (a JSON object string).
-fn encryption_context() -> String {
-    json!({ CONTEXT_MARKER.0: CONTEXT_MARKER.1 }).to_string()
-}
-
 /// A Tencent error code as a failure: throttling and internal errors are
 /// retried, key states map to their key errors, anything else is final.
 fn failure_of(code: &str) -> Failure {
@@ -134,12 +132,6 @@ fn failure_of(code: &str) -> Failure {
             crate::metrics::clean_label(other)
         ))),
     }
-}
-
-/// Decodes canonical standard Base64 (what re-encodes to the same text).
-fn b64_exact(s: &str) -> Option<Vec<u8>> {
-    let v = B64.decode(s).ok()?;
-    (B64.encode(&v) == s).then_some(v)
 }
 
 impl Dialect for Tencent {
@@ -268,13 +260,6 @@ impl Dialect for Tencent {
             Some(_) => Err(KeyError::UsageMismatch),
         }
     }
-}
-
-/// The 32-byte DEK in a result's `Plaintext` (Base64), zeroizing the copy.
-fn plaintext_of(r: &Value) -> Option<DataKey> {
-    let text = r.get("Plaintext").and_then(Value::as_str)?;
-    let bytes = zeroize::Zeroizing::new(B64.decode(text).ok()?);
-    DataKey::from_slice(&bytes)
 }
 
 #[cfg(test)]
