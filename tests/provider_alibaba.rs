@@ -93,6 +93,39 @@ async fn an_alibaba_provider_node_seals_and_a_fresh_node_opens() {
     );
     assert!(!err.contains(&kms.secret));
 
+    // `policy check --config` asks the provider too
+    std::fs::write(
+        dir.join("sealgate.toml"),
+        format!("upstream = \"http://127.0.0.1:9\"\n{config}"),
+    )
+    .unwrap();
+    let check = |key: &str| {
+        let pdir = tempfile::tempdir().unwrap().keep();
+        std::fs::write(pdir.join("p.toml"), policy(key)).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let r = sealgate::cli::policy::run_to(
+            sealgate::cli::policy::PolicyCommand::Check {
+                dir: pdir,
+                allow_label_gaps: false,
+                data_dir: None,
+                root_key_file: None,
+                config: Some(dir.join("sealgate.toml")),
+            },
+            &mut out,
+            &mut err,
+        );
+        (r.is_ok(), String::from_utf8(err).unwrap())
+    };
+    let (ok, err) = check(missing);
+    assert!(!ok);
+    assert!(
+        err.contains(missing) && err.contains("alibaba KMS"),
+        "{err}"
+    );
+    assert!(!err.contains(&kms.secret));
+    let (ok, err) = check(&key);
+    assert!(ok, "{err}");
+
     let (a, admin) = node(upstream.addr, &policy(&key), &config);
     assert_eq!(calls(admin, "DescribeKey").await, 1);
     for (i, tenant) in ["acme", "globex", "acme", "initech"].iter().enumerate() {
