@@ -585,6 +585,8 @@ pub enum ProviderKind {
     Tencent,
     /// Alibaba Cloud KMS, OpenAPI 2016-01-20 (ACS3-HMAC-SHA256).
     Alibaba,
+    /// Infisical KMS (universal-auth, bearer tokens renewed before expiry).
+    Infisical,
 }
 
 impl ProviderKind {
@@ -593,6 +595,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Tencent => "tencent",
             ProviderKind::Alibaba => "alibaba",
+            ProviderKind::Infisical => "infisical",
         }
     }
 }
@@ -626,12 +629,7 @@ fn provider_settings(f: Option<FileProvider>) -> Result<Option<ProviderSettings>
         "local" => return Ok(None),
         "tencent" => ProviderKind::Tencent,
         "alibaba" => ProviderKind::Alibaba,
-        "infisical" => {
-            return Err(invalid(
-                "provider.kind",
-                "this build speaks \"tencent\" and \"alibaba\" as a client; \"infisical\" is not supported yet".into(),
-            ))
-        }
+        "infisical" => ProviderKind::Infisical,
         other => {
             return Err(invalid(
                 "provider.kind",
@@ -639,15 +637,21 @@ fn provider_settings(f: Option<FileProvider>) -> Result<Option<ProviderSettings>
             ))
         }
     };
-    let region = f.region.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
-        invalid(
-            "provider.region",
-            format!("required for kind = \"{}\"", kind.name()),
-        )
-    })?;
+    // Infisical has no regions
+    let region = match (f.region.filter(|r| !r.trim().is_empty()), kind) {
+        (Some(r), _) => r,
+        (None, ProviderKind::Infisical) => String::new(),
+        (None, _) => {
+            return Err(invalid(
+                "provider.region",
+                format!("required for kind = \"{}\"", kind.name()),
+            ))
+        }
+    };
     let endpoint_s = f.endpoint.unwrap_or_else(|| match kind {
         ProviderKind::Tencent => "https://kms.tencentcloudapi.com".into(),
         ProviderKind::Alibaba => format!("https://kms.{region}.aliyuncs.com"),
+        ProviderKind::Infisical => "https://app.infisical.com".into(),
     });
     let endpoint: http::Uri = endpoint_s
         .parse()

@@ -199,6 +199,12 @@ impl Dialect for Alibaba {
                 "EncryptionContext": encryption_context(),
             }),
             Call::DescribeKey(key) => json!({ "KeyId": key }),
+            // the dialect makes data keys itself; an Encrypt is the same call shape
+            Call::Encrypt(key, dek) => json!({
+                "KeyId": key,
+                "Plaintext": base64::engine::general_purpose::STANDARD.encode(dek.expose()),
+                "EncryptionContext": encryption_context(),
+            }),
         }
     }
 

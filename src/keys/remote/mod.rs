@@ -22,6 +22,7 @@
 //! and the remote error code only.
 
 pub mod alibaba;
+pub mod infisical;
 pub mod tencent;
 
 use std::sync::Arc;
@@ -105,6 +106,10 @@ pub enum Action {
     Decrypt,
     /// A CMK's metadata (start-up check).
     DescribeKey,
+    /// A DEK made here, encrypted under a CMK (KMSs without GenerateDataKey).
+    Encrypt,
+    /// A fresh access token (token-authenticated KMSs).
+    Login,
 }
 
 impl Action {
@@ -114,6 +119,8 @@ impl Action {
             Action::GenerateDataKey => "GenerateDataKey",
             Action::Decrypt => "Decrypt",
             Action::DescribeKey => "DescribeKey",
+            Action::Encrypt => "Encrypt",
+            Action::Login => "Login",
         }
     }
 }
@@ -155,6 +162,42 @@ pub trait Dialect: Send + Sync {
 
     /// Checks a DescribeKey result: the key exists and can make data keys.
     fn usable(&self, result: &serde_json::Value) -> Result<(), KeyError>;
+
+    /// True for a KMS without GenerateDataKey: the DEK is made here and
+    /// sent through [`Call::Encrypt`]; [`wrapped_key`](Self::wrapped_key)
+    /// reads the result.
+    fn wraps_local_keys(&self) -> bool {
+        false
+    }
+
+    /// The data key made here, with the blob an Encrypt of it returned.
+    fn wrapped_key(
+        &self,
+        key: &str,
+        result: &serde_json::Value,
+        dek: DataKey,
+    ) -> Result<RemoteDataKey, KeyError> {
+        let _ = (key, result, dek);
+        Err(KeyError::UnsupportedKeyUsage)
+    }
+
+    /// For a token-authenticated KMS: the login request to send first,
+    /// when no token is held or it is about to expire (at `now`).
+    fn login(&self, now: Instant) -> Option<Result<http::Request<Full<Bytes>>, KeyError>> {
+        let _ = now;
+        None
+    }
+
+    /// Reads a login answer received at `now` and keeps its token.
+    fn logged_in(
+        &self,
+        status: http::StatusCode,
+        body: &[u8],
+        now: Instant,
+    ) -> Result<(), Failure> {
+        let _ = (status, body, now);
+        Ok(())
+    }
 }
 
 /// One call and its inputs.
@@ -166,6 +209,8 @@ pub enum Call<'a> {
     Decrypt(&'a [u8]),
     /// DescribeKey of this key.
     DescribeKey(&'a str),
+    /// Encrypt this DEK (made here) under this key.
+    Encrypt(&'a str, &'a DataKey),
 }
 
 impl Call<'_> {
@@ -175,6 +220,7 @@ impl Call<'_> {
             Call::GenerateDataKey(_) => Action::GenerateDataKey,
             Call::Decrypt(_) => Action::Decrypt,
             Call::DescribeKey(_) => Action::DescribeKey,
+            Call::Encrypt(..) => Action::Encrypt,
         }
     }
 }
@@ -256,6 +302,7 @@ impl RemoteProvider {
         let dialect: Arc<dyn Dialect> = match settings.kind {
             ProviderKind::Tencent => Arc::new(tencent::Tencent::new(settings, creds)?),
             ProviderKind::Alibaba => Arc::new(alibaba::Alibaba::new(settings, creds)?),
+            ProviderKind::Infisical => Arc::new(infisical::Infisical::new(settings, creds)?),
         };
         Self::with_dialect(settings, dialect, metrics)
     }
@@ -456,12 +503,42 @@ impl Attempts {
         params: &serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value, Failure> {
+        let started = tokio::time::Instant::now();
+        if let Some(login) = self.dialect.login(Instant::now()) {
+            let login = login.map_err(Failure::Final)?;
+            let sent = Instant::now();
+            let (status, body) = tokio::time::timeout(timeout, self.exchange(login))
+                .await
+                .map_err(|_| Failure::Retry("timeout", "login timed out".into()))??;
+            let outcome = self.dialect.logged_in(status, &body, sent);
+            let label = match &outcome {
+                Ok(()) => "ok",
+                Err(Failure::Final(_)) => "refused",
+                Err(Failure::Throttled(_)) => "throttled",
+                Err(Failure::Retry(l, _)) => l,
+            };
+            self.metrics
+                .provider_call(Action::Login.name(), label, sent.elapsed());
+            outcome?;
+        }
+        let timeout = timeout.saturating_sub(started.elapsed());
         let now = crate::keys::unix_now() as i64;
         let req = self
             .dialect
             .request(action, params, now)
             .map_err(Failure::Final)?;
-        let exchange = async {
+        let (status, body) = tokio::time::timeout(timeout, self.exchange(req))
+            .await
+            .map_err(|_| Failure::Retry("timeout", "timed out".into()))??;
+        self.dialect.response(status, &body)
+    }
+
+    /// Sends one request and reads its answer (bounded).
+    async fn exchange(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<(http::StatusCode, Bytes), Failure> {
+        {
             let resp = self
                 .client
                 .request(req)
@@ -474,11 +551,7 @@ impl Attempts {
                 .map_err(|_| Failure::Retry("network", "answer was cut off".into()))?
                 .to_bytes();
             Ok::<_, Failure>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| Failure::Retry("timeout", "timed out".into()))??;
-        self.dialect.response(status, &body)
+        }
     }
 }
 
@@ -515,6 +588,11 @@ impl KeyProvider for RemoteProvider {
     }
 
     fn generate_remote_data_key(&self, key: &str) -> Result<RemoteDataKey, KeyError> {
+        if self.dialect.wraps_local_keys() {
+            let dek = DataKey::generate(&mut rand::rngs::OsRng);
+            let result = self.call(Call::Encrypt(key, &dek))?;
+            return self.dialect.wrapped_key(key, &result, dek);
+        }
         let result = self.call(Call::GenerateDataKey(key))?;
         self.dialect.data_key(&result)
     }

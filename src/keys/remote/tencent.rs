@@ -213,6 +213,12 @@ impl Dialect for Tencent {
                 "EncryptionContext": encryption_context(),
             }),
             Call::DescribeKey(key) => json!({ "KeyId": key }),
+            // the dialect makes data keys itself; an Encrypt is the same call shape
+            Call::Encrypt(key, dek) => json!({
+                "KeyId": key,
+                "Plaintext": B64.encode(dek.expose()),
+                "EncryptionContext": encryption_context(),
+            }),
         }
     }
 
