@@ -241,10 +241,14 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     );
     let policies =
         crate::policy::load_dir(&config.policies).map_err(|e| StartError::Policy(e.to_string()))?;
-    let provider: Arc<dyn crate::keys::KeyProvider> = match &config.provider {
+    let remote = match &config.provider {
         // the CMKs live in a remote KMS: nothing is created here, and every
         // key the policies name must exist there now
-        Some(settings) => Arc::new(remote_provider(settings, &policies, &metrics)?),
+        Some(settings) => Some(Arc::new(remote_provider(settings, &policies, &metrics)?)),
+        None => None,
+    };
+    let provider: Arc<dyn crate::keys::KeyProvider> = match &remote {
+        Some(r) => r.clone(),
         None => {
             crate::reload::ensure_policy_keys(&store, &policies, config.create_policy_keys)
                 .map_err(StartError::Policy)?;
@@ -406,14 +410,18 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     }
 
     // policy hot reload on file change
-    let reloader = Arc::new(PolicyReloader::new(
+    let reloader = PolicyReloader::new(
         config.policies.clone(),
         state.clone(),
         store.clone(),
         metrics.clone(),
         audit.clone(),
         config.create_policy_keys,
-    ));
+    );
+    let reloader = Arc::new(match remote {
+        Some(r) => reloader.with_remote_keys(r),
+        None => reloader,
+    });
     if config.reload.watch {
         let mut rx5 = rx.clone();
         tasks.push(tokio::spawn(reloader.clone().watch(

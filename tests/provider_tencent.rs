@@ -293,7 +293,7 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
     let upstream = recording_upstream(last_post_upstream()).await;
     let config = provider_toml(front.addr, env, "");
     // the route names the remote key by its KeyId
-    let policy = policy(&cloud.key_id);
+    let policy = self::policy(&cloud.key_id);
     let (a, admin) = node(upstream.addr, &policy, &config);
     // start-up checked the key with DescribeKey, and made nothing
     assert_eq!(front.count("DescribeKey"), 1);
@@ -349,6 +349,21 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
         .await,
         1
     );
+
+    // a reload checks the new set's keys with the provider, creates none
+    let missing = "00000000-0000-4000-8000-0000000000aa";
+    let extra = format!(
+        "{policy}\n[[route]]\nname = \"extra\"\nmethods = [\"POST\"]\npath = \"/extra\"\nkey = \"{missing}\"\nrequest.encrypt = [\"$.ssn\"]\n"
+    );
+    std::fs::write(a.policy_file(), extra).unwrap();
+    a.signal("HUP");
+    let refused = a.wait_log("policy reload refused; the running policies stay in force");
+    assert!(refused.to_string().contains(missing), "{refused}");
+    std::fs::write(a.policy_file(), &policy).unwrap();
+    a.signal("HUP");
+    let reloaded = a.wait_log("policies reloaded");
+    assert_eq!(reloaded["fields"]["created_keys"], 0);
+    assert_eq!(front.count("CreateKey"), 0);
 
     // a fresh node (new data dir, no root key of the cloud, no key store
     // of its own in use) opens what the first sealed: one remote Decrypt
