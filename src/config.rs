@@ -656,6 +656,17 @@ fn provider_settings(f: Option<FileProvider>) -> Result<Option<ProviderSettings>
     let endpoint: http::Uri = endpoint_s
         .parse()
         .map_err(|_| invalid("provider.endpoint", format!("{endpoint_s:?} is not a URL")))?;
+    // a password in the URL would travel into every message naming the provider
+    if endpoint
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Err(invalid(
+            "provider.endpoint",
+            "must not carry credentials (user@host): they come from secret_id_env / secret_key_env"
+                .into(),
+        ));
+    }
     if !matches!(endpoint.scheme_str(), Some("http") | Some("https"))
         || endpoint.authority().is_none()
     {
@@ -1246,6 +1257,66 @@ mod tests {
         assert_eq!(c(on, Some(false)), PolicyKeyCreation::Never);
         let e = parse("t", "[keys]\ncreate_keys = true").unwrap_err();
         assert!(e.to_string().contains("create_keys"), "{e}");
+    }
+
+    #[test]
+    fn provider_settings_are_validated() {
+        let base = "upstream = \"http://x:1\"\n[provider]\n";
+        let parse = |name: &str, text: &str| {
+            parse(name, text).and_then(|f| validate(f, &Overrides::default()))
+        };
+        let c = parse(
+            "a.toml",
+            &format!("{base}kind = \"tencent\"\nregion = \"ap-guangzhou\""),
+        )
+        .unwrap();
+        let p = c.provider.unwrap();
+        assert_eq!(p.kind, ProviderKind::Tencent);
+        assert_eq!(p.endpoint.to_string(), "https://kms.tencentcloudapi.com/");
+        assert_eq!(p.retry_budget, Duration::from_millis(2000));
+        assert_eq!(p.secret_key_env, "SEALGATE_PROVIDER_SECRET_KEY");
+        let c = parse(
+            "a.toml",
+            &format!("{base}kind = \"alibaba\"\nregion = \"cn-hangzhou\""),
+        )
+        .unwrap();
+        assert_eq!(
+            c.provider.unwrap().endpoint.to_string(),
+            "https://kms.cn-hangzhou.aliyuncs.com/"
+        );
+        assert!(parse("a.toml", &format!("{base}kind = \"infisical\""))
+            .unwrap()
+            .provider
+            .is_some());
+        assert!(parse("a.toml", &format!("{base}kind = \"local\""))
+            .unwrap()
+            .provider
+            .is_none());
+        for (extra, field) in [
+            ("kind = \"tencent\"", "provider.region"),
+            ("kind = \"aws\"", "provider.kind"),
+            (
+                "kind = \"tencent\"\nregion = \"r\"\nendpoint = \"http://u:p@h:1\"",
+                "provider.endpoint",
+            ),
+            (
+                "kind = \"tencent\"\nregion = \"r\"\nsecret_key_env = \"A B\"",
+                "provider.secret_key_env",
+            ),
+            (
+                "kind = \"tencent\"\nregion = \"r\"\nretry_budget_ms = 0",
+                "provider.retry_budget_ms",
+            ),
+            (
+                "kind = \"tencent\"\nregion = \"r\"\nmax_concurrent_calls = 0",
+                "provider.max_concurrent_calls",
+            ),
+        ] {
+            let e = parse("a.toml", &format!("{base}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`blob`]: the ciphertext blob of KMS Encrypt/Decrypt (PURE);
 //! - [`store`]: [`KeyStore`], the redb-backed store;
 //! - [`cache`]: the data-key cache the proxy seals and opens through;
+//! - [`remote`]: remote KMS providers (Tencent, Alibaba, Infisical) for
+//!   nodes whose CMKs live in a cloud KMS (`[provider]`);
 //! - [`admin`]: the admin unix socket the CLI uses while the server runs.
 
 pub mod admin;
