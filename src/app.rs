@@ -216,7 +216,7 @@ fn remote_provider(
         provider = settings.kind.name(),
         endpoint = %settings.endpoint,
         region = %settings.region,
-        secret_id = %std::env::var(&settings.secret_id_env).unwrap_or_default(),
+        secret_id = %provider.secret_id(),
         "CMKs are held by a remote KMS; this node caches its data keys"
     );
     Ok(provider)

@@ -80,20 +80,58 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// SecretKeys taken out of the environment by [`take_secret_env`], by
+/// variable name.
+fn taken() -> &'static std::sync::Mutex<std::collections::HashMap<String, SecretBytes>> {
+    static TAKEN: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, SecretBytes>>,
+    > = std::sync::OnceLock::new();
+    TAKEN.get_or_init(Default::default)
+}
+
+/// Moves the provider's SecretKey out of the environment into memory that
+/// is zeroized on drop, so child processes and later `getenv` calls never
+/// see it. `serve` calls this before any thread exists (`unsetenv` races
+/// with `getenv` in other threads); the environment block the process was
+/// started with (`/proc/<pid>/environ`) keeps the text until exit.
+pub fn take_secret_env(s: &ProviderSettings) {
+    if let Some(raw) = std::env::var_os(&s.secret_key_env) {
+        std::env::remove_var(&s.secret_key_env);
+        let bytes = std::os::unix::ffi::OsStringExt::into_vec(raw);
+        taken()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(s.secret_key_env.clone(), SecretBytes::new(bytes));
+    }
+}
+
 impl Credentials {
     /// Reads the credential from the environment variables the settings
-    /// name; the error names the variable, never a value.
+    /// name (the SecretKey from where [`take_secret_env`] put it, if it
+    /// ran); the error names the variable, never a value.
     pub fn from_env(s: &ProviderSettings) -> Result<Credentials, String> {
-        let read = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("environment variable {name} is not set"))
+        let unset = |name: &str| format!("environment variable {name} is not set");
+        let id = std::env::var(&s.secret_id_env)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| unset(&s.secret_id_env))?;
+        let stashed = taken()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&s.secret_key_env)
+            .cloned();
+        let secret = match stashed {
+            Some(v) => v,
+            None => SecretBytes::new(
+                std::env::var(&s.secret_key_env)
+                    .map(String::into_bytes)
+                    .unwrap_or_default(),
+            ),
         };
-        Ok(Credentials {
-            id: read(&s.secret_id_env)?,
-            secret: SecretBytes::new(read(&s.secret_key_env)?.into_bytes()),
-        })
+        if secret.is_empty() {
+            return Err(unset(&s.secret_key_env));
+        }
+        Ok(Credentials { id, secret })
     }
 }
 
@@ -261,6 +299,8 @@ pub struct RemoteProvider {
     kind: ProviderKind,
     /// The endpoint, as messages name it.
     endpoint: String,
+    /// The SecretId (for the start-up line).
+    secret_id: String,
     /// Request building and answer reading.
     dialect: Arc<dyn Dialect>,
     /// The client runtime (taken on drop, shut down in the background).
@@ -299,12 +339,20 @@ impl RemoteProvider {
     /// A provider for the settings, with credentials from the environment.
     pub fn new(settings: &ProviderSettings, metrics: Arc<Metrics>) -> Result<Self, String> {
         let creds = Credentials::from_env(settings)?;
+        let secret_id = creds.id.clone();
         let dialect: Arc<dyn Dialect> = match settings.kind {
             ProviderKind::Tencent => Arc::new(tencent::Tencent::new(settings, creds)?),
             ProviderKind::Alibaba => Arc::new(alibaba::Alibaba::new(settings, creds)?),
             ProviderKind::Infisical => Arc::new(infisical::Infisical::new(settings, creds)?),
         };
-        Self::with_dialect(settings, dialect, metrics)
+        let mut p = Self::with_dialect(settings, dialect, metrics)?;
+        p.secret_id = secret_id;
+        Ok(p)
+    }
+
+    /// The SecretId in use (public; the start-up line names it).
+    pub fn secret_id(&self) -> &str {
+        &self.secret_id
     }
 
     /// A provider speaking `dialect` (tests pass their own).
@@ -347,6 +395,7 @@ impl RemoteProvider {
         Ok(RemoteProvider {
             kind: settings.kind,
             endpoint: settings.endpoint.to_string(),
+            secret_id: String::new(),
             dialect,
             rt: Some(rt),
             client,
@@ -530,6 +579,8 @@ impl Attempts {
         let (status, body) = tokio::time::timeout(timeout, self.exchange(req))
             .await
             .map_err(|_| Failure::Retry("timeout", "timed out".into()))??;
+        // the answer may hold a data key: our copy is wiped after parsing
+        let body = zeroize::Zeroizing::new(Vec::from(body));
         self.dialect.response(status, &body)
     }
 
@@ -552,6 +603,18 @@ impl Attempts {
                 .to_bytes();
             Ok::<_, Failure>((status, body))
         }
+    }
+}
+
+/// Zeroizes every string of a parsed answer (its Base64 `Plaintext`
+/// holds a data key) before it is dropped.
+fn scrub(v: &mut serde_json::Value) {
+    use zeroize::Zeroize as _;
+    match v {
+        serde_json::Value::String(s) => s.zeroize(),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(scrub),
+        serde_json::Value::Object(o) => o.values_mut().for_each(scrub),
+        _ => {}
     }
 }
 
@@ -590,16 +653,22 @@ impl KeyProvider for RemoteProvider {
     fn generate_remote_data_key(&self, key: &str) -> Result<RemoteDataKey, KeyError> {
         if self.dialect.wraps_local_keys() {
             let dek = DataKey::generate(&mut rand::rngs::OsRng);
-            let result = self.call(Call::Encrypt(key, &dek))?;
-            return self.dialect.wrapped_key(key, &result, dek);
+            let mut result = self.call(Call::Encrypt(key, &dek))?;
+            let out = self.dialect.wrapped_key(key, &result, dek);
+            scrub(&mut result);
+            return out;
         }
-        let result = self.call(Call::GenerateDataKey(key))?;
-        self.dialect.data_key(&result)
+        let mut result = self.call(Call::GenerateDataKey(key))?;
+        let out = self.dialect.data_key(&result);
+        scrub(&mut result);
+        out
     }
 
     fn decrypt_remote_data_key(&self, blob: &[u8]) -> Result<DataKey, KeyError> {
-        let result = self.call(Call::Decrypt(blob))?;
-        self.dialect.plaintext(&result)
+        let mut result = self.call(Call::Decrypt(blob))?;
+        let out = self.dialect.plaintext(&result);
+        scrub(&mut result);
+        out
     }
 
     fn note_coalesced(&self) {
