@@ -1,5 +1,6 @@
-//! The byte layout of a version 1 envelope: header encoding and strict
-//! decoding, the LEB128 varints, the AAD, and the base64url text form.
+//! The byte layout of a version 1 envelope and of the provider form
+//! (`sg2.`): header encoding and strict decoding, the LEB128 varints, the
+//! AAD, and the base64url text forms.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

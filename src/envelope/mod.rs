@@ -35,6 +35,26 @@
 //! 142-character JSON string: 4 prefix + 136 base64url + 2 quotes, i.e.
 //! +124 characters in the document.
 //!
+//! # Provider form (`sg2.`)
+//!
+//! A DEK wrapped by a remote KMS (`[provider]`) travels as that KMS's
+//! CiphertextBlob, of its own size. Such envelopes are `sg2.` + base64url of:
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     flags, as in version 1
+//! 1       1-2   L = length of the blob, unsigned LEB128, minimal, 1..=4096
+//! 1+v     L     the remote CiphertextBlob
+//! h-12    12    nonce
+//! h       n     AES-256-GCM ciphertext
+//! h+n     16    GCM tag
+//! ```
+//!
+//! with `AAD = "sg2" || header || LEB128(len(context)) || context`. The
+//! blob field (`LEB128(L) || blob`) is made once per DEK
+//! ([`provider_blob_field`]) and kept in the [`SealingKey`].
+//! Overhead: 30 + L bytes (31 + L from L = 128).
+//!
 //! Decoding is strict: a missing or other-version prefix, `=` padding,
 //! non-canonical base64 trailing bits, a truncated body, reserved flag bits,
 //! an unknown kind, or a non-minimal or out-of-range version varint are all
