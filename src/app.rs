@@ -148,20 +148,19 @@ fn observe_faces(
     metrics: &Arc<Metrics>,
     audit: &Arc<AuditLog>,
 ) -> crate::kms::Faces {
-    let wrap = |face: Option<Arc<dyn crate::kms::Face>>, dialect: &'static str| {
+    let wrap = |face: Option<Arc<dyn crate::kms::Face>>| {
         face.map(|inner| {
             Arc::new(ObservedFace {
                 inner,
-                dialect,
                 audit: audit.clone(),
                 metrics: metrics.clone(),
             }) as Arc<dyn crate::kms::Face>
         })
     };
     crate::kms::Faces {
-        tencent: wrap(faces.tencent, "tencent"),
-        alibaba: wrap(faces.alibaba, "alibaba"),
-        infisical: wrap(faces.infisical, "infisical"),
+        tencent: wrap(faces.tencent),
+        alibaba: wrap(faces.alibaba),
+        infisical: wrap(faces.infisical),
     }
 }
 
@@ -403,7 +402,11 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             async move {
                 let _ = rx4.changed().await;
             },
-            config.header_read_timeout,
+            crate::listen::ListenLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: config.header_read_timeout,
+                drain: config.drain_timeout,
+            },
         )));
         tracing::info!(listen = %bound, tls = config.kms_tls.is_some(), "KMS listening (Tencent, Alibaba, Infisical dialects)");
         kms_addr = Some(bound);
@@ -456,6 +459,12 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             view,
             async move {
                 let _ = rx6.wait_for(|v| *v).await;
+            },
+            crate::listen::ListenLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: config.header_read_timeout,
+                // scrapes and probes are short; it stops after the others
+                drain: std::time::Duration::from_secs(2),
             },
         )));
         tracing::info!(listen = %bound, "admin listening (/metrics, /healthz, /readyz)");

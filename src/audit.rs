@@ -30,7 +30,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::future::Future;
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,9 +78,13 @@ pub struct AuditEvent {
     /// The request id, when the operation served a request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    /// Who asked: a client address, `admin-socket`, `policy-reload`.
+    /// Who asked: a client address (proxy), a credential id (KMS),
+    /// `admin-socket`, `policy-reload`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// The client's address, where the caller is a credential (KMS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
     /// The CMK's KeyId (or the alias asked for, when it did not resolve).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
@@ -634,156 +637,41 @@ pub fn admin_event(req: &AdminRequest, result: &Result<Value, KeyError>) -> Audi
     ev
 }
 
-/// A KMS face that counts and audits each request it answers.
+/// A KMS face that counts and audits each request it answers, from the
+/// face's own [`KmsOutcome`](crate::kms::KmsOutcome): the request and the
+/// response pass through unread.
 pub struct ObservedFace {
     /// The face.
     pub inner: Arc<dyn crate::kms::Face>,
-    /// The dialect's name, as a metrics source (`tencent`, `alibaba`, `infisical`).
-    pub dialect: &'static str,
     /// Where records go.
     pub audit: Arc<AuditLog>,
     /// Where counts go.
     pub metrics: Arc<Metrics>,
 }
 
-/// The action a KMS request names (header, parameter or path), cleaned.
-fn kms_action(req: &crate::kms::KmsRequest) -> String {
-    let named = req
-        .header("x-tc-action")
-        .or_else(|| req.header("x-acs-action"))
-        .or_else(|| req.header("x-kms-apiname"))
-        .map(str::to_string)
-        .or_else(|| {
-            req.flat_params()
-                .into_iter()
-                .find(|(k, _)| k == "Action")
-                .map(|(_, v)| v)
-        })
-        .unwrap_or_else(|| {
-            // Infisical: the path names the operation, e.g. /api/v1/kms/keys/{id}/encrypt
-            let segs: Vec<&str> = req
-                .uri
-                .path()
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .collect();
-            match segs.as_slice() {
-                [.., "keys", _, op] => (*op).to_string(),
-                [.., last] => (*last).to_string(),
-                [] => String::new(),
-            }
-        });
-    crate::metrics::clean_label(&named)
-}
-
-/// The `KeyId` a KMS request names, if any (JSON body or parameters;
-/// Tencent's legacy API spells it `keyId`).
-fn kms_key_id(req: &crate::kms::KmsRequest) -> Option<String> {
-    let from_json = || {
-        serde_json::from_slice::<Value>(&req.body)
-            .ok()?
-            .get("KeyId")?
-            .as_str()
-            .map(str::to_string)
-    };
-    from_json()
-        .or_else(|| {
-            req.flat_params()
-                .into_iter()
-                .find(|(k, _)| k == "KeyId" || k == "keyId")
-                .map(|(_, v)| v)
-        })
-        .filter(|k| k.len() <= 256)
-}
-
-/// The error code of a KMS answer, if it is one (Tencent answers 200 with
-/// `Response.Error.Code`, its legacy API 200 with a non-zero numeric `code`
-/// and the API 3.0 code in `codeDesc`; Alibaba a 4xx/5xx with `Code`).
-fn kms_error_code(status: u16, body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct TcErr {
-        #[serde(rename = "Code")]
-        code: String,
-    }
-    #[derive(Deserialize)]
-    struct TcResp {
-        #[serde(rename = "Error")]
-        error: Option<TcErr>,
-    }
-    #[derive(Deserialize)]
-    struct Shape {
-        #[serde(rename = "Response")]
-        response: Option<TcResp>,
-        #[serde(rename = "Code")]
-        code: Option<String>,
-        // Tencent legacy (/v2/index.php): {"code": 4000, "codeDesc": "MissingParameter"}
-        #[serde(rename = "code")]
-        legacy_code: Option<Value>,
-        #[serde(rename = "codeDesc")]
-        legacy_code_desc: Option<String>,
-    }
-    let parsed: Option<Shape> = serde_json::from_slice(body).ok();
-    let code = parsed.and_then(|s| {
-        let legacy = match (
-            s.legacy_code.as_ref().and_then(Value::as_i64),
-            s.legacy_code_desc,
-        ) {
-            (Some(c), desc) if c != 0 => Some(desc.unwrap_or_else(|| c.to_string())),
-            _ => None,
-        };
-        s.response
-            .and_then(|r| r.error)
-            .map(|e| e.code)
-            .or(s.code)
-            .or(legacy)
-    });
-    match code {
-        Some(c) => Some(crate::metrics::clean_label(&c)),
-        None if status >= 400 => Some(format!("http_{status}")),
-        None => None,
-    }
+/// The audit record of one KMS request.
+pub fn kms_event(outcome: &crate::kms::KmsOutcome, peer: std::net::SocketAddr) -> AuditEvent {
+    let mut ev = AuditEvent::new(
+        format!("kms.{}.{}", outcome.dialect.name(), outcome.action),
+        outcome.result(),
+    );
+    ev.caller = outcome.credential.clone();
+    ev.peer = Some(peer.to_string());
+    ev.key_id = outcome.key.map(|k| k.to_string());
+    ev
 }
 
 impl crate::kms::Face for ObservedFace {
-    fn handle(
-        &self,
-        req: crate::kms::KmsRequest,
-    ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-        let action = kms_action(&req);
-        let key_id = kms_key_id(&req);
-        let caller = req.peer.to_string();
-        let resp = self.inner.handle(req);
-        // a Full body is ready at once: take its bytes to read the error code
-        let (parts, body) = resp.into_parts();
-        let bytes = full_bytes(body);
-        let code = kms_error_code(parts.status.as_u16(), &bytes);
-        self.metrics.key_op(self.dialect, &action);
-        let limited = parts.status == http::StatusCode::TOO_MANY_REQUESTS
-            || code
-                .as_deref()
-                .is_some_and(|c| c.starts_with("RequestLimitExceeded") || c.contains("Throttling"));
-        if limited {
-            self.metrics.rate_limited(self.dialect, &action);
+    fn handle(&self, req: crate::kms::KmsRequest) -> crate::kms::KmsReply {
+        let peer = req.peer;
+        let reply = self.inner.handle(req);
+        let o = &reply.outcome;
+        self.metrics.key_op(o.dialect.name(), o.action);
+        if o.limited {
+            self.metrics.rate_limited(o.dialect.name(), o.action);
         }
-        let mut ev = AuditEvent::new(
-            format!("kms.{}.{action}", self.dialect),
-            code.unwrap_or_else(|| "ok".into()),
-        );
-        ev.caller = Some(caller);
-        ev.key_id = key_id;
-        self.audit.record(ev);
-        http::Response::from_parts(parts, http_body_util::Full::new(bytes))
-    }
-}
-
-/// The bytes of a `Full` body (ready without waiting).
-fn full_bytes(body: http_body_util::Full<bytes::Bytes>) -> bytes::Bytes {
-    use http_body_util::BodyExt;
-    let mut fut = std::pin::pin!(body.collect());
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(Ok(c)) => c.to_bytes(),
-        _ => bytes::Bytes::new(),
+        self.audit.record(kms_event(o, peer));
+        reply
     }
 }
 
@@ -897,88 +785,78 @@ mod tests {
         verify_file(&p).unwrap();
     }
 
-    /// A face that answers with a fixed status and body.
-    struct FixedFace(u16, &'static str);
+    /// A face that answers with a fixed body and outcome.
+    struct FixedFace(&'static str, crate::kms::KmsOutcome);
 
     impl crate::kms::Face for FixedFace {
-        fn handle(
-            &self,
-            _req: crate::kms::KmsRequest,
-        ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-            let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
-                self.1.as_bytes(),
-            )));
-            *r.status_mut() = http::StatusCode::from_u16(self.0).unwrap();
-            r
+        fn handle(&self, _req: crate::kms::KmsRequest) -> crate::kms::KmsReply {
+            crate::kms::KmsReply {
+                response: http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(self.0.as_bytes()),
+                )),
+                outcome: self.1.clone(),
+            }
         }
     }
 
-    #[test]
-    fn tencent_legacy_answers_are_audited_with_their_code_desc() {
-        let refused = br#"{"code":5000,"codeDesc":"ResourceUnavailable.CmkDisabled","message":"m","requestId":"r"}"#;
-        assert_eq!(
-            kms_error_code(200, refused).as_deref(),
-            Some("ResourceUnavailable.CmkDisabled")
-        );
-        let ok = br#"{"code":0,"codeDesc":"Success","message":"","requestId":"r","keyId":"k"}"#;
-        assert_eq!(kms_error_code(200, ok), None);
-        let req = crate::kms::KmsRequest {
-            method: http::Method::GET,
-            uri: "/v2/index.php?Action=EnableKey&keyId=k-2&Nonce=1"
-                .parse()
-                .unwrap(),
-            headers: http::HeaderMap::new(),
-            body: bytes::Bytes::new(),
-            peer: "127.0.0.1:5555".parse().unwrap(),
-        };
-        assert_eq!(kms_key_id(&req).as_deref(), Some("k-2"));
-        assert_eq!(kms_action(&req), "EnableKey");
-    }
-
-    fn kms_request(action: &str, body: &str) -> crate::kms::KmsRequest {
-        let mut headers = http::HeaderMap::new();
-        headers.insert("x-tc-action", action.parse().unwrap());
+    fn kms_request(body: &str) -> crate::kms::KmsRequest {
         crate::kms::KmsRequest {
             method: http::Method::POST,
             uri: "/".parse().unwrap(),
-            headers,
+            headers: http::HeaderMap::new(),
             body: bytes::Bytes::from(body.to_string()),
             peer: "127.0.0.1:5555".parse().unwrap(),
         }
     }
 
     #[test]
-    fn kms_requests_are_counted_and_audited_with_their_error_code() {
-        use crate::kms::Face;
+    fn kms_requests_are_counted_and_audited_from_their_outcome() {
+        use crate::kms::{Dialect, Face, KmsOutcome};
+        use http_body_util::BodyExt;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("audit.jsonl");
         let metrics = Arc::new(Metrics::new());
         let audit =
             Arc::new(AuditLog::open(&AuditSink::File(p.clone()), 64, metrics.clone()).unwrap());
+        let key = KeyId::parse("0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b").unwrap();
         let limited = ObservedFace {
             inner: Arc::new(FixedFace(
-                200,
-                r#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":"x"},"RequestId":"r"}}"#,
+                r#"{"Response":{"Error":{"Code":"RequestLimitExceeded"}}}"#,
+                KmsOutcome {
+                    action: "Encrypt",
+                    credential: Some("AKIDcaller".into()),
+                    key: Some(key),
+                    code: Some("RequestLimitExceeded"),
+                    limited: true,
+                    ..KmsOutcome::new(Dialect::Tencent)
+                },
             )),
-            dialect: "tencent",
             audit: audit.clone(),
             metrics: metrics.clone(),
         };
-        let resp = limited.handle(kms_request(
-            "Encrypt",
-            r#"{"KeyId":"k-1","Plaintext":"c2VjcmV0"}"#,
-        ));
-        assert_eq!(resp.status(), 200, "the answer passes through unchanged");
+        // the body is never read: a plaintext in it stays out of the log
+        let resp = limited
+            .handle(kms_request(r#"{"KeyId":"k-1","Plaintext":"c2VjcmV0"}"#))
+            .response;
+        let body = futures_body(resp.into_body());
+        assert_eq!(
+            body, r#"{"Response":{"Error":{"Code":"RequestLimitExceeded"}}}"#,
+            "the answer passes through unchanged"
+        );
         let ok = ObservedFace {
             inner: Arc::new(FixedFace(
-                200,
-                r#"{"Response":{"Plaintext":"c2VjcmV0","RequestId":"r"}}"#,
+                r#"{"plaintext":"c2VjcmV0"}"#,
+                KmsOutcome {
+                    action: "DecryptData",
+                    credential: Some("client-1".into()),
+                    key: Some(key),
+                    ..KmsOutcome::new(Dialect::Infisical)
+                },
             )),
-            dialect: "tencent",
             audit: audit.clone(),
             metrics: metrics.clone(),
         };
-        ok.handle(kms_request("Decrypt", r#"{"CiphertextBlob":"abc"}"#));
+        ok.handle(kms_request("{}"));
         audit.close();
         let m = metrics.render(None);
         assert!(
@@ -989,20 +867,41 @@ mod tests {
             m.contains(r#"sealgate_rate_limited_total{source="tencent",action="Encrypt"} 1"#),
             "{m}"
         );
+        assert!(
+            m.contains(
+                r#"sealgate_key_operations_total{source="infisical",action="DecryptData"} 1"#
+            ),
+            "{m}"
+        );
+        assert!(
+            !m.contains(r#"sealgate_rate_limited_total{source="infisical""#),
+            "{m}"
+        );
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(
-            text.contains(r#""action":"kms.tencent.Encrypt""#)
-                && text.contains(r#""result":"RequestLimitExceeded""#),
-            "{text}"
-        );
-        assert!(text.contains(r#""key_id":"k-1""#), "{text}");
-        assert!(
-            text.contains(r#""action":"kms.tencent.Decrypt""#)
-                && text.contains(r#""caller":"127.0.0.1:5555""#),
-            "{text}"
-        );
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|v: &Value| v["action"].as_str().unwrap().starts_with("kms."))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["action"], "kms.tencent.Encrypt");
+        assert_eq!(lines[0]["result"], "RequestLimitExceeded");
+        assert_eq!(lines[0]["caller"], "AKIDcaller");
+        assert_eq!(lines[0]["peer"], "127.0.0.1:5555");
+        assert_eq!(lines[0]["key_id"], key.to_string());
+        assert_eq!(lines[1]["action"], "kms.infisical.DecryptData");
+        assert_eq!(lines[1]["result"], "ok");
+        assert_eq!(lines[1]["caller"], "client-1");
         assert!(!text.contains("c2VjcmV0"), "no plaintext in the audit log");
         verify_file(&p).unwrap();
+        // the body helper: a Full body is ready at once
+        fn futures_body(b: http_body_util::Full<bytes::Bytes>) -> String {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let bytes = rt.block_on(b.collect()).unwrap().to_bytes();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        }
     }
 
     #[test]

@@ -19,9 +19,10 @@
 //! | [`policy`] | PURE: policy files → compiled routes, record roots and JSONPath selectors; labels and the label check; the byte-splicing JSON rewrite |
 //! | [`envelope`] | PURE: the `sg1.` field envelope, AES-256-GCM with AAD, type-preserving |
 //! | [`keys`] | the CMK store (redb, root key, state machine, versions), DEK wrap (RFC 3394), the data-key cache, the admin socket |
+//! | [`listen`] | the one accept loop of every listener: TLS, connection cap, header timeout, drain |
 //! | [`ratelimit`] | token buckets per caller and action, clock passed in |
 //! | [`limits`] | where quotas are counted: in this process, or fleet-wide in Redis (GCRA in one Lua script) with a per-node fallback |
-//! | [`kms`] | the KMS listener and its faces: `tencent`, `alibaba`, `infisical`; the shared replay cache |
+//! | [`kms`] | the KMS listener and its faces: `tencent`, `alibaba`, `infisical`; shared once: access, replay cache, form decoding, encryption context, the typed outcome audit and metrics record |
 //! | [`proxy`] | the reverse proxy: server, the protocol boundary (host, method, body, media type), the phases of a request, upstream client, errors → responses |
 //! | [`tls`] | rustls for every listener (reloading certificate, mTLS, ALPN h2) and the upstream client |
 //! | [`metrics`] | Prometheus counters and histograms; the admin listener (`/metrics`, `/healthz`, `/readyz`) |
@@ -31,8 +32,9 @@
 //!
 //! # One request through the proxy
 //!
-//! 1. [`proxy::server`] accepts (TLS via [`tls::Acceptor`] when configured;
-//!    HTTP/1.1 or HTTP/2) and calls [`proxy::pipeline::handle`].
+//! 1. [`listen::serve`] accepts (TLS via [`tls::Acceptor`] when configured;
+//!    HTTP/1.1 or HTTP/2) and [`proxy::server`] hands each request to
+//!    [`proxy::pipeline::handle`].
 //! 2. *request filter*: a request id is kept or made; the host the request
 //!    is really for (RFC 9112: one `Host`, an absolute-form authority wins)
 //!    and the method it will run (override headers refused) are settled; the
@@ -67,6 +69,7 @@ pub mod hardening;
 pub mod keys;
 pub mod kms;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

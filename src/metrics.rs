@@ -11,8 +11,6 @@
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -710,43 +708,27 @@ pub fn admin_response<B>(view: &AdminView, req: &Request<B>) -> Response<Full<By
     }
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+/// Serves the admin endpoints on `listener` (plaintext; HTTP/1.1 or h2c)
+/// until `shutdown` resolves, on the one accept loop every listener runs.
 pub async fn serve_admin(
     listener: TcpListener,
     view: AdminView,
     shutdown: impl Future<Output = ()>,
+    limits: crate::listen::ListenLimits,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let view = view.clone();
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let view = view.clone();
-                    async move { Ok::<_, std::convert::Infallible>(admin_response(&view, &req)) }
-                });
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(2)) => {}
-    }
+    let acceptor = crate::tls::Acceptor::plain(true);
+    crate::listen::serve(
+        "admin",
+        listener,
+        acceptor,
+        limits,
+        shutdown,
+        move |_, req| {
+            let answer = admin_response(&view, &req);
+            async move { answer }
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -153,6 +153,52 @@ impl Quota {
     }
 }
 
+/// A limiter's quotas as plain data: the quota of each named class, the
+/// actions that share a class's bucket, and the quota of everything else.
+/// Each KMS face describes its dialect's table (with the config's overrides
+/// applied) and [`RateLimiter::from_quotas`] builds every limiter from one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaTable {
+    /// The quota of an action that names no class in the table.
+    pub default: Quota,
+    /// `(class, quota)`; a class is an action's own name unless `members`
+    /// puts the action in a shared one.
+    pub classes: Vec<(String, Quota)>,
+    /// `(action, class)`: the action spends the class's bucket.
+    pub members: Vec<(String, String)>,
+}
+
+impl QuotaTable {
+    /// A table with only a default.
+    pub fn new(default: Quota) -> Self {
+        Self {
+            default,
+            classes: Vec::new(),
+            members: Vec::new(),
+        }
+    }
+
+    /// Sets the quota of `class` (later entries win).
+    pub fn quota(mut self, class: impl Into<String>, quota: Quota) -> Self {
+        self.classes.push((class.into(), quota));
+        self
+    }
+
+    /// Puts `action` in `class`'s bucket.
+    pub fn member(mut self, action: impl Into<String>, class: impl Into<String>) -> Self {
+        self.members.push((action.into(), class.into()));
+        self
+    }
+
+    /// Applies operator overrides (`[kms.<dialect>.quotas]`, validated at
+    /// load), each replacing the quota of the class it names.
+    pub fn with_overrides(self, overrides: impl IntoIterator<Item = (String, Quota)>) -> Self {
+        overrides
+            .into_iter()
+            .fold(self, |t, (class, q)| t.quota(class, q))
+    }
+}
+
 /// A refused request: try again after this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub Duration);
@@ -223,6 +269,13 @@ impl<C: Clock> RateLimiter<C> {
             max_buckets: DEFAULT_MAX_BUCKETS,
             buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The limiter a [`QuotaTable`] describes.
+    pub fn from_quotas(clock: C, table: QuotaTable) -> Self {
+        let mut l = Self::new(clock, table.default, table.classes.into_iter().collect());
+        l.classes = table.members.into_iter().collect();
+        l
     }
 
     /// A limiter from a `(name, per_second)` table (burst = one second's worth).

@@ -1074,8 +1074,9 @@ fn direct_request(method: &str, path: &str, token: Option<&str>, body: &str) -> 
     }
 }
 
-async fn response_json(r: http::Response<http_body_util::Full<bytes::Bytes>>) -> (u16, Value) {
+async fn response_json(r: sealgate::kms::KmsReply) -> (u16, Value) {
     use http_body_util::BodyExt;
+    let r = r.response;
     let status = r.status().as_u16();
     let body = r.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&body).unwrap())
@@ -1179,7 +1180,11 @@ async fn write_quota_is_per_real_minute_on_a_manual_clock() {
         assert_eq!(s, 200, "{v}");
     }
     let r = create();
-    let wait = r.headers()["retry-after"].to_str().unwrap().to_string();
+    assert!(r.outcome.limited && r.outcome.action == "CreateKey");
+    let wait = r.response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let (s, v) = response_json(r).await;
     assert_error(s, &v, 429, "RateLimitExceeded");
     assert_eq!(wait, "20", "one token per 20 s at 3 per minute");
@@ -1365,4 +1370,57 @@ async fn official_infisical_node_sdk_encrypts_decrypts_signs_and_verifies() {
         want.push(format!("verify_{alg}_false"));
     }
     run_sdk_script("infisical_flow.mjs", &want).await;
+}
+
+#[tokio::test]
+async fn audit_lines_name_the_credential_action_key_and_code() {
+    let f = start_audited_kms_fixture().await;
+    let base = format!("http://{}", f.host());
+    let login_body =
+        |id: &str, secret: &str| json!({"clientId": id, "clientSecret": secret}).to_string();
+    let login_url = format!("{base}/api/v1/auth/universal-auth/login");
+    let (s, _, v) = call("POST", &login_url, None, &login_body(&f.id, &f.secret)).await;
+    assert_eq!(s, 200, "{v}");
+    let tok = v["accessToken"].as_str().unwrap().to_string();
+    let keys = format!("{base}/api/v1/kms/keys");
+    let body = json!({"projectId": "p", "name": "audited"}).to_string();
+    let (s, _, v) = call("POST", &keys, Some(&tok), &body).await;
+    assert_eq!(s, 200, "{v}");
+    let key = v["key"]["id"].as_str().unwrap().to_string();
+    let enc = json!({"plaintext": b64(b"audit me")}).to_string();
+    let (s, _, v) = call("POST", &format!("{keys}/{key}/encrypt"), Some(&tok), &enc).await;
+    assert_eq!(s, 200, "{v}");
+    // a sign route on an encrypt-decrypt key: a 400 with Infisical's class
+    let sign = json!({"data": b64(b"m"), "signingAlgorithm": "RSASSA_PSS_SHA_256"}).to_string();
+    let (s, _, v) = call("POST", &format!("{keys}/{key}/sign"), Some(&tok), &sign).await;
+    assert_error(s, &v, 400, "BadRequest");
+    let (s, _, v) = call("POST", &login_url, None, &login_body(&f.id, "wrong")).await;
+    assert_error(s, &v, 401, "UnauthorizedError");
+    let id = f.id.clone();
+    let records = f.kms_audit_records().await;
+    let find = |action: &str, result: &str| {
+        records
+            .iter()
+            .find(|r| r["action"] == action && r["result"] == result)
+            .unwrap_or_else(|| panic!("no {action} {result} in {records:#?}"))
+    };
+    assert_eq!(find("kms.infisical.Login", "ok")["caller"], id);
+    let created = find("kms.infisical.CreateKey", "ok");
+    assert_eq!(
+        (&created["caller"], &created["key_id"]),
+        (&json!(id), &json!(key))
+    );
+    let r = find("kms.infisical.EncryptData", "ok");
+    assert_eq!((&r["caller"], &r["key_id"]), (&json!(id), &json!(key)));
+    assert!(r["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    // errors are recorded with Infisical's error class, not an HTTP status
+    let r = find("kms.infisical.Sign", "BadRequest");
+    assert_eq!((&r["caller"], &r["key_id"]), (&json!(id), &json!(key)));
+    let r = find("kms.infisical.Login", "UnauthorizedError");
+    assert!(
+        r.get("caller").is_none(),
+        "a refused login proves no one: {r}"
+    );
+    let text = serde_json::to_string(&records).unwrap();
+    assert!(!text.contains("http_") && !text.contains(&b64(b"audit me")));
 }

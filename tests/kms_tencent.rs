@@ -2062,3 +2062,58 @@ async fn rotate_key_makes_a_new_primary_version_that_new_ciphertexts_name() {
     let third = ok(&k, "Encrypt", json!({"KeyId": key, "Plaintext": "bmV3"})).await;
     assert_eq!(blob_version(third["CiphertextBlob"].as_str().unwrap()), 3);
 }
+
+#[tokio::test]
+async fn audit_lines_name_the_credential_action_key_and_code() {
+    let k = start_audited_kms_fixture().await;
+    let key = create_key(&k, "audited").await;
+    let other = create_key(&k, "elsewhere").await;
+    let blob = ok(
+        &k,
+        "Encrypt",
+        json!({"KeyId": "audited", "Plaintext": b64(b"audit me")}),
+    )
+    .await["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&k, "Decrypt", json!({"CiphertextBlob": blob})).await;
+    let (lim, lim_secret) = k.credential(Some(vec![key.clone()]));
+    let refused = call_as(&k, &lim, &lim_secret, "DisableKey", json!({"KeyId": other})).await;
+    assert_eq!(code(&refused), "AuthFailure.UnauthorizedOperation");
+    let forged = call_as(
+        &k,
+        &k.id,
+        "not-the-secret",
+        "DisableKey",
+        json!({"KeyId": key}),
+    )
+    .await;
+    assert_eq!(code(&forged), "AuthFailure.SignatureFailure");
+    let id = k.id.clone();
+    let records = k.kms_audit_records().await;
+    let find = |action: &str, caller: Option<&str>| {
+        records
+            .iter()
+            .find(|r| r["action"] == action && r["caller"].as_str() == caller)
+            .unwrap_or_else(|| panic!("no {action} by {caller:?} in {records:#?}"))
+    };
+    let created = find("kms.tencent.CreateKey", Some(&id));
+    assert_eq!(created["key_id"], key, "CreateKey names the key it made");
+    // the alias resolved to its KeyId; Decrypt's key comes from the blob
+    for action in ["kms.tencent.Encrypt", "kms.tencent.Decrypt"] {
+        let r = find(action, Some(&id));
+        assert_eq!((&r["key_id"], &r["result"]), (&json!(key), &json!("ok")));
+        assert!(r["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    let r = find("kms.tencent.DisableKey", Some(&lim));
+    assert_eq!(r["key_id"], other, "the key asked for, though refused");
+    assert_eq!(r["result"], "AuthFailure.UnauthorizedOperation");
+    // a forged signature proves no credential: no caller, no key; the
+    // action is the one the request claimed (what was attempted)
+    let r = find("kms.tencent.DisableKey", None);
+    assert_eq!(r["result"], "AuthFailure.SignatureFailure");
+    assert!(r.get("key_id").is_none(), "{r}");
+    let text = serde_json::to_string(&records).unwrap();
+    assert!(!text.contains(&b64(b"audit me")) && !text.contains(&blob));
+}

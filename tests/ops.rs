@@ -809,3 +809,40 @@ fn config_check_validates_config_policies_and_keys_without_starting() {
     assert!(out.contains("no key store in"), "{out}");
     assert!(!fresh.path().join("data").exists());
 }
+
+#[tokio::test]
+async fn the_kms_listener_caps_connections_as_the_proxy_does() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = recording_upstream(upstream_reply()).await;
+    let dir = dir_with_policy(POLICY);
+    let app = start_in(&dir, up.addr, |c| {
+        c.kms_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.max_connections = 1;
+    })
+    .await;
+    let kms = app.kms_addr.unwrap();
+    const ASK: &[u8] = b"GET /not-kms HTTP/1.1\r\nhost: kms\r\n\r\n";
+    // a first connection is answered, so it holds the one slot ...
+    let mut a = tokio::net::TcpStream::connect(kms).await.unwrap();
+    a.write_all(ASK).await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = a.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 404"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // ... and a second one is closed without an answer
+    let mut c = tokio::net::TcpStream::connect(kms).await.unwrap();
+    let _ = c.write_all(ASK).await;
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+        .await
+        .expect("the connection past the cap is closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    // the held connection still serves
+    a.write_all(ASK).await.unwrap();
+    let n = a.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 404"));
+    app.shutdown().await;
+}

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use sealgate::envelope::{self, CmkRef, Envelope, SealingKey, ValueKind, WrappedDek};
 use sealgate::keys::blob;
-use sealgate::kms::alibaba::{advance, instance, sign as ali_sign, wire as ali_wire};
+use sealgate::kms::alibaba::{
+    advance, instance, instance_actions, sign as ali_sign, wire as ali_wire,
+};
 use sealgate::kms::tencent::{sign as tc_sign, wire as tc_wire};
 use sealgate::policy::{self, PolicySet, SelectorSet};
 use sealgate::secret::{CmkMaterial, DataKey, DekCipher, SecretBytes};
@@ -523,15 +525,36 @@ pub fn alibaba_instance(data: &[u8]) {
     let Some(raw) = RawRequest::parse(data) else {
         return;
     };
-    for action in [
-        instance::InstanceAction::AdvanceEncrypt,
-        instance::InstanceAction::AdvanceDecrypt,
-        instance::InstanceAction::AdvanceGenerateDataKey,
-    ] {
-        let _ = instance::parse_request(action, &raw.body);
+    for action in instance::InstanceAction::ALL {
+        let _ = instance_actions::parse(*action, &raw.body);
     }
     let _ = advance::classify(&raw.body);
     let _ = advance::parse_blob(&raw.body);
+    // the body as an Encrypt ciphertext: it must not open under a header
+    // nothing sealed under
+    let (_, material) = blob_key();
+    for (algorithm, padding, iv) in [
+        (advance::Algorithm::AesGcm, None, vec![0u8; 12]),
+        (
+            advance::Algorithm::AesCbc,
+            Some(advance::PaddingMode::Pkcs7),
+            vec![0u8; 16],
+        ),
+        (
+            advance::Algorithm::AesEcb,
+            Some(advance::PaddingMode::NoPadding),
+            Vec::new(),
+        ),
+    ] {
+        let header = advance::BlobHeader {
+            key_id: "fuzz-key".into(),
+            key_version_id: "fuzz-key-v1".into(),
+            algorithm,
+            padding,
+            iv,
+        };
+        assert!(advance::open_detached(&material, &header, &raw.body, b"").is_err());
+    }
     if let Some(a) = raw.header("x-kms-apiname") {
         let _ = instance::InstanceAction::from_name(a);
     }

@@ -28,7 +28,7 @@ pub mod store;
 pub use cache::{CacheConfig, CacheStats, DataKeyCache};
 pub use model::{
     Backup, CreateKeyRequest, CredentialInfo, ImportReport, KeyCommand, KeyId, KeyMetadata,
-    KeyOrigin, KeyState, KeyUsage, KeyVersionInfo, Tag,
+    KeyOrigin, KeyPurpose, KeySpec, KeyState, KeyUsage, KeyVersionInfo, Tag,
 };
 pub use provider::{KeyError, KeyProvider, RemoteDataKey};
 pub use root::RootKeySource;

@@ -67,7 +67,40 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// What a CMK is for and what material it holds (Tencent's `KeyUsage`
+/// What a key's material is (the spec half of a [`KeyUsage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeySpec {
+    /// AES-256 (symmetric).
+    Aes256,
+    /// AES-128 (symmetric).
+    Aes128,
+    /// RSA, 2048-bit modulus.
+    Rsa2048,
+    /// RSA, 3072-bit modulus.
+    Rsa3072,
+    /// RSA, 4096-bit modulus.
+    Rsa4096,
+    /// ECDSA on NIST P-256.
+    EcP256,
+    /// ECDSA on NIST P-384.
+    EcP384,
+    /// SM2 (no key of it can be made here).
+    Sm2,
+}
+
+/// What a key is for (the purpose half of a [`KeyUsage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyPurpose {
+    /// Encryption and decryption.
+    EncryptDecrypt,
+    /// Signing and verification.
+    SignVerify,
+}
+
+/// What a CMK is for and what material it holds: a [`KeySpec`] ×
+/// [`KeyPurpose`] the store can hold ([`KeyUsage::parts`]). Its stored
+/// spelling is Tencent's `KeyUsage` name, kept so existing stores and
+/// backups load (Tencent's `KeyUsage`
 /// values, plus the usages the other faces need: AES-128 symmetric keys and
 /// RSA-4096 signing keys). Every usage but the SM2 ones can be created; SM2
 /// has no well-kept Rust implementation (see [`super::asymmetric`]).
@@ -142,6 +175,33 @@ impl KeyUsage {
             KeyUsage::AsymmetricDecryptRsa3072 => "ASYMMETRIC_DECRYPT_RSA_3072",
             KeyUsage::AsymmetricSignVerifyRsa3072 => "ASYMMETRIC_SIGN_VERIFY_RSA_3072",
         }
+    }
+
+    /// What the key's material is and what it is for, in sealgate's own
+    /// terms: each face translates these to its dialect's names.
+    pub fn parts(self) -> (KeySpec, KeyPurpose) {
+        use KeyPurpose::{EncryptDecrypt as Enc, SignVerify as Sign};
+        match self {
+            KeyUsage::EncryptDecrypt => (KeySpec::Aes256, Enc),
+            KeyUsage::EncryptDecryptAes128 => (KeySpec::Aes128, Enc),
+            KeyUsage::AsymmetricDecryptRsa2048 => (KeySpec::Rsa2048, Enc),
+            KeyUsage::AsymmetricDecryptRsa3072 => (KeySpec::Rsa3072, Enc),
+            KeyUsage::AsymmetricDecryptSm2 => (KeySpec::Sm2, Enc),
+            KeyUsage::AsymmetricSignVerifyRsa2048 => (KeySpec::Rsa2048, Sign),
+            KeyUsage::AsymmetricSignVerifyRsa3072 => (KeySpec::Rsa3072, Sign),
+            KeyUsage::AsymmetricSignVerifyRsa4096 => (KeySpec::Rsa4096, Sign),
+            KeyUsage::AsymmetricSignVerifyEcc => (KeySpec::EcP256, Sign),
+            KeyUsage::AsymmetricSignVerifyEcdsa384 => (KeySpec::EcP384, Sign),
+            KeyUsage::AsymmetricSignVerifySm2 => (KeySpec::Sm2, Sign),
+        }
+    }
+
+    /// The usage of a spec and purpose, if the store has one (no AES key
+    /// signs; no RSA-4096, P-256 or P-384 key decrypts).
+    pub fn from_parts(spec: KeySpec, purpose: KeyPurpose) -> Option<KeyUsage> {
+        KeyUsage::ALL
+            .into_iter()
+            .find(|u| u.parts() == (spec, purpose))
     }
 
     /// True for the symmetric usages (32 bytes of material per version).

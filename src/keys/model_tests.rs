@@ -509,3 +509,24 @@ fn metadata_serializes_with_tencent_names() {
     );
     assert!("ENCRYPT".parse::<KeyUsage>().is_err());
 }
+
+#[test]
+fn every_usage_is_one_spec_and_purpose_and_back() {
+    for u in KeyUsage::ALL {
+        let (spec, purpose) = u.parts();
+        assert_eq!(KeyUsage::from_parts(spec, purpose), Some(u), "{u:?}");
+    }
+    assert_eq!(
+        KeyUsage::from_parts(KeySpec::Aes256, KeyPurpose::SignVerify),
+        None
+    );
+    assert_eq!(
+        KeyUsage::from_parts(KeySpec::EcP256, KeyPurpose::EncryptDecrypt),
+        None
+    );
+    // the stored spelling is what it always was
+    assert_eq!(
+        serde_json::to_string(&KeyUsage::AsymmetricSignVerifyEcc).unwrap(),
+        "\"ASYMMETRIC_SIGN_VERIFY_ECC\""
+    );
+}

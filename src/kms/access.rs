@@ -21,19 +21,40 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::keys::KeyStore;
+use crate::keys::{KeyId, KeyStore};
+use crate::kms::KeyNote;
 use crate::secret::SecretBytes;
 
-/// A credential that proved it holds its secret and is not revoked.
+/// A credential that proved it holds its secret and is not revoked, for
+/// the length of one request: it also notes the key that request asked to
+/// use (for the request's [`KmsOutcome`](crate::kms::KmsOutcome)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     id: String,
+    key: KeyNote,
 }
 
 impl Principal {
+    fn new(id: String) -> Self {
+        Self {
+            id,
+            key: KeyNote::default(),
+        }
+    }
+
     /// The credential id (the rate limiter's and the audit log's caller).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Notes a key this request made (CreateKey), unless one is noted.
+    pub fn note_key(&self, id: KeyId) {
+        self.key.note(id);
+    }
+
+    /// The first key this request asked to use, allowed or not.
+    pub fn key(&self) -> Option<KeyId> {
+        self.key.get()
     }
 }
 
@@ -80,7 +101,7 @@ impl Access {
         if !admitted {
             return Err(refused());
         }
-        Ok((Principal { id }, verified))
+        Ok((Principal::new(id), verified))
     }
 
     /// Who is this, for a credential already authenticated once (an
@@ -91,13 +112,28 @@ impl Access {
             .list_credentials()
             .iter()
             .any(|c| c.id == id && !c.revoked)
-            .then(|| Principal { id: id.to_string() })
+            .then(|| Principal::new(id.to_string()))
     }
 
     /// May `who` use `key` (KeyId or alias): the credential is still live and
     /// either unrestricted or limited to a list naming that key.
+    /// The key is noted on `who` either way, when it names one.
     pub fn may_use(&self, who: &Principal, key: &str) -> bool {
+        self.note(&who.key, key);
         self.store.allowed(&who.id, key)
+    }
+
+    /// Whether `who` may see `key` in a listing: [`Self::may_use`] without
+    /// noting the key.
+    pub fn may_list(&self, who: &Principal, key: &str) -> bool {
+        self.store.allowed(&who.id, key)
+    }
+
+    /// Notes the key `key` (KeyId or alias) names, if it names one.
+    pub fn note(&self, note: &KeyNote, key: &str) {
+        if let Ok(id) = self.store.resolve(key) {
+            note.note(id);
+        }
     }
 
     /// Whether `who` may use every key (and so create keys and list them
@@ -186,6 +222,9 @@ mod tests {
         let (lim, all) = (a.principal(&lim.id).unwrap(), a.principal(&all.id).unwrap());
         assert!(a.may_use(&lim, &k1) && !a.may_use(&lim, &k2));
         assert!(a.may_use(&all, &k2));
+        // each principal notes the first key it asked for, allowed or not
+        assert_eq!(lim.key().map(|k| k.to_string()), Some(k1.clone()));
+        assert_eq!(all.key().map(|k| k.to_string()), Some(k2.clone()));
         assert!(a.unrestricted(&all) && !a.unrestricted(&lim));
         s.revoke_credential(all.id()).unwrap();
         assert!(!a.may_use(&all, &k2) && !a.unrestricted(&all));

@@ -7,6 +7,17 @@
 //! Alibaba instance API, `/api/` paths for Infisical) and hands it to that
 //! face. Each face checks the caller, rate-limits, calls the shared
 //! [`KeyStore`](crate::keys::KeyStore), and answers in its own shape.
+//!
+//! Every face has one shape: a dialect is its signature check (`sign`), its
+//! wire parse (`wire`), a table of actions grouped by family, and its error
+//! encoding (`errors`). What they share exists once, here: who the caller
+//! is and which keys it may use ([`access`]), the replay cache ([`replay`]),
+//! query and form decoding ([`form`]), the canonical EncryptionContext
+//! ([`context`]), the signing primitives ([`signing`]), the limiter's quota
+//! table ([`crate::ratelimit::QuotaTable`]) and the accept loop
+//! ([`crate::listen`]). A face answers with a [`KmsReply`]: its response and
+//! a typed [`KmsOutcome`] that the audit log and the metrics record without
+//! reading the request or the response again.
 
 /// A closed set of wire strings as an enum with `as_str` and `parse`; the
 /// faces' parameter types (key specs, usages, states, algorithms) use it.
@@ -32,6 +43,8 @@ macro_rules! str_enum {
 
 pub mod access;
 pub mod alibaba;
+pub mod context;
+pub mod form;
 pub mod infisical;
 pub mod replay;
 pub mod signing;
@@ -40,13 +53,13 @@ pub mod tencent;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
+
+use crate::keys::KeyId;
 
 /// Largest KMS request body read (Alibaba's instance API allows 3 MB).
 pub const MAX_KMS_BODY: usize = 4 * 1024 * 1024;
@@ -71,18 +84,46 @@ impl KmsRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+    /// The headers as a signature verifier reads them (name, text value;
+    /// values that are not text are left out), with the target's authority
+    /// as `host` when no Host header was sent (HTTP/2 sends `:authority`).
+    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
+        let mut headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
+            .collect();
+        if !self.headers.contains_key(http::header::HOST) {
+            if let Some(a) = self.uri.authority() {
+                headers.push(("host", a.as_str()));
+            }
+        }
+        headers
+    }
+
+    /// The request as a signature verifier sees it, over `headers` (from
+    /// [`Self::header_pairs`]).
+    pub fn signing_parts<'a>(
+        &'a self,
+        headers: &'a [(&'a str, &'a str)],
+    ) -> signing::RequestParts<'a> {
+        signing::RequestParts {
+            method: self.method.as_str(),
+            path: self.uri.path(),
+            query: self.uri.query().unwrap_or(""),
+            headers,
+            body: &self.body,
+        }
+    }
+
     /// Parameters of the query string and, for a form body, the form, in order.
     pub fn flat_params(&self) -> Vec<(String, String)> {
-        let mut out =
-            tencent::sign::form_decode(self.uri.query().unwrap_or("")).unwrap_or_default();
+        let mut out = form::decode(self.uri.query().unwrap_or("")).unwrap_or_default();
         let is_form = self
             .header("content-type")
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
         if is_form {
-            out.extend(
-                tencent::sign::form_decode(&String::from_utf8_lossy(&self.body))
-                    .unwrap_or_default(),
-            );
+            out.extend(form::decode(&String::from_utf8_lossy(&self.body)).unwrap_or_default());
         }
         out
     }
@@ -91,12 +132,85 @@ impl KmsRequest {
 /// A dialect of the KMS API. Handlers are synchronous (the store does
 /// blocking, synced writes); the dispatcher runs them off the async threads.
 pub trait Face: Send + Sync {
-    /// Answers one request in this dialect's shape.
-    fn handle(&self, req: KmsRequest) -> Response<Full<Bytes>>;
+    /// Answers one request in this dialect's shape, with what it came to.
+    fn handle(&self, req: KmsRequest) -> KmsReply;
+}
+
+/// A face's answer: the HTTP response, and the typed outcome that audit and
+/// metrics record (they never read the request or the response again).
+#[derive(Debug)]
+pub struct KmsReply {
+    /// What goes back to the client.
+    pub response: Response<Full<Bytes>>,
+    /// What the request came to.
+    pub outcome: KmsOutcome,
+}
+
+/// What one KMS request came to, as the face itself knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsOutcome {
+    /// The dialect that answered.
+    pub dialect: Dialect,
+    /// The dialect's action name (`Encrypt`, `AdvanceDecrypt`, Infisical's
+    /// route names such as `EncryptData`); [`UNKNOWN_ACTION`] when the
+    /// request was refused before its action was known.
+    pub action: &'static str,
+    /// The credential id that proved itself (an AccessKeyId, SecretId,
+    /// client key id or universal-auth clientId); `None` when none did.
+    pub credential: Option<String>,
+    /// The key the request touched (resolved from an alias or a blob), once
+    /// the face got that far.
+    pub key: Option<KeyId>,
+    /// The dialect's error code; `None` for a success.
+    pub code: Option<&'static str>,
+    /// Refused by a rate limit (or a full replay cache).
+    pub limited: bool,
+}
+
+/// [`KmsOutcome::action`] of a request refused before its action was known.
+pub const UNKNOWN_ACTION: &str = "unknown";
+
+impl KmsOutcome {
+    /// An outcome of `dialect` with nothing known yet.
+    pub fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            action: UNKNOWN_ACTION,
+            credential: None,
+            key: None,
+            code: None,
+            limited: false,
+        }
+    }
+
+    /// `ok`, or the error code.
+    pub fn result(&self) -> &'static str {
+        self.code.unwrap_or("ok")
+    }
+}
+
+/// The key one request touched, noted where the face resolves it (the
+/// access check, an alias, a blob's header). The first key noted stays:
+/// for ReEncrypt that is the source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyNote(Cell<Option<KeyId>>);
+
+impl KeyNote {
+    /// Notes `id` unless a key is noted already.
+    pub fn note(&self, id: KeyId) {
+        if self.0.get().is_none() {
+            self.0.set(Some(id));
+        }
+    }
+
+    /// The key noted, if any.
+    pub fn get(&self) -> Option<KeyId> {
+        self.0.get()
+    }
 }
 
 /// Which dialect a request speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
     /// Tencent Cloud KMS (API 3.0, v1 signature, legacy /v2/index.php).
     Tencent,
@@ -106,6 +220,18 @@ pub enum Dialect {
     AlibabaInstance,
     /// Infisical KMS.
     Infisical,
+}
+
+impl Dialect {
+    /// The name audit lines and metrics use (`kms.<name>.<Action>`, the
+    /// `source` label): the instance API counts as `alibaba`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Tencent => "tencent",
+            Dialect::Alibaba | Dialect::AlibabaInstance => "alibaba",
+            Dialect::Infisical => "infisical",
+        }
+    }
 }
 
 /// Tells the dialect from the request itself.
@@ -195,61 +321,28 @@ async fn dispatch(
         );
     };
     match tokio::task::spawn_blocking(move || face.handle(req)).await {
-        Ok(r) => r,
+        Ok(r) => r.response,
         Err(_) => plain_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
     }
 }
 
 /// Serves the KMS faces on `listener` (through `acceptor`: plaintext or
-/// TLS) until `shutdown` resolves.
+/// TLS) until `shutdown` resolves, with the same connection cap, header
+/// timeout and drain as every listener ([`crate::listen`]).
 pub async fn serve(
     listener: TcpListener,
     acceptor: crate::tls::Acceptor,
     faces: Faces,
     shutdown: impl Future<Output = ()>,
-    header_read_timeout: Duration,
+    limits: crate::listen::ListenLimits,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(if acceptor.http2() {
-        builder
-    } else {
-        builder.http1_only()
-    });
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let faces = faces.clone();
-                let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let Ok(io) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let svc = service_fn(move |req| {
-                        let faces = faces.clone();
-                        async move { Ok::<_, std::convert::Infallible>(dispatch(faces, peer, req).await) }
-                    });
-                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(io), svc)).await;
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(10)) => {}
-    }
+    crate::listen::serve(
+        "kms",
+        listener,
+        acceptor,
+        limits,
+        shutdown,
+        move |peer, req| dispatch(faces.clone(), peer, req),
+    )
+    .await;
 }

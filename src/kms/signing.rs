@@ -45,6 +45,106 @@ impl RequestParts<'_> {
     }
 }
 
+/// The fields of an `Authorization: <ALGORITHM> Credential=…,
+/// SignedHeaders=a;b, Signature=<64 hex>` header, which Tencent's TC3 and
+/// Alibaba's ACS3 share (each reads its own `Credential`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationFields<'a> {
+    /// `Credential`, as sent.
+    pub credential: &'a str,
+    /// `SignedHeaders`: lower-case names, in the order listed.
+    pub signed_headers: Vec<String>,
+    /// `Signature`, decoded from hex.
+    pub signature: [u8; 32],
+}
+
+/// Why an `Authorization` header does not parse; each dialect words it in
+/// its own error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationError {
+    /// It does not start with the algorithm and a space.
+    UnknownAlgorithm,
+    /// A part is not `key=value`.
+    ExpectedKeyValue,
+    /// A key other than the three.
+    UnknownField,
+    /// A key given twice.
+    RepeatedField,
+    /// No `Credential`.
+    NoCredential,
+    /// No `SignedHeaders`.
+    NoSignedHeaders,
+    /// No `Signature`.
+    NoSignature,
+    /// An empty name in `SignedHeaders`.
+    EmptySignedHeader,
+    /// `Signature` is not 64 hex digits.
+    BadSignature,
+}
+
+impl AuthorizationError {
+    /// What is wrong, in a few words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownAlgorithm => "unknown algorithm",
+            Self::ExpectedKeyValue => "expected key=value",
+            Self::UnknownField => "unknown field",
+            Self::RepeatedField => "repeated field",
+            Self::NoCredential => "no Credential",
+            Self::NoSignedHeaders => "no SignedHeaders",
+            Self::NoSignature => "no Signature",
+            Self::EmptySignedHeader => "empty name in SignedHeaders",
+            Self::BadSignature => "Signature is not 64 hex digits",
+        }
+    }
+}
+
+/// Parses `<algorithm> Credential=…, SignedHeaders=…, Signature=…` (the
+/// parts in any order, spaces around them ignored).
+pub fn parse_authorization<'a>(
+    value: &'a str,
+    algorithm: &str,
+) -> Result<AuthorizationFields<'a>, AuthorizationError> {
+    use AuthorizationError as E;
+    let rest = value
+        .trim()
+        .strip_prefix(algorithm)
+        .filter(|r| r.starts_with(' '))
+        .ok_or(E::UnknownAlgorithm)?;
+    let (mut cred, mut signed, mut sig) = (None, None, None);
+    for part in rest.split(',') {
+        let (k, v) = part.trim().split_once('=').ok_or(E::ExpectedKeyValue)?;
+        let slot = match k.trim() {
+            "Credential" => &mut cred,
+            "SignedHeaders" => &mut signed,
+            "Signature" => &mut sig,
+            _ => return Err(E::UnknownField),
+        };
+        if slot.replace(v.trim()).is_some() {
+            return Err(E::RepeatedField);
+        }
+    }
+    let credential = cred.ok_or(E::NoCredential)?;
+    let signed_headers: Vec<String> = signed
+        .ok_or(E::NoSignedHeaders)?
+        .split(';')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    if signed_headers.iter().any(String::is_empty) {
+        return Err(E::EmptySignedHeader);
+    }
+    let sig = sig.ok_or(E::NoSignature)?;
+    let mut signature = [0u8; 32];
+    if sig.len() != 64 || hex::decode_to_slice(sig, &mut signature).is_err() {
+        return Err(E::BadSignature);
+    }
+    Ok(AuthorizationFields {
+        credential,
+        signed_headers,
+        signature,
+    })
+}
+
 /// HMAC-SHA256 (any key length).
 pub(crate) fn hmac256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length; new_from_slice cannot fail for it.
@@ -124,5 +224,52 @@ impl CapturedRequest {
             headers,
             body: self.body.as_bytes(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_fields_parse_in_any_order_and_refuse_what_is_off() {
+        let sig = "ab".repeat(32);
+        let v = format!("ALG Signature={sig}, Credential=id/x ,SignedHeaders=Content-Type;host");
+        let f = parse_authorization(&v, "ALG").unwrap();
+        assert_eq!(f.credential, "id/x");
+        assert_eq!(f.signed_headers, ["content-type", "host"]);
+        assert_eq!(f.signature, [0xab; 32]);
+        let bad = |v: &str| parse_authorization(v, "ALG").unwrap_err();
+        let rest = format!("Credential=a,SignedHeaders=h,Signature={sig}");
+        assert_eq!(
+            bad(&format!("ALGX {rest}")),
+            AuthorizationError::UnknownAlgorithm
+        );
+        assert_eq!(
+            bad(&format!("ALG {rest},x")),
+            AuthorizationError::ExpectedKeyValue
+        );
+        assert_eq!(
+            bad(&format!("ALG {rest},x=1")),
+            AuthorizationError::UnknownField
+        );
+        assert_eq!(
+            bad(&format!("ALG {rest},Credential=b")),
+            AuthorizationError::RepeatedField
+        );
+        assert_eq!(
+            bad(&format!(
+                "ALG Credential=a,SignedHeaders=h;,Signature={sig}"
+            )),
+            AuthorizationError::EmptySignedHeader
+        );
+        assert_eq!(
+            bad("ALG Credential=a,SignedHeaders=h,Signature=abc"),
+            AuthorizationError::BadSignature
+        );
+        assert_eq!(
+            bad(&format!("ALG SignedHeaders=h,Signature={sig}")),
+            AuthorizationError::NoCredential
+        );
     }
 }

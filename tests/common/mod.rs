@@ -281,6 +281,22 @@ impl KmsFixture {
         self.app.kms_addr.unwrap().to_string()
     }
 
+    /// Shuts the app down (which closes and flushes the audit log of
+    /// [`start_audited_kms_fixture`]) and returns its `kms.*` records, after
+    /// checking the whole log verifies.
+    #[allow(dead_code)]
+    pub async fn kms_audit_records(self) -> Vec<serde_json::Value> {
+        let path = self.dir.join("audit.jsonl");
+        self.app.shutdown().await;
+        sealgate::audit::verify_file(&path).unwrap();
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["action"].as_str().is_some_and(|a| a.starts_with("kms.")))
+            .collect()
+    }
+
     /// A second credential, optionally limited to some keys: (id, secret).
     pub fn credential(&self, allowed: Option<Vec<String>>) -> (String, String) {
         let c = self.app.store.create_credential(allowed).unwrap();
@@ -292,6 +308,24 @@ impl KmsFixture {
 /// (the older `[kms_quotas]` names: Tencent action, `alibaba:<class>`,
 /// `infisical_<class>_per_minute`) and one unrestricted credential.
 pub async fn start_kms_fixture(quotas: &[(&str, u32)]) -> KmsFixture {
+    start_kms_fixture_with(quotas, |_| {}).await
+}
+
+/// [`start_kms_fixture`] with its audit log written to `<dir>/audit.jsonl`
+/// (read it with [`KmsFixture::kms_audit_records`]).
+#[allow(dead_code)]
+pub async fn start_audited_kms_fixture() -> KmsFixture {
+    start_kms_fixture_with(&[], |cfg| {
+        let path = cfg.data_dir.parent().unwrap().join("audit.jsonl");
+        cfg.audit.sink = Some(sealgate::config::AuditSink::File(path));
+    })
+    .await
+}
+
+async fn start_kms_fixture_with(
+    quotas: &[(&str, u32)],
+    tweak: impl FnOnce(&mut sealgate::config::Config),
+) -> KmsFixture {
     let dir = tempfile::tempdir().unwrap().keep();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     let mut cfg = test_config(&dir, "http://127.0.0.1:9");
@@ -299,6 +333,7 @@ pub async fn start_kms_fixture(quotas: &[(&str, u32)]) -> KmsFixture {
     for (k, v) in quotas {
         cfg.kms_quotas.set_legacy(k, *v).unwrap();
     }
+    tweak(&mut cfg);
     let app = sealgate::app::start(cfg).await.unwrap();
     let c = app.store.create_credential(None).unwrap();
     let secret = String::from_utf8(c.secret.expose().to_vec()).unwrap();
@@ -599,4 +634,61 @@ pub fn sdk_node_dir() -> PathBuf {
         PathBuf::from(stdout.trim().lines().last().unwrap_or("").trim())
     })
     .clone()
+}
+
+/// Makes a dkms-gcs client key with openssl as docs/kms-alibaba.md shows;
+/// returns (client key JSON file, public key PEM file).
+pub fn make_client_key(dir: &std::path::Path, id: &str, password: &str) -> (PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["genrsa", "-out", "client.key", "2048"]);
+    run(&[
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        "client.key",
+        "-subj",
+        "/CN=sealgate-test-client",
+        "-days",
+        "3650",
+        "-out",
+        "client.crt",
+    ]);
+    let pass = format!("pass:{password}");
+    run(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        "client.key",
+        "-in",
+        "client.crt",
+        "-passout",
+        &pass,
+        "-out",
+        "client.p12",
+    ]);
+    run(&[
+        "pkey",
+        "-in",
+        "client.key",
+        "-pubout",
+        "-out",
+        "client_pub.pem",
+    ]);
+    let p12 = std::fs::read(dir.join("client.p12")).unwrap();
+    let json = serde_json::json!({"KeyId": id, "PrivateKeyData": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, p12)});
+    let key_file = dir.join("clientKey.json");
+    std::fs::write(&key_file, json.to_string()).unwrap();
+    (key_file, dir.join("client_pub.pem"))
 }

@@ -478,6 +478,52 @@ pub fn seal<R: RngCore + CryptoRng>(
     Ok(Sealed { blob, header })
 }
 
+/// Encrypt of the KMS instance API: the same crypto as [`seal`], but the
+/// header stays out of the blob — the caller keeps the Iv, Algorithm and
+/// PaddingMode and sends them back with the KeyId to Decrypt, as the
+/// instance API documents. The returned [`Sealed::blob`] is the ciphertext
+/// alone: GCM `ciphertext ‖ tag`, CBC/ECB `ciphertext ‖ MAC`. The header
+/// (with the KeyVersionId) is still authenticated, so a blob opens only
+/// under the key, version, algorithm, padding and Iv it was made with.
+pub fn seal_detached<R: RngCore + CryptoRng>(
+    material: &CmkMaterial,
+    params: &SealParams<'_>,
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Result<Sealed, AdvanceError> {
+    let mut sealed = seal(material, params, plaintext, rng)?;
+    let header_len = header_bytes(&sealed.header)?.len();
+    sealed.blob = sealed.blob.split_off(header_len);
+    Ok(sealed)
+}
+
+/// Opens a [`seal_detached`] blob given the header it was made under.
+pub fn open_detached(
+    material: &CmkMaterial,
+    header: &BlobHeader,
+    body: &[u8],
+    aad: &[u8],
+) -> Result<SecretBytes, AdvanceError> {
+    let valid_header = match header.algorithm {
+        Algorithm::AesGcm => header.padding.is_none(),
+        _ => header.padding.is_some(),
+    } && header.iv.len() == header.algorithm.iv_len();
+    let valid_body = match header.algorithm {
+        Algorithm::AesGcm => body.len() > TAG_LEN,
+        _ => body.len() >= TAG_LEN + BLOCK && (body.len() - TAG_LEN) % BLOCK == 0,
+    };
+    if !valid_header || !valid_body || body.len() > MAX_BLOB_BYTES {
+        return Err(AdvanceError::DoesNotOpen);
+    }
+    let hb = header_bytes(header)?;
+    let parsed = ParsedBlob {
+        header: header.clone(),
+        header_bytes: &hb,
+        body,
+    };
+    open(material, &parsed, aad)
+}
+
 struct Reader<'a> {
     b: &'a [u8],
     at: usize,
@@ -994,5 +1040,67 @@ mod tests {
         want.extend_from_slice(&iv);
         assert_eq!(&s.blob[..want.len()], &want[..]);
         assert_eq!(s.blob.len(), want.len() + 3 + TAG_LEN);
+    }
+
+    /// Encrypt's detached blobs: the ciphertext alone (a plain AES-GCM
+    /// `ciphertext ‖ tag` for GCM), opening only with the header they were
+    /// made under.
+    #[test]
+    fn detached_blobs_open_only_under_their_header() {
+        let m = material();
+        let mut rng = StdRng::seed_from_u64(7);
+        for (alg, pad) in [
+            (Algorithm::AesGcm, None),
+            (Algorithm::AesCbc, Some(PaddingMode::Pkcs7)),
+            (Algorithm::AesEcb, Some(PaddingMode::NoPadding)),
+        ] {
+            let pt = b"sixteen bytes!!!";
+            let s = seal_detached(&m, &params(alg, pad, None, b"aad"), pt, &mut rng).unwrap();
+            assert!(!s.blob.starts_with(MAGIC));
+            let padded = if pad == Some(PaddingMode::Pkcs7) {
+                32
+            } else {
+                16
+            };
+            assert_eq!(s.blob.len(), padded + TAG_LEN);
+            let h = s.header.clone();
+            assert_eq!(open_detached(&m, &h, &s.blob, b"aad").unwrap().expose(), pt);
+            // another version, key, Iv or Aad (GCM) does not open it
+            let mut other = h.clone();
+            other.key_version_id = "key-sealgate-1-v3".into();
+            assert_eq!(
+                open_detached(&m, &other, &s.blob, b"aad"),
+                Err(AdvanceError::DoesNotOpen)
+            );
+            let mut other = h.clone();
+            other.key_id = "key-sealgate-2".into();
+            assert!(open_detached(&m, &other, &s.blob, b"aad").is_err());
+            if alg != Algorithm::AesEcb {
+                let mut other = h.clone();
+                other.iv[0] ^= 1;
+                assert!(open_detached(&m, &other, &s.blob, b"aad").is_err());
+            }
+            if alg == Algorithm::AesGcm {
+                assert!(open_detached(&m, &h, &s.blob, b"aaD").is_err());
+                // what AdvanceEncrypt makes is the same bytes after its header
+                let key = enc_key(&m);
+                let cipher = Aes256Gcm::new_from_slice(&key[..]).unwrap();
+                let mut full = header_bytes(&h).unwrap();
+                full.extend_from_slice(b"aad");
+                let opened = cipher
+                    .decrypt(
+                        Nonce::from_slice(&h.iv),
+                        Payload {
+                            msg: &s.blob,
+                            aad: &full,
+                        },
+                    )
+                    .unwrap();
+                assert_eq!(opened, pt);
+            }
+            let mut tampered = s.blob.clone();
+            tampered[0] ^= 1;
+            assert!(open_detached(&m, &h, &tampered, b"aad").is_err());
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! One request: signature check ([`sign::verify`] with the store's
 //! credentials and a replay cache, or [`instance::verify`] with the
 //! registered client keys) → per-caller quota of the action's class
-//! ([`wire::rate_limiter`]) → typed request ([`wire::parse_request`] /
+//! ([`wire::quota_table`]) → typed request ([`wire::parse_request`] /
 //! [`instance::parse_request`]) → key store → JSON or protobuf answer.
 //!
 //! Key versions: `Encrypt`, `GenerateDataKey*` and `ReEncrypt` seal under
@@ -20,8 +20,14 @@
 //! AsymmetricSign / AsymmetricVerify (a SHA-256 `Digest`) and
 //! AsymmetricEncrypt / AsymmetricDecrypt (RSAES-OAEP) name it and no other.
 //! EC_SM2 and EC_P256K keys are refused (aws-lc-rs has neither curve).
+//!
+//! The OpenAPI actions are served by family, one method each, in the
+//! modules `keys`, `aliases`, `symmetric`, `asymmetric` and `service` below
+//! this one; `dispatch` is the table that maps a typed request to its
+//! method. The sealing both APIs share (`advance_*`, `generate_data_key`)
+//! stays here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_lc_rs::rsa::{
@@ -36,24 +42,33 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use serde_json::{json, Value};
 
-use super::advance::{self, AdvanceError, Algorithm, BlobKind, SealParams};
+use super::advance::{self, Algorithm, BlobKind, SealParams};
 use super::client_keys::ClientKeys;
-use super::instance::{
-    self, AdvanceDecryptResponse, AdvanceEncryptResponse, AdvanceGenerateDataKeyResponse,
+use super::errors::{advance_error, internal, invalid_ciphertext, key_error};
+use super::instance;
+use super::sign::{self, AuthError, NonceCache, VerifyPolicy};
+use super::wire::{self, codes, AlibabaError, Request};
+use crate::keys::asymmetric::{
+    public_key_pem, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm,
 };
-use super::sign::{self, AuthError, NonceCache, RequestParts, VerifyPolicy};
-use super::wire::{self, codes, AlibabaError, EncryptionContext, Request};
-use crate::keys::asymmetric::{self, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm};
 use crate::keys::blob::{blob_cmk, seal_blob};
 use crate::keys::model::validate_alias;
 use crate::keys::store::VersionChoice;
 use crate::keys::{
-    CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyState, KeyStore, KeyUsage, Tag,
+    CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyOrigin, KeyPurpose, KeySpec, KeyState,
+    KeyStore, KeyUsage, Tag,
 };
 use crate::kms::access::{Access, Principal};
-use crate::kms::{Face, KmsRequest};
+use crate::kms::context;
+use crate::kms::{Dialect, Face, KeyNote, KmsOutcome, KmsReply, KmsRequest};
 use crate::ratelimit::{Quota, RateLimiter, SystemClock};
 use crate::secret::SecretBytes;
+
+mod aliases;
+mod asymmetric;
+mod keys;
+mod service;
+mod symmetric;
 
 /// `HostId` of every error body.
 pub const HOST_ID: &str = "kms.sealgate.local";
@@ -71,22 +86,23 @@ pub const FORBIDDEN_RAM: (&str, u16) = ("Forbidden.RAM", 403);
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy)]
-enum Caller<'a> {
+pub(super) enum Caller<'a> {
     /// A `sealgate credentials` AccessKeyId (OpenAPI), authenticated.
     Credential(&'a Principal),
-    /// A registered client key (instance API): every key.
-    ClientKey,
+    /// A registered client key (instance API): every key. The request's
+    /// key is noted here (a [`Principal`] notes its own).
+    ClientKey(&'a KeyNote),
 }
 
 /// AdvanceEncrypt / AdvanceGenerateDataKey result.
-struct AdvanceSealed {
-    key_id: String,
-    sealed: advance::Sealed,
+pub(super) struct AdvanceSealed {
+    pub(super) key_id: String,
+    pub(super) sealed: advance::Sealed,
 }
 
 /// The Alibaba Cloud KMS face over a [`KeyStore`].
 pub struct AlibabaFace {
-    store: Arc<KeyStore>,
+    pub(super) store: Arc<KeyStore>,
     access: Access,
     limiter: RateLimiter<SystemClock>,
     nonces: NonceCache,
@@ -113,10 +129,6 @@ fn date(ts: u64) -> String {
         .ok()
         .and_then(sign::format_acs_date)
         .unwrap_or_default()
-}
-
-fn ctx_bytes(ctx: &Option<EncryptionContext>) -> &[u8] {
-    ctx.as_ref().map(|c| c.canonical.as_bytes()).unwrap_or(b"")
 }
 
 /// `<KeyId>-v<N>`.
@@ -148,92 +160,6 @@ fn alias_not_found() -> AlibabaError {
     AlibabaError::new(codes::ALIAS_NOT_FOUND, "The specified alias is not found.")
 }
 
-fn invalid_ciphertext(why: &str) -> AlibabaError {
-    AlibabaError::new(
-        codes::INVALID_CIPHERTEXT,
-        format!("The CiphertextBlob {why}."),
-    )
-}
-
-fn internal(what: &str) -> AlibabaError {
-    tracing::error!(what, "Alibaba face: internal failure");
-    AlibabaError::new(
-        codes::INTERNAL_FAILURE,
-        "Internal error; retry, and report the RequestId if it persists.",
-    )
-}
-
-/// The generic mapping of store errors to Alibaba codes; handlers that
-/// know better (an alias that is not found) check first.
-fn key_error(e: KeyError) -> AlibabaError {
-    match e {
-        KeyError::CmkNotFound => AlibabaError::key_not_found(),
-        KeyError::CmkDisabled => {
-            AlibabaError::new(codes::KEY_DISABLED, "The specified key is disabled.")
-        }
-        KeyError::CmkPendingDelete => AlibabaError::new(
-            codes::UNEXPECTED_STATE,
-            "The specified key is pending deletion.",
-        ),
-        KeyError::CmkPendingImport => AlibabaError::new(
-            codes::UNEXPECTED_STATE,
-            "The specified key is waiting for its key material to be imported.",
-        ),
-        KeyError::InvalidState(m) => AlibabaError::new(codes::UNEXPECTED_STATE, m),
-        KeyError::UsageMismatch | KeyError::UnsupportedKeyUsage => AlibabaError::new(
-            codes::ONLY_SYMMETRIC_KEY,
-            "The specified key is not a symmetric key. The API only supports symmetric keys.",
-        ),
-        KeyError::VersionRetired => AlibabaError::new(
-            codes::UNEXPECTED_STATE,
-            "The key version of this ciphertext is below the key's minimum decryption version.",
-        ),
-        KeyError::DoesNotOpen => invalid_ciphertext(
-            "does not decrypt (wrong EncryptionContext or Aad, damaged, or not made by this KMS)",
-        ),
-        KeyError::VersionNotFound => AlibabaError::new(
-            codes::KEY_VERSION_NOT_FOUND,
-            "The specified key version is not found.",
-        ),
-        KeyError::InvalidAlias => AlibabaError::value(
-            codes::INVALID_ALIAS_NAME,
-            "AliasName",
-            "alias/ followed by 1-60 letters, digits, - or _ (starting with a letter or digit) in sealgate",
-        ),
-        KeyError::AliasAlreadyExists | KeyError::ImportConflict(_) => AlibabaError::new(
-            codes::RESOURCE_EXISTS,
-            "The specified alias already exists.",
-        ),
-        KeyError::InvalidParameter(m) => AlibabaError::new(
-            codes::INVALID_PARAMETER,
-            format!("A specified parameter is not valid: {m}."),
-        ),
-        KeyError::LimitExceeded => AlibabaError::new(
-            codes::LIMIT_EXCEEDED,
-            "The number of keys has reached the limit.",
-        ),
-        KeyError::DuplicateTagKey => AlibabaError::invalid("Tags", "a TagKey is listed twice"),
-        KeyError::Store(m) | KeyError::Unavailable(m) => internal(&m),
-    }
-}
-
-fn advance_error(e: AdvanceError) -> AlibabaError {
-    match e {
-        AdvanceError::PlaintextTooLarge => AlibabaError::invalid(
-            "Plaintext",
-            "at most 6 KB per call; encrypt a data key instead (envelope encryption)",
-        ),
-        AdvanceError::EmptyPlaintext => AlibabaError::missing("Plaintext"),
-        AdvanceError::AadTooLarge => AlibabaError::invalid("Aad", "at most 8192 bytes"),
-        e @ AdvanceError::BadIvLength { .. } => AlibabaError::invalid("Iv", &e.to_string()),
-        e @ AdvanceError::NotBlockAligned => AlibabaError::invalid("Plaintext", &e.to_string()),
-        AdvanceError::BadKeyName => internal("KeyId or KeyVersionId too long for a blob"),
-        AdvanceError::DoesNotOpen => {
-            invalid_ciphertext("does not decrypt (wrong Aad, damaged, or not made by this KMS)")
-        }
-    }
-}
-
 /// A KeyId parameter in the store's terms: the store reference and
 /// whether it named an alias. `None`: it cannot name any key here.
 fn store_ref(r: &str) -> Option<(String, bool)> {
@@ -263,54 +189,60 @@ fn state_str(s: KeyState) -> &'static str {
     }
 }
 
-fn spec_and_usage(u: KeyUsage) -> (&'static str, &'static str) {
-    let enc = wire::KeyUsage::EncryptDecrypt.as_str();
-    let sign = wire::KeyUsage::SignVerify.as_str();
-    match u {
-        KeyUsage::EncryptDecrypt => (wire::KeySpec::AliyunAes256.as_str(), enc),
-        KeyUsage::AsymmetricDecryptRsa2048 => (wire::KeySpec::Rsa2048.as_str(), enc),
-        KeyUsage::AsymmetricDecryptSm2 => (wire::KeySpec::EcSm2.as_str(), enc),
-        KeyUsage::AsymmetricSignVerifySm2 => (wire::KeySpec::EcSm2.as_str(), sign),
-        KeyUsage::AsymmetricSignVerifyRsa2048 => (wire::KeySpec::Rsa2048.as_str(), sign),
-        KeyUsage::AsymmetricSignVerifyEcc => (wire::KeySpec::EcP256.as_str(), sign),
-        KeyUsage::AsymmetricSignVerifyEcdsa384 => ("EC_P384", sign),
-        KeyUsage::EncryptDecryptAes128 => (wire::KeySpec::AliyunAes128.as_str(), enc),
-        KeyUsage::AsymmetricSignVerifyRsa4096 => (wire::KeySpec::Rsa4096.as_str(), sign),
-        KeyUsage::AsymmetricDecryptRsa3072 => (wire::KeySpec::Rsa3072.as_str(), enc),
-        KeyUsage::AsymmetricSignVerifyRsa3072 => (wire::KeySpec::Rsa3072.as_str(), sign),
-    }
+/// Alibaba's `KeySpec` and `KeyUsage` names of a store usage.
+pub(super) fn spec_and_usage(u: KeyUsage) -> (&'static str, &'static str) {
+    let (spec, purpose) = u.parts();
+    let spec = match spec {
+        KeySpec::Aes256 => wire::KeySpec::AliyunAes256.as_str(),
+        KeySpec::Aes128 => wire::KeySpec::AliyunAes128.as_str(),
+        KeySpec::Rsa2048 => wire::KeySpec::Rsa2048.as_str(),
+        KeySpec::Rsa3072 => wire::KeySpec::Rsa3072.as_str(),
+        KeySpec::Rsa4096 => wire::KeySpec::Rsa4096.as_str(),
+        KeySpec::EcP256 => wire::KeySpec::EcP256.as_str(),
+        // made by the Tencent face only; Alibaba's spelling of the curve
+        KeySpec::EcP384 => "EC_P384",
+        KeySpec::Sm2 => wire::KeySpec::EcSm2.as_str(),
+    };
+    let usage = match purpose {
+        KeyPurpose::EncryptDecrypt => wire::KeyUsage::EncryptDecrypt.as_str(),
+        KeyPurpose::SignVerify => wire::KeyUsage::SignVerify.as_str(),
+    };
+    (spec, usage)
 }
 
-/// The store usage of a CreateKey KeySpec + KeyUsage: AES-256, RSA-2048 /
-/// RSA-3072 (either usage) and EC_P256 (SIGN/VERIFY). EC_SM2 and EC_P256K
-/// have no implementation here (aws-lc-rs has neither curve); the other
-/// specs are not offered.
+/// The store usage of a CreateKey KeySpec + KeyUsage: AES-256, AES-128,
+/// RSA-2048 / RSA-3072 (either usage) and EC_P256 (SIGN/VERIFY). EC_SM2 and
+/// EC_P256K have no implementation here (aws-lc-rs has neither curve); the
+/// other specs are not offered.
 fn store_usage(spec: wire::KeySpec, usage: wire::KeyUsage) -> Result<KeyUsage, AlibabaError> {
     use wire::KeySpec as S;
-    use wire::KeyUsage::{EncryptDecrypt as Enc, SignVerify as Sign};
-    Ok(match (spec, usage) {
-        (S::AliyunAes256, Enc) => KeyUsage::EncryptDecrypt,
-        (S::AliyunAes128, Enc) => KeyUsage::EncryptDecryptAes128,
-        (S::Rsa2048, Enc) => KeyUsage::AsymmetricDecryptRsa2048,
-        (S::Rsa2048, Sign) => KeyUsage::AsymmetricSignVerifyRsa2048,
-        (S::Rsa3072, Enc) => KeyUsage::AsymmetricDecryptRsa3072,
-        (S::Rsa3072, Sign) => KeyUsage::AsymmetricSignVerifyRsa3072,
-        (S::EcP256, Sign) => KeyUsage::AsymmetricSignVerifyEcc,
-        (S::EcP256, Enc) => {
-            return Err(AlibabaError::value(
-                codes::INVALID_KEY_USAGE,
-                "KeyUsage",
-                "an EC_P256 key is SIGN/VERIFY",
-            ))
-        }
-        _ => {
-            return Err(AlibabaError::value(
-                codes::INVALID_KEY_SPEC,
-                "KeySpec",
-                "sealgate holds Aliyun_AES_256, Aliyun_AES_128, RSA_2048, RSA_3072 and EC_P256 keys (EC_SM2, EC_P256K, Aliyun_AES_192 and Aliyun_SM4 are not served)",
-            ))
-        }
-    })
+    let not_offered = || {
+        AlibabaError::value(
+            codes::INVALID_KEY_SPEC,
+            "KeySpec",
+            "sealgate holds Aliyun_AES_256, Aliyun_AES_128, RSA_2048, RSA_3072 and EC_P256 keys (EC_SM2, EC_P256K, Aliyun_AES_192 and Aliyun_SM4 are not served)",
+        )
+    };
+    let spec = match spec {
+        S::AliyunAes256 => KeySpec::Aes256,
+        S::AliyunAes128 => KeySpec::Aes128,
+        S::Rsa2048 => KeySpec::Rsa2048,
+        S::Rsa3072 => KeySpec::Rsa3072,
+        S::EcP256 => KeySpec::EcP256,
+        _ => return Err(not_offered()),
+    };
+    let purpose = match usage {
+        wire::KeyUsage::EncryptDecrypt => KeyPurpose::EncryptDecrypt,
+        wire::KeyUsage::SignVerify => KeyPurpose::SignVerify,
+    };
+    if (spec, purpose) == (KeySpec::EcP256, KeyPurpose::EncryptDecrypt) {
+        return Err(AlibabaError::value(
+            codes::INVALID_KEY_USAGE,
+            "KeyUsage",
+            "an EC_P256 key is SIGN/VERIFY",
+        ));
+    }
+    KeyUsage::from_parts(spec, purpose).ok_or_else(not_offered)
 }
 
 /// Every KeySpec the wire knows, for DescribeService to offer those
@@ -370,7 +302,7 @@ enum Purpose {
 /// The store's signing scheme for an Alibaba `Algorithm` on this key's
 /// spec: RSA_PSS_SHA_256 / RSA_PKCS1_SHA_256 on RSA keys, ECDSA_SHA_256 on
 /// EC_P256 keys; SM2DSA never (no SM2 keys).
-fn signing_algorithm(
+pub(super) fn signing_algorithm(
     m: &KeyMetadata,
     alg: wire::SignAlgorithm,
 ) -> Result<SigningAlgorithm, AlibabaError> {
@@ -395,7 +327,7 @@ fn signing_algorithm(
 
 /// The RSA padding of an AsymmetricEncrypt / AsymmetricDecrypt `Algorithm`
 /// (SM2PKE: no SM2 keys here).
-fn oaep_algorithm(alg: wire::EncryptAlgorithm) -> Result<RsaPadding, AlibabaError> {
+pub(super) fn oaep_algorithm(alg: wire::EncryptAlgorithm) -> Result<RsaPadding, AlibabaError> {
     match alg {
         wire::EncryptAlgorithm::RsaesOaepSha256 => Ok(RsaPadding::OaepSha256),
         wire::EncryptAlgorithm::RsaesOaepSha1 => Ok(RsaPadding::OaepSha1),
@@ -409,7 +341,7 @@ fn oaep_algorithm(alg: wire::EncryptAlgorithm) -> Result<RsaPadding, AlibabaErro
 /// RSAES-OAEP encryption under a DER SubjectPublicKeyInfo; a plaintext
 /// longer than the key and padding allow (190 / 214 bytes for RSA_2048,
 /// 318 / 342 for RSA_3072) is `InvalidParameter`.
-fn oaep_encrypt(
+pub(super) fn oaep_encrypt(
     public_key_der: &[u8],
     padding: RsaPadding,
     plaintext: &[u8],
@@ -530,20 +462,6 @@ fn plaintext_text(p: &SecretBytes) -> String {
     }
 }
 
-fn header_pairs(req: &KmsRequest) -> Vec<(&str, &str)> {
-    let mut headers: Vec<(&str, &str)> = req
-        .headers
-        .iter()
-        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
-        .collect();
-    if !req.headers.contains_key(http::header::HOST) {
-        if let Some(a) = req.uri.authority() {
-            headers.push(("host", a.as_str()));
-        }
-    }
-    headers
-}
-
 fn respond(
     status: u16,
     content_type: &'static str,
@@ -569,11 +487,12 @@ impl AlibabaFace {
     /// (`symmetric-crypto`, …; validated at config load); instance-API
     /// client keys are read from the store's data directory.
     pub fn new(store: Arc<KeyStore>, quota_overrides: &BTreeMap<String, Quota>) -> Self {
-        let overrides: HashMap<String, Quota> = quota_overrides
-            .iter()
-            .map(|(class, q)| (format!("{QUOTA_PREFIX}{class}"), *q))
-            .collect();
-        let limiter = wire::rate_limiter(SystemClock).with_overrides(overrides);
+        let quotas = wire::quota_table().with_overrides(
+            quota_overrides
+                .iter()
+                .map(|(class, q)| (format!("{QUOTA_PREFIX}{class}"), *q)),
+        );
+        let limiter = RateLimiter::from_quotas(SystemClock, quotas);
         let client_keys = ClientKeys::new(store.data_dir());
         Self {
             access: Access::new(store.clone()),
@@ -590,20 +509,37 @@ impl AlibabaFace {
     /// Whether an AccessKeyId is limited to some keys (or no longer live).
     fn limited(&self, caller: Caller<'_>) -> bool {
         match caller {
-            Caller::ClientKey => false,
+            Caller::ClientKey(_) => false,
             Caller::Credential(who) => !self.access.unrestricted(who),
         }
     }
 
+    /// May the caller use the key `store_ref` names (noted either way).
     fn check_access(&self, caller: Caller<'_>, store_ref: &str) -> Result<(), AlibabaError> {
         match caller {
             Caller::Credential(who) if !self.access.may_use(who, store_ref) => Err(forbidden_ram()),
-            _ => Ok(()),
+            Caller::Credential(_) => Ok(()),
+            Caller::ClientKey(note) => {
+                self.access.note(note, store_ref);
+                Ok(())
+            }
+        }
+    }
+
+    /// May the caller see the key in a listing (nothing noted).
+    fn may_list(&self, caller: Caller<'_>, key: &KeyId) -> bool {
+        match caller {
+            Caller::Credential(who) => self.access.may_list(who, &key.to_string()),
+            Caller::ClientKey(_) => true,
         }
     }
 
     /// Resolves a KeyId / alias / ARN parameter the caller may use.
-    fn resolve(&self, caller: Caller<'_>, key: &str) -> Result<KeyMetadata, AlibabaError> {
+    pub(super) fn resolve(
+        &self,
+        caller: Caller<'_>,
+        key: &str,
+    ) -> Result<KeyMetadata, AlibabaError> {
         let Some((r, alias)) = store_ref(key) else {
             if self.limited(caller) {
                 return Err(forbidden_ram());
@@ -658,478 +594,47 @@ impl AlibabaFace {
 
     // --------------------------------------------------------- handlers
 
+    /// The action table, by family (each in its own module).
     fn dispatch(&self, caller: Caller<'_>, request: Request) -> Result<Value, AlibabaError> {
-        let store = &self.store;
-        let ok = || Ok(json!({}));
+        use Request as R;
         match request {
-            Request::CreateKey(c) => {
-                let Caller::Credential(owner) = caller else {
-                    return Err(forbidden_ram());
-                };
-                if self.limited(caller) {
-                    return Err(forbidden_ram());
-                }
-                let key_usage = store_usage(c.key_spec, c.key_usage)?;
-                if !key_usage.is_symmetric() {
-                    if c.origin == wire::Origin::External {
-                        return Err(AlibabaError::new(
-                            codes::UNSUPPORTED_OPERATION,
-                            "sealgate imports key material (Origin EXTERNAL) for Aliyun_AES_256 keys only.",
-                        ));
-                    }
-                    if c.enable_automatic_rotation {
-                        return Err(AlibabaError::invalid(
-                            "EnableAutomaticRotation",
-                            "automatic rotation is for symmetric keys only",
-                        ));
-                    }
-                }
-                if c.protection_level != wire::ProtectionLevel::Software {
-                    return Err(AlibabaError::new(
-                        codes::UNSUPPORTED_OPERATION,
-                        "sealgate keys are software-protected (ProtectionLevel SOFTWARE).",
-                    ));
-                }
-                let meta = store
-                    .create(CreateKeyRequest {
-                        alias: None,
-                        description: c.description.unwrap_or_default(),
-                        key_usage,
-                        origin: match c.origin {
-                            wire::Origin::AliyunKms => KeyOrigin::Kms,
-                            wire::Origin::External => KeyOrigin::External,
-                        },
-                        tags: c
-                            .tags
-                            .into_iter()
-                            .map(|t| Tag {
-                                tag_key: t.key,
-                                tag_value: t.value,
-                            })
-                            .collect(),
-                        owner: owner.id().to_string(),
-                    })
-                    .map_err(key_error)?;
-                let meta = match (
-                    c.enable_automatic_rotation,
-                    interval_days(c.rotation_interval),
-                ) {
-                    (true, Some(days)) => store
-                        .enable_rotation(&meta.key_id.to_string(), Some(days))
-                        .map_err(key_error)?,
-                    _ => meta,
-                };
-                Ok(json!({ "KeyMetadata": key_metadata(&meta) }))
-            }
-            Request::DescribeKey(r) => {
-                let m = self.resolve(caller, &r.key_id)?;
-                Ok(json!({ "KeyMetadata": key_metadata(&m) }))
-            }
-            Request::ListKeys(l) => {
-                let all = store.list(0, usize::MAX).keys;
-                let limited = self.limited(caller);
-                let visible: Vec<KeyMetadata> = all
-                    .into_iter()
-                    .filter(|m| {
-                        !limited || self.check_access(caller, &m.key_id.to_string()).is_ok()
-                    })
-                    .filter(|m| l.filters.iter().all(|f| filter_matches(m, f)))
-                    .collect();
-                let total = visible.len();
-                let keys: Vec<Value> = page(visible, l.page)
-                    .iter()
-                    .map(|m| json!({ "KeyId": m.key_id.to_string(), "KeyArn": arn(&m.key_id) }))
-                    .collect();
-                Ok(json!({
-                    "Keys": { "Key": keys },
-                    "TotalCount": total,
-                    "PageNumber": l.page.number,
-                    "PageSize": l.page.size,
-                }))
-            }
-            Request::EnableKey(r) => {
-                let m = self.resolve(caller, &r.key_id)?;
-                store.enable(&m.key_id.to_string()).map_err(key_error)?;
-                ok()
-            }
-            Request::DisableKey(r) => {
-                let m = self.resolve(caller, &r.key_id)?;
-                store.disable(&m.key_id.to_string()).map_err(key_error)?;
-                ok()
-            }
-            Request::ScheduleKeyDeletion(s) => {
-                let m = self.resolve(caller, &s.key.key_id)?;
-                if s.pending_window_in_days > 30 {
-                    return Err(AlibabaError::invalid(
-                        "PendingWindowInDays",
-                        "sealgate keeps a pending window of 7 to 30 days",
-                    ));
-                }
-                store
-                    .schedule_deletion(&m.key_id.to_string(), s.pending_window_in_days)
-                    .map_err(key_error)?;
-                ok()
-            }
-            Request::CancelKeyDeletion(r) => {
-                let m = self.resolve(caller, &r.key_id)?;
-                let id = m.key_id.to_string();
-                let after = store.cancel_deletion(&id).map_err(key_error)?;
-                // Alibaba: a key whose deletion is cancelled is Enabled again.
-                if after.key_state == KeyState::Disabled {
-                    store.enable(&id).map_err(key_error)?;
-                }
-                ok()
-            }
-            Request::CreateAlias(b) => {
-                let m = self.resolve(caller, &b.key.key_id)?;
-                let name = alias_name(&b.alias_name)?;
-                if store.resolve(name).is_ok() {
-                    return Err(AlibabaError::new(
-                        codes::RESOURCE_EXISTS,
-                        "The specified alias already exists.",
-                    ));
-                }
-                if m.alias.is_some() {
-                    return Err(AlibabaError::new(
-                        codes::LIMIT_EXCEEDED,
-                        "The key already has an alias; sealgate keeps one alias per key (UpdateAlias or DeleteAlias it first).",
-                    ));
-                }
-                store
-                    .update_alias(&m.key_id.to_string(), name)
-                    .map_err(key_error)?;
-                ok()
-            }
-            Request::UpdateAlias(b) => {
-                let name = alias_name(&b.alias_name)?;
-                let current = self.resolve(caller, &b.alias_name)?;
-                let target = self.resolve(caller, &b.key.key_id)?;
-                if target.key_id != current.key_id && target.alias.is_some() {
-                    return Err(AlibabaError::new(
-                        codes::LIMIT_EXCEEDED,
-                        "The target key already has an alias; sealgate keeps one alias per key.",
-                    ));
-                }
-                store
-                    .move_alias(name, &target.key_id.to_string())
-                    .map_err(|e| match e {
-                        KeyError::CmkNotFound => alias_not_found(),
-                        e => key_error(e),
-                    })?;
-                ok()
-            }
-            Request::DeleteAlias(d) => {
-                let name = alias_name(&d.alias_name)?;
-                self.resolve(caller, &d.alias_name)?;
-                store.delete_alias(name).map_err(|e| match e {
-                    KeyError::CmkNotFound => alias_not_found(),
-                    e => key_error(e),
-                })?;
-                ok()
-            }
-            Request::ListAliases(p) => {
-                let mut with_alias: Vec<(String, KeyId)> = store
-                    .list(0, usize::MAX)
-                    .keys
-                    .into_iter()
-                    .filter(|m| self.check_access(caller, &m.key_id.to_string()).is_ok())
-                    .filter_map(|m| m.alias.map(|a| (a, m.key_id)))
-                    .collect();
-                with_alias.sort();
-                let total = with_alias.len();
-                let aliases: Vec<Value> = page(with_alias, p)
-                    .into_iter()
-                    .map(|(a, id)| {
-                        json!({
-                            "AliasName": format!("alias/{a}"),
-                            "AliasArn": format!("{ARN_PREFIX}:alias/{a}"),
-                            "KeyId": id.to_string(),
-                        })
-                    })
-                    .collect();
-                Ok(json!({
-                    "Aliases": { "Alias": aliases },
-                    "TotalCount": total,
-                    "PageNumber": p.number,
-                    "PageSize": p.size,
-                }))
-            }
-            Request::DescribeRegions => Ok(json!({
-                "Regions": { "Region": [{ "RegionId": REGION_ID }] },
-            })),
-            Request::DescribeService => Ok(describe_service()),
-            Request::ListAliasesByKeyId(l) => {
-                let m = self.resolve(caller, &l.key.key_id)?;
-                // sealgate keeps at most one alias per key
-                let all: Vec<Value> = m
-                    .alias
-                    .iter()
-                    .map(|a| {
-                        json!({
-                            "AliasName": format!("alias/{a}"),
-                            "AliasArn": format!("{ARN_PREFIX}:alias/{a}"),
-                            "KeyId": m.key_id.to_string(),
-                        })
-                    })
-                    .collect();
-                let total = all.len();
-                Ok(json!({
-                    "Aliases": { "Alias": page(all, l.page) },
-                    "TotalCount": total,
-                    "PageNumber": l.page.number,
-                    "PageSize": l.page.size,
-                }))
-            }
-            Request::UpdateKeyDescription(u) => {
-                let m = self.resolve(caller, &u.key.key_id)?;
-                store
-                    .update_description(&m.key_id.to_string(), &u.description)
-                    .map_err(key_error)?;
-                ok()
-            }
-            Request::CreateKeyVersion(r) => {
-                let m = self.resolve(caller, &r.key_id)?;
-                let after = store.rotate(&m.key_id.to_string()).map_err(key_error)?;
-                let v = after
-                    .primary_version
-                    .and_then(|v| key_version(&after, v))
-                    .ok_or_else(|| internal("rotation left no primary version"))?;
-                Ok(json!({ "KeyVersion": v }))
-            }
-            Request::ListKeyVersions(l) => {
-                let m = self.resolve(caller, &l.key.key_id)?;
-                let all: Vec<Value> = m
-                    .versions
-                    .iter()
-                    .filter_map(|v| key_version(&m, v.version))
-                    .collect();
-                let total = all.len();
-                Ok(json!({
-                    "KeyVersions": { "KeyVersion": page(all, l.page) },
-                    "TotalCount": total,
-                    "PageNumber": l.page.number,
-                    "PageSize": l.page.size,
-                }))
-            }
-            Request::DescribeKeyVersion(d) => {
-                let m = self.resolve(caller, &d.key.key_id)?;
-                let v = parse_version_id(&m.key_id, &d.key_version_id)
-                    .and_then(|n| key_version(&m, n))
-                    .ok_or_else(|| key_error(KeyError::VersionNotFound))?;
-                Ok(json!({ "KeyVersion": v }))
-            }
-            Request::UpdateRotationPolicy(u) => {
-                let m = self.resolve(caller, &u.key.key_id)?;
-                let id = m.key_id.to_string();
-                if u.enable_automatic_rotation {
-                    store.enable_rotation(&id, interval_days(u.rotation_interval))
-                } else {
-                    store.disable_rotation(&id)
-                }
-                .map_err(key_error)?;
-                ok()
-            }
-            Request::Encrypt(e) => {
-                let m = self.resolve(caller, &e.key.key_id)?;
-                let ctx = ctx_bytes(&e.encryption_context);
-                if e.dry_run {
-                    let v = self.dry_run(&m.key_id)?;
-                    return Ok(json!({
-                        "KeyId": m.key_id.to_string(),
-                        "KeyVersionId": version_id(&m.key_id, v),
-                        "CiphertextBlob": "",
-                    }));
-                }
-                let (v, blob) = self.seal_initial(&m.key_id, e.plaintext.expose(), ctx)?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": version_id(&m.key_id, v),
-                    "CiphertextBlob": b64(&blob),
-                }))
-            }
-            Request::Decrypt(d) => {
-                let blob = Self::decode_blob(&d.ciphertext_blob)?;
-                let (id, v) = self.blob_key(caller, &blob)?;
-                let opened = store
-                    .decrypt(&blob, ctx_bytes(&d.encryption_context))
-                    .map_err(key_error)?;
-                Ok(json!({
-                    "KeyId": id.to_string(),
-                    "KeyVersionId": version_id(&id, v),
-                    "Plaintext": if d.dry_run { String::new() } else { plaintext_text(&opened.plaintext) },
-                }))
-            }
-            Request::ReEncrypt(r) => {
-                if r.source_key_id.is_some()
-                    || r.source_key_version_id.is_some()
-                    || r.source_encryption_algorithm.is_some()
-                {
-                    return Err(AlibabaError::new(
-                        codes::UNSUPPORTED_OPERATION,
-                        "Asymmetric source keys (SourceKeyId, SourceKeyVersionId, SourceEncryptionAlgorithm) are not served; sealgate holds symmetric keys only.",
-                    ));
-                }
-                let blob = Self::decode_blob(&r.ciphertext_blob)?;
-                let (src, src_v) = self.blob_key(caller, &blob)?;
-                let dest = self.resolve(caller, &r.destination_key.key_id)?;
-                let opened = store
-                    .decrypt(&blob, ctx_bytes(&r.source_encryption_context))
-                    .map_err(key_error)?;
-                if r.dry_run {
-                    let v = self.dry_run(&dest.key_id)?;
-                    return Ok(json!({
-                        "KeyId": dest.key_id.to_string(),
-                        "KeyVersionId": version_id(&dest.key_id, v),
-                        "CiphertextBlob": "",
-                        "SourceKeyId": src.to_string(),
-                        "SourceKeyVersionId": version_id(&src, src_v),
-                    }));
-                }
-                let (v, new_blob) = self.seal_initial(
-                    &dest.key_id,
-                    opened.plaintext.expose(),
-                    ctx_bytes(&r.destination_encryption_context),
-                )?;
-                Ok(json!({
-                    "KeyId": dest.key_id.to_string(),
-                    "KeyVersionId": version_id(&dest.key_id, v),
-                    "CiphertextBlob": b64(&new_blob),
-                    "SourceKeyId": src.to_string(),
-                    "SourceKeyVersionId": version_id(&src, src_v),
-                }))
-            }
-            Request::GenerateDataKey(g) => self.generate_data_key(caller, g, true),
-            Request::GenerateDataKeyWithoutPlaintext(g) => self.generate_data_key(caller, g, false),
-            Request::AdvanceEncrypt(a) => {
-                let s = self.advance_encrypt(caller, a)?;
-                let h = &s.sealed.header;
-                Ok(json!({
-                    "KeyId": s.key_id,
-                    "KeyVersionId": h.key_version_id,
-                    "CiphertextBlob": b64(&s.sealed.blob),
-                    "Algorithm": h.algorithm.as_str(),
-                    "Iv": b64(&h.iv),
-                    "PaddingMode": h.padding.map(|p| p.as_str()).unwrap_or(""),
-                }))
-            }
-            Request::AdvanceDecrypt(d) => {
-                let o = self.advance_decrypt(caller, d)?;
-                Ok(json!({
-                    "KeyId": o.key_id,
-                    "KeyVersionId": o.key_version_id,
-                    "Plaintext": b64(o.plaintext.expose()),
-                    "Algorithm": o.algorithm.map(|a| a.as_str()).unwrap_or(""),
-                    "PaddingMode": o.padding.map(|p| p.as_str()).unwrap_or(""),
-                }))
-            }
-            Request::GetPublicKey(v) => {
-                let (m, kv) = self.asymmetric_key(caller, &v, Purpose::Any)?;
-                if v.dry_run {
-                    return self.dry_run_asymmetric(&m, kv, "PublicKey", json!(""));
-                }
-                let der = self
-                    .store
-                    .with_private_key(&m.key_id.to_string(), |_, k| k.public_key_der())
-                    .and_then(|r| r)
-                    .map_err(key_error)?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": kv,
-                    "PublicKey": asymmetric::public_key_pem(&der),
-                }))
-            }
-            Request::AsymmetricSign(a) => {
-                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Sign)?;
-                let alg = signing_algorithm(&m, a.algorithm)?;
-                if a.version.dry_run {
-                    return self.dry_run_asymmetric(&m, kv, "Value", json!(""));
-                }
-                let sig = self
-                    .store
-                    .with_private_key(&m.key_id.to_string(), |_, k| {
-                        k.sign(alg, SignInput::Digest(&a.digest))
-                    })
-                    .and_then(|r| r)
-                    .map_err(key_error)?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": kv,
-                    "Value": b64(&sig),
-                }))
-            }
-            Request::AsymmetricVerify(a) => {
-                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Sign)?;
-                let alg = signing_algorithm(&m, a.algorithm)?;
-                if a.version.dry_run {
-                    return self.dry_run_asymmetric(&m, kv, "Value", json!(false));
-                }
-                let valid = self
-                    .store
-                    .with_private_key(&m.key_id.to_string(), |_, k| {
-                        k.verify(alg, SignInput::Digest(&a.digest), &a.value)
-                    })
-                    .and_then(|r| r)
-                    .map_err(key_error)?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": kv,
-                    "Value": valid,
-                }))
-            }
-            Request::AsymmetricEncrypt(a) => {
-                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Decrypt)?;
-                let oaep = oaep_algorithm(a.algorithm)?;
-                if a.version.dry_run {
-                    return self.dry_run_asymmetric(&m, kv, "CiphertextBlob", json!(""));
-                }
-                let der = self
-                    .store
-                    .with_private_key(&m.key_id.to_string(), |_, k| k.public_key_der())
-                    .and_then(|r| r)
-                    .map_err(key_error)?;
-                let blob = oaep_encrypt(&der, oaep, a.plaintext.expose())?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": kv,
-                    "CiphertextBlob": b64(&blob),
-                }))
-            }
-            Request::AsymmetricDecrypt(a) => {
-                let (m, kv) = self.asymmetric_key(caller, &a.version, Purpose::Decrypt)?;
-                let padding = oaep_algorithm(a.algorithm)?;
-                if a.version.dry_run {
-                    return self.dry_run_asymmetric(&m, kv, "Plaintext", json!(""));
-                }
-                let plaintext = self
-                    .store
-                    .with_private_key(&m.key_id.to_string(), |_, k| {
-                        k.decrypt(padding, &a.ciphertext_blob)
-                    })
-                    .and_then(|r| r)
-                    .map_err(|e| match e {
-                        KeyError::DoesNotOpen => invalid_ciphertext(
-                            "does not decrypt with this key version and Algorithm",
-                        ),
-                        e => key_error(e),
-                    })?;
-                Ok(json!({
-                    "KeyId": m.key_id.to_string(),
-                    "KeyVersionId": kv,
-                    "Plaintext": b64(plaintext.expose()),
-                }))
-            }
-            Request::AdvanceGenerateDataKey(g) => {
-                let (s, dk) = self.advance_generate_data_key(caller, g)?;
-                let h = &s.sealed.header;
-                Ok(json!({
-                    "KeyId": s.key_id,
-                    "KeyVersionId": h.key_version_id,
-                    "Iv": b64(&h.iv),
-                    "Plaintext": b64(dk.expose()),
-                    "CiphertextBlob": b64(&s.sealed.blob),
-                    "Algorithm": h.algorithm.as_str(),
-                }))
-            }
+            // keys
+            R::CreateKey(r) => self.create_key(caller, r),
+            R::DescribeKey(r) => self.describe_key(caller, r),
+            R::ListKeys(r) => self.list_keys(caller, r),
+            R::EnableKey(r) => self.enable_key(caller, r),
+            R::DisableKey(r) => self.disable_key(caller, r),
+            R::ScheduleKeyDeletion(r) => self.schedule_key_deletion(caller, r),
+            R::CancelKeyDeletion(r) => self.cancel_key_deletion(caller, r),
+            R::UpdateKeyDescription(r) => self.update_key_description(caller, r),
+            R::CreateKeyVersion(r) => self.create_key_version(caller, r),
+            R::ListKeyVersions(r) => self.list_key_versions(caller, r),
+            R::DescribeKeyVersion(r) => self.describe_key_version(caller, r),
+            R::UpdateRotationPolicy(r) => self.update_rotation_policy(caller, r),
+            // aliases
+            R::CreateAlias(r) => self.create_alias(caller, r),
+            R::UpdateAlias(r) => self.update_alias(caller, r),
+            R::DeleteAlias(r) => self.delete_alias(caller, r),
+            R::ListAliases(r) => self.list_aliases(caller, r),
+            R::ListAliasesByKeyId(r) => self.list_aliases_by_key_id(caller, r),
+            // symmetric
+            R::Encrypt(r) => self.encrypt(caller, r),
+            R::Decrypt(r) => self.decrypt(caller, r),
+            R::ReEncrypt(r) => self.re_encrypt(caller, r),
+            R::GenerateDataKey(g) => self.generate_data_key(caller, g, true),
+            R::GenerateDataKeyWithoutPlaintext(g) => self.generate_data_key(caller, g, false),
+            R::AdvanceEncrypt(r) => self.advance_encrypt_openapi(caller, r),
+            R::AdvanceDecrypt(r) => self.advance_decrypt_openapi(caller, r),
+            R::AdvanceGenerateDataKey(r) => self.advance_generate_data_key_openapi(caller, r),
+            // asymmetric
+            R::GetPublicKey(r) => self.get_public_key(caller, r),
+            R::AsymmetricSign(r) => self.asymmetric_sign(caller, r),
+            R::AsymmetricVerify(r) => self.asymmetric_verify(caller, r),
+            R::AsymmetricEncrypt(r) => self.asymmetric_encrypt(caller, r),
+            R::AsymmetricDecrypt(r) => self.asymmetric_decrypt(caller, r),
+            // service
+            R::DescribeRegions => self.describe_regions(caller),
+            R::DescribeService => self.describe_service(caller),
         }
     }
 
@@ -1218,8 +723,11 @@ impl AlibabaFace {
             .map_err(key_error)?;
         // Alibaba seals the Base64 text: Decrypt of the blob returns it.
         let text = SecretBytes::new(b64(dk.expose()).into_bytes());
-        let (v, blob) =
-            self.seal_initial(&m.key_id, text.expose(), ctx_bytes(&g.encryption_context))?;
+        let (v, blob) = self.seal_initial(
+            &m.key_id,
+            text.expose(),
+            context::aad(&g.encryption_context),
+        )?;
         let mut out = json!({
             "KeyId": m.key_id.to_string(),
             "KeyVersionId": version_id(&m.key_id, v),
@@ -1232,7 +740,7 @@ impl AlibabaFace {
     }
 
     /// AdvanceEncrypt under the key's primary version.
-    fn advance_encrypt(
+    pub(super) fn advance_encrypt(
         &self,
         caller: Caller<'_>,
         a: wire::AdvanceEncrypt,
@@ -1266,7 +774,7 @@ impl AlibabaFace {
     }
 
     /// A random data key, AdvanceEncrypted (AES_GCM, the caller's Aad).
-    fn advance_generate_data_key(
+    pub(super) fn advance_generate_data_key(
         &self,
         caller: Caller<'_>,
         g: wire::AdvanceGenerateDataKey,
@@ -1288,7 +796,7 @@ impl AlibabaFace {
         Ok((s, dk))
     }
 
-    fn advance_decrypt(
+    pub(super) fn advance_decrypt(
         &self,
         caller: Caller<'_>,
         d: wire::AdvanceDecrypt,
@@ -1347,15 +855,9 @@ impl AlibabaFace {
 
     // ---------------------------------------------------------- the APIs
 
-    fn openapi(&self, req: &KmsRequest) -> Result<Value, AlibabaError> {
-        let headers = header_pairs(req);
-        let parts = RequestParts {
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            query: req.uri.query().unwrap_or(""),
-            headers: &headers,
-            body: &req.body,
-        };
+    fn openapi(&self, req: &KmsRequest, outcome: &mut KmsOutcome) -> Result<Value, AlibabaError> {
+        let headers = req.header_pairs();
+        let parts = req.signing_parts(&headers);
         // An unknown or revoked AccessKeyId fails as a wrong secret does
         // (SignatureDoesNotMatch), not with InvalidAccessKeyId.NotFound: that
         // code would tell anyone which ids exist (see docs/kms-alibaba.md).
@@ -1364,72 +866,42 @@ impl AlibabaFace {
             |v| v.caller.access_key_id.as_str(),
             || AuthError::SignatureDoesNotMatch("signature does not match"),
         )?;
+        outcome.credential = Some(principal.id().to_string());
         wire::check_version(verified.version.trim())?;
         let action = wire::parse_action(verified.action.trim())?;
-        self.limiter
-            .check(principal.id(), action.name())
-            .map_err(|_| AlibabaError::throttled())?;
-        let request = wire::parse_request(action, &verified.params)?;
-        self.dispatch(Caller::Credential(&principal), request)
+        outcome.action = action.name();
+        if self.limiter.check(principal.id(), action.name()).is_err() {
+            outcome.limited = true;
+            return Err(AlibabaError::throttled());
+        }
+        let served = wire::parse_request(action, &verified.params)
+            .and_then(|request| self.dispatch(Caller::Credential(&principal), request));
+        outcome.key = principal.key();
+        served
     }
 
-    fn instance_api(&self, req: &KmsRequest, request_id: &str) -> Result<Vec<u8>, AlibabaError> {
-        let headers = header_pairs(req);
-        let parts = RequestParts {
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            query: req.uri.query().unwrap_or(""),
-            headers: &headers,
-            body: &req.body,
-        };
+    /// The instance API; the key the request touches is noted on `note`.
+    fn instance_api(
+        &self,
+        req: &KmsRequest,
+        request_id: &str,
+        outcome: &mut KmsOutcome,
+        note: &KeyNote,
+    ) -> Result<Vec<u8>, AlibabaError> {
+        let headers = req.header_pairs();
+        let parts = req.signing_parts(&headers);
         let who = instance::verify(&parts, |id| self.client_keys.lookup(id), now_secs())?;
-        self.limiter
-            .check(&who.access_key_id, who.action.name())
-            .map_err(|_| AlibabaError::throttled())?;
-        let caller = Caller::ClientKey;
-        Ok(match instance::parse_request(who.action, &req.body)? {
-            Request::AdvanceEncrypt(a) => {
-                let s = self.advance_encrypt(caller, a)?;
-                let h = s.sealed.header;
-                AdvanceEncryptResponse {
-                    key_id: s.key_id,
-                    ciphertext_blob: s.sealed.blob,
-                    iv: h.iv,
-                    request_id: request_id.to_string(),
-                    algorithm: h.algorithm.as_str().to_string(),
-                    padding_mode: h.padding.map(|p| p.as_str()).unwrap_or("").to_string(),
-                    key_version_id: h.key_version_id,
-                }
-                .encode()
-            }
-            Request::AdvanceDecrypt(d) => {
-                let o = self.advance_decrypt(caller, d)?;
-                AdvanceDecryptResponse {
-                    key_id: o.key_id,
-                    plaintext: o.plaintext,
-                    request_id: request_id.to_string(),
-                    algorithm: o.algorithm.map(|a| a.as_str()).unwrap_or("").to_string(),
-                    padding_mode: o.padding.map(|p| p.as_str()).unwrap_or("").to_string(),
-                    key_version_id: o.key_version_id,
-                }
-                .encode()
-            }
-            Request::AdvanceGenerateDataKey(g) => {
-                let (s, dk) = self.advance_generate_data_key(caller, g)?;
-                let h = s.sealed.header;
-                AdvanceGenerateDataKeyResponse {
-                    key_id: s.key_id,
-                    iv: h.iv,
-                    plaintext: dk,
-                    ciphertext_blob: s.sealed.blob,
-                    request_id: request_id.to_string(),
-                    algorithm: h.algorithm.as_str().to_string(),
-                    key_version_id: h.key_version_id,
-                }
-                .encode()
-            }
-            _ => return Err(internal("instance API parsed a non-Advance request")),
-        })
+        outcome.credential = Some(who.access_key_id.clone());
+        outcome.action = who.action.name();
+        if self
+            .limiter
+            .check(&who.access_key_id, who.action.quota_action())
+            .is_err()
+        {
+            outcome.limited = true;
+            return Err(AlibabaError::throttled());
+        }
+        self.instance_action(who.action, &req.body, request_id, note)
     }
 }
 
@@ -1441,10 +913,14 @@ fn alias_name(alias: &str) -> Result<&str, AlibabaError> {
 }
 
 impl Face for AlibabaFace {
-    fn handle(&self, req: KmsRequest) -> Response<Full<Bytes>> {
+    fn handle(&self, req: KmsRequest) -> KmsReply {
         let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
         if req.headers.contains_key("x-kms-apiname") {
-            return match self.instance_api(&req, &request_id) {
+            let mut outcome = KmsOutcome::new(Dialect::AlibabaInstance);
+            let note = KeyNote::default();
+            let served = self.instance_api(&req, &request_id, &mut outcome, &note);
+            outcome.key = note.get();
+            let response = match served {
                 Ok(body) => respond(200, instance::CONTENT_TYPE, &request_id, body),
                 Err(e) => {
                     tracing::debug!(
@@ -1452,6 +928,8 @@ impl Face for AlibabaFace {
                         status = e.status,
                         "Alibaba instance API error"
                     );
+                    outcome.code = Some(e.code);
+                    outcome.limited |= e.code == codes::THROTTLING.0;
                     respond(
                         e.status,
                         instance::CONTENT_TYPE,
@@ -1460,20 +938,26 @@ impl Face for AlibabaFace {
                     )
                 }
             };
+            return KmsReply { response, outcome };
         }
-        let (status, body) = match self.openapi(&req) {
+        let mut outcome = KmsOutcome::new(Dialect::Alibaba);
+        let (status, body) = match self.openapi(&req, &mut outcome) {
             Ok(fields) => (200, wire::success_body(&request_id, fields)),
             Err(e) => {
                 tracing::debug!(code = e.code, status = e.status, "Alibaba OpenAPI error");
+                outcome.code = Some(e.code);
+                // a full nonce cache answers with the throttling code too
+                outcome.limited |= e.code == codes::THROTTLING.0;
                 (e.status, wire::error_body(&request_id, HOST_ID, &e))
             }
         };
-        respond(
+        let response = respond(
             status,
             wire::CONTENT_TYPE,
             &request_id,
             body.to_string().into_bytes(),
-        )
+        );
+        KmsReply { response, outcome }
     }
 }
 
@@ -1556,31 +1040,6 @@ mod tests {
     }
 
     #[test]
-    fn store_errors_get_alibabas_codes_and_statuses() {
-        let c = |e| {
-            let a = key_error(e);
-            (a.code, a.status)
-        };
-        assert_eq!(
-            c(KeyError::UsageMismatch),
-            ("Forbidden.OnlySymmetricKeySupported", 404)
-        );
-        assert_eq!(c(KeyError::CmkNotFound), ("Forbidden.KeyNotFound", 404));
-        assert_eq!(c(KeyError::DoesNotOpen), ("InvalidCiphertext", 400));
-        assert_eq!(c(KeyError::CmkDisabled), ("Rejected.Disabled", 409));
-        assert_eq!(
-            c(KeyError::VersionNotFound),
-            ("Forbidden.KeyVersionNotFound", 404)
-        );
-        let internal = key_error(KeyError::Store("disk /x failed".into()));
-        assert_eq!(internal.code, "InternalFailure");
-        assert!(
-            !internal.message.contains("/x"),
-            "store detail stays in the log"
-        );
-    }
-
-    #[test]
     fn key_specs_map_to_store_usages_and_back() {
         use wire::KeySpec as S;
         use wire::KeyUsage as U;
@@ -1647,8 +1106,11 @@ mod tests {
             (AsymmetricSpec::Rsa2048, 190, 214),
             (AsymmetricSpec::Rsa3072, 318, 342),
         ] {
-            let key =
-                asymmetric::PrivateKey::from_pkcs8(spec, spec.generate_pkcs8().unwrap()).unwrap();
+            let key = crate::keys::asymmetric::PrivateKey::from_pkcs8(
+                spec,
+                spec.generate_pkcs8().unwrap(),
+            )
+            .unwrap();
             let der = key.public_key_der().unwrap();
             for (padding, max) in [
                 (RsaPadding::OaepSha256, sha256),

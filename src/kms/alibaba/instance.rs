@@ -1,7 +1,10 @@
 //! The KMS instance API (`alibabacloud-dkms-gcs`, API version
-//! `dkms-gcs-0.2`): protobuf messages of AdvanceEncrypt, AdvanceDecrypt and
-//! AdvanceGenerateDataKey, header parsing, and the RSA_PKCS1_SHA_256 request
-//! signature checked against a registered client public key.
+//! `dkms-gcs-0.2`): the actions served ([`InstanceAction`]), header parsing,
+//! the RSA_PKCS1_SHA_256 request signature checked against a registered
+//! client public key, the protobuf codec, and the messages of AdvanceEncrypt,
+//! AdvanceDecrypt and AdvanceGenerateDataKey (which share their typed
+//! requests with the OpenAPI). The other actions' messages live in
+//! `instance_actions`.
 //!
 //! What the SDK sends (captured, tests/sdk/vectors/alibaba_python_sdks.jsonl):
 //! `POST /`, protobuf body, `content-type`/`accept: application/x-protobuf`,
@@ -14,7 +17,7 @@
 //! POST\n<content-sha256>\n<content-type>\n<date>\n<x-kms-* headers sorted, "name:value\n">/
 //! ```
 //!
-//! The protobuf codec is hand-written for these few messages: varints and
+//! The protobuf codec is hand-written for these messages: varints and
 //! length-delimited fields, unknown fields skipped, a repeated field's last
 //! value wins (proto3 rules), strings must be UTF-8.
 //!
@@ -52,37 +55,89 @@ pub mod codes_instance {
     pub const INVALID_PARAM: (&str, u16) = ("InvalidParam", 400);
     pub const REQUEST_TIME_TOO_SKEWED: (&str, u16) = ("RequestTimeTooSkewed", 400);
     pub const PAYLOAD_TOO_LARGE: (&str, u16) = ("RequestEntityTooLarge", 413);
+    pub const SIGNATURE_NOT_MATCH: (&str, u16) = ("SignatureNotMatch", 401);
+    /// An `x-kms-acccesskeyid` no client key is registered under.
+    pub const UNAUTHORIZED: (&str, u16) = ("Unauthorized", 404);
 }
 
-/// An action of the instance API served here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InstanceAction {
+macro_rules! instance_actions {
+    ($($(#[$doc:meta])* $name:ident => $quota:literal,)*) => {
+        /// An action of the instance API served here (every key operation
+        /// of `alibabacloud-dkms-gcs`; GetSecretValue is not: sealgate
+        /// keeps no secrets).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum InstanceAction {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl InstanceAction {
+            /// Every action, in the order of the SDK's client.
+            pub const ALL: &'static [InstanceAction] = &[$(InstanceAction::$name),*];
+
+            /// The `x-kms-apiname`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(InstanceAction::$name => stringify!($name),)*
+                }
+            }
+
+            /// The OpenAPI action whose quota class this action counts under
+            /// (the limiter is keyed by OpenAPI action names).
+            pub fn quota_action(self) -> &'static str {
+                match self {
+                    $(InstanceAction::$name => $quota,)*
+                }
+            }
+        }
+    };
+}
+
+instance_actions! {
+    /// Encrypt (symmetric: detached Iv; RSA: OAEP).
+    Encrypt => "Encrypt",
+    /// Decrypt of an Encrypt / GenerateDataKey ciphertext.
+    Decrypt => "Decrypt",
+    /// Sign (RAW message or DIGEST).
+    Sign => "AsymmetricSign",
+    /// Verify.
+    Verify => "AsymmetricVerify",
+    /// GenerateRandom.
+    GenerateRandom => "GenerateDataKey",
+    /// GenerateDataKey (sealed as Encrypt seals).
+    GenerateDataKey => "GenerateDataKey",
+    /// GetPublicKey.
+    GetPublicKey => "GetPublicKey",
     /// AdvanceEncrypt.
-    AdvanceEncrypt,
+    AdvanceEncrypt => "AdvanceEncrypt",
     /// AdvanceDecrypt.
-    AdvanceDecrypt,
+    AdvanceDecrypt => "AdvanceDecrypt",
     /// AdvanceGenerateDataKey.
-    AdvanceGenerateDataKey,
+    AdvanceGenerateDataKey => "AdvanceGenerateDataKey",
+    /// GenerateDataKeyPair.
+    GenerateDataKeyPair => "GenerateDataKey",
+    /// GenerateDataKeyPairWithoutPlaintext.
+    GenerateDataKeyPairWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+    /// AdvanceGenerateDataKeyPair.
+    AdvanceGenerateDataKeyPair => "AdvanceGenerateDataKey",
+    /// AdvanceGenerateDataKeyPairWithoutPlaintext.
+    AdvanceGenerateDataKeyPairWithoutPlaintext => "AdvanceGenerateDataKey",
 }
 
 impl InstanceAction {
-    /// The `x-kms-apiname`.
-    pub fn name(self) -> &'static str {
-        match self {
-            InstanceAction::AdvanceEncrypt => "AdvanceEncrypt",
-            InstanceAction::AdvanceDecrypt => "AdvanceDecrypt",
-            InstanceAction::AdvanceGenerateDataKey => "AdvanceGenerateDataKey",
-        }
-    }
-
     /// The action named `name`.
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "AdvanceEncrypt" => Some(InstanceAction::AdvanceEncrypt),
-            "AdvanceDecrypt" => Some(InstanceAction::AdvanceDecrypt),
-            "AdvanceGenerateDataKey" => Some(InstanceAction::AdvanceGenerateDataKey),
-            _ => None,
-        }
+        Self::ALL.iter().copied().find(|a| a.name() == name)
+    }
+
+    /// AdvanceEncrypt, AdvanceDecrypt and AdvanceGenerateDataKey: the three
+    /// that share their typed requests with the OpenAPI.
+    pub fn is_advance_crypto(self) -> bool {
+        matches!(
+            self,
+            InstanceAction::AdvanceEncrypt
+                | InstanceAction::AdvanceDecrypt
+                | InstanceAction::AdvanceGenerateDataKey
+        )
     }
 }
 
@@ -295,14 +350,14 @@ pub fn verify_with_skew(
         })?;
     let key = key_lookup(&access_key_id).ok_or_else(|| {
         AlibabaError::new(
-            codes::ACCESS_KEY_NOT_FOUND,
-            "Specified client key is not found.",
+            codes_instance::UNAUTHORIZED,
+            format!("The AccessKey ID \"{access_key_id}\" does not exist in our records."),
         )
     })?;
     if !key.verify(string_to_sign(req).as_bytes(), &sig) {
         return Err(AlibabaError::new(
-            codes::SIGNATURE_DOES_NOT_MATCH,
-            "Specified signature is not matched with our calculation.",
+            codes_instance::SIGNATURE_NOT_MATCH,
+            "Signature is not matched.",
         ));
     }
     Ok(InstanceCaller {
@@ -319,14 +374,16 @@ fn bad_body() -> AlibabaError {
     AlibabaError::invalid("body", "not a valid protobuf message for this ApiName")
 }
 
-enum Field<'a> {
+/// One decoded field's value.
+pub(super) enum Field<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
 }
 
-struct Decoder<'a> {
-    b: &'a [u8],
-    at: usize,
+/// A protobuf message being read.
+pub(super) struct Decoder<'a> {
+    pub(super) b: &'a [u8],
+    pub(super) at: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -351,7 +408,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// The next known-typed field, skipping fixed-width ones.
-    fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, AlibabaError> {
+    pub(super) fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, AlibabaError> {
         loop {
             if self.at >= self.b.len() {
                 return Ok(None);
@@ -379,18 +436,18 @@ impl<'a> Decoder<'a> {
     }
 }
 
-fn as_bytes(f: Field<'_>) -> Result<Vec<u8>, AlibabaError> {
+pub(super) fn as_bytes(f: Field<'_>) -> Result<Vec<u8>, AlibabaError> {
     match f {
         Field::Bytes(b) => Ok(b.to_vec()),
         Field::Varint(_) => Err(bad_body()),
     }
 }
 
-fn as_string(f: Field<'_>) -> Result<String, AlibabaError> {
+pub(super) fn as_string(f: Field<'_>) -> Result<String, AlibabaError> {
     String::from_utf8(as_bytes(f)?).map_err(|_| bad_body())
 }
 
-fn as_i32(f: Field<'_>) -> Result<i32, AlibabaError> {
+pub(super) fn as_i32(f: Field<'_>) -> Result<i32, AlibabaError> {
     match f {
         // int32 is sign-extended to 64 bits on the wire.
         Field::Varint(v) => Ok(v as i64 as i32),
@@ -507,13 +564,23 @@ pub fn parse_request(action: InstanceAction, body: &[u8]) -> Result<Request, Ali
                 aad: r.aad,
             })
         }
+        other => {
+            return Err(AlibabaError::new(
+                codes_instance::INVALID_API_NAME,
+                format!(
+                    "The ApiName \"{}\" has no OpenAPI request form.",
+                    other.name()
+                ),
+            ))
+        }
     })
 }
 
-struct Encoder(Vec<u8>);
+/// A protobuf message being written (proto3: default values are omitted).
+pub(super) struct Encoder(pub(super) Vec<u8>);
 
 impl Encoder {
-    fn varint(&mut self, mut v: u64) {
+    pub(super) fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.0.push((v as u8) | 0x80);
             v >>= 7;
@@ -522,7 +589,7 @@ impl Encoder {
     }
 
     /// A length-delimited field; empty values are omitted (proto3 default).
-    fn bytes(&mut self, num: u64, b: &[u8]) {
+    pub(super) fn bytes(&mut self, num: u64, b: &[u8]) {
         if b.is_empty() {
             return;
         }
@@ -531,7 +598,15 @@ impl Encoder {
         self.0.extend_from_slice(b);
     }
 
-    fn int32(&mut self, num: u64, v: i32) {
+    /// A bool field (`false` is omitted).
+    pub(super) fn bool(&mut self, num: u64, v: bool) {
+        if v {
+            self.varint(num << 3);
+            self.varint(1);
+        }
+    }
+
+    pub(super) fn int32(&mut self, num: u64, v: i32) {
         if v == 0 {
             return;
         }
@@ -734,15 +809,15 @@ mod tests {
         let (_, other) = key_pair();
         assert_eq!(
             verify(&req, |_| Some(other.clone()), now).unwrap_err().code,
-            "SignatureDoesNotMatch"
+            "SignatureNotMatch"
         );
         assert_eq!(
             verify(&req, |_| None, now).unwrap_err().code,
-            "InvalidAccessKeyId.NotFound"
+            "Unauthorized"
         );
         for (name, value, want) in [
-            ("x-kms-apiname", "AdvanceDecrypt", "SignatureDoesNotMatch"),
-            ("x-kms-apiname", "Encrypt", "InvalidApiName"),
+            ("x-kms-apiname", "AdvanceDecrypt", "SignatureNotMatch"),
+            ("x-kms-apiname", "GetSecretValue", "InvalidApiName"),
             ("x-kms-apiversion", "dkms-gcs-0.1", "InvalidApiVersion"),
             ("x-kms-signaturemethod", "RSA_PSS_SHA_256", "InvalidParam"),
             ("date", "2026-11-23T12:01:26Z", "InvalidParam"),
@@ -775,7 +850,7 @@ mod tests {
                 },
                 now
             ),
-            "SignatureDoesNotMatch"
+            "SignatureNotMatch"
         );
     }
 

@@ -10,19 +10,24 @@
 //! - [`advance`]: AdvanceEncrypt / AdvanceDecrypt crypto and the
 //!   self-describing Advance CiphertextBlob;
 //! - [`instance`]: the KMS instance API — protobuf messages, headers and the
-//!   RSA_PKCS1_SHA_256 request signature.
+//!   RSA_PKCS1_SHA_256 request signature;
+//! - [`instance_actions`]: every key operation of the instance API — typed
+//!   requests, their application to the key store, protobuf responses.
 //!
 //! Wired to the key store:
 //! - [`face`]: [`AlibabaFace`], the handler (request → [`sign::verify`] or
 //!   [`instance::verify`] → rate limit by [`wire::class_of`] →
 //!   [`wire::parse_request`] → key store → [`wire::success_body`] /
 //!   [`instance`] encoders);
+//! - [`errors`]: store errors as Alibaba codes and statuses, in one place;
 //! - [`client_keys`]: the instance API's registered client public keys.
 
 pub mod advance;
 pub mod client_keys;
+pub mod errors;
 pub mod face;
 pub mod instance;
+pub mod instance_actions;
 pub mod sign;
 pub mod wire;
 

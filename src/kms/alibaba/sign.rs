@@ -161,37 +161,11 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Decodes a query string or form body: `+` is a space (decoded first), then
-/// `%XX`. Malformed escapes and non-UTF-8 results are refused.
+/// Decodes a query string or form body ([`crate::kms::form::decode`]); a
+/// malformed one is refused in this dialect's terms.
 pub fn form_decode(s: &str) -> Result<Vec<(String, String)>, AuthError> {
-    fn dec(s: &str) -> Option<String> {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                    out.push(u8::from_str_radix(h, 16).ok()?);
-                    i += 2;
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).ok()
-    }
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match (dec(k), dec(v)) {
-                (Some(k), Some(v)) => Ok((k, v)),
-                _ => Err(AuthError::InvalidParameter("malformed percent-encoding")),
-            }
-        })
-        .collect()
+    crate::kms::form::decode(s)
+        .map_err(|_| AuthError::InvalidParameter("malformed percent-encoding"))
 }
 
 /// Encodes parameters as a query string / form body (Alibaba encoding).
@@ -292,59 +266,22 @@ pub struct Acs3Authorization {
 
 /// Parses `ACS3-HMAC-SHA256 Credential=ID,SignedHeaders=a;b,Signature=HEX`.
 pub fn parse_acs3_authorization(value: &str) -> Result<Acs3Authorization, AuthError> {
-    let rest = value
-        .trim()
-        .strip_prefix(ACS3_ALGORITHM)
-        .filter(|r| r.starts_with(' '))
-        .ok_or(AuthError::IncompleteSignature(
-            "unknown signature algorithm",
-        ))?;
-    let (mut cred, mut signed, mut sig) = (None, None, None);
-    for part in rest.split(',') {
-        let (k, v) = part
-            .trim()
-            .split_once('=')
-            .ok_or(AuthError::IncompleteSignature("expected key=value"))?;
-        let slot = match k.trim() {
-            "Credential" => &mut cred,
-            "SignedHeaders" => &mut signed,
-            "Signature" => &mut sig,
-            _ => {
-                return Err(AuthError::IncompleteSignature(
-                    "unknown Authorization field",
-                ))
-            }
-        };
-        if slot.replace(v.trim()).is_some() {
-            return Err(AuthError::IncompleteSignature(
-                "repeated Authorization field",
-            ));
-        }
-    }
-    let cred = cred
-        .filter(|c| !c.is_empty())
-        .ok_or(AuthError::IncompleteSignature("no Credential"))?;
-    let signed = signed.ok_or(AuthError::IncompleteSignature("no SignedHeaders"))?;
-    let sig = sig.ok_or(AuthError::IncompleteSignature("no Signature"))?;
-    let signed_headers: Vec<String> = signed
-        .split(';')
-        .map(|h| h.trim().to_ascii_lowercase())
-        .collect();
-    if signed_headers.iter().any(String::is_empty) {
-        return Err(AuthError::IncompleteSignature(
-            "empty name in SignedHeaders",
-        ));
-    }
-    let mut signature = [0u8; 32];
-    if sig.len() != 64 || hex::decode_to_slice(sig.to_ascii_lowercase(), &mut signature).is_err() {
-        return Err(AuthError::IncompleteSignature(
-            "Signature is not 64 hex digits",
-        ));
+    use crate::kms::signing::{parse_authorization, AuthorizationError as E};
+    let fields = parse_authorization(value, ACS3_ALGORITHM).map_err(|e| {
+        AuthError::IncompleteSignature(match e {
+            E::UnknownAlgorithm => "unknown signature algorithm",
+            E::UnknownField => "unknown Authorization field",
+            E::RepeatedField => "repeated Authorization field",
+            e => e.as_str(),
+        })
+    })?;
+    if fields.credential.is_empty() {
+        return Err(AuthError::IncompleteSignature("no Credential"));
     }
     Ok(Acs3Authorization {
-        access_key_id: cred.to_string(),
-        signed_headers,
-        signature,
+        access_key_id: fields.credential.to_string(),
+        signed_headers: fields.signed_headers,
+        signature: fields.signature,
     })
 }
 

@@ -20,7 +20,8 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use super::advance::{Algorithm, PaddingMode, MAX_AAD_BYTES, MAX_BLOB_BYTES, MAX_PLAINTEXT_BYTES};
-use crate::ratelimit::{Clock, Quota, RateLimiter};
+use crate::kms::context;
+use crate::ratelimit::{Quota, QuotaTable};
 use crate::secret::SecretBytes;
 
 /// The OpenAPI version this face speaks.
@@ -308,7 +309,7 @@ pub fn quota_classes() -> Vec<(&'static str, u32)> {
         .collect()
 }
 
-/// `(action, class name)` for every action, for [`RateLimiter::with_class`].
+/// `(action, class name)` for every action, for [`quota_table`].
 pub fn action_classes() -> Vec<(&'static str, &'static str)> {
     Action::ALL
         .iter()
@@ -316,19 +317,17 @@ pub fn action_classes() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// A limiter with every class at its documented rate and every action mapped
-/// to its class; unknown actions get the write quota. Check with the action
+/// The limiter's table: every class at its documented rate and every action
+/// in its class; unknown actions get the write quota. Check with the action
 /// name: `limiter.check(access_key_id, action.name())`.
-pub fn rate_limiter<C: Clock>(clock: C) -> RateLimiter<C> {
-    let mut l = RateLimiter::from_table(
-        clock,
-        Quota::per_second(QuotaClass::Write.per_second()),
-        quota_classes(),
+pub fn quota_table() -> QuotaTable {
+    let classes = quota_classes().into_iter().fold(
+        QuotaTable::new(Quota::per_second(QuotaClass::Write.per_second())),
+        |t, (class, rate)| t.quota(class, Quota::per_second(rate)),
     );
-    for (action, class) in action_classes() {
-        l = l.with_class(action, class);
-    }
-    l
+    action_classes()
+        .into_iter()
+        .fold(classes, |t, (action, class)| t.member(action, class))
 }
 
 /// The action named `name`, or `InvalidAction.NotFound`.
@@ -433,16 +432,7 @@ str_enum!(
     }
 );
 
-/// An `EncryptionContext`: the JSON string as sent and a canonical form (keys
-/// sorted, compact) that does not depend on order or spacing — bind
-/// ciphertexts to [`EncryptionContext::canonical`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncryptionContext {
-    /// As sent.
-    pub raw: String,
-    /// Sorted, compact JSON of the object.
-    pub canonical: String,
-}
+pub use crate::kms::context::EncryptionContext;
 
 /// A resource tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1106,29 +1096,13 @@ pub fn check_alias_name(s: &str) -> Result<(), AlibabaError> {
 /// Parses an `EncryptionContext` JSON string: an object whose values are
 /// strings, at most 8,192 characters.
 pub fn parse_encryption_context(name: &str, s: &str) -> Result<EncryptionContext, AlibabaError> {
-    if s.chars().count() > MAX_ENCRYPTION_CONTEXT_CHARS {
-        return Err(AlibabaError::invalid(name, "at most 8192 characters"));
-    }
-    let v: Value = serde_json::from_str(s)
-        .map_err(|_| AlibabaError::invalid(name, "must be a JSON object of strings"))?;
-    let Value::Object(m) = v else {
-        return Err(AlibabaError::invalid(
-            name,
-            "must be a JSON object of strings",
-        ));
+    let rules = context::ContextRules {
+        max_chars: MAX_ENCRYPTION_CONTEXT_CHARS,
+        strings_only: true,
     };
-    if m.values().any(|v| !v.is_string()) {
-        return Err(AlibabaError::invalid(
-            name,
-            "must be a JSON object of strings",
-        ));
-    }
-    let sorted: BTreeMap<String, Value> = m.into_iter().collect();
-    let canonical = serde_json::to_string(&sorted)
-        .map_err(|_| AlibabaError::invalid(name, "must be a JSON object of strings"))?;
-    Ok(EncryptionContext {
-        raw: s.to_string(),
-        canonical,
+    context::parse(s, rules).map_err(|e| match e {
+        context::ContextError::TooLong => AlibabaError::invalid(name, "at most 8192 characters"),
+        _ => AlibabaError::invalid(name, "must be a JSON object of strings"),
     })
 }
 
@@ -1591,7 +1565,7 @@ mod tests {
     #[test]
     fn quota_classes_limit_at_the_documented_rates() {
         let clock = Arc::new(ManualClock::new());
-        let l = rate_limiter(clock.clone());
+        let l = crate::ratelimit::RateLimiter::from_quotas(clock.clone(), quota_table());
         for (action, rate) in [
             ("CreateKey", 10u32),
             ("DescribeKey", 50),

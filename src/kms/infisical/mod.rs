@@ -46,11 +46,11 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::access::{Access, Principal};
-use super::{Face, KmsRequest};
+use super::{Dialect, Face, KmsOutcome, KmsReply, KmsRequest};
 use crate::keys::asymmetric::{SignInput, SigningAlgorithm};
 use crate::keys::blob::blob_cmk;
 use crate::keys::{CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyState, KeyStore, Tag};
-use crate::ratelimit::{Clock as RateClock, Quota, RateLimiter, SystemClock};
+use crate::ratelimit::{Clock as RateClock, Quota, QuotaTable, RateLimiter, SystemClock};
 use names::{alias_for, deleted_alias, infisical_name, PROJECT_TAG};
 use tokens::{TokenCheck, TokenTable};
 use wire::{ApiError, KeyView};
@@ -113,6 +113,24 @@ impl InfisicalSettings {
     }
 }
 
+impl InfisicalSettings {
+    /// The limiter's table: the four classes, per minute (a route names
+    /// its class; nothing falls to the default).
+    fn quota_table(&self) -> QuotaTable {
+        [
+            (READ, self.read_per_minute),
+            (WRITE, self.write_per_minute),
+            (GLOBAL, self.global_per_minute),
+            (LOGIN, self.login_per_minute),
+        ]
+        .into_iter()
+        .fold(
+            QuotaTable::new(Quota::per_minute(self.write_per_minute)),
+            |t, (class, n)| t.quota(class, Quota::per_minute(n)),
+        )
+    }
+}
+
 /// The face. `C` is the rate limiter's clock (tests pass a manual one).
 pub struct InfisicalFace<C: RateClock = SystemClock> {
     store: Arc<KeyStore>,
@@ -151,74 +169,101 @@ const LOGIN: &str = "login";
 /// The rate-limit classes, as `[kms.infisical.quotas]` names them.
 pub const QUOTA_CLASSES: [&str; 4] = [READ, WRITE, GLOBAL, LOGIN];
 
-/// One route of the API.
+/// What a route does: the handler it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route<'a> {
+enum Op {
     Login,
     List,
     Create,
-    Get(&'a str),
-    Update(&'a str),
-    Delete(&'a str),
-    ByName(&'a str),
-    Encrypt(&'a str),
-    Decrypt(&'a str),
-    PublicKey(&'a str),
-    SigningAlgorithms(&'a str),
-    Sign(&'a str),
-    Verify(&'a str),
+    Get,
+    Update,
+    Delete,
+    ByName,
+    Encrypt,
+    Decrypt,
+    PublicKey,
+    SigningAlgorithms,
+    Sign,
+    Verify,
 }
 
-impl Route<'_> {
+/// One row of the route table.
+#[derive(Debug, PartialEq, Eq)]
+struct RouteSpec {
+    method: &'static str,
+    /// `{}` stands for one segment: the key's id, or its name.
+    path: &'static str,
+    op: Op,
+    /// The action name audit lines and metrics use (after the official
+    /// SDKs' method names).
+    action: &'static str,
     /// The limiter class besides the global one: Infisical's `readLimit`
     /// for its GET routes, `writeLimit` for the others (encrypt, decrypt,
     /// sign and verify included); login has its own.
-    fn class(self) -> &'static str {
-        match self {
-            Route::Login => LOGIN,
-            Route::List
-            | Route::Get(_)
-            | Route::ByName(_)
-            | Route::PublicKey(_)
-            | Route::SigningAlgorithms(_) => READ,
-            Route::Create
-            | Route::Update(_)
-            | Route::Delete(_)
-            | Route::Encrypt(_)
-            | Route::Decrypt(_)
-            | Route::Sign(_)
-            | Route::Verify(_) => WRITE,
-        }
+    class: &'static str,
+}
+
+const fn spec(
+    method: &'static str,
+    path: &'static str,
+    op: Op,
+    action: &'static str,
+    class: &'static str,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        op,
+        action,
+        class,
     }
 }
 
+/// The API: the first row whose method and path match serves a request.
+#[rustfmt::skip]
+static ROUTES: &[RouteSpec] = &[
+    spec("POST", "/api/v1/auth/universal-auth/login", Op::Login, "Login", LOGIN),
+    spec("GET", "/api/v1/kms/keys", Op::List, "ListKeys", READ),
+    spec("POST", "/api/v1/kms/keys", Op::Create, "CreateKey", WRITE),
+    spec("GET", "/api/v1/kms/keys/key-name/{}", Op::ByName, "GetKeyByName", READ),
+    spec("GET", "/api/v1/kms/keys/{}", Op::Get, "GetKey", READ),
+    spec("PATCH", "/api/v1/kms/keys/{}", Op::Update, "UpdateKey", WRITE),
+    spec("DELETE", "/api/v1/kms/keys/{}", Op::Delete, "DeleteKey", WRITE),
+    spec("POST", "/api/v1/kms/keys/{}/encrypt", Op::Encrypt, "EncryptData", WRITE),
+    spec("POST", "/api/v1/kms/keys/{}/decrypt", Op::Decrypt, "DecryptData", WRITE),
+    spec("GET", "/api/v1/kms/keys/{}/public-key", Op::PublicKey, "GetPublicKey", READ),
+    spec("GET", "/api/v1/kms/keys/{}/signing-algorithms", Op::SigningAlgorithms, "ListSigningAlgorithms", READ),
+    spec("POST", "/api/v1/kms/keys/{}/sign", Op::Sign, "Sign", WRITE),
+    spec("POST", "/api/v1/kms/keys/{}/verify", Op::Verify, "Verify", WRITE),
+];
+
+/// A request matched to its route: the row, and the `{}` segment (empty
+/// for routes without one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Route<'a> {
+    spec: &'static RouteSpec,
+    arg: &'a str,
+}
+
+/// The route of `method` and `path` (one trailing `/` ignored).
 fn route<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
     let path = path.strip_suffix('/').unwrap_or(path);
-    if path == "/api/v1/auth/universal-auth/login" {
-        return (method == Method::POST).then_some(Route::Login);
-    }
-    let rest = path.strip_prefix("/api/v1/kms/keys")?;
-    let segs: Vec<&str> = if rest.is_empty() {
-        Vec::new()
-    } else {
-        rest.strip_prefix('/')?.split('/').collect()
-    };
-    let r = match (method.as_str(), segs.as_slice()) {
-        ("GET", []) => Route::List,
-        ("POST", []) => Route::Create,
-        ("GET", ["key-name", name]) => Route::ByName(name),
-        ("GET", [id]) => Route::Get(id),
-        ("PATCH", [id]) => Route::Update(id),
-        ("DELETE", [id]) => Route::Delete(id),
-        ("POST", [id, "encrypt"]) => Route::Encrypt(id),
-        ("POST", [id, "decrypt"]) => Route::Decrypt(id),
-        ("GET", [id, "public-key"]) => Route::PublicKey(id),
-        ("GET", [id, "signing-algorithms"]) => Route::SigningAlgorithms(id),
-        ("POST", [id, "sign"]) => Route::Sign(id),
-        ("POST", [id, "verify"]) => Route::Verify(id),
-        _ => return None,
-    };
-    Some(r)
+    ROUTES
+        .iter()
+        .filter(|s| s.method == method.as_str())
+        .find_map(|s| {
+            let mut arg = "";
+            let mut got = path.split('/');
+            let mut want = s.path.split('/');
+            loop {
+                match (got.next(), want.next()) {
+                    (None, None) => return Some(Route { spec: s, arg }),
+                    (Some(g), Some("{}")) => arg = g,
+                    (Some(g), Some(w)) if g == w => {}
+                    _ => return None,
+                }
+            }
+        })
 }
 
 fn json_response(status: u16, body: &Value, retry_after: Option<u64>) -> Response<Full<Bytes>> {
@@ -279,19 +324,7 @@ impl<C: RateClock> InfisicalFace<C> {
         now: Arc<dyn crate::keys::Clock>,
     ) -> Self {
         // Infisical documents per-minute quotas: real per-minute buckets.
-        let limiter = RateLimiter::new(
-            rate_clock,
-            Quota::per_minute(settings.write_per_minute),
-            [
-                (READ, settings.read_per_minute),
-                (WRITE, settings.write_per_minute),
-                (GLOBAL, settings.global_per_minute),
-                (LOGIN, settings.login_per_minute),
-            ]
-            .into_iter()
-            .map(|(class, n)| (class.to_string(), Quota::per_minute(n)))
-            .collect(),
-        );
+        let limiter = RateLimiter::from_quotas(rate_clock, settings.quota_table());
         Self {
             access: Access::new(store.clone()),
             store,
@@ -339,7 +372,7 @@ impl<C: RateClock> InfisicalFace<C> {
         }
     }
 
-    fn login(&self, req: &KmsRequest) -> Result<Value, ApiError> {
+    fn login(&self, req: &KmsRequest, outcome: &mut KmsOutcome) -> Result<Value, ApiError> {
         let ip: IpAddr = req.peer.ip();
         self.limit(&format!("ip:{ip}"), LOGIN)?;
         let body = wire::parse_login(&req.body)?;
@@ -363,6 +396,7 @@ impl<C: RateClock> InfisicalFace<C> {
             .inspect_err(|_| {
                 tracing::info!(client_id = %body.client_id, "Infisical universal-auth login refused");
             })?;
+        outcome.credential = Some(who.id().to_string());
         let token = self
             .tokens
             .issue(who.id(), self.now.now(), self.settings.token_ttl_secs)
@@ -458,6 +492,7 @@ impl<C: RateClock> InfisicalFace<C> {
                 )),
                 other => store_error(other),
             })?;
+        identity.note_key(meta.key_id);
         Ok(json!({"key": wire::key_json(&self.view(&meta))}))
     }
 
@@ -472,7 +507,7 @@ impl<C: RateClock> InfisicalFace<C> {
             .iter()
             .filter(|m| m.key_state != KeyState::PendingDelete)
             .filter(|m| infisical_name(m).is_some_and(|(p, _)| p == q.project_id))
-            .filter(|m| self.access.may_use(identity, &m.key_id.to_string()))
+            .filter(|m| self.access.may_list(identity, &m.key_id.to_string()))
             .map(|m| self.view(m))
             .filter(|v| {
                 search
@@ -723,34 +758,52 @@ impl<C: RateClock> InfisicalFace<C> {
         }))
     }
 
-    fn dispatch(&self, req: &KmsRequest) -> Result<Value, ApiError> {
+    /// Routes one request, noting on `outcome` what it came to.
+    fn dispatch(&self, req: &KmsRequest, outcome: &mut KmsOutcome) -> Result<Value, ApiError> {
         let path = req.uri.path();
         let Some(r) = route(&req.method, path) else {
             return Err(ApiError::route_not_found(req.method.as_str(), path));
         };
-        if r == Route::Login {
-            return self.login(req);
+        outcome.action = r.spec.action;
+        if r.spec.op == Op::Login {
+            return self.login(req, outcome);
         }
         let identity = self.authenticate(req)?;
+        outcome.credential = Some(identity.id().to_string());
+        let served = self.serve(&identity, r, req);
+        outcome.key = identity.key();
+        served
+    }
+
+    fn serve(
+        &self,
+        identity: &Principal,
+        r: Route<'_>,
+        req: &KmsRequest,
+    ) -> Result<Value, ApiError> {
         self.limit(identity.id(), GLOBAL)?;
-        self.limit(identity.id(), r.class())?;
-        match r {
-            Route::Login => self.login(req),
-            Route::List => self.list(&identity, req),
-            Route::Create => self.create(&identity, req),
-            Route::Get(id) => {
-                let meta = self.load(&identity, id)?;
+        self.limit(identity.id(), r.spec.class)?;
+        let id = r.arg;
+        match r.spec.op {
+            Op::Login => Err(ApiError::route_not_found(
+                req.method.as_str(),
+                req.uri.path(),
+            )),
+            Op::List => self.list(identity, req),
+            Op::Create => self.create(identity, req),
+            Op::Get => {
+                let meta = self.load(identity, id)?;
                 Ok(json!({"key": wire::key_json(&self.view(&meta))}))
             }
-            Route::ByName(name) => self.by_name(&identity, name, req),
-            Route::Update(id) => self.update(&identity, id, req),
-            Route::Delete(id) => self.delete(&identity, id),
-            Route::Encrypt(id) => self.encrypt(&identity, id, req),
-            Route::Decrypt(id) => self.decrypt(&identity, id, req),
-            Route::PublicKey(id) => self.public_key(&identity, id),
-            Route::SigningAlgorithms(id) => self.signing_algorithms(&identity, id),
-            Route::Sign(id) => self.sign(&identity, id, req),
-            Route::Verify(id) => self.verify(&identity, id, req),
+            Op::ByName => self.by_name(identity, id, req),
+            Op::Update => self.update(identity, id, req),
+            Op::Delete => self.delete(identity, id),
+            Op::Encrypt => self.encrypt(identity, id, req),
+            Op::Decrypt => self.decrypt(identity, id, req),
+            Op::PublicKey => self.public_key(identity, id),
+            Op::SigningAlgorithms => self.signing_algorithms(identity, id),
+            Op::Sign => self.sign(identity, id, req),
+            Op::Verify => self.verify(identity, id, req),
         }
     }
 }
@@ -842,15 +895,21 @@ fn sign_input<'a>(
 }
 
 impl<C: RateClock> Face for InfisicalFace<C> {
-    fn handle(&self, req: KmsRequest) -> Response<Full<Bytes>> {
+    fn handle(&self, req: KmsRequest) -> KmsReply {
         let req_id = format!(
             "req-{}",
             Alphanumeric.sample_string(&mut rand::thread_rng(), 14)
         );
-        match self.dispatch(&req) {
+        let mut outcome = KmsOutcome::new(Dialect::Infisical);
+        let response = match self.dispatch(&req, &mut outcome) {
             Ok(body) => json_response(200, &body, None),
-            Err(e) => json_response(e.status, &wire::error_body(&req_id, &e), e.retry_after),
-        }
+            Err(e) => {
+                outcome.code = Some(e.error);
+                outcome.limited = e.status == 429;
+                json_response(e.status, &wire::error_body(&req_id, &e), e.retry_after)
+            }
+        };
+        KmsReply { response, outcome }
     }
 }
 
@@ -861,37 +920,49 @@ mod tests {
     #[test]
     fn routes() {
         let id = "0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b";
-        assert_eq!(route(&Method::GET, "/api/v1/kms/keys"), Some(Route::List));
+        let r = |m: Method, p: &str| route(&m, p).map(|r| (r.spec.op, r.arg.to_string()));
         assert_eq!(
-            route(&Method::POST, "/api/v1/kms/keys/"),
-            Some(Route::Create)
+            r(Method::GET, "/api/v1/kms/keys"),
+            Some((Op::List, "".into()))
         );
         assert_eq!(
-            route(&Method::GET, "/api/v1/kms/keys/key-name/abc"),
-            Some(Route::ByName("abc"))
+            r(Method::POST, "/api/v1/kms/keys/"),
+            Some((Op::Create, "".into()))
         );
         assert_eq!(
-            route(&Method::POST, &format!("/api/v1/kms/keys/{id}/encrypt")),
-            Some(Route::Encrypt(id))
+            r(Method::GET, "/api/v1/kms/keys/key-name/abc"),
+            Some((Op::ByName, "abc".into()))
         );
         assert_eq!(
-            route(&Method::DELETE, &format!("/api/v1/kms/keys/{id}")),
-            Some(Route::Delete(id))
+            r(Method::POST, &format!("/api/v1/kms/keys/{id}/encrypt")),
+            Some((Op::Encrypt, id.into()))
         );
-        assert_eq!(route(&Method::PUT, "/api/v1/kms/keys"), None);
-        assert_eq!(route(&Method::GET, "/api/v1/kms/keysx"), None);
-        assert_eq!(route(&Method::GET, "/api/v2/secrets"), None);
         assert_eq!(
-            route(&Method::GET, "/api/v1/auth/universal-auth/login"),
+            r(Method::DELETE, &format!("/api/v1/kms/keys/{id}")),
+            Some((Op::Delete, id.into()))
+        );
+        assert_eq!(r(Method::PUT, "/api/v1/kms/keys"), None);
+        assert_eq!(r(Method::GET, "/api/v1/kms/keysx"), None);
+        assert_eq!(r(Method::GET, "/api/v2/secrets"), None);
+        assert_eq!(
+            r(Method::POST, &format!("/api/v1/kms/keys/{id}/encrypt/x")),
+            None
+        );
+        assert_eq!(
+            r(Method::GET, "/api/v1/auth/universal-auth/login"),
             None,
             "login is POST only"
+        );
+        assert_eq!(
+            r(Method::POST, "/api/v1/auth/universal-auth/login/"),
+            Some((Op::Login, "".into()))
         );
     }
 
     #[test]
     fn routes_fall_in_infisicals_limiter_classes() {
         let id = "0b6f4a4e-3f7e-4b1c-9a51-2f0e8f1d2c3b";
-        let class = |m: Method, p: String| route(&m, &p).map(Route::class);
+        let class = |m: Method, p: String| route(&m, &p).map(|r| r.spec.class);
         for sub in ["public-key", "signing-algorithms"] {
             assert_eq!(
                 class(Method::GET, format!("/api/v1/kms/keys/{id}/{sub}")),
@@ -910,6 +981,17 @@ mod tests {
             class(Method::POST, "/api/v1/auth/universal-auth/login".into()),
             Some(LOGIN)
         );
+        // every row is reachable: none hides behind an earlier one
+        for (n, s) in ROUTES.iter().enumerate() {
+            let path = s.path.replace("{}", "x-unique");
+            let m = Method::from_bytes(s.method.as_bytes()).unwrap();
+            assert_eq!(
+                route(&m, &path).map(|r| r.spec),
+                Some(&ROUTES[n]),
+                "{}",
+                s.path
+            );
+        }
     }
 
     #[test]

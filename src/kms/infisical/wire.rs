@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::keys::asymmetric::SigningAlgorithm;
 use crate::keys::blob::BLOB_OVERHEAD;
-use crate::keys::KeyUsage;
+use crate::keys::{KeyPurpose, KeySpec, KeyUsage};
 
 /// Largest plaintext (decoded) `encrypt` takes, and largest data `sign` takes.
 pub const MAX_PLAINTEXT: usize = 4096;
@@ -63,33 +63,44 @@ pub const SIGN_VERIFY: &str = "sign-verify";
 /// `encryptionAlgorithm` (the key algorithm for sign-verify keys); `None`
 /// for a pair Infisical does not accept.
 pub fn store_usage(key_usage: &str, algorithm: &str) -> Option<KeyUsage> {
-    Some(match (key_usage, algorithm) {
-        (ENCRYPT_DECRYPT, "aes-256-gcm") => KeyUsage::EncryptDecrypt,
-        (ENCRYPT_DECRYPT, "aes-128-gcm") => KeyUsage::EncryptDecryptAes128,
-        (SIGN_VERIFY, "RSA_4096") => KeyUsage::AsymmetricSignVerifyRsa4096,
-        (SIGN_VERIFY, "ECC_NIST_P256") => KeyUsage::AsymmetricSignVerifyEcc,
+    let purpose = match key_usage {
+        ENCRYPT_DECRYPT => KeyPurpose::EncryptDecrypt,
+        SIGN_VERIFY => KeyPurpose::SignVerify,
         _ => return None,
-    })
+    };
+    let spec = match algorithm {
+        "aes-256-gcm" => KeySpec::Aes256,
+        "aes-128-gcm" => KeySpec::Aes128,
+        "RSA_4096" => KeySpec::Rsa4096,
+        "ECC_NIST_P256" => KeySpec::EcP256,
+        _ => return None,
+    };
+    KeyUsage::from_parts(spec, purpose)
 }
 
 /// How a store key shows in the key object: `(keyUsage,
 /// encryptionAlgorithm)`. Infisical reports a sign-verify key's key
 /// algorithm in `encryptionAlgorithm`. Keys made by other faces with a
-/// usage Infisical has no name for show the store's usage name.
+/// usage Infisical has no name for (asymmetric decryption) show the store's
+/// usage name.
 pub fn key_kind(usage: KeyUsage) -> (&'static str, &'static str) {
-    match usage {
-        KeyUsage::EncryptDecrypt => (ENCRYPT_DECRYPT, "aes-256-gcm"),
-        KeyUsage::EncryptDecryptAes128 => (ENCRYPT_DECRYPT, "aes-128-gcm"),
-        KeyUsage::AsymmetricSignVerifyRsa4096 => (SIGN_VERIFY, "RSA_4096"),
-        KeyUsage::AsymmetricSignVerifyEcc => (SIGN_VERIFY, "ECC_NIST_P256"),
-        KeyUsage::AsymmetricSignVerifyRsa2048 => (SIGN_VERIFY, "RSA_2048"),
-        KeyUsage::AsymmetricSignVerifyEcdsa384 => (SIGN_VERIFY, "ECC_NIST_P384"),
-        KeyUsage::AsymmetricSignVerifySm2 => (SIGN_VERIFY, "SM2"),
-        KeyUsage::AsymmetricDecryptRsa2048 => (usage.as_str(), "RSA_2048"),
-        KeyUsage::AsymmetricDecryptSm2 => (usage.as_str(), "SM2"),
-        KeyUsage::AsymmetricSignVerifyRsa3072 => (SIGN_VERIFY, "RSA_3072"),
-        KeyUsage::AsymmetricDecryptRsa3072 => (usage.as_str(), "RSA_3072"),
-    }
+    let (spec, purpose) = usage.parts();
+    let algorithm = match spec {
+        KeySpec::Aes256 => "aes-256-gcm",
+        KeySpec::Aes128 => "aes-128-gcm",
+        KeySpec::Rsa2048 => "RSA_2048",
+        KeySpec::Rsa3072 => "RSA_3072",
+        KeySpec::Rsa4096 => "RSA_4096",
+        KeySpec::EcP256 => "ECC_NIST_P256",
+        KeySpec::EcP384 => "ECC_NIST_P384",
+        KeySpec::Sm2 => "SM2",
+    };
+    let kind = match purpose {
+        KeyPurpose::SignVerify => SIGN_VERIFY,
+        KeyPurpose::EncryptDecrypt if usage.is_symmetric() => ENCRYPT_DECRYPT,
+        KeyPurpose::EncryptDecrypt => usage.as_str(),
+    };
+    (kind, algorithm)
 }
 
 /// The scheme an Infisical signing algorithm name stands for. `ECDSA_SHA_256`
@@ -798,42 +809,10 @@ pub fn parse_list_query(params: &[(String, String)]) -> Result<ListQuery, ApiErr
     })
 }
 
-/// Parses a query string (`+` is a space, `%XX` decoded).
+/// Parses a query string (`+` is a space, `%XX` decoded) leniently, as
+/// Infisical's server does ([`crate::kms::form::decode_lenient`]).
 pub fn query_params(query: &str) -> Vec<(String, String)> {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-    }
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' => match (
-                    bytes.get(i + 1).and_then(|b| hex(*b)),
-                    bytes.get(i + 2).and_then(|b| hex(*b)),
-                ) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                },
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
+    crate::kms::form::decode_lenient(query)
 }
 
 // ---- the key object ---------------------------------------------------------

@@ -11,8 +11,10 @@
 //! [`face`] is the HTTP handler (request → [`sign::verify`] → replay check
 //! → rate limit →
 //! [`wire::parse_request`] → key store → [`wire::success_body`]) that wires
-//! them to the store.
+//! them to the store; [`errors`] turns store errors into Tencent codes, in
+//! one place.
 
+pub mod errors;
 pub mod face;
 pub mod legacy;
 pub mod sign;

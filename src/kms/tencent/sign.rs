@@ -196,33 +196,9 @@ pub struct Tc3Authorization {
 
 /// Parses `TC3-HMAC-SHA256 Credential=ID/DATE/SERVICE/tc3_request, SignedHeaders=a;b, Signature=HEX`.
 pub fn parse_tc3_authorization(value: &str) -> Result<Tc3Authorization, AuthError> {
-    let rest = value
-        .trim()
-        .strip_prefix(TC3_ALGORITHM)
-        .ok_or(AuthError::InvalidAuthorization("unknown algorithm"))?;
-    if !rest.starts_with(' ') {
-        return Err(AuthError::InvalidAuthorization("unknown algorithm"));
-    }
-    let (mut cred, mut signed, mut sig) = (None, None, None);
-    for part in rest.split(',') {
-        let (k, v) = part
-            .trim()
-            .split_once('=')
-            .ok_or(AuthError::InvalidAuthorization("expected key=value"))?;
-        let slot = match k.trim() {
-            "Credential" => &mut cred,
-            "SignedHeaders" => &mut signed,
-            "Signature" => &mut sig,
-            _ => return Err(AuthError::InvalidAuthorization("unknown field")),
-        };
-        if slot.replace(v.trim()).is_some() {
-            return Err(AuthError::InvalidAuthorization("repeated field"));
-        }
-    }
-    let cred = cred.ok_or(AuthError::InvalidAuthorization("no Credential"))?;
-    let signed = signed.ok_or(AuthError::InvalidAuthorization("no SignedHeaders"))?;
-    let sig = sig.ok_or(AuthError::InvalidAuthorization("no Signature"))?;
-    let scope: Vec<&str> = cred.split('/').collect();
+    let fields = crate::kms::signing::parse_authorization(value, TC3_ALGORITHM)
+        .map_err(|e| AuthError::InvalidAuthorization(e.as_str()))?;
+    let scope: Vec<&str> = fields.credential.split('/').collect();
     let [secret_id, date, service, terminator] = scope.as_slice() else {
         return Err(AuthError::InvalidAuthorization(
             "Credential is not ID/date/service/tc3_request",
@@ -233,24 +209,12 @@ pub fn parse_tc3_authorization(value: &str) -> Result<Tc3Authorization, AuthErro
             "Credential is not ID/date/service/tc3_request",
         ));
     }
-    let signed_headers: Vec<String> = signed.split(';').map(|h| h.to_ascii_lowercase()).collect();
-    if signed_headers.iter().any(|h| h.is_empty()) {
-        return Err(AuthError::InvalidAuthorization(
-            "empty name in SignedHeaders",
-        ));
-    }
-    let mut signature = [0u8; 32];
-    if sig.len() != 64 || hex::decode_to_slice(sig, &mut signature).is_err() {
-        return Err(AuthError::InvalidAuthorization(
-            "Signature is not 64 hex digits",
-        ));
-    }
     Ok(Tc3Authorization {
         secret_id: secret_id.to_string(),
         date: date.to_string(),
         service: service.to_string(),
-        signed_headers,
-        signature,
+        signed_headers: fields.signed_headers,
+        signature: fields.signature,
     })
 }
 
@@ -358,38 +322,10 @@ pub fn host_without_port(host: &str) -> Option<&str> {
     Some(name)
 }
 
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
-/// Malformed percent escapes or non-UTF-8 results are refused.
+/// Decodes a query string or form body ([`crate::kms::form::decode`]); a
+/// malformed one is refused in this dialect's terms.
 pub fn form_decode(s: &str) -> Result<Vec<(String, String)>, AuthError> {
-    fn dec(s: &str) -> Option<String> {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let h = b.get(i + 1..i + 3)?;
-                    let h = std::str::from_utf8(h).ok()?;
-                    out.push(u8::from_str_radix(h, 16).ok()?);
-                    i += 2;
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).ok()
-    }
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match (dec(k), dec(v)) {
-                (Some(k), Some(v)) => Ok((k, v)),
-                _ => Err(AuthError::SignatureFailure("malformed form encoding")),
-            }
-        })
-        .collect()
+    crate::kms::form::decode(s).map_err(|_| AuthError::SignatureFailure("malformed form encoding"))
 }
 
 /// The flat parameters of a v1 request: the query for GET, the form body for

@@ -20,6 +20,8 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::kms::context;
+use crate::ratelimit::{Quota, QuotaTable};
 use crate::secret::SecretBytes;
 
 /// The API version this face speaks.
@@ -187,6 +189,15 @@ pub fn error_body(request_id: &str, err: &TencentError) -> Value {
 
 /// The legacy table's code for a replayed request (Nonce + Timestamp reused).
 pub const LEGACY_REPLAY: i64 = 4500;
+
+/// The limiter's table: every action at its documented rate, per second;
+/// an action missing from it gets 100/s.
+pub fn quota_table() -> QuotaTable {
+    default_quotas().into_iter().fold(
+        QuotaTable::new(Quota::per_second(100)),
+        |t, (action, rate)| t.quota(action, Quota::per_second(rate)),
+    )
+}
 
 /// Documented request rates per action (requests per second). See
 /// docs/kms-tencent.md for which were found on the API pages and which default.
@@ -391,16 +402,7 @@ pub struct TagFilter {
     pub tag_value: Vec<String>,
 }
 
-/// An `EncryptionContext`: the JSON string as sent, and a canonical form
-/// (keys sorted, compact) that does not depend on key order or spacing —
-/// bind ciphertexts to [`EncryptionContext::canonical`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncryptionContext {
-    /// As sent.
-    pub raw: String,
-    /// Sorted, compact JSON of the object.
-    pub canonical: String,
-}
+pub use crate::kms::context::EncryptionContext;
 
 /// Documented maximum `EncryptionContext` length, in characters.
 pub const MAX_ENCRYPTION_CONTEXT_CHARS: usize = 1024;
@@ -917,20 +919,13 @@ pub fn check_alias(name: &str, s: &str) -> Result<(), TencentError> {
 /// Parses an `EncryptionContext` JSON string (at most 1,024 characters, a
 /// JSON object).
 pub fn parse_encryption_context(name: &str, s: &str) -> Result<EncryptionContext, TencentError> {
-    if s.chars().count() > MAX_ENCRYPTION_CONTEXT_CHARS {
-        return Err(TencentError::invalid(name, "at most 1024 characters"));
-    }
-    let v: Value = serde_json::from_str(s)
-        .map_err(|_| TencentError::invalid(name, "must be a JSON object string"))?;
-    let Value::Object(m) = v else {
-        return Err(TencentError::invalid(name, "must be a JSON object string"));
+    let rules = context::ContextRules {
+        max_chars: MAX_ENCRYPTION_CONTEXT_CHARS,
+        strings_only: false,
     };
-    let sorted: BTreeMap<String, Value> = m.into_iter().collect();
-    let canonical = serde_json::to_string(&sorted)
-        .map_err(|_| TencentError::invalid(name, "must be a JSON object string"))?;
-    Ok(EncryptionContext {
-        raw: s.to_string(),
-        canonical,
+    context::parse(s, rules).map_err(|e| match e {
+        context::ContextError::TooLong => TencentError::invalid(name, "at most 1024 characters"),
+        _ => TencentError::invalid(name, "must be a JSON object string"),
     })
 }
 
