@@ -199,6 +199,7 @@ fn remote_provider(
     policies: &crate::policy::PolicySet,
     metrics: &Arc<Metrics>,
 ) -> Result<crate::keys::remote::RemoteProvider, StartError> {
+    crate::keys::remote::check_policies(policies).map_err(StartError::Provider)?;
     let provider = crate::keys::remote::RemoteProvider::new(settings, metrics.clone())
         .map_err(StartError::Provider)?;
     let mut keys: Vec<&str> = Vec::new();

@@ -229,6 +229,7 @@ impl PolicyReloader {
         warn_label_gaps(&set);
         let created = match &self.remote {
             Some(remote) => {
+                crate::keys::remote::check_policies(&set).map_err(ReloadError::Keys)?;
                 let mut keys: Vec<&str> = Vec::new();
                 for route in set.routes() {
                     for k in std::iter::once(&route.key).chain(route.open_keys.iter()) {

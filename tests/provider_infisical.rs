@@ -125,6 +125,17 @@ async fn an_infisical_provider_node_seals_and_a_fresh_node_opens() {
     let (ok, err) = check(&key);
     assert!(ok, "{err}");
 
+    // searchable fields need CMK material here: refused with [provider]
+    let searchable = policy(&key).replacen(
+        "request.encrypt = [\"$.ssn\"]",
+        "request.deterministic = [\"$.ssn\"]",
+        1,
+    );
+    let sdir = tempfile::tempdir().unwrap().keep();
+    let (status, err) = ServeProcess::start_fails(&sdir, upstream.addr, &searchable, &config);
+    assert!(!status.success());
+    assert!(err.contains("searchable"), "{err}");
+
     let (a, admin) = node(upstream.addr, &policy(&key), &config);
     assert_eq!(calls(admin, "DescribeKey").await, 1);
     for (i, tenant) in ["acme", "globex", "acme", "initech"].iter().enumerate() {

@@ -606,6 +606,25 @@ impl Attempts {
     }
 }
 
+/// Refuses a policy set a provider node cannot serve: searchable
+/// (deterministic) fields derive their key from CMK material inside the
+/// holder, and a remote KMS does not derive keys for us.
+pub fn check_policies(set: &crate::policy::PolicySet) -> Result<(), String> {
+    match set.routes().iter().find(|r| {
+        !r.request.deterministic.is_empty()
+            || !r.response.deterministic.is_empty()
+            || !r.searchable.is_empty()
+    }) {
+        Some(route) => Err(format!(
+            "route {:?} in {} has searchable (deterministic) fields, which need the CMK \
+             material in sealgate's own key store; they are not available with [provider]",
+            route.name,
+            route.file()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Zeroizes every string of a parsed answer (its Base64 `Plaintext`
 /// holds a data key) before it is dropped.
 fn scrub(v: &mut serde_json::Value) {
