@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the proxy's hot path, with no network: seal and open
 //! of one field, the JSON rewrite per KB, whole-body seal/open of 1, 5 and
-//! 20 fields, the data-key cache hit, and the key store's KMS Encrypt path.
+//! 20 fields, the data-key cache hit, sealing with a remote provider at warm
+//! cache, and the key store's KMS Encrypt path.
 //!
 //! `cargo run --release --example micro_bench [-- --quick] [-- --json]`
 //!
@@ -140,6 +141,44 @@ impl KeyProvider for Counting {
     }
 }
 
+/// A remote KMS stand-in: data keys with an 81-byte CiphertextBlob (the
+/// size sealgate's own KMS face returns), counted; no network, so the rows
+/// below measure what a warm cache costs with `[provider]` set.
+struct FakeRemote(std::sync::atomic::AtomicU64);
+
+impl KeyProvider for FakeRemote {
+    fn generate_data_key(
+        &self,
+        _key: &str,
+    ) -> Result<(envelope::CmkRef, envelope::WrappedDek, DataKey), sealgate::keys::KeyError> {
+        Err(sealgate::keys::KeyError::UnsupportedKeyUsage)
+    }
+    fn unwrap_data_key(
+        &self,
+        _cmk: &envelope::CmkRef,
+        _wrapped: &envelope::WrappedDek,
+    ) -> Result<DataKey, sealgate::keys::KeyError> {
+        Err(sealgate::keys::KeyError::CmkNotFound)
+    }
+    fn is_remote(&self) -> bool {
+        true
+    }
+    fn generate_remote_data_key(
+        &self,
+        _key: &str,
+    ) -> Result<sealgate::keys::RemoteDataKey, sealgate::keys::KeyError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(sealgate::keys::RemoteDataKey {
+            cmk: envelope::CmkRef {
+                key_id: [1; 16],
+                version: 0,
+            },
+            blob: vec![0xab; 81],
+            key: DataKey::generate(&mut rand::thread_rng()),
+        })
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -253,6 +292,7 @@ fn main() {
                             &cache,
                             "bench",
                             "bench",
+                            "bench",
                             &doc,
                             &sel,
                             &mut counts,
@@ -262,10 +302,18 @@ fn main() {
                     );
                 },
             );
-            let sealed =
-                fields::seal_fields(&cache, "bench", "bench", &doc, &sel, &mut counts, false)
-                    .expect("seals")
-                    .expect("something sealed");
+            let sealed = fields::seal_fields(
+                &cache,
+                "bench",
+                "bench",
+                "bench",
+                &doc,
+                &sel,
+                &mut counts,
+                false,
+            )
+            .expect("seals")
+            .expect("something sealed");
             b.run(
                 &format!("open_fields {}B body, {n} fields", sealed.len()),
                 || {
@@ -299,8 +347,17 @@ fn main() {
     let doc = body(1024);
     let sel5 = selectors(5);
     for _ in 0..requests {
-        fields::seal_fields(&cache, "bench", "bench", &doc, &sel5, &mut counts, false)
-            .expect("seals");
+        fields::seal_fields(
+            &cache,
+            "bench",
+            "bench",
+            "bench",
+            &doc,
+            &sel5,
+            &mut counts,
+            false,
+        )
+        .expect("seals");
         let (sealed, sel) = &sealed_bodies[1];
         fields::open_fields(
             &cache,
@@ -329,6 +386,36 @@ fn main() {
             "key-store calls over {} warm requests (5 fields sealed, 5 opened): {calls}",
             requests * 2
         );
+    }
+
+    b.note("# remote provider ([provider]), warm cache: the same body, sg2. envelopes");
+    let remote = Arc::new(FakeRemote(std::sync::atomic::AtomicU64::new(0)));
+    let remote_cache = DataKeyCache::with_system_clock(remote.clone(), CacheConfig::default());
+    let doc = body(1024);
+    let mut counts = FieldCounts::default();
+    b.run(
+        &format!("seal_fields {}B body, 5 fields, remote provider", doc.len()),
+        || {
+            black_box(
+                fields::seal_fields(
+                    &remote_cache,
+                    "bench",
+                    "bench",
+                    "bench",
+                    &doc,
+                    &sel5,
+                    &mut counts,
+                    false,
+                )
+                .expect("seals"),
+            );
+        },
+    );
+    let remote_calls = remote.0.load(std::sync::atomic::Ordering::Relaxed);
+    if b.json {
+        println!("{{\"name\":\"remote provider calls (warm)\",\"calls\":{remote_calls}}}");
+    } else {
+        println!("remote provider calls over every seal above: {remote_calls}");
     }
 
     b.note("# KMS Encrypt (no HTTP face wired yet: KeyStore::encrypt, rate limiter off)");

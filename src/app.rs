@@ -46,6 +46,10 @@ pub enum StartError {
     /// `[limits]` names a backend that cannot be used.
     #[error("limits: {0}")]
     Limits(String),
+    /// `[provider]`: the remote KMS cannot be used (credentials missing, a
+    /// policy key it does not have, unreachable).
+    #[error("provider: {0}")]
+    Provider(String),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -188,6 +192,36 @@ impl Loaded {
     }
 }
 
+/// The remote key provider of `[provider]`, after checking with the
+/// provider (DescribeKey) that every key the policies name is usable.
+fn remote_provider(
+    settings: &crate::config::ProviderSettings,
+    policies: &crate::policy::PolicySet,
+    metrics: &Arc<Metrics>,
+) -> Result<crate::keys::remote::RemoteProvider, StartError> {
+    crate::keys::remote::check_policies(policies).map_err(StartError::Provider)?;
+    let provider = crate::keys::remote::RemoteProvider::new(settings, metrics.clone())
+        .map_err(StartError::Provider)?;
+    let mut keys: Vec<&str> = Vec::new();
+    for route in policies.routes() {
+        for k in std::iter::once(&route.key).chain(route.open_keys.iter()) {
+            if !keys.contains(&k.as_str()) {
+                keys.push(k);
+            }
+        }
+    }
+    provider.check_keys(keys).map_err(StartError::Provider)?;
+    // the SecretId may appear here, and only here; never the SecretKey
+    tracing::info!(
+        provider = settings.kind.name(),
+        endpoint = %settings.endpoint,
+        region = %settings.region,
+        secret_id = %provider.secret_id(),
+        "CMKs are held by a remote KMS; this node caches its data keys"
+    );
+    Ok(provider)
+}
+
 /// Opens everything and starts the listeners.
 pub async fn start(config: Config) -> Result<App, StartError> {
     let metrics = Arc::new(Metrics::new());
@@ -207,16 +241,27 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     );
     let policies =
         crate::policy::load_dir(&config.policies).map_err(|e| StartError::Policy(e.to_string()))?;
-    crate::reload::ensure_policy_keys(&store, &policies, config.create_policy_keys)
-        .map_err(StartError::Policy)?;
+    let remote = match &config.provider {
+        // the CMKs live in a remote KMS: nothing is created here, and every
+        // key the policies name must exist there now
+        Some(settings) => Some(Arc::new(remote_provider(settings, &policies, &metrics)?)),
+        None => None,
+    };
+    let provider: Arc<dyn crate::keys::KeyProvider> = match &remote {
+        Some(r) => r.clone(),
+        None => {
+            crate::reload::ensure_policy_keys(&store, &policies, config.create_policy_keys)
+                .map_err(StartError::Policy)?;
+            // every data key the cache generates or unwraps is counted and audited
+            Arc::new(AuditedProvider {
+                inner: store.clone(),
+                audit: audit.clone(),
+                metrics: metrics.clone(),
+            })
+        }
+    };
     crate::reload::warn_label_gaps(&policies);
     let loaded = Loaded::of(&policies);
-    // every data key the cache generates or unwraps is counted and audited
-    let provider: Arc<dyn crate::keys::KeyProvider> = Arc::new(AuditedProvider {
-        inner: store.clone(),
-        audit: audit.clone(),
-        metrics: metrics.clone(),
-    });
     let cache = Arc::new(DataKeyCache::with_system_clock(
         provider,
         cache_config(&config),
@@ -369,14 +414,18 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     }
 
     // policy hot reload on file change
-    let reloader = Arc::new(PolicyReloader::new(
+    let reloader = PolicyReloader::new(
         config.policies.clone(),
         state.clone(),
         store.clone(),
         metrics.clone(),
         audit.clone(),
         config.create_policy_keys,
-    ));
+    );
+    let reloader = Arc::new(match remote {
+        Some(r) => reloader.with_remote_keys(r),
+        None => reloader,
+    });
     if config.reload.watch {
         let mut rx5 = rx.clone();
         tasks.push(tokio::spawn(reloader.clone().watch(

@@ -95,6 +95,21 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     store: FileStore,
+    provider: Option<FileProvider>,
+}
+
+/// `[provider]`: where the CMKs live (a remote KMS), as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProvider {
+    kind: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    secret_id_env: Option<String>,
+    secret_key_env: Option<String>,
+    retry_budget_ms: Option<u64>,
+    call_timeout_ms: Option<u64>,
+    max_concurrent_calls: Option<usize>,
 }
 
 /// `[limits]`: where quotas are counted.
@@ -573,6 +588,156 @@ pub struct UpstreamTls {
     pub server_name: Option<String>,
 }
 
+/// Which KMS holds the CMKs that wrap data keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProviderKind {
+    /// Tencent Cloud KMS, API 3.0 (TC3-HMAC-SHA256).
+    Tencent,
+    /// Alibaba Cloud KMS, OpenAPI 2016-01-20 (ACS3-HMAC-SHA256).
+    Alibaba,
+    /// Infisical KMS (universal-auth, bearer tokens renewed before expiry).
+    Infisical,
+}
+
+impl ProviderKind {
+    /// The name written in `[provider] kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Tencent => "tencent",
+            ProviderKind::Alibaba => "alibaba",
+            ProviderKind::Infisical => "infisical",
+        }
+    }
+}
+
+/// `[provider]`: a remote KMS holds the CMKs; this node is its caching client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// The dialect.
+    pub kind: ProviderKind,
+    /// Base URL of the KMS API (`http://` or `https://`).
+    pub endpoint: http::Uri,
+    /// The region sent with every call.
+    pub region: String,
+    /// Name of the environment variable holding the SecretId.
+    pub secret_id_env: String,
+    /// Name of the environment variable holding the SecretKey.
+    pub secret_key_env: String,
+    /// Most time one key operation may spend on retries before it fails.
+    pub retry_budget: Duration,
+    /// Most time one remote call may take.
+    pub call_timeout: Duration,
+    /// Most remote calls in flight at once (bounds a miss storm).
+    pub max_concurrent_calls: usize,
+}
+
+/// Validates `[provider]`; `None` (or `kind = "local"`) is the local store.
+fn provider_settings(f: Option<FileProvider>) -> Result<Option<ProviderSettings>, ConfigError> {
+    let Some(f) = f else { return Ok(None) };
+    let invalid = |field: &'static str, message: String| ConfigError::Invalid { field, message };
+    let kind = match f.kind.as_deref().unwrap_or("local") {
+        "local" => return Ok(None),
+        "tencent" => ProviderKind::Tencent,
+        "alibaba" => ProviderKind::Alibaba,
+        "infisical" => ProviderKind::Infisical,
+        other => {
+            return Err(invalid(
+                "provider.kind",
+                format!("{other:?} is not one of local, tencent, alibaba, infisical"),
+            ))
+        }
+    };
+    // Infisical has no regions
+    let region = match (f.region.filter(|r| !r.trim().is_empty()), kind) {
+        (Some(r), _) => r,
+        (None, ProviderKind::Infisical) => String::new(),
+        (None, _) => {
+            return Err(invalid(
+                "provider.region",
+                format!("required for kind = \"{}\"", kind.name()),
+            ))
+        }
+    };
+    let endpoint_s = f.endpoint.unwrap_or_else(|| match kind {
+        ProviderKind::Tencent => "https://kms.tencentcloudapi.com".into(),
+        ProviderKind::Alibaba => format!("https://kms.{region}.aliyuncs.com"),
+        ProviderKind::Infisical => "https://app.infisical.com".into(),
+    });
+    let endpoint: http::Uri = endpoint_s
+        .parse()
+        .map_err(|_| invalid("provider.endpoint", format!("{endpoint_s:?} is not a URL")))?;
+    // a password in the URL would travel into every message naming the provider
+    if endpoint
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Err(invalid(
+            "provider.endpoint",
+            "must not carry credentials (user@host): they come from secret_id_env / secret_key_env"
+                .into(),
+        ));
+    }
+    if !matches!(endpoint.scheme_str(), Some("http") | Some("https"))
+        || endpoint.authority().is_none()
+    {
+        return Err(invalid(
+            "provider.endpoint",
+            format!("{endpoint_s:?} must be http://host[:port] or https://host[:port]"),
+        ));
+    }
+    let env_name =
+        |v: Option<String>, d: &str, field: &'static str| -> Result<String, ConfigError> {
+            let v = v.unwrap_or_else(|| d.into());
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(invalid(
+                    field,
+                    format!("{v:?} is not an environment variable name"),
+                ));
+            }
+            Ok(v)
+        };
+    let retry_budget = Duration::from_millis(f.retry_budget_ms.unwrap_or(2_000));
+    if retry_budget.is_zero() || retry_budget > Duration::from_secs(60) {
+        return Err(invalid(
+            "provider.retry_budget_ms",
+            "must be between 1 and 60000".into(),
+        ));
+    }
+    let call_timeout = Duration::from_millis(f.call_timeout_ms.unwrap_or(1_000));
+    if call_timeout.is_zero() {
+        return Err(invalid(
+            "provider.call_timeout_ms",
+            "must be greater than 0".into(),
+        ));
+    }
+    let max_concurrent_calls = f.max_concurrent_calls.unwrap_or(16);
+    if max_concurrent_calls == 0 || max_concurrent_calls > 4096 {
+        return Err(invalid(
+            "provider.max_concurrent_calls",
+            "must be between 1 and 4096".into(),
+        ));
+    }
+    Ok(Some(ProviderSettings {
+        kind,
+        endpoint,
+        region,
+        secret_id_env: env_name(
+            f.secret_id_env,
+            "SEALGATE_PROVIDER_SECRET_ID",
+            "provider.secret_id_env",
+        )?,
+        secret_key_env: env_name(
+            f.secret_key_env,
+            "SEALGATE_PROVIDER_SECRET_KEY",
+            "provider.secret_key_env",
+        )?,
+        retry_budget,
+        call_timeout,
+        max_concurrent_calls,
+    }))
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -646,6 +811,8 @@ pub struct Config {
     /// `[limits]`: quotas counted in Redis, shared by the nodes (`None`:
     /// counted in this process).
     pub limits: Option<crate::limits::LimitsConfig>,
+    /// `[provider]`: the remote KMS holding the CMKs (`None`: the local store).
+    pub provider: Option<ProviderSettings>,
 }
 
 /// Reads, parses and validates `path` (if any) and applies `overrides`.
@@ -756,8 +923,9 @@ fn kms_quotas(f: &FileConfig) -> Result<KmsQuotas, ConfigError> {
     Ok(q)
 }
 
-fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
+fn validate(mut f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
     let kms_quotas = kms_quotas(&f)?;
+    let provider = provider_settings(f.provider.take())?;
     let store = store_location_of(&f, o);
     check_store_url(store.url.as_deref())?;
     let listen = addr(
@@ -980,6 +1148,7 @@ fn validate(f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
         }
     };
     Ok(Config {
+        provider,
         shadow: o.shadow.or(f.shadow).unwrap_or(false),
         shadow_capture,
         tls,
@@ -1165,6 +1334,66 @@ mod tests {
         assert_eq!(c(on, Some(false)), PolicyKeyCreation::Never);
         let e = parse("t", "[keys]\ncreate_keys = true").unwrap_err();
         assert!(e.to_string().contains("create_keys"), "{e}");
+    }
+
+    #[test]
+    fn provider_settings_are_validated() {
+        let base = "upstream = \"http://x:1\"\n[provider]\n";
+        let parse = |name: &str, text: &str| {
+            parse(name, text).and_then(|f| validate(f, &Overrides::default()))
+        };
+        let c = parse(
+            "a.toml",
+            &format!("{base}kind = \"tencent\"\nregion = \"ap-guangzhou\""),
+        )
+        .unwrap();
+        let p = c.provider.unwrap();
+        assert_eq!(p.kind, ProviderKind::Tencent);
+        assert_eq!(p.endpoint.to_string(), "https://kms.tencentcloudapi.com/");
+        assert_eq!(p.retry_budget, Duration::from_millis(2000));
+        assert_eq!(p.secret_key_env, "SEALGATE_PROVIDER_SECRET_KEY");
+        let c = parse(
+            "a.toml",
+            &format!("{base}kind = \"alibaba\"\nregion = \"cn-hangzhou\""),
+        )
+        .unwrap();
+        assert_eq!(
+            c.provider.unwrap().endpoint.to_string(),
+            "https://kms.cn-hangzhou.aliyuncs.com/"
+        );
+        assert!(parse("a.toml", &format!("{base}kind = \"infisical\""))
+            .unwrap()
+            .provider
+            .is_some());
+        assert!(parse("a.toml", &format!("{base}kind = \"local\""))
+            .unwrap()
+            .provider
+            .is_none());
+        for (extra, field) in [
+            ("kind = \"tencent\"", "provider.region"),
+            ("kind = \"aws\"", "provider.kind"),
+            (
+                "kind = \"tencent\"\nregion = \"r\"\nendpoint = \"http://u:p@h:1\"",
+                "provider.endpoint",
+            ),
+            (
+                "kind = \"tencent\"\nregion = \"r\"\nsecret_key_env = \"A B\"",
+                "provider.secret_key_env",
+            ),
+            (
+                "kind = \"tencent\"\nregion = \"r\"\nretry_budget_ms = 0",
+                "provider.retry_budget_ms",
+            ),
+            (
+                "kind = \"tencent\"\nregion = \"r\"\nmax_concurrent_calls = 0",
+                "provider.max_concurrent_calls",
+            ),
+        ] {
+            let e = parse("a.toml", &format!("{base}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{extra}: {e}");
+        }
     }
 
     #[test]

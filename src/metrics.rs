@@ -103,6 +103,14 @@ pub struct Metrics {
     audit_written: AtomicU64,
     /// The shared limits backend (`--limits`), read at scrape time.
     limits: std::sync::OnceLock<std::sync::Arc<crate::limits::SharedLimits>>,
+    /// (action, outcome) → calls to the remote key provider (each attempt).
+    provider_calls: Family<(&'static str, &'static str)>,
+    /// action → time per remote provider call.
+    provider_seconds: Mutex<BTreeMap<String, Histogram>>,
+    /// Callers served by another caller's remote provider call.
+    provider_coalesced: AtomicU64,
+    /// A remote key provider is configured (its metrics are shown).
+    provider_on: AtomicBool,
 }
 
 /// Canonical method label: one of the standard methods, else `OTHER`
@@ -141,6 +149,25 @@ impl Metrics {
     /// A fresh set of zeroed metrics.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Shows the remote key provider's metrics (even before its first call).
+    pub fn watch_provider(&self) {
+        self.provider_on.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts one call (one attempt) to the remote key provider.
+    pub fn provider_call(&self, action: &'static str, outcome: &'static str, took: Duration) {
+        bump(&self.provider_calls, (action, outcome), 1);
+        lock(&self.provider_seconds)
+            .entry(action.to_string())
+            .or_default()
+            .observe(took);
+    }
+
+    /// Counts a caller served by another caller's provider call.
+    pub fn provider_coalesced(&self) {
+        self.provider_coalesced.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Reports the shared limits backend's state and counters at each scrape.
@@ -461,6 +488,62 @@ impl Metrics {
                 header_line(&mut out, name, "counter", help);
                 let _ = writeln!(out, "{name} {v}");
             }
+        }
+        if self.provider_on.load(Ordering::Relaxed) {
+            header_line(
+                &mut out,
+                "sealgate_provider_calls_total",
+                "counter",
+                "Calls to the remote key provider (each attempt), by action and outcome.",
+            );
+            for ((action, outcome), n) in lock(&self.provider_calls).iter() {
+                let _ = writeln!(
+                    out,
+                    "sealgate_provider_calls_total{{action=\"{action}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+            header_line(
+                &mut out,
+                "sealgate_provider_call_seconds",
+                "histogram",
+                "Time per call to the remote key provider, by action.",
+            );
+            for (action, h) in lock(&self.provider_seconds).iter() {
+                let mut cumulative = 0;
+                for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets.iter()) {
+                    cumulative += n;
+                    let _ = writeln!(
+                        out,
+                        "sealgate_provider_call_seconds_bucket{{action=\"{action}\",le=\"{bound}\"}} {cumulative}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "sealgate_provider_call_seconds_bucket{{action=\"{action}\",le=\"+Inf\"}} {}",
+                    h.count
+                );
+                let _ = writeln!(
+                    out,
+                    "sealgate_provider_call_seconds_sum{{action=\"{action}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "sealgate_provider_call_seconds_count{{action=\"{action}\"}} {}",
+                    h.count
+                );
+            }
+            header_line(
+                &mut out,
+                "sealgate_provider_coalesced_total",
+                "counter",
+                "Callers served by a remote provider call another caller made (single flight).",
+            );
+            let _ = writeln!(
+                out,
+                "sealgate_provider_coalesced_total {}",
+                self.provider_coalesced.load(Ordering::Relaxed)
+            );
         }
         if let Some(l) = self.limits.get() {
             let s = l.stats();

@@ -156,6 +156,9 @@ pub struct PolicyReloader {
     last: Mutex<Option<Fingerprint>>,
     /// Whether keys the new set names and the store lacks are created.
     create_keys: PolicyKeyCreation,
+    /// With `[provider]`: the remote KMS that must have every key a new set
+    /// names (nothing is created, locally or there).
+    remote: Option<Arc<crate::keys::remote::RemoteProvider>>,
 }
 
 impl PolicyReloader {
@@ -177,7 +180,14 @@ impl PolicyReloader {
             audit,
             last: Mutex::new(last),
             create_keys,
+            remote: None,
         }
+    }
+
+    /// Checks new sets' keys with this remote KMS instead of the local store.
+    pub fn with_remote_keys(mut self, remote: Arc<crate::keys::remote::RemoteProvider>) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// Validates the directory and swaps the new set in; blocking (reads
@@ -223,8 +233,23 @@ impl PolicyReloader {
     fn load_and_swap(&self) -> Result<Reloaded, ReloadError> {
         let set = crate::policy::load_dir(&self.dir)?;
         warn_label_gaps(&set);
-        let created =
-            ensure_policy_keys(&self.store, &set, self.create_keys).map_err(ReloadError::Keys)?;
+        let created = match &self.remote {
+            Some(remote) => {
+                crate::keys::remote::check_policies(&set).map_err(ReloadError::Keys)?;
+                let mut keys: Vec<&str> = Vec::new();
+                for route in set.routes() {
+                    for k in std::iter::once(&route.key).chain(route.open_keys.iter()) {
+                        if !keys.contains(&k.as_str()) {
+                            keys.push(k);
+                        }
+                    }
+                }
+                remote.check_keys(keys).map_err(ReloadError::Keys)?;
+                Vec::new()
+            }
+            None => ensure_policy_keys(&self.store, &set, self.create_keys)
+                .map_err(ReloadError::Keys)?,
+        };
         for alias in &created {
             let mut ev = AuditEvent::new("create_key", "ok");
             ev.caller = Some("policy-reload".into());

@@ -160,7 +160,7 @@ fn rewrap_one(
     let env = Envelope::parse(text).map_err(|_| dne())?;
     let cmk = env.cmk();
     let target = key.map_or_else(|| KeyId::from_bytes(cmk.key_id).to_string(), str::to_owned);
-    let cipher = cache.opening_key(&cmk, env.wrapped()).map_err(key_err)?;
+    let cipher = cache.envelope_key(&env).map_err(key_err)?;
     let (aad, opened) = aads
         .iter()
         .find_map(|aad| env.open(&cipher, aad).ok().map(|o| (aad, o)))

@@ -35,6 +35,7 @@ fn sealing_key(doc: &Value, version: u32) -> SealingKey {
         },
         wrapped: WrappedDek(hex_array(&doc["wrapped_dek_hex"])),
         cipher: DekCipher::new(&DataKey::from_bytes(hex_array(&doc["dek_hex"]))),
+        remote: None,
     }
 }
 

@@ -1,7 +1,9 @@
 //! With trace logging on, no plaintext of a sealed field or of a sealed
 //! query or path parameter, no KMS plaintext and no credential secret or
 //! token reaches the logs, the audit log, the metrics or the shadow capture,
-//! whatever happens to the request.
+//! whatever happens to the request; and a node whose CMKs live in a remote
+//! KMS (`[provider]`, this same sealgate's Tencent face) writes its
+//! provider SecretKey nowhere, on success and on failure.
 
 mod common;
 
@@ -47,7 +49,9 @@ context = "people"
 query_params = ["email"]
 "#;
 
-#[tokio::test]
+// multi-threaded: the provider node below waits for its remote calls with
+// block_in_place while this runtime serves the KMS face it calls
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_logs_hold_no_field_plaintext() {
     let buf = Buf::default();
     let writer = buf.clone();
@@ -213,6 +217,125 @@ async fn debug_logs_hold_no_field_plaintext() {
     )
     .await;
     assert!(metrics.contains("sealgate_"), "{metrics}");
+
+    // a provider node: this sealgate's Tencent face holds its CMKs
+    let provider_cred = app.store.create_credential(None).unwrap();
+    let provider_secret = String::from_utf8(provider_cred.secret.expose().to_vec()).unwrap();
+    std::env::set_var("SG_NOPLAIN_PROVIDER_ID", &provider_cred.id);
+    std::env::set_var("SG_NOPLAIN_PROVIDER_KEY", &provider_secret);
+    let live = app
+        .store
+        .create(sealgate::keys::CreateKeyRequest::default())
+        .unwrap()
+        .key_id
+        .to_string();
+    let doomed = app
+        .store
+        .create(sealgate::keys::CreateKeyRequest::default())
+        .unwrap()
+        .key_id
+        .to_string();
+    let pdir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(pdir.path().join("policies")).unwrap();
+    std::fs::write(
+        pdir.path().join("policies/p.toml"),
+        format!(
+            r#"
+[[route]]
+name = "live"
+path = "/live"
+key = "{live}"
+request.encrypt = ["$.ssn"]
+response.decrypt = ["$.ssn"]
+
+[[route]]
+name = "doomed"
+path = "/doomed"
+key = "{doomed}"
+request.encrypt = ["$.ssn"]
+"#
+        ),
+    )
+    .unwrap();
+    let mut pcfg = test_config(pdir.path(), &format!("http://{}", up.addr));
+    let paudit_path = pdir.path().join("audit.jsonl");
+    pcfg.audit.sink = Some(sealgate::config::AuditSink::File(paudit_path.clone()));
+    pcfg.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    let settings = sealgate::config::ProviderSettings {
+        kind: sealgate::config::ProviderKind::Tencent,
+        endpoint: kms.parse().unwrap(),
+        region: "ap-guangzhou".into(),
+        secret_id_env: "SG_NOPLAIN_PROVIDER_ID".into(),
+        secret_key_env: "SG_NOPLAIN_PROVIDER_KEY".into(),
+        retry_budget: std::time::Duration::from_millis(300),
+        call_timeout: std::time::Duration::from_millis(200),
+        max_concurrent_calls: 4,
+    };
+    pcfg.provider = Some(settings.clone());
+    let papp = sealgate::app::start(pcfg).await.unwrap();
+    let purl = format!("http://{}", papp.proxy_addr);
+    let (s, _, b) = send_json(
+        "POST",
+        &format!("{purl}/live"),
+        &format!(r#"{{"ssn":"{secret_ssn}"}}"#),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b.contains(secret_ssn), "echoed and opened: {b}");
+    // a failure path: the remote key is disabled after start-up
+    app.store.disable(&doomed).unwrap();
+    let (s, _, doomed_body) = send_json("POST", &format!("{purl}/doomed"), r#"{"ssn":"1"}"#).await;
+    assert_eq!(s, 503, "{doomed_body}");
+    let (_, _, pmetrics) = send(
+        "GET",
+        &format!("http://{}/metrics", papp.admin_addr.unwrap()),
+        &[],
+        "",
+    )
+    .await;
+    assert!(
+        pmetrics
+            .contains("sealgate_provider_calls_total{action=\"GenerateDataKey\",outcome=\"ok\"} 1"),
+        "{pmetrics}"
+    );
+    papp.shutdown().await;
+    // and a provider that cannot be reached stops start-up, saying so
+    let ddir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ddir.path().join("policies")).unwrap();
+    std::fs::copy(
+        pdir.path().join("policies/p.toml"),
+        ddir.path().join("policies/p.toml"),
+    )
+    .unwrap();
+    let mut dcfg = test_config(ddir.path(), &format!("http://{}", up.addr));
+    dcfg.provider = Some(sealgate::config::ProviderSettings {
+        endpoint: "http://127.0.0.1:9".parse().unwrap(),
+        ..settings
+    });
+    let start_error = match sealgate::app::start(dcfg).await {
+        Ok(_) => panic!("started without its provider"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        start_error.contains("tencent KMS at http://127.0.0.1:9"),
+        "{start_error}"
+    );
+    let paudit = std::fs::read_to_string(&paudit_path).unwrap_or_default();
+    for (what, text) in [
+        ("audit log", paudit.as_str()),
+        ("metrics", pmetrics.as_str()),
+        ("error body", doomed_body.as_str()),
+        ("start-up error", start_error.as_str()),
+    ] {
+        assert!(
+            !text.contains(&provider_secret),
+            "the provider secret appeared in the {what}"
+        );
+        assert!(
+            !text.contains(secret_ssn),
+            "the field plaintext appeared in the {what}"
+        );
+    }
     app.shutdown().await;
     let audit = std::fs::read_to_string(&audit_path).unwrap();
     assert!(
@@ -225,6 +348,7 @@ async fn debug_logs_hold_no_field_plaintext() {
         kms_secret,
         pt.as_str(),
         secret.as_str(),
+        provider_secret.as_str(),
         token.as_str(),
         "BAD-TOKEN-SECRET-112358",
         path_ssn,

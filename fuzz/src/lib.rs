@@ -64,6 +64,7 @@ pub fn envelope_key() -> SealingKey {
         },
         wrapped: WrappedDek([0xa5; 40]),
         cipher: DekCipher::new(&DataKey::from_bytes([7; 32])),
+        remote: None,
     }
 }
 

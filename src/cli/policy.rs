@@ -28,6 +28,11 @@ pub enum PolicyCommand {
         /// DATA_DIR/root.key).
         #[arg(long, value_name = "FILE", requires = "data_dir")]
         root_key_file: Option<PathBuf>,
+        /// Also check, when this config file has a `[provider]` table, that
+        /// the remote KMS has every key the routes name (DescribeKey, with
+        /// the credential from the environment variables it names).
+        #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
+        config: Option<PathBuf>,
     },
     /// Draft a policy file from a shadow-mode capture (JSON lines of field
     /// paths and value classes, never values); prints TOML to stdout.
@@ -52,6 +57,45 @@ fn missing_keys(set: &PolicySet, store: &StoreArgs) -> Vec<Problem> {
             .collect(),
         Err(e) => vec![Problem::file(&shown, format!("cannot check keys: {e}"))],
     }
+}
+
+/// The keys the routes name that the `[provider]` of the config at
+/// `path` cannot use, one problem each; a config without `[provider]`
+/// checks nothing.
+fn missing_provider_keys(set: &PolicySet, path: &std::path::Path) -> Vec<Problem> {
+    let shown = path.display().to_string();
+    let config = match crate::config::load(Some(path), &crate::config::Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => return vec![Problem::file(&shown, format!("cannot check keys: {e}"))],
+    };
+    let Some(settings) = config.provider else {
+        return Vec::new();
+    };
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let provider = match crate::keys::remote::RemoteProvider::new(&settings, metrics) {
+        Ok(p) => p,
+        Err(e) => return vec![Problem::file(&shown, format!("cannot check keys: {e}"))],
+    };
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for route in set.routes() {
+        let names = std::iter::once(("key", &route.key))
+            .chain(route.open_keys.iter().map(|k| ("open_keys", k)));
+        for (field, key) in names {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            if let Err(message) = provider.check_keys([key.as_str()]) {
+                problems.push(Problem {
+                    file: route.file().to_owned(),
+                    route: Some(route.name.clone()),
+                    field: Some(field.to_owned()),
+                    message,
+                });
+            }
+        }
+    }
+    problems
 }
 
 /// [`missing_keys`] in a store already open (`shown` names it); each
@@ -151,6 +195,7 @@ pub fn run_to(
             allow_label_gaps,
             data_dir,
             root_key_file,
+            config,
         } => match load_dir(&dir) {
             Ok(set) => {
                 let _ = write!(out, "{}", set.describe());
@@ -165,7 +210,10 @@ pub fn run_to(
                         };
                         missing_keys(&set, &store)
                     }
-                    None => Vec::new(),
+                    None => match &config {
+                        Some(path) => missing_provider_keys(&set, path),
+                        None => Vec::new(),
+                    },
                 };
                 for p in &problems {
                     let _ = writeln!(err, "error: {p}");

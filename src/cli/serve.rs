@@ -189,6 +189,10 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     crate::keys::root::take_root_key_env();
     let overrides = args.overrides();
     let cfg = config::load(args.config.as_deref(), &overrides)?;
+    // the provider's SecretKey too, while there is still one thread
+    if let Some(p) = &cfg.provider {
+        crate::keys::remote::take_secret_env(p);
+    }
     init_tracing(&cfg.log_level, cfg.log_format);
     // no core dumps (they would hold keys), memory locked where allowed
     for warning in crate::hardening::harden_process() {

@@ -1,5 +1,6 @@
-//! The byte layout of a version 1 envelope: header encoding and strict
-//! decoding, the LEB128 varints, the AAD, and the base64url text form.
+//! The byte layout of a version 1 envelope and of the provider form
+//! (`sg2.`): header encoding and strict decoding, the LEB128 varints, the
+//! AAD, and the base64url text forms.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -8,6 +9,15 @@ use super::{CmkRef, EnvelopeError, ValueKind, WrappedDek, PREFIX};
 
 /// Bytes before the header that the AAD starts with: the version tag.
 pub(crate) const AAD_TAG: &[u8; 3] = b"sg1";
+/// The AAD's version tag of the provider form (`sg2.`).
+pub(crate) const PROVIDER_AAD_TAG: &[u8; 3] = b"sg2";
+/// Text prefix of the provider form.
+pub(crate) const PROVIDER_PREFIX: &str = "sg2.";
+/// Longest remote CiphertextBlob the provider form carries.
+pub(crate) const MAX_BLOB_LEN: usize = 4096;
+/// Smallest decoded provider envelope: flags, a 1-byte length, a 1-byte
+/// blob, nonce, empty ciphertext, tag.
+const MIN_PROVIDER_LEN: usize = FLAGS_LEN + 1 + 1 + NONCE_LEN + TAG_LEN;
 /// Length of the flags byte.
 const FLAGS_LEN: usize = 1;
 /// Length of the CMK key id.
@@ -142,11 +152,12 @@ pub(crate) fn aad_len(header_len: usize, context: &[u8]) -> usize {
     AAD_TAG.len() + header_len + put_varint(&mut scratch, context.len() as u64) + context.len()
 }
 
-/// Writes `"sg1" || header || LEB128(len(context)) || context` into `out`,
-/// which must be exactly [`aad_len`] bytes long.
-pub(crate) fn write_aad(out: &mut [u8], header: &[u8], context: &[u8]) {
-    let mut at = AAD_TAG.len();
-    out[..at].copy_from_slice(AAD_TAG);
+/// Writes `tag || header || LEB128(len(context)) || context` into `out`,
+/// which must be exactly [`aad_len`] bytes long; `tag` is `"sg1"` (or
+/// `"sg2"` for the provider form).
+pub(crate) fn write_aad(out: &mut [u8], tag: &[u8; 3], header: &[u8], context: &[u8]) {
+    let mut at = tag.len();
+    out[..at].copy_from_slice(tag);
     out[at..at + header.len()].copy_from_slice(header);
     at += header.len();
     at += put_varint(&mut out[at..], context.len() as u64);
@@ -162,10 +173,22 @@ pub(crate) fn to_text(raw: &[u8]) -> String {
     out
 }
 
-/// Appends the text form of `raw` (as [`to_text`]) to `out`.
-pub(crate) fn append_text(raw: &[u8], out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+/// Encodes a binary provider envelope as `sg2.` + base64url, no padding.
+pub(crate) fn to_provider_text(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(PROVIDER_PREFIX.len() + (raw.len() * 4).div_ceil(3));
+    out.push_str(PROVIDER_PREFIX);
+    URL_SAFE_NO_PAD.encode_string(raw, &mut out);
+    out
+}
+
+/// Appends the text form of `raw` (as [`to_text`], with `prefix`) to `out`.
+pub(crate) fn append_text(
+    prefix: &str,
+    raw: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
     let mark = out.len();
-    out.extend_from_slice(PREFIX.as_bytes());
+    out.extend_from_slice(prefix.as_bytes());
     let at = out.len();
     out.resize(at + (raw.len() * 4).div_ceil(3), 0);
     match URL_SAFE_NO_PAD.encode_slice(raw, &mut out[at..]) {
@@ -197,6 +220,92 @@ pub(crate) fn from_text(text: &str) -> Result<Vec<u8>, EnvelopeError> {
     URL_SAFE_NO_PAD
         .decode(body)
         .map_err(|_| EnvelopeError::Malformed("invalid base64url"))
+}
+
+/// Strictly decodes the body of a provider envelope (`sg2.` + base64url).
+pub(crate) fn from_provider_text(text: &str) -> Result<Vec<u8>, EnvelopeError> {
+    let body = text
+        .strip_prefix(PROVIDER_PREFIX)
+        .ok_or(EnvelopeError::Malformed("missing sg2. prefix"))?;
+    if body.len() < (MIN_PROVIDER_LEN * 4).div_ceil(3) {
+        return Err(EnvelopeError::Malformed("truncated"));
+    }
+    URL_SAFE_NO_PAD
+        .decode(body)
+        .map_err(|_| EnvelopeError::Malformed("invalid base64url"))
+}
+
+/// The provider form's header fields that follow the flags:
+/// `LEB128(len(blob)) || blob`, written once per DEK.
+pub(crate) fn provider_blob_field(blob: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    if blob.is_empty() || blob.len() > MAX_BLOB_LEN {
+        return Err(EnvelopeError::Malformed(
+            "remote ciphertext blob length out of range",
+        ));
+    }
+    let mut v = vec![0u8; 10 + blob.len()];
+    let n = put_varint(&mut v, blob.len() as u64);
+    v.truncate(n);
+    v.extend_from_slice(blob);
+    Ok(v)
+}
+
+/// A decoded provider header: the value kind, where the blob lies in the
+/// raw bytes, and the header length (the nonce ends it).
+pub(crate) struct ProviderHeader {
+    /// How the plaintext is typed.
+    pub(crate) kind: ValueKind,
+    /// Start and end of the remote CiphertextBlob.
+    pub(crate) blob: (usize, usize),
+    /// Header length in bytes.
+    pub(crate) len: usize,
+}
+
+/// Decodes and checks the header of a provider envelope (whole decoded
+/// bytes, tag included).
+pub(crate) fn read_provider_header(raw: &[u8]) -> Result<ProviderHeader, EnvelopeError> {
+    if raw.len() < MIN_PROVIDER_LEN {
+        return Err(EnvelopeError::Malformed("truncated"));
+    }
+    let kind = read_flags(raw[0])?;
+    let (len, n) = read_varint_u32(&raw[FLAGS_LEN..])
+        .map_err(|_| EnvelopeError::Malformed("bad blob length"))?;
+    let len = len as usize;
+    if len == 0 || len > MAX_BLOB_LEN {
+        return Err(EnvelopeError::Malformed(
+            "remote ciphertext blob length out of range",
+        ));
+    }
+    let start = FLAGS_LEN + n;
+    let end = start + len;
+    if raw.len() < end + NONCE_LEN + TAG_LEN {
+        return Err(EnvelopeError::Malformed("truncated"));
+    }
+    Ok(ProviderHeader {
+        kind,
+        blob: (start, end),
+        len: end + NONCE_LEN,
+    })
+}
+
+/// The value kind in a flags byte; reserved bits must be 0.
+fn read_flags(flags: u8) -> Result<ValueKind, EnvelopeError> {
+    if flags & !KIND_MASK != 0 {
+        return Err(EnvelopeError::Malformed("reserved flag bits set"));
+    }
+    match flags & KIND_MASK {
+        KIND_JSON => Ok(ValueKind::Json),
+        KIND_STRING => Ok(ValueKind::String),
+        _ => Err(EnvelopeError::Malformed("unknown value kind")),
+    }
+}
+
+/// The flags byte of a value kind.
+pub(crate) fn flags_of(kind: ValueKind) -> u8 {
+    match kind {
+        ValueKind::Json => KIND_JSON,
+        ValueKind::String => KIND_STRING,
+    }
 }
 
 /// Length of a `sg<digits>.` prefix at the start of `text`, if there is one.

@@ -35,6 +35,26 @@
 //! 142-character JSON string: 4 prefix + 136 base64url + 2 quotes, i.e.
 //! +124 characters in the document.
 //!
+//! # Provider form (`sg2.`)
+//!
+//! A DEK wrapped by a remote KMS (`[provider]`) travels as that KMS's
+//! CiphertextBlob, of its own size. Such envelopes are `sg2.` + base64url of:
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     flags, as in version 1
+//! 1       1-2   L = length of the blob, unsigned LEB128, minimal, 1..=4096
+//! 1+v     L     the remote CiphertextBlob
+//! h-12    12    nonce
+//! h       n     AES-256-GCM ciphertext
+//! h+n     16    GCM tag
+//! ```
+//!
+//! with `AAD = "sg2" || header || LEB128(len(context)) || context`. The
+//! blob field (`LEB128(L) || blob`) is made once per DEK
+//! ([`provider_blob_field`]) and kept in the [`SealingKey`].
+//! Overhead: 30 + L bytes (31 + L from L = 128).
+//!
 //! Decoding is strict: a missing or other-version prefix, `=` padding,
 //! non-canonical base64 trailing bits, a truncated body, reserved flag bits,
 //! an unknown kind, or a non-minimal or out-of-range version varint are all
@@ -87,6 +107,18 @@ pub struct SealingKey {
     pub wrapped: WrappedDek,
     /// The DEK's initialised cipher.
     pub cipher: DekCipher,
+    /// For a DEK a remote KMS wrapped: its blob field (see
+    /// [`provider_blob_field`]); envelopes are then of the provider form `sg2.`.
+    pub remote: Option<Box<[u8]>>,
+}
+
+/// Text prefix of the provider form (DEK wrapped by a remote KMS).
+pub const PROVIDER_PREFIX: &str = format::PROVIDER_PREFIX;
+
+/// The `remote` field of a [`SealingKey`] for a remote CiphertextBlob:
+/// `LEB128(len(blob)) || blob`. The blob must be 1 to 4096 bytes.
+pub fn provider_blob_field(blob: &[u8]) -> Result<Box<[u8]>, EnvelopeError> {
+    format::provider_blob_field(blob).map(Vec::into_boxed_slice)
 }
 
 /// A typed error for anything that does not parse or open.
@@ -145,7 +177,13 @@ pub fn seal_with_nonce(
     context: &[u8],
     nonce: [u8; 12],
 ) -> Result<String, EnvelopeError> {
-    seal_raw(key, value_json, context, nonce, format::to_text)
+    seal_raw(key, value_json, context, nonce, |prefix, raw| {
+        if prefix == PREFIX {
+            format::to_text(raw)
+        } else {
+            format::to_provider_text(raw)
+        }
+    })
 }
 
 /// Seals like [`seal`] and appends the envelope text to `out` (no quotes,
@@ -160,8 +198,8 @@ pub fn seal_append(
 ) -> Result<(), EnvelopeError> {
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
-    seal_raw(key, value_json, context, nonce, |raw| {
-        format::append_text(raw, out)
+    seal_raw(key, value_json, context, nonce, |prefix, raw| {
+        format::append_text(prefix, raw, out)
     })?
 }
 
@@ -171,14 +209,33 @@ fn seal_raw<R>(
     value_json: &[u8],
     context: &[u8],
     nonce: [u8; 12],
-    emit: impl FnOnce(&[u8]) -> R,
+    emit: impl FnOnce(&'static str, &[u8]) -> R,
 ) -> Result<R, EnvelopeError> {
     let (kind, plain) = value::prepare(value_json)?;
     let pt = plain.bytes();
 
-    let mut header = [0u8; MAX_HEADER_LEN];
-    let header_len = format::write_header(&mut header, kind, &key.cmk, &key.wrapped, &nonce);
-    let header = &header[..header_len];
+    let mut header_stack = [0u8; STACK_HEADER];
+    let mut header_heap;
+    let (header, prefix, tag): (&[u8], _, _) = match &key.remote {
+        None => {
+            let n = format::write_header(&mut header_stack, kind, &key.cmk, &key.wrapped, &nonce);
+            (&header_stack[..n], PREFIX, format::AAD_TAG)
+        }
+        Some(blob) => {
+            let n = 1 + blob.len() + NONCE_LEN;
+            let out: &mut [u8] = if n <= STACK_HEADER {
+                &mut header_stack[..n]
+            } else {
+                header_heap = vec![0u8; n];
+                &mut header_heap
+            };
+            out[0] = format::flags_of(kind);
+            out[1..1 + blob.len()].copy_from_slice(blob);
+            out[1 + blob.len()..].copy_from_slice(&nonce);
+            (&*out, PROVIDER_PREFIX, format::PROVIDER_AAD_TAG)
+        }
+    };
+    let header_len = header.len();
 
     let aad_len = format::aad_len(header_len, context);
     let mut aad_stack = [0u8; STACK_AAD];
@@ -189,7 +246,7 @@ fn seal_raw<R>(
         aad_heap = vec![0u8; aad_len];
         &mut aad_heap
     };
-    format::write_aad(aad, header, context);
+    format::write_aad(aad, tag, header, context);
 
     let total = header_len
         .checked_add(pt.len())
@@ -218,8 +275,12 @@ fn seal_raw<R>(
             return Err(EnvelopeError::TooLarge);
         }
     }
-    Ok(emit(body))
+    Ok(emit(prefix, body))
 }
+
+/// Stack space for a header (a provider form's blob included).
+const STACK_HEADER: usize = 512;
+const _: () = assert!(STACK_HEADER >= MAX_HEADER_LEN);
 
 /// True when `s` starts like an envelope of some version (`sg<digits>.`,
 /// or the deterministic `sgd<digits>.`). A newer version is then reported
@@ -241,11 +302,32 @@ pub struct Envelope {
     header_len: usize,
     /// The decoded bytes: header, ciphertext, tag.
     raw: Vec<u8>,
+    /// Provider form: where the remote CiphertextBlob lies in `raw`.
+    blob: Option<(usize, usize)>,
 }
+
+/// What a provider envelope reports for [`Envelope::cmk`]: the remote KMS
+/// names its key inside the blob, not here.
+const NO_LOCAL_CMK: CmkRef = CmkRef {
+    key_id: [0; 16],
+    version: 0,
+};
 
 impl Envelope {
     /// Decodes envelope text and checks its header; does not decrypt.
     pub fn parse(text: &str) -> Result<Envelope, EnvelopeError> {
+        if text.starts_with(PROVIDER_PREFIX) {
+            let raw = format::from_provider_text(text)?;
+            let header = format::read_provider_header(&raw)?;
+            return Ok(Envelope {
+                kind: header.kind,
+                cmk: NO_LOCAL_CMK,
+                wrapped: WrappedDek([0; 40]),
+                header_len: header.len,
+                raw,
+                blob: Some(header.blob),
+            });
+        }
         let raw = format::from_text(text)?;
         let header = format::read_header(&raw)?;
         Ok(Envelope {
@@ -254,10 +336,18 @@ impl Envelope {
             wrapped: header.wrapped,
             header_len: header.len,
             raw,
+            blob: None,
         })
     }
 
-    /// The CMK version that wrapped this envelope's DEK.
+    /// The remote KMS's CiphertextBlob of this envelope's DEK, for an
+    /// envelope of the provider form (`sg2.`); `None` for `sg1.`.
+    pub fn provider_blob(&self) -> Option<&[u8]> {
+        self.blob.map(|(s, e)| &self.raw[s..e])
+    }
+
+    /// The CMK version that wrapped this envelope's DEK (all zero for the
+    /// provider form, whose remote key is named inside its blob).
     pub fn cmk(&self) -> CmkRef {
         self.cmk
     }
@@ -293,7 +383,11 @@ impl Envelope {
             aad_heap = vec![0u8; aad_len];
             &mut aad_heap
         };
-        format::write_aad(aad, header, context);
+        let aad_tag = match self.blob {
+            Some(_) => format::PROVIDER_AAD_TAG,
+            None => format::AAD_TAG,
+        };
+        format::write_aad(aad, aad_tag, header, context);
 
         // Room for the quotes of a string, so the common case needs no
         // second buffer; nothing here ever reallocates.

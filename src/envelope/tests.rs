@@ -19,6 +19,7 @@ fn key_with(dek: [u8; 32], version: u32) -> SealingKey {
         },
         wrapped: WrappedDek([0x22; 40]),
         cipher: DekCipher::new(&DataKey::from_bytes(dek)),
+        remote: None,
     }
 }
 
@@ -208,11 +209,20 @@ fn prefix_and_version() {
     assert!(!looks_like_envelope(""));
     let k = key();
     let text = seal(&k, b"1", b"", &mut rng()).unwrap();
-    let v2 = text.replacen("sg1.", "sg2.", 1);
+    let v9 = text.replacen("sg1.", "sg9.", 1);
     assert_eq!(
-        Envelope::parse(&v2).unwrap_err(),
+        Envelope::parse(&v9).unwrap_err(),
         EnvelopeError::UnsupportedVersion
     );
+    // sg2. is the provider form: an sg1. body under it does not open as one
+    let v2 = text.replacen("sg1.", "sg2.", 1);
+    if let Ok(env) = Envelope::parse(&v2) {
+        assert!(env.provider_blob().is_some());
+        assert_eq!(
+            env.open(&k.cipher, b"").unwrap_err(),
+            EnvelopeError::DoesNotOpen
+        );
+    }
     assert_eq!(
         Envelope::parse(&text[4..]).unwrap_err(),
         EnvelopeError::Malformed("missing sg1. prefix")
@@ -526,4 +536,98 @@ fn seal_append_writes_the_same_envelope_after_existing_bytes() {
     let before = out.clone();
     assert!(seal_append(&k, b"{nope", b"ctx", &mut rng(), &mut out).is_err());
     assert_eq!(out, before);
+}
+
+fn provider_key(blob: &[u8]) -> SealingKey {
+    SealingKey {
+        cmk: CmkRef {
+            key_id: [0x33; 16],
+            version: 0,
+        },
+        wrapped: WrappedDek([0; 40]),
+        cipher: DekCipher::new(&DataKey::from_bytes([9; 32])),
+        remote: Some(provider_blob_field(blob).unwrap()),
+    }
+}
+
+#[test]
+fn the_provider_form_round_trips_and_carries_the_blob() {
+    for blob_len in [1usize, 127, 128, 600, 4096] {
+        let blob: Vec<u8> = (0..blob_len).map(|i| (i * 7) as u8).collect();
+        let k = provider_key(&blob);
+        for value in [&b"\"0123456789abcdef\""[..], b"12.50", b"{\"a\":[1,null]}"] {
+            let text = seal(&k, value, b"route\0ssn", &mut rng()).unwrap();
+            assert!(text.starts_with("sg2."), "{text}");
+            let env = Envelope::parse(&text).unwrap();
+            assert_eq!(env.provider_blob(), Some(&blob[..]));
+            assert_eq!(env.open(&k.cipher, b"route\0ssn").unwrap().json(), value);
+            // bound to its place, like sg1.
+            assert_eq!(
+                env.open(&k.cipher, b"route\0name").unwrap_err(),
+                EnvelopeError::DoesNotOpen
+            );
+            // the splice form gives the same bytes
+            let mut out = Vec::new();
+            seal_append(&k, value, b"route\0ssn", &mut rng(), &mut out).unwrap();
+            assert_eq!(out, text.as_bytes());
+        }
+    }
+}
+
+#[test]
+fn the_provider_form_size_is_sg1_overhead_plus_the_blob() {
+    // flags 1 + varint(len) + blob + nonce 12 + tag 16
+    let blob = [0xabu8; 100];
+    let k = provider_key(&blob);
+    let text = seal(&k, b"\"0123456789abcdef\"", b"c", &mut rng()).unwrap();
+    let raw = URL_SAFE_NO_PAD.decode(&text[4..]).unwrap();
+    assert_eq!(raw.len(), 1 + 1 + 100 + 12 + 16 + 16);
+}
+
+#[test]
+fn the_provider_form_is_strictly_parsed() {
+    let blob = [5u8; 40];
+    let k = provider_key(&blob);
+    let text = seal(&k, b"true", b"c", &mut rng()).unwrap();
+    let raw = URL_SAFE_NO_PAD.decode(&text[4..]).unwrap();
+    let enc = |b: &[u8]| format!("sg2.{}", URL_SAFE_NO_PAD.encode(b));
+    // every truncation fails cleanly (no panic), none opens
+    for n in 0..raw.len() {
+        let t = enc(&raw[..n]);
+        if let Ok(env) = Envelope::parse(&t) {
+            assert!(env.open(&k.cipher, b"c").is_err());
+        }
+    }
+    // a blob length past the data, zero, or above 4096
+    for len in [0u64, 41, 200, 4097] {
+        let mut bad = raw.clone();
+        let mut v = [0u8; 10];
+        let n = put_varint(&mut v, len);
+        bad.splice(1..2, v[..n].iter().copied());
+        assert!(
+            Envelope::parse(&enc(&bad)).is_err()
+                || Envelope::parse(&enc(&bad))
+                    .unwrap()
+                    .open(&k.cipher, b"c")
+                    .is_err()
+        );
+    }
+    // reserved flag bits
+    let mut bad = raw.clone();
+    bad[0] |= 0x80;
+    assert_eq!(
+        Envelope::parse(&enc(&bad)).unwrap_err(),
+        EnvelopeError::Malformed("reserved flag bits set")
+    );
+    // a flipped bit in the blob: the header is in the AAD
+    let mut bad = raw.clone();
+    bad[5] ^= 1;
+    let env = Envelope::parse(&enc(&bad)).unwrap();
+    assert_eq!(
+        env.open(&k.cipher, b"c").unwrap_err(),
+        EnvelopeError::DoesNotOpen
+    );
+    // an empty or oversized blob cannot be carried at all
+    assert!(provider_blob_field(&[]).is_err());
+    assert!(provider_blob_field(&[0; 4097]).is_err());
 }

@@ -141,6 +141,7 @@ pub fn error_code(e: &KeyError) -> &'static str {
         KeyError::UnsupportedKeyUsage => "UnsupportedKeyUsage",
         KeyError::DuplicateTagKey => "DuplicateTagKey",
         KeyError::ImportConflict(_) => "ImportConflict",
+        KeyError::Unavailable(_) => "Unavailable",
     }
 }
 

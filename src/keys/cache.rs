@@ -20,6 +20,26 @@
 //! changes happen elsewhere (epoch fixed at 0) relies on the max age, which
 //! is why the default max age is short (5 min).
 //!
+//! # Remote providers: the seam
+//!
+//! With a remote KMS ([`KeyProvider::is_remote`]) a miss makes a network
+//! call, while the cache is synchronous and called from async proxy code.
+//! The cache stays synchronous: its single flight (the slot mutex), its
+//! limits and its warm path (a `try_lock` and a counter: no allocation, no
+//! await, no remote call) are unchanged, and its synchronous callers (the
+//! KMS faces on blocking threads, rewrap, the CLI) keep working. What is
+//! different on a miss: the provider runs the call on its own client
+//! runtime and waits for it inside `tokio::task::block_in_place`
+//! (`keys::remote::without_stalling`), and so does a caller queued behind
+//! another's call on a busy slot — the runtime moves its other tasks to a
+//! fresh worker instead of stalling. Making the miss path async instead
+//! would have meant an async mutex per slot and an async API rippling
+//! through every caller for a path that runs once per DEK. A miss storm
+//! (many distinct slots at once) is bounded by the provider's own limit on
+//! calls in flight (`[provider] max_concurrent_calls`). When a remote call
+//! fails, the callers queued behind it get the same error at once instead
+//! of each spending the retry budget again.
+//!
 //! Keys derived for deterministic fields ([`DataKeyCache::deterministic_key`])
 //! are cached the same way, by `(CMK, context)`.
 //! Dropped entries zeroize their key schedule (`DekCipher`).
@@ -33,7 +53,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 use super::provider::{KeyError, KeyProvider};
-use crate::envelope::{CmkRef, DetKey, SealingKey, WrappedDek};
+use crate::envelope::{CmkRef, DetKey, Envelope, SealingKey, WrappedDek};
 use crate::secret::DekCipher;
 
 /// Limits of the data-key cache.
@@ -143,6 +163,10 @@ struct Slot<T> {
     generation: AtomicU64,
     /// Callers blocked on `state` right now.
     waiting: AtomicUsize,
+    /// Bumped each time a remote provider call for this slot fails.
+    failures: AtomicU64,
+    /// The error of the last failed remote call, handed to its waiters.
+    last_error: Mutex<Option<KeyError>>,
 }
 
 impl<T> Slot<T> {
@@ -152,17 +176,46 @@ impl<T> Slot<T> {
             state: Mutex::new(None),
             generation: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
+            failures: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         }
     }
 
-    /// Locks the slot; also says whether the caller had to wait.
-    fn lock(&self) -> (MutexGuard<'_, Option<T>>, bool) {
+    /// Records a failed remote call, for the callers queued behind it.
+    fn fail(&self, e: &KeyError) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+        self.failures.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The error of a remote call that failed while the caller waited
+    /// (`seen` = the failure count before it queued).
+    fn failed_since(&self, seen: u64) -> Option<KeyError> {
+        if self.failures.load(Ordering::SeqCst) == seen {
+            return None;
+        }
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Locks the slot; also says whether the caller had to wait. With a
+    /// remote provider (`remote`) the wait does not stall the runtime.
+    fn lock(&self, remote: bool) -> (MutexGuard<'_, Option<T>>, bool) {
         match self.state.try_lock() {
             Ok(guard) => (guard, false),
             Err(TryLockError::Poisoned(p)) => (p.into_inner(), false),
             Err(TryLockError::WouldBlock) => {
                 self.waiting.fetch_add(1, Ordering::SeqCst);
-                let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let lock = || self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let guard = if remote {
+                    super::remote::without_stalling(lock)
+                } else {
+                    lock()
+                };
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
                 (guard, true)
             }
@@ -272,6 +325,20 @@ type SealId = [u8; 32];
 /// Cache key of an opening cipher: the CMK version and the wrapped bytes.
 type OpenId = (CmkRef, WrappedDek);
 
+/// Opening id of a remote CiphertextBlob: its SHA-256.
+fn blob_id(blob: &[u8]) -> [u8; 32] {
+    Sha256::digest(blob).into()
+}
+
+/// The blob inside a provider blob field (`LEB128(len) || blob`; the
+/// length is at most 4096, so its varint is 1 or 2 bytes).
+fn blob_of_field(field: &[u8]) -> &[u8] {
+    match field.first() {
+        Some(b) if b & 0x80 == 0 => &field[1..],
+        _ => field.get(2..).unwrap_or_default(),
+    }
+}
+
 /// Sealing key id: `SHA-256(u64le(len(key)) || key || partition)`.
 fn seal_id(key: &str, partition: &[u8]) -> SealId {
     let mut h = Sha256::new();
@@ -295,6 +362,11 @@ pub struct DataKeyCache {
     sealing: SlotMap<SealId, SealEntry>,
     /// Ciphers for opening.
     opening: SlotMap<OpenId, OpenEntry>,
+    /// Ciphers for opening envelopes of the provider form, by
+    /// SHA-256(remote CiphertextBlob).
+    remote_opening: SlotMap<[u8; 32], OpenEntry>,
+    /// The provider is a remote KMS.
+    remote: bool,
     /// Keys derived for deterministic fields.
     derived: super::derive::DerivedKeys,
     /// When expired entries were last swept out.
@@ -327,13 +399,15 @@ impl DataKeyCache {
     ) -> Self {
         let capacity = NonZeroUsize::new(config.capacity).unwrap_or(NonZeroUsize::MIN);
         DataKeyCache {
-            provider,
             caching: config.enabled && config.capacity > 0,
             config,
             clock,
             sealing: SlotMap::new(capacity),
             opening: SlotMap::new(capacity),
+            remote_opening: SlotMap::new(capacity),
+            remote: provider.is_remote(),
             derived: super::derive::DerivedKeys::new(capacity),
+            provider,
             last_sweep: Mutex::new(None),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -345,6 +419,24 @@ impl DataKeyCache {
     /// A cache in front of `provider` using the system's monotonic clock.
     pub fn with_system_clock(provider: Arc<dyn KeyProvider>, config: CacheConfig) -> Self {
         Self::new(provider, config, Arc::new(Instant::now))
+    }
+
+    /// The partition a route's seals share a data key in: the rendered
+    /// context with the local store; with a remote provider the route's
+    /// context template, so a per-record context (`{id}` in the path) does
+    /// not cost one remote call per record — each field's AAD still binds
+    /// the rendered context.
+    pub fn partition<'a>(&self, rendered: &'a str, template: &'a str) -> &'a str {
+        if self.remote {
+            template
+        } else {
+            rendered
+        }
+    }
+
+    /// True when a remote KMS holds the CMKs.
+    pub fn is_remote(&self) -> bool {
+        self.remote
     }
 
     /// The limits in force.
@@ -412,7 +504,8 @@ impl DataKeyCache {
         let (slot, evicted) = self.sealing.slot(&id);
         self.count_evictions(evicted);
         let seen = slot.generation.load(Ordering::SeqCst);
-        let (mut state, waited) = slot.lock();
+        let seen_failures = slot.failures.load(Ordering::SeqCst);
+        let (mut state, waited) = slot.lock(self.remote);
         let now = (self.clock)();
         let epoch = self.provider.epoch();
         if let Some(entry) = state.as_mut() {
@@ -435,16 +528,27 @@ impl DataKeyCache {
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(e) = self.failed_while_waiting(&slot, waited, seen_failures) {
+            return Err(e);
+        }
         self.maybe_sweep(now);
-        let sealing = Arc::new(self.generate(key)?);
+        let sealing = match self.generate(key) {
+            Ok(k) => Arc::new(k),
+            Err(e) => return Err(self.failed(&slot, e)),
+        };
         let seeded = OpenEntry {
             cipher: Arc::new(sealing.cipher.clone()),
             created: now,
             epoch,
         };
-        let evicted = self
-            .opening
-            .insert_if_absent(&(sealing.cmk, sealing.wrapped), seeded);
+        let evicted = match &sealing.remote {
+            Some(field) => self
+                .remote_opening
+                .insert_if_absent(&blob_id(blob_of_field(field)), seeded),
+            None => self
+                .opening
+                .insert_if_absent(&(sealing.cmk, sealing.wrapped), seeded),
+        };
         self.count_evictions(evicted);
         slot.store(
             &mut state,
@@ -481,7 +585,7 @@ impl DataKeyCache {
         let (slot, evicted) = self.opening.slot(&id);
         self.count_evictions(evicted);
         let seen = slot.generation.load(Ordering::SeqCst);
-        let (mut state, waited) = slot.lock();
+        let (mut state, waited) = slot.lock(self.remote);
         let now = (self.clock)();
         let epoch = self.provider.epoch();
         if let Some(entry) = state.as_ref() {
@@ -506,6 +610,83 @@ impl DataKeyCache {
         Ok(cipher)
     }
 
+    /// The cipher that opens `env`: by its remote CiphertextBlob for the
+    /// provider form (`sg2.`), by CMK version and wrapped DEK for `sg1.`.
+    pub fn envelope_key(&self, env: &Envelope) -> Result<Arc<DekCipher>, KeyError> {
+        match env.provider_blob() {
+            Some(blob) => self.remote_opening_key(blob),
+            None => self.opening_key(&env.cmk(), env.wrapped()),
+        }
+    }
+
+    /// The cipher for a DEK a remote KMS wrapped as `blob`: cached by the
+    /// blob's hash until `max_age`; one remote Decrypt per blob and node.
+    pub fn remote_opening_key(&self, blob: &[u8]) -> Result<Arc<DekCipher>, KeyError> {
+        if !self.caching {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return self.decrypt_remote(blob).map(Arc::new);
+        }
+        let id = blob_id(blob);
+        let (slot, evicted) = self.remote_opening.slot(&id);
+        self.count_evictions(evicted);
+        let seen = slot.generation.load(Ordering::SeqCst);
+        let seen_failures = slot.failures.load(Ordering::SeqCst);
+        let (mut state, waited) = slot.lock(self.remote);
+        let now = (self.clock)();
+        if let Some(entry) = state.as_ref() {
+            if self.fresh(entry.created, now) {
+                self.count_served(waited && slot.generation.load(Ordering::SeqCst) != seen);
+                return Ok(Arc::clone(&entry.cipher));
+            }
+            *state = None;
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(e) = self.failed_while_waiting(&slot, waited, seen_failures) {
+            return Err(e);
+        }
+        self.maybe_sweep(now);
+        let cipher = match self.decrypt_remote(blob) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return Err(self.failed(&slot, e)),
+        };
+        slot.store(
+            &mut state,
+            OpenEntry {
+                cipher: Arc::clone(&cipher),
+                created: now,
+                epoch: 0,
+            },
+        );
+        Ok(cipher)
+    }
+
+    /// With a remote provider: the error of the call this caller queued
+    /// behind, so a failing remote costs one retry budget, not one per waiter.
+    fn failed_while_waiting<T>(&self, slot: &Slot<T>, waited: bool, seen: u64) -> Option<KeyError> {
+        if !(self.remote && waited) {
+            return None;
+        }
+        let e = slot.failed_since(seen)?;
+        self.provider.note_coalesced();
+        Some(e)
+    }
+
+    /// Records a failed provider call on its slot (remote providers only).
+    fn failed<T>(&self, slot: &Slot<T>, e: KeyError) -> KeyError {
+        if self.remote {
+            slot.fail(&e);
+        }
+        e
+    }
+
+    /// Asks the remote provider to decrypt a blob and builds its cipher.
+    fn decrypt_remote(&self, blob: &[u8]) -> Result<DekCipher, KeyError> {
+        self.provider_calls.fetch_add(1, Ordering::Relaxed);
+        let dek = self.provider.decrypt_remote_data_key(blob)?;
+        Ok(DekCipher::new(&dek))
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
@@ -521,6 +702,7 @@ impl DataKeyCache {
     pub fn clear(&self) {
         self.sealing.clear();
         self.opening.clear();
+        self.remote_opening.clear();
         self.derived.clear();
     }
 
@@ -605,6 +787,9 @@ impl DataKeyCache {
     fn count_served(&self, coalesced: bool) {
         let counter = if coalesced { &self.misses } else { &self.hits };
         counter.fetch_add(1, Ordering::Relaxed);
+        if coalesced {
+            self.provider.note_coalesced();
+        }
     }
 
     /// Adds to the eviction counter (skipping the atomic op for zero).
@@ -641,11 +826,26 @@ impl DataKeyCache {
     /// Asks the provider for a fresh DEK and builds its sealing key.
     fn generate(&self, key: &str) -> Result<SealingKey, KeyError> {
         self.provider_calls.fetch_add(1, Ordering::Relaxed);
+        if self.remote {
+            let r = self.provider.generate_remote_data_key(key)?;
+            let field = crate::envelope::provider_blob_field(&r.blob).map_err(|_| {
+                KeyError::Unavailable(
+                    "the provider returned a CiphertextBlob the envelope cannot carry".into(),
+                )
+            })?;
+            return Ok(SealingKey {
+                cmk: r.cmk,
+                wrapped: WrappedDek([0; 40]),
+                cipher: DekCipher::new(&r.key),
+                remote: Some(field),
+            });
+        }
         let (cmk, wrapped, dek) = self.provider.generate_data_key(key)?;
         Ok(SealingKey {
             cmk,
             wrapped,
             cipher: DekCipher::new(&dek),
+            remote: None,
         })
     }
 
@@ -673,6 +873,7 @@ impl DataKeyCache {
 mod tests {
     use super::*;
     use crate::envelope::{seal, Envelope};
+    use crate::keys::RemoteDataKey;
     use crate::secret::DataKey;
     use std::collections::HashMap;
     use std::sync::atomic::AtomicBool;
@@ -690,6 +891,9 @@ mod tests {
         gated: AtomicBool,
         gate: Mutex<(bool, usize)>,
         cv: Condvar,
+        /// Acts as a remote KMS (blobs instead of wrapped keys).
+        remote: bool,
+        coalesced: AtomicU64,
     }
 
     impl FakeProvider {
@@ -766,6 +970,128 @@ mod tests {
                 .map(|d| DataKey::from_bytes(*d))
                 .ok_or(KeyError::DoesNotOpen)
         }
+    }
+
+    impl FakeProvider {
+        fn remote() -> Self {
+            FakeProvider {
+                remote: true,
+                ..FakeProvider::default()
+            }
+        }
+    }
+
+    /// The remote side of the fake: a blob is the 40-byte "wrapped" value.
+    fn remote_side(p: &FakeProvider) -> Result<RemoteDataKey, KeyError> {
+        let (cmk, wrapped, key) = p.generate_data_key("k")?;
+        Ok(RemoteDataKey {
+            cmk,
+            blob: wrapped.0.to_vec(),
+            key,
+        })
+    }
+
+    /// A remote-acting wrapper (is_remote is read when the cache is made).
+    struct Remote(Arc<FakeProvider>);
+
+    impl KeyProvider for Remote {
+        fn generate_data_key(&self, _: &str) -> Result<(CmkRef, WrappedDek, DataKey), KeyError> {
+            Err(KeyError::UnsupportedKeyUsage)
+        }
+        fn unwrap_data_key(&self, _: &CmkRef, _: &WrappedDek) -> Result<DataKey, KeyError> {
+            Err(KeyError::CmkNotFound)
+        }
+        fn is_remote(&self) -> bool {
+            self.0.remote
+        }
+        fn generate_remote_data_key(&self, _key: &str) -> Result<RemoteDataKey, KeyError> {
+            remote_side(&self.0)
+        }
+        fn decrypt_remote_data_key(&self, blob: &[u8]) -> Result<DataKey, KeyError> {
+            let w: [u8; 40] = blob.try_into().map_err(|_| KeyError::DoesNotOpen)?;
+            self.0.unwrap_data_key(&CMK, &WrappedDek(w))
+        }
+        fn note_coalesced(&self) {
+            self.0.coalesced.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn remote_cache(p: &Arc<FakeProvider>) -> DataKeyCache {
+        DataKeyCache::with_system_clock(Arc::new(Remote(Arc::clone(p))), CacheConfig::default())
+    }
+
+    #[test]
+    fn a_remote_provider_is_called_once_per_data_key_and_never_when_warm() {
+        let p = Arc::new(FakeProvider::remote());
+        let cache = remote_cache(&p);
+        assert!(cache.is_remote());
+        let first = cache.sealing_key("k", b"route", 8).unwrap();
+        assert!(first.remote.is_some());
+        let mut texts = Vec::new();
+        for i in 0..100 {
+            let k = cache.sealing_key("k", b"route", 8).unwrap();
+            assert!(Arc::ptr_eq(&k, &first));
+            texts.push(
+                seal(
+                    &k,
+                    format!("{i}").as_bytes(),
+                    b"ctx",
+                    &mut rand::thread_rng(),
+                )
+                .unwrap(),
+            );
+        }
+        // opening what this node sealed needs no call either
+        for t in &texts {
+            let env = Envelope::parse(t).unwrap();
+            assert!(t.starts_with("sg2."));
+            let c = cache.envelope_key(&env).unwrap();
+            env.open(&c, b"ctx").unwrap();
+        }
+        assert_eq!((p.generated(), p.unwrapped()), (1, 0));
+        // another node: one remote Decrypt for the blob, then cached
+        let other = remote_cache(&p);
+        for t in &texts {
+            let env = Envelope::parse(t).unwrap();
+            let c = other.envelope_key(&env).unwrap();
+            env.open(&c, b"ctx").unwrap();
+        }
+        assert_eq!(p.unwrapped(), 1);
+        // per-record contexts share the route template's data key
+        assert_eq!(cache.partition("t:acme", "t:{tenant}"), "t:{tenant}");
+    }
+
+    #[test]
+    fn callers_queued_behind_a_failed_remote_call_get_its_error_without_calling_again() {
+        let p = Arc::new(FakeProvider {
+            gated: AtomicBool::new(true),
+            fail: AtomicBool::new(true),
+            ..FakeProvider::remote()
+        });
+        let cache = Arc::new(remote_cache(&p));
+        let c1 = Arc::clone(&cache);
+        let first = thread::spawn(move || c1.sealing_key("k", b"p", 1));
+        p.wait_entered(1);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let c = Arc::clone(&cache);
+                thread::spawn(move || c.sealing_key("k", b"p", 1))
+            })
+            .collect();
+        while cache.sealing_waiters("k", b"p") < 3 {
+            thread::yield_now();
+        }
+        p.open_gate();
+        assert_eq!(first.join().unwrap().unwrap_err(), KeyError::CmkDisabled);
+        for w in waiters {
+            assert_eq!(w.join().unwrap().unwrap_err(), KeyError::CmkDisabled);
+        }
+        assert_eq!(p.generated(), 1, "one remote call for four callers");
+        assert_eq!(p.coalesced.load(Ordering::SeqCst), 3);
+        // the failure is not cached: the next caller tries again
+        p.fail.store(false, Ordering::SeqCst);
+        assert!(cache.sealing_key("k", b"p", 1).is_ok());
+        assert_eq!(p.generated(), 2);
     }
 
     /// A clock the test moves by hand.

@@ -10,6 +10,8 @@
 //! - [`store`]: [`KeyStore`], over the embedded redb backend or
 //!   [`pg`], the PostgreSQL backend several nodes share;
 //! - [`cache`]: the data-key cache the proxy seals and opens through;
+//! - [`remote`]: remote KMS providers (Tencent, Alibaba, Infisical) for
+//!   nodes whose CMKs live in a cloud KMS (`[provider]`);
 //! - [`admin`]: the admin unix socket the CLI uses while the server runs.
 
 pub mod admin;
@@ -21,6 +23,7 @@ pub mod keywrap;
 pub mod model;
 pub mod pg;
 pub mod provider;
+pub mod remote;
 pub mod root;
 pub mod store;
 
@@ -30,7 +33,7 @@ pub use model::{
     KeyOrigin, KeyPurpose, KeySpec, KeyState, KeyUsage, KeyVersionInfo, Tag,
 };
 pub use pg::{BackendStats, StoreUrl};
-pub use provider::{KeyError, KeyProvider};
+pub use provider::{KeyError, KeyProvider, RemoteDataKey};
 pub use root::RootKeySource;
 pub use store::{
     unix_now, Ciphertext, Clock, DataKeySpec, Decrypted, GeneratedDataKey, KeyList, KeyStore,

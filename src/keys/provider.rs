@@ -1,5 +1,5 @@
 //! The seam between the data-key cache and whatever holds the CMKs: the
-//! local store, or later a remote KMS.
+//! local store, or a remote KMS (`keys::remote`).
 
 use crate::envelope::{CmkRef, WrappedDek};
 use crate::secret::DataKey;
@@ -60,6 +60,22 @@ pub enum KeyError {
     /// A backup import would overwrite a different key, alias or credential.
     #[error("import conflict: {0}")]
     ImportConflict(String),
+    /// The remote KMS holding the CMKs could not serve the call within the
+    /// retry budget (unreachable, timing out, failing or throttling). The
+    /// message names the provider and what went wrong, never a credential.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A data key a remote KMS generated: its plaintext and the CiphertextBlob
+/// that the same KMS's Decrypt turns back into it.
+pub struct RemoteDataKey {
+    /// What audit and metrics record as the key (derived from the remote KeyId).
+    pub cmk: CmkRef,
+    /// The remote CiphertextBlob (decoded bytes), carried by every envelope.
+    pub blob: Vec<u8>,
+    /// The plaintext DEK.
+    pub key: DataKey,
 }
 
 /// What the data-key cache needs from a CMK holder.
@@ -105,4 +121,29 @@ pub trait KeyProvider: Send + Sync {
         let _ = key;
         None
     }
+
+    /// True when a remote KMS holds the CMKs: the cache then seals with
+    /// [`generate_remote_data_key`](Self::generate_remote_data_key), opens
+    /// envelopes of the provider form with
+    /// [`decrypt_remote_data_key`](Self::decrypt_remote_data_key), and waits
+    /// for them without stalling the async runtime.
+    fn is_remote(&self) -> bool {
+        false
+    }
+
+    /// Asks the remote KMS for a fresh 256-bit DEK under the CMK `key`.
+    fn generate_remote_data_key(&self, key: &str) -> Result<RemoteDataKey, KeyError> {
+        let _ = key;
+        Err(KeyError::UnsupportedKeyUsage)
+    }
+
+    /// Asks the remote KMS to decrypt a DEK's CiphertextBlob.
+    fn decrypt_remote_data_key(&self, blob: &[u8]) -> Result<DataKey, KeyError> {
+        let _ = blob;
+        Err(KeyError::UnsupportedKeyUsage)
+    }
+
+    /// Called once for each caller the cache served with the result of a
+    /// call another caller made (single flight), for metrics.
+    fn note_coalesced(&self) {}
 }

@@ -66,9 +66,7 @@ pub fn try_open(
     if !keys.is_empty() && !keys.contains(&cmk.key_id) {
         return Err("foreign_key");
     }
-    let cipher = cache
-        .opening_key(&cmk, env.wrapped())
-        .map_err(|_| "key_unavailable")?;
+    let cipher = cache.envelope_key(&env).map_err(|_| "key_unavailable")?;
     for ctx in contexts {
         for label in labels {
             let mut aad = Vec::with_capacity(ctx.len() + 1 + label.len());
@@ -421,6 +419,7 @@ mod tests {
             },
             wrapped: WrappedDek([0; 40]),
             cipher: DekCipher::new(&DataKey::from_bytes([7; 32])),
+            remote: None,
         }
     }
 

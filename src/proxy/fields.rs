@@ -99,6 +99,10 @@ pub(super) fn key_error(e: KeyError) -> ProxyError {
             "key_unavailable",
             format!("the key cannot be used: {e}"),
         ),
+        // names the provider and what failed; never a credential
+        KeyError::Unavailable(why) => {
+            ProxyError::key_store(StatusCode::SERVICE_UNAVAILABLE, "key_unavailable", why)
+        }
         KeyError::DoesNotOpen | KeyError::VersionNotFound => ProxyError::upstream(
             StatusCode::BAD_GATEWAY,
             "field_does_not_open",
@@ -132,9 +136,14 @@ pub(super) fn rewrite_error(e: RewriteError<ProxyError>, upstream_side: bool) ->
 /// One data-key lookup serves the whole body (the cache counts all its
 /// values and bytes at once), each envelope is written straight into the
 /// rewritten body, and one buffer holds every field's AAD in turn.
+///
+/// `partition` picks the cached data key (see [`DataKeyCache::partition`]);
+/// `context` goes into every field's AAD.
+#[allow(clippy::too_many_arguments)]
 pub fn seal_fields(
     cache: &DataKeyCache,
     key: &str,
+    partition: &str,
     context: &str,
     body: &[u8],
     selectors: &SelectorSet,
@@ -148,7 +157,7 @@ pub fn seal_fields(
         selectors,
         |sites| {
             cache
-                .sealing_key_for_batch(key, context.as_bytes(), sites.count, sites.raw_bytes)
+                .sealing_key_for_batch(key, partition.as_bytes(), sites.count, sites.raw_bytes)
                 .map_err(key_error)
         },
         |site, out, batch_key| {
@@ -157,7 +166,7 @@ pub fn seal_fields(
                 Some(k) => k,
                 None => {
                     single = cache
-                        .sealing_key(key, context.as_bytes(), site.raw.len())
+                        .sealing_key(key, partition.as_bytes(), site.raw.len())
                         .map_err(key_error)?;
                     &single
                 }
@@ -316,26 +325,21 @@ pub fn open_fields(
                         if let Some(e) = foreign(&cmk) {
                             return Err(e);
                         }
-                        let cipher =
-                            cache
-                                .opening_key(&cmk, env.wrapped())
-                                .map_err(|e| match e {
-                                    // the envelope names a CMK this store does not hold: it was
-                                    // tampered or comes from elsewhere — the field's fault, not
-                                    // the route's key
-                                    KeyError::CmkNotFound
-                                    | KeyError::VersionNotFound
-                                    | KeyError::DoesNotOpen => (
-                                        "unknown_key",
-                                        bad_place(
-                                            "a sealed field names a key this store does not hold",
-                                        ),
-                                    ),
-                                    other => {
-                                        let e = key_error(other);
-                                        (e.code, e)
-                                    }
-                                })?;
+                        let cipher = cache.envelope_key(&env).map_err(|e| match e {
+                            // the envelope names a CMK this store does not hold: it was
+                            // tampered or comes from elsewhere — the field's fault, not
+                            // the route's key
+                            KeyError::CmkNotFound
+                            | KeyError::VersionNotFound
+                            | KeyError::DoesNotOpen => (
+                                "unknown_key",
+                                bad_place("a sealed field names a key this store does not hold"),
+                            ),
+                            other => {
+                                let e = key_error(other);
+                                (e.code, e)
+                            }
+                        })?;
                         aad.clear();
                         push_field_context(&mut aad, context, site.label);
                         env.open(&cipher, &aad).map(|o| (cmk, o)).map_err(|_| {

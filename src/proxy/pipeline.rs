@@ -654,6 +654,7 @@ fn rewrite_request(
         match fields::seal_fields(
             &state.cache,
             &route.key,
+            state.cache.partition(ctx, route.context_template()),
             ctx,
             &cur,
             &route.request.encrypt,
@@ -737,6 +738,7 @@ fn rewrite_response(
         if let Some(b) = fields::seal_fields(
             &state.cache,
             &route.key,
+            state.cache.partition(ctx, route.context_template()),
             ctx,
             &cur,
             &route.response.encrypt,

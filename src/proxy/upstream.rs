@@ -189,7 +189,7 @@ impl Upstream {
 
 /// A client config with no roots, which trusts nothing: the unused TLS side
 /// of an `http://` upstream's connector.
-fn empty_client_config() -> Result<rustls::ClientConfig, String> {
+pub(crate) fn empty_client_config() -> Result<rustls::ClientConfig, String> {
     Ok(
         rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),

@@ -517,6 +517,16 @@ impl ServeProcess {
         }
     }
 
+    /// Every log line not yet taken by [`wait_log`](Self::wait_log), up to
+    /// the end of the log (call after the process ended; bounded wait).
+    pub fn drain_logs(&self) -> Vec<serde_json::Value> {
+        let mut out: Vec<_> = self.backlog.borrow_mut().drain(..).collect();
+        while let Ok(v) = self.logs.recv_timeout(std::time::Duration::from_secs(60)) {
+            out.push(v);
+        }
+        out
+    }
+
     /// Sends a signal (`HUP`, `TERM`, …) with `kill`.
     pub fn signal(&self, sig: &str) {
         let ok = std::process::Command::new("kill")

@@ -72,7 +72,7 @@ pub(super) fn key_error(e: KeyError) -> AlibabaError {
             "The number of keys has reached the limit.",
         ),
         KeyError::DuplicateTagKey => AlibabaError::invalid("Tags", "a TagKey is listed twice"),
-        KeyError::Store(m) => internal(&m),
+        KeyError::Store(m) | KeyError::Unavailable(m) => internal(&m),
     }
 }
 

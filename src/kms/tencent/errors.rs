@@ -53,7 +53,7 @@ pub(super) fn key_error(e: KeyError) -> TencentError {
             codes::TAG_KEYS_DUPLICATED,
             "A tag key is listed twice.",
         ),
-        KeyError::Store(m) | KeyError::ImportConflict(m) => {
+        KeyError::Store(m) | KeyError::ImportConflict(m) | KeyError::Unavailable(m) => {
             tracing::error!(error = %m, "Tencent face: key store failure");
             TencentError::new(codes::INTERNAL_ERROR, "Internal error.")
         }

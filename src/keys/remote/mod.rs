@@ -1,0 +1,696 @@
+//! Remote KMS providers: sealgate as the caching client of a cloud KMS
+//! that holds the CMKs (`[provider]` in the config).
+//!
+//! Sealing asks the remote `GenerateDataKey` for a fresh DEK and carries its
+//! CiphertextBlob in every envelope of the provider form (`sg2.`); opening
+//! asks the remote `Decrypt` for it. The data-key cache in front makes this
+//! affordable: a warm cache makes no remote call at all (see the seam in
+//! `keys::cache`).
+//!
+//! Each call runs on the provider's own small runtime (its client pool and
+//! timers live there), and the calling thread waits for it inside
+//! [`without_stalling`]. At most `max_concurrent_calls` calls are in flight
+//! at once; a failed attempt that may succeed later (a timeout, a network
+//! error, a 5xx, throttling) is retried with full-jitter exponential
+//! backoff until the retry budget is spent, and then the key operation
+//! fails with [`KeyError::Unavailable`] naming the provider. A throttled
+//! attempt waits at least `THROTTLE_PAUSE` before the next, to honour the
+//! remote quota.
+//!
+//! The SecretKey is read from the environment once, kept zeroized on drop,
+//! and goes nowhere but the HMAC: messages name the provider, the action
+//! and the remote error code only.
+
+pub mod alibaba;
+pub mod infisical;
+pub mod tencent;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rand::Rng;
+use tokio::sync::Semaphore;
+
+use super::provider::{KeyError, KeyProvider, RemoteDataKey};
+use crate::config::{ProviderKind, ProviderSettings};
+use crate::envelope::{CmkRef, WrappedDek};
+use crate::metrics::Metrics;
+use crate::secret::{DataKey, SecretBytes};
+
+/// Shortest pause after a throttled attempt.
+const THROTTLE_PAUSE: Duration = Duration::from_millis(100);
+/// First backoff step (doubled per attempt, full jitter).
+const BACKOFF_BASE: Duration = Duration::from_millis(25);
+/// Largest response body read from the provider.
+const MAX_RESPONSE: usize = 64 * 1024;
+
+/// Runs `f`, which blocks, without stalling the async runtime the caller is
+/// on: inside `block_in_place` on a multi-threaded runtime (its other tasks
+/// move to another worker meanwhile); directly elsewhere (plain threads,
+/// blocking-pool threads, a current-thread runtime in tests).
+pub fn without_stalling<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// The provider's credential: the SecretId (public) and the SecretKey.
+pub struct Credentials {
+    /// SecretId / AccessKeyId: may appear in the start-up line.
+    pub id: String,
+    /// SecretKey / AccessKeySecret: zeroized on drop, never printed.
+    pub secret: SecretBytes,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// SecretKeys taken out of the environment by [`take_secret_env`], by
+/// variable name.
+fn taken() -> &'static std::sync::Mutex<std::collections::HashMap<String, SecretBytes>> {
+    static TAKEN: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, SecretBytes>>,
+    > = std::sync::OnceLock::new();
+    TAKEN.get_or_init(Default::default)
+}
+
+/// Moves the provider's SecretKey out of the environment into memory that
+/// is zeroized on drop, so child processes and later `getenv` calls never
+/// see it. `serve` calls this before any thread exists (`unsetenv` races
+/// with `getenv` in other threads); the environment block the process was
+/// started with (`/proc/<pid>/environ`) keeps the text until exit.
+pub fn take_secret_env(s: &ProviderSettings) {
+    if let Some(raw) = std::env::var_os(&s.secret_key_env) {
+        std::env::remove_var(&s.secret_key_env);
+        let bytes = std::os::unix::ffi::OsStringExt::into_vec(raw);
+        taken()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(s.secret_key_env.clone(), SecretBytes::new(bytes));
+    }
+}
+
+impl Credentials {
+    /// Reads the credential from the environment variables the settings
+    /// name (the SecretKey from where [`take_secret_env`] put it, if it
+    /// ran); the error names the variable, never a value.
+    pub fn from_env(s: &ProviderSettings) -> Result<Credentials, String> {
+        let unset = |name: &str| format!("environment variable {name} is not set");
+        let id = std::env::var(&s.secret_id_env)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| unset(&s.secret_id_env))?;
+        let stashed = taken()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&s.secret_key_env)
+            .cloned();
+        let secret = match stashed {
+            Some(v) => v,
+            None => SecretBytes::new(
+                std::env::var(&s.secret_key_env)
+                    .map(String::into_bytes)
+                    .unwrap_or_default(),
+            ),
+        };
+        if secret.is_empty() {
+            return Err(unset(&s.secret_key_env));
+        }
+        Ok(Credentials { id, secret })
+    }
+}
+
+/// One remote operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A fresh DEK under a CMK.
+    GenerateDataKey,
+    /// A DEK back from its CiphertextBlob.
+    Decrypt,
+    /// A CMK's metadata (start-up check).
+    DescribeKey,
+    /// A DEK made here, encrypted under a CMK (KMSs without GenerateDataKey).
+    Encrypt,
+    /// A fresh access token (token-authenticated KMSs).
+    Login,
+}
+
+impl Action {
+    /// The action's name on the wire and in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::GenerateDataKey => "GenerateDataKey",
+            Action::Decrypt => "Decrypt",
+            Action::DescribeKey => "DescribeKey",
+            Action::Encrypt => "Encrypt",
+            Action::Login => "Login",
+        }
+    }
+}
+
+/// What one attempt came to, when it did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// May succeed if tried again (timeout, network, 5xx); the outcome label
+    /// and a safe description.
+    Retry(&'static str, String),
+    /// The remote quota is exceeded: retry after a pause.
+    Throttled(String),
+    /// Final: the remote said no.
+    Final(KeyError),
+}
+
+/// A wire dialect of a remote KMS: builds signed requests, reads answers.
+pub trait Dialect: Send + Sync {
+    /// The signed request for `action` with its JSON parameters.
+    fn request(
+        &self,
+        action: Action,
+        params: &serde_json::Value,
+        now: i64,
+    ) -> Result<http::Request<Full<Bytes>>, KeyError>;
+
+    /// The response's result object, or why there is none.
+    fn response(&self, status: http::StatusCode, body: &[u8])
+        -> Result<serde_json::Value, Failure>;
+
+    /// The parameters of each action (the dialect's own names).
+    fn params(&self, call: &Call<'_>) -> serde_json::Value;
+
+    /// Reads a generated data key from a GenerateDataKey result.
+    fn data_key(&self, result: &serde_json::Value) -> Result<RemoteDataKey, KeyError>;
+
+    /// Reads the plaintext DEK from a Decrypt result.
+    fn plaintext(&self, result: &serde_json::Value) -> Result<DataKey, KeyError>;
+
+    /// Checks a DescribeKey result: the key exists and can make data keys.
+    fn usable(&self, result: &serde_json::Value) -> Result<(), KeyError>;
+
+    /// True for a KMS without GenerateDataKey: the DEK is made here and
+    /// sent through [`Call::Encrypt`]; [`wrapped_key`](Self::wrapped_key)
+    /// reads the result.
+    fn wraps_local_keys(&self) -> bool {
+        false
+    }
+
+    /// The data key made here, with the blob an Encrypt of it returned.
+    fn wrapped_key(
+        &self,
+        key: &str,
+        result: &serde_json::Value,
+        dek: DataKey,
+    ) -> Result<RemoteDataKey, KeyError> {
+        let _ = (key, result, dek);
+        Err(KeyError::UnsupportedKeyUsage)
+    }
+
+    /// For a token-authenticated KMS: the login request to send first,
+    /// when no token is held or it is about to expire (at `now`).
+    fn login(&self, now: Instant) -> Option<Result<http::Request<Full<Bytes>>, KeyError>> {
+        let _ = now;
+        None
+    }
+
+    /// Reads a login answer received at `now` and keeps its token.
+    fn logged_in(
+        &self,
+        status: http::StatusCode,
+        body: &[u8],
+        now: Instant,
+    ) -> Result<(), Failure> {
+        let _ = (status, body, now);
+        Ok(())
+    }
+}
+
+/// One call and its inputs.
+#[derive(Debug, Clone, Copy)]
+pub enum Call<'a> {
+    /// GenerateDataKey under this key.
+    GenerateDataKey(&'a str),
+    /// Decrypt this blob.
+    Decrypt(&'a [u8]),
+    /// DescribeKey of this key.
+    DescribeKey(&'a str),
+    /// Encrypt this DEK (made here) under this key.
+    Encrypt(&'a str, &'a DataKey),
+}
+
+impl Call<'_> {
+    /// The action it is.
+    pub fn action(&self) -> Action {
+        match self {
+            Call::GenerateDataKey(_) => Action::GenerateDataKey,
+            Call::Decrypt(_) => Action::Decrypt,
+            Call::DescribeKey(_) => Action::DescribeKey,
+            Call::Encrypt(..) => Action::Encrypt,
+        }
+    }
+}
+
+/// The marker sealgate puts in the remote EncryptionContext of every DEK
+/// it asks for (and hands back on Decrypt): a DEK made for sealgate fields
+/// does not decrypt through a plain Decrypt without it.
+pub const CONTEXT_MARKER: (&str, &str) = ("sealgate", "field-dek");
+
+/// The EncryptionContext sealgate sends: its marker, as a JSON object string.
+pub(crate) fn encryption_context() -> String {
+    serde_json::json!({ CONTEXT_MARKER.0: CONTEXT_MARKER.1 }).to_string()
+}
+
+/// Decodes canonical standard Base64 (what re-encodes to the same text).
+pub(crate) fn b64_exact(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let v = b64.decode(s).ok()?;
+    (b64.encode(&v) == s).then_some(v)
+}
+
+/// The 32-byte DEK in a result's `Plaintext` (Base64), zeroizing the copy.
+pub(crate) fn plaintext_of(r: &serde_json::Value) -> Option<DataKey> {
+    use base64::Engine as _;
+    let text = r.get("Plaintext").and_then(serde_json::Value::as_str)?;
+    let bytes = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()?,
+    );
+    DataKey::from_slice(&bytes)
+}
+
+/// A KeyProvider backed by a remote KMS.
+pub struct RemoteProvider {
+    /// The dialect's name (`tencent`).
+    kind: ProviderKind,
+    /// The endpoint, as messages name it.
+    endpoint: String,
+    /// The SecretId (for the start-up line).
+    secret_id: String,
+    /// Request building and answer reading.
+    dialect: Arc<dyn Dialect>,
+    /// The client runtime (taken on drop, shut down in the background).
+    rt: Option<tokio::runtime::Runtime>,
+    /// The pooled HTTP client (lives on `rt`).
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Bounds the calls in flight.
+    limit: Arc<Semaphore>,
+    /// Most time one key operation spends, retries included.
+    retry_budget: Duration,
+    /// Most time one attempt may take.
+    call_timeout: Duration,
+    /// Where calls are counted.
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for RemoteProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteProvider")
+            .field("kind", &self.kind.name())
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RemoteProvider {
+    fn drop(&mut self) {
+        // dropping a runtime from async code panics; this never blocks
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl RemoteProvider {
+    /// A provider for the settings, with credentials from the environment.
+    pub fn new(settings: &ProviderSettings, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let creds = Credentials::from_env(settings)?;
+        let secret_id = creds.id.clone();
+        let dialect: Arc<dyn Dialect> = match settings.kind {
+            ProviderKind::Tencent => Arc::new(tencent::Tencent::new(settings, creds)?),
+            ProviderKind::Alibaba => Arc::new(alibaba::Alibaba::new(settings, creds)?),
+            ProviderKind::Infisical => Arc::new(infisical::Infisical::new(settings, creds)?),
+        };
+        let mut p = Self::with_dialect(settings, dialect, metrics)?;
+        p.secret_id = secret_id;
+        Ok(p)
+    }
+
+    /// The SecretId in use (public; the start-up line names it).
+    pub fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
+    /// A provider speaking `dialect` (tests pass their own).
+    pub fn with_dialect(
+        settings: &ProviderSettings,
+        dialect: Arc<dyn Dialect>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sealgate-provider")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("provider runtime: {e}"))?;
+        let https = settings.endpoint.scheme_str() == Some("https");
+        let tls = if https {
+            crate::tls::upstream_client_config(&crate::config::UpstreamTls::default())
+                .map_err(|e| e.to_string())?
+        } else {
+            crate::proxy::upstream::empty_client_config()?
+        };
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(settings.call_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = {
+            let _guard = rt.enter();
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .build(connector)
+        };
+        metrics.watch_provider();
+        Ok(RemoteProvider {
+            kind: settings.kind,
+            endpoint: settings.endpoint.to_string(),
+            secret_id: String::new(),
+            dialect,
+            rt: Some(rt),
+            client,
+            limit: Arc::new(Semaphore::new(settings.max_concurrent_calls)),
+            retry_budget: settings.retry_budget,
+            call_timeout: settings.call_timeout,
+            metrics,
+        })
+    }
+
+    /// How messages name this provider: `tencent KMS at <endpoint>`.
+    pub fn describe(&self) -> String {
+        format!("{} KMS at {}", self.kind.name(), self.endpoint)
+    }
+
+    /// Checks that every key in `keys` exists at the provider and can make
+    /// data keys (DescribeKey); the error names the first that cannot.
+    pub fn check_keys<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+        for key in keys {
+            let result = self
+                .call(Call::DescribeKey(key))
+                .and_then(|r| self.dialect.usable(&r));
+            match result {
+                Ok(()) => {}
+                Err(KeyError::Unavailable(why)) => return Err(why),
+                Err(e) => {
+                    return Err(format!(
+                        "the policies name key {key:?}, which the {} cannot use: {e}",
+                        self.describe()
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes one call with retries within the budget; returns its result
+    /// object. Blocks the calling thread (without stalling its runtime).
+    fn call(&self, call: Call<'_>) -> Result<serde_json::Value, KeyError> {
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| KeyError::Unavailable(format!("{} is shut down", self.describe())))?;
+        let action = call.action();
+        let params = self.dialect.params(&call);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let task = Attempts {
+            dialect: Arc::clone(&self.dialect),
+            client: self.client.clone(),
+            limit: Arc::clone(&self.limit),
+            metrics: Arc::clone(&self.metrics),
+            budget: self.retry_budget,
+            call_timeout: self.call_timeout,
+            describe: self.describe(),
+        };
+        rt.spawn(async move {
+            let _ = tx.send(task.run(action, params).await);
+        });
+        without_stalling(|| rx.recv()).unwrap_or_else(|_| {
+            Err(KeyError::Unavailable(format!(
+                "{}: the call was abandoned",
+                self.describe()
+            )))
+        })
+    }
+}
+
+/// What the spawned call needs (owned, so it runs on the provider runtime).
+struct Attempts {
+    dialect: Arc<dyn Dialect>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    limit: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    budget: Duration,
+    call_timeout: Duration,
+    describe: String,
+}
+
+impl Attempts {
+    /// Tries until success, a final answer, or the budget is spent.
+    async fn run(
+        self,
+        action: Action,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, KeyError> {
+        let deadline = tokio::time::Instant::now() + self.budget;
+        let unavailable = |why: &str| {
+            KeyError::Unavailable(format!(
+                "{} is unavailable ({} {why}); retried for up to {} ms",
+                self.describe,
+                action.name(),
+                self.budget.as_millis()
+            ))
+        };
+        let mut attempt: u32 = 0;
+        loop {
+            let permit = match tokio::time::timeout_at(deadline, self.limit.acquire()).await {
+                Ok(Ok(p)) => p,
+                _ => return Err(unavailable("waited for a free call slot")),
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let started = Instant::now();
+            let outcome = self
+                .once(action, &params, left.min(self.call_timeout))
+                .await;
+            drop(permit);
+            let (label, failure) = match outcome {
+                Ok(v) => {
+                    self.metrics
+                        .provider_call(action.name(), "ok", started.elapsed());
+                    return Ok(v);
+                }
+                Err(Failure::Final(e)) => {
+                    self.metrics
+                        .provider_call(action.name(), "refused", started.elapsed());
+                    return Err(match e {
+                        KeyError::Unavailable(why) => {
+                            KeyError::Unavailable(format!("{}: {why}", self.describe))
+                        }
+                        other => other,
+                    });
+                }
+                Err(Failure::Throttled(why)) => ("throttled", why),
+                Err(Failure::Retry(label, why)) => (label, why),
+            };
+            self.metrics
+                .provider_call(action.name(), label, started.elapsed());
+            attempt += 1;
+            let step = BACKOFF_BASE.saturating_mul(1 << attempt.min(6));
+            let mut pause =
+                Duration::from_millis(rand::thread_rng().gen_range(0..=step.as_millis() as u64));
+            if label == "throttled" {
+                pause = pause.max(THROTTLE_PAUSE);
+            }
+            let now = tokio::time::Instant::now();
+            if now + pause >= deadline {
+                return Err(unavailable(&failure));
+            }
+            tracing::debug!(
+                provider = %self.describe,
+                action = action.name(),
+                outcome = label,
+                attempt,
+                "remote key provider call failed; retrying"
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// One attempt within `timeout`.
+    async fn once(
+        &self,
+        action: Action,
+        params: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, Failure> {
+        let started = tokio::time::Instant::now();
+        if let Some(login) = self.dialect.login(Instant::now()) {
+            let login = login.map_err(Failure::Final)?;
+            let sent = Instant::now();
+            let (status, body) = tokio::time::timeout(timeout, self.exchange(login))
+                .await
+                .map_err(|_| Failure::Retry("timeout", "login timed out".into()))??;
+            let outcome = self.dialect.logged_in(status, &body, sent);
+            let label = match &outcome {
+                Ok(()) => "ok",
+                Err(Failure::Final(_)) => "refused",
+                Err(Failure::Throttled(_)) => "throttled",
+                Err(Failure::Retry(l, _)) => l,
+            };
+            self.metrics
+                .provider_call(Action::Login.name(), label, sent.elapsed());
+            outcome?;
+        }
+        let timeout = timeout.saturating_sub(started.elapsed());
+        let now = crate::keys::unix_now() as i64;
+        let req = self
+            .dialect
+            .request(action, params, now)
+            .map_err(Failure::Final)?;
+        let (status, body) = tokio::time::timeout(timeout, self.exchange(req))
+            .await
+            .map_err(|_| Failure::Retry("timeout", "timed out".into()))??;
+        // the answer may hold a data key: our copy is wiped after parsing
+        let body = zeroize::Zeroizing::new(Vec::from(body));
+        self.dialect.response(status, &body)
+    }
+
+    /// Sends one request and reads its answer (bounded).
+    async fn exchange(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<(http::StatusCode, Bytes), Failure> {
+        {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|_| Failure::Retry("network", "could not be reached".into()))?;
+            let status = resp.status();
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|_| Failure::Retry("network", "answer was cut off".into()))?
+                .to_bytes();
+            Ok::<_, Failure>((status, body))
+        }
+    }
+}
+
+/// Refuses a policy set a provider node cannot serve: searchable
+/// (deterministic) fields derive their key from CMK material inside the
+/// holder, and a remote KMS does not derive keys for us.
+pub fn check_policies(set: &crate::policy::PolicySet) -> Result<(), String> {
+    match set.routes().iter().find(|r| {
+        !r.request.deterministic.is_empty()
+            || !r.response.deterministic.is_empty()
+            || !r.searchable.is_empty()
+    }) {
+        Some(route) => Err(format!(
+            "route {:?} in {} has searchable (deterministic) fields, which need the CMK \
+             material in sealgate's own key store; they are not available with [provider]",
+            route.name,
+            route.file()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Zeroizes every string of a parsed answer (its Base64 `Plaintext`
+/// holds a data key) before it is dropped.
+fn scrub(v: &mut serde_json::Value) {
+    use zeroize::Zeroize as _;
+    match v {
+        serde_json::Value::String(s) => s.zeroize(),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(scrub),
+        serde_json::Value::Object(o) => o.values_mut().for_each(scrub),
+        _ => {}
+    }
+}
+
+/// A stand-in CmkRef for a remote key: its KeyId's UUID bytes when it is a
+/// UUID, else the first 16 bytes of its SHA-256 (version 0: the remote KMS
+/// tracks versions inside its blob).
+pub fn cmk_of(remote_key_id: &str) -> CmkRef {
+    let key_id = match uuid::Uuid::parse_str(remote_key_id) {
+        Ok(u) => *u.as_bytes(),
+        Err(_) => {
+            use sha2::Digest;
+            let h = sha2::Sha256::digest(remote_key_id.as_bytes());
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&h[..16]);
+            id
+        }
+    };
+    CmkRef { key_id, version: 0 }
+}
+
+impl KeyProvider for RemoteProvider {
+    fn generate_data_key(&self, _key: &str) -> Result<(CmkRef, WrappedDek, DataKey), KeyError> {
+        // a remote provider's DEKs travel as CiphertextBlobs (`sg2.`)
+        Err(KeyError::UnsupportedKeyUsage)
+    }
+
+    fn unwrap_data_key(&self, _cmk: &CmkRef, _wrapped: &WrappedDek) -> Result<DataKey, KeyError> {
+        // an `sg1.` envelope names a CMK of a local store, which this node has not
+        Err(KeyError::CmkNotFound)
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn generate_remote_data_key(&self, key: &str) -> Result<RemoteDataKey, KeyError> {
+        if self.dialect.wraps_local_keys() {
+            let dek = DataKey::generate(&mut rand::rngs::OsRng);
+            let mut result = self.call(Call::Encrypt(key, &dek))?;
+            let out = self.dialect.wrapped_key(key, &result, dek);
+            scrub(&mut result);
+            return out;
+        }
+        let mut result = self.call(Call::GenerateDataKey(key))?;
+        let out = self.dialect.data_key(&result);
+        scrub(&mut result);
+        out
+    }
+
+    fn decrypt_remote_data_key(&self, blob: &[u8]) -> Result<DataKey, KeyError> {
+        let mut result = self.call(Call::Decrypt(blob))?;
+        let out = self.dialect.plaintext(&result);
+        scrub(&mut result);
+        out
+    }
+
+    fn note_coalesced(&self) {
+        self.metrics.provider_coalesced();
+    }
+}

@@ -1,0 +1,574 @@
+//! `[provider] kind = "tencent"` end to end: the "cloud" is a second
+//! sealgate serving its Tencent KMS face on loopback (in-process, with a
+//! key and a credential made in its store), fronted by a tiny hyper server
+//! that passes calls through or injects faults on command (500, 429,
+//! `RequestLimitExceeded`, no answer) and counts what it sees. The provider
+//! nodes are the real `sealgate serve` binary with fresh data directories.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// What the fault front does with the next calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Forward to the cloud.
+    Pass,
+    /// Answer HTTP 500.
+    Status500,
+    /// Answer HTTP 429.
+    Status429,
+    /// Answer 200 with the Tencent throttling error.
+    Throttled,
+    /// Never answer.
+    Hang,
+    /// Hold each call until `release`, then forward it.
+    Gate,
+}
+
+/// The fault-injecting front of the cloud KMS.
+struct Front {
+    addr: SocketAddr,
+    mode: Arc<Mutex<Mode>>,
+    /// X-TC-Action of every call received, in order.
+    actions: Arc<Mutex<Vec<String>>>,
+    /// Calls being handled now, and the most at once.
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Front {
+    fn set(&self, m: Mode) {
+        *self.mode.lock().unwrap() = m;
+    }
+    fn count(&self, action: &str) -> usize {
+        self.actions
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| *a == action)
+            .count()
+    }
+    fn release(&self, n: usize) {
+        self.gate.add_permits(n);
+    }
+}
+
+async fn front(cloud: SocketAddr) -> Front {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let f = Front {
+        addr: listener.local_addr().unwrap(),
+        mode: Arc::new(Mutex::new(Mode::Pass)),
+        actions: Default::default(),
+        in_flight: Default::default(),
+        max_in_flight: Default::default(),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+    };
+    let (mode, actions, in_flight, max_in_flight, gate) = (
+        f.mode.clone(),
+        f.actions.clone(),
+        f.in_flight.clone(),
+        f.max_in_flight.clone(),
+        f.gate.clone(),
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (mode, actions, in_flight, max_in_flight, gate) = (
+                mode.clone(),
+                actions.clone(),
+                in_flight.clone(),
+                max_in_flight.clone(),
+                gate.clone(),
+            );
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let (mode, actions, in_flight, max_in_flight, gate) = (
+                        mode.clone(),
+                        actions.clone(),
+                        in_flight.clone(),
+                        max_in_flight.clone(),
+                        gate.clone(),
+                    );
+                    async move {
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        max_in_flight.fetch_max(now, Ordering::SeqCst);
+                        let action = req
+                            .headers()
+                            .get("x-tc-action")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        actions.lock().unwrap().push(action);
+                        let m = *mode.lock().unwrap();
+                        let out = answer(m, cloud, req, &gate).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, hyper::Error>(out)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    f
+}
+
+async fn answer(
+    mode: Mode,
+    cloud: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+    gate: &tokio::sync::Semaphore,
+) -> Response<Full<Bytes>> {
+    let status = |code: u16, body: &str| {
+        let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+        *r.status_mut() = http::StatusCode::from_u16(code).unwrap();
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        r
+    };
+    match mode {
+        Mode::Status500 => return status(500, "{}"),
+        Mode::Status429 => return status(429, "{}"),
+        Mode::Throttled => {
+            return status(
+                200,
+                r#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":"slow down"},"RequestId":"x"}}"#,
+            )
+        }
+        Mode::Hang => {
+            std::future::pending::<()>().await;
+        }
+        Mode::Gate => {
+            gate.acquire().await.unwrap().forget();
+        }
+        Mode::Pass => {}
+    }
+    // forward, headers and all (Host is signed: it passes unchanged)
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let mut fwd = Request::builder()
+        .method(parts.method)
+        .uri(format!("http://{cloud}/"));
+    for (k, v) in &parts.headers {
+        fwd = fwd.header(k, v);
+    }
+    let resp = client()
+        .request(fwd.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let (p, b) = resp.into_parts();
+    Response::from_parts(p, Full::new(b.collect().await.unwrap().to_bytes()))
+}
+
+/// A policy sealing `$.ssn` on POST /t/{tenant} (the context names the
+/// tenant: per record, yet one data key for the route) and opening it on
+/// GET; and routes POST /c{i} with contexts of their own (each needs a data
+/// key of its own: a cold cache entry).
+fn policy(key: &str) -> String {
+    let mut p = format!(
+        r#"
+[[route]]
+name = "create"
+methods = ["POST"]
+path = "/t/{{tenant}}"
+key = "{key}"
+context = "t:{{tenant}}"
+request.encrypt = ["$.ssn"]
+
+[[route]]
+name = "read"
+methods = ["GET"]
+path = "/t/{{tenant}}"
+key = "{key}"
+context = "t:{{tenant}}"
+response.decrypt = ["$.ssn"]
+"#
+    );
+    for i in 0..12 {
+        p.push_str(&format!(
+            r#"
+[[route]]
+name = "cold{i}"
+methods = ["POST"]
+path = "/c{i}"
+key = "{key}"
+context = "c{i}"
+request.encrypt = ["$.ssn"]
+"#
+        ));
+    }
+    p
+}
+
+/// The `[provider]` table; the
+/// credential is read from env vars named per test.
+fn provider_toml(endpoint: SocketAddr, env: &str, extra: &str) -> String {
+    format!(
+        r#"
+[provider]
+kind = "tencent"
+endpoint = "http://{endpoint}"
+region = "ap-guangzhou"
+secret_id_env = "{env}_ID"
+secret_key_env = "{env}_KEY"
+{extra}
+"#
+    )
+}
+
+struct Cloud {
+    kms: KmsFixture,
+    key_id: String,
+}
+
+async fn cloud(env: &str) -> Cloud {
+    let kms = start_kms_fixture(&[]).await;
+    let key = kms
+        .app
+        .store
+        .create(sealgate::keys::CreateKeyRequest {
+            alias: Some("people".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    // the provider nodes inherit these (names unique per test)
+    std::env::set_var(format!("{env}_ID"), &kms.id);
+    std::env::set_var(format!("{env}_KEY"), &kms.secret);
+    Cloud {
+        key_id: key.key_id.to_string(),
+        kms,
+    }
+}
+
+/// Starts a provider node in a fresh directory; returns it and its admin address.
+fn node(upstream: SocketAddr, policy: &str, config: &str) -> (ServeProcess, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let s = ServeProcess::start_with_flags(
+        dir,
+        upstream,
+        policy,
+        config,
+        &["--admin-listen", "127.0.0.1:0"],
+    );
+    let admin = s.wait_log("admin listening (/metrics, /healthz, /readyz)");
+    let admin = admin["fields"]["listen"].as_str().unwrap().parse().unwrap();
+    (s, admin)
+}
+
+async fn metric(admin: SocketAddr, line_prefix: &str) -> u64 {
+    let (_, _, body) = send("GET", &format!("http://{admin}/metrics"), &[], "").await;
+    body.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ssn_of(body: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(body).unwrap();
+    v["ssn"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them() {
+    let env = "SG_TEST_TC_E2E";
+    let cloud = cloud(env).await;
+    let front = front(cloud.kms.app.kms_addr.unwrap()).await;
+    let upstream = recording_upstream(last_post_upstream()).await;
+    let config = provider_toml(front.addr, env, "");
+    // the route names the remote key by its KeyId
+    let policy = self::policy(&cloud.key_id);
+    let (a, admin) = node(upstream.addr, &policy, &config);
+    // start-up checked the key with DescribeKey, and made nothing
+    assert_eq!(front.count("DescribeKey"), 1);
+    assert_eq!(front.count("CreateKey"), 0);
+
+    let url = |n: &ServeProcess| format!("http://{}/t/acme", n.proxy);
+    let (status, _, body) = send_json("POST", &url(&a), r#"{"ssn":"123-45-6789","n":1}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let stored = upstream.requests().last().unwrap().body.clone();
+    let sealed = ssn_of(&stored);
+    assert!(sealed.starts_with("sg2."), "{sealed}");
+    // the size docs/envelope.md states: flags, 1-byte length, the face's
+    // 81-byte CiphertextBlob of a 32-byte key, nonce, 11 bytes, tag
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&sealed[4..])
+        .unwrap();
+    assert_eq!(raw.len(), 1 + 1 + 81 + 12 + 11 + 16);
+    assert!(!String::from_utf8_lossy(&stored).contains("123-45-6789"));
+    assert_eq!(front.count("GenerateDataKey"), 1);
+
+    // another tenant (another rendered context, bound in the AAD) shares
+    // the route's data key: no remote call per record
+    let other = format!("http://{}/t/globex", a.proxy);
+    let (status, _, _) = send_json("POST", &other, r#"{"ssn":"555-55-5555"}"#).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = send("GET", &other, &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["ssn"],
+        "555-55-5555"
+    );
+    assert_eq!(front.count("GenerateDataKey"), 1);
+
+    // warm: more requests, no remote call at all
+    for i in 0..20 {
+        let (status, _, _) =
+            send_json("POST", &url(&a), &format!(r#"{{"ssn":"000-00-{i:04}"}}"#)).await;
+        assert_eq!(status, 200);
+        let (status, _, body) = send("GET", &url(&a), &[], "").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["ssn"],
+            format!("000-00-{i:04}")
+        );
+    }
+    assert_eq!(front.count("GenerateDataKey"), 1);
+    assert_eq!(front.count("Decrypt"), 0, "the DEK made here opens here");
+    assert_eq!(
+        metric(
+            admin,
+            r#"sealgate_provider_calls_total{action="GenerateDataKey",outcome="ok"}"#
+        )
+        .await,
+        1
+    );
+
+    // a reload checks the new set's keys with the provider, creates none
+    let missing = "00000000-0000-4000-8000-0000000000aa";
+    let extra = format!(
+        "{policy}\n[[route]]\nname = \"extra\"\nmethods = [\"POST\"]\npath = \"/extra\"\nkey = \"{missing}\"\nrequest.encrypt = [\"$.ssn\"]\n"
+    );
+    std::fs::write(a.policy_file(), extra).unwrap();
+    a.signal("HUP");
+    let refused = a.wait_log("policy reload refused; the running policies stay in force");
+    assert!(refused.to_string().contains(missing), "{refused}");
+    std::fs::write(a.policy_file(), &policy).unwrap();
+    a.signal("HUP");
+    let reloaded = a.wait_log("policies reloaded");
+    assert_eq!(reloaded["fields"]["created_keys"], 0);
+    assert_eq!(front.count("CreateKey"), 0);
+
+    // a fresh node (new data dir, no root key of the cloud, no key store
+    // of its own in use) opens what the first sealed: one remote Decrypt
+    send_json("POST", &url(&a), r#"{"ssn":"987-65-4321"}"#).await;
+    let (b, _) = node(upstream.addr, &policy, &config);
+    for _ in 0..3 {
+        let (status, _, body) = send("GET", &url(&b), &[], "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["ssn"],
+            "987-65-4321"
+        );
+    }
+    assert_eq!(front.count("Decrypt"), 1);
+
+    // the SecretKey is in no log line of either node, nor in /metrics
+    let (_, _, metrics) = send("GET", &format!("http://{admin}/metrics"), &[], "").await;
+    assert!(!metrics.contains(&cloud.kms.secret));
+    for n in [a, b] {
+        drop_and_check_logs(n, &cloud.kms.secret, &cloud.kms.id);
+    }
+}
+
+/// Stops a node and checks that no log line holds `secret`, and that the
+/// SecretId `id` appears in the start-up line only.
+fn drop_and_check_logs(mut n: ServeProcess, secret: &str, id: &str) {
+    let _ = n.child.kill();
+    let _ = n.child.wait();
+    let lines = n.drain_logs();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let text = l.to_string();
+        assert!(!text.contains(secret), "secret in a log line: {text}");
+        if text.contains(id) {
+            assert_eq!(
+                l["fields"]["message"],
+                "CMKs are held by a remote KMS; this node caches its data keys",
+                "{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_provider_lacks_stops_start_up() {
+    let env = "SG_TEST_TC_MISSING";
+    let cloud = cloud(env).await;
+    let upstream = recording_upstream(last_post_upstream()).await;
+    let dir = tempfile::tempdir().unwrap().keep();
+    let config = provider_toml(cloud.kms.app.kms_addr.unwrap(), env, "");
+    let missing = "00000000-0000-4000-8000-000000000000";
+    let (status, err) = ServeProcess::start_fails(&dir, upstream.addr, &policy(missing), &config);
+    assert!(!status.success());
+    assert!(err.contains(missing), "{err}");
+    assert!(err.contains("tencent KMS"), "{err}");
+    assert!(!err.contains(&cloud.kms.secret));
+    // and no region is a config error
+    let no_region = config.replace("region = \"ap-guangzhou\"\n", "");
+    let (status, err) =
+        ServeProcess::start_fails(&dir, upstream.addr, &policy(&cloud.key_id), &no_region);
+    assert!(!status.success());
+    assert!(err.contains("provider.region"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_are_retried_then_answered_503_and_cached_keys_keep_serving() {
+    let env = "SG_TEST_TC_FAULTS";
+    let cloud = cloud(env).await;
+    let front = front(cloud.kms.app.kms_addr.unwrap()).await;
+    let upstream = recording_upstream(last_post_upstream()).await;
+    let config = provider_toml(
+        front.addr,
+        env,
+        "retry_budget_ms = 600\ncall_timeout_ms = 150",
+    );
+    let (a, admin) = node(upstream.addr, &policy(&cloud.key_id), &config);
+    let url = |tenant: &str| format!("http://{}/t/{tenant}", a.proxy);
+    let (status, _, _) = send_json("POST", &url("warm"), r#"{"ssn":"1"}"#).await;
+    assert_eq!(status, 200);
+
+    for (i, (mode, outcome)) in [
+        (Mode::Status500, "server_error"),
+        (Mode::Status429, "throttled"),
+        (Mode::Throttled, "throttled"),
+        (Mode::Hang, "timeout"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        front.set(mode);
+        let before = front.actions.lock().unwrap().len();
+        // a route with no data key yet: needs the remote
+        let cold = format!("http://{}/c{i}", a.proxy);
+        let (status, _, body) = send_json("POST", &cold, r#"{"ssn":"2"}"#).await;
+        assert_eq!(status, 503, "{mode:?}: {body}");
+        let e: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(e["error"]["code"], "key_unavailable", "{body}");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("tencent KMS at http://"), "{msg}");
+        assert!(!body.contains(&cloud.kms.secret));
+        // retried: more than one attempt reached the front
+        assert!(
+            front.actions.lock().unwrap().len() - before >= 2,
+            "{mode:?} was not retried"
+        );
+        assert!(
+            metric(
+                admin,
+                &format!(
+                    r#"sealgate_provider_calls_total{{action="GenerateDataKey",outcome="{outcome}"}}"#
+                )
+            )
+            .await
+                >= 2
+        );
+        // the warm tenant keeps sealing and opening from the cache
+        let (status, _, _) = send_json("POST", &url("warm"), r#"{"ssn":"3"}"#).await;
+        assert_eq!(status, 200, "{mode:?}");
+        let (status, _, body) = send("GET", &url("warm"), &[], "").await;
+        assert_eq!(status, 200, "{mode:?}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["ssn"], "3");
+    }
+
+    // recovery without a restart
+    front.set(Mode::Pass);
+    let (status, _, body) =
+        send_json("POST", &format!("http://{}/c0", a.proxy), r#"{"ssn":"4"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    drop_and_check_logs(a, &cloud.kms.secret, &cloud.kms.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_coalesce_and_a_storm_is_bounded() {
+    let env = "SG_TEST_TC_STORM";
+    let cloud = cloud(env).await;
+    let front = front(cloud.kms.app.kms_addr.unwrap()).await;
+    let upstream = recording_upstream(last_post_upstream()).await;
+    let config = provider_toml(
+        front.addr,
+        env,
+        "max_concurrent_calls = 2\nretry_budget_ms = 30000\ncall_timeout_ms = 30000",
+    );
+    let (a, admin) = node(upstream.addr, &policy(&cloud.key_id), &config);
+    let proxy = a.proxy;
+
+    // 8 requests needing one new data key while the remote holds the first call
+    front.set(Mode::Gate);
+    let same: Vec<_> = (0..8)
+        .map(|i| {
+            tokio::spawn(async move {
+                send_json(
+                    "POST",
+                    &format!("http://{proxy}/c0"),
+                    &format!(r#"{{"ssn":"{i}"}}"#),
+                )
+                .await
+            })
+        })
+        .collect();
+    wait_until("the first GenerateDataKey reaches the remote", || {
+        front.count("GenerateDataKey") == 1
+    })
+    .await;
+    front.release(1);
+    for h in same {
+        assert_eq!(h.await.unwrap().0, 200);
+    }
+    assert_eq!(
+        front.count("GenerateDataKey"),
+        1,
+        "one remote call for all 8"
+    );
+    let blobs: std::collections::HashSet<String> = upstream
+        .requests()
+        .iter()
+        .map(|r| ssn_of(&r.body)[..60].to_string())
+        .collect();
+    assert_eq!(blobs.len(), 1, "all sealed under the one data key");
+    assert_eq!(
+        metric(admin, "sealgate_provider_coalesced_total").await
+            + metric(admin, "sealgate_dek_cache_hits_total").await,
+        7
+    );
+
+    // 8 new data keys at once: at most 2 calls in flight at the remote
+    let storm: Vec<_> = (0..8)
+        .map(|i| {
+            tokio::spawn(async move {
+                send_json(
+                    "POST",
+                    &format!("http://{proxy}/c{}", i + 1),
+                    r#"{"ssn":"x"}"#,
+                )
+                .await
+            })
+        })
+        .collect();
+    wait_until("two calls reach the remote", || {
+        front.count("GenerateDataKey") == 3
+    })
+    .await;
+    front.release(8);
+    for h in storm {
+        assert_eq!(h.await.unwrap().0, 200);
+    }
+    assert_eq!(front.count("GenerateDataKey"), 9);
+    assert!(front.max_in_flight.load(Ordering::SeqCst) <= 2);
+}
