@@ -25,6 +25,7 @@
 //! | [`proxy`] | the reverse proxy: server, the protocol boundary (host, method, body, media type), the phases of a request, upstream client, errors → responses |
 //! | [`tls`] | rustls for every listener (reloading certificate, mTLS, ALPN h2) and the upstream client |
 //! | [`metrics`] | Prometheus counters and histograms; the admin listener (`/metrics`, `/healthz`, `/readyz`) |
+//! | [`access_log`] | the per-request access line: pre-formatted, batched to standard error by a writer thread, bounded (drops are counted) |
 //! | [`audit`] | the hash-chained JSON-lines audit log of key operations and field batches; its verifier |
 //! | [`rewrap`] | re-sealing stored envelopes under the primary version after a rotation (`sealgate rewrap`) |
 //! | [`reload`] | policy hot reload (SIGHUP, file change): validate, create keys, swap |
@@ -55,9 +56,10 @@
 //!    never a value.
 //!
 //! Every error becomes a JSON body with a stable code in exactly one place,
-//! [`proxy::error::ProxyError::into_response`].
+//! [`proxy::error::ProxyError::answer`].
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod access_log;
 pub mod app;
 pub mod audit;
 pub mod cli;

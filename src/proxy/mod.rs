@@ -10,6 +10,7 @@
 //! `logging`.
 
 pub mod boundary;
+pub mod counts;
 pub mod discover;
 pub mod error;
 pub mod fields;
@@ -114,5 +115,16 @@ impl ProxyState {
             Ok(mut g) => *g = set,
             Err(p) => *p.into_inner() = set,
         }
+    }
+}
+
+impl crate::metrics::RouteKeys for ProxyState {
+    fn route_keys(&self) -> Vec<String> {
+        self.policies()
+            .set
+            .routes()
+            .iter()
+            .map(|r| r.key.clone())
+            .collect()
     }
 }
