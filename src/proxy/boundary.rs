@@ -263,7 +263,7 @@ mod tests {
         for v in values {
             h.append(header::CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
         }
-        body_kind(&h, accepts).map_err(|e| e.code)
+        body_kind(&h, accepts).map_err(|e| e.code())
     }
 
     #[test]
