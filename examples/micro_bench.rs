@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use sealgate::envelope::{self, Envelope, SealingKey};
 use sealgate::keys::{CacheConfig, DataKeyCache, KeyProvider, KeyStore, RootKeySource};
 use sealgate::policy::{self, SelectorSet};
-use sealgate::proxy::fields::{self, FieldCounts};
+use sealgate::proxy::counts::FieldCounts;
+use sealgate::proxy::error::BodySide;
+use sealgate::proxy::fields;
 use sealgate::secret::{DataKey, DekCipher};
 
 /// Nanoseconds this thread has been on a CPU (0 when unreadable).
@@ -256,16 +258,23 @@ fn main() {
                             &doc,
                             &sel,
                             &mut counts,
-                            false,
+                            BodySide::Request,
                         )
                         .expect("seals"),
                     );
                 },
             );
-            let sealed =
-                fields::seal_fields(&cache, "bench", "bench", &doc, &sel, &mut counts, false)
-                    .expect("seals")
-                    .expect("something sealed");
+            let sealed = fields::seal_fields(
+                &cache,
+                "bench",
+                "bench",
+                &doc,
+                &sel,
+                &mut counts,
+                BodySide::Request,
+            )
+            .expect("seals")
+            .expect("something sealed");
             b.run(
                 &format!("open_fields {}B body, {n} fields", sealed.len()),
                 || {
@@ -282,7 +291,7 @@ fn main() {
                             policy::OnPlaintext::Refuse,
                             policy::OnOpenFailure::Refuse,
                             &mut counts,
-                            true,
+                            BodySide::Response,
                         )
                         .expect("opens"),
                     );
@@ -299,8 +308,16 @@ fn main() {
     let doc = body(1024);
     let sel5 = selectors(5);
     for _ in 0..requests {
-        fields::seal_fields(&cache, "bench", "bench", &doc, &sel5, &mut counts, false)
-            .expect("seals");
+        fields::seal_fields(
+            &cache,
+            "bench",
+            "bench",
+            &doc,
+            &sel5,
+            &mut counts,
+            BodySide::Request,
+        )
+        .expect("seals");
         let (sealed, sel) = &sealed_bodies[1];
         fields::open_fields(
             &cache,
@@ -314,7 +331,7 @@ fn main() {
             policy::OnPlaintext::Refuse,
             policy::OnOpenFailure::Refuse,
             &mut counts,
-            true,
+            BodySide::Response,
         )
         .expect("opens");
     }

@@ -231,8 +231,14 @@ fn timestamp(out: &mut Vec<u8>, t: time::OffsetDateTime) {
     );
 }
 
+/// `s` as a JSON string: copied as is when nothing in it needs escaping
+/// (ids, methods, templates: nearly always), else escaped by serde_json.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if serde_json::to_writer(&mut *out, s).is_err() {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
         out.extend_from_slice(b"\"\"");
     }
 }

@@ -852,7 +852,8 @@ async fn the_access_line_names_the_request_by_its_template_and_counts() {
         "{line}"
     );
     assert!(f["micros"].as_u64().is_some(), "{line}");
-    let span = serde_json::json!({"method": "POST", "request_id": "access-line-1", "name": "request"});
+    let span =
+        serde_json::json!({"method": "POST", "request_id": "access-line-1", "name": "request"});
     assert_eq!(line["span"], span, "{line}");
     assert_eq!(line["spans"], serde_json::json!([span]), "{line}");
     let text = line.to_string();

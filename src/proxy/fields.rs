@@ -145,8 +145,8 @@ pub fn open_fields(
         });
         if applied {
             tracing::warn!(
-                request_id = crate::audit::REQUEST
-                    .try_with(|r| r.request_id.clone())
+                request_id = crate::audit::current_request()
+                    .map(|r| r.request_id)
                     .unwrap_or_default(),
                 route = scope.route,
                 field = %path(),

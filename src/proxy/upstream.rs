@@ -155,8 +155,13 @@ impl Upstream {
                 // hyper-util's own Display is only "client error (Connect)":
                 // the reason is further down the source chain
                 let chain = error_chain(&e);
+                // no request span: the warning names the request itself
+                let request_id = crate::audit::current_request()
+                    .map(|r| r.request_id)
+                    .unwrap_or_default();
                 let msg = if let Some(tls) = rustls_error(&e) {
                     tracing::warn!(
+                        request_id,
                         error = %chain,
                         tls_error = %tls,
                         "upstream TLS handshake failed: {}",
@@ -164,7 +169,7 @@ impl Upstream {
                     );
                     "TLS to the upstream failed (certificate not trusted, wrong name, or no common protocol)"
                 } else {
-                    tracing::warn!(error = %chain, "upstream request failed");
+                    tracing::warn!(request_id, error = %chain, "upstream request failed");
                     if e.is_connect() {
                         "upstream refused or unreachable"
                     } else {
