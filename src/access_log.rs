@@ -134,20 +134,74 @@ pub fn write(rec: &AccessRecord<'_>) {
         return;
     };
     thread_local! {
-        static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+        static LINE: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
     }
-    LINE.with(|line| {
-        let Ok(mut line) = line.try_borrow_mut() else {
+    LINE.with(|scratch| {
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
             return;
         };
+        let Scratch { line, clock } = &mut *scratch;
         line.clear();
-        let now = time::OffsetDateTime::now_utc();
+        let now = clock.now();
         match w.format {
-            LogFormat::Json => json_line(&mut line, now, rec),
-            LogFormat::Pretty => text_line(&mut line, now, rec, w.ansi),
+            LogFormat::Json => json_line(line, now, rec),
+            LogFormat::Pretty => text_line(line, now, rec, w.ansi),
         }
-        push(&w.shared, &line);
+        push(&w.shared, line);
     });
+}
+
+/// A request thread's line buffer and timestamp cache.
+#[derive(Default)]
+struct Scratch {
+    line: Vec<u8>,
+    clock: SecondCache,
+}
+
+/// The wall-clock second, formatted once per second per thread
+/// (`2026-01-02T03:04:05`); only the microseconds change between lines.
+#[derive(Default)]
+struct SecondCache {
+    second: Option<u64>,
+    text: Vec<u8>,
+}
+
+/// A timestamp ready to write: the formatted second and the microseconds.
+#[derive(Clone, Copy)]
+struct Stamp<'a> {
+    second: &'a [u8],
+    micros: u32,
+}
+
+impl SecondCache {
+    fn now(&mut self) -> Stamp<'_> {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = since.as_secs();
+        if self.second != Some(secs) {
+            self.text.clear();
+            let t = i64::try_from(secs)
+                .ok()
+                .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let _ = write!(
+                self.text,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            self.second = Some(secs);
+        }
+        Stamp {
+            second: &self.text,
+            micros: since.subsec_micros(),
+        }
+    }
 }
 
 /// Appends a line for the writer, or drops it when the buffer is full.
@@ -217,18 +271,32 @@ fn write_pending(shared: &Shared, batch: &mut Vec<u8>) {
 }
 
 /// `2026-01-02T03:04:05.123456Z`, as the log formatter writes timestamps.
-fn timestamp(out: &mut Vec<u8>, t: time::OffsetDateTime) {
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    );
+fn timestamp(out: &mut Vec<u8>, t: Stamp<'_>) {
+    out.extend_from_slice(t.second);
+    out.push(b'.');
+    let mut digits = [b'0'; 6];
+    let mut m = t.micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (m % 10) as u8;
+        m /= 10;
+    }
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
+}
+
+/// `n` in decimal.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// `s` as a JSON string: copied as is when nothing in it needs escaping
@@ -244,20 +312,26 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The JSON line, field for field as `--log-format json` prints the event.
-fn json_line(out: &mut Vec<u8>, now: time::OffsetDateTime, r: &AccessRecord<'_>) {
+fn json_line(out: &mut Vec<u8>, now: Stamp<'_>, r: &AccessRecord<'_>) {
     out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(out, now);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"done\",\"status\":");
-    let _ = write!(out, "{}", r.status);
+    push_u64(out, u64::from(r.status));
     out.extend_from_slice(b",\"route\":");
     json_str(out, r.route);
     out.extend_from_slice(b",\"path\":");
     json_str(out, r.path);
-    let _ = write!(
-        out,
-        ",\"sealed\":{},\"opened\":{},\"plaintext_passed\":{},\"micros\":{}}},\"target\":\"{TARGET}\",\"span\":",
-        r.sealed, r.opened, r.plaintext_passed, r.micros
-    );
+    out.extend_from_slice(b",\"sealed\":");
+    push_u64(out, u64::from(r.sealed));
+    out.extend_from_slice(b",\"opened\":");
+    push_u64(out, u64::from(r.opened));
+    out.extend_from_slice(b",\"plaintext_passed\":");
+    push_u64(out, u64::from(r.plaintext_passed));
+    out.extend_from_slice(b",\"micros\":");
+    push_u64(out, r.micros);
+    out.extend_from_slice(b"},\"target\":\"");
+    out.extend_from_slice(TARGET.as_bytes());
+    out.extend_from_slice(b"\",\"span\":");
     let span_at = out.len();
     out.extend_from_slice(b"{\"method\":");
     json_str(out, r.method);
@@ -271,7 +345,7 @@ fn json_line(out: &mut Vec<u8>, now: time::OffsetDateTime, r: &AccessRecord<'_>)
 }
 
 /// The text line, as the default log format prints the event.
-fn text_line(out: &mut Vec<u8>, now: time::OffsetDateTime, r: &AccessRecord<'_>, ansi: bool) {
+fn text_line(out: &mut Vec<u8>, now: Stamp<'_>, r: &AccessRecord<'_>, ansi: bool) {
     if ansi {
         out.extend_from_slice(b"\x1b[2m");
     }
@@ -307,8 +381,32 @@ mod tests {
         }
     }
 
-    fn at() -> time::OffsetDateTime {
-        time::macros::datetime!(2026-01-02 03:04:05.000123 UTC)
+    fn at() -> Stamp<'static> {
+        Stamp {
+            second: b"2026-01-02T03:04:05",
+            micros: 123,
+        }
+    }
+
+    #[test]
+    fn the_cached_second_is_the_calendar_time() {
+        let mut c = SecondCache::default();
+        let mut out = Vec::new();
+        timestamp(&mut out, c.now());
+        let text = String::from_utf8(out).unwrap();
+        let parsed =
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        let age = time::OffsetDateTime::now_utc() - parsed;
+        assert!(
+            age >= time::Duration::ZERO && age < time::Duration::hours(1),
+            "{text}"
+        );
+        assert_eq!(text.len(), "2026-01-02T03:04:05.000123Z".len(), "{text}");
+        let mut n = Vec::new();
+        push_u64(&mut n, 0);
+        push_u64(&mut n, 18_446_744_073_709_551_615);
+        assert_eq!(n, b"018446744073709551615");
     }
 
     #[test]

@@ -45,9 +45,9 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The matched route's name.
     pub route: Option<String>,
-    /// The client's path, kept only when the access log is on: the log
-    /// line redacts it when no route matched.
-    pub raw_path: Option<String>,
+    /// The client's target, kept only when the access log is on (a shared
+    /// handle, not a copy): the log line redacts its path when no route matched.
+    pub raw_uri: Option<http::Uri>,
     /// Fields sealed, opened, passed and failed.
     pub counts: FieldCounts,
     /// Time waiting for the upstream (head, plus the body when rewritten).
@@ -71,7 +71,7 @@ impl RequestCtx {
             // no raw path unless a line is logged; the raw path may hold a
             // value the route seals (`/people/by-ssn/{ssn}`): `logging` uses
             // the route's template or a redacted path
-            raw_path: log.then(|| req.uri().path().to_owned()),
+            raw_uri: log.then(|| req.uri().clone()),
             counts: FieldCounts::default(),
             upstream_time: None,
             shadow: None,
@@ -605,9 +605,9 @@ fn log_path(active: &ActivePolicies, ctx: &RequestCtx) -> String {
     match route.and_then(|n| active.set.routes().iter().find(|r| r.name == n)) {
         Some(r) => r.path().as_str().to_owned(),
         None => ctx
-            .raw_path
-            .as_deref()
-            .map(crate::policy::suggest::redact_path)
+            .raw_uri
+            .as_ref()
+            .map(|u| crate::policy::suggest::redact_path(u.path()))
             .unwrap_or_default(),
     }
 }
