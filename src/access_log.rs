@@ -138,6 +138,7 @@ pub fn write(rec: &AccessRecord<'_>) {
     }
     LINE.with(|scratch| {
         let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
             return;
         };
         let Scratch { line, clock } = &mut *scratch;

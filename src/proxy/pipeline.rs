@@ -1,11 +1,11 @@
 //! The phases of one request, named and run in order over one [`RequestCtx`].
 //!
-//! [`handle`] reads as the list: [`route`] (host, path, match, mode, rate
-//! limit) → [`request_headers`] (reveal decision) → [`request_body`] (seal
-//! selected fields, or measure in shadow) → [`upstream`] (target, hop-by-hop,
-//! `X-Forwarded-*`, send) → [`response_headers`] (hop-by-hop, what the body
-//! needs) → [`response_body`] (open / reveal / seal, or stream open-all, or
-//! measure in shadow) → [`logging`] (access line, metrics, audit).
+//! [`handle`] reads as the list: `route` (host, path, match, mode, rate
+//! limit) → `request_headers` (reveal decision) → `request_body` (seal
+//! selected fields, or measure in shadow) → `upstream` (target, hop-by-hop,
+//! `X-Forwarded-*`, send) → `response_headers` (hop-by-hop, what the body
+//! needs) → `response_body` (open / reveal / seal, or stream open-all, or
+//! measure in shadow) → `logging` (access line, metrics, audit).
 //! Modes plug into phases: shadow measures in the body phases, open-all and
 //! reveal act in the response body phase; none branches through the others.
 //! A phase fails with a typed [`ProxyError`]; [`ProxyError::answer`] alone
@@ -33,7 +33,7 @@ use crate::policy::{OnNonJson, Route, RouteMatch};
 
 /// What one request carries from phase to phase: who and when, what was
 /// decided, and what happened. Phases write here instead of into
-/// out-parameters; [`logging`] reads it.
+/// out-parameters; `logging` reads it.
 pub struct RequestCtx {
     /// The request id (the client's, if sane, else a new one).
     pub request_id: String,
