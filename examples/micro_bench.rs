@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use sealgate::envelope::{self, Envelope, SealingKey};
 use sealgate::keys::{CacheConfig, DataKeyCache, KeyProvider, KeyStore, RootKeySource};
 use sealgate::policy::{self, SelectorSet};
-use sealgate::proxy::fields::{self, FieldCounts};
+use sealgate::proxy::counts::FieldCounts;
+use sealgate::proxy::error::BodySide;
+use sealgate::proxy::fields;
 use sealgate::secret::{DataKey, DekCipher};
 
 /// Nanoseconds this thread has been on a CPU (0 when unreadable).
@@ -296,7 +298,7 @@ fn main() {
                             &doc,
                             &sel,
                             &mut counts,
-                            false,
+                            BodySide::Request,
                         )
                         .expect("seals"),
                     );
@@ -310,7 +312,7 @@ fn main() {
                 &doc,
                 &sel,
                 &mut counts,
-                false,
+                BodySide::Request,
             )
             .expect("seals")
             .expect("something sealed");
@@ -330,7 +332,7 @@ fn main() {
                             policy::OnPlaintext::Refuse,
                             policy::OnOpenFailure::Refuse,
                             &mut counts,
-                            true,
+                            BodySide::Response,
                         )
                         .expect("opens"),
                     );
@@ -355,7 +357,7 @@ fn main() {
             &doc,
             &sel5,
             &mut counts,
-            false,
+            BodySide::Request,
         )
         .expect("seals");
         let (sealed, sel) = &sealed_bodies[1];
@@ -371,7 +373,7 @@ fn main() {
             policy::OnPlaintext::Refuse,
             policy::OnOpenFailure::Refuse,
             &mut counts,
-            true,
+            BodySide::Response,
         )
         .expect("opens");
     }
@@ -405,7 +407,7 @@ fn main() {
                     &doc,
                     &sel5,
                     &mut counts,
-                    false,
+                    BodySide::Request,
                 )
                 .expect("seals"),
             );

@@ -451,7 +451,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             metrics: metrics.clone(),
             cache: cache.clone(),
             store: store.clone(),
-            state: state.clone(),
+            routes: state.clone(),
             ready: ready.clone(),
         };
         let mut rx6 = admin_rx;

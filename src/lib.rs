@@ -26,6 +26,7 @@
 //! | [`proxy`] | the reverse proxy: server, the protocol boundary (host, method, body, media type), the phases of a request, upstream client, errors → responses |
 //! | [`tls`] | rustls for every listener (reloading certificate, mTLS, ALPN h2) and the upstream client |
 //! | [`metrics`] | Prometheus counters and histograms; the admin listener (`/metrics`, `/healthz`, `/readyz`) |
+//! | [`access_log`] | the per-request access line: pre-formatted, batched to standard error by a writer thread, bounded (drops are counted) |
 //! | [`audit`] | the hash-chained JSON-lines audit log of key operations and field batches; its verifier |
 //! | [`rewrap`] | re-sealing stored envelopes under the primary version after a rotation (`sealgate rewrap`) |
 //! | [`reload`] | policy hot reload (SIGHUP, file change): validate, create keys, swap |
@@ -35,31 +36,32 @@
 //! 1. [`listen::serve`] accepts (TLS via [`tls::Acceptor`] when configured;
 //!    HTTP/1.1 or HTTP/2) and [`proxy::server`] hands each request to
 //!    [`proxy::pipeline::handle`].
-//! 2. *request filter*: a request id is kept or made; the host the request
+//! 2. *route*: a request id is kept or made; the host the request
 //!    is really for (RFC 9112: one `Host`, an absolute-form authority wins)
 //!    and the method it will run (override headers refused) are settled; the
 //!    route is matched ([`policy::PolicySet::match_route`]: method, host, path
 //!    read as upstream frameworks read it); the route's rate limit is
 //!    checked. No route: the request streams through untouched.
-//! 3. *request body filter*: whether there is a body is learnt from the body
+//! 3. *request headers*, *request body*: whether there is a body is learnt from the body
 //!    (HTTP/2 needs no length); the body is read up to the limit (413 over it);
 //!    [`policy::rewrite`] finds the selected values and splices in, for each,
 //!    [`envelope::seal`] under a data key from [`keys::DataKeyCache`] (one
 //!    key-store call per data key, not per request). The AAD binds each value
 //!    to the route's context and the field's label (its member path from
 //!    its record: `records` says where records sit).
-//! 4. *upstream request filter*: hop-by-hop headers out, `X-Forwarded-*` in,
+//! 4. *upstream*: hop-by-hop headers out, `X-Forwarded-*` in,
 //!    `Accept-Encoding: identity` when the response must be rewritten; the
 //!    pooled client forwards it ([`proxy::upstream`]; refused → 502, slow → 504).
-//! 5. *response body filter*: the response's selected envelopes are parsed,
+//! 5. *response headers*, *response body*: the response's selected envelopes are parsed,
 //!    their DEKs unwrapped (cached) and opened back to the original JSON.
-//! 6. *logging*: one line with the request id, route, status and counts —
-//!    never a value.
+//! 6. *logging*: one access line with the request id, route, status and
+//!    counts — never a value — written off the request path by [`access_log`].
 //!
 //! Every error becomes a JSON body with a stable code in exactly one place,
-//! [`proxy::error::ProxyError::into_response`].
+//! [`proxy::error::ProxyError::answer`].
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod access_log;
 pub mod app;
 pub mod audit;
 pub mod cli;

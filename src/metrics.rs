@@ -20,7 +20,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::keys::{CacheStats, DataKeyCache, KeyStore};
-use crate::proxy::ProxyState;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -462,6 +461,17 @@ impl Metrics {
             "sealgate_audit_records_total{{outcome=\"dropped\"}} {}",
             self.audit_dropped.load(Ordering::Relaxed)
         );
+        header_line(
+            &mut out,
+            "sealgate_access_log_dropped_total",
+            "counter",
+            "Access log lines dropped because standard error fell behind.",
+        );
+        let _ = writeln!(
+            out,
+            "sealgate_access_log_dropped_total {}",
+            crate::access_log::dropped()
+        );
         if let Some(c) = cache {
             for (name, help, v) in [
                 (
@@ -691,6 +701,13 @@ impl Readiness {
     }
 }
 
+/// The keys the routes in force name: what readiness checks the store for.
+/// The proxy implements it; the admin listener needs nothing else of it.
+pub trait RouteKeys: Send + Sync {
+    /// The key names of the routes in force, one per route.
+    fn route_keys(&self) -> Vec<String>;
+}
+
 /// What the admin listener serves.
 #[derive(Clone)]
 pub struct AdminView {
@@ -700,8 +717,8 @@ pub struct AdminView {
     pub cache: Arc<DataKeyCache>,
     /// The key store (readiness: it answers a read).
     pub store: Arc<KeyStore>,
-    /// The proxy (readiness: a policy set is loaded).
-    pub state: Arc<ProxyState>,
+    /// The proxy's policies (readiness: the keys its routes name).
+    pub routes: Arc<dyn RouteKeys>,
     /// Listener and drain flags.
     pub ready: Arc<Readiness>,
 }
@@ -735,11 +752,10 @@ pub fn admin_response<B>(view: &AdminView, req: &Request<B>) -> Response<Full<By
             "{\"status\":\"ok\"}".into(),
         ),
         "/readyz" => {
-            let active = view.state.policies();
-            let routes = active.set.routes();
+            let keys = view.routes.route_keys();
             // the store is open and holds every key the routes name
-            let store = routes.iter().all(|r| view.store.resolve(&r.key).is_ok());
-            let routes = routes.len();
+            let store = keys.iter().all(|k| view.store.resolve(k).is_ok());
+            let routes = keys.len();
             let listening = view.ready.listening.load(Ordering::SeqCst);
             let draining = view.ready.draining.load(Ordering::SeqCst);
             let ready = store && listening && !draining;

@@ -846,3 +846,73 @@ async fn the_kms_listener_caps_connections_as_the_proxy_does() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 404"));
     app.shutdown().await;
 }
+
+const ACCESS_POLICY: &str = r#"
+[[route]]
+name = "orders"
+methods = ["POST"]
+path = "/orders/{id}"
+key = "orders-key"
+request.encrypt = ["$.card"]
+"#;
+
+/// The per-request `done` line, as the real binary writes it (batched by
+/// its writer thread): the request's id and method, the route, the
+/// route's template for a path, the counts — never the path as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_line_names_the_request_by_its_template_and_counts() {
+    let up = recording_upstream(echo()).await;
+    let server = ServeProcess::start(up.addr, ACCESS_POLICY, "");
+    let base = format!("http://{}", server.proxy);
+    let (status, headers, _) = send(
+        "POST",
+        &format!("{base}/orders/alice%40example.com"),
+        &[
+            ("content-type", "application/json"),
+            ("x-request-id", "access-line-1"),
+        ],
+        r#"{"card":"4111-1111-1111-1111"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-request-id"], "access-line-1");
+    let line = server.wait_log("done");
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["target"], "sealgate::proxy::pipeline", "{line}");
+    let f = &line["fields"];
+    assert_eq!(f["status"], 200, "{line}");
+    assert_eq!(f["route"], "orders", "{line}");
+    assert_eq!(f["path"], "/orders/{id}", "{line}");
+    assert_eq!(
+        (&f["sealed"], &f["opened"], &f["plaintext_passed"]),
+        (&1.into(), &0.into(), &0.into()),
+        "{line}"
+    );
+    assert!(f["micros"].as_u64().is_some(), "{line}");
+    let span =
+        serde_json::json!({"method": "POST", "request_id": "access-line-1", "name": "request"});
+    assert_eq!(line["span"], span, "{line}");
+    assert_eq!(line["spans"], serde_json::json!([span]), "{line}");
+    let text = line.to_string();
+    assert!(!text.contains("alice") && !text.contains("4111"), "{text}");
+
+    // a request no route matches: the path with personal data redacted
+    let (status, headers, _) = send(
+        "GET",
+        &format!("{base}/accounts/bob%40example.com/orders"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let id = headers["x-request-id"].to_str().unwrap().to_string();
+    let line = server.wait_log("done");
+    assert_eq!(line["span"]["request_id"], id.as_str(), "{line}");
+    assert_eq!(line["span"]["method"], "GET", "{line}");
+    assert_eq!(line["fields"]["route"], "-", "{line}");
+    let path = line["fields"]["path"].as_str().unwrap();
+    assert!(
+        path.starts_with("/accounts/") && !path.contains("bob"),
+        "{line}"
+    );
+}

@@ -169,10 +169,14 @@ pub fn init_tracing(level: &str, format: LogFormat) {
     };
     // colour codes only for a person at a terminal: in journald, a file or
     // a pipe they are noise that breaks grep
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
+    // the per-request line is formatted on the request and written in
+    // batches by its own thread, in the same format
+    crate::access_log::install(format, ansi);
     let _ = match format {
         LogFormat::Json => b.json().try_init(),
         LogFormat::Pretty => b.try_init(),
@@ -223,6 +227,7 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
             }
         }
         app.shutdown().await;
+        crate::access_log::flush();
         tracing::info!("stopped");
         Ok(())
     })

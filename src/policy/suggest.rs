@@ -125,10 +125,16 @@ pub fn classify(name: Option<&str>, value: &Value) -> Option<ValueClass> {
     classify_str(text)
 }
 
+/// Bytes in the shortest value [`classify_str`] can classify (`a@b.cc`).
+const SHORTEST_CLASSIFIED: usize = 6;
+
 /// Classifies a string value by its shape alone.
 pub fn classify_str(s: &str) -> Option<ValueClass> {
     let t = s.trim();
-    if t.is_empty() || t.len() > 4096 {
+    // the shortest value of any class below is an e-mail address such as
+    // `a@b.cc` (a card, id, IBAN, phone, token or JWT is longer): shorter
+    // text, most path segments, is none, and costs no check
+    if t.len() < SHORTEST_CLASSIFIED || t.len() > 4096 {
         return None;
     }
     if is_email(t) {
@@ -537,15 +543,17 @@ pub fn redact_path(path: &str) -> String {
 
 fn template_segments(path: &str, ids: bool) -> String {
     let mut taken = BTreeMap::new();
-    let segs: Vec<String> = path
-        .split('/')
-        .map(|seg| match classify_segment(seg) {
-            Some(class) => unique_param(class.param_name(), &mut taken),
-            None if ids && is_id_segment(seg) => unique_param("id", &mut taken),
-            None => seg.to_string(),
-        })
-        .collect();
-    let t = segs.join("/");
+    let mut t = String::with_capacity(path.len() + 8);
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            t.push('/');
+        }
+        match classify_segment(seg) {
+            Some(class) => t.push_str(&unique_param(class.param_name(), &mut taken)),
+            None if ids && is_id_segment(seg) => t.push_str(&unique_param("id", &mut taken)),
+            None => t.push_str(seg),
+        }
+    }
     if t.is_empty() {
         "/".into()
     } else {
@@ -777,6 +785,20 @@ fn record_split(field: &str, sealed: &BTreeSet<String>) -> Option<(String, Strin
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_shortest_classified_value_is_the_bound() {
+        assert_eq!(classify_str("a@b.cc"), Some(ValueClass::Email));
+        assert_eq!(classify_str(" a@b.cc "), Some(ValueClass::Email));
+        assert_eq!(classify_str("a@b.c"), None);
+        assert_eq!(
+            redact_path("/api/v1/users/a@b.cc/x"),
+            "/api/v1/users/{email}/x"
+        );
+        assert_eq!(redact_path("/a%40b.cc/x"), "/{email}/x");
+        assert_eq!(redact_path(""), "/");
+        assert_eq!(redact_path("/"), "/");
+    }
 
     #[test]
     fn realistic_values_are_classified() {

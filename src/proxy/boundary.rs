@@ -4,16 +4,16 @@
 //! clear by a protocol trick rather than by a policy gap.
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Request, StatusCode, Version};
+use http::{header, HeaderMap, Request, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::error::ProxyError;
+use super::error::{BodyError, ClientError, ProxyError};
 
-fn bad(code: &'static str, message: &'static str) -> ProxyError {
-    ProxyError::client(StatusCode::BAD_REQUEST, code, message)
+fn bad(e: ClientError) -> ProxyError {
+    ProxyError::Client(e)
 }
 
 /// The host a request is for, lower-cased, port dropped, and the authority
@@ -29,37 +29,31 @@ pub(super) fn request_host<B>(
 ) -> Result<(Option<String>, Option<String>), ProxyError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let header_host = match (hosts.next(), hosts.next()) {
-        (_, Some(_)) => return Err(bad("ambiguous_host", "more than one Host header")),
-        (Some(v), None) => Some(
-            v.to_str()
-                .map_err(|_| bad("bad_host", "the Host header is not a host name"))?,
-        ),
+        (_, Some(_)) => return Err(bad(ClientError::AmbiguousHost("more than one Host header"))),
+        (Some(v), None) => Some(v.to_str().map_err(|_| bad(ClientError::BadHost))?),
         (None, None) => None,
     };
     let authority = req.uri().authority().map(|a| a.as_str());
     if req.version() == Version::HTTP_11 && header_host.is_none() {
-        return Err(bad(
-            "missing_host",
+        return Err(bad(ClientError::MissingHost(
             "an HTTP/1.1 request needs a Host header",
-        ));
+        )));
     }
     if req.version() == Version::HTTP_2 {
         if let (Some(a), Some(h)) = (authority, header_host) {
             if !a.eq_ignore_ascii_case(h) {
-                return Err(bad(
-                    "ambiguous_host",
+                return Err(bad(ClientError::AmbiguousHost(
                     "the Host header and :authority name different hosts",
-                ));
+                )));
             }
         }
     }
     let chosen = authority.or(header_host);
     if chosen.is_none() && host_routes {
         // HTTP/1.0 without a Host: no host-scoped route could be told apart
-        return Err(bad(
-            "missing_host",
+        return Err(bad(ClientError::MissingHost(
             "routes here are scoped to hosts: the request must name one",
-        ));
+        )));
     }
     let forwarded = authority
         .filter(|a| Some(*a) != header_host)
@@ -133,19 +127,19 @@ pub(super) fn body_kind(h: &HeaderMap, route_accepts: bool) -> Result<BodyKind, 
         return Ok(BodyKind::Other);
     };
     if all.next().is_some() {
-        return Err(bad(
-            "ambiguous_content_type",
+        return Err(bad(ClientError::AmbiguousContentType(
             "more than one Content-Type header",
-        ));
+        )));
     }
-    let text = value
-        .to_str()
-        .map_err(|_| bad("ambiguous_content_type", "the Content-Type is not text"))?;
+    let text = value.to_str().map_err(|_| {
+        bad(ClientError::AmbiguousContentType(
+            "the Content-Type is not text",
+        ))
+    })?;
     if text.contains(',') {
-        return Err(bad(
-            "ambiguous_content_type",
+        return Err(bad(ClientError::AmbiguousContentType(
             "the Content-Type is a list of media types",
-        ));
+        )));
     }
     let mut parts = text.split(';');
     let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
@@ -203,7 +197,7 @@ pub(super) async fn peek(mut body: Incoming) -> Result<(bool, Peeked), ProxyErro
     loop {
         match body.frame().await {
             None => return Ok((false, empty)),
-            Some(Err(_)) => return Err(bad("body_read_failed", "request body could not be read")),
+            Some(Err(_)) => return Err(bad(ClientError::Body(BodyError::ReadFailed))),
             Some(Ok(f)) if f.data_ref().is_some_and(Bytes::is_empty) => continue,
             Some(Ok(f)) => {
                 let data = f.is_data();
@@ -269,7 +263,7 @@ mod tests {
         for v in values {
             h.append(header::CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
         }
-        body_kind(&h, accepts).map_err(|e| e.code)
+        body_kind(&h, accepts).map_err(|e| e.code())
     }
 
     #[test]

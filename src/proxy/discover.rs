@@ -31,7 +31,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::fields::{FieldCounts, FieldOp, KeyBatch};
+use super::counts::{FieldCounts, FieldOp, KeyBatch};
 use super::BoxError;
 use crate::envelope::{self, CmkRef, Envelope, Opened};
 use crate::keys::DataKeyCache;

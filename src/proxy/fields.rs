@@ -2,73 +2,11 @@
 //! route's key and context. Errors come back as [`ProxyError`]s that carry
 //! no field value.
 
-use http::StatusCode;
-
-use super::error::ProxyError;
-use crate::envelope::{self, CmkRef, Envelope, SealingKey};
+use super::counts::{FieldCounts, FieldOp};
+use super::error::{BodyError, BodySide, ClientError, ProxyError};
+use crate::envelope::{self, CmkRef, DetEnvelope, Envelope, Opened, SealingKey};
 use crate::keys::{DataKeyCache, KeyError};
-use crate::policy::{self, OnOpenFailure, OnPlaintext, RewriteError, SelectorSet};
-
-/// What happened to a body's fields, for logs, metrics and the audit log.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FieldCounts {
-    /// Values sealed.
-    pub sealed: u32,
-    /// Envelopes opened.
-    pub opened: u32,
-    /// Selected values passed through as plaintext (migration).
-    pub passed_plaintext: u32,
-    /// Values sealed or opened, per operation and CMK version.
-    pub batches: Vec<KeyBatch>,
-    /// Fields that did not open, by reason (also those kept as envelopes).
-    pub open_failures: Vec<(&'static str, u32)>,
-    /// What shadow mode saw, when the request ran in shadow or was captured.
-    pub shadow: Option<super::shadow::ShadowReport>,
-    /// Who was let see the route's reveal fields, when the route has `reveal`.
-    pub reveal: Option<super::reveal::RevealDecision>,
-}
-
-/// Sealing or opening.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldOp {
-    /// Values sealed.
-    Seal,
-    /// Envelopes opened.
-    Open,
-}
-
-/// How many values one operation did under one CMK version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyBatch {
-    /// Seal or open.
-    pub op: FieldOp,
-    /// The CMK version.
-    pub cmk: CmkRef,
-    /// How many values.
-    pub count: u32,
-}
-
-impl FieldCounts {
-    /// Notes one value sealed or opened under `cmk`.
-    pub(super) fn note(&mut self, op: FieldOp, cmk: CmkRef) {
-        match op {
-            FieldOp::Seal => self.sealed += 1,
-            FieldOp::Open => self.opened += 1,
-        }
-        match self.batches.iter_mut().find(|b| b.op == op && b.cmk == cmk) {
-            Some(b) => b.count += 1,
-            None => self.batches.push(KeyBatch { op, cmk, count: 1 }),
-        }
-    }
-
-    /// Notes one field that did not open.
-    fn failed(&mut self, reason: &'static str) {
-        match self.open_failures.iter_mut().find(|(r, _)| *r == reason) {
-            Some((_, n)) => *n += 1,
-            None => self.open_failures.push((reason, 1)),
-        }
-    }
-}
+use crate::policy::{self, OnOpenFailure, OnPlaintext, SelectorSet};
 
 /// The AAD context of one field: the route's context and the field label.
 pub(super) fn field_context(context: &str, label: &str) -> Vec<u8> {
@@ -82,52 +20,6 @@ fn push_field_context(out: &mut Vec<u8>, context: &str, label: &str) {
     out.extend_from_slice(context.as_bytes());
     out.push(0);
     out.extend_from_slice(label.as_bytes());
-}
-
-pub(super) fn key_error(e: KeyError) -> ProxyError {
-    match e {
-        KeyError::CmkNotFound => ProxyError::key_store(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "key_not_found",
-            "the route's key does not exist",
-        ),
-        KeyError::CmkDisabled
-        | KeyError::CmkPendingDelete
-        | KeyError::CmkPendingImport
-        | KeyError::VersionRetired => ProxyError::key_store(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "key_unavailable",
-            format!("the key cannot be used: {e}"),
-        ),
-        // names the provider and what failed; never a credential
-        KeyError::Unavailable(why) => {
-            ProxyError::key_store(StatusCode::SERVICE_UNAVAILABLE, "key_unavailable", why)
-        }
-        KeyError::DoesNotOpen | KeyError::VersionNotFound => ProxyError::upstream(
-            StatusCode::BAD_GATEWAY,
-            "field_does_not_open",
-            "a sealed field does not open",
-        ),
-        other => ProxyError::key_store(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "key_store_failure",
-            other.to_string(),
-        ),
-    }
-}
-
-pub(super) fn rewrite_error(e: RewriteError<ProxyError>, upstream_side: bool) -> ProxyError {
-    match e {
-        RewriteError::Field(p) => p,
-        other => {
-            let msg = format!("body cannot be processed: {other}");
-            if upstream_side {
-                ProxyError::upstream(StatusCode::BAD_GATEWAY, "upstream_invalid_json", msg)
-            } else {
-                ProxyError::client(StatusCode::BAD_REQUEST, "invalid_json", msg)
-            }
-        }
-    }
 }
 
 /// Seals every value `selectors` pick in `body` under `key`.
@@ -148,7 +40,7 @@ pub fn seal_fields(
     body: &[u8],
     selectors: &SelectorSet,
     counts: &mut FieldCounts,
-    upstream_side: bool,
+    side: BodySide,
 ) -> Result<Option<Vec<u8>>, ProxyError> {
     let mut rng = rand::thread_rng();
     let mut aad = Vec::new();
@@ -158,7 +50,7 @@ pub fn seal_fields(
         |sites| {
             cache
                 .sealing_key_for_batch(key, partition.as_bytes(), sites.count, sites.raw_bytes)
-                .map_err(key_error)
+                .map_err(ProxyError::from_key)
         },
         |site, out, batch_key| {
             let single;
@@ -167,26 +59,21 @@ pub fn seal_fields(
                 None => {
                     single = cache
                         .sealing_key(key, partition.as_bytes(), site.raw.len())
-                        .map_err(key_error)?;
+                        .map_err(ProxyError::from_key)?;
                     &single
                 }
             };
             aad.clear();
             push_field_context(&mut aad, context, site.label);
             out.push(b'"');
-            envelope::seal_append(sk, site.raw, &aad, &mut rng, out).map_err(|_| {
-                ProxyError::client(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    "a selected value is not valid JSON",
-                )
-            })?;
+            envelope::seal_append(sk, site.raw, &aad, &mut rng, out)
+                .map_err(|_| ProxyError::Client(ClientError::SelectedValueNotJson))?;
             out.push(b'"');
             counts.note(FieldOp::Seal, sk.cmk);
             Ok(Some(()))
         },
     )
-    .map_err(|e| rewrite_error(e, upstream_side))
+    .map_err(|e| ProxyError::from_rewrite(e, side))
 }
 
 /// Whose envelopes a route opens, and its name for error messages.
@@ -242,31 +129,32 @@ pub fn open_fields(
     on_plaintext: OnPlaintext,
     on_open_failure: OnOpenFailure,
     counts: &mut FieldCounts,
-    upstream_side: bool,
+    side: BodySide,
 ) -> Result<Option<Vec<u8>>, ProxyError> {
-    let bad_place = |msg: &'static str| {
-        if upstream_side {
-            ProxyError::upstream(StatusCode::BAD_GATEWAY, "field_does_not_open", msg)
-        } else {
-            ProxyError::client(StatusCode::BAD_REQUEST, "field_does_not_open", msg)
-        }
-    };
+    let bad_place =
+        |msg: &'static str| ProxyError::body(side, BodyError::FieldDoesNotOpen(msg.into()));
     // names the route, the field's place and the reason class: never the value
     let described = |mut e: ProxyError, reason: &str, label: &str, offset: usize| {
-        if e.code == "field_does_not_open" || e.code == "key_unavailable" {
-            let path = policy::path_at(body, offset).unwrap_or_else(|| "?".into());
-            e.message = format!(
-                "route '{}': the field at {path} (label '{label}') does not open: {} [{reason}]",
+        let path = || policy::path_at(body, offset).unwrap_or_else(|| "?".into());
+        let applied = e.describe_field(|| {
+            format!(
+                "route '{}': the field at {} (label '{label}') does not open: {} [{reason}]",
                 scope.route,
+                path(),
                 if reason == "plaintext" {
                     "it holds plaintext where an envelope is required"
                 } else {
                     reason_text(reason)
                 }
-            );
+            )
+        });
+        if applied {
             tracing::warn!(
+                request_id = crate::audit::current_request()
+                    .map(|r| r.request_id)
+                    .unwrap_or_default(),
                 route = scope.route,
-                field = %path,
+                field = %path(),
                 label,
                 reason,
                 "field does not open"
@@ -312,11 +200,12 @@ pub fn open_fields(
                 })
             };
             let attempt = if envelope::looks_deterministic(text) {
-                super::params::open_deterministic(cache, context, site.label, text, &bad_place)
-                    .and_then(|(cmk, o)| match foreign(&cmk) {
+                open_deterministic(cache, context, site.label, text, &bad_place).and_then(
+                    |(cmk, o)| match foreign(&cmk) {
                         Some(e) => Err(e),
                         None => Ok((cmk, o)),
-                    })
+                    },
+                )
             } else {
                 Envelope::parse(text)
                     .map_err(|_| ("malformed", bad_place("a sealed field is malformed")))
@@ -336,8 +225,8 @@ pub fn open_fields(
                                 bad_place("a sealed field names a key this store does not hold"),
                             ),
                             other => {
-                                let e = key_error(other);
-                                (e.code, e)
+                                let e = ProxyError::from_key(other);
+                                (e.code(), e)
                             }
                         })?;
                         aad.clear();
@@ -354,7 +243,7 @@ pub fn open_fields(
                     Ok(Some(()))
                 }
                 Err((reason, e)) => match on_open_failure {
-                    OnOpenFailure::KeepEnvelope if e.source != super::error::Source::KeyStore => {
+                    OnOpenFailure::KeepEnvelope if !e.is_key_store() => {
                         counts.failed(reason);
                         Ok(None)
                     }
@@ -366,5 +255,28 @@ pub fn open_fields(
             }
         },
     )
-    .map_err(|e| rewrite_error(e, upstream_side))
+    .map_err(|e| ProxyError::from_rewrite(e, side))
+}
+
+/// Opens one deterministic envelope found in a field labelled `label`.
+/// The error pairs a fixed reason code (for metrics) with the response error.
+fn open_deterministic(
+    cache: &DataKeyCache,
+    context: &str,
+    label: &str,
+    text: &str,
+    bad_place: &dyn Fn(&'static str) -> ProxyError,
+) -> Result<(CmkRef, Opened), (&'static str, ProxyError)> {
+    let env = DetEnvelope::parse(text)
+        .map_err(|_| ("malformed", bad_place("a sealed field is malformed")))?;
+    let cmk = env.cmk();
+    let k = cache
+        .deterministic_opening_key(&cmk, context.as_bytes())
+        .map_err(|e| {
+            let e = ProxyError::from_key(e);
+            (e.code(), e)
+        })?;
+    env.open(&k, &field_context(context, label))
+        .map(|o| (cmk, o))
+        .map_err(|_| ("does_not_open", bad_place("a sealed field does not open")))
 }

@@ -1,15 +1,21 @@
 //! The reverse proxy: server, the phases of one request, bodies, the
 //! upstream client, and the one place errors become responses.
 //!
-//! One request, phase by phase (see [`pipeline`]):
-//! `request_filter` (request id, route match, route rate limit) →
-//! `request_body_filter` (read bounded, seal/open selected fields) →
-//! `upstream_request_filter` (hop-by-hop, X-Forwarded-*, Host) → upstream →
-//! `response_filter` (hop-by-hop, encoding check) →
-//! `response_body_filter` (read bounded, open/seal selected fields) →
-//! `logging`.
+//! One request, phase by phase, over one [`pipeline::RequestCtx`] (see
+//! [`pipeline`]): `route` (request id, host, path, route match, mode, route
+//! rate limit) → `request_headers` (reveal decision) → `request_body` (read
+//! bounded, seal selected fields; shadow measures) → `upstream` (target,
+//! hop-by-hop, X-Forwarded-*, Host; send) → `response_headers` (hop-by-hop,
+//! what the body needs) → `response_body` (open, reveal, seal; open-all
+//! streams; shadow measures) → `logging`. Errors are typed
+//! ([`error::ProxyError`]) and answered in one place, [`error::ProxyError::answer`].
+//!
+//! Modules import downwards only: `pipeline` → the phases' helpers
+//! (`boundary`, `fields`, `params`, `reveal`, `shadow`, `discover`, `stale`,
+//! `upstream`, `headers`) → `counts` and `error`.
 
 pub mod boundary;
+pub mod counts;
 pub mod discover;
 pub mod error;
 pub mod fields;
@@ -114,5 +120,16 @@ impl ProxyState {
             Ok(mut g) => *g = set,
             Err(p) => *p.into_inner() = set,
         }
+    }
+}
+
+impl crate::metrics::RouteKeys for ProxyState {
+    fn route_keys(&self) -> Vec<String> {
+        self.policies()
+            .set
+            .routes()
+            .iter()
+            .map(|r| r.key.clone())
+            .collect()
     }
 }

@@ -6,11 +6,10 @@
 //! URL parameters are sealed as JSON strings (the percent-decoded text), so
 //! they match body fields that hold strings.
 
-use http::StatusCode;
-
-use super::error::ProxyError;
-use super::fields::{field_context, key_error, rewrite_error, FieldCounts, FieldOp};
-use crate::envelope::{self, CmkRef, DetEnvelope, Opened};
+use super::counts::{FieldCounts, FieldOp};
+use super::error::{BodySide, ClientError, ProxyError};
+use super::fields::field_context;
+use crate::envelope::{self, CmkRef};
 use crate::keys::DataKeyCache;
 use crate::policy::{self, RouteMatch, SelectorSet};
 
@@ -24,15 +23,9 @@ fn seal_one(
 ) -> Result<(String, CmkRef), ProxyError> {
     let k = cache
         .deterministic_key(key, context.as_bytes())
-        .map_err(key_error)?;
-    let text =
-        envelope::seal_deterministic(&k, raw, &field_context(context, label)).map_err(|_| {
-            ProxyError::client(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                "a selected value is not valid JSON",
-            )
-        })?;
+        .map_err(ProxyError::from_key)?;
+    let text = envelope::seal_deterministic(&k, raw, &field_context(context, label))
+        .map_err(|_| ProxyError::Client(ClientError::SelectedValueNotJson))?;
     Ok((text, k.cmk))
 }
 
@@ -45,7 +38,7 @@ pub fn seal_deterministic_fields(
     body: &[u8],
     selectors: &SelectorSet,
     counts: &mut FieldCounts,
-    upstream_side: bool,
+    side: BodySide,
 ) -> Result<Option<Vec<u8>>, ProxyError> {
     policy::rewrite(body, selectors, |site| {
         let (text, cmk) = seal_one(cache, key, context, site.label, site.raw)?;
@@ -56,30 +49,7 @@ pub fn seal_deterministic_fields(
         out.push(b'"');
         Ok(Some(out))
     })
-    .map_err(|e| rewrite_error(e, upstream_side))
-}
-
-/// Opens one deterministic envelope found in a field labelled `label`.
-/// The error pairs a fixed reason code (for metrics) with the response error.
-pub(super) fn open_deterministic(
-    cache: &DataKeyCache,
-    context: &str,
-    label: &str,
-    text: &str,
-    bad_place: &dyn Fn(&'static str) -> ProxyError,
-) -> Result<(CmkRef, Opened), (&'static str, ProxyError)> {
-    let env = DetEnvelope::parse(text)
-        .map_err(|_| ("malformed", bad_place("a sealed field is malformed")))?;
-    let cmk = env.cmk();
-    let k = cache
-        .deterministic_opening_key(&cmk, context.as_bytes())
-        .map_err(|e| {
-            let e = key_error(e);
-            (e.code, e)
-        })?;
-    env.open(&k, &field_context(context, label))
-        .map(|o| (cmk, o))
-        .map_err(|_| ("does_not_open", bad_place("a sealed field does not open")))
+    .map_err(|e| ProxyError::from_rewrite(e, side))
 }
 
 /// Characters left as they are in a rewritten query value or path segment
@@ -121,12 +91,8 @@ fn decode_component(s: &str, plus_is_space: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn bad_param(what: &str) -> ProxyError {
-    ProxyError::client(
-        StatusCode::BAD_REQUEST,
-        "invalid_parameter",
-        format!("a sealed {what} parameter is not valid percent-encoded UTF-8"),
-    )
+fn bad_param(what: &'static str) -> ProxyError {
+    ProxyError::Client(ClientError::InvalidParameter(what))
 }
 
 /// Seals the route's searchable query and path parameters in `path_and_query`
@@ -173,11 +139,9 @@ pub fn seal_target(
                     let plain = decode_component(seg, false).ok_or_else(|| bad_param("path"))?;
                     // seal exactly the segment the route matched, or refuse
                     if !m.params.iter().any(|(n, v)| *n == p.name && *v == plain) {
-                        return Err(ProxyError::client(
-                            StatusCode::BAD_REQUEST,
-                            "ambiguous_path",
-                            "request path refused: a sealed path parameter is not where the route matched it",
-                        ));
+                        return Err(ProxyError::Client(ClientError::AmbiguousPath(
+                            "a sealed path parameter is not where the route matched it",
+                        )));
                     }
                     if envelope::looks_like_envelope(&plain) {
                         out.push_str(seg);

@@ -12,15 +12,15 @@
 //! route's leeway), `nbf` if present not ahead, and `iss` / `aud` as the
 //! route configures. Anything else is masked.
 
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use std::net::SocketAddr;
 
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 
+use super::error::BodySide;
 use super::error::ProxyError;
-use super::fields::{rewrite_error, FieldCounts};
 use crate::envelope;
 use crate::policy::{self, JwtVerifier, Mask, Reveal, RevealTo, SUBJECT_ATTRIBUTES};
 use crate::tls::ConnectionInfo;
@@ -291,12 +291,13 @@ pub fn open_selectors<'a>(
 
 /// Applies the decision to a response body whose fields are already opened:
 /// masks `reveal.fields` for a masked caller, counts them for a revealed
-/// one, and stores the decision in `counts` for the audit line.
+/// one. The decision, with its count, is stored in `decided` for the audit
+/// line (also when the body fails).
 pub fn apply(
     reveal: &Reveal,
     mut decision: RevealDecision,
     body: &[u8],
-    counts: &mut FieldCounts,
+    decided: &mut Option<RevealDecision>,
 ) -> Result<Option<Vec<u8>>, ProxyError> {
     let mut n = 0u32;
     let out = policy::rewrite(body, &reveal.fields, |site| {
@@ -306,9 +307,9 @@ pub fn apply(
         }
         Ok(mask_value(&reveal.mask, site.raw))
     })
-    .map_err(|e| rewrite_error(e, true));
+    .map_err(|e| ProxyError::from_rewrite(e, BodySide::Response));
     decision.count = n;
-    counts.reveal = Some(decision);
+    *decided = Some(decision);
     out
 }
 
@@ -455,11 +456,6 @@ pub fn certificate_subject(der: &[u8]) -> Option<Vec<(String, String)>> {
         }
     }
     Some(out)
-}
-
-/// True when `e` says the upstream body is not JSON: it holds nothing to mask.
-pub fn is_not_json(e: &ProxyError) -> bool {
-    e.code == "upstream_invalid_json" && e.status == StatusCode::BAD_GATEWAY
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use super::error::ProxyError;
+use super::error::{BodyError, BodySide, ProxyError, UpstreamError};
 use super::headers;
 use super::{BoxError, ProxyBody, ProxyState};
 use crate::config::ShadowCapture;
@@ -316,13 +316,9 @@ where
         }
         return Ok(body.map_err(Into::into).boxed());
     }
-    let buffered = buffer_prefix(body, limit).await.map_err(|_| {
-        ProxyError::client(
-            StatusCode::BAD_REQUEST,
-            "body_read_failed",
-            "request body could not be read",
-        )
-    })?;
+    let buffered = buffer_prefix(body, limit)
+        .await
+        .map_err(|_| ProxyError::body(BodySide::Request, BodyError::ReadFailed))?;
     Ok(measure(
         shadow,
         route,
@@ -381,20 +377,8 @@ where
     }
     let buffered = tokio::time::timeout(state.upstream.timeout(), buffer_prefix(body, limit))
         .await
-        .map_err(|_| {
-            ProxyError::upstream(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "upstream body too slow",
-            )
-        })?
-        .map_err(|_| {
-            ProxyError::upstream(
-                StatusCode::BAD_GATEWAY,
-                "upstream_body_failed",
-                "upstream body could not be read",
-            )
-        })?;
+        .map_err(|_| ProxyError::Upstream(UpstreamError::BodyTimeout))?
+        .map_err(|_| ProxyError::body(BodySide::Response, BodyError::ReadFailed))?;
     Ok(measure(
         &state.shadow,
         route,

@@ -5,7 +5,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::fields::{FieldCounts, FieldOp};
+use super::counts::{FieldCounts, FieldOp};
 use crate::keys::{DataKeyCache, KeyId};
 
 /// The header name.

@@ -4,14 +4,14 @@
 //! with `upstream_http2`, HTTP/2 (ALPN `h2` over TLS, prior-knowledge h2c
 //! over plaintext). Connect and response timeouts map to 502 / 504.
 
-use http::{StatusCode, Uri};
+use http::Uri;
 use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
 
-use super::error::ProxyError;
+use super::error::{ClientError, ProxyError, UpstreamError};
 use super::ProxyBody;
 use crate::config::UpstreamTls;
 
@@ -148,20 +148,20 @@ impl Upstream {
         req: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, ProxyError> {
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Err(_) => Err(ProxyError::upstream(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                format!(
-                    "upstream sent no response within {} ms",
-                    self.timeout.as_millis()
-                ),
-            )),
+            Err(_) => Err(ProxyError::Upstream(UpstreamError::HeadTimeout {
+                millis: self.timeout.as_millis(),
+            })),
             Ok(Err(e)) => {
                 // hyper-util's own Display is only "client error (Connect)":
                 // the reason is further down the source chain
                 let chain = error_chain(&e);
+                // no request span: the warning names the request itself
+                let request_id = crate::audit::current_request()
+                    .map(|r| r.request_id)
+                    .unwrap_or_default();
                 let msg = if let Some(tls) = rustls_error(&e) {
                     tracing::warn!(
+                        request_id,
                         error = %chain,
                         tls_error = %tls,
                         "upstream TLS handshake failed: {}",
@@ -169,18 +169,14 @@ impl Upstream {
                     );
                     "TLS to the upstream failed (certificate not trusted, wrong name, or no common protocol)"
                 } else {
-                    tracing::warn!(error = %chain, "upstream request failed");
+                    tracing::warn!(request_id, error = %chain, "upstream request failed");
                     if e.is_connect() {
                         "upstream refused or unreachable"
                     } else {
                         "upstream connection failed"
                     }
                 };
-                Err(ProxyError::upstream(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unavailable",
-                    msg,
-                ))
+                Err(ProxyError::Upstream(UpstreamError::Unavailable(msg)))
             }
             Ok(Ok(resp)) => Ok(resp),
         }
@@ -279,9 +275,5 @@ pub(crate) fn tls_reason(e: &rustls::Error) -> String {
 
 /// A request target that does not make a valid upstream URI.
 fn bad_target() -> ProxyError {
-    ProxyError::client(
-        StatusCode::BAD_REQUEST,
-        "bad_request_target",
-        "request target is not a valid URI",
-    )
+    ProxyError::Client(ClientError::BadTarget)
 }
