@@ -124,21 +124,27 @@ fn cache_config(c: &Config) -> CacheConfig {
     }
 }
 
-/// The KMS faces over `store`, with the config's quota overrides.
-fn kms_faces(store: &Arc<KeyStore>, config: &Config) -> crate::kms::Faces {
+/// The KMS faces over `store`, with the config's quota overrides, counted
+/// in `shared` (`--limits`) when given.
+fn kms_faces(
+    store: &Arc<KeyStore>,
+    config: &Config,
+    shared: Option<&Arc<crate::limits::SharedLimits>>,
+) -> crate::kms::Faces {
+    let shared = || shared.cloned();
     crate::kms::Faces {
-        alibaba: Some(Arc::new(crate::kms::alibaba::AlibabaFace::new(
-            store.clone(),
-            &config.kms_quotas.alibaba,
-        ))),
-        infisical: Some(Arc::new(crate::kms::infisical::InfisicalFace::from_config(
-            store.clone(),
-            config,
-        ))),
-        tencent: Some(Arc::new(crate::kms::tencent::TencentFace::new(
-            store.clone(),
-            &config.kms_quotas.tencent,
-        ))),
+        alibaba: Some(Arc::new(
+            crate::kms::alibaba::AlibabaFace::new(store.clone(), &config.kms_quotas.alibaba)
+                .with_shared_limits(shared()),
+        )),
+        infisical: Some(Arc::new(
+            crate::kms::infisical::InfisicalFace::from_config(store.clone(), config)
+                .with_shared_limits(shared()),
+        )),
+        tencent: Some(Arc::new(
+            crate::kms::tencent::TencentFace::new(store.clone(), &config.kms_quotas.tencent)
+                .with_shared_limits(shared()),
+        )),
     }
 }
 
@@ -394,7 +400,11 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         let bound = l
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
-        let faces = observe_faces(kms_faces(&store, &config), &metrics, &audit);
+        let faces = observe_faces(
+            kms_faces(&store, &config, shared_limits.as_ref()),
+            &metrics,
+            &audit,
+        );
         let mut rx4 = rx.clone();
         tasks.push(tokio::spawn(crate::kms::serve(
             l,

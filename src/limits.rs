@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::ratelimit::{Quota, RateLimiter, RetryAfter, SystemClock};
+use crate::ratelimit::{Clock, Quota, RateLimiter, RetryAfter, SystemClock};
 
 /// How long one Redis decision may take before the request is counted
 /// locally instead (loopback answers in well under a millisecond).
@@ -279,20 +279,20 @@ impl SharedLimits {
 
 /// A quota table and where it is counted. See the module docs.
 #[derive(Debug)]
-pub struct Limiter {
+pub struct Limiter<C: Clock = SystemClock> {
     /// Who counts: `tencent`, `alibaba`, `infisical` or `proxy` (part of the
     /// Redis key, so two tables never share a bucket).
     scope: &'static str,
     /// The quotas; counts locally when there is no shared backend.
-    table: RateLimiter,
+    table: RateLimiter<C>,
     /// With a shared backend: the shared backend and this node's share of
     /// each quota, counted locally while the backend is unreachable.
-    shared: Option<(std::sync::Arc<SharedLimits>, RateLimiter)>,
+    shared: Option<(std::sync::Arc<SharedLimits>, RateLimiter<C>)>,
 }
 
-impl Limiter {
+impl<C: Clock + Clone> Limiter<C> {
     /// Counts `table`'s quotas in this process only.
-    pub fn local(scope: &'static str, table: RateLimiter) -> Self {
+    pub fn local(scope: &'static str, table: RateLimiter<C>) -> Self {
         Self {
             scope,
             table,
@@ -303,14 +303,14 @@ impl Limiter {
     /// Counts `table`'s quotas in `backend` when it is given, else locally.
     pub fn new(
         scope: &'static str,
-        table: RateLimiter,
+        table: RateLimiter<C>,
         backend: Option<std::sync::Arc<SharedLimits>>,
     ) -> Self {
         match backend {
             None => Self::local(scope, table),
             Some(backend) => {
                 let nodes = backend.config.nodes.max(1);
-                let share = table.scaled(SystemClock, |q| node_share(q, nodes));
+                let share = table.scaled(table.clock().clone(), |q| node_share(q, nodes));
                 Self {
                     scope,
                     table,
@@ -320,8 +320,16 @@ impl Limiter {
         }
     }
 
+    /// Counts in `backend` from now on (when given): the same table.
+    pub fn shared_by(self, backend: Option<std::sync::Arc<SharedLimits>>) -> Self {
+        match self.shared {
+            Some(_) => self,
+            None => Self::new(self.scope, self.table, backend),
+        }
+    }
+
     /// The quota table (class names, quotas).
-    pub fn table(&self) -> &RateLimiter {
+    pub fn table(&self) -> &RateLimiter<C> {
         &self.table
     }
 
@@ -349,6 +357,26 @@ impl Limiter {
         match backend.take(&key, quota).await {
             Some(decision) => decision,
             None => share.check(caller, action),
+        }
+    }
+}
+
+impl<C: Clock + Clone> Limiter<C> {
+    /// [`check`](Self::check) for a caller on a synchronous path inside the
+    /// runtime (a KMS face decides after authenticating, in plain code).
+    /// Without a shared backend it is the local check. With one, the Redis
+    /// round trip runs under `block_in_place`, so the worker's other tasks
+    /// move to another worker meanwhile; outside a multi-thread runtime
+    /// (where that is not possible) the node's share decides.
+    pub fn check_now(&self, caller: &str, action: &str) -> Result<(), RetryAfter> {
+        let Some((_, share)) = &self.shared else {
+            return self.table.check(caller, action);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(self.check(caller, action)))
+            }
+            _ => share.check(caller, action),
         }
     }
 }

@@ -332,6 +332,11 @@ impl<C: Clock> RateLimiter<C> {
         }
     }
 
+    /// The clock it counts on.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
     /// The class an action is counted under.
     pub fn class_of<'a>(&'a self, action: &'a str) -> &'a str {
         self.classes

@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1207,4 +1207,131 @@ fn serve_with_the_wrong_root_key_refuses_to_start_naming_the_cause() {
     assert!(!status.success());
     assert!(err.contains("wrong root key"), "{err}");
     assert_eq!(db.number("SELECT count(*) FROM sealgate_keys"), 1);
+}
+
+/// The shared Redis for the fleet tests, or `None` (after printing why)
+/// when it is not there and the services are not required.
+fn redis_url() -> Option<String> {
+    let url = std::env::var("SEALGATE_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_string());
+    let reachable = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok();
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var("SEALGATE_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("Redis at {url} is required (SEALGATE_REQUIRE_SERVICES=1)");
+    }
+    eprintln!("skipped: set SEALGATE_TEST_REDIS_URL to a reachable Redis ({url} did not answer)");
+    None
+}
+
+/// `n` node working directories, each with the shared root key as
+/// `data/root.key`.
+fn node_dirs(n: usize) -> Vec<PathBuf> {
+    let key = sealgate::keys::root::encode_root_key(&root());
+    (0..n)
+        .map(|_| {
+            let d = tempfile::tempdir().unwrap().keep();
+            let data = d.join("data");
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .unwrap();
+            let file = data.join("root.key");
+            std::fs::write(&file, key.as_bytes()).unwrap();
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            d
+        })
+        .collect()
+}
+
+#[test]
+fn a_fleet_on_one_store_and_one_redis_spends_a_kms_quota_once() {
+    let Some(db) = Scratch::new() else { return };
+    let Some(redis) = redis_url() else { return };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let upstream = rt.block_on(common::recording_upstream(common::echo()));
+    // the key and the credential, made once in the shared store
+    let tmp = tempfile::tempdir().unwrap();
+    let store = db.open(tmp.path());
+    let key = store.create(aliased("quota")).unwrap().key_id.to_string();
+    let cred = store.create_credential(None).unwrap();
+    let secret = String::from_utf8(cred.secret.expose().to_vec()).unwrap();
+    drop(store);
+    // Infisical's write class, four a minute for the whole fleet: per node
+    // counting would give eight (nodes = 1: not even the fallback share of
+    // a Redis outage would give four)
+    let extra = format!(
+        "[store]\nurl = \"{}\"\n[limits]\nurl = \"{redis}\"\nnodes = 1\nprefix = \"sgtest-{}\"\n[kms.infisical.quotas]\nwrite = 4\n[keys]\ncreate_policy_keys = true\n",
+        db.url(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let nodes: Vec<common::ServeProcess> = node_dirs(2)
+        .into_iter()
+        .map(|d| {
+            common::ServeProcess::start_with_flags(
+                d,
+                upstream.addr,
+                FLEET_POLICY,
+                &extra,
+                &["--kms-listen", "127.0.0.1:0"],
+            )
+        })
+        .collect();
+    let kms: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let line = n.wait_log("KMS listening (Tencent, Alibaba, Infisical dialects)");
+            line["fields"]["listen"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // an access token from each node (tokens are per node)
+    let tokens: Vec<String> = kms
+        .iter()
+        .map(|addr| {
+            let (status, _, body) = rt.block_on(common::send_json(
+                "POST",
+                &format!("http://{addr}/api/v1/auth/universal-auth/login"),
+                &format!(r#"{{"clientId":"{}","clientSecret":"{secret}"}}"#, cred.id),
+            ));
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["accessToken"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mut accepted = 0;
+    let mut limited = 0;
+    for i in 0..10 {
+        let n = i % 2;
+        let auth = format!("Bearer {}", tokens[n]);
+        let (status, _, body) = rt.block_on(common::send(
+            "POST",
+            &format!("http://{}/api/v1/kms/keys/{key}/encrypt", kms[n]),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", auth.as_str()),
+            ],
+            r#"{"plaintext":"aGVsbG8="}"#,
+        ));
+        match status {
+            200 => accepted += 1,
+            429 => limited += 1,
+            s => panic!("unexpected {s}: {body}"),
+        }
+    }
+    assert_eq!(
+        (accepted, limited),
+        (4, 6),
+        "two nodes, one bucket of four a minute in Redis"
+    );
+    drop(nodes);
 }

@@ -61,6 +61,7 @@ use crate::keys::{
 use crate::kms::access::{Access, Principal};
 use crate::kms::context;
 use crate::kms::{Dialect, Face, KeyNote, KmsOutcome, KmsReply, KmsRequest};
+use crate::limits::Limiter;
 use crate::ratelimit::{Quota, RateLimiter, SystemClock};
 use crate::secret::SecretBytes;
 
@@ -104,7 +105,7 @@ pub(super) struct AdvanceSealed {
 pub struct AlibabaFace {
     pub(super) store: Arc<KeyStore>,
     access: Access,
-    limiter: RateLimiter<SystemClock>,
+    limiter: Limiter,
     nonces: NonceCache,
     policy: VerifyPolicy,
     client_keys: ClientKeys,
@@ -492,7 +493,7 @@ impl AlibabaFace {
                 .iter()
                 .map(|(class, q)| (format!("{QUOTA_PREFIX}{class}"), *q)),
         );
-        let limiter = RateLimiter::from_quotas(SystemClock, quotas);
+        let limiter = Limiter::local("alibaba", RateLimiter::from_quotas(SystemClock, quotas));
         let client_keys = ClientKeys::new(store.data_dir());
         Self {
             access: Access::new(store.clone()),
@@ -870,7 +871,11 @@ impl AlibabaFace {
         wire::check_version(verified.version.trim())?;
         let action = wire::parse_action(verified.action.trim())?;
         outcome.action = action.name();
-        if self.limiter.check(principal.id(), action.name()).is_err() {
+        if self
+            .limiter
+            .check_now(principal.id(), action.name())
+            .is_err()
+        {
             outcome.limited = true;
             return Err(AlibabaError::throttled());
         }
@@ -895,7 +900,7 @@ impl AlibabaFace {
         outcome.action = who.action.name();
         if self
             .limiter
-            .check(&who.access_key_id, who.action.quota_action())
+            .check_now(&who.access_key_id, who.action.quota_action())
             .is_err()
         {
             outcome.limited = true;
@@ -910,6 +915,20 @@ fn alias_name(alias: &str) -> Result<&str, AlibabaError> {
     let name = alias.strip_prefix("alias/").unwrap_or(alias);
     validate_alias(name).map_err(key_error)?;
     Ok(name)
+}
+
+impl AlibabaFace {
+    /// Counts this face's quotas in `backend` (`--limits`), shared by the
+    /// nodes that use it; `None` keeps them in this process.
+    pub fn with_shared_limits(
+        self,
+        backend: Option<std::sync::Arc<crate::limits::SharedLimits>>,
+    ) -> Self {
+        Self {
+            limiter: self.limiter.shared_by(backend),
+            ..self
+        }
+    }
 }
 
 impl Face for AlibabaFace {

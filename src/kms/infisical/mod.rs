@@ -50,6 +50,7 @@ use super::{Dialect, Face, KmsOutcome, KmsReply, KmsRequest};
 use crate::keys::asymmetric::{SignInput, SigningAlgorithm};
 use crate::keys::blob::blob_cmk;
 use crate::keys::{CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyState, KeyStore, Tag};
+use crate::limits::Limiter;
 use crate::ratelimit::{Clock as RateClock, Quota, QuotaTable, RateLimiter, SystemClock};
 use names::{alias_for, deleted_alias, infisical_name, PROJECT_TAG};
 use tokens::{TokenCheck, TokenTable};
@@ -132,12 +133,12 @@ impl InfisicalSettings {
 }
 
 /// The face. `C` is the rate limiter's clock (tests pass a manual one).
-pub struct InfisicalFace<C: RateClock = SystemClock> {
+pub struct InfisicalFace<C: RateClock + Clone = SystemClock> {
     store: Arc<KeyStore>,
     access: Access,
     settings: InfisicalSettings,
     tokens: TokenTable,
-    limiter: RateLimiter<C>,
+    limiter: Limiter<C>,
     now: Arc<dyn crate::keys::Clock>,
 }
 
@@ -314,7 +315,7 @@ fn store_error(e: KeyError) -> ApiError {
     }
 }
 
-impl<C: RateClock> InfisicalFace<C> {
+impl<C: RateClock + Clone> InfisicalFace<C> {
     /// The face with explicit clocks: `rate_clock` for the limiter,
     /// `now` (unix seconds) for token expiry.
     pub fn with_clocks(
@@ -324,7 +325,10 @@ impl<C: RateClock> InfisicalFace<C> {
         now: Arc<dyn crate::keys::Clock>,
     ) -> Self {
         // Infisical documents per-minute quotas: real per-minute buckets.
-        let limiter = RateLimiter::from_quotas(rate_clock, settings.quota_table());
+        let limiter = Limiter::local(
+            "infisical",
+            RateLimiter::from_quotas(rate_clock, settings.quota_table()),
+        );
         Self {
             access: Access::new(store.clone()),
             store,
@@ -342,7 +346,7 @@ impl<C: RateClock> InfisicalFace<C> {
 
     fn limit(&self, caller: &str, class: &str) -> Result<(), ApiError> {
         self.limiter
-            .check(caller, class)
+            .check_now(caller, class)
             .map_err(|r| ApiError::rate_limited(secs_ceil(r.0)))
     }
 
@@ -894,7 +898,21 @@ fn sign_input<'a>(
     Ok(SignInput::Digest(data))
 }
 
-impl<C: RateClock> Face for InfisicalFace<C> {
+impl<C: RateClock + Clone> InfisicalFace<C> {
+    /// Counts this face's quotas in `backend` (`--limits`), shared by the
+    /// nodes that use it; `None` keeps them in this process.
+    pub fn with_shared_limits(
+        self,
+        backend: Option<std::sync::Arc<crate::limits::SharedLimits>>,
+    ) -> Self {
+        Self {
+            limiter: self.limiter.shared_by(backend),
+            ..self
+        }
+    }
+}
+
+impl<C: RateClock + Clone> Face for InfisicalFace<C> {
     fn handle(&self, req: KmsRequest) -> KmsReply {
         let req_id = format!(
             "req-{}",

@@ -59,6 +59,7 @@ use crate::kms::access::{Access, Principal};
 use crate::kms::context;
 use crate::kms::replay::{expiry_after_window, ReplayCache, ReplayRefused};
 use crate::kms::{Dialect, Face, KmsOutcome, KmsReply, KmsRequest};
+use crate::limits::Limiter;
 use crate::ratelimit::{Quota, RateLimiter, SystemClock};
 use crate::secret::SecretBytes;
 
@@ -86,7 +87,7 @@ struct PendingImport {
 pub struct TencentFace {
     store: Arc<KeyStore>,
     access: Access,
-    limiter: RateLimiter<SystemClock>,
+    limiter: Limiter,
     policy: VerifyPolicy,
     /// Signatures (legacy: Nonce + Timestamp) already accepted, per SecretId.
     replays: ReplayCache,
@@ -235,7 +236,7 @@ impl TencentFace {
     pub fn new(store: Arc<KeyStore>, quota_overrides: &BTreeMap<String, Quota>) -> Self {
         let quotas = wire::quota_table()
             .with_overrides(quota_overrides.iter().map(|(k, q)| (k.clone(), *q)));
-        let limiter = RateLimiter::from_quotas(SystemClock, quotas);
+        let limiter = Limiter::local("tencent", RateLimiter::from_quotas(SystemClock, quotas));
         Self {
             access: Access::new(store.clone()),
             store,
@@ -371,7 +372,7 @@ impl TencentFace {
     fn serve(&self, auth: &Authenticated, outcome: &mut KmsOutcome) -> Result<Value, TencentError> {
         if self
             .limiter
-            .check(auth.caller.id(), auth.action.name())
+            .check_now(auth.caller.id(), auth.action.name())
             .is_err()
         {
             outcome.limited = true;
@@ -456,6 +457,20 @@ impl TencentFace {
             R::DeleteImportedKeyMaterial(r) => self.delete_imported_key_material(caller, r),
             // service
             R::GetServiceStatus => self.get_service_status(caller),
+        }
+    }
+}
+
+impl TencentFace {
+    /// Counts this face's quotas in `backend` (`--limits`), shared by the
+    /// nodes that use it; `None` keeps them in this process.
+    pub fn with_shared_limits(
+        self,
+        backend: Option<std::sync::Arc<crate::limits::SharedLimits>>,
+    ) -> Self {
+        Self {
+            limiter: self.limiter.shared_by(backend),
+            ..self
         }
     }
 }
