@@ -16,25 +16,6 @@ use std::time::{Duration, Instant};
 use sealgate::limits::{Limiter, LimitsConfig, SharedLimits};
 use sealgate::ratelimit::{Quota, RateLimiter, SystemClock};
 
-/// The shared Redis, or `None` (after printing why) when it is not there
-/// and the services are not required.
-fn redis_url() -> Option<String> {
-    let url = std::env::var("SEALGATE_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
-    let reachable = redis::Client::open(url.as_str())
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-        .is_ok();
-    if reachable {
-        return Some(url);
-    }
-    if std::env::var("SEALGATE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("Redis at {url} is not reachable and SEALGATE_REQUIRE_SERVICES=1");
-    }
-    eprintln!("skipped: set SEALGATE_TEST_REDIS_URL to a reachable Redis ({url} did not answer)");
-    None
-}
-
 /// A key prefix no other test (or run) uses.
 fn unique_prefix(test: &str) -> String {
     format!("sgtest-{test}-{}", uuid::Uuid::new_v4().simple())
@@ -60,7 +41,9 @@ fn node(url: &str, prefix: &str, nodes: u32, quota: Quota) -> (Limiter, Arc<Shar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_one_bucket() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = common::redis_url() else {
+        return;
+    };
     let prefix = unique_prefix("burst");
     // one token a minute, five at once: the fleet gets five, not fifteen
     let quota = Quota {
@@ -115,7 +98,9 @@ async fn three_nodes_share_one_bucket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_t_seconds_the_fleet_stays_within_rate_times_t_plus_burst() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = common::redis_url() else {
+        return;
+    };
     let prefix = unique_prefix("rate");
     let (rate, burst) = (200u32, 20u32);
     let quota = Quota {
@@ -241,7 +226,7 @@ impl Drop for PrivateRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_each_node_keeps_its_share_and_recovers_by_itself() {
-    if redis_url().is_none() {
+    if common::redis_url().is_none() {
         return; // no Redis here, and so most likely no redis-server either
     }
     let redis = PrivateRedis::start();
@@ -303,7 +288,9 @@ key = "k"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_serve_processes_share_a_route_rate_limit() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = common::redis_url() else {
+        return;
+    };
     let up = common::recording_upstream(common::fixed_json(r#"{"ok":true}"#)).await;
     let extra = format!(
         "[limits]\nurl = \"{url}\"\nnodes = 2\nprefix = \"{}\"\n[keys]\ncreate_policy_keys = true\n",

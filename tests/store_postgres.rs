@@ -1209,27 +1209,6 @@ fn serve_with_the_wrong_root_key_refuses_to_start_naming_the_cause() {
     assert_eq!(db.number("SELECT count(*) FROM sealgate_keys"), 1);
 }
 
-/// The shared Redis for the fleet tests, or `None` (after printing why)
-/// when it is not there and the services are not required.
-fn redis_url() -> Option<String> {
-    let url = std::env::var("SEALGATE_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_string());
-    let reachable = redis::Client::open(url.as_str())
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-        .is_ok();
-    if reachable {
-        return Some(url);
-    }
-    if std::env::var("SEALGATE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("Redis at {url} is required (SEALGATE_REQUIRE_SERVICES=1)");
-    }
-    eprintln!("skipped: set SEALGATE_TEST_REDIS_URL to a reachable Redis ({url} did not answer)");
-    None
-}
-
 /// `n` node working directories, each with the shared root key as
 /// `data/root.key`.
 fn node_dirs(n: usize) -> Vec<PathBuf> {
@@ -1253,7 +1232,9 @@ fn node_dirs(n: usize) -> Vec<PathBuf> {
 #[test]
 fn a_fleet_on_one_store_and_one_redis_spends_a_kms_quota_once() {
     let Some(db) = Scratch::new() else { return };
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = common::redis_url() else {
+        return;
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

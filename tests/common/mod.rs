@@ -692,3 +692,27 @@ pub fn make_client_key(dir: &std::path::Path, id: &str, password: &str) -> (Path
     std::fs::write(&key_file, json.to_string()).unwrap();
     (key_file, dir.join("client_pub.pem"))
 }
+
+/// The shared Redis the fleet tests use (`SEALGATE_TEST_REDIS_URL`, default
+/// `redis://127.0.0.1:6379`), or `None` after printing a "skipped" line when
+/// it does not answer — unless `SEALGATE_REQUIRE_SERVICES=1` (CI), which
+/// makes a missing Redis fail the test.
+#[allow(dead_code)]
+pub fn redis_url() -> Option<String> {
+    let url = std::env::var("SEALGATE_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_string());
+    let reachable = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(2)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok();
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var("SEALGATE_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("Redis at {url} is required (SEALGATE_REQUIRE_SERVICES=1) and does not answer");
+    }
+    eprintln!("skipped: set SEALGATE_TEST_REDIS_URL to a reachable Redis ({url} did not answer)");
+    None
+}

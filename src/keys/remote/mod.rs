@@ -281,6 +281,80 @@ pub(crate) fn b64_exact(s: &str) -> Option<Vec<u8>> {
     (b64.encode(&v) == s).then_some(v)
 }
 
+/// How a cloud KMS (Tencent, Alibaba) spells the key states and the
+/// symmetric usage in `DescribeKey`'s `KeyMetadata`; their GenerateDataKey
+/// and Decrypt answers share one shape (`KeyId`, `CiphertextBlob`,
+/// `Plaintext`), read by [`cloud_data_key`] and [`cloud_plaintext`].
+pub(crate) struct CloudSpelling {
+    /// `tencent` or `alibaba`, for messages.
+    pub name: &'static str,
+    /// The state of a key scheduled for deletion.
+    pub pending_delete: &'static str,
+    /// The symmetric usage.
+    pub encrypt_decrypt: &'static str,
+}
+
+/// A GenerateDataKey result: the remote KeyId, the Base64 blob, the DEK.
+pub(crate) fn cloud_data_key(
+    cloud: &CloudSpelling,
+    r: &serde_json::Value,
+) -> Result<RemoteDataKey, KeyError> {
+    use serde_json::Value;
+    let bad = || {
+        KeyError::Unavailable(format!(
+            "{} KMS answered GenerateDataKey without a usable data key",
+            cloud.name
+        ))
+    };
+    let key_id = r.get("KeyId").and_then(Value::as_str).ok_or_else(bad)?;
+    let blob = r
+        .get("CiphertextBlob")
+        .and_then(Value::as_str)
+        .and_then(b64_exact)
+        .ok_or_else(bad)?;
+    let key = plaintext_of(r).ok_or_else(bad)?;
+    Ok(RemoteDataKey {
+        cmk: cmk_of(key_id),
+        blob,
+        key,
+    })
+}
+
+/// A Decrypt result's 32-byte DEK.
+pub(crate) fn cloud_plaintext(
+    cloud: &CloudSpelling,
+    r: &serde_json::Value,
+) -> Result<DataKey, KeyError> {
+    plaintext_of(r).ok_or_else(|| {
+        KeyError::Unavailable(format!(
+            "{} KMS answered Decrypt without a 32-byte key",
+            cloud.name
+        ))
+    })
+}
+
+/// Whether a DescribeKey result names an enabled symmetric key.
+pub(crate) fn cloud_usable(cloud: &CloudSpelling, r: &serde_json::Value) -> Result<(), KeyError> {
+    use serde_json::Value;
+    let meta = r.get("KeyMetadata").ok_or(KeyError::CmkNotFound)?;
+    match meta.get("KeyState").and_then(Value::as_str) {
+        Some("Enabled") => {}
+        Some("Disabled") => return Err(KeyError::CmkDisabled),
+        Some(s) if s == cloud.pending_delete => return Err(KeyError::CmkPendingDelete),
+        Some("PendingImport") => return Err(KeyError::CmkPendingImport),
+        _ => {
+            return Err(KeyError::InvalidState(
+                "the remote CMK is not enabled".into(),
+            ))
+        }
+    }
+    match meta.get("KeyUsage").and_then(Value::as_str) {
+        Some(u) if u == cloud.encrypt_decrypt => Ok(()),
+        None => Ok(()),
+        Some(_) => Err(KeyError::UsageMismatch),
+    }
+}
+
 /// The 32-byte DEK in a result's `Plaintext` (Base64), zeroizing the copy.
 pub(crate) fn plaintext_of(r: &serde_json::Value) -> Option<DataKey> {
     use base64::Engine as _;

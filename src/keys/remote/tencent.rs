@@ -16,8 +16,8 @@ use http_body_util::Full;
 use serde_json::{json, Value};
 
 use super::{
-    b64_exact, cmk_of, encryption_context, plaintext_of, Action, Call, Credentials, Dialect,
-    Failure,
+    cloud_data_key, cloud_plaintext, cloud_usable, encryption_context, Action, Call, CloudSpelling,
+    Credentials, Dialect, Failure,
 };
 use crate::config::ProviderSettings;
 use crate::keys::provider::{KeyError, RemoteDataKey};
@@ -223,50 +223,24 @@ impl Dialect for Tencent {
     }
 
     fn data_key(&self, r: &Value) -> Result<RemoteDataKey, KeyError> {
-        let bad = || {
-            KeyError::Unavailable(
-                "tencent KMS answered GenerateDataKey without a usable data key".into(),
-            )
-        };
-        let key_id = r.get("KeyId").and_then(Value::as_str).ok_or_else(bad)?;
-        let blob = r
-            .get("CiphertextBlob")
-            .and_then(Value::as_str)
-            .and_then(b64_exact)
-            .ok_or_else(bad)?;
-        let key = plaintext_of(r).ok_or_else(bad)?;
-        Ok(RemoteDataKey {
-            cmk: cmk_of(key_id),
-            blob,
-            key,
-        })
+        cloud_data_key(&SPELLING, r)
     }
 
     fn plaintext(&self, r: &Value) -> Result<DataKey, KeyError> {
-        plaintext_of(r).ok_or_else(|| {
-            KeyError::Unavailable("tencent KMS answered Decrypt without a 32-byte key".into())
-        })
+        cloud_plaintext(&SPELLING, r)
     }
 
     fn usable(&self, r: &Value) -> Result<(), KeyError> {
-        let meta = r.get("KeyMetadata").ok_or(KeyError::CmkNotFound)?;
-        match meta.get("KeyState").and_then(Value::as_str) {
-            Some("Enabled") => {}
-            Some("Disabled") => return Err(KeyError::CmkDisabled),
-            Some("PendingDelete") => return Err(KeyError::CmkPendingDelete),
-            Some("PendingImport") => return Err(KeyError::CmkPendingImport),
-            _ => {
-                return Err(KeyError::InvalidState(
-                    "the remote CMK is not enabled".into(),
-                ))
-            }
-        }
-        match meta.get("KeyUsage").and_then(Value::as_str) {
-            Some("ENCRYPT_DECRYPT") | None => Ok(()),
-            Some(_) => Err(KeyError::UsageMismatch),
-        }
+        cloud_usable(&SPELLING, r)
     }
 }
+
+/// How Tencent's KMS spells key states and the symmetric usage.
+const SPELLING: CloudSpelling = CloudSpelling {
+    name: "tencent",
+    pending_delete: "PendingDelete",
+    encrypt_decrypt: "ENCRYPT_DECRYPT",
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
-//! `[provider] kind = "alibaba"` end to end: the "cloud" is a second
-//! sealgate serving its Alibaba KMS face on loopback (in-process, a key and
+//! `[provider] kind = "alibaba"` and `kind = "infisical"` end to end (the
+//! Tencent provider, with its fault injection, is `provider_tencent`): the
+//! "cloud" is a second sealgate serving that KMS face on loopback (in-process, a key and
 //! a credential made in its store); the provider nodes are the real
 //! `sealgate serve` binary with fresh data directories.
 
@@ -32,16 +33,21 @@ response.decrypt = ["$.ssn"]
     )
 }
 
-fn provider_toml(endpoint: SocketAddr) -> String {
+/// The environment variables holding `kind`'s SecretId and SecretKey.
+fn env_names(kind: &str) -> (String, String) {
+    let k = kind.to_uppercase();
+    (format!("SG_TEST_{k}_ID"), format!("SG_TEST_{k}_KEY"))
+}
+
+fn provider_toml(kind: &str, endpoint: SocketAddr) -> String {
+    // Infisical has no regions
+    let region = match kind {
+        "infisical" => "",
+        _ => "region = \"cn-hangzhou\"\n",
+    };
+    let (id, secret) = env_names(kind);
     format!(
-        r#"
-[provider]
-kind = "alibaba"
-endpoint = "http://{endpoint}"
-region = "cn-hangzhou"
-secret_id_env = "SG_TEST_ALI_ID"
-secret_key_env = "SG_TEST_ALI_KEY"
-"#
+        "\n[provider]\nkind = \"{kind}\"\nendpoint = \"http://{endpoint}\"\n{region}secret_id_env = \"{id}\"\nsecret_key_env = \"{secret}\"\n"
     )
 }
 
@@ -69,6 +75,18 @@ async fn calls(admin: SocketAddr, action: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alibaba_provider_node_seals_and_a_fresh_node_opens() {
+    provider_node_seals_and_a_fresh_node_opens("alibaba").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infisical_provider_node_seals_and_a_fresh_node_opens() {
+    provider_node_seals_and_a_fresh_node_opens("infisical").await;
+}
+
+/// A `kind` provider node: start-up and `policy check` refuse a key the
+/// remote lacks; sealing makes one GenerateDataKey per route whatever the
+/// tenant; a fresh node opens with one Decrypt.
+async fn provider_node_seals_and_a_fresh_node_opens(kind: &str) {
     let kms = start_kms_fixture(&[]).await;
     let key = kms
         .app
@@ -77,10 +95,11 @@ async fn an_alibaba_provider_node_seals_and_a_fresh_node_opens() {
         .unwrap()
         .key_id
         .to_string();
-    std::env::set_var("SG_TEST_ALI_ID", &kms.id);
-    std::env::set_var("SG_TEST_ALI_KEY", &kms.secret);
+    let (id_var, secret_var) = env_names(kind);
+    std::env::set_var(id_var, &kms.id);
+    std::env::set_var(secret_var, &kms.secret);
     let upstream = recording_upstream(last_post_upstream()).await;
-    let config = provider_toml(kms.app.kms_addr.unwrap());
+    let config = provider_toml(kind, kms.app.kms_addr.unwrap());
 
     // a key the KMS does not have stops start-up, naming it
     let missing = "00000000-0000-4000-8000-000000000000";
@@ -88,7 +107,7 @@ async fn an_alibaba_provider_node_seals_and_a_fresh_node_opens() {
     let (status, err) = ServeProcess::start_fails(&dir, upstream.addr, &policy(missing), &config);
     assert!(!status.success());
     assert!(
-        err.contains(missing) && err.contains("alibaba KMS"),
+        err.contains(missing) && err.contains(&format!("{kind} KMS")),
         "{err}"
     );
     assert!(!err.contains(&kms.secret));
@@ -119,7 +138,7 @@ async fn an_alibaba_provider_node_seals_and_a_fresh_node_opens() {
     let (ok, err) = check(missing);
     assert!(!ok);
     assert!(
-        err.contains(missing) && err.contains("alibaba KMS"),
+        err.contains(missing) && err.contains(&format!("{kind} KMS")),
         "{err}"
     );
     assert!(!err.contains(&kms.secret));
@@ -143,8 +162,26 @@ async fn an_alibaba_provider_node_seals_and_a_fresh_node_opens() {
             format!("ssn-{i}")
         );
     }
+    // searchable fields need CMK material here: refused with [provider]
+    let searchable = policy(&key).replacen(
+        "request.encrypt = [\"$.ssn\"]",
+        "request.deterministic = [\"$.ssn\"]",
+        1,
+    );
+    let sdir = tempfile::tempdir().unwrap().keep();
+    let (status, err) = ServeProcess::start_fails(&sdir, upstream.addr, &searchable, &config);
+    assert!(!status.success());
+    assert!(err.contains("searchable"), "{err}");
+
     // one data key for the route, whatever the tenant; nothing to decrypt
-    assert_eq!(calls(admin, "GenerateDataKey").await, 1);
+    // (Infisical: the key is made here and encrypted there, after one
+    // universal-auth login)
+    if kind == "infisical" {
+        assert_eq!(calls(admin, "Encrypt").await, 1);
+        assert_eq!(calls(admin, "Login").await, 1);
+    } else {
+        assert_eq!(calls(admin, "GenerateDataKey").await, 1);
+    }
     assert_eq!(calls(admin, "Decrypt").await, 0);
 
     // a fresh node opens what the first sealed: one remote Decrypt
@@ -159,6 +196,9 @@ async fn an_alibaba_provider_node_seals_and_a_fresh_node_opens() {
         );
     }
     assert_eq!(calls(badmin, "Decrypt").await, 1);
+    if kind == "infisical" {
+        assert_eq!(calls(badmin, "Login").await, 1);
+    }
     drop(a);
     drop(b);
 }
