@@ -56,12 +56,13 @@ tokio::task_local! {
 }
 
 /// Who a key operation was for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     /// The request id (`x-request-id`).
     pub request_id: String,
-    /// The caller: the client's address.
-    pub caller: String,
+    /// The caller: the client's address (spelled out only when a record
+    /// needs it, not on every request).
+    pub caller: std::net::SocketAddr,
 }
 
 /// The request the current task serves, if any.
@@ -128,7 +129,7 @@ impl AuditEvent {
     pub fn for_current_request(mut self) -> Self {
         if let Some(r) = current_request() {
             self.request_id = Some(r.request_id);
-            self.caller = Some(r.caller);
+            self.caller = Some(r.caller.to_string());
         }
         self
     }

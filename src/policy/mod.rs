@@ -224,7 +224,7 @@ impl PolicySet {
         &self,
         method: &str,
         host: Option<&str>,
-        segments: &[String],
+        segments: &[std::borrow::Cow<'_, str>],
     ) -> Option<RouteMatch<'_>> {
         let mut best: Option<(RouteMatch<'_>, route::Precedence)> = None;
         for route in &self.routes {

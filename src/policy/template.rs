@@ -1,6 +1,8 @@
 //! Path templates (`/users/{id}/cards/*`), request-path normalisation for
 //! matching, media ranges, and context templates (`users:{id}`).
 
+use std::borrow::Cow;
+
 /// One segment of a path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Segment {
@@ -96,7 +98,7 @@ impl PathTemplate {
     }
 
     /// Matches normalised request segments; on success returns the captured params.
-    pub(crate) fn matches(&self, path: &[String]) -> Option<Vec<(String, String)>> {
+    pub(crate) fn matches(&self, path: &[Cow<'_, str>]) -> Option<Vec<(String, String)>> {
         if path.len() < self.segments.len() || (!self.rest && path.len() != self.segments.len()) {
             return None;
         }
@@ -110,7 +112,7 @@ impl PathTemplate {
                         return None;
                     }
                 }
-                Segment::Param(name) => params.push((name.clone(), got.clone())),
+                Segment::Param(name) => params.push((name.clone(), got.to_string())),
             }
         }
         Some(params)
@@ -161,15 +163,18 @@ fn is_param_name(name: &str) -> bool {
 /// decoding, so `%3b` counts too: servlet containers drop them), empty and
 /// `.` segments are dropped and `..` removes the previous segment — what a
 /// normalising upstream would see.
-pub(crate) fn request_segments(path: &str) -> Vec<String> {
+pub(crate) fn request_segments(path: &str) -> Vec<Cow<'_, str>> {
     let path = path.split(['?', '#']).next().unwrap_or("");
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<Cow<'_, str>> = Vec::new();
     for raw in path.split('/') {
         let mut seg = percent_decode(raw);
         if let Some(at) = seg.find(';') {
-            seg.truncate(at);
+            match &mut seg {
+                Cow::Borrowed(s) => *s = &s[..at],
+                Cow::Owned(s) => s.truncate(at),
+            }
         }
-        match seg.as_str() {
+        match &*seg {
             "" | "." => {}
             ".." => {
                 out.pop();
@@ -189,6 +194,14 @@ pub fn ambiguous_path(path: &str) -> Option<&'static str> {
     let path = path.split(['?', '#']).next().unwrap_or("");
     if !path.starts_with('/') {
         return Some("path does not start with '/'");
+    }
+    // every reading below needs a '%', a '\\', a '.' or two '/' in a row:
+    // most paths have none of them and are settled in one pass
+    let b = path.as_bytes();
+    let suspect =
+        b.iter().any(|&c| matches!(c, b'%' | b'\\' | b'.')) || b.windows(2).any(|w| w == b"//");
+    if !suspect {
+        return None;
     }
     let lower = path.to_ascii_lowercase();
     if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
@@ -225,21 +238,22 @@ pub fn ambiguous_path(path: &str) -> Option<&'static str> {
 /// matching route `/users.json` (and any `.ext`) as `/users`, so the proxy
 /// must consider that reading too. A suffix is a final `.` followed by 0–10
 /// ASCII letters or digits, the part before it non-empty.
-pub(crate) fn strip_format_suffix(segments: &[String]) -> Option<Vec<String>> {
+pub(crate) fn strip_format_suffix<'a>(segments: &[Cow<'a, str>]) -> Option<Vec<Cow<'a, str>>> {
     let last = segments.last()?;
     let (stem, ext) = last.rsplit_once('.')?;
     if stem.is_empty() || ext.len() > 10 || !ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
+    let stem = stem.to_owned();
     let mut out = segments.to_vec();
     let end = out.len() - 1;
-    out[end] = stem.to_owned();
+    out[end] = Cow::Owned(stem);
     Some(out)
 }
 
-fn percent_decode(seg: &str) -> String {
+fn percent_decode(seg: &str) -> Cow<'_, str> {
     if !seg.contains('%') {
-        return seg.to_owned();
+        return Cow::Borrowed(seg);
     }
     let bytes = seg.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -260,7 +274,7 @@ fn percent_decode(seg: &str) -> String {
         i += 1;
     }
     // Not UTF-8 after decoding: keep the segment as the client wrote it.
-    String::from_utf8(out).unwrap_or_else(|_| seg.to_owned())
+    String::from_utf8(out).map_or(Cow::Borrowed(seg), Cow::Owned)
 }
 
 /// A media range: `type/subtype`, where type may be `*` and subtype may be `*` or `*+suffix`.

@@ -21,6 +21,14 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// `Connection` header names. `TE: trailers` is kept: it asks the next hop
 /// for trailers, which we pass on.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // most messages carry none: one look at each name (standard names
+    // compare as enum tags) instead of eight hashed removals
+    if !h
+        .keys()
+        .any(|k| k == header::TE || HOP_BY_HOP.iter().any(|hop| hop == k))
+    {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -67,7 +75,39 @@ fn new_request_id() -> String {
         u[..23].to_string()
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff_ffff;
-    format!("{prefix}-{n:012x}")
+    let mut id = String::with_capacity(prefix.len() + 13);
+    id.push_str(prefix);
+    id.push('-');
+    for shift in (0..12).rev() {
+        let digit = (n >> (shift * 4)) & 0xf;
+        id.push(char::from(b"0123456789abcdef"[digit as usize]));
+    }
+    id
+}
+
+/// The client's address as `X-Forwarded-For` spells it. IPv4 by hand: the
+/// standard formatter's padding support costs more than the rest of the
+/// header work of a request.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+            out
+        }
+        std::net::IpAddr::V6(_) => ip.to_string(),
+    }
 }
 
 /// Adds X-Forwarded-For (appended), -Proto and -Host.
@@ -77,7 +117,7 @@ pub fn add_forwarded(
     proto: &'static str,
     host: Option<HeaderValue>,
 ) {
-    let ip = client.ip().to_string();
+    let ip = ip_text(client.ip());
     let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
         _ => ip,
@@ -130,6 +170,40 @@ pub fn is_json_lines(media: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_text_spells_addresses_as_the_standard_formatter_does() {
+        let samples = [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "192.168.100.9",
+            "255.255.255.255",
+            "1.10.100.199",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+        ];
+        for text in samples {
+            let ip: std::net::IpAddr = text.parse().expect("a sample address");
+            assert_eq!(ip_text(ip), ip.to_string(), "{text}");
+        }
+        for n in (0u32..=u32::MAX).step_by(65_521) {
+            let ip = std::net::IpAddr::V4(n.into());
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn new_request_ids_are_uuid_shaped_and_distinct() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            assert!(uuid::Uuid::parse_str(id).is_ok(), "{id} is UUID-shaped");
+        }
+        assert_eq!(a[..23], b[..23], "one prefix per process");
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {

@@ -137,7 +137,7 @@ pub async fn handle(
     // key operations deep in the data-key cache audit whom they served
     let who = RequestContext {
         request_id: ctx.request_id.clone(),
-        caller: peer.to_string(),
+        caller: peer,
     };
     REQUEST
         .scope(who, async move {
