@@ -229,12 +229,14 @@ impl From<postgres::Error> for PgError {
 }
 
 /// What this node knows of the database's health: whether it is known to
-/// be unreachable (set when a connect fails, cleared when one succeeds or
-/// the listener's pull does) and when it last answered a statement on any
-/// connection (the listener pulls at least every [`POLL_INTERVAL`], so a
+/// be unreachable (set when a connect fails or a caller got no answer in
+/// [`UNREACHABLE_TIMEOUT`] while nothing else answered either; cleared by
+/// the next answer on any connection) and when it last answered a
+/// statement (the listener pulls at least every [`POLL_INTERVAL`], so a
 /// live database answers often).
 #[derive(Debug)]
 struct Health {
+    url: StoreUrl,
     down: AtomicBool,
     /// Why, for the error callers get meanwhile.
     why: Mutex<String>,
@@ -244,41 +246,36 @@ struct Health {
     last_answer: AtomicU64,
 }
 
-impl Default for Health {
-    fn default() -> Self {
+impl Health {
+    fn new(url: StoreUrl) -> Self {
         Health {
+            url,
             down: AtomicBool::new(false),
             why: Mutex::new(String::new()),
             origin: Instant::now(),
             last_answer: AtomicU64::new(0),
         }
     }
-}
 
-impl Health {
-    fn set_down(&self, url: &StoreUrl, why: &str) {
+    fn set_down(&self, why: &str) {
         *self.why.lock().unwrap_or_else(PoisonError::into_inner) = why.to_string();
         if !self.down.swap(true, Ordering::SeqCst) {
-            tracing::warn!(store = %url, error = %why,
+            tracing::warn!(store = %self.url, error = %why,
                 "key store database unreachable; writes and cold misses fail until it answers again");
         }
     }
 
-    fn set_up(&self, url: &StoreUrl) {
-        self.answered();
+    /// The database answered (a connect, a statement) just now.
+    fn answered(&self) {
+        let us = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_answer.fetch_max(us.max(1), Ordering::SeqCst);
         if self.down.swap(false, Ordering::SeqCst) {
-            tracing::info!(store = %url, "key store database reachable again");
+            tracing::info!(store = %self.url, "key store database reachable again");
         }
     }
 
     fn is_down(&self) -> bool {
         self.down.load(Ordering::SeqCst)
-    }
-
-    /// The database answered a statement just now.
-    fn answered(&self) {
-        let us = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.last_answer.fetch_max(us.max(1), Ordering::SeqCst);
     }
 
     /// Whether the database answered something within [`LIVE_WINDOW`].
@@ -350,10 +347,14 @@ fn await_answer<T>(
                 return give_up(health.error());
             }
             if now >= deadline && !health.answered_lately() {
-                return give_up(PgError::unreachable(format!(
+                // nothing answered on any connection either: the next
+                // callers fail at once until something does
+                let why = format!(
                     "no answer from the database within {} ms",
                     UNREACHABLE_TIMEOUT.as_millis()
-                )));
+                );
+                health.set_down(&why);
+                return give_up(PgError::unreachable(why));
             }
         }
         match rx.recv_timeout((end - now).min(WAIT_SLICE)) {
@@ -458,12 +459,12 @@ impl Link {
                 self.count(1);
                 match self.url.config.connect(NoTls) {
                     Ok(c) => {
-                        self.health.set_up(&self.url);
+                        self.health.answered();
                         c
                     }
                     Err(e) => {
                         let e = PgError::from(e);
-                        self.health.set_down(&self.url, &e.0);
+                        self.health.set_down(&e.0);
                         return Err(PgError::unreachable(e.0));
                     }
                 }
@@ -581,7 +582,7 @@ impl PgBackend {
     pub(crate) fn start(url: StoreUrl, create: bool) -> Result<Option<(Self, Opened)>, PgError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let counters = Arc::new(Counters::default());
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health::new(url.clone()));
         let mut link = Link {
             url: url.clone(),
             client: None,
@@ -747,7 +748,14 @@ impl PgBackend {
     /// Opens a write: on the request thread, begins a transaction, takes the
     /// store-wide lock and pulls what changed since `since`. The returned
     /// session holds the transaction open until it commits or drops.
-    pub(crate) fn begin_write(&self, since: i64) -> Result<(WriteSession, Pulled), PgError> {
+    /// `arrived` is when the caller asked for the write (before waiting for
+    /// this node's other writes): the [`UNREACHABLE_TIMEOUT`] bound runs
+    /// from then.
+    pub(crate) fn begin_write(
+        &self,
+        since: i64,
+        arrived: Instant,
+    ) -> Result<(WriteSession, Pulled), PgError> {
         self.check_reachable()?;
         let ticket = Arc::new(Ticket::default());
         let job_ticket = ticket.clone();
@@ -789,7 +797,7 @@ impl PgBackend {
             &ticket,
             &self.health,
             start,
-            start + UNREACHABLE_TIMEOUT,
+            arrived + UNREACHABLE_TIMEOUT,
         );
         self.counters.waited(start);
         let pulled = pulled?;
@@ -1046,7 +1054,7 @@ fn listen(
                 }
                 Err(e) => {
                     let e = PgError::from(e);
-                    health.set_down(&url, &e.0);
+                    health.set_down(&e.0);
                     if !down_logged {
                         tracing::warn!(store = %url, error = %e.0,
                             "key store listener cannot reach the database; retrying");
@@ -1063,7 +1071,7 @@ fn listen(
         let since = shared.revision();
         match pull(client, since) {
             Ok(rows) => {
-                health.set_up(&url);
+                health.answered();
                 counters.apply(&shared, rows, since);
             }
             Err(e) => {

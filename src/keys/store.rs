@@ -854,9 +854,12 @@ impl KeyStore {
         plan: impl FnOnce(&State) -> Result<(Vec<Mutation>, R), KeyError>,
     ) -> Result<R, KeyError> {
         if let Some(pg) = &self.pg {
+            // the bound on an unreachable database counts the wait for
+            // this node's earlier writes too
+            let arrived = std::time::Instant::now();
             return super::pg::off_the_runtime(|| {
                 let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                self.write_pg(pg, plan)
+                self.write_pg(pg, arrived, plan)
             });
         }
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -873,10 +876,11 @@ impl KeyStore {
     fn write_pg<R>(
         &self,
         pg: &PgBackend,
+        arrived: std::time::Instant,
         plan: impl FnOnce(&State) -> Result<(Vec<Mutation>, R), KeyError>,
     ) -> Result<R, KeyError> {
         let (session, pulled) = pg
-            .begin_write(self.synced.revision())
+            .begin_write(self.synced.revision(), arrived)
             .map_err(|e| self.pg_error(e))?;
         self.synced.apply_pulled(pulled);
         let (mutations, out) = plan(&self.read())?;
