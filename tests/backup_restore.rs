@@ -4,6 +4,8 @@
 //! opens or verifies after the import — through the library and through the
 //! real `sealgate keys export` / `keys import` commands.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,8 +18,9 @@ fn root() -> RootKey {
     RootKey::from_bytes([0x5a; 32])
 }
 
+/// The store of `dir`: embedded, or on PostgreSQL (`SEALGATE_TEST_STORE`).
 fn open(dir: &Path) -> KeyStore {
-    KeyStore::open(dir, RootKeySource::Key(root()), StoreOptions::default()).unwrap()
+    common::open_store(dir, RootKeySource::Key(root()), StoreOptions::default()).unwrap()
 }
 
 fn create(store: &KeyStore, alias: &str, usage: KeyUsage, origin: KeyOrigin) -> KeyId {
@@ -404,6 +407,7 @@ fn a_backup_whose_private_key_was_swapped_is_refused() {
 fn sealgate(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
         .args(args)
+        .envs(common::store_env(args))
         .env_remove("SEALGATE_ROOT_KEY")
         .env_remove("SEALGATE_CONFIG")
         .env_remove("SEALGATE_DATA_DIR")
@@ -430,7 +434,7 @@ fn keys_export_and_import_commands_restore_every_key_kind() {
     let backup = tmp.path().join("backup.json");
     let (ev, metadata) = {
         let store = Arc::new(
-            KeyStore::open(
+            common::open_store(
                 &old,
                 RootKeySource::File(keyfile.clone()),
                 StoreOptions::default(),
@@ -486,7 +490,7 @@ fn keys_export_and_import_commands_restore_every_key_kind() {
         "{said}"
     );
     let restored = Arc::new(
-        KeyStore::open(&new, RootKeySource::File(keyfile), StoreOptions::default()).unwrap(),
+        common::open_store(&new, RootKeySource::File(keyfile), StoreOptions::default()).unwrap(),
     );
     check_restored(&metadata, &restored, &ev);
 }

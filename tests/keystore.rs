@@ -1,6 +1,10 @@
 //! The key store end to end: on-disk layout and secrecy, lifecycle, crypto
 //! operations, credentials, backup/restore, and the CLI both directly and
-//! through the admin socket of a store held by "the server".
+//! through the admin socket of a store held by "the server". With
+//! `SEALGATE_TEST_STORE=postgres` the stores are on PostgreSQL (see
+//! `tests/common`), except in the tests about the data directory's files.
+
+mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +23,17 @@ fn root() -> RootKey {
 }
 
 fn open_with(dir: &Path, key: RootKey, options: StoreOptions) -> Result<KeyStore, StoreError> {
-    KeyStore::open(dir, RootKeySource::Key(key), options)
+    common::open_store(dir, RootKeySource::Key(key), options)
+}
+
+/// Whether this test is about the embedded store alone (with
+/// `SEALGATE_TEST_STORE=postgres` it prints why it is skipped).
+fn embedded_only(what: &str) -> bool {
+    if common::on_postgres() {
+        eprintln!("skipped on PostgreSQL: this test is about {what}");
+        return true;
+    }
+    false
 }
 
 fn open(dir: &Path) -> KeyStore {
@@ -49,7 +63,7 @@ fn aliased(alias: &str) -> CreateKeyRequest {
 fn empty_directory_just_works_and_root_key_file_is_owner_only() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let store = KeyStore::open(
+    let store = common::open_store(
         &dir,
         RootKeySource::File(dir.join("root.key")),
         StoreOptions::default(),
@@ -59,7 +73,7 @@ fn empty_directory_just_works_and_root_key_file_is_owner_only() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let k = store.create(aliased("first")).unwrap();
     drop(store);
-    let store = KeyStore::open(
+    let store = common::open_store(
         &dir,
         RootKeySource::File(dir.join("root.key")),
         StoreOptions::default(),
@@ -70,6 +84,9 @@ fn empty_directory_just_works_and_root_key_file_is_owner_only() {
 
 #[test]
 fn second_opener_gets_a_clear_error() {
+    if embedded_only("the file lock of the data directory") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
     let err = open_with(tmp.path(), root(), StoreOptions::default()).unwrap_err();
@@ -112,9 +129,9 @@ fn missing_root_key_file_for_existing_store_is_refused() {
     let keyfile = tmp.path().join("root.key");
     let dir = tmp.path().join("data");
     let src = RootKeySource::File(keyfile.clone());
-    KeyStore::open(&dir, src.clone(), StoreOptions::default()).unwrap();
+    common::open_store(&dir, src.clone(), StoreOptions::default()).unwrap();
     std::fs::remove_file(&keyfile).unwrap();
-    let err = KeyStore::open(&dir, src, StoreOptions::default()).unwrap_err();
+    let err = common::open_store(&dir, src, StoreOptions::default()).unwrap_err();
     assert!(err.to_string().contains("restore the root key"), "{err}");
     assert!(!keyfile.exists(), "no new root key may replace a lost one");
 }
@@ -137,6 +154,9 @@ fn material_in_clear(haystack: &[u8], wrapped: &[WrappedDek]) -> bool {
 
 #[test]
 fn store_file_holds_no_key_material_in_clear() {
+    if embedded_only("the layout of keys.redb") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
     let mut wrapped = Vec::new();
@@ -561,7 +581,7 @@ fn args(dir: &Path, keyfile: &Path) -> StoreArgs {
     StoreArgs {
         data_dir: dir.to_path_buf(),
         root_key_file: Some(keyfile.to_path_buf()),
-        store_url: None,
+        store_url: common::store_url_for(dir),
         json: true,
     }
 }
@@ -705,6 +725,9 @@ fn exercise_cli(s: &StoreArgs, backup_file: &Path) -> String {
 
 #[test]
 fn cli_works_on_the_data_directory() {
+    if embedded_only("a data directory's store") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let keyfile = tmp.path().join("root.key");
@@ -720,7 +743,7 @@ fn cli_works_on_the_data_directory() {
     let id = exercise_cli(&s, &tmp.path().join("backup.json"));
     // durable: a fresh open sees it
     let store =
-        KeyStore::open(&dir, RootKeySource::File(keyfile), StoreOptions::default()).unwrap();
+        common::open_store(&dir, RootKeySource::File(keyfile), StoreOptions::default()).unwrap();
     assert_eq!(store.describe("cli-key").unwrap().key_id.to_string(), id);
     assert_eq!(store.verify().unwrap().keys, 1);
 
@@ -741,12 +764,15 @@ fn cli_works_on_the_data_directory() {
 
 #[test]
 fn cli_goes_through_the_admin_socket_while_the_server_holds_the_store() {
+    if embedded_only("the admin socket of a held data directory") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let keyfile = tmp.path().join("root.key");
     // "the server": holds the store (and its lock) and serves admin.sock
     let store = Arc::new(
-        KeyStore::open(
+        common::open_store(
             &dir,
             RootKeySource::File(keyfile.clone()),
             StoreOptions::default(),
@@ -801,7 +827,7 @@ fn cli_goes_through_the_admin_socket_while_the_server_holds_the_store() {
 fn root_key_from_base64_text() {
     let tmp = tempfile::tempdir().unwrap();
     let text = encode_root_key(&root()).to_string();
-    let store = KeyStore::open(
+    let store = common::open_store(
         tmp.path(),
         RootKeySource::Base64(text),
         StoreOptions::default(),
@@ -970,6 +996,9 @@ fn asymmetric_keys_sign_decrypt_persist_and_stay_in_their_lane() {
     assert_eq!(pt.expose(), b"hello");
     // the store file holds the private keys sealed only: no PKCS#8 header in clear
     drop(store);
+    if common::on_postgres() {
+        return;
+    }
     let raw = std::fs::read(tmp.path().join("keys.redb")).unwrap();
     let has_rsa_oid = raw
         .windows(9)

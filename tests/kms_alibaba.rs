@@ -1618,7 +1618,7 @@ async fn dkms_gcs_sdk_uses_the_instance_api_with_a_cli_registered_client_key() {
             store: StoreArgs {
                 data_dir: k.dir.join("data"),
                 root_key_file: None,
-                store_url: None,
+                store_url: common::store_url_for(&k.dir.join("data")),
                 json: false,
             },
             id: id.into(),

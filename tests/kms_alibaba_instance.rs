@@ -32,6 +32,7 @@ impl Drop for Serve {
 fn sealgate(args: &[&str]) -> String {
     let out = Command::new(SEALGATE)
         .args(args)
+        .envs(common::store_env(args))
         .env_remove("SEALGATE_CONFIG")
         .env_remove("SEALGATE_DATA_DIR")
         .output()
@@ -49,6 +50,7 @@ fn sealgate(args: &[&str]) -> String {
 fn serve(dir: &Path, certs: &Path) -> (Serve, SocketAddr) {
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     let mut child = Command::new(SEALGATE)
+        .envs(common::store_url_for(&dir.join("data")).map(|u| ("SEALGATE_STORE_URL", u)))
         .arg("serve")
         .args(["--listen", "127.0.0.1:0", "--kms-listen", "127.0.0.1:0"])
         .args(["--upstream", "http://127.0.0.1:9"])

@@ -1462,9 +1462,12 @@ async fn run_sdk_flow(k: &Kms, extra: Vec<String>) -> String {
         k.secret.clone(),
     ];
     args.extend(extra);
+    // a --rotate-cmd reaches the store as the server does
+    let env = store_env_of(&k.dir.join("data"));
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
             .args(&args)
+            .envs(env)
             .output()
             .expect("run tencent_flow.py")
     })
@@ -1964,9 +1967,11 @@ async fn legacy_generate_data_key_defaults_and_names_params_as_sent() {
 
 /// Runs the real binary; returns its stdout, asserting it succeeded.
 async fn sealgate_cli(args: Vec<String>) -> String {
+    let env = store_env(&args);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
             .args(&args)
+            .envs(env)
             .output()
             .expect("run sealgate")
     })
@@ -1998,9 +2003,14 @@ async fn credentials_json_output_is_lowercase_and_works_against_the_face() {
         .as_str()
         .unwrap_or_else(|| panic!("{created}"));
     assert!(created.get("Id").is_none() && created.get("Secret").is_none());
-    // The printed pair is a working credential.
-    let v = call_as(&k, id, secret, "ListKeys", json!({})).await;
-    assert!(v["Response"]["Keys"].is_array(), "{v}");
+    // The printed pair is a working credential (at once on the embedded
+    // store; on PostgreSQL the CLI wrote it there and the server follows
+    // within the propagation bound).
+    wait_for("the new credential to work against the face", || async {
+        let v = call_as(&k, id, secret, "ListKeys", json!({})).await;
+        v["Response"]["Keys"].is_array().then_some(())
+    })
+    .await;
 
     let listed: Value = serde_json::from_str(&cli(&["list"]).await).unwrap();
     let mine = listed

@@ -18,6 +18,7 @@ use serde_json::Value;
 fn sealgate(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
         .args(args)
+        .envs(common::store_env(args))
         .env_remove("SEALGATE_DATA_DIR")
         .env_remove("SEALGATE_CONFIG")
         .output()

@@ -806,6 +806,54 @@ fn a_write_waiting_for_the_database_does_not_hold_up_warm_requests() {
     assert_eq!(created.alias.as_deref(), Some("late"));
 }
 
+#[test]
+fn a_write_and_a_miss_waiting_past_the_unreachable_bound_on_a_live_database_succeed() {
+    let Some(db) = Scratch::new() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(db.open(tmp.path()));
+    store.create(aliased("first")).unwrap();
+    // another session holds the store-wide lock longer than the bound on
+    // an unreachable database: the database answers, it is only slow
+    let hold = sealgate::keys::pg::UNREACHABLE_TIMEOUT + Duration::from_secs(1);
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let url = db.url();
+    let holder = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(29543, hashtext(current_schema()))",
+            &[],
+        )
+        .unwrap();
+        held_tx.send(()).unwrap();
+        std::thread::sleep(hold);
+        tx.commit().unwrap();
+    });
+    held_rx.recv().unwrap();
+    let start = Instant::now();
+    let s = store.clone();
+    let write = std::thread::spawn(move || s.create(aliased("late")));
+    // a second write waits for the first (this node's writer lock), and a
+    // miss waits behind it on the connection
+    let s = store.clone();
+    let second = std::thread::spawn(move || s.create(aliased("later")));
+    let s = store.clone();
+    let miss = std::thread::spawn(move || s.describe("nowhere"));
+    assert_eq!(
+        write.join().unwrap().unwrap().alias.as_deref(),
+        Some("late")
+    );
+    assert_eq!(
+        second.join().unwrap().unwrap().alias.as_deref(),
+        Some("later")
+    );
+    assert_eq!(miss.join().unwrap().unwrap_err(), KeyError::CmkNotFound);
+    let took = start.elapsed();
+    holder.join().unwrap();
+    println!("writes behind a lock held {hold:?} done after {took:?}");
+    assert!(took >= sealgate::keys::pg::UNREACHABLE_TIMEOUT, "{took:?}");
+}
+
 // ---- root key, schema ----
 
 #[test]

@@ -24,8 +24,18 @@
 //! (one for requests, one for the listener): the store's API is synchronous
 //! and is called from inside the tokio runtime, where that crate's internal
 //! `block_on` must not run. Callers talk to the request thread over a
-//! channel and wait at most [`OP_TIMEOUT`]. Deleted keys stay as tombstone
-//! rows (no record, no material) so other nodes learn of the deletion.
+//! channel. Deleted keys stay as tombstone rows (no record, no material) so
+//! other nodes learn of the deletion.
+//!
+//! **Failing fast.** A caller waits at most [`UNREACHABLE_TIMEOUT`] for the
+//! database to show it is there (a connection made and a first statement
+//! answered) and at most [`OP_TIMEOUT`] in all: a reachable database that is
+//! slow — a write waiting for the store lock — is waited for, a dead one is
+//! not. Connecting gives up after [`CONNECT_TIMEOUT`] and unacknowledged
+//! data after [`UNREACHABLE_TIMEOUT`] (`tcp_user_timeout`). Once a connect
+//! has failed the database is known to be unreachable: every operation then
+//! fails at once, without queueing, until the listener (which retries every
+//! [`POLL_INTERVAL`]) or a request connects again.
 //!
 //! The schema is versioned (`sealgate_schema_version`) and migrated under an
 //! advisory lock by whichever node or command connects first. Not PURE:
@@ -46,10 +56,27 @@ use super::store::Synced;
 /// How often the listener pulls even without a notification: the bound on
 /// propagation when a notification is lost.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// Longest a caller waits for the database before the operation fails.
+/// Longest a caller waits for a database that has shown it is there (a
+/// write waiting for the store-wide lock, a slow statement) before the
+/// operation fails.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connect timeout when the URL sets none.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a caller waits for the database to show it is there — connected
+/// and answering the operation's first statement — before the operation
+/// fails as unreachable; also the TCP user timeout of every connection (data
+/// the server does not acknowledge in that time breaks the connection).
+/// With PostgreSQL down, killed or cut off, a write or a cold miss fails
+/// within this bound (at once when a connect has already failed).
+pub const UNREACHABLE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Connect timeout when the URL sets none (a larger one in the URL is
+/// still cut short by [`UNREACHABLE_TIMEOUT`] for the caller).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a waiting caller looks whether the database was found
+/// unreachable meanwhile.
+const WAIT_SLICE: Duration = Duration::from_millis(20);
+/// A database that answered a statement within this window (the listener
+/// pulls every [`POLL_INTERVAL`]) is there, only slow: a caller queued
+/// behind a write that waits for the store lock waits on.
+const LIVE_WINDOW: Duration = Duration::from_secs(1);
 /// The `NOTIFY` channel.
 const CHANNEL: &str = "sealgate";
 /// First half of every advisory lock key ("sg" in ASCII); the second half
@@ -144,17 +171,39 @@ pub(crate) type Pulled = Vec<Row>;
 /// What went wrong talking to PostgreSQL (messages never hold key bytes:
 /// records travel as statement parameters, never in SQL text).
 #[derive(Debug, Clone)]
-pub(crate) struct PgError(pub(crate) String, bool);
+pub(crate) struct PgError(pub(crate) String, Fault);
+
+/// The kind of a [`PgError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The database answered with an error (or something else failed).
+    Other,
+    /// The connection is gone (the server closed it or is shutting down):
+    /// the next attempt needs a new one.
+    Lost,
+    /// The database cannot be reached: a connect failed, or it did not
+    /// show it is there within [`UNREACHABLE_TIMEOUT`].
+    Unreachable,
+}
 
 impl PgError {
     fn new(message: impl Into<String>) -> Self {
-        PgError(message.into(), false)
+        PgError(message.into(), Fault::Other)
     }
 
-    /// Whether the connection is gone (the server closed it or is shutting
-    /// down): the next attempt needs a new one.
+    fn unreachable(message: impl Into<String>) -> Self {
+        PgError(message.into(), Fault::Unreachable)
+    }
+
+    /// Whether the connection is gone: the next attempt needs a new one.
     fn connection_lost(&self) -> bool {
-        self.1
+        matches!(self.1, Fault::Lost | Fault::Unreachable)
+    }
+
+    /// Whether the database could not be reached (rather than answering
+    /// with an error): the key store is unavailable, not failing.
+    pub(crate) fn is_unreachable(&self) -> bool {
+        self.1 == Fault::Unreachable
     }
 }
 
@@ -175,7 +224,146 @@ impl From<postgres::Error> for PgError {
                 None => e.to_string(),
             },
         };
-        PgError(message, lost)
+        PgError(message, if lost { Fault::Lost } else { Fault::Other })
+    }
+}
+
+/// What this node knows of the database's health: whether it is known to
+/// be unreachable (set when a connect fails or a caller got no answer in
+/// [`UNREACHABLE_TIMEOUT`] while nothing else answered either; cleared by
+/// the next answer on any connection) and when it last answered a
+/// statement (the listener pulls at least every [`POLL_INTERVAL`], so a
+/// live database answers often).
+#[derive(Debug)]
+struct Health {
+    url: StoreUrl,
+    down: AtomicBool,
+    /// Why, for the error callers get meanwhile.
+    why: Mutex<String>,
+    /// The clock `last_answer` counts from.
+    origin: Instant,
+    /// Microseconds from `origin` to the last answer (0: none yet).
+    last_answer: AtomicU64,
+}
+
+impl Health {
+    fn new(url: StoreUrl) -> Self {
+        Health {
+            url,
+            down: AtomicBool::new(false),
+            why: Mutex::new(String::new()),
+            origin: Instant::now(),
+            last_answer: AtomicU64::new(0),
+        }
+    }
+
+    fn set_down(&self, why: &str) {
+        *self.why.lock().unwrap_or_else(PoisonError::into_inner) = why.to_string();
+        if !self.down.swap(true, Ordering::SeqCst) {
+            tracing::warn!(store = %self.url, error = %why,
+                "key store database unreachable; writes and cold misses fail until it answers again");
+        }
+    }
+
+    /// The database answered (a connect, a statement) just now.
+    fn answered(&self) {
+        let us = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_answer.fetch_max(us.max(1), Ordering::SeqCst);
+        if self.down.swap(false, Ordering::SeqCst) {
+            tracing::info!(store = %self.url, "key store database reachable again");
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
+    /// Whether the database answered something within [`LIVE_WINDOW`].
+    fn answered_lately(&self) -> bool {
+        let us = self.last_answer.load(Ordering::SeqCst);
+        us > 0 && self.origin + Duration::from_micros(us) + LIVE_WINDOW > Instant::now()
+    }
+
+    /// The error an operation gets while the database is down.
+    fn error(&self) -> PgError {
+        let why = self.why.lock().unwrap_or_else(PoisonError::into_inner);
+        PgError::unreachable(format!("unreachable ({why}); retrying in the background"))
+    }
+}
+
+/// One operation's link between its caller and the request thread.
+#[derive(Debug, Default)]
+struct Ticket {
+    /// The database answered this operation's first statement: from then
+    /// on the caller waits up to [`OP_TIMEOUT`].
+    alive: AtomicBool,
+    /// The caller stopped waiting: a job not yet started is skipped.
+    abandoned: AtomicBool,
+}
+
+impl Ticket {
+    fn set_alive(&self) {
+        self.alive.store(true, Ordering::SeqCst);
+    }
+
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits for a job's answer on `rx`, at most [`OP_TIMEOUT`] from `start`.
+/// Until the job shows the database is there (its ticket alive) the caller
+/// gives up early: at once when the database is known to be unreachable,
+/// and after `deadline` unless the database answered something on another
+/// connection lately (the job may be queued behind a write waiting for the
+/// store lock: a slow database, not a dead one). A caller that stops
+/// waiting marks the ticket abandoned, so the job is skipped.
+fn await_answer<T>(
+    rx: &mpsc::Receiver<Result<T, PgError>>,
+    ticket: &Ticket,
+    health: &Health,
+    start: Instant,
+    deadline: Instant,
+) -> Result<T, PgError> {
+    let give_up = |e: PgError| {
+        ticket.abandoned.store(true, Ordering::SeqCst);
+        Err(e)
+    };
+    let end = start + OP_TIMEOUT;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return give_up(PgError::new(format!(
+                "no answer from the database within {} s",
+                OP_TIMEOUT.as_secs()
+            )));
+        }
+        if !ticket.is_alive() {
+            if health.is_down() {
+                return give_up(health.error());
+            }
+            if now >= deadline && !health.answered_lately() {
+                // nothing answered on any connection either: the next
+                // callers fail at once until something does
+                let why = format!(
+                    "no answer from the database within {} ms",
+                    UNREACHABLE_TIMEOUT.as_millis()
+                );
+                health.set_down(&why);
+                return give_up(PgError::unreachable(why));
+            }
+        }
+        match rx.recv_timeout((end - now).min(WAIT_SLICE)) {
+            Ok(out) => return out,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return give_up(PgError::new("the database thread has stopped"))
+            }
+        }
     }
 }
 
@@ -212,7 +400,7 @@ impl StoreUrl {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         // a dead server or network fails a request instead of hanging it
-        config.tcp_user_timeout(OP_TIMEOUT);
+        config.tcp_user_timeout(UNREACHABLE_TIMEOUT);
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
         if config.get_application_name().is_none() {
@@ -258,29 +446,43 @@ pub(crate) struct Link {
     url: StoreUrl,
     client: Option<Client>,
     counters: Arc<Counters>,
+    health: Arc<Health>,
 }
 
 impl Link {
+    /// The connection, made if there is none; a failed connect marks the
+    /// database unreachable, a successful one reachable.
     fn client(&mut self) -> Result<&mut Client, PgError> {
         let c = match self.client.take() {
             Some(c) if !c.is_closed() => c,
             _ => {
                 self.count(1);
-                self.url.config.connect(NoTls)?
+                match self.url.config.connect(NoTls) {
+                    Ok(c) => {
+                        self.health.answered();
+                        c
+                    }
+                    Err(e) => {
+                        let e = PgError::from(e);
+                        self.health.set_down(&e.0);
+                        return Err(PgError::unreachable(e.0));
+                    }
+                }
             }
         };
         Ok(self.client.insert(c))
     }
 
     /// After a job: forgets the connection if it is gone (the error says
-    /// so, or the client noticed); answers whether it did.
+    /// so, or the client noticed); answers whether a retry on a new
+    /// connection may help (a connection was lost, not a connect refused).
     fn drop_if_lost<T>(&mut self, out: &Result<T, PgError>) -> bool {
         let lost = matches!(out, Err(e) if e.connection_lost())
             || self.client.as_ref().is_some_and(Client::is_closed);
         if lost {
             self.client = None;
         }
-        lost
+        lost && !matches!(out, Err(e) if e.is_unreachable())
     }
 
     fn count(&self, n: u64) {
@@ -347,8 +549,10 @@ pub(crate) struct PgBackend {
     jobs: Mutex<mpsc::Sender<Job>>,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
-    /// When the last catch-up pull started; held while one runs.
-    catch_up: Mutex<Option<Instant>>,
+    health: Arc<Health>,
+    /// When the last catch-up pull started and how it ended; held while
+    /// one runs.
+    catch_up: Mutex<Option<(Instant, Result<(), PgError>)>>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -378,10 +582,12 @@ impl PgBackend {
     pub(crate) fn start(url: StoreUrl, create: bool) -> Result<Option<(Self, Opened)>, PgError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let counters = Arc::new(Counters::default());
+        let health = Arc::new(Health::new(url.clone()));
         let mut link = Link {
             url: url.clone(),
             client: None,
             counters: counters.clone(),
+            health: health.clone(),
         };
         std::thread::Builder::new()
             .name("sealgate-pg".into())
@@ -396,16 +602,18 @@ impl PgBackend {
             jobs: Mutex::new(tx),
             stop: Arc::new(AtomicBool::new(false)),
             counters,
+            health,
             catch_up: Mutex::new(None),
         };
-        let migrated = backend.run(move |link| {
+        // opening may pull a large store: the reachable bound applies
+        let migrated = backend.run(OP_TIMEOUT, move |link| {
             let client = link.client()?;
             link_migrate(client, create)
         })?;
         if !migrated {
             return Ok(None);
         }
-        let key_check = backend.run(|link| {
+        let key_check = backend.run(OP_TIMEOUT, |link| {
             link.count(1);
             let row = link.client()?.query_opt(
                 "SELECT value FROM sealgate_meta WHERE name = 'key_check'",
@@ -435,22 +643,41 @@ impl PgBackend {
         }
     }
 
-    /// Runs `f` on the request thread and waits for its answer (at most
-    /// [`OP_TIMEOUT`]). A failed job drops a broken connection; the next
-    /// job connects again.
+    /// Fails at once while the database is known to be unreachable.
+    fn check_reachable(&self) -> Result<(), PgError> {
+        if self.health.is_down() {
+            return Err(self.health.error());
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the request thread and waits for its answer, at most
+    /// `bound` (and at most [`OP_TIMEOUT`]); fails at once if the database
+    /// is, or is found meanwhile, unreachable. A failed job drops a broken
+    /// connection; the next job connects again.
     pub(crate) fn run<R: Send + 'static>(
         &self,
+        bound: Duration,
         f: impl Fn(&mut Link) -> Result<R, PgError> + Send + 'static,
     ) -> Result<R, PgError> {
+        self.check_reachable()?;
+        let ticket = Arc::new(Ticket::default());
+        let job_ticket = ticket.clone();
         let (reply, answer) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |link| {
+            if job_ticket.is_abandoned() {
+                return;
+            }
             let mut out = f(link);
             // a connection the server closed (restart, failover, idle
             // timeout) shows at its first use: the jobs are reads or
             // idempotent, so one retry on a new connection is safe
-            if out.is_err() && link.drop_if_lost(&out) {
+            if out.is_err() && link.drop_if_lost(&out) && !job_ticket.is_abandoned() {
                 out = f(link);
                 link.drop_if_lost(&out);
+            }
+            if out.is_ok() {
+                link.health.answered();
             }
             let _ = reply.send(out);
         });
@@ -460,21 +687,15 @@ impl PgBackend {
             .send(job)
             .map_err(|_| PgError::new("the database thread has stopped"))?;
         let start = Instant::now();
-        let answer = answer.recv_timeout(OP_TIMEOUT);
+        let out = await_answer(&answer, &ticket, &self.health, start, start + bound);
         self.counters.waited(start);
-        match answer {
-            Ok(out) => out,
-            Err(_) => Err(PgError::new(format!(
-                "no answer from the database within {} s",
-                OP_TIMEOUT.as_secs()
-            ))),
-        }
+        out
     }
 
     /// Stores the key-check value unless one is there; answers the one
     /// that is there afterwards (another node may have won).
     pub(crate) fn init_key_check(&self, check: Vec<u8>) -> Result<Vec<u8>, PgError> {
-        self.run(move |link| {
+        self.run(OP_TIMEOUT, move |link| {
             link.count(2);
             let client = link.client()?;
             client.execute(
@@ -490,9 +711,10 @@ impl PgBackend {
         })
     }
 
-    /// Every row changed since `since` (0: everything, tombstones included).
-    pub(crate) fn pull(&self, since: i64) -> Result<Pulled, PgError> {
-        self.run(move |link| {
+    /// Every row changed since `since` (0: everything, tombstones included),
+    /// waiting at most `bound`.
+    pub(crate) fn pull(&self, since: i64, bound: Duration) -> Result<Pulled, PgError> {
+        self.run(bound, move |link| {
             link.count(1);
             pull(link.client()?, since)
         })
@@ -500,38 +722,56 @@ impl PgBackend {
 
     /// Pulls what changed since the last revision into `synced`, after a
     /// read that missed at `missed_at`. Concurrent misses coalesce: a pull
-    /// that started after the miss already answers it, so each miss costs
-    /// at most one round trip and one pull runs at a time.
-    pub(crate) fn catch_up(&self, synced: &Synced, missed_at: Instant) {
+    /// that started after the miss already answers it (its outcome is this
+    /// one's), so each miss costs at most one round trip and one pull runs
+    /// at a time. Fails when the database does not answer within
+    /// [`UNREACHABLE_TIMEOUT`] of the miss (at once while it is known to be
+    /// unreachable): the caller cannot tell "not found" from "not loaded".
+    pub(crate) fn catch_up(&self, synced: &Synced, missed_at: Instant) -> Result<(), PgError> {
         let mut last = self.catch_up.lock().unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|started| started >= missed_at) {
-            return;
-        }
-        let started = Instant::now();
-        let since = synced.revision();
-        match self.pull(since) {
-            Ok(rows) => self.counters.apply(synced, rows, since),
-            Err(e) => {
-                tracing::warn!(store = %self.url, error = %e.0, "key store catch-up pull failed");
+        if let Some((started, outcome)) = last.as_ref() {
+            if *started >= missed_at {
+                return outcome.clone();
             }
         }
-        *last = Some(started);
+        let started = Instant::now();
+        // the wait for the lock counts: the miss's bound runs from the miss
+        let bound = (missed_at + UNREACHABLE_TIMEOUT).saturating_duration_since(started);
+        let since = synced.revision();
+        let out = self
+            .pull(since, bound)
+            .map(|rows| self.counters.apply(synced, rows, since));
+        *last = Some((started, out.clone()));
+        out
     }
 
     /// Opens a write: on the request thread, begins a transaction, takes the
     /// store-wide lock and pulls what changed since `since`. The returned
     /// session holds the transaction open until it commits or drops.
-    pub(crate) fn begin_write(&self, since: i64) -> Result<(WriteSession, Pulled), PgError> {
+    /// `arrived` is when the caller asked for the write (before waiting for
+    /// this node's other writes): the [`UNREACHABLE_TIMEOUT`] bound runs
+    /// from then.
+    pub(crate) fn begin_write(
+        &self,
+        since: i64,
+        arrived: Instant,
+    ) -> Result<(WriteSession, Pulled), PgError> {
+        self.check_reachable()?;
+        let ticket = Arc::new(Ticket::default());
+        let job_ticket = ticket.clone();
         let (pulled_tx, pulled_rx) = mpsc::sync_channel::<Result<Pulled, PgError>>(1);
         let (step_tx, step_rx) = mpsc::sync_channel::<Vec<Mutation>>(1);
         let (done_tx, done_rx) = mpsc::sync_channel::<Result<i64, PgError>>(1);
         let job: Job = Box::new(move |link| {
+            if job_ticket.is_abandoned() {
+                return;
+            }
             let mut began = false;
-            let mut out = write_job(link, since, &pulled_tx, &step_rx, &mut began);
+            let mut out = write_job(link, since, &job_ticket, &pulled_tx, &step_rx, &mut began);
             // as in `run`: a closed connection found before the caller saw
             // anything (nothing was written) is retried once on a new one
-            if out.is_err() && link.drop_if_lost(&out) && !began {
-                out = write_job(link, since, &pulled_tx, &step_rx, &mut began);
+            if out.is_err() && link.drop_if_lost(&out) && !began && !job_ticket.is_abandoned() {
+                out = write_job(link, since, &job_ticket, &pulled_tx, &step_rx, &mut began);
                 link.drop_if_lost(&out);
             }
             match out {
@@ -552,17 +792,15 @@ impl PgBackend {
             .send(job)
             .map_err(|_| PgError::new("the database thread has stopped"))?;
         let start = Instant::now();
-        let pulled = pulled_rx.recv_timeout(OP_TIMEOUT);
+        let pulled = await_answer(
+            &pulled_rx,
+            &ticket,
+            &self.health,
+            start,
+            arrived + UNREACHABLE_TIMEOUT,
+        );
         self.counters.waited(start);
-        let pulled = match pulled {
-            Ok(p) => p?,
-            Err(_) => {
-                return Err(PgError::new(format!(
-                    "no answer from the database within {} s",
-                    OP_TIMEOUT.as_secs()
-                )))
-            }
-        };
+        let pulled = pulled?;
         Ok((
             WriteSession {
                 step: step_tx,
@@ -579,9 +817,10 @@ impl PgBackend {
         let url = self.url.clone();
         let stop = self.stop.clone();
         let counters = self.counters.clone();
+        let health = self.health.clone();
         std::thread::Builder::new()
             .name("sealgate-pg-listen".into())
-            .spawn(move || listen(url, synced, stop, counters))
+            .spawn(move || listen(url, synced, stop, counters, health))
             .map(drop)
             .map_err(|e| PgError::new(format!("cannot start the listener thread: {e}")))
     }
@@ -621,13 +860,19 @@ impl WriteSession {
 fn write_job(
     link: &mut Link,
     since: i64,
+    ticket: &Ticket,
     pulled_tx: &mpsc::SyncSender<Result<Pulled, PgError>>,
     step_rx: &mpsc::Receiver<Vec<Mutation>>,
     began: &mut bool,
 ) -> Result<Option<i64>, PgError> {
     link.count(3);
+    let health = link.health.clone();
     let client = link.client()?;
     let mut tx = client.transaction()?;
+    // the database answered: from here a wait (for the store lock held by
+    // another writer) is a slow database, not an unreachable one
+    ticket.set_alive();
+    health.answered();
     lock_store(&mut tx)?;
     let rows = pull_tx(&mut tx, since)?;
     *began = true;
@@ -776,7 +1021,13 @@ fn link_migrate(client: &mut Client, create: bool) -> Result<bool, PgError> {
 
 /// The listener: connect, `LISTEN`, then pull after each notification and
 /// at least every [`POLL_INTERVAL`]; reconnect after a failure.
-fn listen(url: StoreUrl, synced: Weak<Synced>, stop: Arc<AtomicBool>, counters: Arc<Counters>) {
+fn listen(
+    url: StoreUrl,
+    synced: Weak<Synced>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    health: Arc<Health>,
+) {
     let mut client: Option<Client> = None;
     // notifications carry the writer's schema: another store sharing the
     // database does not wake this one
@@ -802,8 +1053,10 @@ fn listen(url: StoreUrl, synced: Weak<Synced>, stop: Arc<AtomicBool>, counters: 
                     c
                 }
                 Err(e) => {
+                    let e = PgError::from(e);
+                    health.set_down(&e.0);
                     if !down_logged {
-                        tracing::warn!(store = %url, error = %PgError::from(e).0,
+                        tracing::warn!(store = %url, error = %e.0,
                             "key store listener cannot reach the database; retrying");
                         down_logged = true;
                     }
@@ -817,7 +1070,10 @@ fn listen(url: StoreUrl, synced: Weak<Synced>, stop: Arc<AtomicBool>, counters: 
         counters.sync_pulls.fetch_add(1, Ordering::Relaxed);
         let since = shared.revision();
         match pull(client, since) {
-            Ok(rows) => counters.apply(&shared, rows, since),
+            Ok(rows) => {
+                health.answered();
+                counters.apply(&shared, rows, since);
+            }
             Err(e) => {
                 tracing::warn!(store = %url, error = %e.0, "key store listener pull failed");
             }

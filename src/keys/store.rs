@@ -707,7 +707,7 @@ impl KeyStore {
         let mut revision = 0;
         let mut keys = Vec::new();
         let mut credentials = Vec::new();
-        for row in pg.pull(0).map_err(pg_err)? {
+        for row in pg.pull(0, super::pg::OP_TIMEOUT).map_err(pg_err)? {
             revision = revision.max(row.revision);
             match row.mutation().map_err(corrupt)? {
                 Mutation::PutKey(rec) => keys.push(*rec),
@@ -854,9 +854,12 @@ impl KeyStore {
         plan: impl FnOnce(&State) -> Result<(Vec<Mutation>, R), KeyError>,
     ) -> Result<R, KeyError> {
         if let Some(pg) = &self.pg {
+            // the bound on an unreachable database counts the wait for
+            // this node's earlier writes too
+            let arrived = std::time::Instant::now();
             return super::pg::off_the_runtime(|| {
                 let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                self.write_pg(pg, plan)
+                self.write_pg(pg, arrived, plan)
             });
         }
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -873,10 +876,11 @@ impl KeyStore {
     fn write_pg<R>(
         &self,
         pg: &PgBackend,
+        arrived: std::time::Instant,
         plan: impl FnOnce(&State) -> Result<(Vec<Mutation>, R), KeyError>,
     ) -> Result<R, KeyError> {
         let (session, pulled) = pg
-            .begin_write(self.synced.revision())
+            .begin_write(self.synced.revision(), arrived)
             .map_err(|e| self.pg_error(e))?;
         self.synced.apply_pulled(pulled);
         let (mutations, out) = plan(&self.read())?;
@@ -904,26 +908,38 @@ impl KeyStore {
         Ok(out)
     }
 
+    /// A database failure as a key error: [`KeyError::Unavailable`] when
+    /// the database could not be reached (the proxy's 503
+    /// `key_unavailable`), [`KeyError::Store`] when it answered with an
+    /// error.
     fn pg_error(&self, e: super::pg::PgError) -> KeyError {
         let store = self.pg.as_ref().map(|p| p.url().to_string());
         tracing::error!(store = store.as_deref().unwrap_or(""), error = %e.0, "key store database failed");
-        KeyError::Store(format!(
+        let message = format!(
             "key store database {}: {}",
             store.as_deref().unwrap_or(""),
             e.0
-        ))
+        );
+        if e.is_unreachable() {
+            KeyError::Unavailable(message)
+        } else {
+            KeyError::Store(message)
+        }
     }
 
     /// Runs a read; when it misses (no such key or version) on PostgreSQL,
     /// pulls what other nodes changed once (coalesced with concurrent
     /// misses) and reads again: a key created or rotated on another node a
-    /// moment ago is found without waiting for the listener.
+    /// moment ago is found without waiting for the listener. When that pull
+    /// fails the answer is the database's error, not "not found": the key
+    /// may exist.
     fn fresh<R>(&self, read: impl Fn() -> Result<R, KeyError>) -> Result<R, KeyError> {
         let missed_at = std::time::Instant::now();
         let out = read();
         match (&out, &self.pg) {
             (Err(KeyError::CmkNotFound | KeyError::VersionNotFound), Some(pg)) => {
-                super::pg::off_the_runtime(|| pg.catch_up(&self.synced, missed_at));
+                super::pg::off_the_runtime(|| pg.catch_up(&self.synced, missed_at))
+                    .map_err(|e| self.pg_error(e))?;
                 read()
             }
             _ => out,
@@ -1851,7 +1867,9 @@ impl KeyStore {
     /// write meanwhile).
     fn verify_pg(&self, pg: &PgBackend) -> Result<VerifyReport, KeyError> {
         for _ in 0..5 {
-            let rows = pg.pull(0).map_err(|e| self.pg_error(e))?;
+            let rows = pg
+                .pull(0, super::pg::OP_TIMEOUT)
+                .map_err(|e| self.pg_error(e))?;
             let top = rows.iter().map(|r| r.revision).max().unwrap_or(0);
             let mut keys = std::collections::BTreeMap::new();
             let mut credentials = std::collections::BTreeMap::new();
@@ -1868,7 +1886,9 @@ impl KeyStore {
             }
             let since = self.synced.revision();
             if since < top {
-                let newer = pg.pull(since).map_err(|e| self.pg_error(e))?;
+                let newer = pg
+                    .pull(since, super::pg::OP_TIMEOUT)
+                    .map_err(|e| self.pg_error(e))?;
                 self.synced.apply_pulled(newer);
             }
             let rev = self

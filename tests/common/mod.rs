@@ -257,6 +257,7 @@ pub fn test_config(dir: &std::path::Path, upstream: &str) -> sealgate::config::C
             upstream: Some(upstream.into()),
             policies: Some(dir.join("policies")),
             data_dir: Some(dir.join("data")),
+            store_url: store_url_for(&dir.join("data")),
             ..Default::default()
         },
     )
@@ -377,6 +378,11 @@ fn serve_command(
 ) -> std::process::Command {
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(dir.join("policies/p.toml"), policy).unwrap();
+    // on PostgreSQL ([`on_postgres`]) unless the test names a store itself
+    let store = match store_url_for(&dir.join("data")) {
+        Some(url) if !extra.contains("[store]") => format!("[store]\nurl = \"{url}\"\n"),
+        _ => String::new(),
+    };
     let config = format!(
         r#"
 listen = "127.0.0.1:0"
@@ -388,7 +394,7 @@ watch = false
 [log]
 level = "info"
 format = "json"
-{extra}
+{store}{extra}
 "#,
         policies = dir.join("policies").display(),
         data = dir.join("data").display(),
@@ -715,4 +721,132 @@ pub fn redis_url() -> Option<String> {
     }
     eprintln!("skipped: set SEALGATE_TEST_REDIS_URL to a reachable Redis ({url} did not answer)");
     None
+}
+
+// ---- the suites on PostgreSQL ----
+
+/// `SEALGATE_TEST_STORE=postgres` runs the suites that start sealgate
+/// through these helpers ([`test_config`], [`start_kms_fixture`],
+/// [`ServeProcess`], [`open_store`], [`store_env`]) on the PostgreSQL key
+/// store instead of the embedded one: each store a fresh schema in
+/// `SEALGATE_TEST_POSTGRES_URL`'s database (default
+/// `postgres://postgres@127.0.0.1:5432/test`).
+pub const TEST_STORE_ENV: &str = "SEALGATE_TEST_STORE";
+
+/// Whether the suites run on PostgreSQL ([`TEST_STORE_ENV`]).
+pub fn on_postgres() -> bool {
+    match std::env::var(TEST_STORE_ENV).as_deref() {
+        Ok("postgres") => true,
+        Ok("") | Ok("embedded") | Err(_) => false,
+        Ok(other) => panic!("{TEST_STORE_ENV}={other}: expected postgres or embedded"),
+    }
+}
+
+/// The stores made for data directories: data dir → URL.
+fn store_urls() -> &'static Mutex<std::collections::HashMap<PathBuf, String>> {
+    static URLS: OnceLock<Mutex<std::collections::HashMap<PathBuf, String>>> = OnceLock::new();
+    URLS.get_or_init(Default::default)
+}
+
+/// Runs `f` with a client of the test database on a thread of its own
+/// (the synchronous client must not run inside a tokio runtime).
+fn with_test_db<R: Send + 'static>(
+    f: impl FnOnce(&mut postgres::Client) -> R + Send + 'static,
+) -> R {
+    let base = std::env::var("SEALGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap_or_else(|e| {
+            panic!("{TEST_STORE_ENV}=postgres needs PostgreSQL at {base}: {e}")
+        });
+        f(&mut c)
+    })
+    .join()
+    .unwrap()
+}
+
+/// The PostgreSQL store of `data_dir` when [`on_postgres`]: made (a fresh
+/// schema) on first ask, the same URL after. Schemas are named after the
+/// test process; those of test processes that have ended are dropped when
+/// the first one is made.
+pub fn store_url_for(data_dir: &std::path::Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let mut urls = store_urls().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(u) = urls.get(data_dir) {
+        return Some(u.clone());
+    }
+    let pid = std::process::id();
+    let schema = format!("sg_suite_{pid}_{}", uuid::Uuid::new_v4().simple());
+    let first = urls.is_empty();
+    let create = format!("CREATE SCHEMA {schema}");
+    with_test_db(move |c| {
+        if first {
+            let stale: Vec<String> = c
+                .query(
+                    "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'sg\\_suite\\_%'",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .filter(|s| {
+                    s.split('_')
+                        .nth(2)
+                        .and_then(|p| p.parse::<u32>().ok())
+                        .is_some_and(|p| {
+                            p != pid && !std::path::Path::new(&format!("/proc/{p}")).exists()
+                        })
+                })
+                .collect();
+            for s in stale {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"));
+            }
+        }
+        c.batch_execute(&create).unwrap();
+    });
+    let base = std::env::var("SEALGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    urls.insert(data_dir.to_path_buf(), url.clone());
+    Some(url)
+}
+
+/// The environment a `sealgate` command needs to reach the store of the
+/// data directory named in `args` (after `--data-dir`): on PostgreSQL,
+/// `SEALGATE_STORE_URL` ([`store_url_for`] that directory); nothing on the
+/// embedded store.
+pub fn store_env<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<(String, String)> {
+    let dir = args
+        .iter()
+        .map(|a| a.as_ref())
+        .skip_while(|a| *a != "--data-dir")
+        .nth(1);
+    dir.and_then(|d| store_url_for(std::path::Path::new(d)))
+        .map(|u| vec![("SEALGATE_STORE_URL".to_string(), u)])
+        .unwrap_or_default()
+}
+
+/// [`store_env`] for a data directory.
+pub fn store_env_of(data_dir: &std::path::Path) -> Vec<(String, String)> {
+    store_env(&[std::ffi::OsStr::new("--data-dir"), data_dir.as_os_str()])
+}
+
+/// Opens the key store of `dir` as the suites run it: embedded, or on
+/// PostgreSQL ([`on_postgres`]; the same store each time for one `dir`).
+pub fn open_store(
+    dir: &std::path::Path,
+    root: sealgate::keys::RootKeySource,
+    options: sealgate::keys::StoreOptions,
+) -> Result<sealgate::keys::KeyStore, sealgate::keys::StoreError> {
+    match store_url_for(dir) {
+        Some(url) => sealgate::keys::KeyStore::open_postgres(&url, dir, root, options),
+        None => sealgate::keys::KeyStore::open(dir, root, options),
+    }
 }
