@@ -184,7 +184,7 @@ fn secure_headers(h: &mut http::HeaderMap) {
         ("content-security-policy", CSP),
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
         ("cache-control", "no-store"),
         ("cross-origin-opener-policy", "same-origin"),
         ("cross-origin-resource-policy", "same-origin"),
@@ -259,11 +259,15 @@ fn foreign_origin(req: &Request<Incoming>) -> bool {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest);
+    let Ok(origin) = origin.to_str() else {
+        return true;
+    };
+    // `null` (a privacy setting, a sandboxed frame) names no origin: the
+    // CSRF token and the SameSite=Strict cookie still decide
+    if origin == "null" {
+        return false;
+    }
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
     origin_host.is_none() || origin_host != host
 }
 
@@ -331,6 +335,10 @@ async fn handle(c: &Arc<Console>, req: Request<Incoming>) -> Answer {
     let method = req.method().clone();
     if path == "/static/console.css" && method == Method::GET {
         return answer(StatusCode::OK, "text/css; charset=utf-8", CSS);
+    }
+    if path == "/favicon.ico" && method == Method::GET {
+        // no icon: an empty answer instead of a 404 in every browser console
+        return answer(StatusCode::NO_CONTENT, "text/plain; charset=utf-8", "");
     }
     if method != Method::GET && method != Method::POST {
         let mut r = problem(

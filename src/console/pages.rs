@@ -319,7 +319,7 @@ pub(crate) fn findings(
     out.push_str(
         "<div class=\"field\"><label for=\"key\">Key the draft's routes name (alias or KeyId)</label>\
          <input type=\"text\" id=\"key\" name=\"key\" value=\"default\" required \
-         pattern=\"[A-Za-z0-9_./:\\-]{1,128}\" aria-describedby=\"key-help\">\
+         pattern=\"[A-Za-z0-9_.:\\/\\-]{1,128}\" aria-describedby=\"key-help\">\
          <span id=\"key-help\" class=\"muted\">Letters, digits and <code>_ . / : -</code>.</span></div>\
          <button type=\"submit\">Download policy draft</button></form>",
     );
