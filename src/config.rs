@@ -106,6 +106,7 @@ struct FileConfig {
 struct FileConsole {
     listen: Option<String>,
     tls: Option<FileListenerTls>,
+    sample_ms: Option<u64>,
 }
 
 /// `[provider]`: where the CMKs live (a remote KMS), as written.
@@ -837,6 +838,9 @@ pub struct ConsoleSettings {
     /// `[console.tls]`: TLS on the console listener; with `client_ca_file`,
     /// a verified client certificate authenticates (no token needed).
     pub tls: Option<ListenerTls>,
+    /// `sample_ms` (default 5000, at least 100): how often the counters
+    /// are sampled for the console's plots (120 samples are kept).
+    pub sample_every: Duration,
 }
 
 /// `[console]` with `--console-listen` over the file's `listen`; `None`
@@ -869,6 +873,16 @@ fn console_settings(
         return Ok(None);
     };
     let listen = addr("console.listen", listen)?;
+    let sample_every = match f.sample_ms {
+        None => Duration::from_secs(5),
+        Some(ms) if ms >= 100 => Duration::from_millis(ms),
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                field: "console.sample_ms",
+                message: "must be at least 100".into(),
+            })
+        }
+    };
     if !listen.ip().is_loopback() && tls.is_none() {
         return Err(ConfigError::Invalid {
             field: "console.listen",
@@ -879,7 +893,11 @@ fn console_settings(
             ),
         });
     }
-    Ok(Some(ConsoleSettings { listen, tls }))
+    Ok(Some(ConsoleSettings {
+        listen,
+        tls,
+        sample_every,
+    }))
 }
 
 /// Reads, parses and validates `path` (if any) and applies `overrides`.

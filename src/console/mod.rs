@@ -90,6 +90,7 @@ struct Console {
     remote_keys: bool,
     policies: PathBuf,
     started: u64,
+    sample_every: std::time::Duration,
 }
 
 /// Binds the console listener of `settings` and starts it and its sampler
@@ -136,6 +137,7 @@ pub async fn start(
         remote_keys: config.provider.is_some(),
         policies: config.policies.clone(),
         started: crate::keys::unix_now(),
+        sample_every: settings.sample_every,
     });
     let scheme = if console.secure { "https" } else { "http" };
     // the token goes to the terminal that started sealgate, once; the log
@@ -150,6 +152,7 @@ pub async fn start(
     tasks.push(tokio::spawn(series::run(
         series,
         sources.metrics,
+        settings.sample_every,
         async move {
             let _ = rx.wait_for(|v| *v).await;
         },
@@ -522,6 +525,7 @@ fn routes_body(c: &Console) -> String {
             dir: &c.policies.display().to_string(),
             shadow_all: c.shadow_all,
             started: c.started,
+            sample_every: c.sample_every,
         },
         &now,
         &c.series,

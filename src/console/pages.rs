@@ -25,6 +25,27 @@ pub(crate) struct RoutesContext<'a> {
     pub(crate) shadow_all: bool,
     /// When this process started (unix seconds).
     pub(crate) started: u64,
+    /// How often the counters are sampled for the plots.
+    pub(crate) sample_every: std::time::Duration,
+}
+
+/// "5 s", "200 ms": a sampling interval for people.
+fn interval(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// "10 min", "24 s": the span the kept samples cover.
+fn span(d: std::time::Duration) -> String {
+    let all = d * u32::try_from(super::series::SAMPLES).unwrap_or(u32::MAX);
+    if all.as_secs() >= 120 {
+        format!("{} min", all.as_secs() / 60)
+    } else {
+        format!("{} s", all.as_secs())
+    }
 }
 
 fn code_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
@@ -70,7 +91,13 @@ fn count_cell(label: &str, total: u64, points: &[u64]) -> String {
     )
 }
 
-fn route_section(r: &Route, shadow_all: bool, now: &CountsSnapshot, series: &Series) -> String {
+fn route_section(
+    r: &Route,
+    ctx: &RoutesContext<'_>,
+    now: &CountsSnapshot,
+    series: &Series,
+) -> String {
+    let shadow_all = ctx.shadow_all;
     let mode = match (shadow_all, r.mode) {
         (true, _) | (_, RouteMode::Shadow) => "shadow (traffic passes unchanged)",
         (_, RouteMode::Migrate) => "migrate",
@@ -126,8 +153,10 @@ fn route_section(r: &Route, shadow_all: bool, now: &CountsSnapshot, series: &Ser
     let get = |m: &std::collections::BTreeMap<String, u64>| m.get(&r.name).copied().unwrap_or(0);
     let _ = write!(
         out,
-        "<h3>Live counts <span class=\"muted\">({} requests since start; plots: per 5 s, last 10 min)</span></h3><div class=\"counts\">",
-        get(&now.requests)
+        "<h3>Live counts <span class=\"muted\">({} requests since start; plots: per {}, last {})</span></h3><div class=\"counts\">",
+        get(&now.requests),
+        interval(ctx.sample_every),
+        span(ctx.sample_every)
     );
     for (label, total, counter) in [
         ("Fields sealed", get(&now.sealed), Counter::Sealed),
@@ -220,7 +249,7 @@ pub(crate) fn routes(
         out.push_str("<p>No routes: every request passes through untouched.</p>");
     }
     for r in routes {
-        out.push_str(&route_section(r, ctx.shadow_all, now, series));
+        out.push_str(&route_section(r, ctx, now, series));
     }
     out
 }
@@ -307,8 +336,10 @@ pub(crate) fn findings(
         rows.push(vec![
             format!(
                 "<input type=\"checkbox\" id=\"f-{id}\" name=\"f\" value=\"{id}\"> \
-                 <label for=\"f-{id}\"><code>{}</code></label>",
-                esc(&k.field)
+                 <label for=\"f-{id}\"><code>{}</code><span class=\"vh\"> in the {place} of {} {}</span></label>",
+                esc(&k.field),
+                esc(&k.method),
+                esc(&k.path)
             ),
             place.to_string(),
             esc(&cls.join(", ")),

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use crate::metrics::{CountsSnapshot, Metrics};
 
-/// How often the counters are sampled.
-pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(5);
-/// Samples kept: ten minutes at [`SAMPLE_EVERY`].
+/// Samples kept: ten minutes at the default interval of 5 s.
 pub(crate) const SAMPLES: usize = 120;
 
 /// Which per-route counter a plot shows.
@@ -80,13 +78,14 @@ impl Series {
     }
 }
 
-/// Samples `metrics` into `series` every [`SAMPLE_EVERY`] until `shutdown`.
+/// Samples `metrics` into `series` every `every` until `shutdown`.
 pub(crate) async fn run(
     series: Arc<Series>,
     metrics: Arc<Metrics>,
+    every: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
