@@ -77,7 +77,14 @@ impl Drop for Served {
 }
 
 fn serve(upstream: std::net::SocketAddr) -> Served {
+    serve_with(upstream, "", |_| {})
+}
+
+/// [`serve`] with `extra` TOML in the `[console]` table (`{dir}` stands for
+/// the working directory), after `prepare` ran on that directory.
+fn serve_with(upstream: std::net::SocketAddr, extra: &str, prepare: impl FnOnce(&Path)) -> Served {
     let dir = tempfile::tempdir().unwrap().keep();
+    prepare(&dir);
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(dir.join("policies/p.toml"), POLICY).unwrap();
     let config = format!(
@@ -91,13 +98,15 @@ shadow_capture = "{d}/capture.jsonl"
 file = "{d}/audit.jsonl"
 [console]
 sample_ms = 200
+{extra}
 [reload]
 watch = false
 [log]
 level = "info"
 format = "json"
 "#,
-        d = dir.display()
+        d = dir.display(),
+        extra = extra.replace("{dir}", &dir.display().to_string()),
     );
     std::fs::write(dir.join("sealgate.toml"), config).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
@@ -678,4 +687,135 @@ async fn in_a_browser_findings_become_a_policy_draft_that_passes_the_check() {
             "no screenshot of {page}"
         );
     }
+}
+
+#[test]
+fn a_console_on_another_host_loads_with_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sealgate.toml");
+    let load = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        sealgate::config::load(Some(&file), &sealgate::config::Overrides::default())
+    };
+    let c = load(
+        "upstream = \"http://127.0.0.1:9\"\n[console]\nlisten = \"0.0.0.0:9443\"\n\
+         [console.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n",
+    )
+    .unwrap();
+    let console = c.console.unwrap();
+    assert_eq!(console.listen.to_string(), "0.0.0.0:9443");
+    assert_eq!(console.sample_every, Duration::from_secs(5));
+    assert!(console.tls.is_some());
+    assert!(load("upstream = \"http://127.0.0.1:9\"\n")
+        .unwrap()
+        .console
+        .is_none());
+    let e = load("upstream = \"http://127.0.0.1:9\"\n[console]\nlisten = \"[::]:9443\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a loopback address"), "{e}");
+    let e = load(
+        "upstream = \"http://127.0.0.1:9\"\n[console]\nlisten = \"127.0.0.1:1\"\nsample_ms = 5\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("console.sample_ms"), "{e}");
+}
+
+/// A TLS connection to the console, with a client certificate or not.
+async fn tls_get(
+    addr: &str,
+    dir: &Path,
+    client_cert: bool,
+    path: &str,
+) -> Result<(u16, http::HeaderMap, String), String> {
+    use http_body_util::BodyExt;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let certs = |f: &str| {
+        CertificateDer::pem_file_iter(dir.join(f))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs("ca.pem") {
+        roots.add(c).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let cfg = if client_cert {
+        b.with_client_auth_cert(
+            certs("client.pem"),
+            PrivateKeyDer::from_pem_file(dir.join("client-key.pem")).unwrap(),
+        )
+        .unwrap()
+    } else {
+        b.with_no_client_auth()
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri(path)
+        .header("host", addr)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        headers,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn with_mtls_a_verified_client_certificate_logs_in() {
+    let up = recording_upstream(echo()).await;
+    let s = serve_with(
+        up.addr,
+        "[console.tls]\ncert_file = \"{dir}/certs/server.pem\"\nkey_file = \"{dir}/certs/server-key.pem\"\nclient_ca_file = \"{dir}/certs/ca.pem\"",
+        |dir| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+                .args(["dev-cert", "--out"])
+                .arg(dir.join("certs"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        },
+    );
+    let addr = s
+        .console
+        .strip_prefix("https://")
+        .expect("an https console");
+    let certs = s.dir.join("certs");
+    // no client certificate: the handshake (or the first request) fails
+    assert!(tls_get(addr, &certs, false, "/routes").await.is_err());
+    // a verified one: the pages, no token needed, a Secure session cookie
+    let (st, h, page) = tls_get(addr, &certs, true, "/routes").await.unwrap();
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("shadow-users"), "{page}");
+    let cookie = h["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    assert_secure_headers(&h, "/routes over mTLS");
 }

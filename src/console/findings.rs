@@ -12,6 +12,10 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::policy::suggest::{draft_policy, Direction, Observation, ValueClass};
 
+/// Most times one (finding, class) is repeated into a draft: the counts in
+/// the draft's comments stop there, and so does the memory a draft takes.
+const MAX_REPEAT: u64 = 100_000;
+
 /// Most distinct findings kept (a capture is bounded too; this bounds memory
 /// whatever the file holds).
 const MAX_FINDINGS: usize = 10_000;
@@ -134,7 +138,7 @@ impl Findings {
                 continue;
             }
             for (class, n) in classes {
-                for _ in 0..*n {
+                for _ in 0..(*n).min(MAX_REPEAT) {
                     observations.push(Observation {
                         method: k.method.clone(),
                         path: k.path.clone(),
