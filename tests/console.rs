@@ -490,6 +490,44 @@ async fn no_console_page_shows_a_sealed_or_observed_value() {
             assert!(!text.contains(secret), "{what} shows {secret}");
         }
     }
+    // a reload shows on the routes page: one that took effect, one refused
+    let hup = || {
+        let ok = std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(s.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    let routes_until = |want: &'static str| {
+        let get = &get;
+        async move {
+            for _ in 0..100 {
+                let page = get("/routes").await;
+                if page.contains(want) {
+                    return page;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the routes page never said {want:?}");
+        }
+    };
+    hup();
+    let page = routes_until("2 route(s) in force").await;
+    assert!(
+        page.contains("Reloaded") && page.contains("SIGHUP"),
+        "{page}"
+    );
+    std::fs::write(s.dir.join("policies/p.toml"), "[[route]]\nname = \"x\"\n").unwrap();
+    hup();
+    let page = routes_until("Refused").await;
+    assert!(page.contains("1 ok, 1 refused"), "{page}");
+    assert!(
+        page.contains("shadow-users"),
+        "the running set stays: {page}"
+    );
+
     // and the draft is what `policy check` accepts
     let check_dir = s.dir.join("draft");
     std::fs::create_dir_all(&check_dir).unwrap();

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -142,7 +142,9 @@ pub async fn start(
     let scheme = if console.secure { "https" } else { "http" };
     // the token goes to the terminal that started sealgate, once; the log
     // line says where the console is, never the token
-    eprintln!(
+    // (a closed standard error is no reason to fail the start)
+    let _ = writeln!(
+        std::io::stderr(),
         "sealgate console: {scheme}://{bound}/ log-in token: {} (printed once; not logged)",
         console.token
     );
@@ -170,10 +172,10 @@ pub async fn start(
         async move {
             let _ = rx.wait_for(|v| *v).await;
         },
-        move |_, req| {
+        move |peer, req| {
             let console = console.clone();
             async move {
-                let mut resp = handle(&console, req).await;
+                let mut resp = handle(&console, peer, req).await;
                 secure_headers(resp.headers_mut());
                 resp
             }
@@ -333,7 +335,7 @@ fn csrf_ok(form: &[(String, String)], s: &Session) -> bool {
     field(form, "csrf").is_some_and(|t| session::same_secret(t, &s.csrf))
 }
 
-async fn handle(c: &Arc<Console>, req: Request<Incoming>) -> Answer {
+async fn handle(c: &Arc<Console>, peer: SocketAddr, req: Request<Incoming>) -> Answer {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     if path == "/static/console.css" && method == Method::GET {
@@ -418,10 +420,10 @@ async fn handle(c: &Arc<Console>, req: Request<Incoming>) -> Answer {
                 // a new id on log-in: a session id known before is worth nothing
                 c.sessions.remove(&id);
                 let (new_id, _) = c.sessions.create(true);
-                tracing::info!("console: logged in");
+                tracing::info!(%peer, "console: logged in");
                 return redirect("/routes", Some(session::set_cookie(&new_id, c.secure)));
             }
-            tracing::warn!("console: log-in refused (wrong token)");
+            tracing::warn!(%peer, "console: log-in refused (wrong token)");
             // a little slower for every wrong guess
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             html(
