@@ -401,6 +401,30 @@ async fn no_console_page_shows_a_sealed_or_observed_value() {
         "{stored}"
     );
 
+    // a KMS credential, made through the admin socket while serve runs
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args([
+            "credentials",
+            "create",
+            "--json",
+            "--allow-key",
+            "console-demo",
+        ])
+        .arg("--data-dir")
+        .arg(s.dir.join("data"))
+        .env_remove("SEALGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cred: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let field = |k: &str| {
+        cred[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k}: {cred}"))
+            .to_string()
+    };
+    let (cred_id, cred_secret) = (field("id"), field("secret"));
+
     let (cookie, csrf) = log_in(&s).await;
     let get = |p: &'static str| {
         let url = format!("{}{p}", s.console);
@@ -451,6 +475,11 @@ async fn no_console_page_shows_a_sealed_or_observed_value() {
     assert!(
         keys.contains("console-demo") && keys.contains("ENCRYPT_DECRYPT"),
         "{keys}"
+    );
+    assert!(keys.contains(&cred_id), "{keys}");
+    assert!(
+        !keys.contains(&cred_secret),
+        "the keys page shows a credential's secret"
     );
     let audit = get("/audit").await;
     assert!(audit.contains("Verified"), "{audit}");
