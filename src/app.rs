@@ -533,7 +533,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         capture = %capture,
         kms_listener = %kms_addr.map_or_else(off, |a| a.to_string()),
         admin_listener = %admin_addr.map_or_else(off, |a| a.to_string()),
-        console = %console_addr.map_or_else(off, |a| a.to_string()),
+        console_listener = %console_addr.map_or_else(off, |a| a.to_string()),
         limits = %config.limits.as_ref().map_or_else(
             || "node".to_string(),
             |l| crate::limits::redact(&l.url)

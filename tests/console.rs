@@ -148,7 +148,9 @@ format = "json"
                     v["fields"]["listen"].as_str().unwrap()
                 ));
                 assert!(
-                    v["fields"]["console"].as_str().is_some_and(|c| c != "off"),
+                    v["fields"]["console_listener"]
+                        .as_str()
+                        .is_some_and(|c| c != "off"),
                     "{line}"
                 );
             }
