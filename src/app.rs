@@ -68,6 +68,8 @@ pub struct App {
     pub kms_addr: Option<SocketAddr>,
     /// The admin listener's bound address (`/metrics`, `/healthz`, `/readyz`), if serving.
     pub admin_addr: Option<SocketAddr>,
+    /// The web console's bound address, if serving (`--console-listen`).
+    pub console_addr: Option<SocketAddr>,
     /// The key store.
     pub store: Arc<KeyStore>,
     /// The data-key cache.
@@ -481,6 +483,23 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         tracing::info!(listen = %bound, "admin listening (/metrics, /healthz, /readyz)");
         admin_addr = Some(bound);
     }
+    // the web console: read-only views of the above, on its own listener
+    let mut console_addr = None;
+    if let Some(settings) = &config.console {
+        let started = crate::console::start(
+            &config,
+            settings,
+            crate::console::Sources {
+                state: state.clone(),
+                metrics: metrics.clone(),
+                store: store.clone(),
+            },
+            rx.clone(),
+        )
+        .await?;
+        tasks.extend(started.tasks);
+        console_addr = Some(started.addr);
+    }
     ready.set_listening();
 
     // one line that says what this process does: an operator reading the
@@ -514,6 +533,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         capture = %capture,
         kms_listener = %kms_addr.map_or_else(off, |a| a.to_string()),
         admin_listener = %admin_addr.map_or_else(off, |a| a.to_string()),
+        console_listener = %console_addr.map_or_else(off, |a| a.to_string()),
         limits = %config.limits.as_ref().map_or_else(
             || "node".to_string(),
             |l| crate::limits::redact(&l.url)
@@ -524,6 +544,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         proxy_addr,
         kms_addr,
         admin_addr,
+        console_addr,
         store,
         cache,
         state,

@@ -96,6 +96,17 @@ struct FileConfig {
     #[serde(default)]
     store: FileStore,
     provider: Option<FileProvider>,
+    #[serde(default)]
+    console: FileConsole,
+}
+
+/// `[console]`: the web console's listener, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConsole {
+    listen: Option<String>,
+    tls: Option<FileListenerTls>,
+    sample_ms: Option<u64>,
 }
 
 /// `[provider]`: where the CMKs live (a remote KMS), as written.
@@ -422,6 +433,8 @@ pub struct Overrides {
     pub limits: Option<String>,
     /// `--store URL` (or `SEALGATE_STORE_URL`): `[store] url`
     pub store_url: Option<String>,
+    /// `--console-listen ADDR`: `[console] listen`
+    pub console_listen: Option<String>,
 }
 
 /// The flags that stand for one listener's TLS table.
@@ -813,6 +826,78 @@ pub struct Config {
     pub limits: Option<crate::limits::LimitsConfig>,
     /// `[provider]`: the remote KMS holding the CMKs (`None`: the local store).
     pub provider: Option<ProviderSettings>,
+    /// `[console]`: the web console (`None`: off, the default).
+    pub console: Option<ConsoleSettings>,
+}
+
+/// `[console]`: where the web console listens (see `docs/console.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSettings {
+    /// `listen` (`--console-listen`): a loopback address unless `tls` is set.
+    pub listen: SocketAddr,
+    /// `[console.tls]`: TLS on the console listener; with `client_ca_file`,
+    /// a verified client certificate authenticates (no token needed).
+    pub tls: Option<ListenerTls>,
+    /// `sample_ms` (default 5000, at least 100): how often the counters
+    /// are sampled for the console's plots (120 samples are kept).
+    pub sample_every: Duration,
+}
+
+/// `[console]` with `--console-listen` over the file's `listen`; `None`
+/// when neither sets an address. A non-loopback address needs TLS.
+fn console_settings(
+    f: FileConsole,
+    flag: Option<&str>,
+) -> Result<Option<ConsoleSettings>, ConfigError> {
+    let tls = listener_tls(
+        f.tls,
+        ListenerTlsFlags {
+            table: "console.tls",
+            cert_flag: "console.tls.cert_file",
+            key_flag: "console.tls.key_file",
+            ca_flag: "console.tls.client_ca_file",
+            cert: &None,
+            key: &None,
+            client_ca: &None,
+        },
+    )?;
+    let Some(listen) = flag.or(f.listen.as_deref()) else {
+        if tls.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "console.tls",
+                message:
+                    "[console.tls] needs a console address: [console] listen or --console-listen"
+                        .into(),
+            });
+        }
+        return Ok(None);
+    };
+    let listen = addr("console.listen", listen)?;
+    let sample_every = match f.sample_ms {
+        None => Duration::from_secs(5),
+        Some(ms) if ms >= 100 => Duration::from_millis(ms),
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                field: "console.sample_ms",
+                message: "must be at least 100".into(),
+            })
+        }
+    };
+    if !listen.ip().is_loopback() && tls.is_none() {
+        return Err(ConfigError::Invalid {
+            field: "console.listen",
+            message: format!(
+                "{listen} is not a loopback address: the console serves other hosts only over TLS; \
+                 set [console.tls] cert_file and key_file (client_ca_file for mTLS), or listen on \
+                 127.0.0.1"
+            ),
+        });
+    }
+    Ok(Some(ConsoleSettings {
+        listen,
+        tls,
+        sample_every,
+    }))
 }
 
 /// Reads, parses and validates `path` (if any) and applies `overrides`.
@@ -1202,6 +1287,7 @@ fn validate(mut f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
             Some(false) => PolicyKeyCreation::Never,
         },
         limits: limits_config(o.limits.clone(), f.limits)?,
+        console: console_settings(f.console, o.console_listen.as_deref())?,
     })
 }
 

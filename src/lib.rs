@@ -26,6 +26,7 @@
 //! | [`proxy`] | the reverse proxy: server, the protocol boundary (host, method, body, media type), the phases of a request, upstream client, errors → responses |
 //! | [`tls`] | rustls for every listener (reloading certificate, mTLS, ALPN h2) and the upstream client |
 //! | [`metrics`] | Prometheus counters and histograms; the admin listener (`/metrics`, `/healthz`, `/readyz`) |
+//! | [`console`] | the web console (`--console-listen`): routes and live counts, shadow findings and policy drafts, keys, audit; server-rendered, token log-in |
 //! | [`access_log`] | the per-request access line: pre-formatted, batched to standard error by a writer thread, bounded (drops are counted) |
 //! | [`audit`] | the hash-chained JSON-lines audit log of key operations and field batches; its verifier |
 //! | [`rewrap`] | re-sealing stored envelopes under the primary version after a rotation (`sealgate rewrap`) |
@@ -66,6 +67,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod envelope;
 pub mod hardening;
 pub mod keys;

@@ -110,6 +110,46 @@ pub struct Metrics {
     provider_coalesced: AtomicU64,
     /// A remote key provider is configured (its metrics are shown).
     provider_on: AtomicBool,
+    /// The last policy reload: when, why and what came of it.
+    last_reload: Mutex<Option<LastReload>>,
+}
+
+/// The last policy reload, for the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastReload {
+    /// When it ran (unix seconds).
+    pub at: u64,
+    /// What triggered it (`SIGHUP`, `file change`, …).
+    pub trigger: String,
+    /// Whether the new set took effect.
+    pub ok: bool,
+    /// Routes loaded, or why it was refused (files, routes, fields; no value).
+    pub detail: String,
+}
+
+/// A copy of the counters the console shows, taken at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountsSnapshot {
+    /// route → fields sealed.
+    pub sealed: BTreeMap<String, u64>,
+    /// route → envelopes opened.
+    pub opened: BTreeMap<String, u64>,
+    /// route → selected values passed through as plaintext.
+    pub plaintext_passed: BTreeMap<String, u64>,
+    /// reason → fields that did not open.
+    pub open_failures: BTreeMap<&'static str, u64>,
+    /// route → proxy requests refused by the route's rate limit.
+    pub rate_limited: BTreeMap<String, u64>,
+    /// route → fields a shadow route would have sealed or opened.
+    pub shadow_fields: BTreeMap<String, u64>,
+    /// route → proxied requests.
+    pub requests: BTreeMap<String, u64>,
+    /// Policy reloads that took effect.
+    pub reloads_ok: u64,
+    /// Policy reloads refused.
+    pub reloads_failed: u64,
+    /// The last reload, if any ran.
+    pub last_reload: Option<LastReload>,
 }
 
 /// Canonical method label: one of the standard methods, else `OTHER`
@@ -277,6 +317,48 @@ impl Metrics {
             &self.reloads_failed
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keeps what the last policy reload was (shown by the console).
+    pub fn note_reload(&self, trigger: &str, ok: bool, detail: String) {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        *lock(&self.last_reload) = Some(LastReload {
+            at,
+            trigger: trigger.to_string(),
+            ok,
+            detail,
+        });
+    }
+
+    /// A copy of the per-route counters, open failures and reloads (the
+    /// console samples it; no second bookkeeping).
+    pub fn snapshot(&self) -> CountsSnapshot {
+        let mut requests: BTreeMap<String, u64> = BTreeMap::new();
+        for ((route, _, _), n) in lock(&self.requests).iter() {
+            *requests.entry(route.clone()).or_default() += n;
+        }
+        let mut shadow_fields: BTreeMap<String, u64> = BTreeMap::new();
+        for ((route, _, _), n) in lock(&self.shadow_fields).iter() {
+            *shadow_fields.entry(route.clone()).or_default() += n;
+        }
+        CountsSnapshot {
+            sealed: lock(&self.sealed).clone(),
+            opened: lock(&self.opened).clone(),
+            plaintext_passed: lock(&self.plaintext_passed).clone(),
+            open_failures: lock(&self.open_failures).clone(),
+            rate_limited: lock(&self.rate_limited)
+                .iter()
+                .filter(|((source, _), _)| source == "proxy")
+                .map(|((_, route), n)| (route.clone(), *n))
+                .collect(),
+            shadow_fields,
+            requests,
+            reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
+            reloads_failed: self.reloads_failed.load(Ordering::Relaxed),
+            last_reload: lock(&self.last_reload).clone(),
+        }
     }
 
     /// Counts one audit record dropped (writer behind) or written.

@@ -226,6 +226,14 @@ impl PolicyReloader {
             }
         }
         self.metrics.policy_reload(result.is_ok());
+        self.metrics.note_reload(
+            trigger,
+            result.is_ok(),
+            match &result {
+                Ok(r) => format!("{} route(s) in force", r.routes),
+                Err(e) => e.to_string(),
+            },
+        );
         self.audit.record(ev);
         result
     }

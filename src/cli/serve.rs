@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// Unset: each node counts its own.
     #[arg(long, env = "SEALGATE_LIMITS_URL", value_name = "URL")]
     pub limits: Option<String>,
+    /// Serve the web console on ADDR (`[console] listen`), e.g.
+    /// 127.0.0.1:9443; loopback only unless `[console.tls]` is set. Off
+    /// when unset. The log-in token is printed once on standard error.
+    #[arg(long, value_name = "ADDR")]
+    pub console_listen: Option<String>,
     /// TLS flags (boxed: they would make every `Command` this large).
     #[command(flatten)]
     pub tls: Box<TlsArgs>,
@@ -135,6 +140,7 @@ impl ServeArgs {
             create_policy_keys: self.create_policy_keys,
             limits: self.limits.clone(),
             store_url: self.store_url.clone(),
+            console_listen: self.console_listen.clone(),
         }
     }
 }
