@@ -51,6 +51,32 @@ pub async fn serve<H, Fut, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_per_connection(name, listener, acceptor, limits, shutdown, move |peer| {
+        let handler = handler.clone();
+        move |req| handler(peer, req)
+    })
+    .await;
+}
+
+/// [`serve`] with a handler made for each connection by `connection`
+/// (given the peer's address), so state can live as long as the
+/// connection does — the proxy keeps the connection's own upstream
+/// connection there.
+pub async fn serve_per_connection<M, H, Fut, B>(
+    name: &'static str,
+    listener: TcpListener,
+    acceptor: Acceptor,
+    limits: ListenLimits,
+    shutdown: impl Future<Output = ()>,
+    connection: M,
+) where
+    M: Fn(SocketAddr) -> H,
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -87,7 +113,7 @@ pub async fn serve<H, Fut, B>(
                 let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let builder = builder.clone();
-                let handler = handler.clone();
+                let handler = Arc::new(connection(peer));
                 // subscribed now, so a connection still in its handshake at
                 // shutdown is drained like the others
                 let watcher = graceful.watcher();
@@ -103,8 +129,10 @@ pub async fn serve<H, Fut, B>(
                     let info = io.info();
                     let svc = service_fn(move |mut req: Request<Incoming>| {
                         req.extensions_mut().insert(info.clone());
+                        // the handler's future is made where it will run, not
+                        // made here and moved (it is several KB)
                         let handler = handler.clone();
-                        async move { Ok::<_, Infallible>(handler(peer, req).await) }
+                        async move { Ok::<_, Infallible>(handler(req).await) }
                     });
                     // no upgrades: the proxy drops `Upgrade` as hop-by-hop
                     // (and `http1_only` holds only without them)

@@ -26,6 +26,7 @@ use super::fields;
 use super::headers::{self, REQUEST_ID};
 use super::reveal::RevealDecision;
 use super::shadow::ShadowReport;
+use super::upstream::OwnedConn;
 use super::{ActivePolicies, ProxyBody, ProxyState};
 use crate::access_log::AccessRecord;
 use crate::audit::{AuditEvent, RequestContext, REQUEST};
@@ -130,6 +131,7 @@ impl<'p> Routing<'p> {
 pub async fn handle(
     state: Arc<ProxyState>,
     peer: SocketAddr,
+    owned: Arc<OwnedConn>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let log = crate::access_log::enabled();
@@ -142,7 +144,7 @@ pub async fn handle(
     REQUEST
         .scope(who, async move {
             let policies = state.policies();
-            let resp = match run(&state, &policies, &mut ctx, req).await {
+            let resp = match run(&state, &policies, &mut ctx, &owned, req).await {
                 Ok(r) => r,
                 Err(e) => refused(&ctx, e),
             };
@@ -157,13 +159,14 @@ async fn run(
     state: &ProxyState,
     active: &ActivePolicies,
     ctx: &mut RequestCtx,
+    owned: &OwnedConn,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let mut routing = route(state, active, ctx, &req).await?;
     let (mut parts, body) = req.into_parts();
     request_headers(&mut routing, ctx, &parts);
     let body = request_body(state, &routing, ctx, &mut parts, body).await?;
-    let resp = upstream(state, &routing, ctx, parts, body).await?;
+    let resp = upstream(state, &routing, ctx, owned, parts, body).await?;
     let (mut rparts, rbody) = resp.into_parts();
     let plan = response_headers(&routing, ctx, &mut rparts)?;
     let body = response_body(state, &routing, ctx, &mut rparts, rbody, plan).await?;
@@ -327,6 +330,7 @@ async fn upstream(
     state: &ProxyState,
     routing: &Routing<'_>,
     ctx: &mut RequestCtx,
+    owned: &OwnedConn,
     mut parts: Parts,
     body: ProxyBody,
 ) -> Result<Response<Incoming>, ProxyError> {
@@ -352,6 +356,7 @@ async fn upstream(
         }
         None => state.upstream.uri_passing(parts.uri.path_and_query())?,
     };
+    let version = parts.version;
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     let proto = match parts.extensions.get::<crate::tls::ConnectionInfo>() {
@@ -373,7 +378,10 @@ async fn upstream(
         );
     }
     let sent = Instant::now();
-    let resp = state.upstream.send(Request::from_parts(parts, body)).await;
+    let req = Request::from_parts(parts, body);
+    // an HTTP/2 client's streams run at once: they share the pool
+    let owned = (version <= http::Version::HTTP_11).then_some(owned);
+    let resp = state.upstream.send(owned, req).await;
     ctx.upstream_time = Some(sent.elapsed());
     resp
 }

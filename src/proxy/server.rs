@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use super::upstream::OwnedConn;
 use super::{pipeline, ProxyState};
 use crate::listen::{self, ListenLimits};
 use crate::tls::Acceptor;
@@ -26,13 +27,11 @@ pub async fn run(
         header_read_timeout: state.header_read_timeout,
         drain,
     };
-    listen::serve(
-        "proxy",
-        listener,
-        acceptor,
-        limits,
-        shutdown,
-        move |peer, req| pipeline::handle(state.clone(), peer, req),
-    )
+    listen::serve_per_connection("proxy", listener, acceptor, limits, shutdown, move |peer| {
+        let state = state.clone();
+        // the upstream connection this client connection owns, if any
+        let owned = Arc::new(OwnedConn::default());
+        move |req| pipeline::handle(state.clone(), peer, owned.clone(), req)
+    })
     .await;
 }

@@ -1,11 +1,20 @@
-//! The pooled client to the one upstream (hyper-util's legacy client over
-//! hyper-rustls): `http://` or `https://` (system roots or a given CA, SNI
-//! from the URL or `[upstream_tls] server_name`), HTTP/1.1 keep-alive or,
-//! with `upstream_http2`, HTTP/2 (ALPN `h2` over TLS, prior-knowledge h2c
-//! over plaintext). Connect and response timeouts map to 502 / 504.
+//! The client side to the one upstream: `http://` or `https://` (system
+//! roots or a given CA, SNI from the URL or `[upstream_tls] server_name`),
+//! HTTP/1.1 keep-alive or, with `upstream_http2`, HTTP/2 (ALPN `h2` over
+//! TLS, prior-knowledge h2c over plaintext). Connect and response timeouts
+//! map to 502 / 504.
+//!
+//! Two ways out. A plaintext HTTP/1.1 upstream is reached over a connection
+//! that the client's connection owns ([`OwnedConn`]): its requests follow
+//! each other on it with no pool checkout, no shared lock and no hand-off
+//! per request — what a thread-per-core proxy does, and most of what
+//! separated sealgate's pass-through from nginx's. TLS and HTTP/2 upstreams,
+//! and HTTP/2 clients (whose streams run at once), use the pooled client
+//! (hyper-util's legacy client over hyper-rustls).
 
 use http::Uri;
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -38,6 +47,31 @@ pub struct Upstream {
     authority: http::uri::Authority,
     base_path: String,
     timeout: Duration,
+    connect_timeout: Duration,
+    /// Plaintext HTTP/1.1: client connections own their upstream connection.
+    direct: bool,
+}
+
+/// The upstream connection one client connection owns (plaintext HTTP/1.1
+/// upstreams): made at its first request, reused by the next ones, closed
+/// with the client's connection. An HTTP/1 client sends one request at a
+/// time, so the slot is only ever contended by a misbehaving caller, and
+/// then the pooled client serves.
+#[derive(Default)]
+pub struct OwnedConn {
+    sender: std::sync::Mutex<Option<http1::SendRequest<ProxyBody>>>,
+}
+
+impl OwnedConn {
+    fn take(&self) -> Option<http1::SendRequest<ProxyBody>> {
+        self.sender.lock().ok()?.take()
+    }
+
+    fn put(&self, sender: http1::SendRequest<ProxyBody>) {
+        if let Ok(mut slot) = self.sender.lock() {
+            *slot = Some(sender);
+        }
+    }
 }
 
 impl Upstream {
@@ -97,10 +131,12 @@ impl Upstream {
             .build(connector);
         Ok(Self {
             client,
+            direct: !https && !s.http2,
             scheme,
             authority,
             base_path: base.path().trim_end_matches('/').to_string(),
             timeout: s.timeout,
+            connect_timeout: s.connect_timeout,
         })
     }
 
@@ -143,43 +179,162 @@ impl Upstream {
     }
 
     /// Sends the request; waits for the response head up to the timeout.
+    /// With `owned` (the client connection's own upstream connection) and
+    /// a plaintext HTTP/1.1 upstream, the request goes out on it;
+    /// anything else through the pool.
     pub async fn send(
         &self,
+        owned: Option<&OwnedConn>,
         req: http::Request<ProxyBody>,
     ) -> Result<http::Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let owned = owned.filter(|_| self.direct);
+        let sent = match owned {
+            Some(conn) => tokio::time::timeout(self.timeout, self.send_owned(conn, req)).await,
+            None => {
+                tokio::time::timeout(self.timeout, async {
+                    self.client.request(req).await.map_err(|e| {
+                        let connect = e.is_connect();
+                        Failed {
+                            error: Box::new(e),
+                            connect,
+                        }
+                    })
+                })
+                .await
+            }
+        };
+        match sent {
             Err(_) => Err(ProxyError::Upstream(UpstreamError::HeadTimeout {
                 millis: self.timeout.as_millis(),
             })),
-            Ok(Err(e)) => {
-                // hyper-util's own Display is only "client error (Connect)":
-                // the reason is further down the source chain
-                let chain = error_chain(&e);
-                // no request span: the warning names the request itself
-                let request_id = crate::audit::current_request()
-                    .map(|r| r.request_id)
-                    .unwrap_or_default();
-                let msg = if let Some(tls) = rustls_error(&e) {
-                    tracing::warn!(
-                        request_id,
-                        error = %chain,
-                        tls_error = %tls,
-                        "upstream TLS handshake failed: {}",
-                        tls_reason(tls)
-                    );
-                    "TLS to the upstream failed (certificate not trusted, wrong name, or no common protocol)"
-                } else {
-                    tracing::warn!(request_id, error = %chain, "upstream request failed");
-                    if e.is_connect() {
-                        "upstream refused or unreachable"
-                    } else {
-                        "upstream connection failed"
-                    }
-                };
-                Err(ProxyError::Upstream(UpstreamError::Unavailable(msg)))
-            }
+            Ok(Err(failed)) => Err(failed.report()),
             Ok(Ok(resp)) => Ok(resp),
         }
+    }
+
+    /// One request on the client connection's own upstream connection,
+    /// made (or made again, if the upstream closed it) as needed. A request
+    /// the closed connection never took is sent once more on a new one;
+    /// one it took is not (it may have been acted on).
+    async fn send_owned(
+        &self,
+        conn: &OwnedConn,
+        mut req: http::Request<ProxyBody>,
+    ) -> Result<http::Response<Incoming>, Failed> {
+        // the connection is the upstream's own: the target in origin form
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = req.uri().path_and_query().cloned();
+        if let Ok(origin) = Uri::from_parts(parts) {
+            *req.uri_mut() = origin;
+        }
+        // connecting is rare and its future large: boxed, so the request's
+        // own future (moved by value into hyper) stays small
+        let mut sender = match conn.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => Box::pin(self.connect()).await?,
+        };
+        if sender.ready().await.is_err() {
+            sender = Box::pin(self.connect()).await?;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                conn.put(sender);
+                Ok(resp)
+            }
+            Err(mut e) => match e.take_message() {
+                Some(req) => {
+                    let mut sender = Box::pin(self.connect()).await?;
+                    let resp = sender.send_request(req).await.map_err(Failed::exchange)?;
+                    conn.put(sender);
+                    Ok(resp)
+                }
+                None => Err(Failed::exchange(e.into_error())),
+            },
+        }
+    }
+
+    /// A new HTTP/1.1 connection to a plaintext upstream, driven by a task
+    /// of its own until either side closes it.
+    async fn connect(&self) -> Result<http1::SendRequest<ProxyBody>, Failed> {
+        let host = self.authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = self.authority.port_u16().unwrap_or(80);
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await
+        .map_err(|_| Failed::connect(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+        .map_err(Failed::connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(Failed::connect)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// Why a request did not reach the upstream or got no answer, before it is
+/// reported.
+struct Failed {
+    error: Box<dyn std::error::Error + Send + Sync>,
+    /// Failed while connecting (refused, unreachable, timed out).
+    connect: bool,
+}
+
+impl Failed {
+    fn connect(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            error: Box::new(e),
+            connect: true,
+        }
+    }
+
+    fn exchange(e: hyper::Error) -> Self {
+        Self {
+            error: Box::new(e),
+            connect: false,
+        }
+    }
+
+    /// The warning that names the request and the cause, and the error the
+    /// client gets.
+    fn report(self) -> ProxyError {
+        let e: &(dyn std::error::Error + 'static) = &*self.error;
+        // hyper-util's own Display is only "client error (Connect)":
+        // the reason is further down the source chain
+        let chain = error_chain(e);
+        // no request span: the warning names the request itself
+        let request_id = crate::audit::current_request()
+            .map(|r| r.request_id)
+            .unwrap_or_default();
+        let msg = if let Some(tls) = rustls_error(e) {
+            tracing::warn!(
+                request_id,
+                error = %chain,
+                tls_error = %tls,
+                "upstream TLS handshake failed: {}",
+                tls_reason(tls)
+            );
+            "TLS to the upstream failed (certificate not trusted, wrong name, or no common protocol)"
+        } else {
+            tracing::warn!(request_id, error = %chain, "upstream request failed");
+            if self.connect {
+                "upstream refused or unreachable"
+            } else {
+                "upstream connection failed"
+            }
+        };
+        ProxyError::Upstream(UpstreamError::Unavailable(msg))
     }
 }
 
