@@ -298,6 +298,8 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
     // start-up checked the key with DescribeKey, and made nothing
     assert_eq!(front.count("DescribeKey"), 1);
     assert_eq!(front.count("CreateKey"), 0);
+    // nor anything local: no root key, no key store, no data directory
+    assert_only_config_files(&a);
 
     let url = |n: &ServeProcess| format!("http://{}/t/acme", n.proxy);
     let (status, _, body) = send_json("POST", &url(&a), r#"{"ssn":"123-45-6789","n":1}"#).await;
@@ -378,6 +380,8 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
         );
     }
     assert_eq!(front.count("Decrypt"), 1);
+    assert_only_config_files(&a);
+    assert_only_config_files(&b);
 
     // the SecretKey is in no log line of either node, nor in /metrics
     let (_, _, metrics) = send("GET", &format!("http://{admin}/metrics"), &[], "").await;
@@ -385,6 +389,18 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
     for n in [a, b] {
         drop_and_check_logs(n, &cloud.kms.secret, &cloud.kms.id);
     }
+}
+
+/// A provider node holds no root key and no CMK: its working directory
+/// holds what the test wrote (policies, config) and nothing else.
+fn assert_only_config_files(n: &ServeProcess) {
+    let mut names: Vec<String> = std::fs::read_dir(&n.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["policies", "sealgate.toml"], "{:?}", n.dir);
+    assert!(!n.data_dir().exists());
 }
 
 /// Stops a node and checks that no log line holds `secret`, and that the
