@@ -168,6 +168,7 @@ impl KeyProvider for FakeRemote {
     fn generate_remote_data_key(
         &self,
         _key: &str,
+        _template: &str,
     ) -> Result<sealgate::keys::RemoteDataKey, sealgate::keys::KeyError> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(sealgate::keys::RemoteDataKey {

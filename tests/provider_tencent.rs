@@ -307,12 +307,27 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
     let stored = upstream.requests().last().unwrap().body.clone();
     let sealed = ssn_of(&stored);
     assert!(sealed.starts_with("sg2."), "{sealed}");
-    // the size docs/envelope.md states: flags, 1-byte length, the face's
-    // 81-byte CiphertextBlob of a 32-byte key, nonce, 11 bytes, tag
+    // the size docs/envelope.md states: flags, the key id, the route's
+    // canonical context template `t:{}` with its length, 1-byte length,
+    // the face's 81-byte CiphertextBlob of a 32-byte key, nonce, 11 bytes,
+    // tag
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&sealed[4..])
         .unwrap();
-    assert_eq!(raw.len(), 1 + 1 + 81 + 12 + 11 + 16);
+    assert_eq!(raw.len(), 1 + 16 + 1 + 4 + 1 + 81 + 12 + 11 + 16);
+    assert_eq!(&raw[1..17], uuid_bytes(&cloud.key_id));
+    assert_eq!(&raw[18..22], b"t:{}");
+    // the cloud bound the data key to that template and sealgate's marker:
+    // its Decrypt without them fails
+    let blob = &raw[23..23 + 81];
+    let store = &cloud.kms.app.store;
+    assert!(store
+        .decrypt(blob, br#"{"context":"t:{}","sealgate":"field-dek"}"#)
+        .is_ok());
+    assert!(store.decrypt(blob, br#"{"sealgate":"field-dek"}"#).is_err());
+    assert!(store
+        .decrypt(blob, br#"{"context":"t:acme","sealgate":"field-dek"}"#)
+        .is_err());
     assert!(!String::from_utf8_lossy(&stored).contains("123-45-6789"));
     assert_eq!(front.count("GenerateDataKey"), 1);
 
@@ -389,6 +404,10 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
     for n in [a, b] {
         drop_and_check_logs(n, &cloud.kms.secret, &cloud.kms.id);
     }
+}
+
+fn uuid_bytes(id: &str) -> [u8; 16] {
+    *uuid::Uuid::parse_str(id).unwrap().as_bytes()
 }
 
 /// A provider node holds no root key and no CMK: its working directory
@@ -587,4 +606,136 @@ async fn concurrent_misses_coalesce_and_a_storm_is_bounded() {
     }
     assert_eq!(front.count("GenerateDataKey"), 9);
     assert!(front.max_in_flight.load(Ordering::SeqCst) <= 2);
+}
+
+/// An `sg2.` envelope names its remote key: a route opens only those of
+/// its own key and its `open_keys` (refused before any remote call), and
+/// the audit log records the remote key of every sealed and opened batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_keys_scope_sg2_envelopes_and_audit_names_the_remote_key() {
+    let env = "SG_TEST_TC_SCOPE";
+    let cloud = cloud(env).await;
+    let other = cloud
+        .kms
+        .app
+        .store
+        .create(sealgate::keys::CreateKeyRequest::default())
+        .unwrap()
+        .key_id
+        .to_string();
+    let front = front(cloud.kms.app.kms_addr.unwrap()).await;
+    let upstream = recording_upstream(last_post_upstream()).await;
+    // "people" by its alias on the sealing route, by KeyId on the others:
+    // both name one remote key
+    let x = &cloud.key_id;
+    let policy = format!(
+        r#"
+[[route]]
+name = "seal-x"
+methods = ["POST"]
+path = "/x/{{tenant}}"
+key = "people"
+context = "t:{{tenant}}"
+request.encrypt = ["$.ssn"]
+
+[[route]]
+name = "seal-y"
+methods = ["POST"]
+path = "/y/{{tenant}}"
+key = "{other}"
+context = "t:{{tenant}}"
+request.encrypt = ["$.ssn"]
+
+[[route]]
+name = "read-x"
+methods = ["GET"]
+path = "/x/{{tenant}}"
+key = "{x}"
+context = "t:{{tenant}}"
+response.decrypt = ["$.ssn"]
+
+[[route]]
+name = "read-both"
+methods = ["GET"]
+path = "/both/{{tenant}}"
+key = "{x}"
+open_keys = ["{other}"]
+context = "t:{{tenant}}"
+response.decrypt = ["$.ssn"]
+"#
+    );
+    let audit = "[audit]\nfile = \"{dir}/audit.log\"\n";
+    let config = format!("{}{audit}", provider_toml(front.addr, env, ""));
+    let (a, _) = node(upstream.addr, &policy, &config);
+
+    // sealed under X (named by alias): read-x opens it
+    let (status, _, body) = send_json(
+        "POST",
+        &format!("http://{}/x/acme", a.proxy),
+        r#"{"ssn":"x-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send("GET", &format!("http://{}/x/acme", a.proxy), &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["ssn"], "x-1");
+
+    // sealed under Y: a fresh node's read-x refuses it without a Decrypt;
+    // read-both (open_keys = [Y]) opens it
+    let (status, _, body) = send_json(
+        "POST",
+        &format!("http://{}/y/acme", a.proxy),
+        r#"{"ssn":"y-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (b, _) = node(upstream.addr, &policy, &config);
+    let decrypts = front.count("Decrypt");
+    let (status, _, body) = send("GET", &format!("http://{}/x/acme", b.proxy), &[], "").await;
+    assert_ne!(status, 200, "{body}");
+    assert!(body.contains("foreign_key"), "{body}");
+    assert!(!body.contains("y-1"), "{body}");
+    assert_eq!(
+        front.count("Decrypt"),
+        decrypts,
+        "refused before the remote"
+    );
+    let (status, _, body) = send("GET", &format!("http://{}/both/acme", b.proxy), &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["ssn"], "y-1");
+    assert_eq!(front.count("Decrypt"), decrypts + 1);
+
+    // the audit logs name the remote keys (never key id 0)
+    let records = |n: ServeProcess| {
+        let path = n.dir.join("audit.log");
+        n.signal("TERM");
+        let mut n = n;
+        let _ = n.child.wait();
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let keyed = |recs: &[Value], action: &str| -> Vec<String> {
+        recs.iter()
+            .filter(|r| r["action"] == action && r["result"] == "ok")
+            .map(|r| r["key_id"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let ra = records(a);
+    assert_eq!(keyed(&ra, "seal_fields"), [x.clone(), other.clone()]);
+    assert_eq!(keyed(&ra, "open_fields"), [x.clone()]);
+    let rb = records(b);
+    assert_eq!(keyed(&rb, "open_fields"), [other.clone()]);
+    // the refusal is audited too
+    assert!(
+        rb.iter()
+            .any(|r| r["action"] == "open_fields" && r["result"] != "ok"),
+        "{rb:?}"
+    );
+    assert!(!ra
+        .iter()
+        .chain(&rb)
+        .any(|r| r["key_id"] == "00000000-0000-0000-0000-000000000000"));
 }

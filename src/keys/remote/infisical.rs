@@ -164,15 +164,15 @@ impl Dialect for Infisical {
 
     fn params(&self, call: &Call<'_>) -> Value {
         match call {
-            Call::Encrypt(key, dek) => json!({
+            Call::Encrypt(key, dek, _) => json!({
                 "key": key,
                 "body": { "plaintext": B64.encode(dek.expose()) },
             }),
-            Call::Decrypt(blob) => match split_blob(blob) {
+            Call::Decrypt(blob, _) => match split_blob(blob) {
                 Some((key, ct)) => json!({ "key": key, "body": { "ciphertext": ct } }),
                 None => json!({ "key": "" }),
             },
-            Call::DescribeKey(key) | Call::GenerateDataKey(key) => json!({ "key": key }),
+            Call::DescribeKey(key) | Call::GenerateDataKey(key, _) => json!({ "key": key }),
         }
     }
 

@@ -201,6 +201,16 @@ pub trait Dialect: Send + Sync {
     /// Checks a DescribeKey result: the key exists and can make data keys.
     fn usable(&self, result: &serde_json::Value) -> Result<(), KeyError>;
 
+    /// The key's own id in a DescribeKey result (a key may be named by an
+    /// alias in the policies), if the answer holds one.
+    fn key_id(&self, result: &serde_json::Value) -> Option<String> {
+        result
+            .get("KeyMetadata")
+            .and_then(|m| m.get("KeyId"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    }
+
     /// True for a KMS without GenerateDataKey: the DEK is made here and
     /// sent through [`Call::Encrypt`]; [`wrapped_key`](Self::wrapped_key)
     /// reads the result.
@@ -238,25 +248,26 @@ pub trait Dialect: Send + Sync {
     }
 }
 
-/// One call and its inputs.
+/// One call and its inputs; a data key's calls carry the context template
+/// (canonical form) it is bound to.
 #[derive(Debug, Clone, Copy)]
 pub enum Call<'a> {
-    /// GenerateDataKey under this key.
-    GenerateDataKey(&'a str),
-    /// Decrypt this blob.
-    Decrypt(&'a [u8]),
+    /// GenerateDataKey under this key, for this template.
+    GenerateDataKey(&'a str, &'a str),
+    /// Decrypt this blob, made for this template.
+    Decrypt(&'a [u8], &'a str),
     /// DescribeKey of this key.
     DescribeKey(&'a str),
-    /// Encrypt this DEK (made here) under this key.
-    Encrypt(&'a str, &'a DataKey),
+    /// Encrypt this DEK (made here) under this key, for this template.
+    Encrypt(&'a str, &'a DataKey, &'a str),
 }
 
 impl Call<'_> {
     /// The action it is.
     pub fn action(&self) -> Action {
         match self {
-            Call::GenerateDataKey(_) => Action::GenerateDataKey,
-            Call::Decrypt(_) => Action::Decrypt,
+            Call::GenerateDataKey(..) => Action::GenerateDataKey,
+            Call::Decrypt(..) => Action::Decrypt,
             Call::DescribeKey(_) => Action::DescribeKey,
             Call::Encrypt(..) => Action::Encrypt,
         }
@@ -268,9 +279,18 @@ impl Call<'_> {
 /// does not decrypt through a plain Decrypt without it.
 pub const CONTEXT_MARKER: (&str, &str) = ("sealgate", "field-dek");
 
-/// The EncryptionContext sealgate sends: its marker, as a JSON object string.
-pub(crate) fn encryption_context() -> String {
-    serde_json::json!({ CONTEXT_MARKER.0: CONTEXT_MARKER.1 }).to_string()
+/// The member of the EncryptionContext that names the route's context
+/// template (canonical form).
+pub const CONTEXT_TEMPLATE: &str = "context";
+
+/// The EncryptionContext sealgate sends for a data key of the route whose
+/// context template (canonical form) is `template`: the marker and the
+/// template, as a JSON object string (members sorted by name).
+pub fn encryption_context(template: &str) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert(CONTEXT_TEMPLATE.into(), template.into());
+    m.insert(CONTEXT_MARKER.0.into(), CONTEXT_MARKER.1.into());
+    serde_json::Value::Object(m).to_string()
 }
 
 /// Decodes canonical standard Base64 (what re-encodes to the same text).
@@ -389,6 +409,9 @@ pub struct RemoteProvider {
     call_timeout: Duration,
     /// Where calls are counted.
     metrics: Arc<Metrics>,
+    /// The key ids (as [`cmk_of`] names them) of the keys the policies
+    /// name, from their DescribeKey answers (a policy may name an alias).
+    resolved: std::sync::RwLock<std::collections::HashMap<String, [u8; 16]>>,
 }
 
 impl std::fmt::Debug for RemoteProvider {
@@ -477,6 +500,7 @@ impl RemoteProvider {
             retry_budget: settings.retry_budget,
             call_timeout: settings.call_timeout,
             metrics,
+            resolved: Default::default(),
         })
     }
 
@@ -489,11 +513,19 @@ impl RemoteProvider {
     /// data keys (DescribeKey); the error names the first that cannot.
     pub fn check_keys<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
         for key in keys {
-            let result = self
-                .call(Call::DescribeKey(key))
-                .and_then(|r| self.dialect.usable(&r));
+            let result = self.call(Call::DescribeKey(key)).and_then(|r| {
+                self.dialect.usable(&r)?;
+                Ok(self.dialect.key_id(&r))
+            });
             match result {
-                Ok(()) => {}
+                Ok(id) => {
+                    // what envelopes under this key carry as its id
+                    let id = cmk_of(id.as_deref().unwrap_or(key)).key_id;
+                    self.resolved
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(key.to_owned(), id);
+                }
                 Err(KeyError::Unavailable(why)) => return Err(why),
                 Err(e) => {
                     return Err(format!(
@@ -682,8 +714,22 @@ impl Attempts {
 
 /// Refuses a policy set a provider node cannot serve: searchable
 /// (deterministic) fields derive their key from CMK material inside the
-/// holder, and a remote KMS does not derive keys for us.
+/// holder, and a remote KMS does not derive keys for us; a context template
+/// longer than an `sg2.` envelope carries cannot bind a data key.
 pub fn check_policies(set: &crate::policy::PolicySet) -> Result<(), String> {
+    let max = crate::envelope::MAX_PROVIDER_TEMPLATE_LEN;
+    if let Some(route) = set
+        .routes()
+        .iter()
+        .find(|r| crate::policy::canonical_context(r.context_template()).len() > max)
+    {
+        return Err(format!(
+            "route {:?} in {} has a context longer than {max} bytes; with [provider] the \
+             context binds each data key at the remote KMS and travels in every envelope",
+            route.name,
+            route.file()
+        ));
+    }
     match set.routes().iter().find(|r| {
         !r.request.deterministic.is_empty()
             || !r.response.deterministic.is_empty()
@@ -743,22 +789,36 @@ impl KeyProvider for RemoteProvider {
         true
     }
 
-    fn generate_remote_data_key(&self, key: &str) -> Result<RemoteDataKey, KeyError> {
+    fn key_id_of(&self, key: &str) -> Option<[u8; 16]> {
+        let known = self
+            .resolved
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .copied();
+        Some(known.unwrap_or_else(|| cmk_of(key).key_id))
+    }
+
+    fn generate_remote_data_key(
+        &self,
+        key: &str,
+        template: &str,
+    ) -> Result<RemoteDataKey, KeyError> {
         if self.dialect.wraps_local_keys() {
             let dek = DataKey::generate(&mut rand::rngs::OsRng);
-            let mut result = self.call(Call::Encrypt(key, &dek))?;
+            let mut result = self.call(Call::Encrypt(key, &dek, template))?;
             let out = self.dialect.wrapped_key(key, &result, dek);
             scrub(&mut result);
             return out;
         }
-        let mut result = self.call(Call::GenerateDataKey(key))?;
+        let mut result = self.call(Call::GenerateDataKey(key, template))?;
         let out = self.dialect.data_key(&result);
         scrub(&mut result);
         out
     }
 
-    fn decrypt_remote_data_key(&self, blob: &[u8]) -> Result<DataKey, KeyError> {
-        let mut result = self.call(Call::Decrypt(blob))?;
+    fn decrypt_remote_data_key(&self, blob: &[u8], template: &str) -> Result<DataKey, KeyError> {
+        let mut result = self.call(Call::Decrypt(blob, template))?;
         let out = self.dialect.plaintext(&result);
         scrub(&mut result);
         out
@@ -766,5 +826,40 @@ impl KeyProvider for RemoteProvider {
 
     fn note_coalesced(&self) {
         self.metrics.provider_coalesced();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encryption_context_names_the_template_and_the_marker() {
+        assert_eq!(
+            encryption_context("t:{}"),
+            r#"{"context":"t:{}","sealgate":"field-dek"}"#
+        );
+        // what the KMS faces bind to (sorted, compact): the same bytes
+        let rules = crate::kms::context::ContextRules {
+            max_chars: 1024,
+            strings_only: true,
+        };
+        let ctx = encryption_context("db \"x\" {}");
+        assert_eq!(
+            crate::kms::context::parse(&ctx, rules).unwrap().canonical,
+            ctx
+        );
+        assert_ne!(encryption_context("a"), encryption_context("b"));
+    }
+
+    #[test]
+    fn a_remote_key_is_named_by_its_uuid_or_a_hash_of_its_id() {
+        let u = "7f4861ce-d7b8-4708-839b-c4ee8eac7de6";
+        assert_eq!(
+            cmk_of(u).key_id,
+            *uuid::Uuid::parse_str(u).unwrap().as_bytes()
+        );
+        assert_ne!(cmk_of("key-a").key_id, cmk_of("key-b").key_id);
+        assert_eq!(cmk_of("key-a").version, 0);
     }
 }

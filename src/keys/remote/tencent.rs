@@ -203,21 +203,21 @@ impl Dialect for Tencent {
 
     fn params(&self, call: &Call<'_>) -> Value {
         match call {
-            Call::GenerateDataKey(key) => json!({
+            Call::GenerateDataKey(key, template) => json!({
                 "KeyId": key,
                 "KeySpec": "AES_256",
-                "EncryptionContext": encryption_context(),
+                "EncryptionContext": encryption_context(template),
             }),
-            Call::Decrypt(blob) => json!({
+            Call::Decrypt(blob, template) => json!({
                 "CiphertextBlob": B64.encode(blob),
-                "EncryptionContext": encryption_context(),
+                "EncryptionContext": encryption_context(template),
             }),
             Call::DescribeKey(key) => json!({ "KeyId": key }),
             // the dialect makes data keys itself; an Encrypt is the same call shape
-            Call::Encrypt(key, dek) => json!({
+            Call::Encrypt(key, dek, template) => json!({
                 "KeyId": key,
                 "Plaintext": B64.encode(dek.expose()),
-                "EncryptionContext": encryption_context(),
+                "EncryptionContext": encryption_context(template),
             }),
         }
     }
