@@ -6,175 +6,16 @@
 //! nodes are the real `sealgate serve` binary with fresh data directories.
 
 mod common;
+#[path = "common/fault_front.rs"]
+mod fault_front;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 
 use base64::Engine as _;
-use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use fault_front::{front, Mode};
 use serde_json::Value;
-
-/// What the fault front does with the next calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    /// Forward to the cloud.
-    Pass,
-    /// Answer HTTP 500.
-    Status500,
-    /// Answer HTTP 429.
-    Status429,
-    /// Answer 200 with the Tencent throttling error.
-    Throttled,
-    /// Never answer.
-    Hang,
-    /// Hold each call until `release`, then forward it.
-    Gate,
-}
-
-/// The fault-injecting front of the cloud KMS.
-struct Front {
-    addr: SocketAddr,
-    mode: Arc<Mutex<Mode>>,
-    /// X-TC-Action of every call received, in order.
-    actions: Arc<Mutex<Vec<String>>>,
-    /// Calls being handled now, and the most at once.
-    in_flight: Arc<AtomicUsize>,
-    max_in_flight: Arc<AtomicUsize>,
-    gate: Arc<tokio::sync::Semaphore>,
-}
-
-impl Front {
-    fn set(&self, m: Mode) {
-        *self.mode.lock().unwrap() = m;
-    }
-    fn count(&self, action: &str) -> usize {
-        self.actions
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| *a == action)
-            .count()
-    }
-    fn release(&self, n: usize) {
-        self.gate.add_permits(n);
-    }
-}
-
-async fn front(cloud: SocketAddr) -> Front {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let f = Front {
-        addr: listener.local_addr().unwrap(),
-        mode: Arc::new(Mutex::new(Mode::Pass)),
-        actions: Default::default(),
-        in_flight: Default::default(),
-        max_in_flight: Default::default(),
-        gate: Arc::new(tokio::sync::Semaphore::new(0)),
-    };
-    let (mode, actions, in_flight, max_in_flight, gate) = (
-        f.mode.clone(),
-        f.actions.clone(),
-        f.in_flight.clone(),
-        f.max_in_flight.clone(),
-        f.gate.clone(),
-    );
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (mode, actions, in_flight, max_in_flight, gate) = (
-                mode.clone(),
-                actions.clone(),
-                in_flight.clone(),
-                max_in_flight.clone(),
-                gate.clone(),
-            );
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (mode, actions, in_flight, max_in_flight, gate) = (
-                        mode.clone(),
-                        actions.clone(),
-                        in_flight.clone(),
-                        max_in_flight.clone(),
-                        gate.clone(),
-                    );
-                    async move {
-                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                        max_in_flight.fetch_max(now, Ordering::SeqCst);
-                        let action = req
-                            .headers()
-                            .get("x-tc-action")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        actions.lock().unwrap().push(action);
-                        let m = *mode.lock().unwrap();
-                        let out = answer(m, cloud, req, &gate).await;
-                        in_flight.fetch_sub(1, Ordering::SeqCst);
-                        Ok::<_, hyper::Error>(out)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    f
-}
-
-async fn answer(
-    mode: Mode,
-    cloud: SocketAddr,
-    req: Request<hyper::body::Incoming>,
-    gate: &tokio::sync::Semaphore,
-) -> Response<Full<Bytes>> {
-    let status = |code: u16, body: &str| {
-        let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-        *r.status_mut() = http::StatusCode::from_u16(code).unwrap();
-        r.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap());
-        r
-    };
-    match mode {
-        Mode::Status500 => return status(500, "{}"),
-        Mode::Status429 => return status(429, "{}"),
-        Mode::Throttled => {
-            return status(
-                200,
-                r#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":"slow down"},"RequestId":"x"}}"#,
-            )
-        }
-        Mode::Hang => {
-            std::future::pending::<()>().await;
-        }
-        Mode::Gate => {
-            gate.acquire().await.unwrap().forget();
-        }
-        Mode::Pass => {}
-    }
-    // forward, headers and all (Host is signed: it passes unchanged)
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    let mut fwd = Request::builder()
-        .method(parts.method)
-        .uri(format!("http://{cloud}/"));
-    for (k, v) in &parts.headers {
-        fwd = fwd.header(k, v);
-    }
-    let resp = client()
-        .request(fwd.body(Full::new(body)).unwrap())
-        .await
-        .unwrap();
-    let (p, b) = resp.into_parts();
-    Response::from_parts(p, Full::new(b.collect().await.unwrap().to_bytes()))
-}
 
 /// A policy sealing `$.ssn` on POST /t/{tenant} (the context names the
 /// tenant: per record, yet one data key for the route) and opening it on
@@ -480,16 +321,22 @@ async fn faults_are_retried_then_answered_503_and_cached_keys_keep_serving() {
     assert_eq!(status, 200);
 
     for (i, (mode, outcome)) in [
-        (Mode::Status500, "server_error"),
-        (Mode::Status429, "throttled"),
-        (Mode::Throttled, "throttled"),
+        (Mode::Status(500), "server_error"),
+        (Mode::Status(429), "throttled"),
+        (
+            Mode::Answer(
+                200,
+                r#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":"slow down"},"RequestId":"x"}}"#,
+            ),
+            "throttled",
+        ),
         (Mode::Hang, "timeout"),
     ]
     .into_iter()
     .enumerate()
     {
         front.set(mode);
-        let before = front.actions.lock().unwrap().len();
+        let before = front.total();
         // a route with no data key yet: needs the remote
         let cold = format!("http://{}/c{i}", a.proxy);
         let (status, _, body) = send_json("POST", &cold, r#"{"ssn":"2"}"#).await;
@@ -501,7 +348,7 @@ async fn faults_are_retried_then_answered_503_and_cached_keys_keep_serving() {
         assert!(!body.contains(&cloud.kms.secret));
         // retried: more than one attempt reached the front
         assert!(
-            front.actions.lock().unwrap().len() - before >= 2,
+            front.total() - before >= 2,
             "{mode:?} was not retried"
         );
         assert!(
