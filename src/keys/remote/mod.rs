@@ -375,16 +375,101 @@ pub(crate) fn cloud_usable(cloud: &CloudSpelling, r: &serde_json::Value) -> Resu
     }
 }
 
-/// The 32-byte DEK in a result's `Plaintext` (Base64), zeroizing the copy.
+/// The 32-byte DEK in a result's `Plaintext` (Base64).
 pub(crate) fn plaintext_of(r: &serde_json::Value) -> Option<DataKey> {
+    decode_key(r.get("Plaintext").and_then(serde_json::Value::as_str)?)
+}
+
+/// A 32-byte DEK from its standard Base64: decoded into a zeroized buffer
+/// on the stack (no heap copy of the key), `None` for any other length.
+pub(crate) fn decode_key(text: &str) -> Option<DataKey> {
     use base64::Engine as _;
-    let text = r.get("Plaintext").and_then(serde_json::Value::as_str)?;
-    let bytes = zeroize::Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .ok()?,
-    );
-    DataKey::from_slice(&bytes)
+    let mut buf = zeroize::Zeroizing::new([0u8; 48]);
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(text, &mut buf[..])
+        .ok()?;
+    DataKey::from_slice(&buf[..n])
+}
+
+/// A request body that may hold a secret (a DEK made here, a client
+/// secret): its bytes are wiped when the last reference to them is dropped
+/// (hyper drops it once sent; a copy hyper makes into its own write buffer
+/// is out of our reach).
+struct Wiped(Vec<u8>);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.0.zeroize();
+    }
+}
+
+/// `value` as a JSON request body that is wiped once sent; `value`'s own
+/// strings are zeroized too. The body is written into a buffer of its
+/// exact size, so no partial copy is left behind by a reallocation.
+pub(crate) fn secret_json_body(value: &mut serde_json::Value) -> Result<Bytes, KeyError> {
+    /// Counts the bytes written.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let bad = || KeyError::Unavailable("request could not be encoded".into());
+    let mut n = Count(0);
+    let out = serde_json::to_writer(&mut n, &*value)
+        .map_err(|_| bad())
+        .and_then(|()| {
+            let mut out = Vec::with_capacity(n.0);
+            serde_json::to_writer(&mut out, &*value).map_err(|_| bad())?;
+            Ok(out)
+        });
+    scrub(value);
+    Ok(Bytes::from_owner(Wiped(out?)))
+}
+
+/// Reads a response body of at most `limit` bytes into a zeroized buffer
+/// that never reallocates in place (it grows by copying into a new
+/// zeroized buffer), so the only copies left unwiped are hyper's own
+/// receive buffers, which are out of our reach.
+async fn collect_wiped<B>(
+    mut body: B,
+    limit: usize,
+    hint: usize,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let cut = || Failure::Retry("network", "answer was cut off".into());
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(hint.min(limit)));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| cut())?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = out.len() + data.len();
+        if len > limit {
+            return Err(cut());
+        }
+        if len > out.capacity() {
+            let mut grown =
+                zeroize::Zeroizing::new(Vec::with_capacity(len.max(out.capacity() * 2).min(limit)));
+            grown.extend_from_slice(&out);
+            out = grown;
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
 }
 
 /// A KeyProvider backed by a remote KMS.
@@ -581,11 +666,23 @@ struct Attempts {
 }
 
 impl Attempts {
-    /// Tries until success, a final answer, or the budget is spent.
+    /// Tries until success, a final answer, or the budget is spent; then
+    /// wipes the parameters (an Encrypt's carry a DEK made here).
     async fn run(
         self,
         action: Action,
-        params: serde_json::Value,
+        mut params: serde_json::Value,
+    ) -> Result<serde_json::Value, KeyError> {
+        let out = self.attempts(action, &params).await;
+        scrub(&mut params);
+        out
+    }
+
+    /// The attempts of [`run`](Self::run).
+    async fn attempts(
+        &self,
+        action: Action,
+        params: &serde_json::Value,
     ) -> Result<serde_json::Value, KeyError> {
         let deadline = tokio::time::Instant::now() + self.budget;
         let unavailable = |why: &str| {
@@ -604,9 +701,7 @@ impl Attempts {
             };
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let started = Instant::now();
-            let outcome = self
-                .once(action, &params, left.min(self.call_timeout))
-                .await;
+            let outcome = self.once(action, params, left.min(self.call_timeout)).await;
             drop(permit);
             let (label, failure) = match outcome {
                 Ok(v) => {
@@ -682,33 +777,33 @@ impl Attempts {
             .dialect
             .request(action, params, now)
             .map_err(Failure::Final)?;
+        // the answer may hold a data key: our copy is wiped after parsing
         let (status, body) = tokio::time::timeout(timeout, self.exchange(req))
             .await
             .map_err(|_| Failure::Retry("timeout", "timed out".into()))??;
-        // the answer may hold a data key: our copy is wiped after parsing
-        let body = zeroize::Zeroizing::new(Vec::from(body));
         self.dialect.response(status, &body)
     }
 
-    /// Sends one request and reads its answer (bounded).
+    /// Sends one request and reads its answer (bounded) into a buffer
+    /// that is wiped on drop (it may hold a data key or a token).
     async fn exchange(
         &self,
         req: http::Request<Full<Bytes>>,
-    ) -> Result<(http::StatusCode, Bytes), Failure> {
-        {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|_| Failure::Retry("network", "could not be reached".into()))?;
-            let status = resp.status();
-            let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
-                .collect()
-                .await
-                .map_err(|_| Failure::Retry("network", "answer was cut off".into()))?
-                .to_bytes();
-            Ok::<_, Failure>((status, body))
-        }
+    ) -> Result<(http::StatusCode, zeroize::Zeroizing<Vec<u8>>), Failure> {
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|_| Failure::Retry("network", "could not be reached".into()))?;
+        let status = resp.status();
+        let hint = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(4096);
+        let body = collect_wiped(resp.into_body(), MAX_RESPONSE, hint).await?;
+        Ok((status, body))
     }
 }
 
@@ -746,8 +841,8 @@ pub fn check_policies(set: &crate::policy::PolicySet) -> Result<(), String> {
 }
 
 /// Zeroizes every string of a parsed answer (its Base64 `Plaintext`
-/// holds a data key) before it is dropped.
-fn scrub(v: &mut serde_json::Value) {
+/// holds a data key) or of a request's parameters before it is dropped.
+pub(crate) fn scrub(v: &mut serde_json::Value) {
     use zeroize::Zeroize as _;
     match v {
         serde_json::Value::String(s) => s.zeroize(),
@@ -850,6 +945,53 @@ mod tests {
             ctx
         );
         assert_ne!(encryption_context("a"), encryption_context("b"));
+    }
+
+    #[test]
+    fn a_data_key_decodes_only_at_32_bytes() {
+        use base64::Engine as _;
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+        assert_eq!(decode_key(&b64(32)).unwrap().expose(), &[7u8; 32]);
+        for n in [0, 16, 31, 33, 36, 64] {
+            assert!(decode_key(&b64(n)).is_none(), "{n}");
+        }
+        assert!(decode_key("not base64!").is_none());
+    }
+
+    #[test]
+    fn a_secret_body_is_exact_and_its_source_is_wiped() {
+        let mut v = serde_json::json!({"plaintext": "c2VjcmV0", "n": 1});
+        let expect = serde_json::to_vec(&v).unwrap();
+        let body = secret_json_body(&mut v).unwrap();
+        assert_eq!(&body[..], &expect[..]);
+        // the parameters' strings are zeroized (emptied)
+        assert_eq!(v["plaintext"], "");
+        assert_eq!(v["n"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_response_is_read_into_one_wiped_buffer_within_its_limit() {
+        use http_body_util::StreamBody;
+        let frames = |parts: Vec<&'static [u8]>| {
+            StreamBody::new(futures_util::stream::iter(parts.into_iter().map(|p| {
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from_static(p)))
+            })))
+        };
+        // grows past its hint (by copying into a new wiped buffer)
+        let got = collect_wiped(frames(vec![b"abc", b"defgh", b"ij"]), 64, 2)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], b"abcdefghij");
+        // a hint as large as the body: one buffer, never grown
+        let got = collect_wiped(frames(vec![b"abc", b"def"]), 64, 6)
+            .await
+            .unwrap();
+        assert_eq!((got.len(), got.capacity()), (6, 6));
+        // past the limit: cut off
+        assert!(matches!(
+            collect_wiped(frames(vec![b"abc", b"def"]), 5, 2).await,
+            Err(Failure::Retry("network", _))
+        ));
     }
 
     #[test]
