@@ -296,6 +296,36 @@ async fn a_key_the_provider_lacks_stops_start_up() {
     assert!(err.contains(missing), "{err}");
     assert!(err.contains("tencent KMS"), "{err}");
     assert!(!err.contains(&cloud.kms.secret));
+    // the admin commands have no store to open for a provider config, and
+    // create none: `rewrap` and `keys` refuse, naming the KMS
+    let config_file = dir.join("sealgate.toml");
+    for args in [&["rewrap", "--context", "t"][..], &["keys", "list"][..]] {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(args)
+            .arg("--config")
+            .arg(&config_file)
+            .env_remove("SEALGATE_DATA_DIR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(br#"{"ssn":"sg2.AAAA"}"#)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains("tencent KMS") && err.contains("keep no key store"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!dir.join("data").exists());
     // and no region is a config error
     let no_region = config.replace("region = \"ap-guangzhou\"\n", "");
     let (status, err) =
