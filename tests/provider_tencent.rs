@@ -602,9 +602,9 @@ response.decrypt = ["$.ssn"]
     };
     let ra = records(a);
     assert_eq!(keyed(&ra, "seal_fields"), [x.clone(), other.clone()]);
-    assert_eq!(keyed(&ra, "open_fields"), [x.clone()]);
+    assert_eq!(keyed(&ra, "open_fields"), std::slice::from_ref(x));
     let rb = records(b);
-    assert_eq!(keyed(&rb, "open_fields"), [other.clone()]);
+    assert_eq!(keyed(&rb, "open_fields"), std::slice::from_ref(&other));
     // the refusal is audited too
     assert!(
         rb.iter()
