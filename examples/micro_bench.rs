@@ -1,7 +1,9 @@
 //! Micro-benchmarks of the proxy's hot path, with no network: seal and open
 //! of one field, the JSON rewrite per KB, whole-body seal/open of 1, 5 and
 //! 20 fields, the data-key cache hit, sealing with a remote provider at warm
-//! cache, and the key store's KMS Encrypt path.
+//! cache and cold (one round trip to sealgate's own Tencent KMS face on
+//! loopback: the floor of a cold start, before any network distance), and
+//! the key store's KMS Encrypt path.
 //!
 //! `cargo run --release --example micro_bench [-- --quick] [-- --json]`
 //!
@@ -168,6 +170,7 @@ impl KeyProvider for FakeRemote {
     fn generate_remote_data_key(
         &self,
         _key: &str,
+        _template: &str,
     ) -> Result<sealgate::keys::RemoteDataKey, sealgate::keys::KeyError> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(sealgate::keys::RemoteDataKey {
@@ -420,6 +423,8 @@ fn main() {
         println!("remote provider calls over every seal above: {remote_calls}");
     }
 
+    remote_cold_start(&b, &doc, &sel5);
+
     b.note("# KMS Encrypt (no HTTP face wired yet: KeyStore::encrypt, rate limiter off)");
     let pt = [0x42u8; 32];
     b.run("KeyStore::encrypt 32 B", || {
@@ -437,4 +442,161 @@ fn main() {
                 .expect("decrypts"),
         );
     });
+}
+
+/// The cold-start cost with `[provider]`: the first seal of a route (one
+/// `GenerateDataKey`) and the first open of a data key sealed elsewhere (one
+/// `Decrypt`), each a real round trip of the Tencent dialect — TC3 signing,
+/// HTTP/1.1 on loopback, the face's verification and key store — to an
+/// in-process sealgate serving its KMS face. A cloud KMS adds its network
+/// distance and its own service time.
+fn remote_cold_start(b: &Bench, doc: &[u8], sel: &SelectorSet) {
+    use sealgate::config::{load, Overrides};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("policies")).expect("policies dir");
+    let mut cfg = load(
+        None,
+        &Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            upstream: Some("http://127.0.0.1:9".into()),
+            policies: Some(dir.path().join("policies")),
+            data_dir: Some(dir.path().join("data")),
+            kms_listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        },
+    )
+    .expect("config");
+    for action in ["GenerateDataKey", "Decrypt", "DescribeKey"] {
+        cfg.kms_quotas
+            .set_legacy(action, 1_000_000)
+            .expect("quota override");
+    }
+    let app = rt
+        .block_on(sealgate::app::start(cfg))
+        .expect("the KMS face starts");
+    let key = app
+        .store
+        .create(sealgate::keys::CreateKeyRequest::default())
+        .expect("key")
+        .key_id
+        .to_string();
+    let cred = app.store.create_credential(None).expect("credential");
+    std::env::set_var("SG_BENCH_PROVIDER_ID", &cred.id);
+    std::env::set_var(
+        "SG_BENCH_PROVIDER_KEY",
+        String::from_utf8_lossy(cred.secret.expose()).as_ref(),
+    );
+    let toml = dir.path().join("provider.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "upstream = \"http://127.0.0.1:9\"\n[provider]\nkind = \"tencent\"\n\
+             endpoint = \"http://{}\"\nregion = \"ap-guangzhou\"\n\
+             secret_id_env = \"SG_BENCH_PROVIDER_ID\"\nsecret_key_env = \"SG_BENCH_PROVIDER_KEY\"\n",
+            app.kms_addr.expect("KMS listener")
+        ),
+    )
+    .expect("provider config");
+    let settings = load(Some(&toml), &Overrides::default())
+        .expect("provider config loads")
+        .provider
+        .expect("[provider]");
+    let provider = Arc::new(
+        sealgate::keys::remote::RemoteProvider::new(
+            &settings,
+            Arc::new(sealgate::metrics::Metrics::new()),
+        )
+        .expect("provider"),
+    );
+    provider
+        .check_keys([key.as_str()])
+        .expect("the key is usable");
+
+    b.note("# remote provider, cold: one round trip to sealgate's Tencent face on loopback");
+    let cache = DataKeyCache::with_system_clock(provider.clone(), CacheConfig::default());
+    let mut counts = FieldCounts::default();
+    let mut route = 0u64;
+    // a new route each time: its first seal makes one GenerateDataKey
+    b.run(
+        &format!(
+            "seal_fields {}B body, 5 fields, remote, cold route",
+            doc.len()
+        ),
+        || {
+            route += 1;
+            let partition = format!("cold-{route}");
+            black_box(
+                fields::seal_fields(
+                    &cache,
+                    &key,
+                    &partition,
+                    "bench",
+                    doc,
+                    sel,
+                    &mut counts,
+                    BodySide::Request,
+                )
+                .expect("seals"),
+            );
+        },
+    );
+    let sealed = fields::seal_fields(
+        &cache,
+        &key,
+        "bench",
+        "bench",
+        doc,
+        sel,
+        &mut counts,
+        BodySide::Request,
+    )
+    .expect("seals")
+    .expect("something sealed");
+    let small = CacheConfig {
+        capacity: 4,
+        ..CacheConfig::default()
+    };
+    // a node that has not seen the data key: one Decrypt, then the 5 opens
+    b.run(
+        &format!(
+            "open_fields {}B body, 5 fields, remote, cold node",
+            sealed.len()
+        ),
+        || {
+            let fresh = DataKeyCache::with_system_clock(provider.clone(), small.clone());
+            black_box(
+                fields::open_fields(
+                    &fresh,
+                    fields::OpenScope {
+                        route: "bench",
+                        keys: &[],
+                    },
+                    "bench",
+                    &sealed,
+                    sel,
+                    policy::OnPlaintext::Refuse,
+                    policy::OnOpenFailure::Refuse,
+                    &mut counts,
+                    BodySide::Response,
+                )
+                .expect("opens"),
+            );
+        },
+    );
+    b.run(
+        "an empty data-key cache of 4 (made per cold open above)",
+        || {
+            black_box(DataKeyCache::with_system_clock(
+                provider.clone(),
+                small.clone(),
+            ));
+        },
+    );
+    drop(provider);
+    rt.block_on(app.shutdown());
 }

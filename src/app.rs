@@ -200,6 +200,38 @@ impl Loaded {
     }
 }
 
+/// The admin socket (`DATA_DIR/admin.sock`): the CLI manages keys through
+/// it while this process holds the store; stops when `stop` turns true.
+fn admin_socket(
+    config: &Config,
+    store: &Arc<KeyStore>,
+    audit: &Arc<AuditLog>,
+    metrics: &Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let sock = config.data_dir.join("admin.sock");
+    let admin_store = store.clone();
+    let admin_audit = audit.clone();
+    let admin_metrics = metrics.clone();
+    let observer: crate::keys::admin::AdminObserver = Arc::new(move |req, result| {
+        let ev = crate::audit::admin_event(req, result);
+        admin_metrics.key_op("admin", ev.action.trim_start_matches("admin."));
+        admin_audit.record(ev);
+    });
+    tokio::spawn(async move {
+        let serve = async move {
+            let listener = crate::keys::admin::bind(&sock)?;
+            crate::keys::admin::serve_observed(admin_store, listener, Some(observer)).await
+        };
+        tokio::select! {
+            r = serve => {
+                if let Err(e) = r { tracing::error!(error = %e, "admin socket stopped"); }
+            }
+            _ = stop.wait_for(|v| *v) => {}
+        }
+    })
+}
+
 /// The remote key provider of `[provider]`, after checking with the
 /// provider (DescribeKey) that every key the policies name is usable.
 fn remote_provider(
@@ -345,28 +377,10 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     )));
 
     // admin socket: the CLI manages keys through it while we hold the store
-    let sock = config.data_dir.join("admin.sock");
-    let mut rx2 = rx.clone();
-    let admin_store = store.clone();
-    let admin_audit = audit.clone();
-    let admin_metrics = metrics.clone();
-    let observer: crate::keys::admin::AdminObserver = Arc::new(move |req, result| {
-        let ev = crate::audit::admin_event(req, result);
-        admin_metrics.key_op("admin", ev.action.trim_start_matches("admin."));
-        admin_audit.record(ev);
-    });
-    tasks.push(tokio::spawn(async move {
-        let serve = async move {
-            let listener = crate::keys::admin::bind(&sock)?;
-            crate::keys::admin::serve_observed(admin_store, listener, Some(observer)).await
-        };
-        tokio::select! {
-            r = serve => {
-                if let Err(e) = r { tracing::error!(error = %e, "admin socket stopped"); }
-            }
-            _ = rx2.wait_for(|v| *v) => {}
-        }
-    }));
+    // (a provider node holds none: its keys are managed in the remote KMS)
+    if config.provider.is_none() {
+        tasks.push(admin_socket(&config, &store, &audit, &metrics, rx.clone()));
+    }
 
     // housekeeping: scheduled rotation and deletion
     let mut rx3 = rx.clone();

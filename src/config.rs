@@ -925,10 +925,55 @@ pub fn store_location(
     path: Option<&Path>,
     overrides: &Overrides,
 ) -> Result<StoreLocation, ConfigError> {
-    let file = read_and_parse(path)?;
+    let mut file = read_and_parse(path)?;
+    if let Some(p) = provider_settings(file.provider.take())? {
+        // a provider node keeps no key store: there is none to administer
+        return Err(ConfigError::Invalid {
+            field: "provider",
+            message: format!(
+                "the CMKs of this config are held by the {} KMS at {}, and its nodes keep no \
+                 key store: manage the keys in that KMS",
+                p.kind.name(),
+                p.endpoint
+            ),
+        });
+    }
     let location = store_location_of(&file, overrides);
     check_store_url(location.url.as_deref())?;
     Ok(location)
+}
+
+/// A node whose CMKs live in a remote KMS holds no key store (no root key,
+/// no store file): the settings only a local store uses are refused rather
+/// than silently ignored.
+fn check_provider_node(
+    p: &ProviderSettings,
+    store: &StoreLocation,
+    kms_listen: bool,
+) -> Result<(), ConfigError> {
+    let refuse = |field: &'static str, what: &str| {
+        Err(ConfigError::Invalid {
+            field,
+            message: format!(
+                "{what} cannot be used with [provider]: the CMKs are held by the {} KMS, and \
+                 this node keeps no key store of its own",
+                p.kind.name()
+            ),
+        })
+    };
+    if kms_listen {
+        return refuse(
+            "kms_listen",
+            "the KMS listener (it serves the local key store)",
+        );
+    }
+    if store.url.is_some() {
+        return refuse("store.url", "a key store URL");
+    }
+    if store.root_key_file.is_some() {
+        return refuse("root_key_file", "a root key file");
+    }
+    Ok(())
 }
 
 /// A `store.url` must be a PostgreSQL URL; the error never repeats it (it
@@ -1045,6 +1090,9 @@ fn validate(mut f: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
         Some(s) => Some(addr("kms_listen", s)?),
         None => None,
     };
+    if let Some(p) = &provider {
+        check_provider_node(p, &store, kms_listen.is_some())?;
+    }
     let admin_listen = match o.admin_listen.as_deref().or(f.admin_listen.as_deref()) {
         Some(s) => Some(addr("admin_listen", s)?),
         None => None,
@@ -1480,6 +1528,33 @@ mod tests {
                 .to_string();
             assert!(e.contains(field), "{extra}: {e}");
         }
+    }
+
+    #[test]
+    fn a_provider_node_refuses_what_only_a_local_store_uses() {
+        let provider = "[provider]\nkind = \"tencent\"\nregion = \"r\"\n";
+        for (before, field) in [
+            ("kms_listen = \"127.0.0.1:0\"\n", "kms_listen"),
+            ("root_key_file = \"/k\"\n", "root_key_file"),
+            ("[store]\nurl = \"postgres://u@h:5432/d\"\n", "store.url"),
+        ] {
+            let text = format!("upstream = \"http://x:1\"\n{before}{provider}");
+            let e = validate(parse("a.toml", &text).unwrap(), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains("tencent KMS"), "{e}");
+            // without [provider] the same settings are fine
+            let plain = format!("upstream = \"http://x:1\"\n{before}");
+            assert!(validate(parse("a.toml", &plain).unwrap(), &Overrides::default()).is_ok());
+        }
+        // the admin commands have no store to open for such a config
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealgate.toml");
+        std::fs::write(&path, provider).unwrap();
+        let e = store_location(Some(&path), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keep no key store"), "{e}");
     }
 
     #[test]

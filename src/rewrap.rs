@@ -38,6 +38,17 @@ pub enum RewrapError {
         /// Normalized path of the value.
         path: String,
     },
+    /// An envelope of the provider form (`sg2.`): its data key is wrapped
+    /// by a remote KMS, which versions its own keys.
+    #[error(
+        "the envelope at {path} is of the provider form (sg2.): its data key is wrapped by a \
+         remote KMS, not by sealgate's key store, so sealgate rewrap does not apply; rotate the \
+         key in that KMS (its Decrypt keeps opening what older versions wrapped)"
+    )]
+    ProviderForm {
+        /// Normalized path of the value.
+        path: String,
+    },
     /// The key store refused.
     #[error("the envelope at {path}: {source}")]
     Key {
@@ -135,6 +146,9 @@ fn rewrap_one(
         source,
     };
     let dne = || RewrapError::DoesNotOpen { path: path() };
+    if text.starts_with(envelope::PROVIDER_PREFIX) {
+        return Err(RewrapError::ProviderForm { path: path() });
+    }
     if envelope::looks_deterministic(text) {
         let env = DetEnvelope::parse(text).map_err(|_| dne())?;
         let cmk = env.cmk();
@@ -176,4 +190,40 @@ fn rewrap_one(
         envelope::seal(&sealer, opened.json(), aad, &mut rand::thread_rng()).map_err(|_| dne())?;
     counts.rewrapped += 1;
     Ok(Some(new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{provider_field, seal, CmkRef, SealingKey, WrappedDek};
+    use crate::keys::{CacheConfig, KeyStore, RootKeySource};
+    use crate::secret::{DataKey, DekCipher};
+    use std::sync::Arc;
+
+    #[test]
+    fn an_sg2_envelope_is_refused_clearly_and_nothing_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(KeyStore::open(dir.path(), RootKeySource::Auto, Default::default()).unwrap());
+        let cache = DataKeyCache::with_system_clock(store, CacheConfig::default());
+        let k = SealingKey {
+            cmk: CmkRef {
+                key_id: [1; 16],
+                version: 0,
+            },
+            wrapped: WrappedDek([0; 40]),
+            cipher: DekCipher::new(&DataKey::from_bytes([3; 32])),
+            remote: Some(provider_field(&[1; 16], "users", &[9; 48]).unwrap()),
+        };
+        let sealed = seal(&k, b"\"123\"", b"users\0ssn", &mut rand::thread_rng()).unwrap();
+        let mut doc = serde_json::json!({ "ssn": sealed });
+        let before = doc.clone();
+        let mut counts = RewrapCounts::default();
+        let e = rewrap_value(&cache, None, "users", &mut doc, &mut counts).unwrap_err();
+        assert!(matches!(e, RewrapError::ProviderForm { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("$[\"ssn\"]") && msg.contains("sg2.") && msg.contains("remote KMS"));
+        assert_eq!(doc, before);
+        assert_eq!(counts, RewrapCounts::default());
+    }
 }

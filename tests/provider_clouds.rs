@@ -1,14 +1,18 @@
 //! `[provider] kind = "alibaba"` and `kind = "infisical"` end to end (the
-//! Tencent provider, with its fault injection, is `provider_tencent`): the
-//! "cloud" is a second sealgate serving that KMS face on loopback (in-process, a key and
-//! a credential made in its store); the provider nodes are the real
-//! `sealgate serve` binary with fresh data directories.
+//! Tencent provider is `provider_tencent`): the "cloud" is a second
+//! sealgate serving that KMS face on loopback (in-process, a key and a
+//! credential made in its store), behind the fault-injecting front of
+//! `common/fault_front.rs` for the fault tests; the provider nodes are the
+//! real `sealgate serve` binary with fresh data directories.
 
 mod common;
+#[path = "common/fault_front.rs"]
+mod fault_front;
 
 use std::net::SocketAddr;
 
 use common::*;
+use fault_front::{front, Mode};
 use serde_json::Value;
 
 fn policy(key: &str) -> String {
@@ -40,14 +44,24 @@ fn env_names(kind: &str) -> (String, String) {
 }
 
 fn provider_toml(kind: &str, endpoint: SocketAddr) -> String {
+    let (id, secret) = env_names(kind);
+    provider_toml_with(kind, endpoint, &id, &secret, "")
+}
+
+fn provider_toml_with(
+    kind: &str,
+    endpoint: SocketAddr,
+    id: &str,
+    secret: &str,
+    extra: &str,
+) -> String {
     // Infisical has no regions
     let region = match kind {
         "infisical" => "",
         _ => "region = \"cn-hangzhou\"\n",
     };
-    let (id, secret) = env_names(kind);
     format!(
-        "\n[provider]\nkind = \"{kind}\"\nendpoint = \"http://{endpoint}\"\n{region}secret_id_env = \"{id}\"\nsecret_key_env = \"{secret}\"\n"
+        "\n[provider]\nkind = \"{kind}\"\nendpoint = \"http://{endpoint}\"\n{region}secret_id_env = \"{id}\"\nsecret_key_env = \"{secret}\"\n{extra}\n"
     )
 }
 
@@ -201,4 +215,133 @@ async fn provider_node_seals_and_a_fresh_node_opens(kind: &str) {
     }
     drop(a);
     drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alibaba_faults_are_retried_then_answered_503_and_cached_keys_keep_serving() {
+    faults_are_retried_then_answered_503(
+        "alibaba",
+        "GenerateDataKey",
+        &[
+            (
+                Mode::Answer(
+                    400,
+                    r#"{"Code":"Rejected.Throttling","Message":"QPS Limit Exceeded","RequestId":"x"}"#,
+                ),
+                "throttled",
+            ),
+            (Mode::Status(503), "server_error"),
+            (
+                Mode::Answer(
+                    500,
+                    r#"{"Code":"InternalFailure","Message":"x","RequestId":"x"}"#,
+                ),
+                "server_error",
+            ),
+            (Mode::Hang, "timeout"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infisical_faults_are_retried_then_answered_503_and_cached_keys_keep_serving() {
+    faults_are_retried_then_answered_503(
+        "infisical",
+        "Encrypt",
+        &[
+            (Mode::Status(429), "throttled"),
+            (Mode::Status(502), "server_error"),
+            (Mode::Status(500), "server_error"),
+            (Mode::Hang, "timeout"),
+        ],
+    )
+    .await;
+}
+
+/// A `kind` provider node behind the fault front: each fault is retried
+/// (at least two attempts, counted under `outcome`), then answered 503
+/// `key_unavailable` naming the provider and never the secret, while a
+/// route whose data key is cached keeps sealing and opening; once the KMS
+/// answers again the next miss succeeds, without a restart. `action` is
+/// the call that makes a data key.
+async fn faults_are_retried_then_answered_503(kind: &str, action: &str, faults: &[(Mode, &str)]) {
+    let kms = start_kms_fixture(&[]).await;
+    let key = kms
+        .app
+        .store
+        .create(sealgate::keys::CreateKeyRequest::default())
+        .unwrap()
+        .key_id
+        .to_string();
+    let k = kind.to_uppercase();
+    let (id_var, secret_var) = (format!("SG_TEST_{k}_F_ID"), format!("SG_TEST_{k}_F_KEY"));
+    std::env::set_var(&id_var, &kms.id);
+    std::env::set_var(&secret_var, &kms.secret);
+    let front = front(kms.app.kms_addr.unwrap()).await;
+    let upstream = recording_upstream(last_post_upstream()).await;
+    let config = provider_toml_with(
+        kind,
+        front.addr,
+        &id_var,
+        &secret_var,
+        "retry_budget_ms = 600\ncall_timeout_ms = 150",
+    );
+    let mut policy = policy(&key);
+    for i in 0..faults.len() + 1 {
+        policy.push_str(&format!(
+            "\n[[route]]\nname = \"cold{i}\"\nmethods = [\"POST\"]\npath = \"/c{i}\"\nkey = \"{key}\"\ncontext = \"c{i}\"\nrequest.encrypt = [\"$.ssn\"]\n"
+        ));
+    }
+    let (a, admin) = node(upstream.addr, &policy, &config);
+    let warm = format!("http://{}/t/warm", a.proxy);
+    let (status, _, body) = send_json("POST", &warm, r#"{"ssn":"1"}"#).await;
+    assert_eq!(status, 200, "{body}");
+
+    for (i, (mode, outcome)) in faults.iter().enumerate() {
+        front.set(*mode);
+        let before = front.total();
+        let cold = format!("http://{}/c{i}", a.proxy);
+        let (status, _, body) = send_json("POST", &cold, r#"{"ssn":"2"}"#).await;
+        assert_eq!(status, 503, "{mode:?}: {body}");
+        let e: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(e["error"]["code"], "key_unavailable", "{body}");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(&format!("{kind} KMS at http://")), "{msg}");
+        assert!(!body.contains(&kms.secret));
+        assert!(front.total() - before >= 2, "{mode:?} was not retried");
+        let (_, _, metrics) = send("GET", &format!("http://{admin}/metrics"), &[], "").await;
+        let line =
+            format!(r#"sealgate_provider_calls_total{{action="{action}",outcome="{outcome}"}} "#);
+        let n: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map_or(0, |v| v.parse().unwrap());
+        assert!(n >= 2, "{mode:?}: {n} attempts counted as {outcome}");
+        assert!(!metrics.contains(&kms.secret));
+        // the cached data key keeps serving
+        let (status, _, _) = send_json("POST", &warm, &format!(r#"{{"ssn":"w{i}"}}"#)).await;
+        assert_eq!(status, 200, "{mode:?}");
+        let (status, _, body) = send("GET", &warm, &[], "").await;
+        assert_eq!(status, 200, "{mode:?}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["ssn"],
+            format!("w{i}")
+        );
+    }
+
+    // recovery without a restart
+    front.set(Mode::Pass);
+    let (status, _, body) =
+        send_json("POST", &format!("http://{}/c0", a.proxy), r#"{"ssn":"4"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let mut a = a;
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    for l in a.drain_logs() {
+        assert!(
+            !l.to_string().contains(&kms.secret),
+            "secret in a log line: {l}"
+        );
+    }
 }

@@ -1,13 +1,14 @@
 //! Known-answer vectors for the provider envelope form (`sg2.`), generated
 //! independently from the documented layout by
 //! `tests/tools/provider_envelope_vectors.py` (Python `cryptography`
-//! AES-GCM): sealgate seals to exactly those texts, parses the blob back
-//! out, and opens them; a changed context or blob does not open.
+//! AES-GCM): sealgate seals to exactly those texts, parses the key id, the
+//! context template and the blob back out, and opens them; a changed
+//! context, key id, template or blob does not open.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sealgate::envelope::{
-    provider_blob_field, seal_with_nonce, CmkRef, Envelope, EnvelopeError, SealingKey, WrappedDek,
+    provider_field, seal_with_nonce, CmkRef, Envelope, EnvelopeError, SealingKey, WrappedDek,
 };
 use sealgate::secret::{DataKey, DekCipher};
 use serde_json::Value;
@@ -21,19 +22,26 @@ fn vectors() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn key(doc: &Value, blob: &[u8]) -> SealingKey {
+fn key_id(doc: &Value) -> [u8; 16] {
+    hex::decode(doc["key_id_hex"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+fn key(doc: &Value, template: &str, blob: &[u8]) -> SealingKey {
     let dek: [u8; 32] = hex::decode(doc["dek_hex"].as_str().unwrap())
         .unwrap()
         .try_into()
         .unwrap();
     SealingKey {
         cmk: CmkRef {
-            key_id: [0; 16],
+            key_id: key_id(doc),
             version: 0,
         },
         wrapped: WrappedDek([0; 40]),
         cipher: DekCipher::new(&DataKey::from_bytes(dek)),
-        remote: Some(provider_blob_field(blob).unwrap()),
+        remote: Some(provider_field(&key_id(doc), template, blob).unwrap()),
     }
 }
 
@@ -50,7 +58,8 @@ fn provider_vectors_seal_to_the_exact_text_and_open() {
                 .unwrap(),
         )
         .unwrap();
-        let k = key(&doc, &blob);
+        let template = v["template"].as_str().unwrap();
+        let k = key(&doc, template, &blob);
         let nonce: [u8; 12] = hex::decode(v["nonce_hex"].as_str().unwrap())
             .unwrap()
             .try_into()
@@ -65,6 +74,8 @@ fn provider_vectors_seal_to_the_exact_text_and_open() {
         );
         let env = Envelope::parse(expect).unwrap();
         assert_eq!(env.provider_blob(), Some(&blob[..]), "{name}");
+        assert_eq!(env.provider_template(), Some(template), "{name}");
+        assert_eq!(env.cmk().key_id, key_id(&doc), "{name}");
         let opened = env.open(&k.cipher, ctx).unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(opened.json()).unwrap(),
@@ -79,24 +90,32 @@ fn provider_vectors_seal_to_the_exact_text_and_open() {
             EnvelopeError::DoesNotOpen,
             "{name}"
         );
-        // the blob is covered by the AAD: change one bit of it
-        let mut raw = URL_SAFE_NO_PAD.decode(&expect[4..]).unwrap();
-        raw[3] ^= 0x01;
-        let moved = format!("sg2.{}", URL_SAFE_NO_PAD.encode(&raw));
-        assert_eq!(
-            Envelope::parse(&moved)
-                .unwrap()
-                .open(&k.cipher, ctx)
-                .unwrap_err(),
-            EnvelopeError::DoesNotOpen,
-            "{name}"
-        );
+        // the key id, the template (when there is one) and the blob are
+        // covered by the AAD: change one bit of each
+        let blob_at = 1 + 16 + 1 + template.len() + if blob.len() < 128 { 1 } else { 2 };
+        let mut places = vec![2, blob_at + 3];
+        if !template.is_empty() {
+            places.push(18);
+        }
+        for at in places {
+            let mut raw = URL_SAFE_NO_PAD.decode(&expect[4..]).unwrap();
+            raw[at] ^= 0x01;
+            let moved = format!("sg2.{}", URL_SAFE_NO_PAD.encode(&raw));
+            assert_eq!(
+                Envelope::parse(&moved)
+                    .unwrap()
+                    .open(&k.cipher, ctx)
+                    .unwrap_err(),
+                EnvelopeError::DoesNotOpen,
+                "{name} byte {at}"
+            );
+        }
     }
 }
 
-/// The size overhead beside sg1.'s, for a 16-byte string and a blob of n
-/// bytes: sg1. is 86 bytes before encoding (142 characters as a JSON
-/// string); sg2. is 30 + varint(n) + n - 1 … see docs/envelope.md.
+/// The size overhead for a 16-byte string, a 5-byte template and a blob of
+/// n bytes: flags, key id, two lengths, template, blob, nonce, tag (see
+/// docs/envelope.md).
 #[test]
 fn provider_form_overhead_is_as_documented() {
     let doc = vectors();
@@ -104,8 +123,10 @@ fn provider_form_overhead_is_as_documented() {
     assert_eq!(v["name"], "string_16_bytes");
     let text = v["envelope"].as_str().unwrap();
     let raw = URL_SAFE_NO_PAD.decode(&text[4..]).unwrap();
-    // flags 1 + length 1 + blob 48 + nonce 12 + tag 16 = 78 bytes of overhead
-    assert_eq!(raw.len() - 16, 1 + 1 + 48 + 12 + 16);
+    assert_eq!(v["template"], "users");
+    // flags 1 + key id 16 + length 1 + template 5 + length 1 + blob 48 +
+    // nonce 12 + tag 16 = 100 bytes of overhead
+    assert_eq!(raw.len() - 16, 1 + 16 + 1 + 5 + 1 + 48 + 12 + 16);
     // as a JSON string: 4 prefix + base64url + 2 quotes
-    assert_eq!(text.len() + 2, 4 + (94 * 4usize).div_ceil(3) + 2);
+    assert_eq!(text.len() + 2, 4 + (116 * 4usize).div_ceil(3) + 2);
 }

@@ -6,175 +6,16 @@
 //! nodes are the real `sealgate serve` binary with fresh data directories.
 
 mod common;
+#[path = "common/fault_front.rs"]
+mod fault_front;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 
 use base64::Engine as _;
-use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use fault_front::{front, Mode};
 use serde_json::Value;
-
-/// What the fault front does with the next calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    /// Forward to the cloud.
-    Pass,
-    /// Answer HTTP 500.
-    Status500,
-    /// Answer HTTP 429.
-    Status429,
-    /// Answer 200 with the Tencent throttling error.
-    Throttled,
-    /// Never answer.
-    Hang,
-    /// Hold each call until `release`, then forward it.
-    Gate,
-}
-
-/// The fault-injecting front of the cloud KMS.
-struct Front {
-    addr: SocketAddr,
-    mode: Arc<Mutex<Mode>>,
-    /// X-TC-Action of every call received, in order.
-    actions: Arc<Mutex<Vec<String>>>,
-    /// Calls being handled now, and the most at once.
-    in_flight: Arc<AtomicUsize>,
-    max_in_flight: Arc<AtomicUsize>,
-    gate: Arc<tokio::sync::Semaphore>,
-}
-
-impl Front {
-    fn set(&self, m: Mode) {
-        *self.mode.lock().unwrap() = m;
-    }
-    fn count(&self, action: &str) -> usize {
-        self.actions
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| *a == action)
-            .count()
-    }
-    fn release(&self, n: usize) {
-        self.gate.add_permits(n);
-    }
-}
-
-async fn front(cloud: SocketAddr) -> Front {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let f = Front {
-        addr: listener.local_addr().unwrap(),
-        mode: Arc::new(Mutex::new(Mode::Pass)),
-        actions: Default::default(),
-        in_flight: Default::default(),
-        max_in_flight: Default::default(),
-        gate: Arc::new(tokio::sync::Semaphore::new(0)),
-    };
-    let (mode, actions, in_flight, max_in_flight, gate) = (
-        f.mode.clone(),
-        f.actions.clone(),
-        f.in_flight.clone(),
-        f.max_in_flight.clone(),
-        f.gate.clone(),
-    );
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (mode, actions, in_flight, max_in_flight, gate) = (
-                mode.clone(),
-                actions.clone(),
-                in_flight.clone(),
-                max_in_flight.clone(),
-                gate.clone(),
-            );
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (mode, actions, in_flight, max_in_flight, gate) = (
-                        mode.clone(),
-                        actions.clone(),
-                        in_flight.clone(),
-                        max_in_flight.clone(),
-                        gate.clone(),
-                    );
-                    async move {
-                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                        max_in_flight.fetch_max(now, Ordering::SeqCst);
-                        let action = req
-                            .headers()
-                            .get("x-tc-action")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        actions.lock().unwrap().push(action);
-                        let m = *mode.lock().unwrap();
-                        let out = answer(m, cloud, req, &gate).await;
-                        in_flight.fetch_sub(1, Ordering::SeqCst);
-                        Ok::<_, hyper::Error>(out)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    f
-}
-
-async fn answer(
-    mode: Mode,
-    cloud: SocketAddr,
-    req: Request<hyper::body::Incoming>,
-    gate: &tokio::sync::Semaphore,
-) -> Response<Full<Bytes>> {
-    let status = |code: u16, body: &str| {
-        let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-        *r.status_mut() = http::StatusCode::from_u16(code).unwrap();
-        r.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap());
-        r
-    };
-    match mode {
-        Mode::Status500 => return status(500, "{}"),
-        Mode::Status429 => return status(429, "{}"),
-        Mode::Throttled => {
-            return status(
-                200,
-                r#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":"slow down"},"RequestId":"x"}}"#,
-            )
-        }
-        Mode::Hang => {
-            std::future::pending::<()>().await;
-        }
-        Mode::Gate => {
-            gate.acquire().await.unwrap().forget();
-        }
-        Mode::Pass => {}
-    }
-    // forward, headers and all (Host is signed: it passes unchanged)
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    let mut fwd = Request::builder()
-        .method(parts.method)
-        .uri(format!("http://{cloud}/"));
-    for (k, v) in &parts.headers {
-        fwd = fwd.header(k, v);
-    }
-    let resp = client()
-        .request(fwd.body(Full::new(body)).unwrap())
-        .await
-        .unwrap();
-    let (p, b) = resp.into_parts();
-    Response::from_parts(p, Full::new(b.collect().await.unwrap().to_bytes()))
-}
 
 /// A policy sealing `$.ssn` on POST /t/{tenant} (the context names the
 /// tenant: per record, yet one data key for the route) and opening it on
@@ -298,6 +139,8 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
     // start-up checked the key with DescribeKey, and made nothing
     assert_eq!(front.count("DescribeKey"), 1);
     assert_eq!(front.count("CreateKey"), 0);
+    // nor anything local: no root key, no key store, no data directory
+    assert_only_config_files(&a);
 
     let url = |n: &ServeProcess| format!("http://{}/t/acme", n.proxy);
     let (status, _, body) = send_json("POST", &url(&a), r#"{"ssn":"123-45-6789","n":1}"#).await;
@@ -305,12 +148,27 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
     let stored = upstream.requests().last().unwrap().body.clone();
     let sealed = ssn_of(&stored);
     assert!(sealed.starts_with("sg2."), "{sealed}");
-    // the size docs/envelope.md states: flags, 1-byte length, the face's
-    // 81-byte CiphertextBlob of a 32-byte key, nonce, 11 bytes, tag
+    // the size docs/envelope.md states: flags, the key id, the route's
+    // canonical context template `t:{}` with its length, 1-byte length,
+    // the face's 81-byte CiphertextBlob of a 32-byte key, nonce, 11 bytes,
+    // tag
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&sealed[4..])
         .unwrap();
-    assert_eq!(raw.len(), 1 + 1 + 81 + 12 + 11 + 16);
+    assert_eq!(raw.len(), 1 + 16 + 1 + 4 + 1 + 81 + 12 + 11 + 16);
+    assert_eq!(&raw[1..17], uuid_bytes(&cloud.key_id));
+    assert_eq!(&raw[18..22], b"t:{}");
+    // the cloud bound the data key to that template and sealgate's marker:
+    // its Decrypt without them fails
+    let blob = &raw[23..23 + 81];
+    let store = &cloud.kms.app.store;
+    assert!(store
+        .decrypt(blob, br#"{"context":"t:{}","sealgate":"field-dek"}"#)
+        .is_ok());
+    assert!(store.decrypt(blob, br#"{"sealgate":"field-dek"}"#).is_err());
+    assert!(store
+        .decrypt(blob, br#"{"context":"t:acme","sealgate":"field-dek"}"#)
+        .is_err());
     assert!(!String::from_utf8_lossy(&stored).contains("123-45-6789"));
     assert_eq!(front.count("GenerateDataKey"), 1);
 
@@ -378,6 +236,8 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
         );
     }
     assert_eq!(front.count("Decrypt"), 1);
+    assert_only_config_files(&a);
+    assert_only_config_files(&b);
 
     // the SecretKey is in no log line of either node, nor in /metrics
     let (_, _, metrics) = send("GET", &format!("http://{admin}/metrics"), &[], "").await;
@@ -385,6 +245,22 @@ async fn a_provider_node_seals_with_remote_data_keys_and_a_fresh_node_opens_them
     for n in [a, b] {
         drop_and_check_logs(n, &cloud.kms.secret, &cloud.kms.id);
     }
+}
+
+fn uuid_bytes(id: &str) -> [u8; 16] {
+    *uuid::Uuid::parse_str(id).unwrap().as_bytes()
+}
+
+/// A provider node holds no root key and no CMK: its working directory
+/// holds what the test wrote (policies, config) and nothing else.
+fn assert_only_config_files(n: &ServeProcess) {
+    let mut names: Vec<String> = std::fs::read_dir(&n.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["policies", "sealgate.toml"], "{:?}", n.dir);
+    assert!(!n.data_dir().exists());
 }
 
 /// Stops a node and checks that no log line holds `secret`, and that the
@@ -420,6 +296,36 @@ async fn a_key_the_provider_lacks_stops_start_up() {
     assert!(err.contains(missing), "{err}");
     assert!(err.contains("tencent KMS"), "{err}");
     assert!(!err.contains(&cloud.kms.secret));
+    // the admin commands have no store to open for a provider config, and
+    // create none: `rewrap` and `keys` refuse, naming the KMS
+    let config_file = dir.join("sealgate.toml");
+    for args in [&["rewrap", "--context", "t"][..], &["keys", "list"][..]] {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(args)
+            .arg("--config")
+            .arg(&config_file)
+            .env_remove("SEALGATE_DATA_DIR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(br#"{"ssn":"sg2.AAAA"}"#)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains("tencent KMS") && err.contains("keep no key store"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!dir.join("data").exists());
     // and no region is a config error
     let no_region = config.replace("region = \"ap-guangzhou\"\n", "");
     let (status, err) =
@@ -445,16 +351,22 @@ async fn faults_are_retried_then_answered_503_and_cached_keys_keep_serving() {
     assert_eq!(status, 200);
 
     for (i, (mode, outcome)) in [
-        (Mode::Status500, "server_error"),
-        (Mode::Status429, "throttled"),
-        (Mode::Throttled, "throttled"),
+        (Mode::Status(500), "server_error"),
+        (Mode::Status(429), "throttled"),
+        (
+            Mode::Answer(
+                200,
+                r#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":"slow down"},"RequestId":"x"}}"#,
+            ),
+            "throttled",
+        ),
         (Mode::Hang, "timeout"),
     ]
     .into_iter()
     .enumerate()
     {
         front.set(mode);
-        let before = front.actions.lock().unwrap().len();
+        let before = front.total();
         // a route with no data key yet: needs the remote
         let cold = format!("http://{}/c{i}", a.proxy);
         let (status, _, body) = send_json("POST", &cold, r#"{"ssn":"2"}"#).await;
@@ -466,7 +378,7 @@ async fn faults_are_retried_then_answered_503_and_cached_keys_keep_serving() {
         assert!(!body.contains(&cloud.kms.secret));
         // retried: more than one attempt reached the front
         assert!(
-            front.actions.lock().unwrap().len() - before >= 2,
+            front.total() - before >= 2,
             "{mode:?} was not retried"
         );
         assert!(
@@ -571,4 +483,136 @@ async fn concurrent_misses_coalesce_and_a_storm_is_bounded() {
     }
     assert_eq!(front.count("GenerateDataKey"), 9);
     assert!(front.max_in_flight.load(Ordering::SeqCst) <= 2);
+}
+
+/// An `sg2.` envelope names its remote key: a route opens only those of
+/// its own key and its `open_keys` (refused before any remote call), and
+/// the audit log records the remote key of every sealed and opened batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_keys_scope_sg2_envelopes_and_audit_names_the_remote_key() {
+    let env = "SG_TEST_TC_SCOPE";
+    let cloud = cloud(env).await;
+    let other = cloud
+        .kms
+        .app
+        .store
+        .create(sealgate::keys::CreateKeyRequest::default())
+        .unwrap()
+        .key_id
+        .to_string();
+    let front = front(cloud.kms.app.kms_addr.unwrap()).await;
+    let upstream = recording_upstream(last_post_upstream()).await;
+    // "people" by its alias on the sealing route, by KeyId on the others:
+    // both name one remote key
+    let x = &cloud.key_id;
+    let policy = format!(
+        r#"
+[[route]]
+name = "seal-x"
+methods = ["POST"]
+path = "/x/{{tenant}}"
+key = "people"
+context = "t:{{tenant}}"
+request.encrypt = ["$.ssn"]
+
+[[route]]
+name = "seal-y"
+methods = ["POST"]
+path = "/y/{{tenant}}"
+key = "{other}"
+context = "t:{{tenant}}"
+request.encrypt = ["$.ssn"]
+
+[[route]]
+name = "read-x"
+methods = ["GET"]
+path = "/x/{{tenant}}"
+key = "{x}"
+context = "t:{{tenant}}"
+response.decrypt = ["$.ssn"]
+
+[[route]]
+name = "read-both"
+methods = ["GET"]
+path = "/both/{{tenant}}"
+key = "{x}"
+open_keys = ["{other}"]
+context = "t:{{tenant}}"
+response.decrypt = ["$.ssn"]
+"#
+    );
+    let audit = "[audit]\nfile = \"{dir}/audit.log\"\n";
+    let config = format!("{}{audit}", provider_toml(front.addr, env, ""));
+    let (a, _) = node(upstream.addr, &policy, &config);
+
+    // sealed under X (named by alias): read-x opens it
+    let (status, _, body) = send_json(
+        "POST",
+        &format!("http://{}/x/acme", a.proxy),
+        r#"{"ssn":"x-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send("GET", &format!("http://{}/x/acme", a.proxy), &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["ssn"], "x-1");
+
+    // sealed under Y: a fresh node's read-x refuses it without a Decrypt;
+    // read-both (open_keys = [Y]) opens it
+    let (status, _, body) = send_json(
+        "POST",
+        &format!("http://{}/y/acme", a.proxy),
+        r#"{"ssn":"y-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (b, _) = node(upstream.addr, &policy, &config);
+    let decrypts = front.count("Decrypt");
+    let (status, _, body) = send("GET", &format!("http://{}/x/acme", b.proxy), &[], "").await;
+    assert_ne!(status, 200, "{body}");
+    assert!(body.contains("foreign_key"), "{body}");
+    assert!(!body.contains("y-1"), "{body}");
+    assert_eq!(
+        front.count("Decrypt"),
+        decrypts,
+        "refused before the remote"
+    );
+    let (status, _, body) = send("GET", &format!("http://{}/both/acme", b.proxy), &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["ssn"], "y-1");
+    assert_eq!(front.count("Decrypt"), decrypts + 1);
+
+    // the audit logs name the remote keys (never key id 0)
+    let records = |n: ServeProcess| {
+        let path = n.dir.join("audit.log");
+        n.signal("TERM");
+        let mut n = n;
+        let _ = n.child.wait();
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let keyed = |recs: &[Value], action: &str| -> Vec<String> {
+        recs.iter()
+            .filter(|r| r["action"] == action && r["result"] == "ok")
+            .map(|r| r["key_id"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let ra = records(a);
+    assert_eq!(keyed(&ra, "seal_fields"), [x.clone(), other.clone()]);
+    assert_eq!(keyed(&ra, "open_fields"), std::slice::from_ref(x));
+    let rb = records(b);
+    assert_eq!(keyed(&rb, "open_fields"), std::slice::from_ref(&other));
+    // the refusal is audited too
+    assert!(
+        rb.iter()
+            .any(|r| r["action"] == "open_fields" && r["result"] != "ok"),
+        "{rb:?}"
+    );
+    assert!(!ra
+        .iter()
+        .chain(&rb)
+        .any(|r| r["key_id"] == "00000000-0000-0000-0000-000000000000"));
 }

@@ -15,9 +15,12 @@ pub(crate) const PROVIDER_AAD_TAG: &[u8; 3] = b"sg2";
 pub(crate) const PROVIDER_PREFIX: &str = "sg2.";
 /// Longest remote CiphertextBlob the provider form carries.
 pub(crate) const MAX_BLOB_LEN: usize = 4096;
-/// Smallest decoded provider envelope: flags, a 1-byte length, a 1-byte
-/// blob, nonce, empty ciphertext, tag.
-const MIN_PROVIDER_LEN: usize = FLAGS_LEN + 1 + 1 + NONCE_LEN + TAG_LEN;
+/// Longest context template the provider form carries (bytes of UTF-8).
+pub(crate) const MAX_TEMPLATE_LEN: usize = 256;
+/// Smallest decoded provider envelope: flags, key id, an empty template
+/// (its 1-byte length), a 1-byte length, a 1-byte blob, nonce, empty
+/// ciphertext, tag.
+const MIN_PROVIDER_LEN: usize = FLAGS_LEN + KEY_ID_LEN + 1 + 1 + 1 + NONCE_LEN + TAG_LEN;
 /// Length of the flags byte.
 const FLAGS_LEN: usize = 1;
 /// Length of the CMK key id.
@@ -235,30 +238,67 @@ pub(crate) fn from_provider_text(text: &str) -> Result<Vec<u8>, EnvelopeError> {
         .map_err(|_| EnvelopeError::Malformed("invalid base64url"))
 }
 
-/// The provider form's header fields that follow the flags:
-/// `LEB128(len(blob)) || blob`, written once per DEK.
-pub(crate) fn provider_blob_field(blob: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+/// The provider form's header fields that follow the flags, written once
+/// per DEK: `key id (16) || LEB128(len(template)) || template ||
+/// LEB128(len(blob)) || blob`.
+pub(crate) fn provider_field(
+    key_id: &[u8; KEY_ID_LEN],
+    template: &str,
+    blob: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
     if blob.is_empty() || blob.len() > MAX_BLOB_LEN {
         return Err(EnvelopeError::Malformed(
             "remote ciphertext blob length out of range",
         ));
     }
-    let mut v = vec![0u8; 10 + blob.len()];
-    let n = put_varint(&mut v, blob.len() as u64);
-    v.truncate(n);
+    if template.len() > MAX_TEMPLATE_LEN {
+        return Err(EnvelopeError::Malformed("context template too long"));
+    }
+    let mut v = Vec::with_capacity(KEY_ID_LEN + 4 + template.len() + blob.len());
+    let mut n = [0u8; 10];
+    v.extend_from_slice(key_id);
+    let k = put_varint(&mut n, template.len() as u64);
+    v.extend_from_slice(&n[..k]);
+    v.extend_from_slice(template.as_bytes());
+    let k = put_varint(&mut n, blob.len() as u64);
+    v.extend_from_slice(&n[..k]);
     v.extend_from_slice(blob);
     Ok(v)
 }
 
-/// A decoded provider header: the value kind, where the blob lies in the
-/// raw bytes, and the header length (the nonce ends it).
+/// A decoded provider header: the value kind, the key id, where the
+/// template, the blob and the whole field lie in the raw bytes, and the
+/// header length (the nonce ends it).
 pub(crate) struct ProviderHeader {
     /// How the plaintext is typed.
     pub(crate) kind: ValueKind,
+    /// The remote key's id as sealgate names it (`keys::remote::cmk_of`).
+    pub(crate) key_id: [u8; KEY_ID_LEN],
+    /// Start and end of the context template (UTF-8, checked).
+    pub(crate) template: (usize, usize),
     /// Start and end of the remote CiphertextBlob.
     pub(crate) blob: (usize, usize),
     /// Header length in bytes.
     pub(crate) len: usize,
+}
+
+/// Reads `LEB128(n) || n bytes` at `at`, `n` within `1..=max` (`0..=max`
+/// with `empty_ok`); answers the bytes' start and end.
+fn read_sized(
+    raw: &[u8],
+    at: usize,
+    max: usize,
+    empty_ok: bool,
+    what: &'static str,
+) -> Result<(usize, usize), EnvelopeError> {
+    let (len, n) = read_varint_u32(raw.get(at..).unwrap_or_default())
+        .map_err(|_| EnvelopeError::Malformed("bad length"))?;
+    let len = len as usize;
+    if (len == 0 && !empty_ok) || len > max {
+        return Err(EnvelopeError::Malformed(what));
+    }
+    let start = at + n;
+    Ok((start, start + len))
 }
 
 /// Decodes and checks the header of a provider envelope (whole decoded
@@ -268,23 +308,36 @@ pub(crate) fn read_provider_header(raw: &[u8]) -> Result<ProviderHeader, Envelop
         return Err(EnvelopeError::Malformed("truncated"));
     }
     let kind = read_flags(raw[0])?;
-    let (len, n) = read_varint_u32(&raw[FLAGS_LEN..])
-        .map_err(|_| EnvelopeError::Malformed("bad blob length"))?;
-    let len = len as usize;
-    if len == 0 || len > MAX_BLOB_LEN {
-        return Err(EnvelopeError::Malformed(
-            "remote ciphertext blob length out of range",
-        ));
+    let mut key_id = [0u8; KEY_ID_LEN];
+    key_id.copy_from_slice(&raw[FLAGS_LEN..FLAGS_LEN + KEY_ID_LEN]);
+    let template = read_sized(
+        raw,
+        FLAGS_LEN + KEY_ID_LEN,
+        MAX_TEMPLATE_LEN,
+        true,
+        "context template length out of range",
+    )?;
+    if raw.len() < template.1 + 1 {
+        return Err(EnvelopeError::Malformed("truncated"));
     }
-    let start = FLAGS_LEN + n;
-    let end = start + len;
-    if raw.len() < end + NONCE_LEN + TAG_LEN {
+    std::str::from_utf8(&raw[template.0..template.1])
+        .map_err(|_| EnvelopeError::Malformed("context template is not UTF-8"))?;
+    let blob = read_sized(
+        raw,
+        template.1,
+        MAX_BLOB_LEN,
+        false,
+        "remote ciphertext blob length out of range",
+    )?;
+    if raw.len() < blob.1 + NONCE_LEN + TAG_LEN {
         return Err(EnvelopeError::Malformed("truncated"));
     }
     Ok(ProviderHeader {
         kind,
-        blob: (start, end),
-        len: end + NONCE_LEN,
+        key_id,
+        template,
+        blob,
+        len: blob.1 + NONCE_LEN,
     })
 }
 

@@ -43,17 +43,22 @@
 //! ```text
 //! offset  size  field
 //! 0       1     flags, as in version 1
-//! 1       1-2   L = length of the blob, unsigned LEB128, minimal, 1..=4096
-//! 1+v     L     the remote CiphertextBlob
+//! 1       16    the remote key's id as sealgate names it (its KeyId's
+//!               UUID bytes, else the first 16 bytes of SHA-256(KeyId))
+//! 17      1-2   T = length of the context template, LEB128, minimal, 0..=256
+//! 17+u    T     the route's context template, canonical form (UTF-8): the
+//!               remote EncryptionContext the DEK is bound to names it
+//! 17+u+T  1-2   L = length of the blob, unsigned LEB128, minimal, 1..=4096
+//! ..      L     the remote CiphertextBlob
 //! h-12    12    nonce
 //! h       n     AES-256-GCM ciphertext
 //! h+n     16    GCM tag
 //! ```
 //!
 //! with `AAD = "sg2" || header || LEB128(len(context)) || context`. The
-//! blob field (`LEB128(L) || blob`) is made once per DEK
-//! ([`provider_blob_field`]) and kept in the [`SealingKey`].
-//! Overhead: 30 + L bytes (31 + L from L = 128).
+//! field after the flags is made once per DEK ([`provider_field`]) and
+//! kept in the [`SealingKey`].
+//! Overhead: 47 + T + L bytes (one more from T = 128, and from L = 128).
 //!
 //! Decoding is strict: a missing or other-version prefix, `=` padding,
 //! non-canonical base64 trailing bits, a truncated body, reserved flag bits,
@@ -107,8 +112,8 @@ pub struct SealingKey {
     pub wrapped: WrappedDek,
     /// The DEK's initialised cipher.
     pub cipher: DekCipher,
-    /// For a DEK a remote KMS wrapped: its blob field (see
-    /// [`provider_blob_field`]); envelopes are then of the provider form `sg2.`.
+    /// For a DEK a remote KMS wrapped: its header field (see
+    /// [`provider_field`]); envelopes are then of the provider form `sg2.`.
     pub remote: Option<Box<[u8]>>,
 }
 
@@ -116,10 +121,18 @@ pub struct SealingKey {
 pub const PROVIDER_PREFIX: &str = format::PROVIDER_PREFIX;
 
 /// The `remote` field of a [`SealingKey`] for a remote CiphertextBlob:
-/// `LEB128(len(blob)) || blob`. The blob must be 1 to 4096 bytes.
-pub fn provider_blob_field(blob: &[u8]) -> Result<Box<[u8]>, EnvelopeError> {
-    format::provider_blob_field(blob).map(Vec::into_boxed_slice)
+/// `key_id || LEB128(len(template)) || template || LEB128(len(blob)) ||
+/// blob`. The template is at most 256 bytes, the blob 1 to 4096 bytes.
+pub fn provider_field(
+    key_id: &[u8; 16],
+    template: &str,
+    blob: &[u8],
+) -> Result<Box<[u8]>, EnvelopeError> {
+    format::provider_field(key_id, template, blob).map(Vec::into_boxed_slice)
 }
+
+/// Longest context template an `sg2.` envelope carries, in bytes.
+pub const MAX_PROVIDER_TEMPLATE_LEN: usize = format::MAX_TEMPLATE_LEN;
 
 /// A typed error for anything that does not parse or open.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -304,14 +317,9 @@ pub struct Envelope {
     raw: Vec<u8>,
     /// Provider form: where the remote CiphertextBlob lies in `raw`.
     blob: Option<(usize, usize)>,
+    /// Provider form: where the context template lies in `raw`.
+    template: (usize, usize),
 }
-
-/// What a provider envelope reports for [`Envelope::cmk`]: the remote KMS
-/// names its key inside the blob, not here.
-const NO_LOCAL_CMK: CmkRef = CmkRef {
-    key_id: [0; 16],
-    version: 0,
-};
 
 impl Envelope {
     /// Decodes envelope text and checks its header; does not decrypt.
@@ -321,11 +329,17 @@ impl Envelope {
             let header = format::read_provider_header(&raw)?;
             return Ok(Envelope {
                 kind: header.kind,
-                cmk: NO_LOCAL_CMK,
+                // the remote key's id as sealgate names it; the remote KMS
+                // tracks versions inside its blob
+                cmk: CmkRef {
+                    key_id: header.key_id,
+                    version: 0,
+                },
                 wrapped: WrappedDek([0; 40]),
                 header_len: header.len,
                 raw,
                 blob: Some(header.blob),
+                template: header.template,
             });
         }
         let raw = format::from_text(text)?;
@@ -337,6 +351,7 @@ impl Envelope {
             header_len: header.len,
             raw,
             blob: None,
+            template: (0, 0),
         })
     }
 
@@ -346,8 +361,21 @@ impl Envelope {
         self.blob.map(|(s, e)| &self.raw[s..e])
     }
 
-    /// The CMK version that wrapped this envelope's DEK (all zero for the
-    /// provider form, whose remote key is named inside its blob).
+    /// The context template an envelope of the provider form names (the
+    /// remote EncryptionContext its DEK is bound to); `None` for `sg1.`.
+    pub fn provider_template(&self) -> Option<&str> {
+        self.blob?;
+        std::str::from_utf8(&self.raw[self.template.0..self.template.1]).ok()
+    }
+
+    /// The header field after the flags of an envelope of the provider
+    /// form (key id, template and blob: what identifies its DEK).
+    pub fn provider_field(&self) -> Option<&[u8]> {
+        self.blob.map(|(_, end)| &self.raw[1..end])
+    }
+
+    /// The CMK version that wrapped this envelope's DEK; for the provider
+    /// form, the remote key's id as sealgate names it, version 0.
     pub fn cmk(&self) -> CmkRef {
         self.cmk
     }

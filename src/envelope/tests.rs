@@ -546,7 +546,7 @@ fn provider_key(blob: &[u8]) -> SealingKey {
         },
         wrapped: WrappedDek([0; 40]),
         cipher: DekCipher::new(&DataKey::from_bytes([9; 32])),
-        remote: Some(provider_blob_field(blob).unwrap()),
+        remote: Some(provider_field(&[0x33; 16], "route:{}", blob).unwrap()),
     }
 }
 
@@ -560,6 +560,9 @@ fn the_provider_form_round_trips_and_carries_the_blob() {
             assert!(text.starts_with("sg2."), "{text}");
             let env = Envelope::parse(&text).unwrap();
             assert_eq!(env.provider_blob(), Some(&blob[..]));
+            assert_eq!(env.provider_template(), Some("route:{}"));
+            assert_eq!(env.cmk().key_id, [0x33; 16]);
+            assert_eq!(env.provider_field(), k.remote.as_deref());
             assert_eq!(env.open(&k.cipher, b"route\0ssn").unwrap().json(), value);
             // bound to its place, like sg1.
             assert_eq!(
@@ -576,12 +579,13 @@ fn the_provider_form_round_trips_and_carries_the_blob() {
 
 #[test]
 fn the_provider_form_size_is_sg1_overhead_plus_the_blob() {
-    // flags 1 + varint(len) + blob + nonce 12 + tag 16
+    // flags 1 + key id 16 + varint(len) + template 8 + varint(len) + blob
+    // + nonce 12 + tag 16
     let blob = [0xabu8; 100];
     let k = provider_key(&blob);
     let text = seal(&k, b"\"0123456789abcdef\"", b"c", &mut rng()).unwrap();
     let raw = URL_SAFE_NO_PAD.decode(&text[4..]).unwrap();
-    assert_eq!(raw.len(), 1 + 1 + 100 + 12 + 16 + 16);
+    assert_eq!(raw.len(), 1 + 16 + 1 + 8 + 1 + 100 + 12 + 16 + 16);
 }
 
 #[test]
@@ -598,18 +602,44 @@ fn the_provider_form_is_strictly_parsed() {
             assert!(env.open(&k.cipher, b"c").is_err());
         }
     }
-    // a blob length past the data, zero, or above 4096
+    // a blob length past the data, zero, or above 4096 (it follows the
+    // key id and the 8-byte template)
+    let at = 1 + 16 + 1 + 8;
     for len in [0u64, 41, 200, 4097] {
         let mut bad = raw.clone();
         let mut v = [0u8; 10];
         let n = put_varint(&mut v, len);
-        bad.splice(1..2, v[..n].iter().copied());
+        bad.splice(at..at + 1, v[..n].iter().copied());
         assert!(
             Envelope::parse(&enc(&bad)).is_err()
                 || Envelope::parse(&enc(&bad))
                     .unwrap()
                     .open(&k.cipher, b"c")
                     .is_err()
+        );
+    }
+    // a template length past the data or above 256, a template not UTF-8
+    for len in [200u64, 257] {
+        let mut bad = raw.clone();
+        let mut v = [0u8; 10];
+        let n = put_varint(&mut v, len);
+        bad.splice(17..18, v[..n].iter().copied());
+        assert!(Envelope::parse(&enc(&bad)).is_err(), "{len}");
+    }
+    let mut bad = raw.clone();
+    bad[18] = 0xff;
+    assert_eq!(
+        Envelope::parse(&enc(&bad)).unwrap_err(),
+        EnvelopeError::Malformed("context template is not UTF-8")
+    );
+    // the key id and the template are in the AAD too
+    for i in [3, 20] {
+        let mut bad = raw.clone();
+        bad[i] ^= 1;
+        let env = Envelope::parse(&enc(&bad)).unwrap();
+        assert_eq!(
+            env.open(&k.cipher, b"c").unwrap_err(),
+            EnvelopeError::DoesNotOpen
         );
     }
     // reserved flag bits
@@ -621,13 +651,15 @@ fn the_provider_form_is_strictly_parsed() {
     );
     // a flipped bit in the blob: the header is in the AAD
     let mut bad = raw.clone();
-    bad[5] ^= 1;
+    bad[at + 5] ^= 1;
     let env = Envelope::parse(&enc(&bad)).unwrap();
     assert_eq!(
         env.open(&k.cipher, b"c").unwrap_err(),
         EnvelopeError::DoesNotOpen
     );
     // an empty or oversized blob cannot be carried at all
-    assert!(provider_blob_field(&[]).is_err());
-    assert!(provider_blob_field(&[0; 4097]).is_err());
+    assert!(provider_field(&[0; 16], "t", &[]).is_err());
+    assert!(provider_field(&[0; 16], "t", &[0; 4097]).is_err());
+    assert!(provider_field(&[0; 16], &"t".repeat(257), &[1]).is_err());
+    assert!(provider_field(&[0; 16], &"t".repeat(256), &[1]).is_ok());
 }

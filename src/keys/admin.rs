@@ -235,6 +235,7 @@ pub fn handle_rewrap(
 fn rewrap_key_error(e: &RewrapError) -> KeyError {
     match e {
         RewrapError::DoesNotOpen { .. } => KeyError::DoesNotOpen,
+        RewrapError::ProviderForm { .. } => KeyError::UnsupportedKeyUsage,
         RewrapError::Key { source, .. } => source.clone(),
     }
 }

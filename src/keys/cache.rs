@@ -325,18 +325,10 @@ type SealId = [u8; 32];
 /// Cache key of an opening cipher: the CMK version and the wrapped bytes.
 type OpenId = (CmkRef, WrappedDek);
 
-/// Opening id of a remote CiphertextBlob: its SHA-256.
-fn blob_id(blob: &[u8]) -> [u8; 32] {
-    Sha256::digest(blob).into()
-}
-
-/// The blob inside a provider blob field (`LEB128(len) || blob`; the
-/// length is at most 4096, so its varint is 1 or 2 bytes).
-fn blob_of_field(field: &[u8]) -> &[u8] {
-    match field.first() {
-        Some(b) if b & 0x80 == 0 => &field[1..],
-        _ => field.get(2..).unwrap_or_default(),
-    }
+/// Opening id of a remote data key: the SHA-256 of the provider header
+/// field (key id, context template and CiphertextBlob).
+fn blob_id(field: &[u8]) -> [u8; 32] {
+    Sha256::digest(field).into()
 }
 
 /// Sealing key id: `SHA-256(u64le(len(key)) || key || partition)`.
@@ -362,8 +354,8 @@ pub struct DataKeyCache {
     sealing: SlotMap<SealId, SealEntry>,
     /// Ciphers for opening.
     opening: SlotMap<OpenId, OpenEntry>,
-    /// Ciphers for opening envelopes of the provider form, by
-    /// SHA-256(remote CiphertextBlob).
+    /// Ciphers for opening envelopes of the provider form, by the SHA-256
+    /// of their header field (key id, template, remote CiphertextBlob).
     remote_opening: SlotMap<[u8; 32], OpenEntry>,
     /// The provider is a remote KMS.
     remote: bool,
@@ -460,7 +452,7 @@ impl DataKeyCache {
         let len = plaintext_len as u64;
         if !self.caching || len > self.config.max_bytes {
             self.misses.fetch_add(1, Ordering::Relaxed);
-            return self.generate(key).map(Arc::new);
+            return self.generate(key, partition).map(Arc::new);
         }
         self.reserve(key, partition, 1, len)
     }
@@ -532,7 +524,7 @@ impl DataKeyCache {
             return Err(e);
         }
         self.maybe_sweep(now);
-        let sealing = match self.generate(key) {
+        let sealing = match self.generate(key, partition) {
             Ok(k) => Arc::new(k),
             Err(e) => return Err(self.failed(&slot, e)),
         };
@@ -544,7 +536,7 @@ impl DataKeyCache {
         let evicted = match &sealing.remote {
             Some(field) => self
                 .remote_opening
-                .insert_if_absent(&blob_id(blob_of_field(field)), seeded),
+                .insert_if_absent(&blob_id(field), seeded),
             None => self
                 .opening
                 .insert_if_absent(&(sealing.cmk, sealing.wrapped), seeded),
@@ -610,23 +602,36 @@ impl DataKeyCache {
         Ok(cipher)
     }
 
-    /// The cipher that opens `env`: by its remote CiphertextBlob for the
-    /// provider form (`sg2.`), by CMK version and wrapped DEK for `sg1.`.
+    /// The cipher that opens `env`: by its remote CiphertextBlob (and the
+    /// context template its DEK is bound to) for the provider form
+    /// (`sg2.`), by CMK version and wrapped DEK for `sg1.`.
     pub fn envelope_key(&self, env: &Envelope) -> Result<Arc<DekCipher>, KeyError> {
-        match env.provider_blob() {
-            Some(blob) => self.remote_opening_key(blob),
-            None => self.opening_key(&env.cmk(), env.wrapped()),
+        match (
+            env.provider_field(),
+            env.provider_blob(),
+            env.provider_template(),
+        ) {
+            (Some(field), Some(blob), Some(template)) => {
+                self.remote_opening_key(field, blob, template)
+            }
+            _ => self.opening_key(&env.cmk(), env.wrapped()),
         }
     }
 
-    /// The cipher for a DEK a remote KMS wrapped as `blob`: cached by the
-    /// blob's hash until `max_age`; one remote Decrypt per blob and node.
-    pub fn remote_opening_key(&self, blob: &[u8]) -> Result<Arc<DekCipher>, KeyError> {
+    /// The cipher for a DEK a remote KMS wrapped as `blob` for the context
+    /// template `template`: cached by the hash of the envelope's header
+    /// `field` until `max_age`; one remote Decrypt per data key and node.
+    fn remote_opening_key(
+        &self,
+        field: &[u8],
+        blob: &[u8],
+        template: &str,
+    ) -> Result<Arc<DekCipher>, KeyError> {
         if !self.caching {
             self.misses.fetch_add(1, Ordering::Relaxed);
-            return self.decrypt_remote(blob).map(Arc::new);
+            return self.decrypt_remote(blob, template).map(Arc::new);
         }
-        let id = blob_id(blob);
+        let id = blob_id(field);
         let (slot, evicted) = self.remote_opening.slot(&id);
         self.count_evictions(evicted);
         let seen = slot.generation.load(Ordering::SeqCst);
@@ -646,7 +651,7 @@ impl DataKeyCache {
             return Err(e);
         }
         self.maybe_sweep(now);
-        let cipher = match self.decrypt_remote(blob) {
+        let cipher = match self.decrypt_remote(blob, template) {
             Ok(c) => Arc::new(c),
             Err(e) => return Err(self.failed(&slot, e)),
         };
@@ -681,9 +686,9 @@ impl DataKeyCache {
     }
 
     /// Asks the remote provider to decrypt a blob and builds its cipher.
-    fn decrypt_remote(&self, blob: &[u8]) -> Result<DekCipher, KeyError> {
+    fn decrypt_remote(&self, blob: &[u8], template: &str) -> Result<DekCipher, KeyError> {
         self.provider_calls.fetch_add(1, Ordering::Relaxed);
-        let dek = self.provider.decrypt_remote_data_key(blob)?;
+        let dek = self.provider.decrypt_remote_data_key(blob, template)?;
         Ok(DekCipher::new(&dek))
     }
 
@@ -823,16 +828,22 @@ impl DataKeyCache {
         self.count_evictions(dropped);
     }
 
-    /// Asks the provider for a fresh DEK and builds its sealing key.
-    fn generate(&self, key: &str) -> Result<SealingKey, KeyError> {
+    /// Asks the provider for a fresh DEK and builds its sealing key; with
+    /// a remote provider `partition` is the route's context template, whose
+    /// canonical form the data key is bound to.
+    fn generate(&self, key: &str, partition: &[u8]) -> Result<SealingKey, KeyError> {
         self.provider_calls.fetch_add(1, Ordering::Relaxed);
         if self.remote {
-            let r = self.provider.generate_remote_data_key(key)?;
-            let field = crate::envelope::provider_blob_field(&r.blob).map_err(|_| {
-                KeyError::Unavailable(
-                    "the provider returned a CiphertextBlob the envelope cannot carry".into(),
-                )
-            })?;
+            let template = crate::policy::canonical_context(&String::from_utf8_lossy(partition));
+            let r = self.provider.generate_remote_data_key(key, &template)?;
+            let field = crate::envelope::provider_field(&r.cmk.key_id, &template, &r.blob)
+                .map_err(|_| {
+                    KeyError::Unavailable(
+                        "the provider returned a CiphertextBlob the envelope cannot carry, or \
+                         the context template is longer than 256 bytes"
+                            .into(),
+                    )
+                })?;
             return Ok(SealingKey {
                 cmk: r.cmk,
                 wrapped: WrappedDek([0; 40]),
@@ -875,6 +886,7 @@ mod tests {
     use crate::envelope::{seal, Envelope};
     use crate::keys::RemoteDataKey;
     use crate::secret::DataKey;
+    use base64::Engine as _;
     use std::collections::HashMap;
     use std::sync::atomic::AtomicBool;
     use std::sync::Condvar;
@@ -991,8 +1003,10 @@ mod tests {
         })
     }
 
-    /// A remote-acting wrapper (is_remote is read when the cache is made).
-    struct Remote(Arc<FakeProvider>);
+    /// A remote-acting wrapper (is_remote is read when the cache is made);
+    /// it records the context templates it is asked for, and decrypts a
+    /// blob only with a template it made a data key for.
+    struct Remote(Arc<FakeProvider>, Mutex<Vec<String>>);
 
     impl KeyProvider for Remote {
         fn generate_data_key(&self, _: &str) -> Result<(CmkRef, WrappedDek, DataKey), KeyError> {
@@ -1004,10 +1018,22 @@ mod tests {
         fn is_remote(&self) -> bool {
             self.0.remote
         }
-        fn generate_remote_data_key(&self, _key: &str) -> Result<RemoteDataKey, KeyError> {
+        fn generate_remote_data_key(
+            &self,
+            _key: &str,
+            template: &str,
+        ) -> Result<RemoteDataKey, KeyError> {
+            self.1.lock().unwrap().push(template.to_string());
             remote_side(&self.0)
         }
-        fn decrypt_remote_data_key(&self, blob: &[u8]) -> Result<DataKey, KeyError> {
+        fn decrypt_remote_data_key(
+            &self,
+            blob: &[u8],
+            template: &str,
+        ) -> Result<DataKey, KeyError> {
+            if !self.1.lock().unwrap().iter().any(|t| t == template) {
+                return Err(KeyError::DoesNotOpen);
+            }
             let w: [u8; 40] = blob.try_into().map_err(|_| KeyError::DoesNotOpen)?;
             self.0.unwrap_data_key(&CMK, &WrappedDek(w))
         }
@@ -1017,7 +1043,14 @@ mod tests {
     }
 
     fn remote_cache(p: &Arc<FakeProvider>) -> DataKeyCache {
-        DataKeyCache::with_system_clock(Arc::new(Remote(Arc::clone(p))), CacheConfig::default())
+        remote_cache_with(p, Default::default())
+    }
+
+    fn remote_cache_with(p: &Arc<FakeProvider>, templates: Mutex<Vec<String>>) -> DataKeyCache {
+        DataKeyCache::with_system_clock(
+            Arc::new(Remote(Arc::clone(p), templates)),
+            CacheConfig::default(),
+        )
     }
 
     #[test]
@@ -1025,11 +1058,11 @@ mod tests {
         let p = Arc::new(FakeProvider::remote());
         let cache = remote_cache(&p);
         assert!(cache.is_remote());
-        let first = cache.sealing_key("k", b"route", 8).unwrap();
+        let first = cache.sealing_key("k", b"t:{tenant}", 8).unwrap();
         assert!(first.remote.is_some());
         let mut texts = Vec::new();
         for i in 0..100 {
-            let k = cache.sealing_key("k", b"route", 8).unwrap();
+            let k = cache.sealing_key("k", b"t:{tenant}", 8).unwrap();
             assert!(Arc::ptr_eq(&k, &first));
             texts.push(
                 seal(
@@ -1049,14 +1082,35 @@ mod tests {
             env.open(&c, b"ctx").unwrap();
         }
         assert_eq!((p.generated(), p.unwrapped()), (1, 0));
-        // another node: one remote Decrypt for the blob, then cached
-        let other = remote_cache(&p);
+        // each envelope names the route's canonical template and key
+        let env = Envelope::parse(&texts[0]).unwrap();
+        assert_eq!(env.provider_template(), Some("t:{}"));
+        assert_eq!(env.cmk().key_id, CMK.key_id);
+        // a node whose KMS knows no data key for that template: no cipher
+        let stranger = remote_cache(&p);
+        assert!(stranger.envelope_key(&env).is_err());
+        // another node: one remote Decrypt for the blob (with the
+        // template it was made for), then cached
+        let other = remote_cache_with(&p, Mutex::new(vec!["t:{}".into()]));
         for t in &texts {
             let env = Envelope::parse(t).unwrap();
             let c = other.envelope_key(&env).unwrap();
             env.open(&c, b"ctx").unwrap();
         }
         assert_eq!(p.unwrapped(), 1);
+        // a template changed in the header: the remote refuses it (no
+        // cached cipher is found under another header either)
+        let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&texts[0][4..])
+            .unwrap();
+        raw[18] = b'u';
+        let env = Envelope::parse(&format!(
+            "sg2.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw)
+        ))
+        .unwrap();
+        assert_eq!(env.provider_template(), Some("u:{}"));
+        assert!(other.envelope_key(&env).is_err());
         // per-record contexts share the route template's data key
         assert_eq!(cache.partition("t:acme", "t:{tenant}"), "t:{tenant}");
     }

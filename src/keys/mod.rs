@@ -43,7 +43,14 @@ pub use store::{
 /// Opens the store a validated config names (for `serve`: warns at every
 /// start while the root key file lies inside the data directory; the store
 /// itself warns only when it is created).
+///
+/// With `[provider]` the CMKs live in a remote KMS: the store is an empty
+/// one in memory ([`KeyStore::in_memory`]), and nothing is created or read
+/// on disk — no root key, no store file, no data directory.
 pub fn open_for_config(c: &crate::config::Config) -> Result<KeyStore, StoreError> {
+    if c.provider.is_some() {
+        return KeyStore::in_memory(&c.data_dir, StoreOptions::default());
+    }
     let root = c
         .root_key_file
         .clone()

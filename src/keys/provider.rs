@@ -131,15 +131,22 @@ pub trait KeyProvider: Send + Sync {
         false
     }
 
-    /// Asks the remote KMS for a fresh 256-bit DEK under the CMK `key`.
-    fn generate_remote_data_key(&self, key: &str) -> Result<RemoteDataKey, KeyError> {
-        let _ = key;
+    /// Asks the remote KMS for a fresh 256-bit DEK under the CMK `key`,
+    /// bound to the route's context template `template` (canonical form)
+    /// through the remote EncryptionContext, where the KMS has one.
+    fn generate_remote_data_key(
+        &self,
+        key: &str,
+        template: &str,
+    ) -> Result<RemoteDataKey, KeyError> {
+        let _ = (key, template);
         Err(KeyError::UnsupportedKeyUsage)
     }
 
-    /// Asks the remote KMS to decrypt a DEK's CiphertextBlob.
-    fn decrypt_remote_data_key(&self, blob: &[u8]) -> Result<DataKey, KeyError> {
-        let _ = blob;
+    /// Asks the remote KMS to decrypt a DEK's CiphertextBlob, made for the
+    /// context template `template` (the same EncryptionContext is sent).
+    fn decrypt_remote_data_key(&self, blob: &[u8], template: &str) -> Result<DataKey, KeyError> {
+        let _ = (blob, template);
         Err(KeyError::UnsupportedKeyUsage)
     }
 

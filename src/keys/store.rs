@@ -649,6 +649,50 @@ impl KeyStore {
         Self::open_pg(url, data_dir.as_ref(), root, options, false)
     }
 
+    /// A store that lives in memory only, sealed under a random root key
+    /// that is never written anywhere: what a node whose CMKs live in a
+    /// remote KMS (`[provider]`) holds. It starts empty, takes no lock and
+    /// creates, reads and writes no file; `data_dir` only names where such
+    /// files would be.
+    pub fn in_memory(
+        data_dir: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<KeyStore, StoreError> {
+        let data_dir = data_dir.as_ref().to_path_buf();
+        let corrupt = |message: &str| StoreError::Corrupt {
+            path: data_dir.clone(),
+            message: message.into(),
+        };
+        let root_key = crate::secret::RootKey::generate(&mut OsRng);
+        let sealer = RootSealer::new(&root_key);
+        drop(root_key);
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| corrupt(&format!("in-memory key store: {e}")))?;
+        let key_check = sealer
+            .make_key_check()
+            .map_err(|_| corrupt("could not seal the key-check value"))?;
+        Self::init_tables(&db, &key_check)
+            .map_err(|e| corrupt(&format!("in-memory key store: {e}")))?;
+        let decoy_secret = Alphanumeric.sample_string(&mut OsRng, 40);
+        let decoy_credential = sealer
+            .seal_credential(DECOY_CREDENTIAL_ID, decoy_secret.as_bytes())
+            .map_err(|_| corrupt("cannot seal under the root key"))?;
+        Ok(KeyStore {
+            data_dir,
+            db: RwLock::new(Some(db)),
+            reopen_needed: AtomicBool::new(false),
+            sealer,
+            key_check,
+            decoy_credential,
+            synced: Arc::new(Synced::default()),
+            writer: Mutex::new(()),
+            options,
+            _lock: None,
+            pg: None,
+        })
+    }
+
     fn open_pg(
         url: &str,
         data_dir: &Path,

@@ -46,7 +46,7 @@ pub use selector::{
     label_of, label_tails, parse_normalized_path, InRecord, Selected, Selector, SelectorError,
     SelectorSet, Step,
 };
-pub use template::{ambiguous_path, ContextTemplate, MediaRange, PathTemplate};
+pub use template::{ambiguous_path, canonical_context, ContextTemplate, MediaRange, PathTemplate};
 
 /// The validated routes of all policy files. `Send + Sync`; share it in an `Arc`.
 #[derive(Debug, Clone, Default)]

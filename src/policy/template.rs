@@ -335,6 +335,32 @@ enum Piece {
     Param(String),
 }
 
+/// The canonical form of a context template: as written, with every
+/// `{param}` written `{}`. Parameter names belong to a route's own path,
+/// so two routes whose contexts render alike (`user:{id}`, `user:{uid}`)
+/// have one canonical form; what binds a remote provider's data key to a
+/// route (its EncryptionContext, carried in `sg2.` envelopes).
+pub fn canonical_context(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => {
+                out.push_str("{}");
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                // not a valid template: kept as written
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// An encryption-context template: text with `{param}` references to path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContextTemplate {
@@ -396,5 +422,22 @@ impl ContextTemplate {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::canonical_context;
+
+    #[test]
+    fn parameter_names_drop_out_of_the_canonical_context() {
+        assert_eq!(canonical_context("users"), "users");
+        assert_eq!(canonical_context("t:{tenant}"), "t:{}");
+        assert_eq!(canonical_context("db:{c}/{id}:x"), "db:{}/{}:x");
+        assert_eq!(
+            canonical_context("user:{id}"),
+            canonical_context("user:{uid}")
+        );
+        assert_ne!(canonical_context("user:{id}"), canonical_context("user"));
     }
 }

@@ -189,21 +189,21 @@ impl Dialect for Alibaba {
     fn params(&self, call: &Call<'_>) -> Value {
         use base64::Engine as _;
         match call {
-            Call::GenerateDataKey(key) => json!({
+            Call::GenerateDataKey(key, template) => json!({
                 "KeyId": key,
                 "KeySpec": "AES_256",
-                "EncryptionContext": encryption_context(),
+                "EncryptionContext": encryption_context(template),
             }),
-            Call::Decrypt(blob) => json!({
+            Call::Decrypt(blob, template) => json!({
                 "CiphertextBlob": base64::engine::general_purpose::STANDARD.encode(blob),
-                "EncryptionContext": encryption_context(),
+                "EncryptionContext": encryption_context(template),
             }),
             Call::DescribeKey(key) => json!({ "KeyId": key }),
             // the dialect makes data keys itself; an Encrypt is the same call shape
-            Call::Encrypt(key, dek) => json!({
+            Call::Encrypt(key, dek, template) => json!({
                 "KeyId": key,
                 "Plaintext": base64::engine::general_purpose::STANDARD.encode(dek.expose()),
-                "EncryptionContext": encryption_context(),
+                "EncryptionContext": encryption_context(template),
             }),
         }
     }

@@ -109,8 +109,12 @@ impl Dialect for Infisical {
             // a blob that does not split: not one of ours
             return Err(KeyError::DoesNotOpen);
         }
+        // our copy of the header text is wiped; the header value's own is hyper's
         let auth = match &*self.lock() {
-            Some(t) => format!("Bearer {}", String::from_utf8_lossy(t.value.expose())),
+            Some(t) => zeroize::Zeroizing::new(format!(
+                "Bearer {}",
+                String::from_utf8_lossy(t.value.expose())
+            )),
             None => {
                 return Err(KeyError::Unavailable(
                     "infisical KMS: no access token".into(),
@@ -123,20 +127,20 @@ impl Dialect for Infisical {
             Action::Decrypt => ("POST", format!("/api/v1/kms/keys/{key}/decrypt")),
             _ => ("GET", format!("/api/v1/kms/keys/{key}")),
         };
+        // an encrypt's body holds a DEK made here: wiped once sent
         let body = match params.get("body") {
-            Some(b) => serde_json::to_vec(b)
-                .map_err(|_| KeyError::Unavailable("request could not be encoded".into()))?,
-            None => Vec::new(),
+            Some(b) => super::secret_json_body(&mut b.clone())?,
+            None => Bytes::new(),
         };
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
-            .header("authorization", auth)
+            .header("authorization", auth.as_str())
             .header("accept", "application/json");
         if !body.is_empty() {
             req = req.header("content-type", "application/json");
         }
-        req.body(Full::new(Bytes::from(body)))
+        req.body(Full::new(body))
             .map_err(|_| KeyError::Unavailable("request could not be built".into()))
     }
 
@@ -164,15 +168,15 @@ impl Dialect for Infisical {
 
     fn params(&self, call: &Call<'_>) -> Value {
         match call {
-            Call::Encrypt(key, dek) => json!({
+            Call::Encrypt(key, dek, _) => json!({
                 "key": key,
                 "body": { "plaintext": B64.encode(dek.expose()) },
             }),
-            Call::Decrypt(blob) => match split_blob(blob) {
+            Call::Decrypt(blob, _) => match split_blob(blob) {
                 Some((key, ct)) => json!({ "key": key, "body": { "ciphertext": ct } }),
                 None => json!({ "key": "" }),
             },
-            Call::DescribeKey(key) | Call::GenerateDataKey(key) => json!({ "key": key }),
+            Call::DescribeKey(key) | Call::GenerateDataKey(key, _) => json!({ "key": key }),
         }
     }
 
@@ -200,14 +204,9 @@ impl Dialect for Infisical {
     }
 
     fn plaintext(&self, r: &Value) -> Result<DataKey, KeyError> {
-        let bytes = r
-            .get("plaintext")
+        r.get("plaintext")
             .and_then(Value::as_str)
-            .and_then(|t| B64.decode(t).ok())
-            .map(zeroize::Zeroizing::new);
-        bytes
-            .as_deref()
-            .and_then(|b| DataKey::from_slice(b))
+            .and_then(super::decode_key)
             .ok_or_else(|| {
                 KeyError::Unavailable("infisical KMS answered decrypt without a 32-byte key".into())
             })
@@ -225,23 +224,20 @@ impl Dialect for Infisical {
         if matches!(&*self.lock(), Some(t) if now < t.renew_at) {
             return None;
         }
-        let body = json!({
+        // the client secret's copies here are wiped: the body once sent
+        let mut body = json!({
             "clientId": self.creds.id,
             "clientSecret": String::from_utf8_lossy(self.creds.secret.expose()),
         });
-        let body = match serde_json::to_vec(&body) {
+        let body = match super::secret_json_body(&mut body) {
             Ok(b) => b,
-            Err(_) => {
-                return Some(Err(KeyError::Unavailable(
-                    "login could not be encoded".into(),
-                )))
-            }
+            Err(e) => return Some(Err(e)),
         };
         Some(
             http::Request::post(format!("{}/api/v1/auth/universal-auth/login", self.base))
                 .header("content-type", "application/json")
                 .header("accept", "application/json")
-                .body(Full::new(Bytes::from(body)))
+                .body(Full::new(body))
                 .map_err(|_| KeyError::Unavailable("login could not be built".into())),
         )
     }
@@ -256,10 +252,10 @@ impl Dialect for Infisical {
         if !status.is_success() {
             return Err(failure_of(status));
         }
-        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let mut v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let token = v.get("accessToken").and_then(Value::as_str);
         let expires_in = v.get("expiresIn").and_then(Value::as_u64).unwrap_or(0);
-        match token {
+        let out = match token {
             Some(t) if !t.is_empty() && expires_in > 0 => {
                 *self.lock() = Some(Token {
                     value: SecretBytes::new(t.as_bytes().to_vec()),
@@ -270,7 +266,10 @@ impl Dialect for Infisical {
             _ => Err(Failure::Final(KeyError::Unavailable(
                 "infisical KMS answered the login without a token".into(),
             ))),
-        }
+        };
+        // the parsed answer's copy of the token
+        super::scrub(&mut v);
+        out
     }
 }
 

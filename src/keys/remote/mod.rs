@@ -201,6 +201,16 @@ pub trait Dialect: Send + Sync {
     /// Checks a DescribeKey result: the key exists and can make data keys.
     fn usable(&self, result: &serde_json::Value) -> Result<(), KeyError>;
 
+    /// The key's own id in a DescribeKey result (a key may be named by an
+    /// alias in the policies), if the answer holds one.
+    fn key_id(&self, result: &serde_json::Value) -> Option<String> {
+        result
+            .get("KeyMetadata")
+            .and_then(|m| m.get("KeyId"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    }
+
     /// True for a KMS without GenerateDataKey: the DEK is made here and
     /// sent through [`Call::Encrypt`]; [`wrapped_key`](Self::wrapped_key)
     /// reads the result.
@@ -238,25 +248,26 @@ pub trait Dialect: Send + Sync {
     }
 }
 
-/// One call and its inputs.
+/// One call and its inputs; a data key's calls carry the context template
+/// (canonical form) it is bound to.
 #[derive(Debug, Clone, Copy)]
 pub enum Call<'a> {
-    /// GenerateDataKey under this key.
-    GenerateDataKey(&'a str),
-    /// Decrypt this blob.
-    Decrypt(&'a [u8]),
+    /// GenerateDataKey under this key, for this template.
+    GenerateDataKey(&'a str, &'a str),
+    /// Decrypt this blob, made for this template.
+    Decrypt(&'a [u8], &'a str),
     /// DescribeKey of this key.
     DescribeKey(&'a str),
-    /// Encrypt this DEK (made here) under this key.
-    Encrypt(&'a str, &'a DataKey),
+    /// Encrypt this DEK (made here) under this key, for this template.
+    Encrypt(&'a str, &'a DataKey, &'a str),
 }
 
 impl Call<'_> {
     /// The action it is.
     pub fn action(&self) -> Action {
         match self {
-            Call::GenerateDataKey(_) => Action::GenerateDataKey,
-            Call::Decrypt(_) => Action::Decrypt,
+            Call::GenerateDataKey(..) => Action::GenerateDataKey,
+            Call::Decrypt(..) => Action::Decrypt,
             Call::DescribeKey(_) => Action::DescribeKey,
             Call::Encrypt(..) => Action::Encrypt,
         }
@@ -268,9 +279,18 @@ impl Call<'_> {
 /// does not decrypt through a plain Decrypt without it.
 pub const CONTEXT_MARKER: (&str, &str) = ("sealgate", "field-dek");
 
-/// The EncryptionContext sealgate sends: its marker, as a JSON object string.
-pub(crate) fn encryption_context() -> String {
-    serde_json::json!({ CONTEXT_MARKER.0: CONTEXT_MARKER.1 }).to_string()
+/// The member of the EncryptionContext that names the route's context
+/// template (canonical form).
+pub const CONTEXT_TEMPLATE: &str = "context";
+
+/// The EncryptionContext sealgate sends for a data key of the route whose
+/// context template (canonical form) is `template`: the marker and the
+/// template, as a JSON object string (members sorted by name).
+pub fn encryption_context(template: &str) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert(CONTEXT_TEMPLATE.into(), template.into());
+    m.insert(CONTEXT_MARKER.0.into(), CONTEXT_MARKER.1.into());
+    serde_json::Value::Object(m).to_string()
 }
 
 /// Decodes canonical standard Base64 (what re-encodes to the same text).
@@ -355,16 +375,101 @@ pub(crate) fn cloud_usable(cloud: &CloudSpelling, r: &serde_json::Value) -> Resu
     }
 }
 
-/// The 32-byte DEK in a result's `Plaintext` (Base64), zeroizing the copy.
+/// The 32-byte DEK in a result's `Plaintext` (Base64).
 pub(crate) fn plaintext_of(r: &serde_json::Value) -> Option<DataKey> {
+    decode_key(r.get("Plaintext").and_then(serde_json::Value::as_str)?)
+}
+
+/// A 32-byte DEK from its standard Base64: decoded into a zeroized buffer
+/// on the stack (no heap copy of the key), `None` for any other length.
+pub(crate) fn decode_key(text: &str) -> Option<DataKey> {
     use base64::Engine as _;
-    let text = r.get("Plaintext").and_then(serde_json::Value::as_str)?;
-    let bytes = zeroize::Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .ok()?,
-    );
-    DataKey::from_slice(&bytes)
+    let mut buf = zeroize::Zeroizing::new([0u8; 48]);
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(text, &mut buf[..])
+        .ok()?;
+    DataKey::from_slice(&buf[..n])
+}
+
+/// A request body that may hold a secret (a DEK made here, a client
+/// secret): its bytes are wiped when the last reference to them is dropped
+/// (hyper drops it once sent; a copy hyper makes into its own write buffer
+/// is out of our reach).
+struct Wiped(Vec<u8>);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.0.zeroize();
+    }
+}
+
+/// `value` as a JSON request body that is wiped once sent; `value`'s own
+/// strings are zeroized too. The body is written into a buffer of its
+/// exact size, so no partial copy is left behind by a reallocation.
+pub(crate) fn secret_json_body(value: &mut serde_json::Value) -> Result<Bytes, KeyError> {
+    /// Counts the bytes written.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let bad = || KeyError::Unavailable("request could not be encoded".into());
+    let mut n = Count(0);
+    let out = serde_json::to_writer(&mut n, &*value)
+        .map_err(|_| bad())
+        .and_then(|()| {
+            let mut out = Vec::with_capacity(n.0);
+            serde_json::to_writer(&mut out, &*value).map_err(|_| bad())?;
+            Ok(out)
+        });
+    scrub(value);
+    Ok(Bytes::from_owner(Wiped(out?)))
+}
+
+/// Reads a response body of at most `limit` bytes into a zeroized buffer
+/// that never reallocates in place (it grows by copying into a new
+/// zeroized buffer), so the only copies left unwiped are hyper's own
+/// receive buffers, which are out of our reach.
+async fn collect_wiped<B>(
+    mut body: B,
+    limit: usize,
+    hint: usize,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let cut = || Failure::Retry("network", "answer was cut off".into());
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(hint.min(limit)));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| cut())?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = out.len() + data.len();
+        if len > limit {
+            return Err(cut());
+        }
+        if len > out.capacity() {
+            let mut grown =
+                zeroize::Zeroizing::new(Vec::with_capacity(len.max(out.capacity() * 2).min(limit)));
+            grown.extend_from_slice(&out);
+            out = grown;
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
 }
 
 /// A KeyProvider backed by a remote KMS.
@@ -389,6 +494,9 @@ pub struct RemoteProvider {
     call_timeout: Duration,
     /// Where calls are counted.
     metrics: Arc<Metrics>,
+    /// The key ids (as [`cmk_of`] names them) of the keys the policies
+    /// name, from their DescribeKey answers (a policy may name an alias).
+    resolved: std::sync::RwLock<std::collections::HashMap<String, [u8; 16]>>,
 }
 
 impl std::fmt::Debug for RemoteProvider {
@@ -477,6 +585,7 @@ impl RemoteProvider {
             retry_budget: settings.retry_budget,
             call_timeout: settings.call_timeout,
             metrics,
+            resolved: Default::default(),
         })
     }
 
@@ -489,11 +598,19 @@ impl RemoteProvider {
     /// data keys (DescribeKey); the error names the first that cannot.
     pub fn check_keys<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
         for key in keys {
-            let result = self
-                .call(Call::DescribeKey(key))
-                .and_then(|r| self.dialect.usable(&r));
+            let result = self.call(Call::DescribeKey(key)).and_then(|r| {
+                self.dialect.usable(&r)?;
+                Ok(self.dialect.key_id(&r))
+            });
             match result {
-                Ok(()) => {}
+                Ok(id) => {
+                    // what envelopes under this key carry as its id
+                    let id = cmk_of(id.as_deref().unwrap_or(key)).key_id;
+                    self.resolved
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(key.to_owned(), id);
+                }
                 Err(KeyError::Unavailable(why)) => return Err(why),
                 Err(e) => {
                     return Err(format!(
@@ -549,11 +666,23 @@ struct Attempts {
 }
 
 impl Attempts {
-    /// Tries until success, a final answer, or the budget is spent.
+    /// Tries until success, a final answer, or the budget is spent; then
+    /// wipes the parameters (an Encrypt's carry a DEK made here).
     async fn run(
         self,
         action: Action,
-        params: serde_json::Value,
+        mut params: serde_json::Value,
+    ) -> Result<serde_json::Value, KeyError> {
+        let out = self.attempts(action, &params).await;
+        scrub(&mut params);
+        out
+    }
+
+    /// The attempts of [`run`](Self::run).
+    async fn attempts(
+        &self,
+        action: Action,
+        params: &serde_json::Value,
     ) -> Result<serde_json::Value, KeyError> {
         let deadline = tokio::time::Instant::now() + self.budget;
         let unavailable = |why: &str| {
@@ -572,9 +701,7 @@ impl Attempts {
             };
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let started = Instant::now();
-            let outcome = self
-                .once(action, &params, left.min(self.call_timeout))
-                .await;
+            let outcome = self.once(action, params, left.min(self.call_timeout)).await;
             drop(permit);
             let (label, failure) = match outcome {
                 Ok(v) => {
@@ -650,40 +777,54 @@ impl Attempts {
             .dialect
             .request(action, params, now)
             .map_err(Failure::Final)?;
+        // the answer may hold a data key: our copy is wiped after parsing
         let (status, body) = tokio::time::timeout(timeout, self.exchange(req))
             .await
             .map_err(|_| Failure::Retry("timeout", "timed out".into()))??;
-        // the answer may hold a data key: our copy is wiped after parsing
-        let body = zeroize::Zeroizing::new(Vec::from(body));
         self.dialect.response(status, &body)
     }
 
-    /// Sends one request and reads its answer (bounded).
+    /// Sends one request and reads its answer (bounded) into a buffer
+    /// that is wiped on drop (it may hold a data key or a token).
     async fn exchange(
         &self,
         req: http::Request<Full<Bytes>>,
-    ) -> Result<(http::StatusCode, Bytes), Failure> {
-        {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|_| Failure::Retry("network", "could not be reached".into()))?;
-            let status = resp.status();
-            let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
-                .collect()
-                .await
-                .map_err(|_| Failure::Retry("network", "answer was cut off".into()))?
-                .to_bytes();
-            Ok::<_, Failure>((status, body))
-        }
+    ) -> Result<(http::StatusCode, zeroize::Zeroizing<Vec<u8>>), Failure> {
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|_| Failure::Retry("network", "could not be reached".into()))?;
+        let status = resp.status();
+        let hint = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(4096);
+        let body = collect_wiped(resp.into_body(), MAX_RESPONSE, hint).await?;
+        Ok((status, body))
     }
 }
 
 /// Refuses a policy set a provider node cannot serve: searchable
 /// (deterministic) fields derive their key from CMK material inside the
-/// holder, and a remote KMS does not derive keys for us.
+/// holder, and a remote KMS does not derive keys for us; a context template
+/// longer than an `sg2.` envelope carries cannot bind a data key.
 pub fn check_policies(set: &crate::policy::PolicySet) -> Result<(), String> {
+    let max = crate::envelope::MAX_PROVIDER_TEMPLATE_LEN;
+    if let Some(route) = set
+        .routes()
+        .iter()
+        .find(|r| crate::policy::canonical_context(r.context_template()).len() > max)
+    {
+        return Err(format!(
+            "route {:?} in {} has a context longer than {max} bytes; with [provider] the \
+             context binds each data key at the remote KMS and travels in every envelope",
+            route.name,
+            route.file()
+        ));
+    }
     match set.routes().iter().find(|r| {
         !r.request.deterministic.is_empty()
             || !r.response.deterministic.is_empty()
@@ -700,8 +841,8 @@ pub fn check_policies(set: &crate::policy::PolicySet) -> Result<(), String> {
 }
 
 /// Zeroizes every string of a parsed answer (its Base64 `Plaintext`
-/// holds a data key) before it is dropped.
-fn scrub(v: &mut serde_json::Value) {
+/// holds a data key) or of a request's parameters before it is dropped.
+pub(crate) fn scrub(v: &mut serde_json::Value) {
     use zeroize::Zeroize as _;
     match v {
         serde_json::Value::String(s) => s.zeroize(),
@@ -743,22 +884,36 @@ impl KeyProvider for RemoteProvider {
         true
     }
 
-    fn generate_remote_data_key(&self, key: &str) -> Result<RemoteDataKey, KeyError> {
+    fn key_id_of(&self, key: &str) -> Option<[u8; 16]> {
+        let known = self
+            .resolved
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .copied();
+        Some(known.unwrap_or_else(|| cmk_of(key).key_id))
+    }
+
+    fn generate_remote_data_key(
+        &self,
+        key: &str,
+        template: &str,
+    ) -> Result<RemoteDataKey, KeyError> {
         if self.dialect.wraps_local_keys() {
             let dek = DataKey::generate(&mut rand::rngs::OsRng);
-            let mut result = self.call(Call::Encrypt(key, &dek))?;
+            let mut result = self.call(Call::Encrypt(key, &dek, template))?;
             let out = self.dialect.wrapped_key(key, &result, dek);
             scrub(&mut result);
             return out;
         }
-        let mut result = self.call(Call::GenerateDataKey(key))?;
+        let mut result = self.call(Call::GenerateDataKey(key, template))?;
         let out = self.dialect.data_key(&result);
         scrub(&mut result);
         out
     }
 
-    fn decrypt_remote_data_key(&self, blob: &[u8]) -> Result<DataKey, KeyError> {
-        let mut result = self.call(Call::Decrypt(blob))?;
+    fn decrypt_remote_data_key(&self, blob: &[u8], template: &str) -> Result<DataKey, KeyError> {
+        let mut result = self.call(Call::Decrypt(blob, template))?;
         let out = self.dialect.plaintext(&result);
         scrub(&mut result);
         out
@@ -766,5 +921,87 @@ impl KeyProvider for RemoteProvider {
 
     fn note_coalesced(&self) {
         self.metrics.provider_coalesced();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encryption_context_names_the_template_and_the_marker() {
+        assert_eq!(
+            encryption_context("t:{}"),
+            r#"{"context":"t:{}","sealgate":"field-dek"}"#
+        );
+        // what the KMS faces bind to (sorted, compact): the same bytes
+        let rules = crate::kms::context::ContextRules {
+            max_chars: 1024,
+            strings_only: true,
+        };
+        let ctx = encryption_context("db \"x\" {}");
+        assert_eq!(
+            crate::kms::context::parse(&ctx, rules).unwrap().canonical,
+            ctx
+        );
+        assert_ne!(encryption_context("a"), encryption_context("b"));
+    }
+
+    #[test]
+    fn a_data_key_decodes_only_at_32_bytes() {
+        use base64::Engine as _;
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+        assert_eq!(decode_key(&b64(32)).unwrap().expose(), &[7u8; 32]);
+        for n in [0, 16, 31, 33, 36, 64] {
+            assert!(decode_key(&b64(n)).is_none(), "{n}");
+        }
+        assert!(decode_key("not base64!").is_none());
+    }
+
+    #[test]
+    fn a_secret_body_is_exact_and_its_source_is_wiped() {
+        let mut v = serde_json::json!({"plaintext": "c2VjcmV0", "n": 1});
+        let expect = serde_json::to_vec(&v).unwrap();
+        let body = secret_json_body(&mut v).unwrap();
+        assert_eq!(&body[..], &expect[..]);
+        // the parameters' strings are zeroized (emptied)
+        assert_eq!(v["plaintext"], "");
+        assert_eq!(v["n"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_response_is_read_into_one_wiped_buffer_within_its_limit() {
+        use http_body_util::StreamBody;
+        let frames = |parts: Vec<&'static [u8]>| {
+            StreamBody::new(futures_util::stream::iter(parts.into_iter().map(|p| {
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from_static(p)))
+            })))
+        };
+        // grows past its hint (by copying into a new wiped buffer)
+        let got = collect_wiped(frames(vec![b"abc", b"defgh", b"ij"]), 64, 2)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], b"abcdefghij");
+        // a hint as large as the body: one buffer, never grown
+        let got = collect_wiped(frames(vec![b"abc", b"def"]), 64, 6)
+            .await
+            .unwrap();
+        assert_eq!((got.len(), got.capacity()), (6, 6));
+        // past the limit: cut off
+        assert!(matches!(
+            collect_wiped(frames(vec![b"abc", b"def"]), 5, 2).await,
+            Err(Failure::Retry("network", _))
+        ));
+    }
+
+    #[test]
+    fn a_remote_key_is_named_by_its_uuid_or_a_hash_of_its_id() {
+        let u = "7f4861ce-d7b8-4708-839b-c4ee8eac7de6";
+        assert_eq!(
+            cmk_of(u).key_id,
+            *uuid::Uuid::parse_str(u).unwrap().as_bytes()
+        );
+        assert_ne!(cmk_of("key-a").key_id, cmk_of("key-b").key_id);
+        assert_eq!(cmk_of("key-a").version, 0);
     }
 }

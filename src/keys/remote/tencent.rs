@@ -141,8 +141,8 @@ impl Dialect for Tencent {
         params: &Value,
         now: i64,
     ) -> Result<http::Request<Full<Bytes>>, KeyError> {
-        let body = serde_json::to_vec(params)
-            .map_err(|_| KeyError::Unavailable("request could not be encoded".into()))?;
+        // an Encrypt's body would hold a DEK made here: wiped once sent
+        let body = super::secret_json_body(&mut params.clone())?;
         let trace = uuid::Uuid::new_v4().to_string();
         let headers = signed_headers(
             &self.creds,
@@ -157,7 +157,7 @@ impl Dialect for Tencent {
         for (k, v) in &headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        req.body(Full::new(Bytes::from(body)))
+        req.body(Full::new(body))
             .map_err(|_| KeyError::Unavailable("request could not be built".into()))
     }
 
@@ -203,21 +203,21 @@ impl Dialect for Tencent {
 
     fn params(&self, call: &Call<'_>) -> Value {
         match call {
-            Call::GenerateDataKey(key) => json!({
+            Call::GenerateDataKey(key, template) => json!({
                 "KeyId": key,
                 "KeySpec": "AES_256",
-                "EncryptionContext": encryption_context(),
+                "EncryptionContext": encryption_context(template),
             }),
-            Call::Decrypt(blob) => json!({
+            Call::Decrypt(blob, template) => json!({
                 "CiphertextBlob": B64.encode(blob),
-                "EncryptionContext": encryption_context(),
+                "EncryptionContext": encryption_context(template),
             }),
             Call::DescribeKey(key) => json!({ "KeyId": key }),
             // the dialect makes data keys itself; an Encrypt is the same call shape
-            Call::Encrypt(key, dek) => json!({
+            Call::Encrypt(key, dek, template) => json!({
                 "KeyId": key,
                 "Plaintext": B64.encode(dek.expose()),
-                "EncryptionContext": encryption_context(),
+                "EncryptionContext": encryption_context(template),
             }),
         }
     }
