@@ -59,6 +59,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Adds `d` to `route`'s histogram; the route's name is copied only the
+/// first time it is seen.
+fn observe(family: &Mutex<BTreeMap<String, Histogram>>, route: &str, d: Duration) {
+    let mut map = lock(family);
+    match map.get_mut(route) {
+        Some(h) => h.observe(d),
+        None => map.entry(route.to_string()).or_default().observe(d),
+    }
+}
+
 fn bump<K: Ord>(f: &Family<K>, k: K, n: u64) {
     *lock(f).entry(k).or_insert(0) += n;
 }
@@ -230,15 +240,9 @@ impl Metrics {
             1,
         );
         let up = upstream.unwrap_or_default();
-        lock(&self.overhead)
-            .entry(route.to_string())
-            .or_default()
-            .observe(total.saturating_sub(up));
+        observe(&self.overhead, route, total.saturating_sub(up));
         if let Some(up) = upstream {
-            lock(&self.upstream)
-                .entry(route.to_string())
-                .or_default()
-                .observe(up);
+            observe(&self.upstream, route, up);
         }
     }
 

@@ -189,7 +189,7 @@ impl PolicySet {
         let mut sealing_sibling = None;
         for seg in std::iter::once(&written).chain(stripped.as_ref()) {
             for route in &self.routes {
-                if !route.matches_host(host) || route.path.matches(seg).is_none() {
+                if !route.matches_host(host) || !route.path.fits(seg) {
                     continue;
                 }
                 covered = true;

@@ -99,23 +99,36 @@ impl PathTemplate {
 
     /// Matches normalised request segments; on success returns the captured params.
     pub(crate) fn matches(&self, path: &[Cow<'_, str>]) -> Option<Vec<(String, String)>> {
-        if path.len() < self.segments.len() || (!self.rest && path.len() != self.segments.len()) {
+        if !self.fits(path) {
             return None;
         }
-        let mut params = Vec::new();
-        for (seg, got) in self.segments.iter().zip(path) {
-            match seg {
-                Segment::Literal(lit) => {
-                    // ASP.NET Core routes case-insensitively beyond ASCII
-                    // (`/uſers` is `/users` to it): non-ASCII spellings fold
-                    if !lit.eq_ignore_ascii_case(got) && !super::rewrite::folds_to(got, lit) {
-                        return None;
-                    }
-                }
-                Segment::Param(name) => params.push((name.clone(), got.to_string())),
-            }
+        Some(
+            self.segments
+                .iter()
+                .zip(path)
+                .filter_map(|(seg, got)| match seg {
+                    Segment::Param(name) => Some((name.clone(), got.to_string())),
+                    Segment::Literal(_) => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether the normalised request segments match, without capturing.
+    pub(crate) fn fits(&self, path: &[Cow<'_, str>]) -> bool {
+        if path.len() < self.segments.len() || (!self.rest && path.len() != self.segments.len()) {
+            return false;
         }
-        Some(params)
+        self.segments.iter().zip(path).all(|(seg, got)| match seg {
+            // ASP.NET Core routes case-insensitively beyond ASCII
+            // (`/uſers` is `/users` to it): non-ASCII spellings fold (two
+            // ASCII names that differ beyond ASCII case never fold together)
+            Segment::Literal(lit) => {
+                lit.eq_ignore_ascii_case(got)
+                    || (!(got.is_ascii() && lit.is_ascii()) && super::rewrite::folds_to(got, lit))
+            }
+            Segment::Param(_) => true,
+        })
     }
 
     /// Specificity key: literal (2) > param (1) per segment, left to right; then an

@@ -16,8 +16,10 @@ fn bad(e: ClientError) -> ProxyError {
     ProxyError::Client(e)
 }
 
-/// The host a request is for, lower-cased, port dropped, and the authority
-/// to report as `X-Forwarded-Host` when it is not the `Host` header.
+/// The host a request is for, lower-cased, port dropped (only when
+/// `needed`: some route is scoped to a host), and the authority to report
+/// as `X-Forwarded-Host` when it is not the `Host` header. The checks run
+/// either way.
 ///
 /// RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` is answered
 /// 400; §3.2.2: the authority of an absolute-form target wins over `Host`.
@@ -26,6 +28,7 @@ fn bad(e: ClientError) -> ProxyError {
 pub(super) fn request_host<B>(
     req: &Request<B>,
     host_routes: bool,
+    needed: bool,
 ) -> Result<(Option<String>, Option<String>), ProxyError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let header_host = match (hosts.next(), hosts.next()) {
@@ -58,7 +61,7 @@ pub(super) fn request_host<B>(
     let forwarded = authority
         .filter(|a| Some(*a) != header_host)
         .map(str::to_owned);
-    Ok((chosen.map(normalise_host), forwarded))
+    Ok((chosen.filter(|_| needed).map(normalise_host), forwarded))
 }
 
 fn normalise_host(h: &str) -> String {

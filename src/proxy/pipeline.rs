@@ -196,7 +196,9 @@ async fn route<'p>(
     let policies = &active.set;
     let guard = !policies.is_empty() && !state.shadow.all;
     let host_routes = policies.routes().iter().any(|r| r.host().is_some());
-    let (host, forwarded_host) = super::boundary::request_host(req, guard && host_routes)?;
+    // with no host-scoped route, no decision below reads the host
+    let (host, forwarded_host) =
+        super::boundary::request_host(req, guard && host_routes, host_routes)?;
     if !state.shadow.all
         && state.unmatched_hosts == crate::config::UnmatchedHosts::Refuse
         && !policies.names_host(host.as_deref())
