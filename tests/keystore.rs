@@ -15,6 +15,7 @@ use sealgate::cli::keys::{self as keys_cli, CliError, KeysCommand, StoreArgs};
 use sealgate::envelope::WrappedDek;
 use sealgate::keys::keywrap::{unwrap_dek, wrap_dek};
 use sealgate::keys::root::encode_root_key;
+use sealgate::clock::ManualClock;
 use sealgate::keys::*;
 use sealgate::secret::{CmkMaterial, DataKey, RootKey, SecretBytes};
 

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sealgate::limits::{Limiter, LimitsConfig, SharedLimits};
-use sealgate::ratelimit::{Quota, RateLimiter, SystemClock};
+use sealgate::clock::SystemClock;
+use sealgate::ratelimit::{Quota, RateLimiter};
 
 /// A key prefix no other test (or run) uses.
 fn unique_prefix(test: &str) -> String {

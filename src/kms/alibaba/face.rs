@@ -62,7 +62,8 @@ use crate::kms::access::{Access, Principal};
 use crate::kms::context;
 use crate::kms::{Dialect, Face, KeyNote, KmsOutcome, KmsReply, KmsRequest};
 use crate::limits::Limiter;
-use crate::ratelimit::{Quota, RateLimiter, SystemClock};
+use crate::clock::SystemClock;
+use crate::ratelimit::{Quota, RateLimiter};
 use crate::secret::SecretBytes;
 
 mod aliases;
@@ -118,7 +119,7 @@ impl std::fmt::Debug for AlibabaFace {
 }
 
 fn now_secs() -> i64 {
-    i64::try_from(crate::keys::unix_now()).unwrap_or(i64::MAX)
+    i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX)
 }
 
 fn b64(bytes: &[u8]) -> String {
