@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use sealgate::cli::credentials::{self, CredentialsCommand};
 use sealgate::cli::keys::{self as keys_cli, CliError, KeysCommand, StoreArgs};
+use sealgate::clock::ManualClock;
 use sealgate::envelope::WrappedDek;
 use sealgate::keys::keywrap::{unwrap_dek, wrap_dek};
 use sealgate::keys::root::encode_root_key;
-use sealgate::clock::ManualClock;
 use sealgate::keys::*;
 use sealgate::secret::{CmkMaterial, DataKey, RootKey, SecretBytes};
 

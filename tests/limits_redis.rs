@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sealgate::limits::{Limiter, LimitsConfig, SharedLimits};
 use sealgate::clock::SystemClock;
+use sealgate::limits::{Limiter, LimitsConfig, SharedLimits};
 use sealgate::ratelimit::{Quota, RateLimiter};
 
 /// A key prefix no other test (or run) uses.

@@ -48,6 +48,7 @@ use super::errors::{advance_error, internal, invalid_ciphertext, key_error};
 use super::instance;
 use super::sign::{self, AuthError, NonceCache, VerifyPolicy};
 use super::wire::{self, codes, AlibabaError, Request};
+use crate::clock::SystemClock;
 use crate::keys::asymmetric::{
     public_key_pem, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm,
 };
@@ -62,7 +63,6 @@ use crate::kms::access::{Access, Principal};
 use crate::kms::context;
 use crate::kms::{Dialect, Face, KeyNote, KmsOutcome, KmsReply, KmsRequest};
 use crate::limits::Limiter;
-use crate::clock::SystemClock;
 use crate::ratelimit::{Quota, RateLimiter};
 use crate::secret::SecretBytes;
 

@@ -47,11 +47,11 @@ use subtle::ConstantTimeEq;
 
 use super::access::{Access, Principal};
 use super::{Dialect, Face, KmsOutcome, KmsReply, KmsRequest};
+use crate::clock::{Clock, SystemClock};
 use crate::keys::asymmetric::{SignInput, SigningAlgorithm};
 use crate::keys::blob::blob_cmk;
 use crate::keys::{CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyState, KeyStore, Tag};
 use crate::limits::Limiter;
-use crate::clock::{Clock, SystemClock};
 use crate::ratelimit::{Quota, QuotaTable, RateLimiter};
 use names::{alias_for, deleted_alias, infisical_name, PROJECT_TAG};
 use tokens::{TokenCheck, TokenTable};
@@ -395,7 +395,11 @@ impl<C: Clock + Clone> InfisicalFace<C> {
         outcome.credential = Some(who.id().to_string());
         let token = self
             .tokens
-            .issue(who.id(), self.clock.unix_secs(), self.settings.token_ttl_secs)
+            .issue(
+                who.id(),
+                self.clock.unix_secs(),
+                self.settings.token_ttl_secs,
+            )
             .map_err(|_| ApiError::rate_limited(60))?;
         Ok(json!({
             "accessToken": token,
