@@ -393,7 +393,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
                     let store = hk_store.clone();
                     // rotation and purge write (and fsync): keep them off the async threads
                     let _ = tokio::task::spawn_blocking(move || {
-                        let now = crate::keys::unix_now();
+                        let now = crate::clock::unix_now();
                         if let Err(e) = store.rotate_due(now) { tracing::error!(error = %e, "scheduled rotation failed"); }
                         if let Err(e) = store.purge_due(now) { tracing::error!(error = %e, "scheduled deletion failed"); }
                     })

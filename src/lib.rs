@@ -20,7 +20,8 @@
 //! | [`envelope`] | PURE: the `sg1.` field envelope, AES-256-GCM with AAD, type-preserving |
 //! | [`keys`] | the CMK store (redb, root key, state machine, versions), DEK wrap (RFC 3394), the data-key cache, the admin socket |
 //! | [`listen`] | the one accept loop of every listener: TLS, connection cap, header timeout, drain |
-//! | [`ratelimit`] | token buckets per caller and action, clock passed in |
+//! | [`clock`] | the one source of time: the [`clock::Clock`] trait (monotonic instant, unix wall seconds), the system clock, the manual clock tests drive |
+//! | [`ratelimit`] | token buckets per caller and action, on a [`clock::Clock`] |
 //! | [`limits`] | where quotas are counted: in this process, or fleet-wide in Redis (GCRA in one Lua script) with a per-node fallback |
 //! | [`kms`] | the KMS listener and its faces: `tencent`, `alibaba`, `infisical`; shared once: access, replay cache, form decoding, encryption context, the typed outcome audit and metrics record |
 //! | [`proxy`] | the reverse proxy: server, the protocol boundary (host, method, body, media type), the phases of a request, upstream client, errors → responses |
@@ -66,6 +67,7 @@ pub mod access_log;
 pub mod app;
 pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod envelope;

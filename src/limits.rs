@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::ratelimit::{Clock, Quota, RateLimiter, RetryAfter, SystemClock};
+use crate::clock::{Clock, SystemClock};
+use crate::ratelimit::{Quota, RateLimiter, RetryAfter};
 
 /// How long one Redis decision may take before the request is counted
 /// locally instead (loopback answers in well under a millisecond).

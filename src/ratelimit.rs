@@ -6,8 +6,9 @@
 //! shared quota (Alibaba's "symmetric cryptographic operations", say). Each
 //! class has a [`Quota`]; actions missing from the table get the default one.
 //!
-//! The clock comes in through the [`Clock`] trait, so tests drive time by hand
-//! ([`ManualClock`]) and never sleep. A quota carries its [`Period`] (per
+//! Buckets count on the monotonic reading of a [`Clock`] (a type
+//! parameter, [`SystemClock`] by default), so tests drive time by hand with
+//! a [`crate::clock::ManualClock`] and never sleep. A quota carries its [`Period`] (per
 //! second, per minute) and its bucket refills over that real period. Token
 //! arithmetic is done in integer units: `rate` requests in one period are
 //! allowed exactly, with no floating-point drift.
@@ -23,63 +24,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Where the limiter reads the time from.
-pub trait Clock: Send + Sync {
-    /// The current monotonic instant.
-    fn now(&self) -> Instant;
-}
-
-/// The real monotonic clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
-
-/// A clock that only moves when told to (for tests).
-#[derive(Debug)]
-pub struct ManualClock {
-    start: Instant,
-    elapsed: Mutex<Duration>,
-}
-
-impl ManualClock {
-    /// A clock standing at an arbitrary fixed instant.
-    pub fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            elapsed: Mutex::new(Duration::ZERO),
-        }
-    }
-
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: Duration) {
-        let mut e = self.elapsed.lock().unwrap_or_else(|p| p.into_inner());
-        *e += by;
-    }
-}
-
-impl Default for ManualClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        let e = *self.elapsed.lock().unwrap_or_else(|p| p.into_inner());
-        self.start + e
-    }
-}
-
-impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
-    fn now(&self) -> Instant {
-        (**self).now()
-    }
-}
+use crate::clock::{Clock, SystemClock};
 
 /// The period a [`Quota`]'s rate is counted over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -362,7 +307,7 @@ impl<C: Clock> RateLimiter<C> {
             ))));
         }
         let class = self.class_of(action);
-        let now = self.clock.now();
+        let now = self.clock.instant();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let key = (caller.to_string(), class.to_string());
         if !buckets.contains_key(&key) && buckets.len() >= self.max_buckets {
@@ -411,10 +356,11 @@ impl<C: Clock> RateLimiter<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use std::sync::Arc;
 
     fn limiter(table: &[(&str, u32)]) -> (Arc<ManualClock>, RateLimiter<Arc<ManualClock>>) {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualClock::default());
         let l =
             RateLimiter::from_table(clock.clone(), Quota::per_second(100), table.iter().copied());
         (clock, l)
@@ -500,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_per_minute_quota_allows_n_per_real_minute() {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualClock::default());
         let l = RateLimiter::new(
             clock.clone(),
             Quota::per_second(100),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use sealgate::cli::credentials::{self, CredentialsCommand};
 use sealgate::cli::keys::{self as keys_cli, CliError, KeysCommand, StoreArgs};
+use sealgate::clock::ManualClock;
 use sealgate::envelope::WrappedDek;
 use sealgate::keys::keywrap::{unwrap_dek, wrap_dek};
 use sealgate::keys::root::encode_root_key;

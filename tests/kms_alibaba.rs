@@ -23,7 +23,7 @@ async fn start_kms(quotas: &[(&str, u32)]) -> Kms {
 }
 
 fn now() -> i64 {
-    sealgate::keys::unix_now() as i64
+    sealgate::clock::unix_now() as i64
 }
 
 fn nonce() -> String {

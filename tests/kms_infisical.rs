@@ -12,8 +12,10 @@ use common::*;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use sealgate::keys::{KeyStore, ManualClock, RootKeySource, StoreOptions};
+use sealgate::clock::ManualClock;
+use sealgate::keys::{KeyStore, RootKeySource, StoreOptions};
 use sealgate::kms::infisical::{InfisicalFace, InfisicalSettings};
 use sealgate::kms::{Face, KmsRequest};
 
@@ -1102,12 +1104,7 @@ async fn tokens_expire_after_their_ttl() {
         token_ttl_secs: 600,
         ..InfisicalSettings::default()
     };
-    let face = InfisicalFace::with_clocks(
-        store.clone(),
-        settings,
-        sealgate::ratelimit::SystemClock,
-        clock.clone(),
-    );
+    let face = InfisicalFace::with_clock(store.clone(), settings, clock.clone());
     let login = json!({"clientId": cred.id, "clientSecret": String::from_utf8(cred.secret.expose().to_vec()).unwrap()});
     let (s, v) = response_json(face.handle(direct_request(
         "POST",
@@ -1120,9 +1117,9 @@ async fn tokens_expire_after_their_ttl() {
     assert_eq!(v["expiresIn"], 600);
     let tok = v["accessToken"].as_str().unwrap().to_string();
     let list = || direct_request("GET", "/api/v1/kms/keys?projectId=p", Some(&tok), "");
-    clock.advance(599);
+    clock.advance(Duration::from_secs(599));
     assert_eq!(response_json(face.handle(list())).await.0, 200);
-    clock.advance(1);
+    clock.advance(Duration::from_secs(1));
     let (s, v) = response_json(face.handle(list())).await;
     assert_error(s, &v, 403, "TokenError");
     assert_eq!(
@@ -1147,13 +1144,8 @@ async fn write_quota_is_per_real_minute_on_a_manual_clock() {
         write_per_minute: 3,
         ..InfisicalSettings::default()
     };
-    let rate_clock = Arc::new(sealgate::ratelimit::ManualClock::new());
-    let face = InfisicalFace::with_clocks(
-        store.clone(),
-        settings,
-        rate_clock.clone(),
-        Arc::new(sealgate::keys::SystemClock),
-    );
+    let clock = Arc::new(ManualClock::default());
+    let face = InfisicalFace::with_clock(store.clone(), settings, clock.clone());
     let login = json!({"clientId": cred.id, "clientSecret": String::from_utf8(cred.secret.expose().to_vec()).unwrap()});
     let (s, v) = response_json(face.handle(direct_request(
         "POST",
@@ -1189,13 +1181,13 @@ async fn write_quota_is_per_real_minute_on_a_manual_clock() {
     assert_error(s, &v, 429, "RateLimitExceeded");
     assert_eq!(wait, "20", "one token per 20 s at 3 per minute");
     // 19 s later still refused; at 20 s one more passes, and only one.
-    rate_clock.advance(std::time::Duration::from_secs(19));
+    clock.advance(Duration::from_secs(19));
     assert_eq!(response_json(create()).await.0, 429);
-    rate_clock.advance(std::time::Duration::from_secs(1));
+    clock.advance(Duration::from_secs(1));
     assert_eq!(response_json(create()).await.0, 200);
     assert_eq!(response_json(create()).await.0, 429);
     // a full minute later, a full minute's worth
-    rate_clock.advance(std::time::Duration::from_secs(3600));
+    clock.advance(Duration::from_secs(3600));
     for _ in 0..3 {
         assert_eq!(response_json(create()).await.0, 200);
     }

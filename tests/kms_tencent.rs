@@ -26,7 +26,7 @@ async fn start_kms(quotas: &[(&str, u32)]) -> Kms {
 }
 
 fn now() -> i64 {
-    sealgate::keys::unix_now() as i64
+    sealgate::clock::unix_now() as i64
 }
 
 /// What came back: the parsed body, after checking status and content type.

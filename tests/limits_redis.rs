@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sealgate::clock::SystemClock;
 use sealgate::limits::{Limiter, LimitsConfig, SharedLimits};
-use sealgate::ratelimit::{Quota, RateLimiter, SystemClock};
+use sealgate::ratelimit::{Quota, RateLimiter};
 
 /// A key prefix no other test (or run) uses.
 fn unique_prefix(test: &str) -> String {

@@ -62,7 +62,7 @@ fn fds() -> usize {
 
 async fn kms_call(host: &str, id: &str, secret: &str, action: &str, params: &Value) -> Value {
     let body = params.to_string();
-    let ts = sealgate::keys::unix_now() as i64;
+    let ts = sealgate::clock::unix_now() as i64;
     let ts_s = ts.to_string();
     let headers = [
         ("content-type", "application/json"),

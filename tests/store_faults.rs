@@ -412,7 +412,7 @@ async fn tencent(kms: &str, id: &str, secret: &str, action: &str, params: Value)
     static USED: Mutex<Vec<(String, i64)>> = Mutex::new(Vec::new());
     let ts = {
         let mut used = USED.lock().unwrap_or_else(|p| p.into_inner());
-        let mut ts = sealgate::keys::unix_now() as i64;
+        let mut ts = sealgate::clock::unix_now() as i64;
         while used.contains(&(body.clone(), ts)) {
             ts -= 1;
         }
@@ -459,7 +459,7 @@ async fn alibaba(
     action: &str,
     params: &[(&str, &str)],
 ) -> (u16, Value) {
-    let ts = ali_sign::format_acs_date(sealgate::keys::unix_now() as i64).unwrap();
+    let ts = ali_sign::format_acs_date(sealgate::clock::unix_now() as i64).unwrap();
     let nonce = uuid::Uuid::new_v4().to_string();
     let mut p: Vec<(&str, &str)> = vec![
         ("Action", action),

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use sealgate::cli::credentials::{self as creds_cli, CredentialsCommand};
 use sealgate::cli::keys::{self as keys_cli, KeysCommand, StoreArgs};
+use sealgate::clock::{unix_now, Clock, ManualClock};
 use sealgate::keys::*;
 use sealgate::secret::{RootKey, SecretBytes};
 
@@ -151,7 +152,7 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) -> Duration {
 /// The key store's rules, exercised on `store`; then the store is dropped,
 /// `reopen` opens it again and everything must still be there.
 fn exercise_semantics(store: KeyStore, clock: &ManualClock, reopen: &dyn Fn() -> KeyStore) {
-    let t0 = clock.now();
+    let t0 = clock.unix_secs();
     let k = store
         .create(CreateKeyRequest {
             alias: Some("orders".into()),
@@ -263,7 +264,7 @@ fn exercise_semantics(store: KeyStore, clock: &ManualClock, reopen: &dyn Fn() ->
     assert!(store.allowed(&kept.id, "other"));
 
     // automatic rotation, once per due date
-    clock.set(t0 + 10 * DAY);
+    clock.set_unix_secs(t0 + 10 * DAY);
     store.enable_rotation("orders", Some(7)).unwrap();
     assert!(store.rotate_due(t0 + 16 * DAY).unwrap().is_empty());
     assert_eq!(store.rotate_due(t0 + 18 * DAY).unwrap(), vec![k.key_id]);

@@ -465,7 +465,7 @@ pub fn alibaba_verifies(data: &[u8]) -> bool {
     };
     let lookup = |id: &str| (id == ALIBABA_ID).then(|| SecretBytes::new(ALIBABA_SECRET.into()));
     // The cache forgets by its own clock: stand it at the fixed request time.
-    let clock = sealgate::keys::ManualClock::new(ALIBABA_NOW.unsigned_abs());
+    let clock = sealgate::clock::ManualClock::new(ALIBABA_NOW.unsigned_abs());
     let nonces = ali_sign::NonceCache::with_clock(16, clock);
     let policy = ali_sign::VerifyPolicy::default();
     let Ok(v) = ali_sign::verify(&parts, lookup, &nonces, ALIBABA_NOW, &policy) else {

@@ -212,7 +212,7 @@ pub fn run_to(cmd: CredentialsCommand, out: &mut dyn Write) -> Result<(), CliErr
                 path: public_key.clone(),
                 source,
             })?;
-            let info = client_keys::add_client_key(dir, &id, &pem, crate::keys::unix_now())
+            let info = client_keys::add_client_key(dir, &id, &pem, crate::clock::unix_now())
                 .map_err(client_key_err)?;
             if store.json {
                 return print_serialized(out, &ClientKeyJson::from(&info));

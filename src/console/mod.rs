@@ -136,7 +136,7 @@ pub async fn start(
         shadow_all: config.shadow,
         remote_keys: config.provider.is_some(),
         policies: config.policies.clone(),
-        started: crate::keys::unix_now(),
+        started: crate::clock::unix_now(),
         sample_every: settings.sample_every,
     });
     let scheme = if console.secure { "https" } else { "http" };

@@ -53,6 +53,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 use super::provider::{KeyError, KeyProvider};
+use crate::clock::{Clock, SystemClock};
 use crate::envelope::{CmkRef, DetKey, Envelope, SealingKey, WrappedDek};
 use crate::secret::DekCipher;
 
@@ -107,9 +108,6 @@ pub struct CacheStats {
     /// out by capacity.
     pub evictions: u64,
 }
-
-/// The time source: injectable so tests never sleep.
-type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 /// A cached entry's creation time, for expiry.
 trait Aged {
@@ -346,8 +344,9 @@ pub struct DataKeyCache {
     provider: Arc<dyn KeyProvider>,
     /// The limits.
     config: CacheConfig,
-    /// The time source.
-    clock: Clock,
+    /// The time source (its monotonic reading): injectable so tests never
+    /// sleep.
+    clock: Arc<dyn Clock>,
     /// Caching is on (enabled and a non-zero capacity).
     caching: bool,
     /// DEKs for sealing.
@@ -383,12 +382,9 @@ impl std::fmt::Debug for DataKeyCache {
 }
 
 impl DataKeyCache {
-    /// A cache in front of `provider`, reading time from `clock`.
-    pub fn new(
-        provider: Arc<dyn KeyProvider>,
-        config: CacheConfig,
-        clock: Arc<dyn Fn() -> Instant + Send + Sync>,
-    ) -> Self {
+    /// A cache in front of `provider`, reading time from `clock` (its
+    /// monotonic reading, [`Clock::instant`]).
+    pub fn new(provider: Arc<dyn KeyProvider>, config: CacheConfig, clock: Arc<dyn Clock>) -> Self {
         let capacity = NonZeroUsize::new(config.capacity).unwrap_or(NonZeroUsize::MIN);
         DataKeyCache {
             caching: config.enabled && config.capacity > 0,
@@ -410,7 +406,7 @@ impl DataKeyCache {
 
     /// A cache in front of `provider` using the system's monotonic clock.
     pub fn with_system_clock(provider: Arc<dyn KeyProvider>, config: CacheConfig) -> Self {
-        Self::new(provider, config, Arc::new(Instant::now))
+        Self::new(provider, config, Arc::new(SystemClock))
     }
 
     /// The partition a route's seals share a data key in: the rendered
@@ -498,7 +494,7 @@ impl DataKeyCache {
         let seen = slot.generation.load(Ordering::SeqCst);
         let seen_failures = slot.failures.load(Ordering::SeqCst);
         let (mut state, waited) = slot.lock(self.remote);
-        let now = (self.clock)();
+        let now = self.clock.instant();
         let epoch = self.provider.epoch();
         if let Some(entry) = state.as_mut() {
             let fits = entry.epoch == epoch
@@ -578,7 +574,7 @@ impl DataKeyCache {
         self.count_evictions(evicted);
         let seen = slot.generation.load(Ordering::SeqCst);
         let (mut state, waited) = slot.lock(self.remote);
-        let now = (self.clock)();
+        let now = self.clock.instant();
         let epoch = self.provider.epoch();
         if let Some(entry) = state.as_ref() {
             if self.fresh(entry.created, now) && entry.epoch == epoch {
@@ -637,7 +633,7 @@ impl DataKeyCache {
         let seen = slot.generation.load(Ordering::SeqCst);
         let seen_failures = slot.failures.load(Ordering::SeqCst);
         let (mut state, waited) = slot.lock(self.remote);
-        let now = (self.clock)();
+        let now = self.clock.instant();
         if let Some(entry) = state.as_ref() {
             if self.fresh(entry.created, now) {
                 self.count_served(waited && slot.generation.load(Ordering::SeqCst) != seen);
@@ -750,7 +746,7 @@ impl DataKeyCache {
         version: Option<u32>,
         context: &[u8],
     ) -> Result<Arc<DetKey>, KeyError> {
-        let now = (self.clock)();
+        let now = self.clock.instant();
         let epoch = self.provider.epoch();
         if self.caching {
             if let Some(k) = self
@@ -778,7 +774,7 @@ impl DataKeyCache {
     /// used, but without calls they stay in memory until a later miss
     /// sweeps them; a periodic call bounds that.
     pub fn purge_expired(&self) {
-        let now = (self.clock)();
+        let now = self.clock.instant();
         self.sweep(now);
     }
 
@@ -883,6 +879,7 @@ impl DataKeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::envelope::{seal, Envelope};
     use crate::keys::RemoteDataKey;
     use crate::secret::DataKey;
@@ -1148,30 +1145,20 @@ mod tests {
         assert_eq!(p.generated(), 2);
     }
 
-    /// A clock the test moves by hand.
-    struct FakeClock(Mutex<Instant>);
-
-    impl FakeClock {
-        fn advance(&self, d: Duration) {
-            *self.0.lock().unwrap() += d;
-        }
-    }
-
-    fn setup(config: CacheConfig) -> (Arc<FakeProvider>, Arc<FakeClock>, DataKeyCache) {
+    fn setup(config: CacheConfig) -> (Arc<FakeProvider>, Arc<ManualClock>, DataKeyCache) {
         setup_with(FakeProvider::default(), config)
     }
 
     fn setup_with(
         provider: FakeProvider,
         config: CacheConfig,
-    ) -> (Arc<FakeProvider>, Arc<FakeClock>, DataKeyCache) {
+    ) -> (Arc<FakeProvider>, Arc<ManualClock>, DataKeyCache) {
         let provider = Arc::new(provider);
-        let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
-        let c = Arc::clone(&clock);
+        let clock = Arc::new(ManualClock::default());
         let cache = DataKeyCache::new(
             Arc::clone(&provider) as Arc<dyn KeyProvider>,
             config,
-            Arc::new(move || *c.0.lock().unwrap()),
+            clock.clone(),
         );
         (provider, clock, cache)
     }
@@ -1402,7 +1389,7 @@ mod tests {
         let other = DataKeyCache::new(
             Arc::clone(&p) as Arc<dyn KeyProvider>,
             other.config().clone(),
-            Arc::new(Instant::now),
+            Arc::new(SystemClock),
         );
         let env = Envelope::parse(&text).unwrap();
         let cipher = other.opening_key(&env.cmk(), env.wrapped()).unwrap();

@@ -36,8 +36,8 @@ pub use pg::{BackendStats, StoreUrl};
 pub use provider::{KeyError, KeyProvider, RemoteDataKey};
 pub use root::RootKeySource;
 pub use store::{
-    unix_now, Ciphertext, Clock, DataKeySpec, Decrypted, GeneratedDataKey, KeyList, KeyStore,
-    ManualClock, NewCredential, ReEncrypted, StoreError, StoreOptions, SystemClock, VerifyReport,
+    Ciphertext, DataKeySpec, Decrypted, GeneratedDataKey, KeyList, KeyStore, NewCredential,
+    ReEncrypted, StoreError, StoreOptions, VerifyReport,
 };
 
 /// Opens the store a validated config names (for `serve`: warns at every

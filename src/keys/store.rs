@@ -41,6 +41,7 @@ use super::model::{
 use super::pg::{BackendStats, PgBackend, Pulled, StoreUrl};
 use super::provider::{KeyError, KeyProvider};
 use super::root::{RootKeyError, RootKeySource, RootSealer};
+use crate::clock::{Clock, SystemClock};
 use crate::envelope::{CmkRef, WrappedDek};
 use crate::secret::{CmkMaterial, DataKey, SecretBytes};
 
@@ -65,61 +66,13 @@ pub const MAX_RANDOM_BYTES: usize = 1024;
 /// Default limit on the number of keys.
 pub const DEFAULT_MAX_KEYS: usize = 10_000;
 
-/// Where the store reads the time (unix seconds).
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Now, in unix seconds.
-    fn now(&self) -> u64;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> u64 {
-        unix_now()
-    }
-}
-
-/// The system time in unix seconds.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// A clock tests set by hand.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicU64);
-
-impl ManualClock {
-    /// A clock reading `now`.
-    pub fn new(now: u64) -> Self {
-        Self(AtomicU64::new(now))
-    }
-    /// Sets the time.
-    pub fn set(&self, now: u64) {
-        self.0.store(now, Ordering::SeqCst);
-    }
-    /// Moves the time forward.
-    pub fn advance(&self, secs: u64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// Store settings.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Most keys the store holds, in any state.
     pub max_keys: usize,
-    /// Source of time for create times, rotation and deletion dates.
+    /// Source of time for create times, rotation and deletion dates (its
+    /// wall time, [`Clock::unix_secs`]).
     pub clock: Arc<dyn Clock>,
 }
 
@@ -858,9 +811,9 @@ impl KeyStore {
         self.data_dir.join(ADMIN_SOCKET)
     }
 
-    /// The store's clock reading.
+    /// The store's clock reading: wall time, unix seconds.
     pub fn now(&self) -> u64 {
-        self.options.clock.now()
+        self.options.clock.unix_secs()
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {

@@ -11,15 +11,16 @@
 //! Entries are fixed-size digests of the pair, so memory is bounded by the
 //! entry cap whatever the clients send. When the cap is reached by live
 //! entries, new tokens are refused rather than live ones evicted: evicting
-//! would reopen the window for a captured request. Time comes through
-//! [`Clock`], so tests drive it with a [`crate::keys::ManualClock`].
+//! would reopen the window for a captured request. Time is the wall time of
+//! a [`Clock`] (unix seconds, like the requests' timestamps), so tests drive
+//! it with a [`crate::clock::ManualClock`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::keys::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 
 /// Default bound on remembered tokens: about 20 MB at most, and room for a
 /// few hundred requests a second from every credential for the five-minute
@@ -117,7 +118,7 @@ impl<C: Clock> ReplayCache<C> {
         token: &str,
         expires_at: i64,
     ) -> Result<(), ReplayRefused> {
-        let now = i64::try_from(self.clock.now()).unwrap_or(i64::MAX);
+        let now = i64::try_from(self.clock.unix_secs()).unwrap_or(i64::MAX);
         let key = entry(credential, token);
         // A poisoned lock only means another request panicked mid-call; the
         // maps are still consistent (each change below is one insert/remove).
@@ -152,13 +153,13 @@ pub fn expiry_after_window(timestamp: i64, max_skew_secs: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::ManualClock;
+    use crate::clock::ManualClock;
 
     #[test]
     fn forgets_after_the_window_and_is_bounded() {
         let c = ReplayCache::with_clock(2, ManualClock::new(0));
         assert!(c.check_and_insert("ak", "n1", 100).is_ok());
-        c.clock().set(50);
+        c.clock().set_unix_secs(50);
         assert_eq!(
             c.check_and_insert("ak", "n1", 100),
             Err(ReplayRefused::Used)
@@ -166,7 +167,7 @@ mod tests {
         // Another credential may use the same token.
         assert!(c.check_and_insert("bk", "n1", 200).is_ok());
         // Full of live tokens: refused, nothing evicted.
-        c.clock().set(60);
+        c.clock().set_unix_secs(60);
         assert_eq!(
             c.check_and_insert("ak", "n2", 300),
             Err(ReplayRefused::Full)
@@ -176,9 +177,9 @@ mod tests {
             Err(ReplayRefused::Used)
         );
         // At 100 the first expires and makes room.
-        c.clock().set(100);
+        c.clock().set_unix_secs(100);
         assert!(c.check_and_insert("ak", "n2", 300).is_ok());
-        c.clock().set(200);
+        c.clock().set_unix_secs(200);
         assert!(c.check_and_insert("ak", "n1", 400).is_ok());
         assert_eq!(c.len(), 2);
     }
@@ -200,12 +201,12 @@ mod tests {
         let c = ReplayCache::with_clock(10, ManualClock::new(1000));
         let exp = expiry_after_window(1000, 300);
         assert!(c.check_and_insert("id", "sig", exp).is_ok());
-        c.clock().set(1300);
+        c.clock().set_unix_secs(1300);
         assert_eq!(
             c.check_and_insert("id", "sig", exp),
             Err(ReplayRefused::Used)
         );
-        c.clock().set(1301);
+        c.clock().set_unix_secs(1301);
         assert!(c.check_and_insert("id", "sig", exp).is_ok());
     }
 }

@@ -32,10 +32,11 @@ use bytes::Bytes;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::clock::SystemClock;
 use crate::keys::DataKeyCache;
 use crate::limits::Limiter;
 use crate::policy::PolicySet;
-use crate::ratelimit::{Quota, RateLimiter, SystemClock};
+use crate::ratelimit::{Quota, RateLimiter};
 
 /// The body type the proxy sends both ways.
 pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;

@@ -772,7 +772,7 @@ impl Attempts {
             outcome?;
         }
         let timeout = timeout.saturating_sub(started.elapsed());
-        let now = crate::keys::unix_now() as i64;
+        let now = crate::clock::unix_now() as i64;
         let req = self
             .dialect
             .request(action, params, now)

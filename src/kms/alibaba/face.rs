@@ -48,6 +48,7 @@ use super::errors::{advance_error, internal, invalid_ciphertext, key_error};
 use super::instance;
 use super::sign::{self, AuthError, NonceCache, VerifyPolicy};
 use super::wire::{self, codes, AlibabaError, Request};
+use crate::clock::SystemClock;
 use crate::keys::asymmetric::{
     public_key_pem, AsymmetricSpec, RsaPadding, SignInput, SigningAlgorithm,
 };
@@ -62,7 +63,7 @@ use crate::kms::access::{Access, Principal};
 use crate::kms::context;
 use crate::kms::{Dialect, Face, KeyNote, KmsOutcome, KmsReply, KmsRequest};
 use crate::limits::Limiter;
-use crate::ratelimit::{Quota, RateLimiter, SystemClock};
+use crate::ratelimit::{Quota, RateLimiter};
 use crate::secret::SecretBytes;
 
 mod aliases;
@@ -118,7 +119,7 @@ impl std::fmt::Debug for AlibabaFace {
 }
 
 fn now_secs() -> i64 {
-    i64::try_from(crate::keys::unix_now()).unwrap_or(i64::MAX)
+    i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX)
 }
 
 fn b64(bytes: &[u8]) -> String {

@@ -11,7 +11,7 @@
 //! are compared in constant time; error messages never carry the secret, the
 //! expected signature or the string that was signed.
 
-use crate::keys::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 use crate::kms::replay::{expiry_after_window, ReplayCache, ReplayRefused};
 pub use crate::kms::signing::RequestParts;
 use crate::kms::signing::{hmac1, hmac256, sha256_hex};
@@ -528,7 +528,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::ManualClock;
+    use crate::clock::ManualClock;
 
     fn lookup(id: &'static str, key: &'static str) -> impl Fn(&str) -> Option<SecretBytes> + Copy {
         move |asked: &str| (asked == id).then(|| SecretBytes::new(key.as_bytes().to_vec()))

@@ -1536,7 +1536,7 @@ pub fn check_advance_decrypt(r: AdvanceDecrypt) -> Result<AdvanceDecrypt, Alibab
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ratelimit::ManualClock;
+    use crate::clock::ManualClock;
     use std::sync::Arc;
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -1564,7 +1564,7 @@ mod tests {
 
     #[test]
     fn quota_classes_limit_at_the_documented_rates() {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualClock::default());
         let l = crate::ratelimit::RateLimiter::from_quotas(clock.clone(), quota_table());
         for (action, rate) in [
             ("CreateKey", 10u32),

@@ -47,11 +47,12 @@ use subtle::ConstantTimeEq;
 
 use super::access::{Access, Principal};
 use super::{Dialect, Face, KmsOutcome, KmsReply, KmsRequest};
+use crate::clock::{Clock, SystemClock};
 use crate::keys::asymmetric::{SignInput, SigningAlgorithm};
 use crate::keys::blob::blob_cmk;
 use crate::keys::{CreateKeyRequest, KeyError, KeyId, KeyMetadata, KeyState, KeyStore, Tag};
 use crate::limits::Limiter;
-use crate::ratelimit::{Clock as RateClock, Quota, QuotaTable, RateLimiter, SystemClock};
+use crate::ratelimit::{Quota, QuotaTable, RateLimiter};
 use names::{alias_for, deleted_alias, infisical_name, PROJECT_TAG};
 use tokens::{TokenCheck, TokenTable};
 use wire::{ApiError, KeyView};
@@ -132,25 +133,21 @@ impl InfisicalSettings {
     }
 }
 
-/// The face. `C` is the rate limiter's clock (tests pass a manual one).
-pub struct InfisicalFace<C: RateClock + Clone = SystemClock> {
+/// The face. `C` is its clock (tests pass a manual one): the rate limiter
+/// counts on its monotonic reading, access tokens expire by its wall time.
+pub struct InfisicalFace<C: Clock + Clone = SystemClock> {
     store: Arc<KeyStore>,
     access: Access,
     settings: InfisicalSettings,
     tokens: TokenTable,
     limiter: Limiter<C>,
-    now: Arc<dyn crate::keys::Clock>,
+    clock: C,
 }
 
 impl InfisicalFace<SystemClock> {
-    /// The face over `store` with the system clocks.
+    /// The face over `store` on the system clock.
     pub fn new(store: Arc<KeyStore>, settings: InfisicalSettings) -> Self {
-        Self::with_clocks(
-            store,
-            settings,
-            SystemClock,
-            Arc::new(crate::keys::SystemClock),
-        )
+        Self::with_clock(store, settings, SystemClock)
     }
 
     /// The face with the config's quota overrides.
@@ -315,19 +312,14 @@ fn store_error(e: KeyError) -> ApiError {
     }
 }
 
-impl<C: RateClock + Clone> InfisicalFace<C> {
-    /// The face with explicit clocks: `rate_clock` for the limiter,
-    /// `now` (unix seconds) for token expiry.
-    pub fn with_clocks(
-        store: Arc<KeyStore>,
-        settings: InfisicalSettings,
-        rate_clock: C,
-        now: Arc<dyn crate::keys::Clock>,
-    ) -> Self {
+impl<C: Clock + Clone> InfisicalFace<C> {
+    /// The face on `clock`: the limiter's buckets and the access tokens'
+    /// expiry read it.
+    pub fn with_clock(store: Arc<KeyStore>, settings: InfisicalSettings, clock: C) -> Self {
         // Infisical documents per-minute quotas: real per-minute buckets.
         let limiter = Limiter::local(
             "infisical",
-            RateLimiter::from_quotas(rate_clock, settings.quota_table()),
+            RateLimiter::from_quotas(clock.clone(), settings.quota_table()),
         );
         Self {
             access: Access::new(store.clone()),
@@ -335,7 +327,7 @@ impl<C: RateClock + Clone> InfisicalFace<C> {
             settings,
             tokens: TokenTable::default(),
             limiter,
-            now,
+            clock,
         }
     }
 
@@ -360,7 +352,7 @@ impl<C: RateClock + Clone> InfisicalFace<C> {
         if token.is_empty() {
             return Err(ApiError::unauthorized("Authentication token is missing"));
         }
-        match self.tokens.check(token, self.now.now()) {
+        match self.tokens.check(token, self.clock.unix_secs()) {
             // A revoked credential's tokens die with it.
             TokenCheck::Valid(identity) => self.access.principal(&identity).ok_or_else(|| {
                 ApiError::token(
@@ -403,7 +395,11 @@ impl<C: RateClock + Clone> InfisicalFace<C> {
         outcome.credential = Some(who.id().to_string());
         let token = self
             .tokens
-            .issue(who.id(), self.now.now(), self.settings.token_ttl_secs)
+            .issue(
+                who.id(),
+                self.clock.unix_secs(),
+                self.settings.token_ttl_secs,
+            )
             .map_err(|_| ApiError::rate_limited(60))?;
         Ok(json!({
             "accessToken": token,
@@ -898,7 +894,7 @@ fn sign_input<'a>(
     Ok(SignInput::Digest(data))
 }
 
-impl<C: RateClock + Clone> InfisicalFace<C> {
+impl<C: Clock + Clone> InfisicalFace<C> {
     /// Counts this face's quotas in `backend` (`--limits`), shared by the
     /// nodes that use it; `None` keeps them in this process.
     pub fn with_shared_limits(
@@ -912,7 +908,7 @@ impl<C: RateClock + Clone> InfisicalFace<C> {
     }
 }
 
-impl<C: RateClock + Clone> Face for InfisicalFace<C> {
+impl<C: Clock + Clone> Face for InfisicalFace<C> {
     fn handle(&self, req: KmsRequest) -> KmsReply {
         let req_id = format!(
             "req-{}",

@@ -48,6 +48,7 @@ use super::wire::{
     self, codes, Action, EnvelopeAlgorithm, MessageType, ParamStyle, Request, ReturnWrapping,
     RsaAlgorithm, TencentError,
 };
+use crate::clock::SystemClock;
 use crate::keys::asymmetric::{
     public_key_pem, PrivateKey, RsaPadding, SignInput, SigningAlgorithm,
 };
@@ -60,7 +61,7 @@ use crate::kms::context;
 use crate::kms::replay::{expiry_after_window, ReplayCache, ReplayRefused};
 use crate::kms::{Dialect, Face, KmsOutcome, KmsReply, KmsRequest};
 use crate::limits::Limiter;
-use crate::ratelimit::{Quota, RateLimiter, SystemClock};
+use crate::ratelimit::{Quota, RateLimiter};
 use crate::secret::SecretBytes;
 
 mod asymmetric;
@@ -133,7 +134,7 @@ fn claimed_action(req: &KmsRequest, legacy: bool) -> Option<&'static str> {
 }
 
 fn now_secs() -> u64 {
-    crate::keys::unix_now()
+    crate::clock::unix_now()
 }
 
 fn b64(bytes: &[u8]) -> String {
