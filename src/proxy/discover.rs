@@ -48,12 +48,12 @@ pub struct Candidates {
     /// Labels to try where the position gives none (non-JSON bodies).
     pub labels: Vec<String>,
     /// KeyIds whose envelopes may open (the route's key and `open_keys`);
-    /// empty: any key the store holds.
+    /// no other key's open, and an empty list opens nothing.
     pub keys: Vec<[u8; 16]>,
 }
 
 /// Opens `text` under the first (context, label) that works, if it was
-/// sealed under one of `keys` (empty: any).
+/// sealed under one of `keys` (empty: none).
 pub fn try_open(
     cache: &DataKeyCache,
     contexts: &[String],
@@ -63,7 +63,7 @@ pub fn try_open(
 ) -> Result<(CmkRef, Opened), &'static str> {
     let env = Envelope::parse(text).map_err(|_| "malformed")?;
     let cmk = env.cmk();
-    if !keys.is_empty() && !keys.contains(&cmk.key_id) {
+    if !keys.contains(&cmk.key_id) {
         return Err("foreign_key");
     }
     let cipher = cache.envelope_key(&env).map_err(|_| "key_unavailable")?;

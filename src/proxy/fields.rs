@@ -82,26 +82,28 @@ pub struct OpenScope<'a> {
     /// The route's name.
     pub route: &'a str,
     /// KeyIds of the CMKs whose envelopes the route opens (its own key and
-    /// those it lists in `open_keys`); empty when the provider cannot say,
-    /// and then any key opens.
+    /// those it lists in `open_keys`, as far as the provider knows them).
+    /// Only these open: an empty list opens nothing.
     pub keys: &'a [[u8; 16]],
 }
 
 impl OpenScope<'_> {
+    /// Fails closed: a key the route does not name, or names but the
+    /// provider cannot resolve now, is foreign.
     fn allows(&self, cmk: &CmkRef) -> bool {
-        self.keys.is_empty() || self.keys.contains(&cmk.key_id)
+        self.keys.contains(&cmk.key_id)
     }
 }
 
-/// The KeyIds of a route's own key and its `open_keys`, as the provider
-/// knows them; empty if it does not know the route's own key.
+/// The KeyIds of a route's own key and its `open_keys` that the provider
+/// knows now. A name it cannot resolve (an alias deleted or moved away, a
+/// key this node's store does not hold, a store that cannot be read) adds
+/// nothing: its envelopes do not open, rather than any key's opening.
 pub fn route_key_ids(cache: &DataKeyCache, route: &policy::Route) -> Vec<[u8; 16]> {
-    let Some(own) = cache.key_id_of(&route.key) else {
-        return Vec::new();
-    };
-    let mut ids = vec![own];
-    ids.extend(route.open_keys.iter().filter_map(|k| cache.key_id_of(k)));
-    ids
+    std::iter::once(&route.key)
+        .chain(&route.open_keys)
+        .filter_map(|k| cache.key_id_of(k))
+        .collect()
 }
 
 /// Why a field did not open, in words (the metric code is the short form).
@@ -279,4 +281,115 @@ fn open_deterministic(
     env.open(&k, &field_context(context, label))
         .map(|o| (cmk, o))
         .map_err(|_| ("does_not_open", bad_place("a sealed field does not open")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{CacheConfig, CreateKeyRequest, KeyStore, RootKeySource};
+    use crate::policy::PolicySet;
+    use std::sync::Arc;
+
+    /// A local store with the keys `people` and `other`, its cache, and a
+    /// route `read` on key `people` (with `open_keys`) opening `$.ssn`.
+    fn setup(open_keys: &str) -> (tempfile::TempDir, Arc<KeyStore>, DataKeyCache, PolicySet) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(KeyStore::open(dir.path(), RootKeySource::Auto, Default::default()).unwrap());
+        for alias in ["people", "other"] {
+            store
+                .create(CreateKeyRequest {
+                    alias: Some(alias.into()),
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        let cache = DataKeyCache::with_system_clock(store.clone(), CacheConfig::default());
+        let policy = format!(
+            "[[route]]\nname = \"read\"\nmethods = [\"GET\"]\npath = \"/p\"\nkey = \"people\"\n\
+             open_keys = [{open_keys}]\ncontext = \"p\"\nresponse.decrypt = [\"$.ssn\"]\n"
+        );
+        let set = PolicySet::from_sources(&[("p.toml".into(), policy)]).unwrap();
+        (dir, store, cache, set)
+    }
+
+    /// `{"ssn": …}` sealed under `key` for the route's context.
+    fn sealed_under(cache: &DataKeyCache, set: &PolicySet, key: &str) -> Vec<u8> {
+        let route = &set.routes()[0];
+        seal_fields(
+            cache,
+            key,
+            "p",
+            "p",
+            br#"{"ssn":"123-45-6789"}"#,
+            &route.response.decrypt,
+            &mut FieldCounts::default(),
+            BodySide::Request,
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    /// Opens `body` as the route would; `Ok` holds whether the value came out.
+    fn open_as_route(cache: &DataKeyCache, set: &PolicySet, body: &[u8]) -> Result<bool, String> {
+        let route = &set.routes()[0];
+        let keys = route_key_ids(cache, route);
+        let mut counts = FieldCounts::default();
+        let out = open_fields(
+            cache,
+            OpenScope {
+                route: &route.name,
+                keys: &keys,
+            },
+            "p",
+            body,
+            &route.response.decrypt,
+            route.on_plaintext,
+            route.on_open_failure,
+            &mut counts,
+            BodySide::Response,
+        );
+        match out {
+            Ok(b) => Ok(String::from_utf8_lossy(&b.unwrap_or_default()).contains("123-45-6789")),
+            Err(e) => {
+                assert_eq!(counts.open_failures, [("foreign_key", 1)]);
+                Err(e.code().to_string())
+            }
+        }
+    }
+
+    #[test]
+    fn a_route_opens_its_own_key_and_refuses_another() {
+        let (_dir, _store, cache, set) = setup("");
+        let own = sealed_under(&cache, &set, "people");
+        assert_eq!(open_as_route(&cache, &set, &own), Ok(true));
+        let other = sealed_under(&cache, &set, "other");
+        assert!(open_as_route(&cache, &set, &other).is_err());
+    }
+
+    /// The route's own key no longer resolves (its alias was deleted): the
+    /// route opens nothing, where it used to open every key's envelopes.
+    #[test]
+    fn a_route_whose_key_does_not_resolve_opens_no_key() {
+        let (_dir, store, cache, set) = setup("");
+        let own = sealed_under(&cache, &set, "people");
+        let other = sealed_under(&cache, &set, "other");
+        store.delete_alias("people").unwrap();
+        assert_eq!(cache.key_id_of("people"), None);
+        assert!(route_key_ids(&cache, &set.routes()[0]).is_empty());
+        assert!(open_as_route(&cache, &set, &other).is_err(), "fail-open");
+        assert!(open_as_route(&cache, &set, &own).is_err());
+    }
+
+    /// What `open_keys` names and resolves still opens when the route's
+    /// own key does not resolve; nothing else does.
+    #[test]
+    fn open_keys_open_even_when_the_own_key_does_not_resolve() {
+        let (_dir, store, cache, set) = setup("\"other\"");
+        let own = sealed_under(&cache, &set, "people");
+        let other = sealed_under(&cache, &set, "other");
+        store.delete_alias("people").unwrap();
+        assert_eq!(open_as_route(&cache, &set, &other), Ok(true));
+        assert!(open_as_route(&cache, &set, &own).is_err());
+    }
 }
