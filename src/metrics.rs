@@ -325,11 +325,8 @@ impl Metrics {
 
     /// Keeps what the last policy reload was (shown by the console).
     pub fn note_reload(&self, trigger: &str, ok: bool, detail: String) {
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         *lock(&self.last_reload) = Some(LastReload {
-            at,
+            at: crate::clock::unix_now(),
             trigger: trigger.to_string(),
             ok,
             detail,
