@@ -6,6 +6,13 @@
 //! the key store's KMS Encrypt path.
 //!
 //! `cargo run --release --example micro_bench [-- --quick] [-- --json]`
+//! `[-- --only TEXT] [-- --iters N]`
+//!
+//! `--only TEXT` runs only the rows whose name contains `TEXT` (and skips
+//! the sections that have none). `--iters N` runs each row exactly `N`
+//! times, once, with no calibration: for counting instructions with
+//! `valgrind --tool=callgrind` (divide a function's inclusive count, e.g.
+//! `policy::rewrite::rewrite_into` or `proxy::fields::open_fields`, by N).
 //!
 //! Each line is `name  ns/op (wall)  ns/op (thread CPU)  ops/s`, the median
 //! of 5 rounds. Thread CPU time comes from `/proc/thread-self/schedstat`
@@ -35,11 +42,32 @@ fn thread_cpu_ns() -> u64 {
 struct Bench {
     json: bool,
     round: Duration,
+    /// Only rows whose name contains this.
+    only: Option<String>,
+    /// Exactly this many calls per row, one round (for callgrind).
+    iters: Option<u64>,
 }
 
 impl Bench {
+    /// True when the row `name` is to run.
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| name.contains(o))
+    }
+
     /// Runs `f` in rounds of about `self.round`; prints the median round.
     fn run(&self, name: &str, mut f: impl FnMut()) -> f64 {
+        if !self.wants(name) {
+            return 0.0;
+        }
+        if let Some(n) = self.iters {
+            let c0 = thread_cpu_ns();
+            for _ in 0..n {
+                f();
+            }
+            let cpu = (thread_cpu_ns() - c0) as f64 / n as f64;
+            println!("{name:<48} {n} calls {cpu:>10.1} ns CPU");
+            return cpu;
+        }
         // calibrate: how many calls fill a round
         let mut n: u64 = 1;
         loop {
@@ -187,9 +215,16 @@ impl KeyProvider for FakeRemote {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
     let b = Bench {
         json: args.iter().any(|a| a == "--json"),
         round: Duration::from_millis(if quick { 40 } else { 200 }),
+        only: value_of("--only"),
+        iters: value_of("--iters").map(|n| n.parse().expect("--iters N")),
     };
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -345,52 +380,54 @@ fn main() {
         }
     }
 
-    b.note("# key-store operations per request, warm cache");
-    let before = counting.1.load(std::sync::atomic::Ordering::Relaxed);
-    let mut counts = FieldCounts::default();
-    let requests = 10_000u64;
     let doc = body(1024);
     let sel5 = selectors(5);
-    for _ in 0..requests {
-        fields::seal_fields(
-            &cache,
-            "bench",
-            "bench",
-            "bench",
-            &doc,
-            &sel5,
-            &mut counts,
-            BodySide::Request,
-        )
-        .expect("seals");
-        let (sealed, sel) = &sealed_bodies[1];
-        fields::open_fields(
-            &cache,
-            fields::OpenScope {
-                route: "bench",
-                keys: &[],
-            },
-            "bench",
-            sealed,
-            sel,
-            policy::OnPlaintext::Refuse,
-            policy::OnOpenFailure::Refuse,
-            &mut counts,
-            BodySide::Response,
-        )
-        .expect("opens");
-    }
-    let calls = counting.1.load(std::sync::atomic::Ordering::Relaxed) - before;
-    if b.json {
-        println!(
-            "{{\"name\":\"key-store calls per request (warm)\",\"requests\":{},\"calls\":{calls}}}",
-            requests * 2
-        );
-    } else {
-        println!(
-            "key-store calls over {} warm requests (5 fields sealed, 5 opened): {calls}",
-            requests * 2
-        );
+    if b.wants("key-store calls") {
+        b.note("# key-store operations per request, warm cache");
+        let before = counting.1.load(std::sync::atomic::Ordering::Relaxed);
+        let mut counts = FieldCounts::default();
+        let requests = 10_000u64;
+        for _ in 0..requests {
+            fields::seal_fields(
+                &cache,
+                "bench",
+                "bench",
+                "bench",
+                &doc,
+                &sel5,
+                &mut counts,
+                BodySide::Request,
+            )
+            .expect("seals");
+            let (sealed, sel) = &sealed_bodies[1];
+            fields::open_fields(
+                &cache,
+                fields::OpenScope {
+                    route: "bench",
+                    keys: &[],
+                },
+                "bench",
+                sealed,
+                sel,
+                policy::OnPlaintext::Refuse,
+                policy::OnOpenFailure::Refuse,
+                &mut counts,
+                BodySide::Response,
+            )
+            .expect("opens");
+        }
+        let calls = counting.1.load(std::sync::atomic::Ordering::Relaxed) - before;
+        if b.json {
+            println!(
+                "{{\"name\":\"key-store calls per request (warm)\",\"requests\":{},\"calls\":{calls}}}",
+                requests * 2
+            );
+        } else {
+            println!(
+                "key-store calls over {} warm requests (5 fields sealed, 5 opened): {calls}",
+                requests * 2
+            );
+        }
     }
 
     b.note("# remote provider ([provider]), warm cache: the same body, sg2. envelopes");
@@ -423,7 +460,12 @@ fn main() {
         println!("remote provider calls over every seal above: {remote_calls}");
     }
 
-    remote_cold_start(&b, &doc, &sel5);
+    if b.only
+        .as_deref()
+        .is_none_or(|o| o.contains("remote") || o.contains("data-key cache of"))
+    {
+        remote_cold_start(&b, &doc, &sel5);
+    }
 
     b.note("# KMS Encrypt (no HTTP face wired yet: KeyStore::encrypt, rate limiter off)");
     let pt = [0x42u8; 32];

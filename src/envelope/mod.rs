@@ -398,6 +398,40 @@ impl Envelope {
     /// Verifies and decrypts with the unwrapped DEK's cipher and the
     /// context the value was sealed under; returns the value's JSON text.
     pub fn open(&self, cipher: &DekCipher, context: &[u8]) -> Result<Opened, EnvelopeError> {
+        // Room for the quotes of a string, so the common case needs no
+        // second buffer; nothing here ever reallocates.
+        let mut buf = Zeroizing::new(Vec::with_capacity(self.plaintext_len() + 2));
+        self.open_value(cipher, context, &mut buf)?;
+        Ok(Opened(buf))
+    }
+
+    /// [`Envelope::open`] straight onto the end of `out` (e.g. the body
+    /// being rewritten), with no buffer of its own: the value's JSON text is
+    /// appended. On failure nothing is left appended, and whatever was
+    /// decrypted into `out` is zeroized first.
+    pub fn open_append(
+        &self,
+        cipher: &DekCipher,
+        context: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), EnvelopeError> {
+        let mark = out.len();
+        let opened = self.open_value(cipher, context, out);
+        if opened.is_err() {
+            out[mark..].zeroize();
+            out.truncate(mark);
+        }
+        opened
+    }
+
+    /// Appends the opened value's JSON text to `buf`; on failure `buf` may
+    /// hold part of it (the callers zeroize).
+    fn open_value(
+        &self,
+        cipher: &DekCipher,
+        context: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), EnvelopeError> {
         let header = &self.raw[..self.header_len];
         let nonce = Nonce::from_slice(&header[self.header_len - NONCE_LEN..]);
         let (ct, tag) = self.raw[self.header_len..].split_at(self.plaintext_len());
@@ -417,16 +451,11 @@ impl Envelope {
         };
         format::write_aad(aad, aad_tag, header, context);
 
-        // Room for the quotes of a string, so the common case needs no
-        // second buffer; nothing here ever reallocates.
-        let mut buf = Zeroizing::new(Vec::with_capacity(ct.len() + 2));
-        let start = match self.kind {
-            ValueKind::String => {
-                buf.push(b'"');
-                1
-            }
-            ValueKind::Json => 0,
-        };
+        let mark = buf.len();
+        if self.kind == ValueKind::String {
+            buf.push(b'"');
+        }
+        let start = buf.len();
         buf.extend_from_slice(ct);
         cipher
             .cipher()
@@ -435,21 +464,24 @@ impl Envelope {
 
         match self.kind {
             ValueKind::String => {
-                let s = std::str::from_utf8(&buf[1..])
+                let s = std::str::from_utf8(&buf[start..])
                     .map_err(|_| EnvelopeError::Malformed("sealed string is not UTF-8"))?;
                 if value::needs_no_escape(s.as_bytes()) {
                     buf.push(b'"');
-                    Ok(Opened(buf))
                 } else {
-                    Ok(Opened(value::quote(s)?))
+                    let quoted = value::quote(s)?;
+                    buf[mark..].zeroize();
+                    buf.truncate(mark);
+                    buf.extend_from_slice(&quoted);
                 }
+                Ok(())
             }
             ValueKind::Json => {
-                let s = std::str::from_utf8(&buf)
+                let s = std::str::from_utf8(&buf[start..])
                     .map_err(|_| EnvelopeError::Malformed("sealed value is not UTF-8"))?;
                 serde_json::from_str::<IgnoredAny>(s)
                     .map_err(|_| EnvelopeError::Malformed("sealed value is not JSON"))?;
-                Ok(Opened(buf))
+                Ok(())
             }
         }
     }

@@ -663,3 +663,25 @@ fn the_provider_form_is_strictly_parsed() {
     assert!(provider_field(&[0; 16], &"t".repeat(257), &[1]).is_err());
     assert!(provider_field(&[0; 16], &"t".repeat(256), &[1]).is_ok());
 }
+
+#[test]
+fn open_append_appends_what_open_returns_and_nothing_on_failure() {
+    let k = key();
+    for value in [
+        &br#""plain""#[..],
+        br#""needs \"escapes\" \n and \u00e9""#,
+        b"12.50",
+        br#"{"a":[1,true,null]}"#,
+    ] {
+        let text = seal(&k, value, b"ctx", &mut rng()).unwrap();
+        let env = Envelope::parse(&text).unwrap();
+        let mut out = b"prefix:".to_vec();
+        env.open_append(&k.cipher, b"ctx", &mut out).unwrap();
+        let opened = env.open(&k.cipher, b"ctx").unwrap();
+        assert_eq!(&out[..7], b"prefix:");
+        assert_eq!(&out[7..], opened.json());
+        let mut out = b"prefix:".to_vec();
+        assert!(env.open_append(&k.cipher, b"other", &mut out).is_err());
+        assert_eq!(out, b"prefix:");
+    }
+}

@@ -58,6 +58,10 @@ pub fn path_at(body: &[u8], offset: usize) -> Option<String> {
     Some(path)
 }
 
+/// A node to visit: where it starts and ends in the body, and its label
+/// (borrowed from the selector plan when the plan fixes it).
+type Site<'a> = (usize, usize, Cow<'a, str>);
+
 /// Why a body could not be rewritten. Never carries body content.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -212,7 +216,7 @@ pub fn rewrite_into<E, S>(
 fn general_sites<E>(
     body: &[u8],
     selectors: &SelectorSet,
-) -> Result<Vec<(usize, usize, String)>, RewriteError<E>> {
+) -> Result<Vec<Site<'static>>, RewriteError<E>> {
     let doc: Value = serde_json::from_slice(body).map_err(|e| {
         if e.to_string().starts_with("recursion limit exceeded") {
             RewriteError::TooDeep
@@ -223,7 +227,7 @@ fn general_sites<E>(
     let names: Vec<String> = selectors.iter().flat_map(|s| s.member_names()).collect();
     let index = Scanner::index(body, &names)?;
 
-    let mut sites: Vec<(usize, usize, String)> = Vec::new();
+    let mut sites: Vec<Site<'static>> = Vec::new();
     for selector in selectors {
         let found = selectors
             .select_in_records(selector, &doc)
@@ -233,7 +237,7 @@ fn general_sites<E>(
             })?;
         for node in found {
             let (start, end) = index.locate(&node.steps).ok_or(RewriteError::Unlocatable)?;
-            sites.push((start, end, node.label));
+            sites.push((start, end, Cow::Owned(node.label)));
         }
     }
     Ok(sites)

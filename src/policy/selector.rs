@@ -164,6 +164,10 @@ pub struct SelectorSet {
 pub(in crate::policy) struct Plan {
     pub(in crate::policy) steps: Vec<PathStep>,
     pub(in crate::policy) record_len: usize,
+    /// The label of every node the plan reaches, when its steps after the
+    /// record name every member (no `*`): made once here rather than per
+    /// body and node.
+    pub(in crate::policy) label: Option<Box<str>>,
 }
 
 impl SelectorSet {
@@ -203,9 +207,20 @@ impl SelectorSet {
                     self.plain = None;
                     return;
                 };
+                // the label is the selector's member names unless a `*` picks them
+                let label = steps
+                    .iter()
+                    .map(|step| match step {
+                        PathStep::Name(n) => Some(Step::Member(n.to_string())),
+                        PathStep::Index(i) => Some(Step::Index(*i)),
+                        PathStep::Wild => None,
+                    })
+                    .collect::<Option<Vec<Step>>>()
+                    .map(|steps| label_of(&steps).into());
                 plans.push(Plan {
                     steps: root.iter().chain(steps).cloned().collect(),
                     record_len: root.len(),
+                    label,
                 });
             }
         }

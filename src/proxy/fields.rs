@@ -201,11 +201,12 @@ pub fn open_fields(
                     )
                 })
             };
+            // the opened value: appended to `out` already (an envelope), or to copy there
             let attempt = if envelope::looks_deterministic(text) {
                 open_deterministic(cache, context, site.label, text, &bad_place).and_then(
                     |(cmk, o)| match foreign(&cmk) {
                         Some(e) => Err(e),
-                        None => Ok((cmk, o)),
+                        None => Ok((cmk, Some(o))),
                     },
                 )
             } else {
@@ -233,15 +234,19 @@ pub fn open_fields(
                         })?;
                         aad.clear();
                         push_field_context(&mut aad, context, site.label);
-                        env.open(&cipher, &aad).map(|o| (cmk, o)).map_err(|_| {
-                            ("does_not_open", bad_place("a sealed field does not open"))
-                        })
+                        env.open_append(&cipher, &aad, out)
+                            .map(|()| (cmk, None))
+                            .map_err(|_| {
+                                ("does_not_open", bad_place("a sealed field does not open"))
+                            })
                     })
             };
             match attempt {
                 Ok((cmk, opened)) => {
                     counts.note(FieldOp::Open, cmk);
-                    out.extend_from_slice(opened.json());
+                    if let Some(opened) = opened {
+                        out.extend_from_slice(opened.json());
+                    }
                     Ok(Some(()))
                 }
                 Err((reason, e)) => match on_open_failure {

@@ -246,12 +246,21 @@ fn member_names_needing_escapes_are_located() {
 /// Sites found, or why the body was refused.
 type Found = Result<Vec<(usize, usize, String)>, String>;
 
+/// Sites with their labels as `String`s.
+fn owned(found: Result<Vec<Site<'_>>, String>) -> Found {
+    found.map(|v| {
+        v.into_iter()
+            .map(|(s, e, l)| (s, e, l.into_owned()))
+            .collect()
+    })
+}
+
 /// Sites found by each path, sorted; or whether each refused the body.
 fn both_paths(body: &[u8], sel: &[&str]) -> (Found, Found) {
     let s = set(sel);
     let plans = fast::plans(&s).expect("plain paths");
-    let mut f = fast::find(body, plans).map_err(|e| format!("{e:?}"));
-    let mut g = general_sites::<()>(body, &s).map_err(|e| format!("{e:?}"));
+    let mut f = owned(fast::find(body, plans).map_err(|e| format!("{e:?}")));
+    let mut g = owned(general_sites::<()>(body, &s).map_err(|e| format!("{e:?}")));
     for v in [&mut f, &mut g].into_iter().flatten() {
         v.sort();
         v.dedup();
@@ -441,8 +450,8 @@ fn sites_in_records(body: &str, roots: &[&str], sel: &[&str]) -> (Found, Found) 
         .collect();
     let s = set(sel).with_records(roots);
     let plans = fast::plans(&s).expect("plain paths");
-    let mut f = fast::find(body.as_bytes(), plans).map_err(|e| format!("{e:?}"));
-    let mut g = general_sites::<()>(body.as_bytes(), &s).map_err(|e| format!("{e:?}"));
+    let mut f = owned(fast::find(body.as_bytes(), plans).map_err(|e| format!("{e:?}")));
+    let mut g = owned(general_sites::<()>(body.as_bytes(), &s).map_err(|e| format!("{e:?}")));
     for v in [&mut f, &mut g].into_iter().flatten() {
         v.sort();
         v.dedup();
@@ -498,7 +507,7 @@ fn the_innermost_record_labels_a_value_two_roots_reach() {
     let mut g = general_sites::<()>(body.as_bytes(), &s).unwrap();
     g.sort();
     g.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    let labels: Vec<&str> = g.iter().map(|(_, _, l)| l.as_str()).collect();
+    let labels: Vec<&str> = g.iter().map(|(_, _, l)| &**l).collect();
     assert_eq!(labels, ["ssn", "ssn"]);
 }
 
@@ -525,4 +534,55 @@ fn member_names_folding_to_a_sealed_name_are_refused_by_both_paths() {
     // only where a plan names the member: `SSN` under `other` is not `$.ssn`
     let (f, _) = both_paths(br#"{"ssn":"1","other":{"SSN":2}}"#, &["$.ssn"]);
     assert!(f.is_ok(), "{f:?}");
+}
+
+#[test]
+fn duplicates_are_found_in_skipped_objects_of_any_size() {
+    // names that share length, first and last byte, and names that do not
+    let names: Vec<String> = (0..40)
+        .map(|i| match i % 3 {
+            0 => format!("k{i:02}k"),
+            1 => format!("n{}", "x".repeat(i)),
+            _ => format!("{i}"),
+        })
+        .collect();
+    for n in [2, 3, 8, 9, 40] {
+        let members: Vec<String> = names[..n]
+            .iter()
+            .map(|k| format!("\"{k}\":[{{\"{k}\":1}}]"))
+            .collect();
+        let distinct = format!(r#"{{"ssn":1,"x":{{{}}}}}"#, members.join(","));
+        assert_paths_agree(distinct.as_bytes(), &["$.ssn"]);
+        assert!(rewrite::<()>(distinct.as_bytes(), &set(&["$.ssn"]), |_| Ok(None)).is_ok());
+        for (a, b) in [(0, n - 1), (n / 2, n / 2 + 1), (0, 1)] {
+            if b >= n || a == b {
+                continue;
+            }
+            let mut dup = members.clone();
+            dup[b] = format!("\"{}\":0", names[a]);
+            let body = format!(r#"{{"ssn":1,"x":{{{}}}}}"#, dup.join(","));
+            assert!(
+                matches!(
+                    rewrite_err(body.as_bytes(), &["$.ssn"]),
+                    RewriteError::DuplicateKey { offset: 13 }
+                ),
+                "{body}"
+            );
+            // the same name spelled with an escape
+            let escaped = names[a]
+                .replacen('k', "\\u006b", 1)
+                .replacen('n', "\\u006e", 1);
+            dup[b] = format!("\"{escaped}\":0");
+            let body = format!(r#"{{"ssn":1,"x":{{{}}}}}"#, dup.join(","));
+            if escaped != names[a] {
+                assert!(
+                    matches!(
+                        rewrite_err(body.as_bytes(), &["$.ssn"]),
+                        RewriteError::DuplicateKey { offset: 13 }
+                    ),
+                    "{body}"
+                );
+            }
+        }
+    }
 }
