@@ -470,11 +470,12 @@ impl<'a> Scanner<'a> {
 /// `strings.EqualFold` and .NET's `OrdinalIgnoreCase` use) without a table
 /// crate, and it is only reached for non-ASCII names.
 pub(super) fn folds_to(key: &str, name: &str) -> bool {
+    if key.is_ascii() && name.is_ascii() {
+        // ASCII folds byte for byte: names of other lengths never match
+        return key.len() == name.len() && key != name && key.eq_ignore_ascii_case(name);
+    }
     if key == name {
         return false;
-    }
-    if key.is_ascii() && name.is_ascii() {
-        return key.eq_ignore_ascii_case(name);
     }
     key.chars().map(fold).eq(name.chars().map(fold))
 }

@@ -560,7 +560,16 @@ impl<'b, 'p> Walker<'b, 'p> {
         if names().next().is_none() {
             return Ok(false);
         }
+        // ASCII folds by lower-casing: when every selected name is lower-case
+        // ASCII, a lower-case ASCII name folds to one only by being it
+        let lower = |b: &[u8]| b.is_ascii() && !b.iter().any(u8::is_ascii_uppercase);
+        let names_lower = names().all(|n| lower(n.as_bytes()));
         for &key in &self.keys[keys_from..] {
+            let (start, end, escaped) = key;
+            let raw = self.b.get(start..end).unwrap_or_default();
+            if !escaped && names_lower && lower(raw) {
+                continue;
+            }
             let text = self.key_text(key)?;
             if names().any(|n| super::folds_to(&text, n)) {
                 return Ok(true);
