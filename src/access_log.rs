@@ -303,7 +303,7 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 /// `s` as a JSON string: copied as is when nothing in it needs escaping
 /// (ids, methods, templates: nearly always), else escaped by serde_json.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if crate::policy::json_plain_run(s.as_bytes()) == s.len() {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');

@@ -503,7 +503,9 @@ fn decode_segment(seg: &str) -> std::borrow::Cow<'_, str> {
 /// ([`classify_str`], after percent-decoding): `Some` means it looks like
 /// personal data or a secret and must not be written anywhere.
 pub fn classify_segment(seg: &str) -> Option<ValueClass> {
-    if seg.is_empty() || seg.starts_with('{') {
+    // decoding never lengthens a segment: one too short to classify as
+    // written is too short decoded, and costs no decoding
+    if seg.len() < SHORTEST_CLASSIFIED || seg.starts_with('{') {
         return None;
     }
     classify_str(&decode_segment(seg))

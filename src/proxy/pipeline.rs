@@ -610,15 +610,16 @@ fn logging(
 /// The path a log line may hold: the matched route's template, else the path
 /// with its sensitive-looking segments redacted (`{email}`, …). Never a
 /// value a route seals in the URL.
-fn log_path(active: &ActivePolicies, ctx: &RequestCtx) -> String {
+fn log_path<'a>(active: &'a ActivePolicies, ctx: &RequestCtx) -> std::borrow::Cow<'a, str> {
     let route = ctx.route.as_deref();
     match route.and_then(|n| active.set.routes().iter().find(|r| r.name == n)) {
-        Some(r) => r.path().as_str().to_owned(),
-        None => ctx
-            .raw_uri
-            .as_ref()
-            .map(|u| crate::policy::suggest::redact_path(u.path()))
-            .unwrap_or_default(),
+        Some(r) => std::borrow::Cow::Borrowed(r.path().as_str()),
+        None => std::borrow::Cow::Owned(
+            ctx.raw_uri
+                .as_ref()
+                .map(|u| crate::policy::suggest::redact_path(u.path()))
+                .unwrap_or_default(),
+        ),
     }
 }
 

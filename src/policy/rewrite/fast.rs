@@ -843,7 +843,7 @@ fn label_of_names(names: &[Cow<'_, str>]) -> String {
 /// string: not `"`, not `\\`, not a control character. Eight bytes per
 /// step (SWAR); the tests check it against the byte-by-byte definition.
 #[inline(always)]
-pub(super) fn plain_run(b: &[u8]) -> usize {
+pub(crate) fn plain_run(b: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // the high bit of each byte of x that is zero / less than n (n <= 128);
