@@ -334,6 +334,32 @@ fn node_dir() -> PathBuf {
 }
 
 /// A node in this process (the library, as `sealgate keys` uses it).
+/// The tests' own runtime (two workers: the upstream and the clients).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A library node (this process) that makes the store's `hot` key and a
+/// credential; returns it with the credential's id and secret.
+fn seed(url: &str) -> (KeyStore, String, String) {
+    let c = library_node(url);
+    c.create(CreateKeyRequest {
+        alias: Some("hot".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let cred = c.create_credential(None).unwrap();
+    let (id, secret) = (
+        cred.id.clone(),
+        String::from_utf8(cred.secret.expose().to_vec()).unwrap(),
+    );
+    (c, id, secret)
+}
+
 fn library_node(url: &str) -> KeyStore {
     let dir = tempfile::tempdir().unwrap().keep();
     KeyStore::open_postgres(
@@ -565,25 +591,11 @@ fn assert_key_unavailable(status: u16, body: &str) {
 fn with_postgres_killed_loaded_keys_work_writes_and_cold_misses_fail_fast_and_all_recovers() {
     let Some(pg) = PrivatePg::start() else { return };
     let url = pg.url();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let upstream = rt.block_on(common::recording_upstream(records_upstream()));
 
     // node C (this process) makes the store, the proxy's key and a credential
-    let c = library_node(&url);
-    c.create(CreateKeyRequest {
-        alias: Some("hot".into()),
-        ..Default::default()
-    })
-    .unwrap();
-    let cred = c.create_credential(None).unwrap();
-    let (id, secret) = (
-        cred.id.clone(),
-        String::from_utf8(cred.secret.expose().to_vec()).unwrap(),
-    );
+    let (c, id, secret) = seed(&url);
     // nodes A and B: real serve processes
     let (a, kms_a) = serve_node(&url, upstream.addr);
     let (b, kms_b) = serve_node(&url, upstream.addr);
@@ -791,23 +803,9 @@ fn with_postgres_killed_loaded_keys_work_writes_and_cold_misses_fail_fast_and_al
 fn with_postgres_frozen_writes_and_cold_misses_fail_within_the_bound_at_once_and_resume() {
     let Some(pg) = PrivatePg::start() else { return };
     let url = pg.url();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let upstream = rt.block_on(common::recording_upstream(records_upstream()));
-    let c = library_node(&url);
-    c.create(CreateKeyRequest {
-        alias: Some("hot".into()),
-        ..Default::default()
-    })
-    .unwrap();
-    let cred = c.create_credential(None).unwrap();
-    let (id, secret) = (
-        cred.id.clone(),
-        String::from_utf8(cred.secret.expose().to_vec()).unwrap(),
-    );
+    let (c, id, secret) = seed(&url);
     drop(c);
     let (a, kms) = serve_node(&url, upstream.addr);
     let token = rt.block_on(infisical_token(&kms, &id, &secret));
@@ -934,23 +932,9 @@ fn postgres_sigkilled_in_a_loop_loses_no_acknowledged_key_or_version() {
     const CLIENTS: usize = 4;
     let Some(pg) = PrivatePg::start() else { return };
     let url = pg.url();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let upstream = rt.block_on(common::recording_upstream(common::echo()));
-    let c = library_node(&url);
-    c.create(CreateKeyRequest {
-        alias: Some("hot".into()),
-        ..Default::default()
-    })
-    .unwrap();
-    let cred = c.create_credential(None).unwrap();
-    let (id, secret) = (
-        cred.id.clone(),
-        String::from_utf8(cred.secret.expose().to_vec()).unwrap(),
-    );
+    let (c, id, secret) = seed(&url);
     drop(c);
     let (node, kms) = serve_node(&url, upstream.addr);
 

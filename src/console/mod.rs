@@ -335,6 +335,23 @@ fn csrf_ok(form: &[(String, String)], s: &Session) -> bool {
     field(form, "csrf").is_some_and(|t| session::same_secret(t, &s.csrf))
 }
 
+/// A posted form that carries the session's CSRF token, or the answer that
+/// refuses it (`then` tells the user what to do; `csrf` re-arms the page's
+/// forms when the session is still good).
+async fn checked_form(
+    req: Request<Incoming>,
+    s: &Session,
+    then: &str,
+    csrf: Option<&str>,
+) -> Result<Vec<(String, String)>, Answer> {
+    let form = read_form(req).await?;
+    if !csrf_ok(&form, s) {
+        let message = format!("The form's CSRF token is missing or wrong{then}");
+        return Err(problem(StatusCode::FORBIDDEN, "Refused", &message, csrf));
+    }
+    Ok(form)
+}
+
 async fn handle(c: &Arc<Console>, peer: SocketAddr, req: Request<Incoming>) -> Answer {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -403,18 +420,10 @@ async fn handle(c: &Arc<Console>, peer: SocketAddr, req: Request<Incoming>) -> A
                     None,
                 );
             };
-            let form = match read_form(req).await {
+            let form = match checked_form(req, &s, ": open the log-in page again.", None).await {
                 Ok(f) => f,
                 Err(r) => return r,
             };
-            if !csrf_ok(&form, &s) {
-                return problem(
-                    StatusCode::FORBIDDEN,
-                    "Refused",
-                    "The form's CSRF token is missing or wrong: open the log-in page again.",
-                    None,
-                );
-            }
             let given = field(&form, "token").unwrap_or("");
             if session::same_secret(given.trim(), &c.token) {
                 // a new id on log-in: a session id known before is worth nothing
@@ -440,17 +449,8 @@ async fn handle(c: &Arc<Console>, peer: SocketAddr, req: Request<Incoming>) -> A
             let Some((id, s)) = current else {
                 return redirect("/login", Some(session::clear_cookie(c.secure)));
             };
-            let form = match read_form(req).await {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
-            if !csrf_ok(&form, &s) {
-                return problem(
-                    StatusCode::FORBIDDEN,
-                    "Refused",
-                    "The form's CSRF token is missing or wrong.",
-                    None,
-                );
+            if let Err(r) = checked_form(req, &s, ".", None).await {
+                return r;
             }
             c.sessions.remove(&id);
             redirect("/login", Some(session::clear_cookie(c.secure)))
@@ -489,18 +489,11 @@ async fn handle(c: &Arc<Console>, peer: SocketAddr, req: Request<Incoming>) -> A
                     None,
                 );
             };
-            let form = match read_form(req).await {
+            let then = ": reload the page and try again.";
+            let form = match checked_form(req, &s, then, Some(&s.csrf)).await {
                 Ok(f) => f,
                 Err(r) => return r,
             };
-            if !csrf_ok(&form, &s) {
-                return problem(
-                    StatusCode::FORBIDDEN,
-                    "Refused",
-                    "The form's CSRF token is missing or wrong: reload the page and try again.",
-                    Some(&s.csrf),
-                );
-            }
             draft(c.clone(), &form, &s.csrf).await
         }
         (Method::GET, _) | (Method::POST, _) => problem(
