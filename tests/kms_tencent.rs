@@ -1532,46 +1532,12 @@ async fn official_python_sdk_with_rotation_through_the_cli() {
 /// The headers of a TC3-signed POST of `body` as `action` at `timestamp`
 /// (Authorization included), to send as they are or altered.
 fn tc3_signed_headers(k: &Kms, action: &str, timestamp: i64, body: &str) -> Vec<(String, String)> {
-    let host = k.host();
-    let ts = timestamp.to_string();
-    let headers = [
-        ("content-type", "application/json"),
-        ("host", host.as_str()),
-        ("x-tc-action", action),
-        ("x-tc-version", "2019-01-18"),
-        ("x-tc-region", "ap-guangzhou"),
-        ("x-tc-timestamp", ts.as_str()),
-    ];
-    let parts = RequestParts {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &headers,
-        body: body.as_bytes(),
-    };
-    let auth = sign::tc3_authorization(
-        &k.id,
-        k.secret.as_bytes(),
-        "kms",
-        timestamp,
-        &parts,
-        &["content-type", "host"],
-    )
-    .unwrap();
-    let mut out: Vec<(String, String)> = headers
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    out.push(("authorization".into(), auth));
-    out
+    common::tc3_signed_headers(&k.host(), &k.id, &k.secret, action, timestamp, body)
 }
 
 async fn send_headers(k: &Kms, headers: &[(String, String)], body: &str) -> Value {
-    let refs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let (s, h, b) = send("POST", &format!("http://{}/", k.host()), &refs, body).await;
+    let (s, h, b) =
+        common::send_owned_headers("POST", &format!("http://{}/", k.host()), headers, body).await;
     checked(s, &h, &b)
 }
 

@@ -8,7 +8,6 @@ use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use sealgate::kms::tencent::sign::{self, RequestParts};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,34 +62,9 @@ fn fds() -> usize {
 async fn kms_call(host: &str, id: &str, secret: &str, action: &str, params: &Value) -> Value {
     let body = params.to_string();
     let ts = sealgate::clock::unix_now() as i64;
-    let ts_s = ts.to_string();
-    let headers = [
-        ("content-type", "application/json"),
-        ("host", host),
-        ("x-tc-action", action),
-        ("x-tc-version", "2019-01-18"),
-        ("x-tc-region", "ap-guangzhou"),
-        ("x-tc-timestamp", ts_s.as_str()),
-    ];
-    let parts = RequestParts {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &headers,
-        body: body.as_bytes(),
-    };
-    let auth = sign::tc3_authorization(
-        id,
-        secret.as_bytes(),
-        "kms",
-        ts,
-        &parts,
-        &["content-type", "host"],
-    )
-    .unwrap();
-    let mut all = headers.to_vec();
-    all.push(("authorization", &auth));
-    let (s, _, b) = send("POST", &format!("http://{host}/"), &all, &body).await;
+    let all = common::tc3_signed_headers(host, id, secret, action, ts, &body);
+    let (s, _, b) =
+        common::send_owned_headers("POST", &format!("http://{host}/"), &all, &body).await;
     assert_eq!(s, 200);
     serde_json::from_str(&b).unwrap()
 }

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use sealgate::keys::{CreateKeyRequest, KeyStore, RootKeySource, StoreOptions};
 use sealgate::kms::alibaba::sign as ali_sign;
-use sealgate::kms::tencent::sign::{self as tc_sign, RequestParts};
 use sealgate::secret::RootKey;
 use serde_json::{json, Value};
 
@@ -445,34 +444,9 @@ async fn tencent(kms: &str, id: &str, secret: &str, action: &str, params: Value)
         used.push((body.clone(), ts));
         ts
     };
-    let ts_s = ts.to_string();
-    let headers = [
-        ("content-type", "application/json"),
-        ("host", kms),
-        ("x-tc-action", action),
-        ("x-tc-version", "2019-01-18"),
-        ("x-tc-region", "ap-guangzhou"),
-        ("x-tc-timestamp", ts_s.as_str()),
-    ];
-    let parts = RequestParts {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &headers,
-        body: body.as_bytes(),
-    };
-    let auth = tc_sign::tc3_authorization(
-        id,
-        secret.as_bytes(),
-        "kms",
-        ts,
-        &parts,
-        &["content-type", "host"],
-    )
-    .unwrap();
-    let mut all = headers.to_vec();
-    all.push(("authorization", &auth));
-    let (status, _, text) = common::send("POST", &format!("http://{kms}/"), &all, &body).await;
+    let all = common::tc3_signed_headers(kms, id, secret, action, ts, &body);
+    let (status, _, text) =
+        common::send_owned_headers("POST", &format!("http://{kms}/"), &all, &body).await;
     assert_eq!(status, 200, "Tencent answers 200 always: {text}");
     serde_json::from_str(&text).unwrap()
 }

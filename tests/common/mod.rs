@@ -850,3 +850,62 @@ pub fn open_store(
         None => sealgate::keys::KeyStore::open(dir, root, options),
     }
 }
+
+/// The headers of a Tencent API 3.0 POST of `body` as `action`, signed with
+/// TC3-HMAC-SHA256 at `timestamp` (Authorization last), to send as they are
+/// or altered.
+pub fn tc3_signed_headers(
+    host: &str,
+    id: &str,
+    secret: &str,
+    action: &str,
+    timestamp: i64,
+    body: &str,
+) -> Vec<(String, String)> {
+    use sealgate::kms::tencent::sign::{tc3_authorization, RequestParts};
+    let ts = timestamp.to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("host", host),
+        ("x-tc-action", action),
+        ("x-tc-version", "2019-01-18"),
+        ("x-tc-region", "ap-guangzhou"),
+        ("x-tc-timestamp", ts.as_str()),
+    ];
+    let parts = RequestParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let auth = tc3_authorization(
+        id,
+        secret.as_bytes(),
+        "kms",
+        timestamp,
+        &parts,
+        &["content-type", "host"],
+    )
+    .unwrap();
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    out.push(("authorization".into(), auth));
+    out
+}
+
+/// [`send`] with owned header pairs.
+pub async fn send_owned_headers(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> (u16, http::HeaderMap, String) {
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    send(method, url, &refs, body).await
+}
