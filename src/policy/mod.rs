@@ -128,25 +128,7 @@ impl PolicySet {
         host: Option<&str>,
         path: &str,
     ) -> Option<RouteMatch<'_>> {
-        let segments = template::request_segments(path);
-        let mut best: Option<(RouteMatch<'_>, route::Precedence)> = None;
-        for route in &self.routes {
-            if !route.matches_method(method) || !route.matches_host(host) {
-                continue;
-            }
-            let Some(params) = route.path.matches(&segments) else {
-                continue;
-            };
-            let key = route.precedence();
-            let better = match &best {
-                None => true,
-                Some((_, best_key)) => key > *best_key,
-            };
-            if better {
-                best = Some((RouteMatch { route, params }, key));
-            }
-        }
-        best.map(|(m, _)| m)
+        self.best(method, host, &template::request_segments(path))
     }
 
     /// How the proxy routes a request: the route, and what else the path
